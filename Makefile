@@ -1,0 +1,53 @@
+# qstream — see README.md. Two commands set everything up on a fresh machine:
+#   make run    the engine on its embedded defaults (synthetic feed, local WAL, status line)
+#   make test   every test, starting the local servers the integration tests use
+GO        ?= go
+PKGS      ?= ./...
+# Packages whose tests always run under the race detector in `make test`.
+RACE_PKGS ?= ./ring/... ./engine/...
+STATICCHECK_VERSION ?= v0.8.2
+BENCHTIME ?= 1s
+FUZZTIME  ?= 30s
+
+.PHONY: all build run test test-race test-unit services bench fuzz lint stress crash-test clean
+
+all: build
+
+build:
+	$(GO) build -o bin/qstream ./cmd/qstream
+
+run: build
+	./bin/qstream run
+
+# `make test`: start (installing if needed) the servers integration tests talk to,
+# then the whole suite; ring and engine under the race detector.
+test: services
+	$(GO) vet $(PKGS)
+	$(GO) test -count=1 -timeout 40m $(PKGS)
+	$(GO) test -count=1 -race -timeout 20m $(RACE_PKGS)
+
+services:
+	./scripts/services.sh
+
+test-race: services
+	$(GO) test -count=1 -race -timeout 60m $(PKGS)
+
+# Benchmarks; BENCHMARKS.md records a run of this target with the machine named.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKGS)
+
+# Longer randomized runs than `make test` affords.
+stress:
+	QSTREAM_STRESS=1 $(GO) test -count=1 -race -timeout 60m -run 'Stress' ./ring/... ./engine/...
+
+# Each fuzz target for FUZZTIME.
+fuzz:
+	./scripts/fuzz.sh $(FUZZTIME)
+
+lint:
+	$(GO) vet $(PKGS)
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $(PKGS)
+
+clean:
+	rm -rf bin

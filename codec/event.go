@@ -1,0 +1,138 @@
+// Package codec owns qstream's wire formats: the canonical Event every feed
+// parses into, JSON (compact ticks and the specification's StreamMessage),
+// CSV ticks, exchange adapters, the fixed-size binary frame and symbol
+// interning. It knows nothing of execution or transport.
+package codec
+
+import (
+	"unsafe"
+)
+
+// Kind says what an Event carries.
+type Kind uint8
+
+// Kinds of event. The zero value is invalid so that an Event that was never
+// filled in is caught by validation.
+const (
+	KindInvalid   Kind = iota
+	KindTrade          // a print: Price and Volume are the trade
+	KindQuote          // top of book: Bid/Ask (and sizes); not a trade
+	KindBar            // an OHLCV bar: Open, High, Low, Price (close), Volume
+	KindBook           // a price-level update: Price, Volume (size), Flags side
+	KindNews           // a news article; text lives in a NewsArticle beside it
+	KindSignal         // the specification's TradingSignal
+	KindSystem         // the specification's SystemEvent / venue system event
+	KindCustom         // the specification's CustomEvent
+	KindStatus         // trading status / halt for a symbol
+	KindWatermark      // engine-internal: event time has advanced to TsNs
+	kindCount
+)
+
+var kindNames = [kindCount]string{
+	KindInvalid:   "invalid",
+	KindTrade:     "trade",
+	KindQuote:     "quote",
+	KindBar:       "bar",
+	KindBook:      "book",
+	KindNews:      "news",
+	KindSignal:    "signal",
+	KindSystem:    "system",
+	KindCustom:    "custom",
+	KindStatus:    "status",
+	KindWatermark: "watermark",
+}
+
+// String returns the lower-case name used in JSON output and stats.
+func (k Kind) String() string {
+	if k < kindCount {
+		return kindNames[k]
+	}
+	return "invalid"
+}
+
+// KindCount is the number of defined kinds; per-kind counters index by Kind.
+const KindCount = int(kindCount)
+
+// Status is the market status carried by a tick (the specification's
+// MarketStatus).
+type Status uint8
+
+// Market statuses.
+const (
+	StatusUnknown Status = iota
+	StatusPreMarket
+	StatusOpen
+	StatusClosed
+	StatusAfterHours
+	StatusHalted
+	statusCount
+)
+
+var statusNames = [statusCount]string{"unknown", "pre_market", "open", "closed", "after_hours", "halted"}
+
+func (s Status) String() string {
+	if s < statusCount {
+		return statusNames[s]
+	}
+	return "unknown"
+}
+
+// Flags are per-event bits.
+type Flags uint8
+
+// Event flags.
+const (
+	FlagHasBid Flags = 1 << iota // Bid is set
+	FlagHasAsk                   // Ask is set
+	FlagBuy                      // aggressor (or book side) is the buyer
+	FlagSell                     // aggressor (or book side) is the seller
+	FlagReplay                   // the event was re-read from a WAL or capture
+	FlagLast                     // last event of a batch that the source groups (IEX packet, Coinbase last_match)
+)
+
+// Symbol is an interned instrument name. Ids are dense and start at 1; 0
+// means "no symbol" (system events, news without a ticker).
+type Symbol uint32
+
+// Event is the canonical, fixed-size, pointer-free message that every feed
+// parses into and every ring carries. It holds no pointers so the garbage
+// collector never scans rings or per-symbol arrays of Events, and it copies
+// with a plain assignment.
+//
+// Times are int64 nanoseconds since the Unix epoch (event time), except
+// IngestNs, which is a monotonic processing-time stamp used only for latency
+// metrics and is zero in replays.
+type Event struct {
+	TsNs     int64   // event time
+	IngestNs int64   // processing time at ingest (monotonic ns); 0 if not measured
+	Seq      uint64  // the source's sequence or the input line number; orders outputs
+	IDHash   uint64  // stable 64-bit hash of the message id (0 if the message has none)
+	Price    float64 // trade price, bar close, book level price
+	Volume   float64 // trade size, bar volume, book level size (fractional for crypto)
+	Bid      float64 // valid when FlagHasBid
+	Ask      float64 // valid when FlagHasAsk
+	BidSize  float64
+	AskSize  float64
+	Open     float64 // bars only
+	High     float64 // bars only
+	Low      float64 // bars only
+	Aux      uint64  // kind-specific: news article slot, system event code, IEX sale condition flags
+	Symbol   Symbol
+	Source   uint16 // index of the feed that produced the event
+	Kind     Kind
+	Status   Status
+	Flags    Flags
+	_        [7]byte
+}
+
+// EventSize is the size of an Event in memory: two cache lines.
+const EventSize = int(unsafe.Sizeof(Event{}))
+
+// Reset zeroes e for reuse.
+func (e *Event) Reset() { *e = Event{} }
+
+// HasBid reports whether the bid is set.
+func (e *Event) HasBid() bool { return e.Flags&FlagHasBid != 0 }
+
+// HasAsk reports whether the ask is set.
+func (e *Event) HasAsk() bool { return e.Flags&FlagHasAsk != 0 }
