@@ -55,18 +55,8 @@ type Feed interface {
 	Run(ctx context.Context, pubs Publishers) error
 }
 
-// Position locates a record in its input, for error reports and DLQ records.
-type Position struct {
-	Line   int64 // 1-based line number for line-oriented inputs, else 0
-	Offset int64 // byte offset of the record in the input (or the packet index for pcap), -1 if unknown
-}
-
-func (p Position) String() string {
-	if p.Line > 0 {
-		return fmt.Sprintf("line %d", p.Line)
-	}
-	return fmt.Sprintf("offset %d", p.Offset)
-}
+// Position locates a record in its input (line or offset).
+type Position = codec.Position
 
 // Reader is a finite, pull-style source of events: a file of lines, a
 // capture, a WAL. Replay drives Readers so that the same input always gives
