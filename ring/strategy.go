@@ -1,0 +1,52 @@
+package ring
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Strategy is how a Waiter waits for its condition.
+type Strategy uint8
+
+// Wait strategies. The zero value is Spin; configuration should default to
+// Park, which is right for small shared machines.
+const (
+	// Spin busy-loops on the condition: lowest latency, burns a whole core.
+	// Only for dedicated (pinned, isolated) cores.
+	Spin Strategy = iota
+	// Yield spins briefly, then calls runtime.Gosched between checks: low
+	// latency, keeps the core busy but lets other goroutines run.
+	Yield
+	// Park spins very briefly, then sleeps on a channel until woken (or the
+	// timeout): costs a wake-up (microseconds) per sleep, burns no CPU.
+	Park
+	strategyCount
+)
+
+// ErrStrategy is wrapped by the error ParseStrategy returns for an unknown
+// name.
+var ErrStrategy = errors.New("ring: unknown wait strategy")
+
+var strategyNames = [strategyCount]string{Spin: "spin", Yield: "yield", Park: "park"}
+
+// String returns the name ParseStrategy accepts ("spin", "yield", "park").
+func (s Strategy) String() string {
+	if s < strategyCount {
+		return strategyNames[s]
+	}
+	return "Strategy(" + strconv.Itoa(int(s)) + ")"
+}
+
+// ParseStrategy parses "spin", "yield" or "park" (any case, surrounding
+// spaces ignored).
+func ParseStrategy(s string) (Strategy, error) {
+	name := strings.TrimSpace(s)
+	for i, n := range strategyNames {
+		if strings.EqualFold(name, n) {
+			return Strategy(i), nil
+		}
+	}
+	return 0, fmt.Errorf("%w %q (want spin, yield or park)", ErrStrategy, s)
+}
