@@ -1,0 +1,211 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"time"
+
+	"qstream/codec"
+	"qstream/ops"
+	"qstream/ring"
+)
+
+// Mode is the specification's processing mode.
+type Mode uint8
+
+// Processing modes.
+const (
+	// ModeEventDriven processes each message as it arrives and parks the
+	// shard while there is none (the Park wait strategy). The default.
+	ModeEventDriven Mode = iota
+	// ModeRealTime processes each message as it arrives; the shard waits with
+	// the configured strategy (spin or yield on dedicated cores).
+	ModeRealTime
+	// ModeMicroBatch gathers up to BatchSize messages, or whatever arrived
+	// within BatchTimeout of the first, and processes them together.
+	ModeMicroBatch
+)
+
+// ParseMode parses "event-driven", "real-time" or "micro-batch".
+func ParseMode(s string) (Mode, error) {
+	switch s {
+	case "event-driven", "event_driven", "eventdriven", "":
+		return ModeEventDriven, nil
+	case "real-time", "real_time", "realtime":
+		return ModeRealTime, nil
+	case "micro-batch", "micro_batch", "microbatch":
+		return ModeMicroBatch, nil
+	}
+	return 0, fmt.Errorf("engine: unknown processing mode %q (want event-driven, real-time or micro-batch)", s)
+}
+
+func (m Mode) String() string {
+	switch m {
+	case ModeRealTime:
+		return "real-time"
+	case ModeMicroBatch:
+		return "micro-batch"
+	}
+	return "event-driven"
+}
+
+// Processor is a shard's operator chain (ops.Pipeline implements it). The
+// shard that owns it calls it from one goroutine only.
+type Processor interface {
+	// OnEvent processes one non-watermark event at the shard's current
+	// watermark and appends outputs to dst. A reason other than ReasonNone
+	// sends the event to the dead-letter output (late, unknown symbol).
+	OnEvent(ev *codec.Event, watermarkNs int64, dst []ops.Output) ([]ops.Output, codec.Reason)
+	// OnWatermark advances event time; seq is the input sequence that
+	// advanced it, carried into the outputs it fires.
+	OnWatermark(watermarkNs int64, seq uint64, dst []ops.Output) []ops.Output
+}
+
+// ProcessorFactory builds the Processor of one shard.
+type ProcessorFactory func(shard int) (Processor, error)
+
+// OutputHandler receives operator outputs from the engine's collector
+// goroutine, one batch at a time. The slice is only valid during the call.
+// An error is sticky: the engine stops delivering and reports it from Wait.
+type OutputHandler interface {
+	HandleOutputs(outs []ops.Output) error
+}
+
+// DeadLetter is one rejected input as the engine reports it.
+type DeadLetter struct {
+	Reason codec.Reason
+	Feed   string // name of the publisher/feed
+	Pos    codec.Position
+	Raw    []byte // the raw input if the rejection happened at parse time (valid during the call); nil for events rejected by operators
+	Event  *codec.Event
+	Err    error
+}
+
+// DeadLetterHandler receives every rejected input. Calls come from feed
+// goroutines (parse-time rejections) and from the collector (operator
+// rejections); implementations must be safe for concurrent use and must not
+// block for long.
+type DeadLetterHandler interface {
+	HandleDeadLetter(dl *DeadLetter)
+}
+
+// Config configures an Engine. Zero values take the documented defaults.
+type Config struct {
+	// Shards is the number of shard loops. Default: usable CPUs − 1, at least 1.
+	Shards int
+	// PinCPUs, when set, pins shard i to PinCPUs[i % len(PinCPUs)]. A refusal is
+	// logged once and the shard runs unpinned.
+	PinCPUs []int
+	// Wait is the shards' and producers' wait strategy. Default ring.Park.
+	Wait ring.Strategy
+	// Mode is the processing mode. ModeEventDriven forces Wait = Park.
+	Mode Mode
+	// BatchSize and BatchTimeout apply to ModeMicroBatch (defaults 256, 1ms).
+	BatchSize    int
+	BatchTimeout time.Duration
+	// RingSize is the capacity of each producer→shard ring (power of two, default 8192).
+	RingSize int
+	// OutRingSize is the capacity of each shard's output ring (power of two, default 16384).
+	OutRingSize int
+	// MaxProducers bounds the number of Publishers (default 16).
+	MaxProducers int
+	// MaxSymbols is the capacity of the symbol table (default 65536).
+	MaxSymbols int
+	// Symbols, if set, is the symbol table to use (its capacity wins over
+	// MaxSymbols); the engine creates one otherwise.
+	Symbols *codec.SymbolTable
+	// OutOfOrderness is subtracted from the largest event time a source has
+	// seen to form its watermark.
+	OutOfOrderness time.Duration
+	// IdleTimeout: a source that published nothing for this long (processing
+	// time) stops holding the watermark back. 0 disables.
+	IdleTimeout time.Duration
+	// Ordered makes the collector deliver outputs in input order (by Seq,
+	// then a deterministic tie-break), independent of the number of shards.
+	// It requires a single Publisher whose events carry increasing Seq: replay.
+	Ordered bool
+	// Processors builds each shard's operator chain. Required.
+	Processors ProcessorFactory
+	// Output receives operator outputs. Nil discards them (counted).
+	Output OutputHandler
+	// DeadLetters receives rejected inputs. Nil only counts them.
+	DeadLetters DeadLetterHandler
+	// Durability, if set, makes Publisher.Barrier wait for the WAL.
+	Durability Durability
+	// Logger for lifecycle messages. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Durability is the WAL as the engine sees it: every published event is
+// appended before it is handed to a shard, and Barrier waits for the sync.
+type Durability interface {
+	// Append logs one event, encoded as a codec frame (valid only during the
+	// call), and returns its LSN.
+	Append(frame []byte) (lsn uint64, err error)
+	// WaitDurable returns once lsn is synced.
+	WaitDurable(lsn uint64) error
+}
+
+// Limits that bound configuration.
+const (
+	MaxShards       = 256
+	MaxProducersMax = 1024
+	maxRingSize     = 1 << 22
+)
+
+// ErrConfig is wrapped by every configuration error.
+var ErrConfig = errors.New("engine: invalid configuration")
+
+func (c *Config) withDefaults() (Config, error) {
+	cfg := *c
+	if cfg.Shards == 0 {
+		cfg.Shards = max(1, runtime.GOMAXPROCS(0)-1)
+	}
+	if cfg.Shards < 0 || cfg.Shards > MaxShards {
+		return cfg, fmt.Errorf("%w: shards %d outside 1..%d", ErrConfig, cfg.Shards, MaxShards)
+	}
+	if cfg.Mode == ModeEventDriven {
+		cfg.Wait = ring.Park
+	}
+	if cfg.BatchTimeout == 0 {
+		cfg.BatchTimeout = time.Millisecond
+	}
+	if cfg.RingSize == 0 {
+		cfg.RingSize = 8192
+	}
+	if cfg.OutRingSize == 0 {
+		cfg.OutRingSize = 16384
+	}
+	if cfg.BatchSize == 0 {
+		cfg.BatchSize = min(256, cfg.RingSize)
+	}
+	for _, n := range []int{cfg.RingSize, cfg.OutRingSize} {
+		if n < 2 || n > maxRingSize || n&(n-1) != 0 {
+			return cfg, fmt.Errorf("%w: ring size %d is not a power of two in 2..%d", ErrConfig, n, maxRingSize)
+		}
+	}
+	if cfg.Mode == ModeMicroBatch && (cfg.BatchSize < 1 || cfg.BatchSize > cfg.RingSize) {
+		return cfg, fmt.Errorf("%w: batch size %d outside 1..ring size %d", ErrConfig, cfg.BatchSize, cfg.RingSize)
+	}
+	if cfg.MaxProducers == 0 {
+		cfg.MaxProducers = 16
+	}
+	if cfg.MaxProducers < 1 || cfg.MaxProducers > MaxProducersMax {
+		return cfg, fmt.Errorf("%w: max producers %d outside 1..%d", ErrConfig, cfg.MaxProducers, MaxProducersMax)
+	}
+	if cfg.MaxSymbols == 0 {
+		cfg.MaxSymbols = 1 << 16
+	}
+	if cfg.OutOfOrderness < 0 || cfg.IdleTimeout < 0 {
+		return cfg, fmt.Errorf("%w: negative out-of-orderness or idle timeout", ErrConfig)
+	}
+	if cfg.Processors == nil {
+		return cfg, fmt.Errorf("%w: no processor factory", ErrConfig)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return cfg, nil
+}

@@ -1,0 +1,260 @@
+// Package engine owns qstream's shards: pinned worker loops that consume one
+// SPSC ring per producer, run each shard's operator chain on event time and
+// hand outputs to a collector that delivers them to the sinks.
+//
+// Data flow and ownership:
+//
+//	Publisher (one per producing goroutine) ──ring──▶ shard loop (LockOSThread, optional CPU pin)
+//	                                                    │ Processor: indicators, windows, patterns
+//	                                                    ▼
+//	                                             output ring ──▶ collector ──▶ OutputHandler
+//
+// Every symbol is owned by exactly one shard (a hash of its interned id), so
+// operator state needs no locks. Every queue is bounded and full queues block
+// (backpressure up to the feeds); nothing is dropped silently.
+//
+// Lifecycle: New, NewPublisher (any time before Stop), Start, then feeds
+// publish; Pause/Resume stop and restart consumption (rings fill and
+// backpressure the feeds); Stop waits for the publishers to close, drains
+// every ring and returns the first sticky error.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"qstream/codec"
+	"qstream/ring"
+)
+
+// Engine is a set of shards with their rings, processors and collector.
+type Engine struct {
+	cfg     Config
+	symbols *codec.SymbolTable
+	shards  []*shard
+
+	mu         sync.Mutex
+	publishers []*Publisher
+	pubs       atomic.Pointer[[]*Publisher] // copy-on-write view for shards and stats
+
+	started  atomic.Bool
+	stopping atomic.Bool
+	paused   atomic.Bool
+	pauseMu  sync.Mutex
+	pauseCv  *sync.Cond
+
+	collector *collector
+	wg        sync.WaitGroup
+	err       error
+
+	rejected [codec.ReasonCount]atomic.Uint64
+	pinOnce  sync.Once
+}
+
+// New builds an engine: its symbol table, its shards with their processors
+// and output rings. Nothing runs until Start.
+func New(cfg Config) (*Engine, error) {
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{cfg: c, symbols: c.Symbols}
+	if e.symbols == nil {
+		e.symbols = codec.NewSymbolTable(c.MaxSymbols)
+	}
+	e.pauseCv = sync.NewCond(&e.pauseMu)
+	empty := []*Publisher{}
+	e.pubs.Store(&empty)
+	outWaiter := ring.NewWaiter(c.Wait)
+	if c.Wait == ring.Spin {
+		// The collector is not pinned: let it yield rather than spin.
+		outWaiter = ring.NewWaiter(ring.Yield)
+	}
+	for i := 0; i < c.Shards; i++ {
+		proc, err := c.Processors(i)
+		if err != nil {
+			return nil, fmt.Errorf("engine: shard %d processor: %w", i, err)
+		}
+		s, err := newShard(e, i, proc, outWaiter)
+		if err != nil {
+			return nil, err
+		}
+		e.shards = append(e.shards, s)
+	}
+	e.collector = newCollector(e, outWaiter)
+	return e, nil
+}
+
+// Symbols returns the engine's symbol table, shared by every feed.
+func (e *Engine) Symbols() *codec.SymbolTable { return e.symbols }
+
+// Shards returns the number of shards.
+func (e *Engine) Shards() int { return len(e.shards) }
+
+// Config returns the configuration with defaults applied.
+func (e *Engine) Config() Config { return e.cfg }
+
+// route maps a symbol to its shard: a Fibonacci hash of the id, so that
+// consecutive ids spread evenly.
+func (e *Engine) route(sym codec.Symbol) int {
+	n := len(e.shards)
+	if n == 1 {
+		return 0
+	}
+	h := uint64(sym) * 0x9E3779B97F4A7C15
+	return int((h >> 32) % uint64(n))
+}
+
+// ShardOf returns the shard that owns sym.
+func (e *Engine) ShardOf(sym codec.Symbol) int { return e.route(sym) }
+
+// NewPublisher returns a Publisher for one producing goroutine. It creates
+// one ring per shard; shards discover it on their next loop.
+func (e *Engine) NewPublisher(name string) (*Publisher, error) {
+	if e.stopping.Load() {
+		return nil, ErrStopped
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.publishers) >= e.cfg.MaxProducers {
+		return nil, fmt.Errorf("engine: publisher limit %d reached", e.cfg.MaxProducers)
+	}
+	p := &Publisher{
+		e:        e,
+		id:       len(e.publishers),
+		name:     name,
+		rings:    make([]*ring.SPSC[codec.Event], len(e.shards)),
+		claim:    make([][]codec.Event, len(e.shards)),
+		fill:     make([]int, len(e.shards)),
+		waiter:   ring.NewWaiter(producerStrategy(e.cfg.Wait)),
+		maxTsNs:  minInt64,
+		sentWmNs: minInt64,
+		ooNs:     int64(e.cfg.OutOfOrderness),
+	}
+	for i, s := range e.shards {
+		r, err := ring.New[codec.Event](e.cfg.RingSize, s.waiter, p.waiter)
+		if err != nil {
+			return nil, fmt.Errorf("engine: ring: %w", err)
+		}
+		p.rings[i] = r
+	}
+	e.publishers = append(e.publishers, p)
+	view := append([]*Publisher(nil), e.publishers...)
+	e.pubs.Store(&view)
+	for _, s := range e.shards {
+		s.waiter.Wake()
+	}
+	return p, nil
+}
+
+// producerStrategy: producers are feed goroutines that are not pinned; they
+// never spin at full speed against a full ring.
+func producerStrategy(s ring.Strategy) ring.Strategy {
+	if s == ring.Spin {
+		return ring.Yield
+	}
+	return s
+}
+
+// Start launches the shard loops and the collector.
+func (e *Engine) Start() error {
+	if !e.started.CompareAndSwap(false, true) {
+		return errors.New("engine: already started")
+	}
+	e.wg.Add(len(e.shards))
+	for _, s := range e.shards {
+		go func() {
+			defer e.wg.Done()
+			s.run()
+		}()
+	}
+	e.collector.start()
+	return nil
+}
+
+// Pause stops the shards from consuming. Rings fill and publishers block:
+// nothing is dropped. Resume restarts them.
+func (e *Engine) Pause() { e.paused.Store(true) }
+
+// Resume undoes Pause.
+func (e *Engine) Resume() {
+	e.pauseMu.Lock()
+	e.paused.Store(false)
+	e.pauseCv.Broadcast()
+	e.pauseMu.Unlock()
+	for _, s := range e.shards {
+		s.waiter.Wake()
+	}
+}
+
+// Paused reports whether the engine is paused.
+func (e *Engine) Paused() bool { return e.paused.Load() }
+
+// Stop drains the engine: once every publisher has been closed (or ctx is
+// done), the shards consume what is left in their rings, fire what their
+// processors fire at end of input, and the collector delivers everything.
+// It returns the first sticky error of an output handler.
+func (e *Engine) Stop(ctx context.Context) error {
+	if !e.started.Load() {
+		return errors.New("engine: not started")
+	}
+	// Wait for the feeds to close their publishers so that nothing they
+	// acknowledged is left behind.
+	for !e.allPublishersEnded() {
+		select {
+		case <-ctx.Done():
+			e.setErr(fmt.Errorf("engine: stop: publishers still open: %w", ctx.Err()))
+			goto stop
+		default:
+		}
+		waitBriefly()
+	}
+stop:
+	e.stopping.Store(true)
+	e.Resume()
+	for _, s := range e.shards {
+		s.waiter.Wake()
+	}
+	e.wg.Wait()
+	e.collector.wait()
+	return e.Err()
+}
+
+func (e *Engine) allPublishersEnded() bool {
+	for _, p := range *e.pubs.Load() {
+		if !p.ended.Load() {
+			return false
+		}
+	}
+	return true
+}
+
+func (e *Engine) setErr(err error) {
+	e.mu.Lock()
+	if e.err == nil {
+		e.err = err
+	}
+	e.mu.Unlock()
+}
+
+// Err returns the engine's first sticky error.
+func (e *Engine) Err() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.err
+}
+
+// waitForResume blocks a shard while the engine is paused.
+func (e *Engine) waitForResume() {
+	e.pauseMu.Lock()
+	for e.paused.Load() && !e.stopping.Load() {
+		e.pauseCv.Wait()
+	}
+	e.pauseMu.Unlock()
+}
+
+func waitBriefly() { time.Sleep(time.Millisecond) }

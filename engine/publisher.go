@@ -1,0 +1,213 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"math"
+	"sync/atomic"
+
+	"qstream/codec"
+	"qstream/internal/clock"
+	"qstream/ring"
+)
+
+// ErrStopped is returned by Publisher methods after the engine stopped or
+// the Publisher was closed.
+var ErrStopped = errors.New("engine: stopped")
+
+// publishBatchMax bounds how many slots a Publisher claims at once in a
+// shard's ring: events become visible at the latest when that many are
+// written, or at Flush.
+const publishBatchMax = 256
+
+// Publisher hands one producer goroutine's events to the shards. It owns the
+// producer side of one SPSC ring into every shard, so it must only be used by
+// one goroutine. Events are routed by symbol (all events of a symbol reach
+// the same shard, in publication order) and published in batches: they
+// become visible to the shards when a batch fills or at Flush.
+//
+// The Publisher is also a watermark source: it tracks the largest event time
+// it has published and, at each Flush where that moved, sends every shard a
+// KindWatermark event of (largest − out-of-orderness). Close sends +∞: the
+// source has ended.
+type Publisher struct {
+	e      *Engine
+	id     int
+	name   string
+	rings  []*ring.SPSC[codec.Event]
+	claim  [][]codec.Event // claimed, unpublished slots per shard
+	fill   []int           // how many of claim[s] are written
+	waiter *ring.Waiter
+
+	frame     []byte // WAL frame buffer, reused
+	nowNs     int64 // ingest stamp for the current batch; 0 = read the clock on next Publish
+	maxTsNs   int64
+	sentWmNs  int64
+	lastSeq   uint64
+	lastLSN   uint64
+	closed    bool
+	ooNs      int64
+	published atomic.Uint64
+	rejected  [codec.ReasonCount]atomic.Uint64
+	// lastActiveNs is the processing time of the last Flush; shards read it
+	// to decide whether the source is idle.
+	lastActiveNs atomic.Int64
+	ended        atomic.Bool
+	// committedSeq is the Seq of the last event known visible in every ring:
+	// a shard whose rings from this Publisher are empty has seen every event
+	// up to it (the ordered collector's progress argument).
+	committedSeq atomic.Uint64
+}
+
+// Name returns the name the Publisher was created with.
+func (p *Publisher) Name() string { return p.name }
+
+// Publish copies ev into the ring of the shard that owns ev.Symbol. It
+// stamps IngestNs (once per batch) when the caller left it zero. It blocks
+// while that ring is full (backpressure); it returns ErrStopped once the
+// Publisher is closed. With a WAL configured the event is appended first.
+func (p *Publisher) Publish(ev *codec.Event) error {
+	if p.closed {
+		return ErrStopped
+	}
+	if ev.IngestNs == 0 {
+		if p.nowNs == 0 {
+			p.nowNs = clock.MonoNs()
+		}
+		ev.IngestNs = p.nowNs
+	}
+	ev.Source = uint16(p.id)
+	if d := p.e.cfg.Durability; d != nil {
+		p.frame = codec.AppendFrame(p.frame[:0], ev)
+		lsn, err := d.Append(p.frame)
+		if err != nil {
+			return err
+		}
+		p.lastLSN = lsn
+	}
+	s := p.e.route(ev.Symbol)
+	if p.fill[s] == len(p.claim[s]) {
+		if err := p.reclaim(s); err != nil {
+			return err
+		}
+	}
+	p.claim[s][p.fill[s]] = *ev
+	p.fill[s]++
+	if ev.TsNs > p.maxTsNs {
+		p.maxTsNs = ev.TsNs
+	}
+	p.lastSeq = ev.Seq
+	p.published.Add(1)
+	return nil
+}
+
+// reclaim publishes what is written in shard s's claim and claims a new
+// batch. Before it waits for space it makes everything visible, so that no
+// shard (and no ordered collector) waits on events this Publisher holds.
+func (p *Publisher) reclaim(s int) error {
+	r := p.rings[s]
+	p.commit(s)
+	if c := r.Claim(publishBatchMax); len(c) > 0 {
+		p.claim[s] = c
+		return nil
+	}
+	p.commitAll()
+	p.claim[s] = r.ClaimWait(publishBatchMax)
+	if len(p.claim[s]) == 0 {
+		return ErrStopped
+	}
+	return nil
+}
+
+// commitAll publishes every shard's written slots and records that every
+// event up to lastSeq is visible.
+func (p *Publisher) commitAll() {
+	for s := range p.rings {
+		p.commit(s)
+	}
+	p.committedSeq.Store(p.lastSeq)
+}
+
+// commit publishes the written slots of shard s's claim and drops the rest
+// of the claim (a ring holds one claim at a time, and Put claims too).
+func (p *Publisher) commit(s int) {
+	if p.fill[s] > 0 {
+		p.rings[s].Publish(p.fill[s])
+	}
+	p.claim[s] = nil
+	p.fill[s] = 0
+}
+
+// Flush makes every published event visible and, when the largest event time
+// moved, sends the new watermark to every shard.
+func (p *Publisher) Flush() error {
+	if p.closed {
+		return ErrStopped
+	}
+	p.commitAll()
+	if p.maxTsNs != math.MinInt64 {
+		wm := p.maxTsNs - p.ooNs
+		if wm > p.sentWmNs {
+			p.broadcastWatermark(wm)
+		}
+	}
+	p.nowNs = 0
+	p.lastActiveNs.Store(clock.MonoNs())
+	return nil
+}
+
+func (p *Publisher) broadcastWatermark(wm int64) {
+	p.sentWmNs = wm
+	ev := codec.Event{Kind: codec.KindWatermark, TsNs: wm, Seq: p.lastSeq, Source: uint16(p.id)}
+	for _, r := range p.rings {
+		r.Put(&ev)
+	}
+}
+
+// Barrier flushes, then waits until every event published so far is durable.
+func (p *Publisher) Barrier(ctx context.Context) error {
+	if err := p.Flush(); err != nil {
+		return err
+	}
+	d := p.e.cfg.Durability
+	if d == nil || p.lastLSN == 0 {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return d.WaitDurable(p.lastLSN)
+}
+
+// Reject counts a rejected input and hands it to the dead-letter handler.
+func (p *Publisher) Reject(raw []byte, reason codec.Reason, pos codec.Position, err error) {
+	if int(reason) >= codec.ReasonCount {
+		reason = codec.ReasonMalformed
+	}
+	p.rejected[reason].Add(1)
+	p.e.rejected[reason].Add(1)
+	if h := p.e.cfg.DeadLetters; h != nil {
+		h.HandleDeadLetter(&DeadLetter{Reason: reason, Feed: p.name, Pos: pos, Raw: raw, Err: err})
+	}
+}
+
+// Close flushes, sends the end-of-source watermark (+∞) and closes the
+// rings. The shards drain what was published. Close is idempotent.
+func (p *Publisher) Close() error {
+	if p.closed {
+		return nil
+	}
+	p.commitAll()
+	p.broadcastWatermark(math.MaxInt64)
+	p.closed = true
+	p.ended.Store(true)
+	for _, r := range p.rings {
+		r.Close()
+	}
+	p.committedSeq.Store(math.MaxUint64)
+	p.lastActiveNs.Store(clock.MonoNs())
+	return nil
+}
+
+// Published returns the number of events published.
+func (p *Publisher) Published() uint64 { return p.published.Load() }

@@ -1,0 +1,307 @@
+package engine
+
+import (
+	"fmt"
+	"math"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"qstream/codec"
+	"qstream/internal/clock"
+	"qstream/internal/cpu"
+	"qstream/ops"
+	"qstream/ring"
+)
+
+const (
+	minInt64 = math.MinInt64
+	// pollBatchMax bounds how many events a shard takes from one ring before
+	// it looks at the next: fairness between producers and a bound on the
+	// output produced per step.
+	pollBatchMax = 256
+	// outBufCap is the preallocated capacity of a shard's output buffer. One
+	// event rarely produces more than a handful of outputs; a watermark may
+	// fire many windows, and the buffer is flushed whenever it fills.
+	outBufCap = 4096
+	// idleCheckEvery is how often a parked shard wakes to check for idle
+	// sources and stop requests when nothing arrives.
+	idleCheckEvery = 50 * time.Millisecond
+)
+
+// deadLetter is a rejection raised inside a shard (late event, symbol
+// capacity), carried to the collector through a bounded ring.
+type deadLetter struct {
+	ev     codec.Event
+	reason codec.Reason
+}
+
+// shard is one worker loop. Everything in it except the atomics, the
+// latency recorder and the rings' other sides is owned by its goroutine.
+type shard struct {
+	e      *Engine
+	id     int
+	proc   Processor
+	waiter *ring.Waiter // consumer side of every input ring
+	out    *ring.SPSC[ops.Output]
+	dlq    *ring.SPSC[deadLetter]
+
+	inputs []*ring.SPSC[codec.Event] // indexed by publisher id; refreshed from e.pubs
+	srcWm  []int64                   // last watermark per publisher (minInt64: none yet)
+	wmNs   int64                     // shard watermark: min over active sources, monotone
+	outBuf []ops.Output
+
+	progress atomic.Uint64 // Seq of the last event whose outputs are all in out
+	lat      *latencyRecorder
+
+	// counters, written by the shard, read by Stats
+	byKind   [codec.KindCount]atomic.Uint64
+	outputs  atomic.Uint64
+	dead     atomic.Uint64
+	batchBuf []int64 // ingest stamps of the batch being processed
+	ready    func() bool
+}
+
+func newShard(e *Engine, id int, proc Processor, outWaiter *ring.Waiter) (*shard, error) {
+	s := &shard{
+		e:        e,
+		id:       id,
+		proc:     proc,
+		waiter:   ring.NewWaiter(e.cfg.Wait),
+		wmNs:     minInt64,
+		outBuf:   make([]ops.Output, 0, outBufCap),
+		lat:      newLatencyRecorder(),
+		batchBuf: make([]int64, 0, pollBatchMax),
+	}
+	var err error
+	if s.out, err = ring.New[ops.Output](e.cfg.OutRingSize, outWaiter, s.waiter); err != nil {
+		return nil, fmt.Errorf("engine: output ring: %w", err)
+	}
+	if s.dlq, err = ring.New[deadLetter](1024, outWaiter, s.waiter); err != nil {
+		return nil, fmt.Errorf("engine: dead-letter ring: %w", err)
+	}
+	s.ready = s.inputReady
+	return s, nil
+}
+
+func (s *shard) inputReady() bool {
+	for _, r := range s.inputs {
+		if r.Len() > 0 {
+			return true
+		}
+	}
+	return s.e.stopping.Load() || s.e.paused.Load() || len(*s.e.pubs.Load()) != len(s.inputs)
+}
+
+// refreshInputs picks up publishers created since the last look.
+func (s *shard) refreshInputs() {
+	pubs := *s.e.pubs.Load()
+	for i := len(s.inputs); i < len(pubs); i++ {
+		s.inputs = append(s.inputs, pubs[i].rings[s.id])
+		s.srcWm = append(s.srcWm, minInt64)
+	}
+}
+
+func (s *shard) run() {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if pins := s.e.cfg.PinCPUs; len(pins) > 0 {
+		if err := cpu.PinThread(pins[s.id%len(pins)]); err != nil {
+			s.e.pinOnce.Do(func() {
+				s.e.cfg.Logger.Warn("engine: CPU pinning refused; shards run unpinned", "err", err)
+			})
+		}
+	}
+	micro := s.e.cfg.Mode == ModeMicroBatch
+	var batchStartNs int64
+	for {
+		if s.e.paused.Load() && !s.e.stopping.Load() {
+			s.e.waitForResume()
+		}
+		if len(*s.e.pubs.Load()) != len(s.inputs) {
+			s.refreshInputs()
+		}
+		// Progress argument for the ordered collector: read what every
+		// publisher has committed before looking at the rings.
+		committed := s.committedSeq()
+		if micro {
+			avail := 0
+			for _, r := range s.inputs {
+				avail += r.Len()
+			}
+			if avail > 0 && avail < s.e.cfg.BatchSize && !s.e.stopping.Load() {
+				now := clock.MonoNs()
+				if batchStartNs == 0 {
+					batchStartNs = now
+				}
+				if left := time.Duration(batchStartNs + int64(s.e.cfg.BatchTimeout) - now); left > 0 {
+					s.waiter.Wait(s.ready, left)
+					continue
+				}
+			}
+			batchStartNs = 0
+		}
+		n := 0
+		for src, r := range s.inputs {
+			batch := r.Poll(pollBatchMax)
+			if len(batch) == 0 {
+				continue
+			}
+			s.processBatch(src, batch)
+			r.Release(len(batch))
+			n += len(batch)
+		}
+		if n > 0 {
+			continue
+		}
+		// Nothing arrived: every event up to `committed` has been processed.
+		if committed > s.progress.Load() {
+			s.progress.Store(committed)
+		}
+		if s.e.stopping.Load() && s.inputsDrained() {
+			s.finish()
+			return
+		}
+		if s.e.cfg.IdleTimeout > 0 {
+			s.checkIdle()
+		}
+		s.waiter.Wait(s.ready, idleCheckEvery)
+	}
+}
+
+func (s *shard) committedSeq() uint64 {
+	pubs := *s.e.pubs.Load()
+	if len(pubs) == 0 {
+		return 0
+	}
+	c := uint64(math.MaxUint64)
+	for _, p := range pubs {
+		c = min(c, p.committedSeq.Load())
+	}
+	return c
+}
+
+func (s *shard) inputsDrained() bool {
+	for _, r := range s.inputs {
+		if r.Len() > 0 {
+			return false
+		}
+	}
+	return len(*s.e.pubs.Load()) == len(s.inputs)
+}
+
+// processBatch runs the processor over one batch from one source and pushes
+// the outputs. The clock is read once per batch for the latency record.
+func (s *shard) processBatch(src int, batch []codec.Event) {
+	s.batchBuf = s.batchBuf[:0]
+	var lastSeq uint64
+	for i := range batch {
+		ev := &batch[i]
+		s.byKind[ev.Kind%codec.Kind(codec.KindCount)].Add(1)
+		if ev.Kind == codec.KindWatermark {
+			s.onWatermark(src, ev.TsNs, ev.Seq)
+		} else {
+			var reason codec.Reason
+			s.outBuf, reason = s.proc.OnEvent(ev, s.wmNs, s.outBuf)
+			if reason != codec.ReasonNone {
+				s.deadLetter(ev, reason)
+			}
+			if ev.IngestNs != 0 {
+				s.batchBuf = append(s.batchBuf, ev.IngestNs)
+			}
+		}
+		lastSeq = ev.Seq
+		if len(s.outBuf) >= outBufCap-ops.MaxValues*8 {
+			s.flushOutputs()
+		}
+	}
+	s.flushOutputs()
+	if lastSeq > s.progress.Load() {
+		s.progress.Store(lastSeq)
+	}
+	if len(s.batchBuf) > 0 {
+		s.lat.recordBatch(stageShard, clock.MonoNs(), s.batchBuf)
+	}
+}
+
+// onWatermark records a source's watermark and advances the shard's when the
+// minimum over active sources moved.
+func (s *shard) onWatermark(src int, wm int64, seq uint64) {
+	if wm > s.srcWm[src] {
+		s.srcWm[src] = wm
+	}
+	s.advance(seq)
+}
+
+// advance recomputes the shard watermark as the minimum over sources that
+// have sent one and are not idle, and fires the processor if it moved.
+func (s *shard) advance(seq uint64) {
+	wm := int64(math.MaxInt64)
+	any := false
+	idle := s.e.cfg.IdleTimeout
+	var now int64
+	if idle > 0 {
+		now = clock.MonoNs()
+	}
+	pubs := *s.e.pubs.Load()
+	for i, w := range s.srcWm {
+		if w == minInt64 {
+			continue // never sent a watermark: does not hold others back
+		}
+		if idle > 0 && w != math.MaxInt64 && now-pubs[i].lastActiveNs.Load() > int64(idle) {
+			continue // idle source: stops holding the watermark back
+		}
+		any = true
+		wm = min(wm, w)
+	}
+	if !any || wm <= s.wmNs {
+		return
+	}
+	s.wmNs = wm
+	s.outBuf = s.proc.OnWatermark(wm, seq, s.outBuf)
+}
+
+// checkIdle re-evaluates the watermark when sources may have gone idle.
+func (s *shard) checkIdle() {
+	s.advance(s.progress.Load())
+	s.flushOutputs()
+}
+
+func (s *shard) deadLetter(ev *codec.Event, reason codec.Reason) {
+	s.dead.Add(1)
+	d := deadLetter{ev: *ev, reason: reason}
+	s.dlq.Put(&d)
+}
+
+// flushOutputs moves the output buffer into the output ring, waiting while
+// it is full (block policy: backpressure reaches the inputs).
+func (s *shard) flushOutputs() {
+	if len(s.outBuf) == 0 {
+		return
+	}
+	s.outputs.Add(uint64(len(s.outBuf)))
+	rest := s.outBuf
+	for len(rest) > 0 {
+		dst := s.out.ClaimWait(len(rest))
+		if len(dst) == 0 {
+			break // output ring closed: only at shutdown
+		}
+		k := copy(dst, rest)
+		s.out.Publish(k)
+		rest = rest[k:]
+	}
+	s.outBuf = s.outBuf[:0]
+}
+
+// finish runs at shutdown: the end of every source is +∞, so every open
+// window fires; then the output rings are closed for the collector.
+func (s *shard) finish() {
+	for i := range s.srcWm {
+		s.srcWm[i] = math.MaxInt64
+	}
+	s.advance(math.MaxUint64)
+	s.flushOutputs()
+	s.progress.Store(math.MaxUint64)
+	s.out.Close()
+	s.dlq.Close()
+}

@@ -1,0 +1,91 @@
+package engine
+
+import (
+	"qstream/codec"
+)
+
+// Stats is a point-in-time view of the engine's counters. Counters are read
+// without stopping the shards, so the view is approximate while they run and
+// exact after Stop.
+type Stats struct {
+	Messages    uint64            // events processed by the shards (watermarks excluded)
+	ByKind      map[string]uint64 // processed events by kind
+	Published   uint64            // events accepted by publishers
+	Rejected    map[string]uint64 // rejections by reason (parse-time and operator-time)
+	Errors      uint64            // parse-time rejections (malformed, invalid values, oversize...)
+	DeadLetters uint64            // every rejection, parse-time and operator-time
+	Outputs     uint64            // outputs produced by the shards
+	Delivered   uint64            // outputs handed to the output handler
+	Symbols     int               // interned symbols
+	Shards      []ShardStats
+}
+
+// ShardStats are one shard's counters and ring occupancy.
+type ShardStats struct {
+	Messages    uint64
+	WatermarkNs int64
+	InputLen    int // values waiting in the shard's input rings
+	InputCap    int
+	OutputLen   int
+	OutputCap   int
+}
+
+// Stats collects the counters.
+func (e *Engine) Stats() Stats {
+	st := Stats{ByKind: map[string]uint64{}, Rejected: map[string]uint64{}, Symbols: e.symbols.Len()}
+	var byKind [codec.KindCount]uint64
+	for _, s := range e.shards {
+		var ss ShardStats
+		for k := range s.byKind {
+			n := s.byKind[k].Load()
+			byKind[k] += n
+			if codec.Kind(k) != codec.KindWatermark {
+				ss.Messages += n
+			}
+		}
+		ss.OutputLen, ss.OutputCap = s.out.Len(), s.out.Cap()
+		for _, p := range *e.pubs.Load() {
+			r := p.rings[s.id]
+			ss.InputLen += r.Len()
+			ss.InputCap += r.Cap()
+		}
+		st.Messages += ss.Messages
+		st.Outputs += s.outputs.Load()
+		st.Shards = append(st.Shards, ss)
+	}
+	for k, n := range byKind {
+		if n > 0 && codec.Kind(k) != codec.KindWatermark {
+			st.ByKind[codec.Kind(k).String()] = n
+		}
+	}
+	for _, p := range *e.pubs.Load() {
+		st.Published += p.published.Load()
+	}
+	for r := range e.rejected {
+		n := e.rejected[r].Load()
+		if n == 0 {
+			continue
+		}
+		st.Rejected[codec.Reason(r).String()] = n
+		st.DeadLetters += n
+		switch codec.Reason(r) {
+		case codec.ReasonLate, codec.ReasonDuplicate, codec.ReasonSequenceGap:
+		default:
+			st.Errors += n
+		}
+	}
+	st.Delivered = e.collector.delivered.Load()
+	return st
+}
+
+func (e *Engine) feedName(id int) string {
+	pubs := *e.pubs.Load()
+	if id >= 0 && id < len(pubs) {
+		return pubs[id].name
+	}
+	return ""
+}
+
+func posOf(ev *codec.Event) codec.Position {
+	return codec.Position{Offset: -1}
+}
