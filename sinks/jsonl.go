@@ -1,0 +1,214 @@
+// Package sinks holds qstream's output writers: JSON Lines files and the
+// dead-letter file today; Redis, ClickHouse, NATS and WebSocket writers build
+// on the same encoders.
+package sinks
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+
+	"qstream/codec"
+	"qstream/ops"
+)
+
+// WindowMeta describes one window operator for the encoder.
+type WindowMeta struct {
+	Name   string // the spec as the user wrote it: the "window" value
+	Object bool   // the value is an OHLCV object rather than a number
+}
+
+// JSONLConfig tells the encoder how to name what it writes.
+type JSONLConfig struct {
+	Symbols    *codec.SymbolTable
+	Indicators []string     // JSON keys of the indicator values, in order (sma_5, vwap, ...)
+	Windows    []WindowMeta // indexed by Output.Op of window outputs
+	// Kinds selects which outputs are written; others are skipped.
+	Kinds map[ops.OutKind]bool
+}
+
+// JSONLWriter encodes outputs as JSON Lines, one object per output, without
+// allocating per output. Errors are sticky, as with bufio.Writer.
+type JSONLWriter struct {
+	cfg   JSONLConfig
+	w     *bufio.Writer
+	buf   []byte
+	names []string // symbol names by id, refreshed from the table on a miss
+	keys  [][]byte // `,"sma_5":` prefixes
+	err   error
+	lines uint64
+}
+
+// NewJSONLWriter returns a writer over w with a 64 KiB buffer.
+func NewJSONLWriter(w io.Writer, cfg JSONLConfig) *JSONLWriter {
+	j := &JSONLWriter{cfg: cfg, w: bufio.NewWriterSize(w, 64<<10), buf: make([]byte, 0, 4096)}
+	for _, k := range cfg.Indicators {
+		j.keys = append(j.keys, []byte(`,`+strconv.Quote(k)+`:`))
+	}
+	return j
+}
+
+// Lines returns how many lines were written.
+func (j *JSONLWriter) Lines() uint64 { return j.lines }
+
+// HandleOutputs implements engine.OutputHandler.
+func (j *JSONLWriter) HandleOutputs(outs []ops.Output) error {
+	if j.err != nil {
+		return j.err
+	}
+	for i := range outs {
+		o := &outs[i]
+		if j.cfg.Kinds != nil && !j.cfg.Kinds[o.Kind] {
+			continue
+		}
+		j.buf = j.AppendOutput(j.buf[:0], o)
+		j.buf = append(j.buf, '\n')
+		if _, err := j.w.Write(j.buf); err != nil {
+			j.err = fmt.Errorf("sinks: jsonl: %w", err)
+			return j.err
+		}
+		j.lines++
+	}
+	return nil
+}
+
+// Flush writes buffered lines to the underlying writer.
+func (j *JSONLWriter) Flush() error {
+	if j.err != nil {
+		return j.err
+	}
+	if err := j.w.Flush(); err != nil {
+		j.err = fmt.Errorf("sinks: jsonl: %w", err)
+	}
+	return j.err
+}
+
+func (j *JSONLWriter) symbol(id codec.Symbol) string {
+	if int(id) >= len(j.names) && j.cfg.Symbols != nil {
+		j.names = j.cfg.Symbols.Names()
+	}
+	if int(id) < len(j.names) {
+		return j.names[id]
+	}
+	return ""
+}
+
+// AppendOutput appends the JSON object of o (without a newline).
+func (j *JSONLWriter) AppendOutput(dst []byte, o *ops.Output) []byte {
+	switch o.Kind {
+	case ops.OutIndicators:
+		dst = append(dst, `{"seq":`...)
+		dst = strconv.AppendUint(dst, o.Seq, 10)
+		dst = append(dst, `,"symbol":`...)
+		dst = AppendString(dst, j.symbol(o.Symbol))
+		dst = append(dst, `,"ts":`...)
+		dst = strconv.AppendInt(dst, o.TsNs, 10)
+		dst = append(dst, `,"price":`...)
+		dst = AppendFloat(dst, o.Price)
+		dst = append(dst, `,"volume":`...)
+		dst = AppendFloat(dst, o.Volume)
+		for i := 0; i < int(o.NValues) && i < len(j.keys); i++ {
+			dst = append(dst, j.keys[i]...)
+			dst = AppendFloat(dst, o.Values[i])
+		}
+		return append(dst, '}')
+	case ops.OutWindow:
+		var meta WindowMeta
+		if int(o.Op) < len(j.cfg.Windows) {
+			meta = j.cfg.Windows[o.Op]
+		}
+		dst = append(dst, `{"window":`...)
+		dst = AppendString(dst, meta.Name)
+		dst = append(dst, `,"symbol":`...)
+		dst = AppendString(dst, j.symbol(o.Symbol))
+		dst = append(dst, `,"start":`...)
+		dst = strconv.AppendInt(dst, o.StartNs, 10)
+		dst = append(dst, `,"end":`...)
+		dst = strconv.AppendInt(dst, o.EndNs, 10)
+		dst = append(dst, `,"count":`...)
+		dst = strconv.AppendInt(dst, o.Count, 10)
+		dst = append(dst, `,"value":`...)
+		if meta.Object && o.NValues >= 5 {
+			dst = appendOHLCV(dst, &o.Values)
+		} else {
+			dst = AppendFloat(dst, o.Value)
+		}
+		dst = append(dst, `,"timing":"`...)
+		dst = append(dst, o.Timing.String()...)
+		return append(dst, `"}`...)
+	}
+	dst = append(dst, `{"kind":`...)
+	dst = strconv.AppendUint(dst, uint64(o.Kind), 10)
+	dst = append(dst, `,"symbol":`...)
+	dst = AppendString(dst, j.symbol(o.Symbol))
+	dst = append(dst, `,"seq":`...)
+	dst = strconv.AppendUint(dst, o.Seq, 10)
+	return append(dst, '}')
+}
+
+func appendOHLCV(dst []byte, v *[ops.MaxValues]float64) []byte {
+	if math.IsNaN(v[0]) {
+		return append(dst, "null"...)
+	}
+	dst = append(dst, `{"open":`...)
+	dst = AppendFloat(dst, v[0])
+	dst = append(dst, `,"high":`...)
+	dst = AppendFloat(dst, v[1])
+	dst = append(dst, `,"low":`...)
+	dst = AppendFloat(dst, v[2])
+	dst = append(dst, `,"close":`...)
+	dst = AppendFloat(dst, v[3])
+	dst = append(dst, `,"volume":`...)
+	dst = AppendFloat(dst, v[4])
+	return append(dst, '}')
+}
+
+// AppendFloat appends f as encoding/json writes a float64 (shortest
+// round-trip form, exponent only outside [1e-6, 1e21)), and null for NaN or
+// ±Inf, which JSON cannot represent.
+func AppendFloat(dst []byte, f float64) []byte {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return append(dst, "null"...)
+	}
+	abs := math.Abs(f)
+	format := byte('f')
+	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	start := len(dst)
+	dst = strconv.AppendFloat(dst, f, format, -1, 64)
+	if format == 'e' {
+		// clean up e-09 to e-9, as encoding/json does
+		n := len(dst) - start
+		if n >= 4 && dst[len(dst)-4] == 'e' && dst[len(dst)-3] == '-' && dst[len(dst)-2] == '0' {
+			dst[len(dst)-2] = dst[len(dst)-1]
+			dst = dst[:len(dst)-1]
+		}
+	}
+	return dst
+}
+
+// AppendString appends s as a JSON string. Symbols and names are short and
+// mostly plain ASCII; control characters, quotes and backslashes are escaped.
+func AppendString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			dst = append(dst, '\\', c)
+		case c < 0x20:
+			dst = append(dst, `\u00`...)
+			dst = append(dst, "0123456789abcdef"[c>>4], "0123456789abcdef"[c&0xF])
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return append(dst, '"')
+}
+
+// ErrClosed is returned by writers used after Close.
+var ErrClosed = errors.New("sinks: closed")
