@@ -296,12 +296,21 @@ func TestCloseWakesBlockedSides(t *testing.T) {
 // waitSleeping waits (sleeping, not spinning) until w's owner is parked.
 func waitSleeping(t *testing.T, w *Waiter) {
 	t.Helper()
+	if !parked(w) {
+		t.Fatal("the other goroutine never parked")
+	}
+}
+
+// parked sleeps until w's owner is parked; false after about a second.
+// Usable from any goroutine.
+func parked(w *Waiter) bool {
 	for i := 0; w.sleeping.Load() == 0; i++ {
 		if i > 10000 {
-			t.Fatal("the other goroutine never parked")
+			return false
 		}
 		time.Sleep(100 * time.Microsecond)
 	}
+	return true
 }
 
 func TestInvariantChecks(t *testing.T) {

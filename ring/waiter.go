@@ -64,7 +64,8 @@ type Waiter struct {
 	// Waiter loads it, and only a parking sleeper writes it.
 	sleeping atomic.Uint32
 	_        cpu.CacheLinePad
-	inWait   atomic.Int32 // invariants builds: goroutines inside Wait
+	sleeps   atomic.Uint64 // times the Waiter went to sleep
+	inWait   atomic.Int32  // invariants builds: goroutines inside Wait
 }
 
 // NewWaiter returns a Waiter with strategy s. It panics if s is not one of
@@ -85,6 +86,11 @@ func NewWaiter(s Strategy) *Waiter {
 
 // Strategy returns the Waiter's strategy.
 func (w *Waiter) Strategy() Strategy { return w.strategy }
+
+// Sleeps returns how many times a Park Waiter has gone to sleep (blocked on
+// its channel); a metric for tuning, safe from any goroutine. Always 0 for
+// Spin and Yield.
+func (w *Waiter) Sleeps() uint64 { return w.sleeps.Load() }
 
 // Wait returns true as soon as ready() is true and false once timeout has
 // passed without it (timeout <= 0 waits for ever). ready is evaluated in the
@@ -164,6 +170,7 @@ func (w *Waiter) park(ready func() bool, timeout time.Duration, deadline time.Ti
 			return true
 		}
 		if timeout <= 0 {
+			w.sleeps.Add(1)
 			<-w.wake
 		} else {
 			d := time.Until(deadline)
@@ -171,6 +178,7 @@ func (w *Waiter) park(ready func() bool, timeout time.Duration, deadline time.Ti
 				w.sleeping.Store(0)
 				return ready()
 			}
+			w.sleeps.Add(1)
 			w.timer.Reset(d)
 			select {
 			case <-w.wake:

@@ -1,0 +1,198 @@
+package ring
+
+import (
+	"math/rand/v2"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"qstream/internal/invariants"
+)
+
+var strategies = []Strategy{Spin, Yield, Park}
+
+func TestWaiterStrategy(t *testing.T) {
+	for _, s := range strategies {
+		if got := NewWaiter(s).Strategy(); got != s {
+			t.Errorf("NewWaiter(%v).Strategy() = %v", s, got)
+		}
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("NewWaiter(Strategy(7)) did not panic")
+		}
+	}()
+	NewWaiter(Strategy(7))
+}
+
+func TestWaiterReadyAtOnce(t *testing.T) {
+	for _, s := range strategies {
+		w := NewWaiter(s)
+		calls := 0
+		if !w.Wait(func() bool { calls++; return true }, time.Millisecond) || calls != 1 {
+			t.Errorf("%v: Wait(true) returned false or evaluated ready %d times", s, calls)
+		}
+	}
+}
+
+// TestWaiterTimeout: Wait gives up no earlier than the timeout, for every
+// strategy, and a Park Waiter's reused timer still works after a wake-up
+// cancelled it. (Only lower bounds on time: upper bounds would be timing
+// assertions on a shared machine.)
+func TestWaiterTimeout(t *testing.T) {
+	never := func() bool { return false }
+	for _, s := range strategies {
+		w := NewWaiter(s)
+		d := 5 * time.Millisecond
+		if s == Spin {
+			d = time.Millisecond // burns a core for d
+		}
+		for round := 0; round < 3; round++ {
+			start := time.Now()
+			if w.Wait(never, d) {
+				t.Fatalf("%v: Wait(never, %v) = true", s, d)
+			}
+			if el := time.Since(start); el < d {
+				t.Fatalf("%v: Wait(never, %v) returned after %v", s, d, el)
+			}
+			if s == Park {
+				// A wake-up that stops the timer, then time out again.
+				var flag atomic.Bool
+				go func() {
+					parked(w)
+					flag.Store(true)
+					w.Wake()
+				}()
+				if !w.Wait(flag.Load, time.Minute) {
+					t.Fatalf("park: woken Wait returned false")
+				}
+			}
+		}
+	}
+}
+
+// TestWaiterWokenBeforeTimeout: a condition made true by another goroutine,
+// which then calls Wake, ends the wait with true long before the timeout.
+func TestWaiterWokenBeforeTimeout(t *testing.T) {
+	for _, s := range []Strategy{Yield, Park} {
+		w := NewWaiter(s)
+		var flag atomic.Bool
+		go func() {
+			if s == Park {
+				parked(w)
+			} else {
+				time.Sleep(time.Millisecond)
+			}
+			flag.Store(true)
+			w.Wake()
+		}()
+		if !w.Wait(flag.Load, time.Minute) {
+			t.Errorf("%v: Wait returned false", s)
+		}
+	}
+}
+
+func TestWakeWithoutSleeperLeavesNoToken(t *testing.T) {
+	w := NewWaiter(Park)
+	for range 3 {
+		w.Wake()
+	}
+	if len(w.wake) != 0 || w.sleeping.Load() != 0 {
+		t.Fatalf("Wake with nobody sleeping left a token (%d) or flag (%d)", len(w.wake), w.sleeping.Load())
+	}
+	if w.Wait(func() bool { return false }, time.Millisecond) {
+		t.Fatal("Wait(never) = true")
+	}
+}
+
+// TestWaiterNoLostWakeup plays ping-pong between two goroutines through two
+// Park Waiters for many rounds: each side makes the other's condition true,
+// wakes it, and parks until answered. A lost wake-up would leave both asleep;
+// the generous timeout turns that hang into a failure.
+func TestWaiterNoLostWakeup(t *testing.T) {
+	rounds := 20000
+	if stress() {
+		rounds = 1000000
+	} else if testing.Short() {
+		rounds = 2000
+	}
+	const watchdog = 30 * time.Second
+	ping, pong := NewWaiter(Park), NewWaiter(Park)
+	var pings, pongs atomic.Int64
+	errc := make(chan string, 1)
+	go func() {
+		d := newJitter(1)
+		for i := int64(1); i <= int64(rounds); i++ {
+			if !ping.Wait(func() bool { return pings.Load() >= i }, watchdog) {
+				errc <- "ponger: lost wake-up"
+				return
+			}
+			d.delay()
+			pongs.Store(i)
+			pong.Wake()
+		}
+		errc <- ""
+	}()
+	d := newJitter(2)
+	for i := int64(1); i <= int64(rounds); i++ {
+		d.delay()
+		pings.Store(i)
+		ping.Wake()
+		if !pong.Wait(func() bool { return pongs.Load() >= i }, watchdog) {
+			t.Fatalf("round %d: pinger: lost wake-up", i)
+		}
+	}
+	if msg := <-errc; msg != "" {
+		t.Fatal(msg)
+	}
+	checkParked(t, rounds, ping, pong)
+}
+
+// jitter delays the waker by a random few hundred nanoseconds, so that its
+// store lands anywhere in the sleeper's spin-then-park sequence, including
+// the window between "sleeping" and the re-check. A bounded computation,
+// not a wait on anything.
+type jitter struct {
+	rng  *rand.Rand
+	sink uint64
+}
+
+func newJitter(seed uint64) *jitter { return &jitter{rng: rand.New(rand.NewPCG(seed, 9))} }
+
+func (j *jitter) delay() {
+	n := j.rng.IntN(1024)
+	for i := 0; i < n; i++ {
+		j.sink = j.sink*31 + uint64(i)
+	}
+}
+
+// checkParked fails if the Waiters never actually slept: then a ping-pong
+// test proved nothing about the sleep/wake handshake.
+func checkParked(t *testing.T, rounds int, ws ...*Waiter) {
+	t.Helper()
+	var sleeps uint64
+	for _, w := range ws {
+		sleeps += w.Sleeps()
+	}
+	t.Logf("%d of %d hand-offs parked the receiver", sleeps, 2*rounds)
+	if sleeps == 0 {
+		t.Fatal("no hand-off ever parked: the wake-up path was not exercised")
+	}
+}
+
+func TestWaiterSingleSleeper(t *testing.T) {
+	if !invariants.Enabled {
+		t.Skip("invariants are off")
+	}
+	w := NewWaiter(Park)
+	var flag atomic.Bool
+	done := make(chan bool)
+	go func() { done <- w.Wait(flag.Load, time.Minute) }()
+	waitSleeping(t, w)
+	mustViolate(t, "second goroutine in Wait", func() { w.Wait(flag.Load, time.Millisecond) })
+	flag.Store(true)
+	w.Wake()
+	if !<-done {
+		t.Fatal("first waiter returned false")
+	}
+}
