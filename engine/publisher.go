@@ -40,7 +40,7 @@ type Publisher struct {
 	waiter *ring.Waiter
 
 	frame     []byte // WAL frame buffer, reused
-	nowNs     int64 // ingest stamp for the current batch; 0 = read the clock on next Publish
+	nowNs     int64  // ingest stamp for the current batch; 0 = read the clock on next Publish
 	maxTsNs   int64
 	sentWmNs  int64
 	lastSeq   uint64
