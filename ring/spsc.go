@@ -67,8 +67,9 @@ var (
 // head with the consumer's private state and tail with the producer's
 // private state live on separate cache lines (padding from
 // golang.org/x/sys/cpu.CacheLinePad), apart from the read-only fields. Each
-// side keeps a private copy of the other side's index (headCache,
-// tailCache) and reloads the shared atomic only when that copy says there is
+// side keeps a private copy of the other side's index (the producer's limit
+// is the head it last loaded plus Cap; the consumer's tailCache is the tail
+// it last loaded) and reloads the shared atomic only when that copy says there is
 // not enough room (producer) or data (consumer). So in steady state a
 // batched hand-off touches the other side's cache line once per batch, not
 // once per value.
@@ -110,7 +111,7 @@ type SPSC[T any] struct {
 	_        cpu.CacheLinePad
 
 	// Consumer-owned line: head is written by the consumer, read by the
-	// producer only when its headCache runs out.
+	// producer only when its limit runs out.
 	head      atomic.Uint64
 	chead     uint64 // consumer's copy of head (== head.Load())
 	tailCache uint64 // last tail the consumer loaded
@@ -121,7 +122,7 @@ type SPSC[T any] struct {
 	// consumer only when its tailCache runs out.
 	tail      atomic.Uint64
 	ptail     uint64 // producer's copy of tail (== tail.Load())
-	headCache uint64 // last head the producer loaded
+	limit     uint64 // last head the producer loaded + Cap: it may fill below
 	claimed   int    // invariants builds: slots returned by the last Claim
 	_         cpu.CacheLinePad
 }
@@ -197,9 +198,10 @@ func (r *SPSC[T]) Claim(n int) []T {
 		return nil
 	}
 	t := r.ptail
-	free := r.headCache + r.size - t
+	free := r.limit - t
 	if uint64(n) > free {
-		free = r.reloadHead(t)
+		r.limit = r.head.Load() + r.size
+		free = r.limit - t
 		if free == 0 {
 			if invariants.Enabled {
 				r.claimed = 0
@@ -210,19 +212,12 @@ func (r *SPSC[T]) Claim(n int) []T {
 	i := t & r.mask
 	k := min(uint64(n), free, r.size-i)
 	if invariants.Enabled {
+		if free > r.size {
+			invariants.Failf("ring: head %d ahead of tail %d", r.limit-r.size, t)
+		}
 		r.claimed = int(k)
 	}
 	return r.buf[i : i+k : i+k]
-}
-
-// reloadHead refreshes the producer's cached head and returns the free space.
-func (r *SPSC[T]) reloadHead(t uint64) uint64 {
-	r.headCache = r.head.Load()
-	free := r.headCache + r.size - t
-	if invariants.Enabled && free > r.size {
-		invariants.Failf("ring: head %d ahead of tail %d", r.headCache, t)
-	}
-	return free
 }
 
 // ClaimWait is Claim, but when the ring is full it waits on the producer
@@ -274,8 +269,11 @@ func (r *SPSC[T]) Offer(v *T) bool {
 		invariants.Failf("ring: Offer with %d slots claimed and unpublished", r.claimed)
 	}
 	t := r.ptail
-	if r.headCache+r.size == t && r.reloadHead(t) == 0 {
-		return false
+	if r.limit == t {
+		r.limit = r.head.Load() + r.size
+		if r.limit == t {
+			return false
+		}
 	}
 	r.buf[t&r.mask] = *v
 	r.ptail = t + 1

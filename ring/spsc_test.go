@@ -55,11 +55,11 @@ func TestLayout(t *testing.T) {
 		t.Fatalf("CacheLinePad is %d bytes", line)
 	}
 	head, tail := unsafe.Offsetof(r.head), unsafe.Offsetof(r.tail)
-	headCache, tailCache := unsafe.Offsetof(r.headCache), unsafe.Offsetof(r.tailCache)
+	limit, tailCache := unsafe.Offsetof(r.limit), unsafe.Offsetof(r.tailCache)
 	closed := unsafe.Offsetof(r.closed)
-	if tail-tailCache < line || headCache-tailCache < line {
-		t.Errorf("consumer line (tailCache at %d) within %d bytes of producer line (tail %d, headCache %d)",
-			tailCache, line, tail, headCache)
+	if tail-tailCache < line || limit-tailCache < line {
+		t.Errorf("consumer line (tailCache at %d) within %d bytes of producer line (tail %d, limit %d)",
+			tailCache, line, tail, limit)
 	}
 	if head-closed < line {
 		t.Errorf("head at %d within a cache line of the read-only fields (closed at %d)", head, closed)
