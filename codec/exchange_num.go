@@ -112,21 +112,6 @@ func exParseDecimalSlow(b []byte) (float64, bool) {
 	return f, true
 }
 
-// exParseUint parses a non-negative decimal integer of at most 19 digits.
-func exParseUint(b []byte) (uint64, bool) {
-	if len(b) == 0 || len(b) > 19 {
-		return 0, false
-	}
-	var n uint64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + uint64(c-'0')
-	}
-	return n, true
-}
-
 // exMaxUnixSec is the last second whose nanoseconds still fit in an int64
 // (2262-04-11).
 const exMaxUnixSec = math.MaxInt64/1_000_000_000 - 1

@@ -752,7 +752,9 @@ func BenchmarkCoinbaseMatchEncodingJSON(b *testing.B) {
 	_ = ev
 }
 
-func BenchmarkCoinbaseTicker(b *testing.B) { benchAdapter(b, NewCoinbase(CoinbaseOptions{}), cbTickerMsg) }
+func BenchmarkCoinbaseTicker(b *testing.B) {
+	benchAdapter(b, NewCoinbase(CoinbaseOptions{}), cbTickerMsg)
+}
 
 func BenchmarkBinanceAggTrade(b *testing.B) {
 	benchAdapter(b, NewBinance(BinanceOptions{KeepDuplicates: true}), bnAggTradeMsg)
