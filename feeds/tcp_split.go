@@ -4,12 +4,11 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+
+	"qstream/codec"
 )
 
-// TCPFormat is the wire format of a TCP listener. It is chosen per listener
-// (one TCPServer per format and port), not negotiated: a length prefix can
-// begin with any byte, including '{', so sniffing the first byte would be a
-// guess.
+// TCPFormat is the wire format of a TCP connection.
 type TCPFormat uint8
 
 // TCP wire formats.
@@ -18,11 +17,19 @@ const (
 	// codec.Parser.ParseJSON accepts. A trailing '\r' is dropped, empty lines
 	// are skipped. MaxMessageSize bounds a line without its newline.
 	TCPLines TCPFormat = iota + 1
-	// TCPFrames is length-prefixed binary: a 4-byte little-endian payload
-	// length followed by the payload, one codec binary frame
-	// (codec.AppendFrame). MaxMessageSize bounds the payload length; a
-	// zero-length payload is rejected as malformed.
+	// TCPFrames is a stream of codec binary frames (codec.AppendFrame), back
+	// to back. A frame is length-prefixed by its own header: byte 0 is
+	// codec.FrameMagic, byte 1 the version, bytes 2-3 the frame's total
+	// length (uint16, little-endian, header included). The splitter cuts by
+	// that length, so a frame of another version or a bad checksum is
+	// rejected alone and the stream stays aligned; a wrong magic byte or a
+	// length under 4 means the stream is not aligned on frames any more and
+	// closes the connection. MaxMessageSize bounds the frame length.
 	TCPFrames
+	// TCPAuto decides per connection from its first byte: codec.FrameMagic
+	// (0xF5, which never occurs in UTF-8 text) selects TCPFrames, anything
+	// else TCPLines.
+	TCPAuto
 )
 
 func (f TCPFormat) String() string {
@@ -31,24 +38,24 @@ func (f TCPFormat) String() string {
 		return "lines"
 	case TCPFrames:
 		return "frames"
+	case TCPAuto:
+		return "auto"
 	}
 	return "invalid"
 }
 
-// TCPFrameHeaderSize is the size of the length prefix of a TCPFrames message.
+// TCPFrameHeaderSize is the size of the header that starts every frame of a
+// TCPFrames stream and carries its length.
 const TCPFrameHeaderSize = 4
-
-// AppendTCPFrame appends payload to dst as one TCPFrames message: its
-// 4-byte little-endian length, then payload.
-func AppendTCPFrame(dst, payload []byte) []byte {
-	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(payload)))
-	return append(dst, payload...)
-}
 
 // errTCPOversize is the splitter's verdict on a message over the size
 // limit; the connection is then closed, since the rest of its stream cannot
 // be trusted to be aligned (a frame length) or bounded (a line).
-var errTCPOversize = errors.New("feeds: tcp message over the size limit")
+var errTCPOversize = errors.New("tcp: message over the size limit")
+
+// errTCPUnaligned is the splitter's verdict on a TCPFrames stream whose next
+// bytes are not a frame header; the connection is then closed.
+var errTCPUnaligned = errors.New("tcp: stream not aligned on a frame header")
 
 // tcpSplitter cuts one connection's byte stream into messages. Reads arrive
 // in arbitrary pieces; a message cut by a read boundary is copied into carry
@@ -57,10 +64,12 @@ var errTCPOversize = errors.New("feeds: tcp message over the size limit")
 // without copying. Not safe for concurrent use.
 //
 // Use: Begin(buf) with each read, then Next until it returns ok == false;
-// every byte of buf is consumed by then (returned or carried).
+// every byte of buf is consumed by then (returned or carried). A TCPAuto
+// splitter settles on TCPLines or TCPFrames at the first byte.
 type tcpSplitter struct {
-	format TCPFormat
-	max    int // bound of a line (without '\n') or of a frame payload
+	format  TCPFormat // TCPLines or TCPFrames once the first byte is seen
+	initial TCPFormat // as configured, restored by reset
+	max     int       // bound of a line (without '\n') or of a frame
 
 	buf   []byte // the current read
 	pos   int    // next unconsumed byte of buf
@@ -73,12 +82,13 @@ type tcpSplitter struct {
 }
 
 func newTCPSplitter(format TCPFormat, max int) tcpSplitter {
-	return tcpSplitter{format: format, max: max}
+	return tcpSplitter{format: format, initial: format, max: max}
 }
 
 // reset forgets all state, for a new connection in a reused slot. The carry
 // buffer's capacity is kept.
 func (s *tcpSplitter) reset() {
+	s.format = s.initial
 	s.buf, s.pos, s.carry = nil, 0, s.carry[:0]
 	s.bufOff, s.carryOff, s.msgOff, s.count = 0, 0, 0, 0
 }
@@ -88,6 +98,15 @@ func (s *tcpSplitter) reset() {
 func (s *tcpSplitter) Begin(buf []byte) {
 	s.bufOff += int64(s.pos)
 	s.buf, s.pos = buf, 0
+}
+
+// pendingOff returns the stream offset of the message Next is working on:
+// where a message over the limit or a bad frame header starts.
+func (s *tcpSplitter) pendingOff() int64 {
+	if len(s.carry) > 0 {
+		return s.carryOff
+	}
+	return s.bufOff + int64(s.pos)
 }
 
 // Carried returns the number of bytes of a partial message held over.
@@ -104,10 +123,12 @@ func (s *tcpSplitter) Pos() Position {
 }
 
 // Next returns the next complete message: a line without its '\n' (and
-// without a '\r' before it) or a frame payload. msg is valid until the next
-// call to Next or Begin. ok is false when the read is used up. err is
-// errTCPOversize when a message exceeds the limit; msg then holds the bytes of
-// it seen so far (for a report) and the stream must be abandoned.
+// without a '\r' before it) or a whole frame, header included. msg is valid
+// until the next call to Next or Begin. ok is false when the read is used
+// up. err is errTCPOversize when a message exceeds the limit or
+// errTCPUnaligned when a frame stream is not at a frame header; msg then
+// holds the bytes of the message seen so far (for a report) and the stream
+// must be abandoned.
 func (s *tcpSplitter) Next() (msg []byte, ok bool, err error) {
 	if len(s.carry) > 0 {
 		return s.nextCarried()
@@ -115,6 +136,12 @@ func (s *tcpSplitter) Next() (msg []byte, ok bool, err error) {
 	rest := s.buf[s.pos:]
 	if len(rest) == 0 {
 		return nil, false, nil
+	}
+	if s.format == TCPAuto {
+		s.format = TCPLines
+		if rest[0] == codec.FrameMagic {
+			s.format = TCPFrames
+		}
 	}
 	start := s.bufOff + int64(s.pos)
 	switch s.format {
@@ -134,22 +161,24 @@ func (s *tcpSplitter) Next() (msg []byte, ok bool, err error) {
 		s.msgOff, s.count = start, s.count+1
 		return trimCR(rest[:i]), true, nil
 	default: // TCPFrames
+		if rest[0] != codec.FrameMagic {
+			return rest[:min(len(rest), TCPFrameHeaderSize)], false, errTCPUnaligned
+		}
 		if len(rest) < TCPFrameHeaderSize {
 			s.hold(rest, start)
 			return nil, false, nil
 		}
-		n := binary.LittleEndian.Uint32(rest)
-		if uint64(n) > uint64(s.max) {
-			return rest, false, errTCPOversize
+		n, err := s.frameLen(rest)
+		if err != nil {
+			return rest, false, err
 		}
-		end := TCPFrameHeaderSize + int(n)
-		if len(rest) < end {
+		if len(rest) < n {
 			s.hold(rest, start)
 			return nil, false, nil
 		}
-		s.pos += end
+		s.pos += n
 		s.msgOff, s.count = start, s.count+1
-		return rest[TCPFrameHeaderSize:end], true, nil
+		return rest[:n], true, nil
 	}
 }
 
@@ -183,11 +212,11 @@ func (s *tcpSplitter) nextCarried() (msg []byte, ok bool, err error) {
 				return nil, false, nil
 			}
 		}
-		n := binary.LittleEndian.Uint32(s.carry)
-		if uint64(n) > uint64(s.max) {
-			return s.carry, false, errTCPOversize
+		n, err := s.frameLen(s.carry)
+		if err != nil {
+			return s.carry, false, err
 		}
-		need := TCPFrameHeaderSize + int(n) - len(s.carry)
+		need := n - len(s.carry)
 		if len(rest) < need {
 			s.carry = append(s.carry, rest...)
 			s.pos = len(s.buf)
@@ -195,13 +224,26 @@ func (s *tcpSplitter) nextCarried() (msg []byte, ok bool, err error) {
 		}
 		s.carry = append(s.carry, rest[:need]...)
 		s.pos += need
-		msg = s.carry[TCPFrameHeaderSize:]
+		msg = s.carry
 	}
 	// The message aliases carry, which is emptied (not overwritten) here and
 	// refilled only by a later call: msg stays valid until then.
 	s.msgOff, s.count = s.carryOff, s.count+1
 	s.carry = s.carry[:0]
 	return msg, true, nil
+}
+
+// frameLen checks the frame header at the start of b (len(b) >= 4; b[0]
+// already known to be the magic) and returns the frame's length.
+func (s *tcpSplitter) frameLen(b []byte) (int, error) {
+	n := int(binary.LittleEndian.Uint16(b[2:]))
+	if n < TCPFrameHeaderSize {
+		return 0, errTCPUnaligned
+	}
+	if n > s.max {
+		return 0, errTCPOversize
+	}
+	return n, nil
 }
 
 // hold carries rest (the tail of the read, a partial message) over to the

@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+
+	"qstream/codec"
 )
 
 // tcpSplitMsg is one message seen by a splitter walk.
@@ -15,55 +17,68 @@ type tcpSplitMsg struct {
 	pos Position
 }
 
-// tcpSplitOracle splits the whole input at once, the simple way.
-func tcpSplitOracle(format TCPFormat, max int, in []byte) (msgs []tcpSplitMsg, oversize bool) {
+// tcpSplitOracle splits the whole input at once, the simple way. bad is
+// errTCPOversize or errTCPUnaligned when the stream must be abandoned.
+func tcpSplitOracle(format TCPFormat, max int, in []byte) (msgs []tcpSplitMsg, bad error) {
 	off := 0
 	var n int64
+	if format == TCPAuto && len(in) > 0 {
+		format = TCPLines
+		if in[0] == codec.FrameMagic {
+			format = TCPFrames
+		}
+	}
 	for off < len(in) {
 		rest := in[off:]
 		switch format {
 		case TCPLines:
 			i := bytes.IndexByte(rest, '\n')
 			if i < 0 {
-				return msgs, len(rest) > max
+				if len(rest) > max {
+					return msgs, errTCPOversize
+				}
+				return msgs, nil
 			}
 			if i > max {
-				return msgs, true
+				return msgs, errTCPOversize
 			}
 			n++
 			msgs = append(msgs, tcpSplitMsg{string(bytes.TrimSuffix(rest[:i], []byte("\r"))), Position{Line: n, Offset: int64(off)}})
 			off += i + 1
 		case TCPFrames:
+			if rest[0] != codec.FrameMagic {
+				return msgs, errTCPUnaligned
+			}
 			if len(rest) < 4 {
-				return msgs, false
+				return msgs, nil
 			}
-			l := int(binary.LittleEndian.Uint32(rest))
-			if uint64(uint32(l)) > uint64(max) {
-				return msgs, true
+			l := int(binary.LittleEndian.Uint16(rest[2:]))
+			if l < 4 {
+				return msgs, errTCPUnaligned
 			}
-			if len(rest) < 4+l {
-				return msgs, false
+			if l > max {
+				return msgs, errTCPOversize
+			}
+			if len(rest) < l {
+				return msgs, nil
 			}
 			n++
-			msgs = append(msgs, tcpSplitMsg{string(rest[4 : 4+l]), Position{Offset: int64(off)}})
-			off += 4 + l
+			msgs = append(msgs, tcpSplitMsg{string(rest[:l]), Position{Offset: int64(off)}})
+			off += l
 		}
 	}
-	return msgs, false
+	return msgs, nil
 }
 
 // tcpSplitChunks feeds in to a splitter in the given chunks.
-func tcpSplitChunks(format TCPFormat, max int, chunks [][]byte) (msgs []tcpSplitMsg, oversize bool) {
+func tcpSplitChunks(format TCPFormat, max int, chunks [][]byte) (msgs []tcpSplitMsg, bad error) {
 	s := newTCPSplitter(format, max)
 	for _, c := range chunks {
 		s.Begin(c)
 		for {
 			m, ok, err := s.Next()
 			if err != nil {
-				if err != errTCPOversize {
-					panic(err)
-				}
-				return msgs, true
+				return msgs, err
 			}
 			if !ok {
 				break
@@ -71,7 +86,7 @@ func tcpSplitChunks(format TCPFormat, max int, chunks [][]byte) (msgs []tcpSplit
 			msgs = append(msgs, tcpSplitMsg{string(m), s.Pos()})
 		}
 	}
-	return msgs, false
+	return msgs, nil
 }
 
 func tcpSplitAt(in []byte, cuts []int) [][]byte {
@@ -89,7 +104,7 @@ func checkTCPSplit(t *testing.T, format TCPFormat, max int, in []byte, chunks []
 	want, wantOver := tcpSplitOracle(format, max, in)
 	got, gotOver := tcpSplitChunks(format, max, chunks)
 	if gotOver != wantOver || len(got) != len(want) {
-		t.Fatalf("%v max %d, %d chunks: got %d msgs oversize=%v, want %d msgs oversize=%v",
+		t.Fatalf("%v max %d, %d chunks: got %d msgs, error %v; want %d msgs, error %v",
 			format, max, len(chunks), len(got), gotOver, len(want), wantOver)
 	}
 	for i := range want {
@@ -99,33 +114,49 @@ func checkTCPSplit(t *testing.T, format TCPFormat, max int, in []byte, chunks []
 	}
 }
 
-func tcpTestFrames(payloads ...string) []byte {
+// tcpTestFrame appends a frame-shaped message (the codec frame header with
+// the right length, any body) to dst: the splitter looks only at the header.
+func tcpTestFrame(dst []byte, body []byte) []byte {
+	dst = append(dst, codec.FrameMagic, codec.FrameVersion)
+	dst = binary.LittleEndian.AppendUint16(dst, uint16(4+len(body)))
+	return append(dst, body...)
+}
+
+func tcpTestFrames(bodies ...string) []byte {
 	var b []byte
-	for _, p := range payloads {
-		b = AppendTCPFrame(b, []byte(p))
+	for _, p := range bodies {
+		b = tcpTestFrame(b, []byte(p))
 	}
 	return b
 }
 
+// f is the raw frame of body, for expected values.
+func tcpF(body string) string { return string(tcpTestFrames(body)) }
+
 func TestTCPSplitterTable(t *testing.T) {
 	tests := []struct {
-		name     string
-		format   TCPFormat
-		max      int
-		in       []byte
-		want     []string
-		oversize bool
+		name   string
+		format TCPFormat
+		max    int
+		in     []byte
+		want   []string
+		bad    error
 	}{
-		{"lines", TCPLines, 64, []byte("a\nbb\r\n\nccc\n"), []string{"a", "bb", "", "ccc"}, false},
-		{"lines tail kept", TCPLines, 64, []byte("a\nbb"), []string{"a"}, false},
-		{"line at limit", TCPLines, 3, []byte("abc\nd\n"), []string{"abc", "d"}, false},
-		{"line over limit", TCPLines, 3, []byte("ab\nabcd\nx\n"), []string{"ab"}, true},
-		{"tail over limit", TCPLines, 3, []byte("ab\nabcd"), []string{"ab"}, true},
-		{"frames", TCPFrames, 64, tcpTestFrames("x", "hello", ""), []string{"x", "hello", ""}, false},
-		{"frame tail kept", TCPFrames, 64, tcpTestFrames("x", "hello")[:9], []string{"x"}, false},
-		{"frame at limit", TCPFrames, 5, tcpTestFrames("hello", "a"), []string{"hello", "a"}, false},
-		{"frame over limit", TCPFrames, 4, tcpTestFrames("a", "hello", "b"), []string{"a"}, true},
-		{"huge length", TCPFrames, 1 << 20, []byte{0xff, 0xff, 0xff, 0xff, 1}, nil, true},
+		{"lines", TCPLines, 64, []byte("a\nbb\r\n\nccc\n"), []string{"a", "bb", "", "ccc"}, nil},
+		{"lines tail kept", TCPLines, 64, []byte("a\nbb"), []string{"a"}, nil},
+		{"line at limit", TCPLines, 3, []byte("abc\nd\n"), []string{"abc", "d"}, nil},
+		{"line over limit", TCPLines, 3, []byte("ab\nabcd\nx\n"), []string{"ab"}, errTCPOversize},
+		{"tail over limit", TCPLines, 3, []byte("ab\nabcd"), []string{"ab"}, errTCPOversize},
+		{"auto lines", TCPAuto, 64, []byte("{}\n\xf5\n"), []string{"{}", "\xf5"}, nil},
+		{"frames", TCPFrames, 64, tcpTestFrames("x", "hello", ""), []string{tcpF("x"), tcpF("hello"), tcpF("")}, nil},
+		{"auto frames", TCPAuto, 64, tcpTestFrames("x", "y"), []string{tcpF("x"), tcpF("y")}, nil},
+		{"frame tail kept", TCPFrames, 64, tcpTestFrames("x", "hello")[:9], []string{tcpF("x")}, nil},
+		{"frame at limit", TCPFrames, 9, tcpTestFrames("hello", "a"), []string{tcpF("hello"), tcpF("a")}, nil},
+		{"frame over limit", TCPFrames, 8, tcpTestFrames("a", "hello", "b"), []string{tcpF("a")}, errTCPOversize},
+		{"huge length", TCPFrames, 1 << 10, []byte{codec.FrameMagic, 1, 0xff, 0xff, 1}, nil, errTCPOversize},
+		{"length under header", TCPFrames, 64, []byte{codec.FrameMagic, 1, 3, 0, 1}, nil, errTCPUnaligned},
+		{"bad magic", TCPFrames, 64, append(tcpTestFrames("ok"), "{}\n"...), []string{tcpF("ok")}, errTCPUnaligned},
+		{"bad magic in a short tail", TCPFrames, 64, append(tcpTestFrames("ok"), 'x'), []string{tcpF("ok")}, errTCPUnaligned},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -134,8 +165,8 @@ func TestTCPSplitterTable(t *testing.T) {
 			for _, m := range got {
 				msgs = append(msgs, m.msg)
 			}
-			if fmt.Sprint(msgs) != fmt.Sprint(tc.want) || over != tc.oversize {
-				t.Fatalf("got %q oversize=%v, want %q oversize=%v", msgs, over, tc.want, tc.oversize)
+			if fmt.Sprint(msgs) != fmt.Sprint(tc.want) || over != tc.bad {
+				t.Fatalf("got %q, error %v; want %q, error %v", msgs, over, tc.want, tc.bad)
 			}
 			checkTCPSplit(t, tc.format, tc.max, tc.in, [][]byte{tc.in})
 		})
@@ -173,27 +204,25 @@ func TestTCPSplitterEveryBoundary(t *testing.T) {
 func TestTCPSplitterRandom(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(3, 4))
 	for trial := 0; trial < 3000; trial++ {
-		format := TCPLines
-		if trial%2 == 1 {
-			format = TCPFrames
-		}
+		format := []TCPFormat{TCPLines, TCPFrames, TCPAuto}[trial%3]
 		max := 1 + rnd.IntN(40)
 		var in []byte
 		for m := rnd.IntN(20); m > 0; m-- {
 			p := make([]byte, rnd.IntN(max+3))
 			for i := range p {
 				p[i] = byte('a' + rnd.IntN(26))
-				if format == TCPFrames && rnd.IntN(8) == 0 {
+				if format != TCPLines && rnd.IntN(8) == 0 {
 					p[i] = '\n'
 				}
 			}
-			if format == TCPLines {
+			switch {
+			case format == TCPLines || format == TCPAuto && trial%2 == 0:
 				if rnd.IntN(4) == 0 {
 					p = append(p, '\r')
 				}
 				in = append(append(in, p...), '\n')
-			} else {
-				in = AppendTCPFrame(in, p)
+			default:
+				in = tcpTestFrame(in, p)
 			}
 		}
 		var cuts []int
@@ -214,7 +243,7 @@ func TestTCPSplitterNoAlloc(t *testing.T) {
 			if format == TCPLines {
 				in = append(append(in, p...), '\n')
 			} else {
-				in = AppendTCPFrame(in, []byte(p))
+				in = tcpTestFrame(in, []byte(p))
 			}
 		}
 		chunks := tcpSplitAt(in, []int{7, 300, 301, 1000, len(in) - 3})
@@ -246,16 +275,17 @@ func TestTCPSplitterNoAlloc(t *testing.T) {
 // FuzzTCPSplitter: any bytes, any limit, any chunking give exactly what the
 // whole-input oracle gives, and never panic.
 func FuzzTCPSplitter(f *testing.F) {
-	f.Add([]byte("{\"type\":\"trade\",\"symbol\":\"AAPL\",\"ts\":1,\"price\":1,\"volume\":1}\n{\"x\":1}\r\n"), []byte{3, 17, 1}, uint16(128), false)
-	f.Add(tcpTestFrames("frame one", "", "frame three"), []byte{1, 1, 1, 2, 9}, uint16(64), true)
-	f.Add(tcpTestFrames("abc", "defgh"), []byte{4}, uint16(4), true)
-	f.Add([]byte{0xff, 0xff, 0xff, 0x7f, 0}, []byte{2}, uint16(1000), true)
-	f.Add([]byte("no newline at all, just a long tail"), []byte{5, 5}, uint16(8), false)
-	f.Fuzz(func(t *testing.T, in []byte, cutBytes []byte, max16 uint16, frames bool) {
-		format := TCPLines
-		if frames {
-			format = TCPFrames
-		}
+	ev := codec.Event{Kind: codec.KindTrade, TsNs: 1700000000123456789, Seq: 7, Price: 189.23, Volume: 300, Symbol: 1}
+	realFrames := codec.AppendFrame(codec.AppendFrame(nil, &ev), &ev)
+	f.Add([]byte("{\"type\":\"trade\",\"symbol\":\"AAPL\",\"ts\":1,\"price\":1,\"volume\":1}\n{\"x\":1}\r\n"), []byte{3, 17, 1}, uint16(128), uint8(0))
+	f.Add(realFrames, []byte{1, 1, 1, 2, 9, 130}, uint16(1024), uint8(1))
+	f.Add(realFrames, []byte{200}, uint16(1024), uint8(2))
+	f.Add(tcpTestFrames("frame one", "", "frame three"), []byte{1, 1, 1, 2, 9}, uint16(64), uint8(1))
+	f.Add(tcpTestFrames("abc", "defgh"), []byte{4}, uint16(8), uint8(1))
+	f.Add([]byte{codec.FrameMagic, 1, 0xff, 0x7f, 0}, []byte{2}, uint16(1000), uint8(1))
+	f.Add([]byte("no newline at all, just a long tail"), []byte{5, 5}, uint16(8), uint8(0))
+	f.Fuzz(func(t *testing.T, in []byte, cutBytes []byte, max16 uint16, format8 uint8) {
+		format := []TCPFormat{TCPLines, TCPFrames, TCPAuto}[format8%3]
 		max := int(max16)
 		var cuts []int
 		at := 0

@@ -1,0 +1,715 @@
+package feeds
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
+
+	"qstream/codec"
+)
+
+// JSONParser parses one JSON message into ev; *codec.Parser implements it.
+// A JSONParser is used by one goroutine only.
+type JSONParser interface {
+	ParseJSON(msg []byte, ev *codec.Event) error
+}
+
+// Defaults of TCPConfig.
+const (
+	DefaultTCPMaxConns       = 1024
+	DefaultTCPMaxMessageSize = 64 << 10
+	DefaultTCPReadBufferSize = 256 << 10
+	DefaultTCPStopTimeout    = 10 * time.Second
+)
+
+// tcpRejectRawMax bounds the raw bytes handed to Reject for an oversize
+// message: enough to recognise it, not the whole thing.
+const tcpRejectRawMax = 256
+
+// Errors of the TCP feed.
+var (
+	// ErrTCPConfig wraps every configuration error of NewTCPServer.
+	ErrTCPConfig = errors.New("tcp: invalid config")
+	// ErrTCPRunning is returned by a second call to Run.
+	ErrTCPRunning = errors.New("tcp: server already started")
+)
+
+// TCPConfig configures a TCPServer.
+type TCPConfig struct {
+	// Name identifies the feed ("tcp" if empty); its Publishers are named
+	// "<Name>/loop<i>".
+	Name string
+	// Addr is the listen address, "host:port" (port 0 picks one; see Addr).
+	Addr string
+	// Format is the wire format of the listener's connections: TCPLines,
+	// TCPFrames, or TCPAuto (per connection, by its first byte).
+	Format TCPFormat
+	// Source is stored in Event.Source of every event.
+	Source uint16
+	// EventLoops is the number of gnet event loops (default GOMAXPROCS).
+	EventLoops int
+	// MaxConns bounds the open connections; more are accepted and closed at
+	// once, counted in TCPStats.Refused. Default 1024.
+	MaxConns int
+	// MaxMessageSize bounds one line (without its newline) or one frame
+	// (header included; codec frames are codec.FrameSize bytes). A larger
+	// one closes its connection (TCPStats.Oversize). Default 64 KiB.
+	MaxMessageSize int
+	// ReadBufferSize is the size of each event loop's read buffer, i.e. the
+	// most one read hands to the splitter (rounded up to a power of two by
+	// gnet). Default 256 KiB.
+	ReadBufferSize int
+	// Ack makes the server send ack messages: after each read that yielded
+	// messages, the loop calls Publisher.Barrier and then writes to the
+	// connection the number of its messages the engine has durably taken
+	// (published or rejected to the dead-letter output). See AppendTCPAck.
+	Ack bool
+	// NewParser returns the JSON parser of one event loop (TCPLines). Nil
+	// means codec.NewParser with this config's limits and source.
+	NewParser func(symbols *codec.SymbolTable) JSONParser
+	// DecodeFrame decodes one whole frame (TCPFrames), as cut by its
+	// header's length. Nil means codec.DecodeFrame, requiring that it use
+	// every byte.
+	DecodeFrame func(payload []byte, ev *codec.Event) error
+	// Logger receives connection-level events (oversize closes, refused
+	// connections); default slog.Default().
+	Logger *slog.Logger
+	// StopTimeout bounds the wait for the event loops when Run's context
+	// ends. Default 10s.
+	StopTimeout time.Duration
+}
+
+// TCPServer is the TCP feed: a gnet/v2 server that reads newline-delimited
+// JSON or codec binary frames (see TCPFormat) from many connections and
+// publishes the events.
+//
+// # Threading
+//
+// gnet runs EventLoops event loops, each a goroutine that owns a set of
+// connections. Each loop gets its own Publisher (created on the loop's
+// goroutine when its first connection opens) and its own parser, kept in a
+// table indexed by loop; each connection's state lives in a slot of a table
+// of MaxConns slots, preallocated by NewTCPServer and reached through the
+// gnet connection's context. Nothing on the read path takes a lock, looks up
+// a map or allocates after warm-up.
+//
+// # Reads and partial messages
+//
+// On every read, OnTraffic takes all buffered bytes (gnet's Peek), cuts them
+// into messages and consumes them all (Discard). A message cut by the read
+// boundary is copied into the connection's carry buffer (bounded by
+// MaxMessageSize) and completed from the next read; so gnet's own inbound
+// buffer stays empty and Peek never copies. Malformed messages go to
+// Publisher.Reject with the connection's line number (TCPLines) and stream
+// offset, and the connection stays open. A message over MaxMessageSize, or a
+// frame stream that lost alignment, closes the connection: it is logged,
+// counted and rejected (ReasonOversize or ReasonMalformed, with its first
+// 256 bytes). Event.Seq is the line number (or frame index) on the
+// connection unless the message carries its own; Event.Source is
+// TCPConfig.Source. Frames carry interned symbol ids, so a binary client
+// must share the engine's symbol table; JSON lines carry names.
+//
+// # Backpressure
+//
+// Publisher.Publish blocks while the target ring is full. The loop then
+// waits inside OnTraffic and does not return to epoll, so it reads none of
+// its sockets; the kernel receive buffers fill and TCP flow control stops
+// the senders. Nothing is dropped and memory stays bounded. This stalls
+// every connection of that loop, but they all publish through the loop's
+// Publisher into the same rings, so they could not make progress anyway.
+// The alternative, returning with the data left in gnet's inbound buffer and
+// retrying later (Wake), does not stop the reading: gnet v2 keeps draining a
+// readable socket into its elastic, unbounded inbound buffer and has no way
+// to pause read interest on one connection. The wait ends when the shards
+// free ring space or the engine stops (Publish returns ErrStopped; the
+// connection is then closed). Run bounds its own shutdown by StopTimeout.
+//
+// # Acks
+//
+// With Ack set, after a read that yielded messages the loop calls
+// Publisher.Barrier (which returns once the events are durable: the WAL
+// group commit) and writes an ack with the connection's cumulative count of
+// durably taken messages. The loop waits for the group commit, and the
+// senders' data accumulates meanwhile, so the next read is larger: the
+// barrier cost is shared by more messages as the load grows.
+type TCPServer struct {
+	cfg TCPConfig
+	log *slog.Logger
+
+	started atomic.Bool
+	ready   chan struct{}
+	addr    atomic.Pointer[net.TCPAddr]
+	eng     gnet.Engine
+	ctx     context.Context // Run's context: ends Barrier waits at shutdown
+	pubs    Publishers
+
+	mu        sync.Mutex // guards the fields below; taken on open and close only
+	loopIdx   map[gnet.EventLoop]int
+	loops     []tcpLoop // preallocated, EventLoops entries
+	conns     []tcpConn // preallocated, MaxConns slots
+	free      []int32   // free slots (a stack)
+	nextID    uint64
+	closed    tcpCounters // counters of closed connections
+	accepted  uint64
+	refused   uint64
+	nClosed   uint64
+	oversize  atomic.Uint64
+	unaligned atomic.Uint64
+	errLoop   error // first failure to set up a loop
+}
+
+// tcpLoop is the state of one event loop, touched only by its goroutine
+// once set up.
+type tcpLoop struct {
+	idx     int
+	pub     Publisher
+	parser  JSONParser
+	decode  func([]byte, *codec.Event) error
+	ev      codec.Event
+	ackBuf  []byte
+	stopped bool // the Publisher returned ErrStopped
+}
+
+// tcpConn is one connection slot. The splitter and the unexported plain
+// fields belong to the loop goroutine; the counters are atomics so that
+// Stats can read them from anywhere.
+type tcpConn struct {
+	loop   *tcpLoop
+	slot   int32
+	split  tcpSplitter
+	taken  uint64 // messages published or rejected
+	acked  uint64 // count in the last ack sent
+	id     uint64
+	remote string
+	c      tcpCounters
+}
+
+type tcpCounters struct {
+	messages atomic.Uint64
+	bytes    atomic.Uint64
+	rejects  atomic.Uint64
+	errors   atomic.Uint64
+	acked    atomic.Uint64
+}
+
+func (c *tcpCounters) reset() {
+	c.messages.Store(0)
+	c.bytes.Store(0)
+	c.rejects.Store(0)
+	c.errors.Store(0)
+	c.acked.Store(0)
+}
+
+// TCPConnStats are the counters of one open connection.
+type TCPConnStats struct {
+	ID       uint64 // connection number, from 1, in accept order (refused ones get none)
+	Remote   string
+	Loop     int
+	Messages uint64 // events published
+	Bytes    uint64 // bytes read
+	Rejects  uint64 // malformed messages sent to Publisher.Reject
+	Errors   uint64 // oversize messages and publish failures (each closes the connection)
+	Acked    uint64 // count carried by the last ack sent
+}
+
+// TCPStats is a snapshot of a TCPServer's counters.
+type TCPStats struct {
+	Open     int    // open connections
+	Accepted uint64 // connections accepted (including refused ones)
+	Refused  uint64 // connections closed at once because MaxConns were open
+	Closed   uint64 // connections closed (refused ones excluded)
+	Oversize uint64 // connections closed for an oversize message
+	// Unaligned counts TCPFrames connections closed because the stream was
+	// not at a frame header (wrong magic byte).
+	Unaligned uint64
+	// Totals over open and closed connections.
+	Messages, Bytes, Rejects, Errors uint64
+	Conns                            []TCPConnStats // the open connections, by ID
+}
+
+// NewTCPServer validates cfg, applies defaults and preallocates the
+// connection table.
+func NewTCPServer(cfg TCPConfig) (*TCPServer, error) {
+	if cfg.Name == "" {
+		cfg.Name = "tcp"
+	}
+	if cfg.Format != TCPLines && cfg.Format != TCPFrames && cfg.Format != TCPAuto {
+		return nil, fmt.Errorf("%w: Format must be TCPLines, TCPFrames or TCPAuto", ErrTCPConfig)
+	}
+	if cfg.Addr == "" {
+		return nil, fmt.Errorf("%w: Addr is empty", ErrTCPConfig)
+	}
+	cfg.Addr = strings.TrimPrefix(cfg.Addr, "tcp://")
+	if cfg.EventLoops <= 0 {
+		cfg.EventLoops = runtime.GOMAXPROCS(0)
+	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = DefaultTCPMaxConns
+	}
+	if cfg.MaxConns > 1<<20 {
+		return nil, fmt.Errorf("%w: MaxConns %d over 1<<20", ErrTCPConfig, cfg.MaxConns)
+	}
+	if cfg.MaxMessageSize <= 0 {
+		cfg.MaxMessageSize = DefaultTCPMaxMessageSize
+	}
+	if cfg.MaxMessageSize > 1<<30 {
+		return nil, fmt.Errorf("%w: MaxMessageSize %d over 1 GiB", ErrTCPConfig, cfg.MaxMessageSize)
+	}
+	if cfg.ReadBufferSize <= 0 {
+		cfg.ReadBufferSize = DefaultTCPReadBufferSize
+	}
+	if cfg.StopTimeout <= 0 {
+		cfg.StopTimeout = DefaultTCPStopTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.NewParser == nil {
+		maxSize, source := cfg.MaxMessageSize, cfg.Source
+		cfg.NewParser = func(symbols *codec.SymbolTable) JSONParser {
+			return codec.NewParser(codec.ParserOptions{MaxMessageSize: maxSize, Source: source, Symbols: symbols})
+		}
+	}
+	if cfg.DecodeFrame == nil {
+		cfg.DecodeFrame = decodeCodecFrame
+	}
+	s := &TCPServer{
+		cfg:     cfg,
+		log:     cfg.Logger.With("feed", cfg.Name),
+		ready:   make(chan struct{}),
+		loopIdx: make(map[gnet.EventLoop]int, cfg.EventLoops),
+		loops:   make([]tcpLoop, 0, cfg.EventLoops),
+		conns:   make([]tcpConn, cfg.MaxConns),
+		free:    make([]int32, cfg.MaxConns),
+	}
+	carryCap := min(cfg.MaxMessageSize+TCPFrameHeaderSize, 4<<10)
+	for i := range s.conns {
+		s.conns[i].slot = int32(i)
+		s.conns[i].split = newTCPSplitter(cfg.Format, cfg.MaxMessageSize)
+		s.conns[i].split.carry = make([]byte, 0, carryCap)
+		s.free[i] = int32(cfg.MaxConns - 1 - i) // pop from the end: slot 0 first
+	}
+	return s, nil
+}
+
+// decodeCodecFrame decodes one frame cut from a TCPFrames stream, which
+// must be exactly one codec frame.
+func decodeCodecFrame(payload []byte, ev *codec.Event) error {
+	n, err := codec.DecodeFrame(payload, ev)
+	if err != nil {
+		return err
+	}
+	if n != len(payload) {
+		return errTCPFrameTrailing
+	}
+	return nil
+}
+
+var errTCPFrameTrailing = &codec.Error{Reason: codec.ReasonMalformed, Detail: "frame length differs from codec.FrameSize", Offset: 2}
+
+// Name implements Feed.
+func (s *TCPServer) Name() string { return s.cfg.Name }
+
+// Ready is closed once the server listens; Addr is valid from then on.
+func (s *TCPServer) Ready() <-chan struct{} { return s.ready }
+
+// Addr returns the bound listen address, or nil before Ready.
+func (s *TCPServer) Addr() *net.TCPAddr { return s.addr.Load() }
+
+// Run serves until ctx is done, then closes every connection and returns
+// nil; it returns an error if the server cannot listen or does not stop
+// within StopTimeout. Run may be called once.
+func (s *TCPServer) Run(ctx context.Context, pubs Publishers) error {
+	if !s.started.CompareAndSwap(false, true) {
+		return ErrTCPRunning
+	}
+	s.pubs = pubs
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s.ctx = runCtx
+	errc := make(chan error, 1)
+	go func() {
+		errc <- gnet.Run(&tcpHandler{s: s}, "tcp://"+s.cfg.Addr,
+			gnet.WithNumEventLoop(s.cfg.EventLoops),
+			gnet.WithReadBufferCap(s.cfg.ReadBufferSize),
+			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+			gnet.WithReusePort(false),
+			gnet.WithLogger(gnetLogger{s.log}),
+		)
+	}()
+	select {
+	case err := <-errc:
+		if err == nil {
+			err = errors.New("stopped before it was started")
+		}
+		return fmt.Errorf("tcp: %s: %w", s.cfg.Addr, err)
+	case <-s.ready:
+	}
+	select {
+	case err := <-errc: // the engine stopped by itself
+		if err != nil {
+			return fmt.Errorf("tcp: %w", err)
+		}
+		return nil
+	case <-ctx.Done():
+	}
+	cancel() // ends Barrier waits in the loops
+	stopCtx, stop := context.WithTimeout(context.Background(), s.cfg.StopTimeout)
+	defer stop()
+	if err := s.eng.Stop(stopCtx); err != nil {
+		return fmt.Errorf("tcp: stop: %w", err)
+	}
+	select {
+	case err := <-errc:
+		if err != nil {
+			return fmt.Errorf("tcp: %w", err)
+		}
+	case <-stopCtx.Done():
+		return fmt.Errorf("tcp: stop: %w", stopCtx.Err())
+	}
+	return nil
+}
+
+// Stats returns a snapshot of the counters.
+func (s *TCPServer) Stats() TCPStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := TCPStats{
+		Accepted:  s.accepted,
+		Refused:   s.refused,
+		Closed:    s.nClosed,
+		Oversize:  s.oversize.Load(),
+		Unaligned: s.unaligned.Load(),
+		Messages:  s.closed.messages.Load(),
+		Bytes:     s.closed.bytes.Load(),
+		Rejects:   s.closed.rejects.Load(),
+		Errors:    s.closed.errors.Load(),
+	}
+	for i := range s.conns {
+		cs := &s.conns[i]
+		if cs.id == 0 {
+			continue
+		}
+		c := TCPConnStats{
+			ID: cs.id, Remote: cs.remote, Loop: cs.loop.idx,
+			Messages: cs.c.messages.Load(), Bytes: cs.c.bytes.Load(),
+			Rejects: cs.c.rejects.Load(), Errors: cs.c.errors.Load(), Acked: cs.c.acked.Load(),
+		}
+		st.Messages += c.Messages
+		st.Bytes += c.Bytes
+		st.Rejects += c.Rejects
+		st.Errors += c.Errors
+		st.Conns = append(st.Conns, c)
+	}
+	st.Open = len(st.Conns)
+	sortTCPConnStats(st.Conns)
+	return st
+}
+
+func sortTCPConnStats(cs []TCPConnStats) {
+	for i := 1; i < len(cs); i++ {
+		for j := i; j > 0 && cs[j].ID < cs[j-1].ID; j-- {
+			cs[j], cs[j-1] = cs[j-1], cs[j]
+		}
+	}
+}
+
+// open assigns a slot (and, at the loop's first connection, the loop's
+// Publisher and parser) to a new connection. It runs on the loop's
+// goroutine.
+func (s *TCPServer) open(el gnet.EventLoop, remote string) (*tcpConn, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.accepted++
+	if s.errLoop != nil {
+		return nil, s.errLoop
+	}
+	li, ok := s.loopIdx[el]
+	if !ok {
+		if len(s.loops) == cap(s.loops) {
+			// gnet runs exactly EventLoops loops; a new one is a bug.
+			s.errLoop = fmt.Errorf("tcp: more than %d event loops", cap(s.loops))
+			return nil, s.errLoop
+		}
+		li = len(s.loops)
+		name := s.cfg.Name + "/loop" + strconv.Itoa(li)
+		pub, err := s.pubs.NewPublisher(name)
+		if err != nil {
+			return nil, fmt.Errorf("tcp: publisher %s: %w", name, err)
+		}
+		l := tcpLoop{idx: li, pub: pub, decode: s.cfg.DecodeFrame}
+		if s.cfg.Format != TCPFrames {
+			l.parser = s.cfg.NewParser(s.pubs.Symbols())
+		}
+		s.loops = append(s.loops, l)
+		s.loopIdx[el] = li
+	}
+	if len(s.free) == 0 {
+		s.refused++
+		return nil, nil
+	}
+	slot := s.free[len(s.free)-1]
+	s.free = s.free[:len(s.free)-1]
+	cs := &s.conns[slot]
+	s.nextID++
+	cs.loop, cs.id, cs.remote = &s.loops[li], s.nextID, remote
+	cs.taken, cs.acked = 0, 0
+	cs.split.reset()
+	cs.c.reset()
+	return cs, nil
+}
+
+// release returns a closed connection's slot, adding its counters to the
+// closed totals.
+func (s *TCPServer) release(cs *tcpConn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed.messages.Add(cs.c.messages.Load())
+	s.closed.bytes.Add(cs.c.bytes.Load())
+	s.closed.rejects.Add(cs.c.rejects.Load())
+	s.closed.errors.Add(cs.c.errors.Load())
+	s.nClosed++
+	cs.id, cs.remote, cs.loop = 0, "", nil
+	s.free = append(s.free, cs.slot)
+}
+
+// consume handles one read of connection cs: every complete message in buf
+// is decoded and published (or rejected); a partial one is carried. It
+// returns gnet.Close when the connection must be closed.
+func (s *TCPServer) consume(cs *tcpConn, buf []byte) gnet.Action {
+	l := cs.loop
+	sp := &cs.split
+	sp.Begin(buf)
+	var published, rejected, errs uint64
+	action := gnet.None
+	for {
+		msg, ok, err := sp.Next()
+		if err != nil {
+			s.closeBadStream(cs, msg, err)
+			errs++
+			action = gnet.Close
+			break
+		}
+		if !ok {
+			break
+		}
+		ev := &l.ev
+		var perr error
+		if sp.format == TCPLines {
+			if len(msg) == 0 {
+				continue // blank line
+			}
+			ev.Seq, ev.IngestNs = uint64(sp.count), 0
+			perr = l.parser.ParseJSON(msg, ev)
+		} else if perr = l.decode(msg, ev); perr == nil && ev.Seq == 0 {
+			ev.Seq = uint64(sp.count)
+		}
+		if perr != nil {
+			l.pub.Reject(msg, codec.ReasonOf(perr), sp.Pos(), perr)
+			rejected++
+			continue
+		}
+		ev.Source, ev.IngestNs = s.cfg.Source, 0
+		if err := l.pub.Publish(ev); err != nil {
+			s.publishFailed(l, cs, err)
+			errs++
+			action = gnet.Close
+			break
+		}
+		published++
+	}
+	if published > 0 {
+		if err := l.pub.Flush(); err != nil && action == gnet.None {
+			s.publishFailed(l, cs, err)
+			errs++
+			action = gnet.Close
+		}
+	}
+	cs.taken += published + rejected
+	cs.c.bytes.Add(uint64(len(buf)))
+	if published > 0 {
+		cs.c.messages.Add(published)
+	}
+	if rejected > 0 {
+		cs.c.rejects.Add(rejected)
+	}
+	if errs > 0 {
+		cs.c.errors.Add(errs)
+	}
+	return action
+}
+
+// ack makes the connection's messages durable (Publisher.Barrier) and
+// writes their count, if it changed since the last ack.
+func (s *TCPServer) ack(c gnet.Conn, cs *tcpConn) gnet.Action {
+	if cs.taken == cs.acked {
+		return gnet.None
+	}
+	l := cs.loop
+	if err := l.pub.Barrier(s.ctx); err != nil {
+		s.publishFailed(l, cs, err)
+		cs.c.errors.Add(1)
+		return gnet.Close
+	}
+	l.ackBuf = AppendTCPAck(l.ackBuf[:0], cs.split.format, cs.taken)
+	if _, err := c.Write(l.ackBuf); err != nil {
+		cs.c.errors.Add(1)
+		return gnet.Close
+	}
+	cs.acked = cs.taken
+	cs.c.acked.Store(cs.taken)
+	return gnet.None
+}
+
+// Ack frames (TCPFrames connections). An ack frame is TCPAckSize bytes:
+// TCPAckMagic, version 1, the length TCPAckSize as a little-endian uint16,
+// then the count as a little-endian uint64.
+const (
+	TCPAckMagic = 0xF6
+	TCPAckSize  = 12
+)
+
+// AppendTCPAck appends the ack message for count durably taken messages in
+// the given format: for TCPLines the line `{"ack":<count>}` and a newline;
+// for TCPFrames an ack frame (TCPAckMagic). Counts are cumulative per
+// connection, from its start; rejected messages count (they reached the
+// dead-letter output, and resending them would not help).
+func AppendTCPAck(dst []byte, format TCPFormat, count uint64) []byte {
+	if format == TCPFrames {
+		dst = append(dst, TCPAckMagic, 1, TCPAckSize, 0)
+		return binary.LittleEndian.AppendUint64(dst, count)
+	}
+	dst = append(dst, `{"ack":`...)
+	dst = strconv.AppendUint(dst, count, 10)
+	return append(dst, '}', '\n')
+}
+
+// closeBadStream reports a message over the size limit, or a frame stream
+// out of alignment, before the connection is closed.
+func (s *TCPServer) closeBadStream(cs *tcpConn, prefix []byte, err error) {
+	off := cs.split.pendingOff()
+	reason := codec.ReasonMalformed
+	if err == errTCPOversize {
+		reason = codec.ReasonOversize
+		s.oversize.Add(1)
+		s.log.Warn("tcp: closing connection: message over the size limit",
+			"remote", cs.remote, "conn", cs.id, "limit", s.cfg.MaxMessageSize, "offset", off)
+	} else {
+		s.unaligned.Add(1)
+		s.log.Warn("tcp: closing connection: frame stream not aligned",
+			"remote", cs.remote, "conn", cs.id, "offset", off)
+	}
+	raw := prefix[:min(len(prefix), tcpRejectRawMax)]
+	cs.loop.pub.Reject(raw, reason, Position{Offset: off}, err)
+}
+
+func (s *TCPServer) publishFailed(l *tcpLoop, cs *tcpConn, err error) {
+	if errors.Is(err, ErrStopped) || errors.Is(err, context.Canceled) {
+		if !l.stopped {
+			l.stopped = true
+			s.log.Info("tcp: engine stopping; closing connections", "loop", l.idx)
+		}
+		return
+	}
+	s.log.Error("tcp: closing connection: publish failed", "remote", cs.remote, "conn", cs.id, "err", err)
+}
+
+// tcpHandler adapts TCPServer to gnet's callbacks, keeping them out of the
+// server's exported API.
+type tcpHandler struct {
+	gnet.BuiltinEventEngine
+	s *TCPServer
+}
+
+func (h *tcpHandler) OnBoot(eng gnet.Engine) gnet.Action {
+	s := h.s
+	s.eng = eng
+	if fd, err := eng.Dup(); err == nil {
+		if sa, err := unix.Getsockname(fd); err == nil {
+			switch a := sa.(type) {
+			case *unix.SockaddrInet4:
+				s.addr.Store(&net.TCPAddr{IP: net.IP(a.Addr[:]).To16(), Port: a.Port})
+			case *unix.SockaddrInet6:
+				s.addr.Store(&net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port})
+			}
+		}
+		_ = unix.Close(fd)
+	}
+	close(s.ready)
+	return gnet.None
+}
+
+func (h *tcpHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	s := h.s
+	remote := ""
+	if ra := c.RemoteAddr(); ra != nil {
+		remote = ra.String()
+	}
+	cs, err := s.open(c.EventLoop(), remote)
+	if err != nil {
+		s.log.Error("tcp: refusing connection", "remote", remote, "err", err)
+		return nil, gnet.Close
+	}
+	if cs == nil {
+		s.log.Warn("tcp: refusing connection: too many open", "remote", remote, "max", s.cfg.MaxConns)
+		return nil, gnet.Close
+	}
+	c.SetContext(cs)
+	return nil, gnet.None
+}
+
+func (h *tcpHandler) OnClose(c gnet.Conn, _ error) gnet.Action {
+	if cs, ok := c.Context().(*tcpConn); ok && cs != nil {
+		c.SetContext(nil)
+		h.s.release(cs)
+	}
+	return gnet.None
+}
+
+func (h *tcpHandler) OnTraffic(c gnet.Conn) gnet.Action {
+	cs, ok := c.Context().(*tcpConn)
+	if !ok || cs == nil {
+		return gnet.Close
+	}
+	buf, _ := c.Peek(-1)
+	if len(buf) == 0 {
+		return gnet.None
+	}
+	action := h.s.consume(cs, buf)
+	_, _ = c.Discard(len(buf)) // all of it: the splitter carries any partial message
+	if action == gnet.None && h.s.cfg.Ack {
+		action = h.s.ack(c, cs)
+	}
+	return action
+}
+
+// gnetLogger routes gnet's own logging into slog.
+type gnetLogger struct{ l *slog.Logger }
+
+func (g gnetLogger) Debugf(format string, args ...any) {
+	g.l.Debug("gnet: " + fmt.Sprintf(format, args...))
+}
+func (g gnetLogger) Infof(format string, args ...any) {
+	g.l.Debug("gnet: " + fmt.Sprintf(format, args...))
+}
+func (g gnetLogger) Warnf(format string, args ...any) {
+	g.l.Warn("gnet: " + fmt.Sprintf(format, args...))
+}
+func (g gnetLogger) Errorf(format string, args ...any) {
+	g.l.Error("gnet: " + fmt.Sprintf(format, args...))
+}
+func (g gnetLogger) Fatalf(format string, args ...any) {
+	g.l.Error("gnet: fatal: " + fmt.Sprintf(format, args...))
+}
