@@ -1,0 +1,169 @@
+package ops
+
+import (
+	"errors"
+	"fmt"
+
+	"qstream/codec"
+)
+
+// PipelineConfig configures the operator chain of one shard.
+type PipelineConfig struct {
+	// Indicators computed on every trade (nil: none).
+	Indicators       []IndicatorSpec
+	IndicatorOptions IndicatorOptions
+	// EmitIndicators makes every trade produce an OutIndicators output.
+	EmitIndicators bool
+	// MaxSymbolID is the largest symbol id the pipeline may see (the symbol
+	// table's capacity): the symbol → slot index is preallocated to it.
+	MaxSymbolID int
+	// MaxSlots bounds how many distinct symbols this pipeline holds state
+	// for. A new symbol beyond it is rejected with ReasonUnknownSymbol.
+	MaxSlots int
+}
+
+// Pipeline is one shard's operator chain: quote state, indicators, windows
+// and patterns for the symbols the shard owns. It is a pure event-time state
+// machine and is not safe for concurrent use: the shard that owns it is the
+// only caller.
+type Pipeline struct {
+	cfg    PipelineConfig
+	slotOf []int32 // symbol id → slot, -1 when unseen
+	nslots int
+	syms   []codec.Symbol // slot → symbol
+	ind    *IndicatorSet
+	nInd   int
+	quotes []quoteState // per slot
+	vals   [MaxValues]float64
+}
+
+// quoteState is the latest top of book of a symbol; quotes update it, trades
+// do not.
+type quoteState struct {
+	bid, ask float64
+	tsNs     int64
+}
+
+// ErrPipelineConfig is wrapped by configuration errors of NewPipeline.
+var ErrPipelineConfig = errors.New("ops: invalid pipeline configuration")
+
+// NewPipeline preallocates the state of every operator for MaxSlots symbols.
+func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
+	if cfg.MaxSymbolID <= 0 || cfg.MaxSymbolID > 1<<24 {
+		return nil, fmt.Errorf("%w: max symbol id %d outside 1..%d", ErrPipelineConfig, cfg.MaxSymbolID, 1<<24)
+	}
+	if cfg.MaxSlots <= 0 {
+		cfg.MaxSlots = cfg.MaxSymbolID
+	}
+	cfg.MaxSlots = min(cfg.MaxSlots, cfg.MaxSymbolID)
+	p := &Pipeline{
+		cfg:    cfg,
+		slotOf: make([]int32, cfg.MaxSymbolID+1),
+		syms:   make([]codec.Symbol, cfg.MaxSlots),
+		quotes: make([]quoteState, cfg.MaxSlots),
+	}
+	for i := range p.slotOf {
+		p.slotOf[i] = -1
+	}
+	if len(cfg.Indicators) > 0 {
+		ind, err := NewIndicatorSet(cfg.Indicators, cfg.IndicatorOptions, cfg.MaxSlots)
+		if err != nil {
+			return nil, err
+		}
+		p.ind, p.nInd = ind, len(cfg.Indicators)
+	}
+	return p, nil
+}
+
+// slot returns the state slot of sym, assigning the next free one on first
+// sight.
+func (p *Pipeline) slot(sym codec.Symbol) (int, bool) {
+	if int(sym) >= len(p.slotOf) {
+		return 0, false
+	}
+	if s := p.slotOf[sym]; s >= 0 {
+		return int(s), true
+	}
+	if p.nslots == p.cfg.MaxSlots {
+		return 0, false
+	}
+	s := p.nslots
+	p.nslots++
+	p.slotOf[sym] = int32(s)
+	p.syms[s] = sym
+	return s, true
+}
+
+// Symbols returns how many symbols hold state in this pipeline.
+func (p *Pipeline) Symbols() int { return p.nslots }
+
+// OnEvent runs one event through the operators at the given watermark and
+// appends their outputs to dst. A returned reason other than ReasonNone asks
+// the caller to dead-letter the event (it may still have updated state that
+// does not depend on event time, such as indicators).
+func (p *Pipeline) OnEvent(ev *codec.Event, watermarkNs int64, dst []Output) ([]Output, codec.Reason) {
+	switch ev.Kind {
+	case codec.KindTrade, codec.KindQuote:
+	default:
+		return dst, codec.ReasonNone // news, status, system events: no per-symbol operators yet
+	}
+	slot, ok := p.slot(ev.Symbol)
+	if !ok {
+		return dst, codec.ReasonUnknownSymbol
+	}
+	if ev.Kind == codec.KindQuote {
+		q := &p.quotes[slot]
+		if ev.HasBid() {
+			q.bid = ev.Bid
+		}
+		if ev.HasAsk() {
+			q.ask = ev.Ask
+		}
+		q.tsNs = ev.TsNs
+		return dst, codec.ReasonNone
+	}
+	if p.ind != nil {
+		vals := p.vals[:p.nInd]
+		p.ind.Update(slot, ev.TsNs, ev.Price, ev.Volume, vals)
+		if p.cfg.EmitIndicators {
+			dst = append(dst, Output{
+				Kind:     OutIndicators,
+				NValues:  uint8(p.nInd),
+				Symbol:   ev.Symbol,
+				Seq:      ev.Seq,
+				Key:      OutputKey(OutIndicators, 0, ev.Symbol, ev.Seq, 0),
+				TsNs:     ev.TsNs,
+				Price:    ev.Price,
+				Volume:   ev.Volume,
+				IngestNs: ev.IngestNs,
+			})
+			copy(dst[len(dst)-1].Values[:], vals)
+		}
+	}
+	return dst, codec.ReasonNone
+}
+
+// OnWatermark advances event time for every operator.
+func (p *Pipeline) OnWatermark(watermarkNs int64, seq uint64, dst []Output) []Output {
+	return dst
+}
+
+// OutputKey is the deterministic idempotency key of an output: a stable
+// 64-bit mix of what identifies it (operator kind and index, symbol, and the
+// input sequence or window bounds). The same input always yields the same
+// keys, so sinks can upsert and absorb replayed duplicates.
+func OutputKey(kind OutKind, op uint16, sym codec.Symbol, a, b uint64) uint64 {
+	h := uint64(kind)<<56 ^ uint64(op)<<40 ^ uint64(sym)
+	h = mix64(h ^ mix64(a+0x9E3779B97F4A7C15))
+	return mix64(h ^ mix64(b+0xC2B2AE3D27D4EB4F))
+}
+
+// mix64 is the SplitMix64 finaliser.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xBF58476D1CE4E5B9
+	x ^= x >> 27
+	x *= 0x94D049BB133111EB
+	x ^= x >> 31
+	return x
+}
