@@ -1,0 +1,299 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"qstream/codec"
+	"qstream/engine"
+	"qstream/feeds"
+	"qstream/ops"
+	"qstream/sinks"
+)
+
+// replayFlushEvery is how many events replay publishes between flushes; each
+// flush advances the watermark. It is a constant so that the same input
+// always gives the same output.
+const replayFlushEvery = 256
+
+// maxStderrErrors bounds how many bad records are described on stderr; all
+// of them are counted and go to the dead-letter output.
+const maxStderrErrors = 100
+
+type replayFlags struct {
+	input, format, indicators, emaSeed, emit, output, dlq string
+	windows                                               string
+	outOfOrderness, allowedLateness, idleTimeout          time.Duration
+	vwapSession, vwapSessionOffset                        time.Duration
+	shards, maxSymbols, maxLine                           int
+}
+
+func replayFlagSet(f *replayFlags, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.input, "input", "", "input file, or - for standard input (required)")
+	fs.StringVar(&f.format, "format", "auto", "input format: auto|jsonl|csv")
+	fs.StringVar(&f.indicators, "indicators", ops.DefaultIndicators, "indicators computed on every trade: comma-separated sma:N, ema:N, rsi:N, vwap (session), vwap:N (last N trades)")
+	fs.StringVar(&f.emaSeed, "ema-seed", "sma", "EMA seed: sma (TA-Lib: SMA of the first N inputs) or first (MetaStock/Tulip: the first input)")
+	fs.DurationVar(&f.vwapSession, "vwap-session", 24*time.Hour, "length of the session that resets the session VWAP")
+	fs.DurationVar(&f.vwapSessionOffset, "vwap-session-offset", 0, "start of the VWAP session after UTC midnight (e.g. 14h30m)")
+	fs.DurationVar(&f.outOfOrderness, "out-of-orderness", 0, "the watermark is the largest event time seen minus this")
+	fs.DurationVar(&f.allowedLateness, "allowed-lateness", 0, "events behind the watermark by at most this update their windows (late firings)")
+	fs.DurationVar(&f.idleTimeout, "idle-timeout", 0, "a source silent this long (processing time) stops holding the watermark back; 0 disables")
+	fs.StringVar(&f.emit, "emit", "indicators", "what to write: indicators|windows|patterns|news|stats|all, or a comma-separated list")
+	fs.StringVar(&f.output, "output", "-", "output file, or - for standard output")
+	fs.StringVar(&f.dlq, "dlq", "", "dead-letter output file (JSON Lines, one rejected record each with its reason); empty: counted and reported on stderr only")
+	fs.IntVar(&f.shards, "shards", 1, "number of shards; the output is the same for a given number of shards")
+	fs.IntVar(&f.maxSymbols, "max-symbols", 1<<16, "capacity of the symbol table; symbols beyond it are rejected as unknown_symbol")
+	fs.IntVar(&f.maxLine, "max-line", feeds.DefaultMaxLine, "largest accepted line or message in bytes; longer ones are rejected as oversize")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, `Usage: qstream replay --input PATH|- [flags]
+
+Replays a finite input through the operators on event time and writes JSON
+Lines: one object per output, in input order per symbol. The same input and
+flags always give byte-identical output. Bad records are reported on stderr
+with their line number, counted, sent to the dead-letter output, and the run
+goes on; the exit status is non-zero only when the input cannot be read.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func cmdReplay(args []string, stdout, stderr io.Writer) int {
+	var f replayFlags
+	fs := replayFlagSet(&f, stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if f.input == "" {
+		fmt.Fprintln(stderr, "qstream replay: --input is required (a path, or - for standard input)")
+		return 2
+	}
+	if err := replay(&f, stdout, stderr); err != nil {
+		fmt.Fprintf(stderr, "qstream replay: %v\n", err)
+		var ue usageError
+		if errors.As(err, &ue) {
+			return 2
+		}
+		return 1
+	}
+	return 0
+}
+
+// usageError marks errors in the flags, reported with exit status 2.
+type usageError struct{ error }
+
+func (u usageError) Unwrap() error { return u.error }
+
+type emitSet struct {
+	kinds map[ops.OutKind]bool
+	stats bool
+}
+
+func parseEmit(s string) (emitSet, error) {
+	e := emitSet{kinds: map[ops.OutKind]bool{}}
+	for _, part := range strings.Split(s, ",") {
+		switch strings.TrimSpace(part) {
+		case "indicators":
+			e.kinds[ops.OutIndicators] = true
+		case "windows":
+			e.kinds[ops.OutWindow] = true
+		case "patterns":
+			e.kinds[ops.OutPattern] = true
+		case "news":
+			e.kinds[ops.OutNews] = true
+		case "stats":
+			e.stats = true
+		case "all":
+			e.kinds[ops.OutIndicators] = true
+			e.kinds[ops.OutWindow] = true
+			e.kinds[ops.OutPattern] = true
+			e.kinds[ops.OutNews] = true
+			e.stats = true
+		default:
+			return e, fmt.Errorf("--emit: unknown output %q (want indicators, windows, patterns, news, stats or all)", part)
+		}
+	}
+	return e, nil
+}
+
+func replay(f *replayFlags, stdout, stderr io.Writer) error {
+	emit, err := parseEmit(f.emit)
+	if err != nil {
+		return usageError{err}
+	}
+	specs, err := ops.ParseIndicators(f.indicators)
+	if err != nil {
+		return usageError{fmt.Errorf("--indicators: %w", err)}
+	}
+	seed, err := ops.ParseEMASeed(f.emaSeed)
+	if err != nil {
+		return usageError{fmt.Errorf("--ema-seed: %w", err)}
+	}
+	if f.shards < 1 || f.shards > engine.MaxShards {
+		return usageError{fmt.Errorf("--shards: %d outside 1..%d", f.shards, engine.MaxShards)}
+	}
+	if f.maxSymbols < 1 || f.maxSymbols > 1<<24 {
+		return usageError{fmt.Errorf("--max-symbols: %d outside 1..%d", f.maxSymbols, 1<<24)}
+	}
+
+	out := stdout
+	if f.output != "-" && f.output != "" {
+		file, err := os.Create(f.output)
+		if err != nil {
+			return fmt.Errorf("output: %w", err)
+		}
+		defer file.Close()
+		out = file
+	}
+	dlq, closeDLQ, err := openDLQ(f.dlq, stderr)
+	if err != nil {
+		return err
+	}
+	defer closeDLQ()
+
+	pipeCfg := ops.PipelineConfig{
+		Indicators:       specs,
+		IndicatorOptions: ops.IndicatorOptions{EMASeed: seed, SessionLengthNs: int64(f.vwapSession), SessionOffsetNs: int64(f.vwapSessionOffset)},
+		EmitIndicators:   emit.kinds[ops.OutIndicators],
+		MaxSymbolID:      f.maxSymbols,
+	}
+	var names []string
+	for _, s := range specs {
+		names = append(names, s.Name())
+	}
+	symbols := codec.NewSymbolTable(f.maxSymbols)
+	writer := sinks.NewJSONLWriter(out, sinks.JSONLConfig{Symbols: symbols, Indicators: names, Kinds: emit.kinds})
+	cfg := engine.Config{
+		Symbols:        symbols,
+		Shards:         f.shards,
+		Ordered:        true,
+		MaxSymbols:     f.maxSymbols,
+		OutOfOrderness: f.outOfOrderness,
+		IdleTimeout:    f.idleTimeout,
+		Processors: func(int) (engine.Processor, error) {
+			return ops.NewPipeline(pipeCfg)
+		},
+		DeadLetters: dlq,
+	}
+	if len(emit.kinds) > 0 {
+		cfg.Output = writer
+	}
+	eng, err := engine.New(cfg)
+	if err != nil {
+		return err
+	}
+
+	in, err := openInput(f.input)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	reader, err := openReader(f.format, f.input, in, codec.ParserOptions{Symbols: eng.Symbols(), MaxMessageSize: f.maxLine})
+	if err != nil {
+		return err
+	}
+	defer reader.Close()
+
+	pub, err := eng.NewPublisher("replay")
+	if err != nil {
+		return err
+	}
+	if err := eng.Start(); err != nil {
+		return err
+	}
+	readErr := pump(reader, pub, dlq)
+	pub.Close()
+	stopErr := eng.Stop(context.Background())
+	if err := writer.Flush(); err != nil && stopErr == nil {
+		stopErr = err
+	}
+	if emit.stats {
+		if err := writeStats(out, eng.Stats()); err != nil && stopErr == nil {
+			stopErr = err
+		}
+	}
+	if readErr != nil {
+		return readErr
+	}
+	return stopErr
+}
+
+// pump reads every record, numbering accepted events 1, 2, 3... in input
+// order (their Seq), and publishes them, flushing at fixed counts so that
+// watermarks advance at the same points on every run.
+func pump(r feeds.Reader, pub *engine.Publisher, dlq *deadLetterReporter) error {
+	var ev codec.Event
+	var seq uint64
+	for {
+		err := r.Next(&ev)
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			var re *feeds.RecordError
+			if errors.As(err, &re) {
+				pub.Reject(re.Raw, re.Reason(), re.Pos, re.Err)
+				continue
+			}
+			return fmt.Errorf("input: %w", err)
+		}
+		seq++
+		ev.Seq = seq
+		if err := pub.Publish(&ev); err != nil {
+			return err
+		}
+		if seq%replayFlushEvery == 0 {
+			if err := pub.Flush(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func openInput(path string) (io.ReadCloser, error) {
+	if path == "-" {
+		return io.NopCloser(os.Stdin), nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("input: %w", err)
+	}
+	return f, nil
+}
+
+// openReader picks the decoder for format; auto looks at the file name and,
+// failing that, the first bytes.
+func openReader(format, path string, in io.Reader, opts codec.ParserOptions) (feeds.Reader, error) {
+	if format == "auto" {
+		format = detectFormat(path)
+	}
+	switch format {
+	case "jsonl", "json":
+		return feeds.NewJSONLReader(in, opts), nil
+	case "csv":
+		return feeds.NewCSVReader(in, opts), nil
+	}
+	return nil, usageError{fmt.Errorf("--format: unknown format %q (want auto, jsonl or csv)", format)}
+}
+
+func detectFormat(path string) string {
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".csv":
+		return "csv"
+	}
+	return "jsonl"
+}

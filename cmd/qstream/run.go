@@ -1,0 +1,309 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"qstream/codec"
+	"qstream/engine"
+	"qstream/feeds"
+	"qstream/internal/cpu"
+	"qstream/ops"
+	"qstream/ring"
+)
+
+type runFlags struct {
+	symbols, rate, shards, maxSymbols int
+	seed                              uint64
+	count                             int64
+	wait, mode, pin, indicators       string
+	emaSeed                           string
+	batchSize                         int
+	batchTimeout, duration, interval  time.Duration
+	outOfOrderness, idleTimeout       time.Duration
+}
+
+func runFlagSet(f *runFlags, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.IntVar(&f.symbols, "symbols", 100, "number of instruments of the synthetic feed")
+	fs.IntVar(&f.rate, "rate", 100_000, "synthetic messages per second (0: as fast as possible)")
+	fs.Uint64Var(&f.seed, "seed", 1, "seed of the synthetic feed: the same seed gives the same messages")
+	fs.Int64Var(&f.count, "count", 0, "stop after this many synthetic messages (0: until interrupted)")
+	fs.IntVar(&f.shards, "shards", 0, "number of shards (0: usable CPUs minus one, at least one)")
+	fs.StringVar(&f.wait, "wait", "park", "shard wait strategy: park (sleep until work; for shared machines), yield, or spin (dedicated cores only)")
+	fs.StringVar(&f.mode, "mode", "event-driven", "processing mode: event-driven (park until a message arrives), real-time (each message as it arrives, with --wait), micro-batch (--batch-size / --batch-timeout)")
+	fs.IntVar(&f.batchSize, "batch-size", 256, "micro-batch: messages per batch")
+	fs.DurationVar(&f.batchTimeout, "batch-timeout", time.Millisecond, "micro-batch: longest wait for a batch to fill")
+	fs.StringVar(&f.pin, "pin", "", "pin shards to CPUs: a list like 2,3 or 'auto' (allowed CPUs after the first); refusal is logged, not fatal")
+	fs.IntVar(&f.maxSymbols, "max-symbols", 1<<16, "capacity of the symbol table")
+	fs.StringVar(&f.indicators, "indicators", ops.DefaultIndicators, "indicators computed on every trade")
+	fs.StringVar(&f.emaSeed, "ema-seed", "sma", "EMA seed: sma or first")
+	fs.DurationVar(&f.outOfOrderness, "out-of-orderness", 0, "bounded out-of-orderness of event time")
+	fs.DurationVar(&f.idleTimeout, "idle-timeout", 0, "a source silent this long stops holding the watermark back (0: never)")
+	fs.DurationVar(&f.duration, "duration", 0, "stop after this long (0: until Ctrl-C)")
+	fs.DurationVar(&f.interval, "status-interval", time.Second, "how often to print the status line")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, `Usage: qstream run [flags]
+
+Runs the engine on the built-in synthetic market (a seeded random walk of
+trades and quotes) and prints a status line every second: messages per
+second, latency percentiles per stage, ring occupancy and errors. Ctrl-C
+stops it cleanly: the rings are drained and a summary is printed.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func cmdRun(args []string, stdout, stderr io.Writer) int {
+	var f runFlags
+	fs := runFlagSet(&f, stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, &f, stdout, stderr); err != nil {
+		fmt.Fprintf(stderr, "qstream run: %v\n", err)
+		var ue usageError
+		if errors.As(err, &ue) {
+			return 2
+		}
+		return 1
+	}
+	return 0
+}
+
+func parsePins(s string) ([]int, error) {
+	switch s {
+	case "":
+		return nil, nil
+	case "auto":
+		allowed := cpu.Allowed()
+		if len(allowed) > 1 {
+			return allowed[1:], nil
+		}
+		return allowed, nil
+	}
+	var pins []int
+	for _, p := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(p))
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("--pin: %q is not a CPU number", p)
+		}
+		pins = append(pins, n)
+	}
+	return pins, nil
+}
+
+func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
+	wait, err := ring.ParseStrategy(f.wait)
+	if err != nil {
+		return usageError{fmt.Errorf("--wait: %w", err)}
+	}
+	mode, err := engine.ParseMode(f.mode)
+	if err != nil {
+		return usageError{fmt.Errorf("--mode: %w", err)}
+	}
+	pins, err := parsePins(f.pin)
+	if err != nil {
+		return usageError{err}
+	}
+	specs, err := ops.ParseIndicators(f.indicators)
+	if err != nil {
+		return usageError{fmt.Errorf("--indicators: %w", err)}
+	}
+	seed, err := ops.ParseEMASeed(f.emaSeed)
+	if err != nil {
+		return usageError{fmt.Errorf("--ema-seed: %w", err)}
+	}
+	syn, err := feeds.NewSynthetic(feeds.SyntheticOptions{Seed: f.seed, Symbols: f.symbols, Rate: f.rate, Count: f.count})
+	if err != nil {
+		return usageError{err}
+	}
+	if mode == engine.ModeEventDriven && wait != ring.Park {
+		mode = engine.ModeRealTime // an explicit --wait asks for a polling loop
+	}
+	symbols := codec.NewSymbolTable(f.maxSymbols)
+	dlq, _, _ := openDLQ("", stderr)
+	pipeCfg := ops.PipelineConfig{
+		Indicators:       specs,
+		IndicatorOptions: ops.IndicatorOptions{EMASeed: seed},
+		EmitIndicators:   true,
+		MaxSymbolID:      f.maxSymbols,
+	}
+	eng, err := engine.New(engine.Config{
+		Shards:         f.shards,
+		PinCPUs:        pins,
+		Wait:           wait,
+		Mode:           mode,
+		BatchSize:      f.batchSize,
+		BatchTimeout:   f.batchTimeout,
+		Symbols:        symbols,
+		OutOfOrderness: f.outOfOrderness,
+		IdleTimeout:    f.idleTimeout,
+		Processors:     func(int) (engine.Processor, error) { return ops.NewPipeline(pipeCfg) },
+		DeadLetters:    dlq,
+	})
+	if err != nil {
+		return err
+	}
+	if err := eng.Start(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "qstream: running: %d shards, %s mode, %s wait, synthetic feed of %d symbols at %s msg/s; Ctrl-C stops\n",
+		eng.Shards(), mode, eng.Config().Wait, f.symbols, rateString(f.rate))
+
+	runCtx := ctx
+	if f.duration > 0 {
+		var cancel context.CancelFunc
+		runCtx, cancel = context.WithTimeout(ctx, f.duration)
+		defer cancel()
+	}
+	pubs := &publishers{e: eng}
+	feedErr := make(chan error, 1)
+	go func() {
+		err := syn.Run(runCtx, pubs)
+		pubs.closeAll()
+		feedErr <- err
+	}()
+
+	start := time.Now()
+	status := newStatus(eng, stderr)
+	tick := time.NewTicker(f.interval)
+	defer tick.Stop()
+	var ferr error
+loop:
+	for {
+		select {
+		case <-tick.C:
+			status.print(false)
+		case ferr = <-feedErr:
+			break loop
+		}
+	}
+	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	serr := eng.Stop(stopCtx)
+	status.summary(time.Since(start))
+	if ferr != nil && !errors.Is(ferr, context.Canceled) {
+		return ferr
+	}
+	return serr
+}
+
+func rateString(r int) string {
+	if r == 0 {
+		return "max"
+	}
+	return strconv.Itoa(r)
+}
+
+// publishers adapts the engine to feeds.Publishers and remembers every
+// Publisher so they can be closed once their feed has returned.
+type publishers struct {
+	e    *engine.Engine
+	mu   sync.Mutex
+	pubs []*engine.Publisher
+}
+
+func (p *publishers) NewPublisher(name string) (feeds.Publisher, error) {
+	pub, err := p.e.NewPublisher(name)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	p.pubs = append(p.pubs, pub)
+	p.mu.Unlock()
+	return pub, nil
+}
+
+func (p *publishers) Symbols() *codec.SymbolTable { return p.e.Symbols() }
+
+// closeAll closes every Publisher. Precondition: the goroutines that used
+// them have returned.
+func (p *publishers) closeAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, pub := range p.pubs {
+		pub.Close()
+	}
+}
+
+// status prints the periodic status line and the final summary.
+type status struct {
+	e        *engine.Engine
+	w        io.Writer
+	last     engine.Stats
+	lastTime time.Time
+}
+
+func newStatus(e *engine.Engine, w io.Writer) *status {
+	return &status{e: e, w: w, lastTime: time.Now(), last: e.Stats()}
+}
+
+func (s *status) print(final bool) {
+	now := time.Now()
+	st := s.e.Stats()
+	lat := s.e.Latency(true)
+	dt := now.Sub(s.lastTime).Seconds()
+	rate := float64(st.Messages-s.last.Messages) / dt
+	var inLen, inCap, outLen, outCap int
+	for _, sh := range st.Shards {
+		inLen += sh.InputLen
+		inCap += sh.InputCap
+		outLen += sh.OutputLen
+		outCap += sh.OutputCap
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %9.0f msg/s", now.Format("15:04:05"), rate)
+	for i, q := range lat.Stages {
+		fmt.Fprintf(&b, " | %s p50 %s p99 %s p99.9 %s", engine.StageNames[i], dur(q.P50), dur(q.P99), dur(q.P999))
+	}
+	fmt.Fprintf(&b, " | rings in %.1f%% out %.1f%% | errors %d dlq %d | symbols %d",
+		pct(inLen, inCap), pct(outLen, outCap), st.Errors, st.DeadLetters, st.Symbols)
+	fmt.Fprintln(s.w, b.String())
+	s.last, s.lastTime = st, now
+}
+
+func (s *status) summary(elapsed time.Duration) {
+	st := s.e.Stats()
+	fmt.Fprintf(s.w, "qstream: stopped after %s: %d messages (%.0f msg/s), %d outputs, %d errors, %d dead letters, %d symbols, by type %v\n",
+		elapsed.Round(time.Millisecond), st.Messages, float64(st.Messages)/elapsed.Seconds(), st.Outputs, st.Errors, st.DeadLetters, st.Symbols, st.ByKind)
+}
+
+func pct(n, d int) float64 {
+	if d == 0 {
+		return 0
+	}
+	return 100 * float64(n) / float64(d)
+}
+
+func dur(ns int64) string {
+	switch {
+	case ns == 0:
+		return "-"
+	case ns < 10_000:
+		return fmt.Sprintf("%.1fµs", float64(ns)/1e3)
+	case ns < 10_000_000:
+		return fmt.Sprintf("%.0fµs", float64(ns)/1e3)
+	default:
+		return fmt.Sprintf("%.1fms", float64(ns)/1e6)
+	}
+}
