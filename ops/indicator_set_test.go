@@ -1,6 +1,8 @@
 package ops
 
 import (
+	"qstream/internal/testvectors"
+
 	"bufio"
 	"bytes"
 	"fmt"
@@ -545,7 +547,10 @@ func TestIndicatorRollingDrift(t *testing.T) {
 // Binance BTCUSDT trades with hourly sessions (the data spans 00:00–02:05
 // UTC, so two session boundaries) against the oracle.
 func TestIndicatorRealTrades(t *testing.T) {
-	raw := indReadTestdata(t, "trades/binance_futures_btcusdt_trades.csv")
+	raw, err := testvectors.Read("trades/binance_futures_btcusdt_trades.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
 	sc := bufio.NewScanner(bytes.NewReader(raw))
 	var hist []indTrade
 	for line := 0; sc.Scan(); line++ {
