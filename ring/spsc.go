@@ -69,9 +69,9 @@ var (
 // golang.org/x/sys/cpu.CacheLinePad), apart from the read-only fields. Each
 // side keeps a private copy of the other side's index (the producer's limit
 // is the head it last loaded plus Cap; the consumer's tailCache is the tail
-// it last loaded) and reloads the shared atomic only when that copy says there is
-// not enough room (producer) or data (consumer). So in steady state a
-// batched hand-off touches the other side's cache line once per batch, not
+// it last loaded) and reloads the shared atomic only when that copy says
+// there is not enough room (producer) or data (consumer). So in steady state
+// a batched hand-off touches the other side's cache line once per batch, not
 // once per value.
 //
 // # Memory ordering
@@ -120,11 +120,11 @@ type SPSC[T any] struct {
 
 	// Producer-owned line: tail is written by the producer, read by the
 	// consumer only when its tailCache runs out.
-	tail      atomic.Uint64
-	ptail     uint64 // producer's copy of tail (== tail.Load())
-	limit     uint64 // last head the producer loaded + Cap: it may fill below
-	claimed   int    // invariants builds: slots returned by the last Claim
-	_         cpu.CacheLinePad
+	tail    atomic.Uint64
+	ptail   uint64 // producer's copy of tail (== tail.Load())
+	limit   uint64 // last head the producer loaded + Cap: it may fill below
+	claimed int    // invariants builds: slots returned by the last Claim
+	_       cpu.CacheLinePad
 }
 
 // New returns an empty ring of capacity values (a power of two in
