@@ -1,0 +1,29 @@
+package codec
+
+// FNV-1a 64-bit parameters (http://www.isthe.com/chongo/tech/comp/fnv/).
+const (
+	hashFNVOffset64 = 14695981039346656037
+	hashFNVPrime64  = 1099511628211
+)
+
+// HashID returns the stable 64-bit hash of a message id that parsers store in
+// Event.IDHash: 64-bit FNV-1a of the bytes exactly as given (after JSON
+// unescaping), with two adjustments so that 0 keeps meaning "no id":
+// an empty id hashes to 0, and a non-empty id whose FNV-1a is 0 hashes to 1.
+//
+// The function is part of the WAL and output contract (dedup keys, idempotent
+// sink writes): it must never change. It does not allocate.
+func HashID(id []byte) uint64 {
+	if len(id) == 0 {
+		return 0
+	}
+	h := uint64(hashFNVOffset64)
+	for _, c := range id {
+		h ^= uint64(c)
+		h *= hashFNVPrime64
+	}
+	if h == 0 {
+		return 1
+	}
+	return h
+}
