@@ -1,0 +1,196 @@
+package codec
+
+import (
+	"errors"
+
+	"github.com/valyala/fastjson"
+)
+
+// DefaultMaxMessageSize is the message size limit when ParserOptions leaves
+// it zero.
+const DefaultMaxMessageSize = 64 << 10
+
+// ParserOptions configure a Parser or CSVParser.
+type ParserOptions struct {
+	// MaxMessageSize bounds one JSON message or CSV line in bytes; longer
+	// input is rejected with ReasonOversize before it is parsed. Zero or
+	// negative means DefaultMaxMessageSize.
+	MaxMessageSize int
+	// Source is stored in Event.Source of every event parsed.
+	Source uint16
+	// Symbols is the engine's shared symbol table. Nil gives the parser a
+	// private table of the default capacity (tests, tools).
+	Symbols *SymbolTable
+}
+
+// parserCore is the state every line/message parser shares: the symbol
+// cache, the reused rejection and the limits.
+type parserCore struct {
+	syms    *SymbolCache
+	err     Error
+	maxSize int
+	source  uint16
+	memo    [parserMemoSlots]parserSymMemo
+}
+
+// A small direct-mapped memo of recent symbols sits in front of the
+// SymbolCache: a hit is a short compare instead of hashing into a map. Ids
+// never change once interned, so entries never go stale; a collision only
+// costs a map lookup.
+const (
+	parserMemoSlots   = 64 // a power of two
+	parserMemoNameMax = 16
+)
+
+type parserSymMemo struct {
+	n    uint8
+	name [parserMemoNameMax]byte
+	id   Symbol
+}
+
+func (c *parserCore) init(opts ParserOptions) {
+	c.maxSize = opts.MaxMessageSize
+	if c.maxSize <= 0 {
+		c.maxSize = DefaultMaxMessageSize
+	}
+	c.source = opts.Source
+	t := opts.Symbols
+	if t == nil {
+		t = NewSymbolTable(0)
+	}
+	c.syms = NewSymbolCache(t)
+	c.err.Offset = -1
+}
+
+// fail fills the parser-owned error and returns it.
+func (c *parserCore) fail(r Reason, field, detail string) error {
+	return c.err.set(r, field, detail)
+}
+
+// failAt is fail with a byte offset within the message.
+func (c *parserCore) failAt(r Reason, field, detail string, off int) error {
+	c.err.set(r, field, detail)
+	c.err.Offset = off
+	return &c.err
+}
+
+// failFrom copies a shared sentinel (ParseDecimal's, ParseTimestamp's) into
+// the parser-owned error and names the field.
+func (c *parserCore) failFrom(e *Error, field string) error {
+	c.err = *e
+	c.err.Field = field
+	c.err.Offset = -1
+	return &c.err
+}
+
+// symbol interns name through the per-parser cache; known names do not
+// allocate.
+func (c *parserCore) symbol(name []byte, field string) (Symbol, error) {
+	n := len(name)
+	var e *parserSymMemo
+	if n > 0 && n <= parserMemoNameMax {
+		h := uint(n)
+		for _, b := range name {
+			h = h*31 + uint(b)
+		}
+		e = &c.memo[h&(parserMemoSlots-1)]
+		if int(e.n) == n && string(e.name[:n]) == string(name) {
+			return e.id, nil
+		}
+	}
+	id, err := c.syms.Intern(name)
+	if err == nil {
+		if e != nil {
+			e.n = uint8(n)
+			copy(e.name[:], name)
+			e.id = id
+		}
+		return id, nil
+	}
+	switch {
+	case len(name) == 0:
+		return 0, c.fail(ReasonUnknownSymbol, field, "empty symbol")
+	case len(name) > MaxSymbolLen:
+		return 0, c.fail(ReasonUnknownSymbol, field, "symbol longer than MaxSymbolLen")
+	case errors.Is(err, ErrSymbolTableFull):
+		return 0, c.fail(ReasonUnknownSymbol, field, "symbol table full")
+	}
+	return 0, c.fail(ReasonUnknownSymbol, field, "symbol not in the configured universe")
+}
+
+// checkPrice rejects a price that is not > 0 (NaN and ±Inf never get here:
+// ParseDecimal rejects them).
+func (c *parserCore) checkPrice(x float64, field string) error {
+	if x <= 0 {
+		return c.fail(ReasonBadPrice, field, "price must be > 0")
+	}
+	return nil
+}
+
+// checkVolume rejects a negative size.
+func (c *parserCore) checkVolume(x float64, field string) error {
+	if x < 0 {
+		return c.fail(ReasonBadVolume, field, "volume must be >= 0")
+	}
+	return nil
+}
+
+// Parser parses JSON messages (the compact tick, the specification's
+// StreamMessage and news articles; see ParseJSON) into Events. Use one per
+// feed goroutine: it is not safe for concurrent use. It reuses one
+// fastjson.Parser, a per-parser SymbolCache and its own buffers, so parsing a
+// message with known symbols allocates nothing.
+type Parser struct {
+	parserCore
+	jp       fastjson.Parser
+	tmp      []byte // number text; grows only for absurdly long numbers
+	news     NewsArticle
+	newsSyms [MaxNewsSymbols]Symbol
+	newsOK   bool
+}
+
+// NewParser returns a Parser configured by opts. It pre-sizes the JSON
+// parser's buffers for MaxMessageSize, so the first large message does not
+// allocate on the hot path.
+func NewParser(opts ParserOptions) *Parser {
+	p := &Parser{tmp: make([]byte, 0, 64)}
+	p.init(opts)
+	p.news.reset(&p.newsSyms)
+	p.warm()
+	return p
+}
+
+// warm grows the fastjson parser's copy buffer to MaxMessageSize and its value
+// cache to a few hundred values by parsing a padded array once.
+func (p *Parser) warm() {
+	const values = 256
+	if p.maxSize < 2*values+2 {
+		return
+	}
+	b := make([]byte, 0, p.maxSize)
+	b = append(b, '[')
+	for i := range values {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '0')
+	}
+	b = append(b, ']')
+	for len(b) < p.maxSize {
+		b = append(b, ' ')
+	}
+	_, _ = p.jp.ParseBytes(b)
+}
+
+// Symbols returns the shared symbol table behind the parser.
+func (p *Parser) Symbols() *SymbolTable { return p.syms.Table() }
+
+// News returns the article parsed by the last ParseJSON call if that call
+// returned a KindNews event without error, and nil otherwise. The article and
+// its slices are owned by the parser and valid until the next ParseJSON call.
+func (p *Parser) News() *NewsArticle {
+	if !p.newsOK {
+		return nil
+	}
+	return &p.news
+}
