@@ -240,6 +240,7 @@ type IEXDecoder struct {
 	buf   []byte // the segment's payload
 	pos   int    // next message's length prefix in buf
 	idx   int    // messages framed so far in this segment
+	lost  bool   // framing was lost: the rest of the segment is unreadable
 	raw   []byte // the last message framed
 	err   Error
 	stats IEXStats
@@ -271,7 +272,7 @@ func NewIEXDecoder(opts IEXOptions) *IEXDecoder {
 // Reset validates the header of seg and positions the decoder on its first
 // message. After an error, Next returns false until the next Reset.
 func (d *IEXDecoder) Reset(seg []byte) (IEXHeader, error) {
-	d.buf, d.pos, d.idx, d.raw = nil, 0, 0, nil
+	d.buf, d.pos, d.idx, d.raw, d.lost = nil, 0, 0, nil, false
 	h, err := ParseIEXHeader(seg)
 	d.hdr = h
 	if err != nil {
@@ -300,13 +301,29 @@ func (d *IEXDecoder) Stats() IEXStats { return d.stats }
 // Count returns how many messages of type t have been framed.
 func (d *IEXDecoder) Count(t byte) uint64 { return d.stats.ByType[t] }
 
-// Remaining returns how many messages of the segment are not framed yet.
-func (d *IEXDecoder) Remaining() int { return int(d.hdr.MessageCount) - d.idx }
+// Remaining returns how many messages of the segment are not framed yet (0
+// once framing is lost).
+func (d *IEXDecoder) Remaining() int {
+	if d.lost {
+		return 0
+	}
+	return int(d.hdr.MessageCount) - d.idx
+}
+
+// Framed returns how many messages of the segment have been framed (decoded,
+// skipped or rejected) and how many payload bytes they took. After a framing
+// error these point at the message that could not be framed, so a caller
+// tracking stream continuity knows where delivery stopped.
+func (d *IEXDecoder) Framed() (messages, bytes int) { return d.idx, d.pos }
+
+// FramingLost reports whether the current segment's framing was lost: a
+// length prefix that overruns the payload or a count that does not match.
+func (d *IEXDecoder) FramingLost() bool { return d.lost }
 
 // Skip passes over the next n messages of the segment without decoding or
 // counting them (messages already delivered from an overlapping segment).
 func (d *IEXDecoder) Skip(n int) error {
-	for ; n > 0 && d.idx < int(d.hdr.MessageCount); n-- {
+	for ; n > 0 && d.Remaining() > 0; n-- {
 		if _, ok := d.frame(); !ok {
 			return &d.err
 		}
@@ -335,8 +352,7 @@ func (d *IEXDecoder) framingError(detail string) ([]byte, bool) {
 	d.err.set(ReasonMalformed, "message_length", detail)
 	d.err.Offset = IEXHeaderLen + d.pos
 	d.raw = d.buf[d.pos:]
-	d.idx = int(d.hdr.MessageCount) // framing is lost: end the segment
-	d.pos = len(d.buf)
+	d.lost = true // the rest of the segment cannot be framed
 	d.stats.Errors++
 	return nil, false
 }
@@ -346,7 +362,7 @@ func (d *IEXDecoder) framingError(detail string) ([]byte, bool) {
 // bad message; Next may be called again and goes on with the next one
 // unless framing was lost (then it returns false).
 func (d *IEXDecoder) Next(ev *Event) (bool, error) {
-	for d.idx < int(d.hdr.MessageCount) {
+	for d.Remaining() > 0 {
 		m, ok := d.frame()
 		if !ok {
 			return false, &d.err
@@ -385,8 +401,8 @@ func (d *IEXDecoder) Next(ev *Event) (bool, error) {
 		d.stats.Events++
 		return true, nil
 	}
-	if d.pos != len(d.buf) {
-		d.pos = len(d.buf)
+	if !d.lost && d.pos != len(d.buf) {
+		d.lost = true
 		d.stats.Errors++
 		d.err.set(ReasonMalformed, "message_count", "iex: bytes after the last message")
 		d.err.Offset = -1

@@ -393,6 +393,26 @@ func TestIEXSegmentStructure(t *testing.T) {
 		t.Fatalf("end: ok %v err %v", ok, err)
 	}
 
+	// Framing lost at the second message: Framed points at it.
+	lostSeg := iexSeg(IEXProtocolTOPS, 1, 1, 0, 1, 0, q, tr)
+	binary.LittleEndian.PutUint16(lostSeg[IEXHeaderLen+2+len(q):], 500)
+	d = NewIEXDecoder(IEXOptions{})
+	if _, err := d.Reset(lostSeg); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := d.Next(&ev); !ok || err != nil || d.FramingLost() {
+		t.Fatalf("first message: %v %v", ok, err)
+	}
+	if _, err := d.Next(&ev); err == nil || !d.FramingLost() || d.Remaining() != 0 {
+		t.Fatalf("want framing lost, got %v", err)
+	}
+	if msgs, n := d.Framed(); msgs != 1 || n != 2+len(q) {
+		t.Errorf("Framed() = %d, %d; want 1, %d", msgs, n, 2+len(q))
+	}
+	if ok, err := d.Next(&ev); ok || err != nil {
+		t.Errorf("after framing lost: %v %v", ok, err)
+	}
+
 	// Skip passes over messages without counting them.
 	d = NewIEXDecoder(IEXOptions{})
 	if _, err := d.Reset(seg); err != nil {

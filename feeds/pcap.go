@@ -1,0 +1,586 @@
+package feeds
+
+import (
+	"bufio"
+	"compress/gzip"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/google/gopacket/layers"
+	"github.com/google/gopacket/pcapgo"
+
+	"qstream/codec"
+)
+
+// ErrCaptureTruncated is reported (by PcapReader.Warning, and in the log) when
+// a capture ends inside a record: the records before it were decoded, the
+// incomplete one was dropped, and the replay ended normally.
+var ErrCaptureTruncated = errors.New("feeds: pcap: capture truncated inside its last record")
+
+// ErrPcapFormat is returned by OpenPcap and NewPcapReader for an input that is
+// neither pcap nor pcapng (after an optional gzip layer).
+var ErrPcapFormat = errors.New("feeds: pcap: not a pcap or pcapng capture")
+
+// pcapMaxSnaplen bounds the packet buffer of the classic reader whatever
+// snap length the file header claims (a corrupt header must not make the
+// reader allocate gigabytes). Ethernet jumbo frames are 9 KiB.
+const pcapMaxSnaplen = 256 << 10
+
+// PcapOptions configures a PcapReader and a PcapFeed.
+type PcapOptions struct {
+	Name    string             // feed name; default "pcap"
+	Source  uint16             // stamped into Event.Source
+	Symbols *codec.SymbolTable // the engine's table (the feed uses pubs.Symbols()); nil: a private one
+	// Port keeps only UDP datagrams to this destination port (IEX uses one
+	// port per feed: 10378 TOPS, 10379 DEEP; the sample uses 16642). 0 takes
+	// every UDP datagram whose payload is an IEX-TP segment.
+	Port uint16
+	// Speed paces a PcapFeed: 0 replays as fast as possible; otherwise packets
+	// are released at the captured pace times Speed (2 = twice as fast),
+	// using the packet capture timestamps. Readers ignore it.
+	Speed float64
+	// Logger receives the truncation warning; nil: slog.Default().
+	Logger *slog.Logger
+}
+
+// PcapStats counts what a PcapReader has read.
+type PcapStats struct {
+	Packets  uint64 // records read from the capture
+	Segments uint64 // IEX-TP segments decoded (heartbeats included)
+	Skipped  uint64 // records that are not IPv4/UDP (to Port), or IP fragments
+	NotIEX   uint64 // UDP payloads that are not IEX-TP TOPS/DEEP segments (reported as record errors)
+	Events   uint64 // events returned
+	Errors   uint64 // record errors returned
+	// Continuity per (protocol, channel, session), from each segment's
+	// first sequence number and stream offset against the previous one's.
+	Sessions          uint64 // distinct (protocol, channel, session) streams
+	Gaps              uint64 // segments that started after the expected sequence number
+	MissingMessages   uint64 // messages lost in those gaps
+	MissingBytes      uint64 // stream bytes lost in those gaps
+	Overlaps          uint64 // segments that started before it (retransmission, a second feed line)
+	DuplicateMessages uint64 // messages of overlapping segments passed over, not returned twice
+	OffsetMismatches  uint64 // segments whose sequence was continuous but stream offset was not
+	// Truncated is set when the capture ended inside a record; the records
+	// before it were all decoded.
+	Truncated bool
+	// IEX holds the decoder's counters: messages by type, unknown types, ...
+	IEX codec.IEXStats
+}
+
+// pcapStream is the continuity state of one IEX-TP stream.
+type pcapStream struct {
+	nextSeq, nextOff uint64
+}
+
+type pcapStreamKey struct {
+	proto           uint16
+	channel, sessID uint32
+}
+
+// pcapPacketSource is what pcapgo's two readers have in common.
+type pcapPacketSource interface {
+	ZeroCopyReadPacketData() ([]byte, pcapCaptureInfo, error)
+	LinkType() layers.LinkType
+}
+
+// PcapReader replays a pcap or pcapng capture (optionally gzip-compressed;
+// both detected by their magic numbers) of Ethernet/IPv4/UDP datagrams that
+// carry IEX-TP v1 segments of IEX TOPS 1.6 or DEEP 1.0, as a Reader of
+// codec.Events: one per IEX message, in capture order, mapped as
+// codec.IEXDecoder documents, with FlagReplay set.
+//
+// It checks stream continuity per (protocol, channel, session): gaps and
+// overlaps are counted (Stats), and messages that an overlapping segment
+// repeats are passed over so that none is returned twice. A capture that
+// ends inside a record is not an error: Next returns io.EOF, Warning returns
+// ErrCaptureTruncated and the warning is logged once.
+//
+// Reading does not allocate per packet or per message (pcapgo's zero-copy
+// read reuses one packet buffer). Single-goroutine.
+type PcapReader struct {
+	opts   PcapOptions
+	log    *slog.Logger
+	file   io.Closer
+	gz     *gzip.Reader
+	src    pcapPacketSource
+	link   layers.LinkType
+	dec    *codec.IEXDecoder
+	inSeg  bool
+	done   bool
+	pkt    int64 // index of the current packet (0-based)
+	pktNs  int64 // capture time of the current packet
+	seg    []byte
+	stats  PcapStats
+	stream map[pcapStreamKey]*pcapStream
+	cur    *pcapStream     // the stream of the current segment
+	hdr    codec.IEXHeader // the current segment's header
+	warn   error
+	rerr   RecordError
+}
+
+// OpenPcap opens a capture file for replay.
+func OpenPcap(path string, opts PcapOptions) (*PcapReader, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("feeds: pcap: %w", err)
+	}
+	r, err := NewPcapReader(f, opts)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%w (%s)", err, path)
+	}
+	r.file = f
+	return r, nil
+}
+
+// NewPcapReader reads a capture from r. Close does not close r.
+func NewPcapReader(r io.Reader, opts PcapOptions) (*PcapReader, error) {
+	if opts.Name == "" {
+		opts.Name = "pcap"
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	syms := opts.Symbols
+	if syms == nil {
+		syms = codec.NewSymbolTable(0)
+	}
+	pr := &PcapReader{
+		opts:   opts,
+		log:    log,
+		dec:    codec.NewIEXDecoder(codec.IEXOptions{Symbols: codec.NewSymbolCache(syms), Source: opts.Source, Flags: codec.FlagReplay}),
+		stream: make(map[pcapStreamKey]*pcapStream),
+		pkt:    -1,
+	}
+	br := bufio.NewReaderSize(r, 64<<10)
+	magic, err := br.Peek(4)
+	if err != nil {
+		return nil, ErrPcapFormat
+	}
+	var in io.Reader = br
+	if magic[0] == 0x1f && magic[1] == 0x8b {
+		if pr.gz, err = gzip.NewReader(br); err != nil {
+			return nil, fmt.Errorf("feeds: pcap: gzip: %w", err)
+		}
+		gbr := bufio.NewReaderSize(pr.gz, 64<<10)
+		if magic, err = gbr.Peek(4); err != nil {
+			return nil, ErrPcapFormat
+		}
+		in = gbr
+	}
+	switch binary.LittleEndian.Uint32(magic) {
+	case 0x0A0D0D0A: // pcapng section header block
+		ng, err := pcapgo.NewNgReader(in, pcapgo.NgReaderOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("feeds: pcap: pcapng: %w", err)
+		}
+		pr.src = ngSource{ng}
+	case 0xa1b2c3d4, 0xd4c3b2a1, 0xa1b23c4d, 0x4d3cb2a1: // µs and ns, either byte order
+		cr, err := pcapgo.NewReader(in)
+		if err != nil {
+			return nil, fmt.Errorf("feeds: pcap: %w", err)
+		}
+		if cr.Snaplen() > pcapMaxSnaplen || cr.Snaplen() == 0 {
+			cr.SetSnaplen(pcapMaxSnaplen)
+		}
+		pr.src = classicSource{cr}
+	default:
+		return nil, ErrPcapFormat
+	}
+	pr.link = pr.src.LinkType()
+	switch pr.link {
+	case layers.LinkTypeEthernet, layers.LinkTypeRaw, layers.LinkType(12), layers.LinkTypeIPv4,
+		layers.LinkTypeLinuxSLL, layers.LinkTypeNull, layers.LinkTypeLoop:
+	default:
+		return nil, fmt.Errorf("feeds: pcap: unsupported link type %v", pr.link)
+	}
+	return pr, nil
+}
+
+// Next implements Reader: it decodes the next IEX message into ev.
+func (r *PcapReader) Next(ev *codec.Event) error {
+	for {
+		if r.inSeg {
+			ok, err := r.dec.Next(ev)
+			if err != nil {
+				if r.dec.FramingLost() {
+					r.rewind()
+				}
+				r.stats.Errors++
+				r.rerr = RecordError{Pos: codec.Position{Offset: r.pkt}, Raw: r.dec.Raw(), Err: err}
+				return &r.rerr
+			}
+			if ok {
+				r.stats.Events++
+				return nil
+			}
+			r.inSeg = false
+		}
+		if r.done {
+			return io.EOF
+		}
+		data, ci, err := r.src.ZeroCopyReadPacketData()
+		if err != nil {
+			return r.readFailed(err, ci)
+		}
+		r.pkt++
+		r.stats.Packets++
+		r.pktNs = ci.tsNs
+		payload, ok := r.udpPayload(data)
+		if !ok {
+			r.stats.Skipped++
+			continue
+		}
+		r.seg = payload
+		h, err := r.dec.Reset(payload)
+		if err != nil {
+			r.stats.NotIEX++
+			r.stats.Errors++
+			r.rerr = RecordError{Pos: codec.Position{Offset: r.pkt}, Raw: payload, Err: err}
+			return &r.rerr
+		}
+		r.stats.Segments++
+		r.hdr = h
+		if skip := r.continuity(&h); skip > 0 {
+			if err := r.dec.Skip(skip); err != nil {
+				r.stats.Errors++
+				r.rerr = RecordError{Pos: codec.Position{Offset: r.pkt}, Raw: r.dec.Raw(), Err: err}
+				return &r.rerr
+			}
+		}
+		r.inSeg = true
+	}
+}
+
+// readFailed turns the end of the capture into io.EOF, recording a
+// truncated last record as a warning.
+func (r *PcapReader) readFailed(err error, ci pcapCaptureInfo) error {
+	r.done = true
+	switch {
+	case err == io.EOF && !ci.partial:
+		return io.EOF
+	case err == io.EOF, errors.Is(err, io.ErrUnexpectedEOF):
+		r.stats.Truncated = true
+		r.warn = fmt.Errorf("%w: after %d complete packets", ErrCaptureTruncated, r.pkt+1)
+		r.log.Warn("pcap: capture truncated; the incomplete last record was dropped",
+			"feed", r.opts.Name, "packets", r.pkt+1, "events", r.stats.Events)
+		return io.EOF
+	}
+	return fmt.Errorf("feeds: pcap: packet %d: %w", r.pkt+1, err)
+}
+
+// continuity checks h against its stream and returns how many of its
+// messages were already delivered (to be skipped).
+func (r *PcapReader) continuity(h *codec.IEXHeader) int {
+	key := pcapStreamKey{h.ProtocolID, h.ChannelID, h.SessionID}
+	s := r.stream[key]
+	if s == nil {
+		s = &pcapStream{nextSeq: h.NextSeq(), nextOff: h.NextOffset()}
+		r.stream[key] = s
+		r.cur = s
+		r.stats.Sessions++
+		return 0
+	}
+	r.cur = s
+	skip := 0
+	switch {
+	case h.FirstSeq > s.nextSeq:
+		r.stats.Gaps++
+		r.stats.MissingMessages += h.FirstSeq - s.nextSeq
+		if h.StreamOffset > s.nextOff {
+			r.stats.MissingBytes += h.StreamOffset - s.nextOff
+		} else {
+			r.stats.OffsetMismatches++
+		}
+	case h.FirstSeq < s.nextSeq:
+		r.stats.Overlaps++
+		dup := min(s.nextSeq-h.FirstSeq, uint64(h.MessageCount))
+		r.stats.DuplicateMessages += dup
+		skip = int(dup)
+	case h.StreamOffset != s.nextOff:
+		r.stats.OffsetMismatches++
+	}
+	if h.NextSeq() >= s.nextSeq {
+		s.nextSeq = h.NextSeq()
+		s.nextOff = max(s.nextOff, h.NextOffset())
+	}
+	return skip
+}
+
+// rewind moves the current stream's expected position back to the message
+// where the current segment's framing was lost, so that the undelivered
+// messages are not taken for duplicates if they are sent again.
+func (r *PcapReader) rewind() {
+	s, h := r.cur, &r.hdr
+	if s == nil || s.nextSeq != h.NextSeq() {
+		return // this segment did not advance the stream
+	}
+	msgs, n := r.dec.Framed()
+	s.nextSeq = h.FirstSeq + uint64(msgs)
+	s.nextOff = h.StreamOffset + uint64(n)
+}
+
+// udpPayload returns the UDP payload of an IPv4 datagram to the configured
+// port, parsed by hand from the link layer up (no allocation).
+func (r *PcapReader) udpPayload(data []byte) ([]byte, bool) {
+	var ip []byte
+	switch r.link {
+	case layers.LinkTypeEthernet:
+		if len(data) < 14 {
+			return nil, false
+		}
+		etype := binary.BigEndian.Uint16(data[12:])
+		p := 14
+		for (etype == 0x8100 || etype == 0x88a8) && len(data) >= p+4 { // 802.1Q / 802.1ad tags
+			etype = binary.BigEndian.Uint16(data[p+2:])
+			p += 4
+		}
+		if etype != 0x0800 {
+			return nil, false
+		}
+		ip = data[p:]
+	case layers.LinkTypeLinuxSLL:
+		if len(data) < 16 || binary.BigEndian.Uint16(data[14:]) != 0x0800 {
+			return nil, false
+		}
+		ip = data[16:]
+	case layers.LinkTypeNull, layers.LinkTypeLoop:
+		if len(data) < 4 {
+			return nil, false
+		}
+		ip = data[4:]
+	default: // raw IP
+		ip = data
+	}
+	if len(ip) < 20 || ip[0]>>4 != 4 {
+		return nil, false
+	}
+	ihl := int(ip[0]&0x0f) * 4
+	total := int(binary.BigEndian.Uint16(ip[2:]))
+	if ihl < 20 || total < ihl+8 || total > len(ip) || ip[9] != 17 {
+		return nil, false
+	}
+	if binary.BigEndian.Uint16(ip[6:])&0x3fff != 0 { // more fragments, or a fragment offset
+		return nil, false
+	}
+	udp := ip[ihl:total]
+	ulen := int(binary.BigEndian.Uint16(udp[4:]))
+	if ulen < 8 || ulen > len(udp) {
+		return nil, false
+	}
+	if r.opts.Port != 0 && binary.BigEndian.Uint16(udp[2:]) != r.opts.Port {
+		return nil, false
+	}
+	return udp[8:ulen], true
+}
+
+// PacketTimeNs returns the capture timestamp of the packet of the last event
+// (ns since the epoch): processing time of the capture, used for pacing.
+func (r *PcapReader) PacketTimeNs() int64 { return r.pktNs }
+
+// Packet returns the 0-based index of the packet of the last event.
+func (r *PcapReader) Packet() int64 { return r.pkt }
+
+// Stats returns the counters.
+func (r *PcapReader) Stats() PcapStats {
+	st := r.stats
+	st.IEX = r.dec.Stats()
+	return st
+}
+
+// Warning returns ErrCaptureTruncated (wrapped with the packet count) if the
+// capture ended inside a record, else nil.
+func (r *PcapReader) Warning() error { return r.warn }
+
+// Close releases the capture (and closes the file OpenPcap opened).
+func (r *PcapReader) Close() error {
+	r.done = true
+	var err error
+	if r.gz != nil {
+		err = r.gz.Close()
+	}
+	if r.file != nil {
+		if cerr := r.file.Close(); err == nil {
+			err = cerr
+		}
+		r.file = nil
+	}
+	return err
+}
+
+// pcapCaptureInfo is the part of gopacket.CaptureInfo the reader needs, plus
+// whether a record had started when the read failed.
+type pcapCaptureInfo struct {
+	tsNs    int64
+	partial bool
+}
+
+type classicSource struct{ r *pcapgo.Reader }
+
+func (s classicSource) ZeroCopyReadPacketData() ([]byte, pcapCaptureInfo, error) {
+	data, ci, err := s.r.ZeroCopyReadPacketData()
+	// pcapgo fills ci once the 16-byte record header was read: an io.EOF
+	// after that is a record cut short, not the end of the capture.
+	return data, pcapCaptureInfo{tsNs: ci.Timestamp.UnixNano(), partial: ci.CaptureLength > 0}, err
+}
+
+func (s classicSource) LinkType() layers.LinkType { return s.r.LinkType() }
+
+type ngSource struct{ r *pcapgo.NgReader }
+
+func (s ngSource) ZeroCopyReadPacketData() ([]byte, pcapCaptureInfo, error) {
+	data, ci, err := s.r.ZeroCopyReadPacketData()
+	return data, pcapCaptureInfo{tsNs: ci.Timestamp.UnixNano(), partial: ci.CaptureLength > 0}, err
+}
+
+func (s ngSource) LinkType() layers.LinkType { return s.r.LinkType() }
+
+// PcapFeed replays a capture into the engine as a Feed: as fast as possible,
+// or paced by the packet capture timestamps at Speed times the captured rate.
+// The pacing clock starts at the first packet that yields an event (leading
+// heartbeats are not waited for); events of one packet go out together, and
+// what is due is flushed before each wait.
+// Bad records go to Publisher.Reject; the end of the capture ends Run with
+// nil (a truncated last record is logged, not returned).
+type PcapFeed struct {
+	path string
+	opts PcapOptions
+
+	mu    sync.Mutex
+	stats PcapStats
+	warn  error
+
+	// Clock hooks, replaced in tests.
+	now   func() time.Time
+	sleep func(ctx context.Context, d time.Duration) error
+}
+
+// NewPcapFeed returns a feed over the capture at path.
+func NewPcapFeed(path string, opts PcapOptions) *PcapFeed {
+	if opts.Name == "" {
+		opts.Name = "pcap"
+	}
+	return &PcapFeed{path: path, opts: opts, now: time.Now, sleep: pcapSleep}
+}
+
+// Name implements Feed.
+func (f *PcapFeed) Name() string { return f.opts.Name }
+
+// Stats returns the counters of the last Run, once it has returned.
+func (f *PcapFeed) Stats() PcapStats {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.stats
+}
+
+// Warning returns the truncation warning of the last Run, if any.
+func (f *PcapFeed) Warning() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.warn
+}
+
+// pcapPaceMin is the smallest lag worth sleeping for; shorter ones are
+// carried over to the next packet, so the average pace stays exact.
+const pcapPaceMin = time.Millisecond
+
+// Run implements Feed.
+func (f *PcapFeed) Run(ctx context.Context, pubs Publishers) error {
+	opts := f.opts
+	opts.Symbols = pubs.Symbols()
+	r, err := OpenPcap(f.path, opts)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	pub, err := pubs.NewPublisher(opts.Name)
+	if err != nil {
+		return fmt.Errorf("feeds: pcap: %w", err)
+	}
+	defer f.publishStats(r)
+
+	var (
+		ev        codec.Event
+		lastPkt   int64 = -1
+		firstPkNs int64
+		start     time.Time
+		n         int
+	)
+	for {
+		err := r.Next(&ev)
+		if err == io.EOF {
+			break
+		}
+		var rec *RecordError
+		if errors.As(err, &rec) {
+			pub.Reject(rec.Raw, rec.Reason(), rec.Pos, rec.Err)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if pk := r.Packet(); pk != lastPkt {
+			lastPkt = pk
+			if n++; n&63 == 0 {
+				if err := ctx.Err(); err != nil {
+					_ = pub.Flush()
+					return err
+				}
+			}
+			if opts.Speed > 0 {
+				if start.IsZero() {
+					start, firstPkNs = f.now(), r.PacketTimeNs()
+				} else if err := f.pace(ctx, pub, start, r.PacketTimeNs()-firstPkNs); err != nil {
+					_ = pub.Flush()
+					return err
+				}
+			}
+		}
+		if err := pub.Publish(&ev); err != nil {
+			return err
+		}
+	}
+	if err := pub.Flush(); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+// pace waits until capture time offset elapsed/Speed after start.
+func (f *PcapFeed) pace(ctx context.Context, pub Publisher, start time.Time, elapsedNs int64) error {
+	target := start.Add(time.Duration(float64(elapsedNs) / f.opts.Speed))
+	d := target.Sub(f.now())
+	if d < pcapPaceMin {
+		return nil
+	}
+	if err := pub.Flush(); err != nil { // what is due is visible before we wait
+		return err
+	}
+	return f.sleep(ctx, d)
+}
+
+func (f *PcapFeed) publishStats(r *PcapReader) {
+	f.mu.Lock()
+	f.stats = r.Stats()
+	f.warn = r.Warning()
+	f.mu.Unlock()
+}
+
+func pcapSleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,633 @@
+package feeds
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/google/gopacket/pcapgo"
+
+	"qstream/codec"
+)
+
+// The IEX sample capture, from the shared third-party test data beside the
+// repository (../shared/testdata from the repository root).
+var pcapSamplePath = filepath.Join("..", "..", "shared", "testdata", "pcap", "iex_tops16_sample.pcap.gz")
+
+// pcapSampleCounts are the per-type message counts of the sample (SOURCES.md).
+var pcapSampleCounts = map[byte]uint64{
+	'Q': 27217, 'T': 6390, 'P': 7802, 'O': 7801, 'H': 7803, 'A': 642, 'D': 10, 'S': 6, 'B': 3,
+}
+
+const pcapSampleMessages = 57674
+
+func pcapNeedSample(tb testing.TB) {
+	tb.Helper()
+	if _, err := os.Stat(pcapSamplePath); err != nil {
+		tb.Fatalf("IEX sample capture missing: %v (the shared third-party test data is expected at %s, "+
+			"../shared/testdata from the repository root; see SOURCES.md there)", err, pcapSamplePath)
+	}
+}
+
+type pcapTestPacket struct {
+	ci   gopacket.CaptureInfo
+	data []byte
+}
+
+// pcapSamplePackets reads the sample's packets with pcapgo directly.
+func pcapSamplePackets(tb testing.TB) []pcapTestPacket {
+	pcapNeedSample(tb)
+	f, err := os.Open(pcapSamplePath)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	r, err := pcapgo.NewReader(f) // pcapgo's classic reader undoes gzip itself
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var pkts []pcapTestPacket
+	for {
+		data, ci, err := r.ReadPacketData()
+		if err == io.EOF {
+			return pkts
+		}
+		if err != nil {
+			tb.Fatal(err)
+		}
+		pkts = append(pkts, pcapTestPacket{ci, data})
+	}
+}
+
+// pcapWrite writes packets as a classic pcap (or pcapng) file.
+func pcapWrite(tb testing.TB, path string, ng bool, pkts []pcapTestPacket) []byte {
+	tb.Helper()
+	var buf bytes.Buffer
+	if ng {
+		w, err := pcapgo.NewNgWriter(&buf, layers.LinkTypeEthernet)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		for _, p := range pkts {
+			ci := p.ci
+			ci.InterfaceIndex = 0
+			if err := w.WritePacket(ci, p.data); err != nil {
+				tb.Fatal(err)
+			}
+		}
+		if err := w.Flush(); err != nil {
+			tb.Fatal(err)
+		}
+	} else {
+		w := pcapgo.NewWriterNanos(&buf)
+		if err := w.WriteFileHeader(65536, layers.LinkTypeEthernet); err != nil {
+			tb.Fatal(err)
+		}
+		for _, p := range pkts {
+			if err := w.WritePacket(p.ci, p.data); err != nil {
+				tb.Fatal(err)
+			}
+		}
+	}
+	if path != "" {
+		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return buf.Bytes()
+}
+
+func pcapGzip(b []byte) []byte {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	zw.Write(b)
+	zw.Close()
+	return buf.Bytes()
+}
+
+// pcapDrain reads all events of r; record errors are collected.
+func pcapDrain(tb testing.TB, r Reader) (evs []codec.Event, recs []RecordError) {
+	tb.Helper()
+	for {
+		var ev codec.Event
+		err := r.Next(&ev)
+		if err == io.EOF {
+			return evs, recs
+		}
+		var rec *RecordError
+		if errors.As(err, &rec) {
+			recs = append(recs, *rec)
+			continue
+		}
+		if err != nil {
+			tb.Fatalf("Next: %v", err)
+		}
+		evs = append(evs, ev)
+	}
+}
+
+func pcapQuietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func TestPcapSampleCounts(t *testing.T) {
+	pcapNeedSample(t)
+	r, err := OpenPcap(pcapSamplePath, PcapOptions{Source: 9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	byType := map[byte]uint64{}
+	var n uint64
+	var lastSeq uint64
+	var ev codec.Event
+	for {
+		err := r.Next(&ev)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("event %d: %v", n, err)
+		}
+		n++
+		byType[codec.IEXMessageTypeOf(ev.Aux)]++
+		if ev.Seq != lastSeq+1 {
+			t.Fatalf("event %d: sequence %d after %d", n, ev.Seq, lastSeq)
+		}
+		lastSeq = ev.Seq
+		if ev.Source != 9 || ev.Flags&codec.FlagReplay == 0 || ev.TsNs <= 0 {
+			t.Fatalf("event %d: %+v", n, ev)
+		}
+	}
+	if n != pcapSampleMessages {
+		t.Errorf("%d events, want %d", n, pcapSampleMessages)
+	}
+	for typ, want := range pcapSampleCounts {
+		if byType[typ] != want {
+			t.Errorf("type %c: %d events, want %d", typ, byType[typ], want)
+		}
+	}
+	if len(byType) != len(pcapSampleCounts) {
+		t.Errorf("types %v", byType)
+	}
+	st := r.Stats()
+	if st.Packets != 13022 || st.Segments != 13022 || st.Events != pcapSampleMessages || st.IEX.Messages != pcapSampleMessages {
+		t.Errorf("stats %+v", st)
+	}
+	for typ, want := range pcapSampleCounts {
+		if st.IEX.ByType[typ] != want {
+			t.Errorf("stats type %c: %d, want %d", typ, st.IEX.ByType[typ], want)
+		}
+	}
+	if st.Sessions != 1 || st.Gaps != 0 || st.Overlaps != 0 || st.OffsetMismatches != 0 || st.Truncated || st.Errors != 0 || r.Warning() != nil {
+		t.Errorf("continuity %+v, warning %v", st, r.Warning())
+	}
+	if err := r.Next(&ev); err != io.EOF {
+		t.Errorf("after the end: %v", err)
+	}
+}
+
+func TestPcapPortFilter(t *testing.T) {
+	pkts := pcapSamplePackets(t)[:200]
+	data := pcapWrite(t, "", false, pkts)
+	for _, tc := range []struct {
+		port   uint16
+		events bool
+	}{{16642, true}, {0, true}, {10378, false}} {
+		r, err := NewPcapReader(bytes.NewReader(data), PcapOptions{Port: tc.port})
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs, recs := pcapDrain(t, r)
+		if (len(evs) > 0) != tc.events || len(recs) != 0 {
+			t.Errorf("port %d: %d events, %d errors", tc.port, len(evs), len(recs))
+		}
+		if !tc.events && r.Stats().Skipped != 200 {
+			t.Errorf("port %d: skipped %d", tc.port, r.Stats().Skipped)
+		}
+	}
+}
+
+// A pcapng file, plain and gzipped, decodes to the same events as the
+// classic pcap of the same packets.
+func TestPcapNgMatchesPcap(t *testing.T) {
+	pkts := pcapSamplePackets(t)[:300]
+	dir := t.TempDir()
+	classic := filepath.Join(dir, "a.pcap")
+	ng := filepath.Join(dir, "a.pcapng")
+	ngz := filepath.Join(dir, "a.pcapng.gz")
+	pcapWrite(t, classic, false, pkts)
+	ngBytes := pcapWrite(t, ng, true, pkts)
+	if err := os.WriteFile(ngz, pcapGzip(ngBytes), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	read := func(path string) ([]codec.Event, []int64) {
+		r, err := OpenPcap(path, PcapOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		var evs []codec.Event
+		var times []int64
+		for {
+			var ev codec.Event
+			err := r.Next(&ev)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			evs = append(evs, ev)
+			times = append(times, r.PacketTimeNs())
+		}
+		return evs, times
+	}
+	want, wantTimes := read(classic)
+	if len(want) < 500 {
+		t.Fatalf("only %d events in 300 packets", len(want))
+	}
+	for _, path := range []string{ng, ngz} {
+		got, times := read(path)
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d events, want %d", path, len(got), len(want))
+		}
+		for i := range got {
+			if got[i] != want[i] || times[i] != wantTimes[i] {
+				t.Fatalf("%s: event %d differs:\n%+v\n%+v", path, i, got[i], want[i])
+			}
+		}
+	}
+	first := 0
+	for pcapEventsOf(pkts[first:first+1]) == 0 {
+		first++
+	}
+	if wantTimes[0] != pkts[first].ci.Timestamp.UnixNano() {
+		t.Errorf("packet time %d, want %d (packet %d)", wantTimes[0], pkts[first].ci.Timestamp.UnixNano(), first)
+	}
+}
+
+// pcapEventsOf counts the IEX messages in packets (an independent count from
+// the segment headers).
+func pcapEventsOf(pkts []pcapTestPacket) int {
+	n := 0
+	for _, p := range pkts {
+		seg := p.data[14+20+8:]
+		n += int(binary.LittleEndian.Uint16(seg[14:]))
+	}
+	return n
+}
+
+func TestPcapTruncatedLastRecord(t *testing.T) {
+	pkts := pcapSamplePackets(t)[:120]
+	// Make sure the last packet carries messages, so losing it shows.
+	for pcapEventsOf(pkts[len(pkts)-1:]) == 0 {
+		pkts = pkts[:len(pkts)-1]
+	}
+	full := pcapEventsOf(pkts)
+	before := pcapEventsOf(pkts[:len(pkts)-1])
+	classic := pcapWrite(t, "", false, pkts)
+	ng := pcapWrite(t, "", true, pkts)
+	last := len(pkts[len(pkts)-1].data)
+	cases := []struct {
+		name string
+		data []byte
+		want int
+	}{
+		{"inside the data", classic[:len(classic)-last/2], before},
+		{"inside the record header", classic[:len(classic)-last-10], before},
+		{"data missing entirely", classic[:len(classic)-last], before},
+		{"pcapng inside the block", ng[:len(ng)-20], before},
+		{"gzip cut short", pcapGzip(classic)[:len(pcapGzip(classic))-9], full},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "cut.pcap")
+			if err := os.WriteFile(path, tc.data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			r, err := OpenPcap(path, PcapOptions{Logger: pcapQuietLogger()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			evs, recs := pcapDrain(t, r)
+			if len(recs) != 0 {
+				t.Fatalf("record errors: %v", recs[0].Err)
+			}
+			if tc.name == "gzip cut short" {
+				// Only the gzip trailer is missing: every packet decodes.
+				if len(evs) != tc.want {
+					t.Errorf("%d events, want %d", len(evs), tc.want)
+				}
+			} else if len(evs) != tc.want {
+				t.Errorf("%d events, want %d (all packets but the cut one)", len(evs), tc.want)
+			}
+			if !r.Stats().Truncated || !errors.Is(r.Warning(), ErrCaptureTruncated) {
+				t.Errorf("no truncation warning: %+v %v", r.Stats(), r.Warning())
+			}
+		})
+	}
+	// The complete file has no warning.
+	r, err := NewPcapReader(bytes.NewReader(classic), PcapOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if evs, _ := pcapDrain(t, r); len(evs) != full || r.Warning() != nil {
+		t.Errorf("complete: %d events (want %d), warning %v", len(evs), full, r.Warning())
+	}
+}
+
+func TestPcapGapsAndOverlaps(t *testing.T) {
+	var pkts []pcapTestPacket
+	for _, p := range pcapSamplePackets(t) {
+		if pcapEventsOf([]pcapTestPacket{p}) > 0 {
+			pkts = append(pkts, p)
+		}
+		if len(pkts) == 40 {
+			break
+		}
+	}
+	total := pcapEventsOf(pkts)
+	dropped := pcapEventsOf(pkts[10:12])
+	dup := pcapEventsOf(pkts[20:21])
+	// Drop packets 10 and 11, repeat packet 20 right after itself and again
+	// after 25 (a late retransmission).
+	var cap []pcapTestPacket
+	for i, p := range pkts {
+		if i == 10 || i == 11 {
+			continue
+		}
+		cap = append(cap, p)
+		if i == 20 || i == 25 {
+			cap = append(cap, pkts[20])
+		}
+	}
+	r, err := NewPcapReader(bytes.NewReader(pcapWrite(t, "", false, cap)), PcapOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, recs := pcapDrain(t, r)
+	if len(recs) != 0 {
+		t.Fatal(recs[0].Err)
+	}
+	if len(evs) != total-dropped {
+		t.Errorf("%d events, want %d", len(evs), total-dropped)
+	}
+	for i := 1; i < len(evs); i++ {
+		if evs[i].Seq <= evs[i-1].Seq {
+			t.Fatalf("event %d: seq %d after %d", i, evs[i].Seq, evs[i-1].Seq)
+		}
+	}
+	st := r.Stats()
+	if st.Gaps != 1 || st.MissingMessages != uint64(dropped) || st.MissingBytes == 0 ||
+		st.Overlaps != 2 || st.DuplicateMessages != uint64(2*dup) || st.OffsetMismatches != 0 {
+		t.Errorf("continuity %+v (dropped %d, dup %d)", st, dropped, dup)
+	}
+}
+
+// pcapUDP wraps payload in Ethernet/IPv4/UDP to port.
+func pcapUDP(payload []byte, port uint16) []byte {
+	b := make([]byte, 14+20+8, 14+20+8+len(payload))
+	binary.BigEndian.PutUint16(b[12:], 0x0800)
+	ip := b[14:]
+	ip[0] = 0x45
+	binary.BigEndian.PutUint16(ip[2:], uint16(20+8+len(payload)))
+	ip[8] = 64
+	ip[9] = 17
+	udp := ip[20:]
+	binary.BigEndian.PutUint16(udp[2:], port)
+	binary.BigEndian.PutUint16(udp[4:], uint16(8+len(payload)))
+	return append(b, payload...)
+}
+
+func TestPcapBadRecords(t *testing.T) {
+	pkts := pcapSamplePackets(t)[:50]
+	good := pcapEventsOf(pkts)
+	ts := pkts[0].ci
+	mk := func(data []byte) pcapTestPacket {
+		ci := ts
+		ci.CaptureLength, ci.Length = len(data), len(data)
+		return pcapTestPacket{ci, data}
+	}
+	// Corrupt the message length of the first message of a real segment.
+	var corrupt []byte
+	for _, p := range pkts {
+		if pcapEventsOf([]pcapTestPacket{p}) > 1 {
+			corrupt = append([]byte(nil), p.data...)
+			break
+		}
+	}
+	binary.LittleEndian.PutUint16(corrupt[14+20+8+40:], 60000)
+	fragment := pcapUDP([]byte("whatever"), 16642)
+	binary.BigEndian.PutUint16(fragment[14+6:], 0x2000) // more fragments
+	cap := []pcapTestPacket{
+		mk(pcapUDP([]byte("not an IEX segment at all, just text"), 16642)), // packet 0: record error
+		mk([]byte{1, 2, 3}), // packet 1: too short for Ethernet: skipped
+		mk(fragment),        // packet 2: skipped
+		mk(append(make([]byte, 12), 0x86, 0xdd, 0)), // IPv6: skipped
+		mk(corrupt), // packet 4: framing error
+	}
+	cap = append(cap, pkts...)
+	r, err := NewPcapReader(bytes.NewReader(pcapWrite(t, "", false, cap)), PcapOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, recs := pcapDrain(t, r)
+	if len(evs) != good {
+		t.Errorf("%d events, want %d", len(evs), good)
+	}
+	if len(recs) != 2 || recs[0].Pos.Offset != 0 || recs[1].Pos.Offset != 4 ||
+		recs[0].Reason() != codec.ReasonMalformed || recs[1].Reason() != codec.ReasonMalformed || len(recs[0].Raw) == 0 {
+		t.Fatalf("record errors %+v", recs)
+	}
+	if st := r.Stats(); st.Skipped != 3 || st.NotIEX != 1 || st.Errors != 2 {
+		t.Errorf("stats %+v", st)
+	}
+
+	if _, err := NewPcapReader(bytes.NewReader([]byte("this is not a capture file")), PcapOptions{}); !errors.Is(err, ErrPcapFormat) {
+		t.Errorf("garbage: %v", err)
+	}
+	if _, err := NewPcapReader(bytes.NewReader(nil), PcapOptions{}); !errors.Is(err, ErrPcapFormat) {
+		t.Errorf("empty: %v", err)
+	}
+	if _, err := OpenPcap(filepath.Join(t.TempDir(), "missing.pcap"), PcapOptions{}); err == nil {
+		t.Error("missing file opened")
+	}
+}
+
+func TestPcapReaderAllocs(t *testing.T) {
+	pkts := pcapSamplePackets(t)[:2000]
+	r, err := NewPcapReader(bytes.NewReader(pcapWrite(t, "", false, pkts)), PcapOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev codec.Event
+	for i := 0; i < 2000; i++ { // warm up: symbols, buffers, the stream map
+		if err := r.Next(&ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	allocs := testing.AllocsPerRun(3000, func() {
+		if err := r.Next(&ev); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 0 {
+		t.Fatalf("Next allocates %.2f times per event", allocs)
+	}
+}
+
+// pcapTestPubs collects what a feed publishes.
+type pcapTestPubs struct {
+	syms *codec.SymbolTable
+	mu   sync.Mutex
+	evs  []codec.Event
+	rej  []codec.Reason
+	fl   int
+}
+
+func (p *pcapTestPubs) NewPublisher(string) (Publisher, error) { return p, nil }
+func (p *pcapTestPubs) Symbols() *codec.SymbolTable            { return p.syms }
+func (p *pcapTestPubs) Publish(ev *codec.Event) error {
+	p.mu.Lock()
+	p.evs = append(p.evs, *ev)
+	p.mu.Unlock()
+	return nil
+}
+func (p *pcapTestPubs) Flush() error                      { p.fl++; return nil }
+func (p *pcapTestPubs) Barrier(ctx context.Context) error { return nil }
+func (p *pcapTestPubs) Reject(raw []byte, reason codec.Reason, pos Position, err error) {
+	p.rej = append(p.rej, reason)
+}
+
+func TestPcapFeedFastAndPaced(t *testing.T) {
+	pkts := pcapSamplePackets(t)[:400]
+	bad := pkts[0]
+	bad.data = pcapUDP([]byte("garbage garbage garbage garbage garbage garbage"), 16642)
+	bad.ci.CaptureLength, bad.ci.Length = len(bad.data), len(bad.data)
+	path := filepath.Join(t.TempDir(), "feed.pcap")
+	pcapWrite(t, path, false, append([]pcapTestPacket{bad}, pkts...))
+	want := pcapEventsOf(pkts)
+
+	// As fast as possible.
+	pubs := &pcapTestPubs{syms: codec.NewSymbolTable(0)}
+	f := NewPcapFeed(path, PcapOptions{Name: "iex"})
+	var _ Feed = f
+	if err := f.Run(context.Background(), pubs); err != nil {
+		t.Fatal(err)
+	}
+	if len(pubs.evs) != want || len(pubs.rej) != 1 || pubs.rej[0] != codec.ReasonMalformed || f.Name() != "iex" {
+		t.Fatalf("%d events (want %d), rejects %v", len(pubs.evs), want, pubs.rej)
+	}
+	if f.Stats().Events != uint64(want) || pubs.syms.Len() == 0 {
+		t.Errorf("stats %+v, symbols %d", f.Stats(), pubs.syms.Len())
+	}
+
+	// Paced at 4x on a fake clock that only sleeping advances: the waits
+	// add up to the captured span / 4 (less under 1 ms carried at the end).
+	var clock time.Time = time.Unix(1e9, 0)
+	var slept time.Duration
+	var sleeps int
+	fp := NewPcapFeed(path, PcapOptions{Speed: 4})
+	fp.now = func() time.Time { return clock }
+	fp.sleep = func(ctx context.Context, d time.Duration) error {
+		if d < pcapPaceMin {
+			t.Errorf("slept %v", d)
+		}
+		clock = clock.Add(d)
+		slept += d
+		sleeps++
+		return nil
+	}
+	pubs2 := &pcapTestPubs{syms: codec.NewSymbolTable(0)}
+	if err := fp.Run(context.Background(), pubs2); err != nil {
+		t.Fatal(err)
+	}
+	// The clock starts at the first packet that yields an event.
+	first, last := 0, len(pkts)-1
+	for pcapEventsOf(pkts[first:first+1]) == 0 {
+		first++
+	}
+	for pcapEventsOf(pkts[last:last+1]) == 0 {
+		last--
+	}
+	span := pkts[last].ci.Timestamp.Sub(pkts[first].ci.Timestamp)
+	wantSleep := span / 4
+	if slept > wantSleep || slept < wantSleep-pcapPaceMin || sleeps == 0 {
+		t.Errorf("slept %v in %d waits, want %v (span %v)", slept, sleeps, wantSleep, span)
+	}
+	if len(pubs2.evs) != want {
+		t.Errorf("paced: %d events", len(pubs2.evs))
+	}
+	for i := range pubs.evs {
+		if pubs.evs[i] != pubs2.evs[i] {
+			t.Fatalf("paced event %d differs", i)
+		}
+	}
+
+	// Cancellation while waiting ends Run with the context's error.
+	ctx, cancel := context.WithCancel(context.Background())
+	fc := NewPcapFeed(path, PcapOptions{Speed: 1})
+	fc.sleep = func(ctx context.Context, d time.Duration) error { cancel(); return pcapSleep(ctx, d) }
+	if err := fc.Run(ctx, &pcapTestPubs{syms: codec.NewSymbolTable(0)}); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled run: %v", err)
+	}
+}
+
+func BenchmarkPcapReplay(b *testing.B) {
+	pcapNeedSample(b)
+	gz, err := os.ReadFile(pcapSamplePath)
+	if err != nil {
+		b.Fatal(err)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(gz))
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw, err := io.ReadAll(zr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	syms := codec.NewSymbolTable(0)
+	run := func(data []byte) int {
+		r, err := NewPcapReader(bytes.NewReader(data), PcapOptions{Symbols: syms})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var ev codec.Event
+		n := 0
+		for {
+			err := r.Next(&ev)
+			if err == io.EOF {
+				return n
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			n++
+		}
+	}
+	for _, bc := range []struct {
+		name string
+		data []byte
+	}{{"pcap", raw}, {"pcap.gz", gz}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			msgs := 0
+			for i := 0; i < b.N; i++ {
+				msgs += run(bc.data)
+			}
+			b.ReportMetric(float64(msgs)/b.Elapsed().Seconds(), "msgs/s")
+		})
+	}
+}
