@@ -133,7 +133,7 @@ type WSFeed struct {
 	msgNo   int64
 
 	// Shared with the session's helper goroutines.
-	publishing atomic.Bool   // the read loop is inside Publish/Flush
+	publishing atomic.Bool // the read loop is inside Publish/Flush
 	endReason  atomic.Pointer[error]
 
 	st wsCounters
