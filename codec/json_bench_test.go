@@ -3,6 +3,7 @@ package codec
 import (
 	"encoding/json"
 	"testing"
+	"time"
 )
 
 // jsonStdTick is what encoding/json needs to decode the same compact tick:
@@ -66,4 +67,35 @@ func BenchmarkParseStreamMessage(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkParseTickVsStdlib interleaves ParseJSON and encoding/json in
+// chunks of 64 messages, so that load from other processes on a shared
+// machine hits both alike, and reports the speed-up as x_stdlib (budget:
+// >= 4). One op is one chunk of each.
+func BenchmarkParseTickVsStdlib(b *testing.B) {
+	const chunk = 64
+	p := NewParser(ParserOptions{})
+	msg := []byte(jsonTick)
+	var ev Event
+	var tk jsonStdTick
+	if err := p.ParseJSON(msg, &ev); err != nil {
+		b.Fatal(err)
+	}
+	var ours, std time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		for range chunk {
+			_ = p.ParseJSON(msg, &ev)
+		}
+		t1 := time.Now()
+		for range chunk {
+			_ = json.Unmarshal(msg, &tk)
+		}
+		ours += t1.Sub(t0)
+		std += time.Since(t1)
+	}
+	b.ReportMetric(float64(ours.Nanoseconds())/float64(b.N*chunk), "ns/tick")
+	b.ReportMetric(float64(std.Nanoseconds())/float64(b.N*chunk), "ns/stdlib")
+	b.ReportMetric(float64(std)/float64(ours), "x_stdlib")
 }
