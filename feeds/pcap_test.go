@@ -127,7 +127,7 @@ func pcapDrain(tb testing.TB, r Reader) (evs []codec.Event, recs []RecordError) 
 		}
 		var rec *RecordError
 		if errors.As(err, &rec) {
-			recs = append(recs, *rec)
+			recs = append(recs, snapshotRecordError(rec))
 			continue
 		}
 		if err != nil {
@@ -135,6 +135,21 @@ func pcapDrain(tb testing.TB, r Reader) (evs []codec.Event, recs []RecordError) 
 		}
 		evs = append(evs, ev)
 	}
+}
+
+// snapshotRecordError copies what a RecordError refers to (its raw bytes and
+// error are only valid until the reader's next call) into a value that stays
+// valid: Err becomes a copy of the *codec.Error, or a plain error.
+func snapshotRecordError(rec *RecordError) RecordError {
+	out := RecordError{Pos: rec.Pos, Raw: append([]byte(nil), rec.Raw...)}
+	var ce *codec.Error
+	if errors.As(rec.Err, &ce) {
+		c := *ce
+		out.Err = &c
+	} else {
+		out.Err = errors.New(rec.Err.Error())
+	}
+	return out
 }
 
 func pcapQuietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
