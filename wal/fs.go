@@ -1,0 +1,175 @@
+package wal
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// FS is the small set of file-system operations the WAL uses. OSFS is the
+// real one; tests and the crash harness wrap it to observe or fail syncs.
+type FS interface {
+	OpenFile(name string, flag int, perm os.FileMode) (File, error)
+	Remove(name string) error
+	Rename(oldpath, newpath string) error
+	// ReadDir returns the names of the entries of dir (files only need be
+	// listed), in any order.
+	ReadDir(dir string) ([]string, error)
+	MkdirAll(dir string, perm os.FileMode) error
+	// SyncDir makes the directory's entries (creations, renames, removals)
+	// durable.
+	SyncDir(dir string) error
+	// Lock takes an exclusive advisory lock on the file name, creating it if
+	// needed; it fails at once if another process or Writer holds it.
+	Lock(name string) (io.Closer, error)
+}
+
+// File is an open file. ReadAt and WriteAt must not allocate on the hot path.
+type File interface {
+	io.ReaderAt
+	io.WriterAt
+	io.Closer
+	// Sync is fsync(2): data and all metadata.
+	Sync() error
+	// Datasync is fdatasync(2): data and the metadata needed to read it back.
+	Datasync() error
+	Truncate(size int64) error
+	// Preallocate reserves size bytes (the file's size becomes at least
+	// size, reading as zeros). Where the file system cannot allocate it may
+	// return an error; the WAL then falls back to Truncate (a sparse file).
+	Preallocate(size int64) error
+	Size() (int64, error)
+}
+
+// OSFS is the operating system's file system.
+type OSFS struct{}
+
+type osFile struct {
+	f  *os.File
+	fd int
+}
+
+// OpenFile opens name with os.OpenFile.
+func (OSFS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
+	f, err := os.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return &osFile{f: f, fd: int(f.Fd())}, nil
+}
+
+// Remove removes name.
+func (OSFS) Remove(name string) error { return os.Remove(name) }
+
+// Rename renames oldpath to newpath.
+func (OSFS) Rename(oldpath, newpath string) error { return os.Rename(oldpath, newpath) }
+
+// ReadDir lists the names in dir.
+func (OSFS) ReadDir(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(ents))
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names, nil
+}
+
+// MkdirAll creates dir and its parents.
+func (OSFS) MkdirAll(dir string, perm os.FileMode) error { return os.MkdirAll(dir, perm) }
+
+// SyncDir fsyncs the directory dir.
+func (OSFS) SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+type flock struct{ f *os.File }
+
+func (l flock) Close() error {
+	_ = unix.Flock(int(l.f.Fd()), unix.LOCK_UN)
+	return l.f.Close()
+}
+
+// Lock takes a non-blocking exclusive flock(2) on name.
+func (OSFS) Lock(name string) (io.Closer, error) {
+	f, err := os.OpenFile(name, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s", ErrLocked, filepath.Dir(name))
+		}
+		return nil, fmt.Errorf("wal: lock %s: %w", name, err)
+	}
+	return flock{f}, nil
+}
+
+func (o *osFile) ReadAt(p []byte, off int64) (int, error)  { return o.f.ReadAt(p, off) }
+func (o *osFile) WriteAt(p []byte, off int64) (int, error) { return o.f.WriteAt(p, off) }
+func (o *osFile) Close() error                             { return o.f.Close() }
+func (o *osFile) Sync() error                              { return o.f.Sync() }
+func (o *osFile) Truncate(size int64) error                { return o.f.Truncate(size) }
+
+func (o *osFile) Datasync() error {
+	for {
+		err := unix.Fdatasync(o.fd)
+		if err != unix.EINTR {
+			if err != nil {
+				return &os.PathError{Op: "fdatasync", Path: o.f.Name(), Err: err}
+			}
+			return nil
+		}
+	}
+}
+
+func (o *osFile) Preallocate(size int64) error {
+	for {
+		err := unix.Fallocate(o.fd, 0, 0, size)
+		if err != unix.EINTR {
+			if err != nil {
+				return &os.PathError{Op: "fallocate", Path: o.f.Name(), Err: err}
+			}
+			return nil
+		}
+	}
+}
+
+func (o *osFile) Size() (int64, error) {
+	st, err := o.f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return st.Size(), nil
+}
+
+// preallocate reserves size bytes of f, falling back to a sparse extension
+// when the file system refuses fallocate.
+func preallocate(f File, size int64) error {
+	if err := f.Preallocate(size); err == nil {
+		return nil
+	}
+	cur, err := f.Size()
+	if err != nil {
+		return err
+	}
+	if cur < size {
+		return f.Truncate(size)
+	}
+	return nil
+}
