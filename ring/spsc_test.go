@@ -301,11 +301,13 @@ func waitSleeping(t *testing.T, w *Waiter) {
 	}
 }
 
-// parked sleeps until w's owner is parked; false after about a second.
-// Usable from any goroutine.
+// parked sleeps until w's owner is parked; false after 10 s (a loaded
+// machine can keep a goroutine off the CPU for a while). Usable from any
+// goroutine.
 func parked(w *Waiter) bool {
-	for i := 0; w.sleeping.Load() == 0; i++ {
-		if i > 10000 {
+	start := time.Now()
+	for w.sleeping.Load() == 0 {
+		if time.Since(start) > 10*time.Second {
 			return false
 		}
 		time.Sleep(100 * time.Microsecond)
