@@ -258,9 +258,10 @@ func (c *Coinbase) time(v *fastjson.Value) (int64, bool) {
 	if !ok {
 		return 0, false
 	}
-	ts, ok := exParseRFC3339(s)
-	if !ok {
+	ts, err := ParseTimestamp(s)
+	if err != nil {
 		c.setErr(ReasonBadTimestamp, "time", "want RFC 3339")
+		return 0, false
 	}
-	return ts, ok
+	return ts, true
 }

@@ -109,7 +109,7 @@ func optStr(v *fastjson.Value, key string) []byte {
 }
 
 // decimal returns a required decimal field, given as a string (parsed
-// exactly) or as a JSON number.
+// exactly by ParseDecimal) or as a JSON number.
 func (b *exBase) decimal(v *fastjson.Value, key string) (float64, bool) {
 	x := v.Get(key)
 	if x == nil {
@@ -123,9 +123,9 @@ func (b *exBase) decimalValue(x *fastjson.Value, key string) (float64, bool) {
 	switch x.Type() {
 	case fastjson.TypeString:
 		s, _ := x.StringBytes()
-		f, ok := exParseDecimal(s)
-		if !ok {
-			b.setErr(ReasonBadNumber, key, "not a decimal")
+		f, err := ParseDecimal(s)
+		if err != nil {
+			b.setErr(ReasonBadNumber, key, "not a finite decimal")
 			return 0, false
 		}
 		return f, true

@@ -153,7 +153,8 @@ func (k *Kraken) trade(t *fastjson.Value, pair []byte, index int) (Event, bool) 
 	ss, _ := f[3].StringBytes()
 	ev := Event{Source: k.source, Kind: KindTrade}
 	var ok bool
-	if ev.Price, ok = exParseDecimal(ps); !ok {
+	var err error
+	if ev.Price, err = ParseDecimal(ps); err != nil {
 		k.setErr(ReasonBadNumber, "price", "not a decimal")
 		return Event{}, false
 	}
@@ -161,7 +162,7 @@ func (k *Kraken) trade(t *fastjson.Value, pair []byte, index int) (Event, bool) 
 		k.setErr(ReasonBadPrice, "price", "price must be > 0")
 		return Event{}, false
 	}
-	if ev.Volume, ok = exParseDecimal(vs); !ok {
+	if ev.Volume, err = ParseDecimal(vs); err != nil {
 		k.setErr(ReasonBadNumber, "volume", "not a decimal")
 		return Event{}, false
 	}

@@ -37,93 +37,6 @@ const (
 	krSubMsg    = `{"channelID":993,"channelName":"trade","event":"subscriptionStatus","pair":"XMR/USD","status":"subscribed","subscription":{"name":"trade"}}`
 )
 
-func TestExParseDecimalExact(t *testing.T) {
-	good := []string{"0", "0.0", "1", "-1", "+2.5", "0.00001305", "14.7775", "1008.2", "354.04000000",
-		"15979.71727919", "123456789012345678901234567890", "0.1234567890123456789012345", "1e5", "1.5E-3",
-		"9007199254740993", "1.", ".5", "00012.50"}
-	for _, s := range good {
-		want, err := strconv.ParseFloat(s, 64)
-		if err != nil {
-			t.Fatalf("bad test case %q", s)
-		}
-		got, ok := exParseDecimal([]byte(s))
-		if !ok || math.Float64bits(got) != math.Float64bits(want) {
-			t.Errorf("%q: %v %v, want %v", s, got, ok, want)
-		}
-	}
-	for _, s := range []string{"", "-", ".", "abc", "1.2.3", "NaN", "Inf", "-Inf", "infinity", "0x1p3", "1_000",
-		"1e", "e5", "1e400", "12a", " 1", "1 ", "--1", strings.Repeat("1", 65)} {
-		if got, ok := exParseDecimal([]byte(s)); ok {
-			t.Errorf("%q accepted as %v", s, got)
-		}
-	}
-}
-
-// Property: exParseDecimal agrees bit for bit with strconv.ParseFloat on
-// random decimal strings of the shapes exchanges send.
-func TestExParseDecimalMatchesStrconv(t *testing.T) {
-	r := rand.New(rand.NewPCG(1, 2))
-	for i := 0; i < 200000; i++ {
-		intDigits := r.IntN(12)
-		fracDigits := r.IntN(20)
-		var b []byte
-		if r.IntN(10) == 0 {
-			b = append(b, '-')
-		}
-		for j := 0; j < intDigits; j++ {
-			b = append(b, byte('0'+r.IntN(10)))
-		}
-		if fracDigits > 0 || intDigits == 0 {
-			b = append(b, '.')
-			for j := 0; j < max(fracDigits, 1); j++ {
-				b = append(b, byte('0'+r.IntN(10)))
-			}
-		}
-		want, err := strconv.ParseFloat(string(b), 64)
-		got, ok := exParseDecimal(b)
-		if (err == nil) != ok || (ok && math.Float64bits(got) != math.Float64bits(want)) {
-			t.Fatalf("%q: %v %v, strconv %v %v", b, got, ok, want, err)
-		}
-	}
-}
-
-func TestExParseRFC3339(t *testing.T) {
-	for _, s := range []string{"2021-04-17T16:43:37.089723Z", "2021-04-17T16:43:37Z", "1970-01-01T00:00:00Z",
-		"2024-02-29T23:59:59.999999999Z", "2021-04-17T16:43:37.1+02:00", "2021-04-17T16:43:37.123456-05:30",
-		"2261-12-31T23:59:59Z", "2000-02-29T12:00:00.5Z"} {
-		want, err := time.Parse(time.RFC3339Nano, s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, ok := exParseRFC3339([]byte(s))
-		if !ok || got != want.UnixNano() {
-			t.Errorf("%s: %d %v, want %d", s, got, ok, want.UnixNano())
-		}
-	}
-	// Extra fraction digits are truncated.
-	if got, _ := exParseRFC3339([]byte("2021-04-17T16:43:37.1234567891Z")); got%1e9 != 123456789 {
-		t.Errorf("10-digit fraction: %d", got%1e9)
-	}
-	for _, s := range []string{"", "2021-04-17", "2021-04-17T16:43:37", "2021-13-01T00:00:00Z", "2021-02-29T00:00:00Z",
-		"2021-04-17T24:00:00Z", "2021-04-17T16:60:00Z", "2021-04-17T16:43:60Z", "2021-04-17T16:43:37.Z",
-		"2021-04-17T16:43:37.5", "2021-04-17T16:43:37+0200", "1969-12-31T23:59:59Z", "2021/04/17T16:43:37Z",
-		"2021-04-17T16:43:37Zjunk", "2262-06-01T00:00:00Z", "2021-04-17T16:43:37.5+25:00"} {
-		if got, ok := exParseRFC3339([]byte(s)); ok {
-			t.Errorf("%q accepted as %d", s, got)
-		}
-	}
-	// Property against time.Parse over random instants.
-	r := rand.New(rand.NewPCG(3, 4))
-	for i := 0; i < 20000; i++ {
-		ns := r.Int64N(int64(9e18))
-		s := time.Unix(0, ns).UTC().Format(time.RFC3339Nano)
-		got, ok := exParseRFC3339([]byte(s))
-		if !ok || got != ns {
-			t.Fatalf("%s: %d %v, want %d", s, got, ok, ns)
-		}
-	}
-}
-
 func TestExParseUnixFrac(t *testing.T) {
 	cases := map[string]int64{
 		"1618678142.557535": 1618678142557535000,
@@ -677,23 +590,6 @@ func FuzzBinance(f *testing.F) {
 
 func FuzzKraken(f *testing.F) {
 	fuzzAdapter(f, NewKraken(KrakenOptions{}), []string{krTradesMsg, krHBMsg, krSubMsg}, "kraken_trades_ws_capture.txt")
-}
-
-// FuzzExchangeDecimal checks the exact decimal parser against strconv.
-func FuzzExchangeDecimal(f *testing.F) {
-	for _, s := range []string{"0.00001305", "354.04000000", "15979.71727919", "1e5", "-0", ".5", "NaN", "9007199254740993"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		got, ok := exParseDecimal([]byte(s))
-		if !ok {
-			return
-		}
-		want, err := strconv.ParseFloat(s, 64)
-		if err != nil || math.Float64bits(got) != math.Float64bits(want) {
-			t.Fatalf("%q: %v, strconv %v %v", s, got, want, err)
-		}
-	})
 }
 
 func benchAdapter(b *testing.B, a Adapter, msg string) {
