@@ -30,6 +30,11 @@ type netRecorder struct {
 
 	stopped    chan struct{} // closed: Publish and Barrier return ErrStopped
 	barrierErr atomic.Pointer[error]
+	// barrierGate, when set, makes Barrier wait until it is closed (or ctx
+	// ends): a slow WAL sync.
+	barrierGate chan struct{}
+	// barrierSleep makes every Barrier take this long (a WAL sync).
+	barrierSleep time.Duration
 
 	total atomic.Int64 // events published over all publishers
 	// target, when > 0, closes reached once total reaches it.
@@ -161,6 +166,16 @@ func (p *netRecPub) Barrier(ctx context.Context) error {
 	}
 	if e := p.r.barrierErr.Load(); e != nil {
 		return *e
+	}
+	if d := p.r.barrierSleep; d > 0 {
+		time.Sleep(d)
+	}
+	if g := p.r.barrierGate; g != nil {
+		select {
+		case <-g:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return err
