@@ -176,8 +176,8 @@ type webhookSlot struct {
 
 type webhookCounters struct {
 	requests, accepted, events, badSignature, stale, replays atomic.Uint64
-	oversize, timeouts, malformed, invalid, unavailable     atomic.Uint64
-	barriers                                                atomic.Uint64
+	oversize, timeouts, malformed, invalid, unavailable      atomic.Uint64
+	barriers                                                 atomic.Uint64
 }
 
 // WebhookStats is a snapshot of a Webhook's counters.

@@ -178,12 +178,18 @@ func TestWebhookRejects(t *testing.T) {
 		reason string
 		index  int
 	}{
-		{"wrong secret", good, func(h http.Header) { h.Set(WebhookSignatureHeader, SignWebhook([]byte("other"), now.Unix(), []byte(good))) }, 401, "bad_signature", -1},
+		{"wrong secret", good, func(h http.Header) {
+			h.Set(WebhookSignatureHeader, SignWebhook([]byte("other"), now.Unix(), []byte(good)))
+		}, 401, "bad_signature", -1},
 		{"no signature", good, func(h http.Header) { h.Del(WebhookSignatureHeader) }, 401, "bad_signature", -1},
 		{"not hex", good, func(h http.Header) { h.Set(WebhookSignatureHeader, "sha256="+strings.Repeat("zz", 32)) }, 401, "bad_signature", -1},
-		{"no prefix", good, func(h http.Header) { h.Set(WebhookSignatureHeader, SignWebhook(whSecret, now.Unix(), []byte(good))[7:]) }, 401, "bad_signature", -1},
+		{"no prefix", good, func(h http.Header) {
+			h.Set(WebhookSignatureHeader, SignWebhook(whSecret, now.Unix(), []byte(good))[7:])
+		}, 401, "bad_signature", -1},
 		{"timestamp changed", good, func(h http.Header) { h.Set(WebhookTimestampHeader, fmt.Sprint(now.Unix()+1)) }, 401, "bad_signature", -1},
-		{"body changed", good, func(h http.Header) { h.Set(WebhookSignatureHeader, SignWebhook(whSecret, now.Unix(), []byte(good+" "))) }, 401, "bad_signature", -1},
+		{"body changed", good, func(h http.Header) {
+			h.Set(WebhookSignatureHeader, SignWebhook(whSecret, now.Unix(), []byte(good+" ")))
+		}, 401, "bad_signature", -1},
 		{"stale", good, func(h http.Header) {
 			SetWebhookHeaders(h, whSecret, now.Add(-301*time.Second), h.Get(WebhookDeliveryHeader), []byte(good))
 		}, 401, "stale_timestamp", -1},
