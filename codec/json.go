@@ -109,25 +109,30 @@ func (p *Parser) ParseJSON(msg []byte, ev *Event) error {
 	if len(msg) > p.maxSize {
 		return p.fail(ReasonOversize, "", "message larger than MaxMessageSize")
 	}
-	v, err := p.jp.ParseBytes(msg)
-	if err != nil {
-		return p.failAt(ReasonMalformed, "", "invalid JSON", jsonErrorOffset(msg))
+	p.tmp = p.tmp[:0]
+	f := &p.top
+	if p.noFlat || !p.scanFlat(msg, f) {
+		// The general path: anything the flat scanner does not take
+		// (nesting, escapes, malformed input) goes through fastjson.
+		v, err := p.jp.ParseBytes(msg)
+		if err != nil {
+			return p.failAt(ReasonMalformed, "", "invalid JSON", jsonErrorOffset(msg))
+		}
+		o := v.GetObject()
+		if o == nil {
+			return p.fail(ReasonBadType, "", "message is not a JSON object")
+		}
+		p.collect(f, o)
 	}
-	o := v.GetObject()
-	if o == nil {
-		return p.fail(ReasonBadType, "", "message is not a JSON object")
+	if f.dup != jkNone {
+		return p.fail(ReasonMalformed, jsonKeyNames[f.dup], "duplicate key")
 	}
 	seq, ingest := ev.Seq, ev.IngestNs
 	*ev = Event{Seq: seq, IngestNs: ingest, Source: p.source}
-	// The field table lives on the stack: filling it needs no write barriers.
-	var f jsonFields
-	if err := p.collect(&f, o); err != nil {
-		return err
+	if f.has(jkPayload) || f.has(jkMessageID) {
+		return p.streamMessage(ev, f)
 	}
-	if f.v[jkPayload] != nil || f.v[jkMessageID] != nil {
-		return p.streamMessage(ev, &f)
-	}
-	return p.compact(ev, &f)
+	return p.compact(ev, f)
 }
 
 // jsonKey names the object keys any shape reads. Values of keys that a shape
@@ -267,56 +272,89 @@ func jsonKeyOf(k []byte) jsonKey {
 	return jkNone
 }
 
-// jsonFields holds the values of one object's known keys; a JSON null is
-// stored as nil (absent).
-type jsonFields struct {
-	v   [jkCount]*fastjson.Value
-	dup jsonKey
+// jsonVal is the value of one known key: its JSON type, the text of a
+// string (unescaped) or number, and for objects and arrays the fastjson
+// value. The slices point into the message, fastjson's copy of it or p.tmp,
+// and are valid until the next ParseJSON.
+type jsonVal struct {
+	raw []byte
+	v   *fastjson.Value
+	t   fastjson.Type
 }
 
-// collect fills f from o in one pass over its keys.
-func (p *Parser) collect(f *jsonFields, o *fastjson.Object) error {
-	f.v = [jkCount]*fastjson.Value{}
-	f.dup = jkNone
-	seen := uint64(0)
+// jsonFields holds the values of one object's known keys, filled either by
+// the flat scanner or from a fastjson object. A JSON null counts as absent.
+// Only the bit masks are reset per object; vals[k] is valid when present has
+// bit k.
+type jsonFields struct {
+	present uint32 // keys with a non-null value
+	seen    uint32 // keys that occurred, null included (duplicate detection)
+	dup     jsonKey
+	vals    [jkCount]jsonVal
+}
+
+func (f *jsonFields) reset() { f.present, f.seen, f.dup = 0, 0, jkNone }
+
+func (f *jsonFields) has(k jsonKey) bool { return f.present&(1<<k) != 0 }
+
+// add records key k; a repeated key is remembered in dup (the first one).
+func (f *jsonFields) add(k jsonKey, t fastjson.Type, raw []byte, v *fastjson.Value) {
+	bit := uint32(1) << k
+	if f.seen&bit != 0 {
+		if f.dup == jkNone {
+			f.dup = k
+		}
+		return
+	}
+	f.seen |= bit
+	if t != fastjson.TypeNull {
+		f.present |= bit
+		f.vals[k] = jsonVal{raw: raw, v: v, t: t}
+	}
+}
+
+// collect fills f from o in one pass over its keys. Number text is copied
+// to p.tmp (fastjson keeps it unexported); p.tmp only grows for messages
+// with more number text than ever before, bounded by MaxMessageSize.
+func (p *Parser) collect(f *jsonFields, o *fastjson.Object) {
+	f.reset()
 	o.Visit(func(k []byte, v *fastjson.Value) {
 		id := jsonKeyOf(k)
 		if id == jkNone {
 			return
 		}
-		if seen&(1<<id) != 0 {
-			if f.dup == jkNone {
-				f.dup = id
-			}
-			return
+		t := v.Type()
+		var raw []byte
+		switch t {
+		case fastjson.TypeString:
+			raw, _ = v.StringBytes()
+		case fastjson.TypeNumber:
+			n := len(p.tmp)
+			p.tmp = v.MarshalTo(p.tmp)
+			raw = p.tmp[n:len(p.tmp):len(p.tmp)]
 		}
-		seen |= 1 << id
-		if v.Type() != fastjson.TypeNull {
-			f.v[id] = v
-		}
+		f.add(id, t, raw, v)
 	})
-	if f.dup != jkNone {
-		return p.fail(ReasonMalformed, jsonKeyNames[f.dup], "duplicate key")
+}
+
+// scalar returns the text of f's key k if it is a string or a number.
+func (p *Parser) scalar(f *jsonFields, k jsonKey, want string) ([]byte, bool, error) {
+	if !f.has(k) {
+		return nil, false, nil
 	}
-	return nil
+	v := &f.vals[k]
+	if v.t != fastjson.TypeString && v.t != fastjson.TypeNumber {
+		return nil, false, p.fail(ReasonBadType, jsonKeyNames[k], want)
+	}
+	return v.raw, true, nil
 }
 
 // num returns the number in f's key k, given as a JSON number or a decimal
 // string.
 func (p *Parser) num(f *jsonFields, k jsonKey) (x float64, ok bool, err error) {
-	v := f.v[k]
-	if v == nil {
-		return 0, false, nil
-	}
-	var text []byte
-	switch v.Type() {
-	case fastjson.TypeNumber:
-		p.tmp = v.MarshalTo(p.tmp[:0])
-		text = p.tmp
-	case fastjson.TypeString:
-		text, _ = v.StringBytes()
-	default:
-		return 0, false, p.fail(ReasonBadType, jsonKeyNames[k], "want a number")
+	text, ok, err := p.scalar(f, k, "want a number")
+	if !ok {
+		return 0, false, err
 	}
 	x, e := ParseDecimal(text)
 	if e != nil {
@@ -336,16 +374,13 @@ func (p *Parser) reqNum(f *jsonFields, k jsonKey) (float64, error) {
 
 // str returns the string in f's key k.
 func (p *Parser) str(f *jsonFields, k jsonKey) ([]byte, bool, error) {
-	v := f.v[k]
-	if v == nil {
+	if !f.has(k) {
 		return nil, false, nil
 	}
-	// Check the type first: fastjson's own type error would allocate.
-	if v.Type() != fastjson.TypeString {
-		return nil, false, p.fail(ReasonBadType, jsonKeyNames[k], "want a string")
+	if v := &f.vals[k]; v.t == fastjson.TypeString {
+		return v.raw, true, nil
 	}
-	b, _ := v.StringBytes()
-	return b, true, nil
+	return nil, false, p.fail(ReasonBadType, jsonKeyNames[k], "want a string")
 }
 
 // reqStr is str for a required key.
@@ -360,19 +395,9 @@ func (p *Parser) reqStr(f *jsonFields, k jsonKey) ([]byte, error) {
 // ts returns the timestamp in f's key k: integer nanoseconds (a JSON integer
 // or a digit string) or an RFC 3339 string.
 func (p *Parser) ts(f *jsonFields, k jsonKey) (int64, bool, error) {
-	v := f.v[k]
-	if v == nil {
-		return 0, false, nil
-	}
-	var text []byte
-	switch v.Type() {
-	case fastjson.TypeNumber:
-		p.tmp = v.MarshalTo(p.tmp[:0])
-		text = p.tmp
-	case fastjson.TypeString:
-		text, _ = v.StringBytes()
-	default:
-		return 0, false, p.fail(ReasonBadType, jsonKeyNames[k], "want a number or a string")
+	text, ok, err := p.scalar(f, k, "want a number or a string")
+	if !ok {
+		return 0, false, err
 	}
 	t, e := ParseTimestamp(text)
 	if e != nil {
@@ -392,19 +417,11 @@ func (p *Parser) reqTs(f *jsonFields, k jsonKey) (int64, error) {
 
 // idHash returns HashID of f's key k, a string or a number (hashed as written).
 func (p *Parser) idHash(f *jsonFields, k jsonKey) (uint64, bool, error) {
-	v := f.v[k]
-	if v == nil {
-		return 0, false, nil
+	text, ok, err := p.scalar(f, k, "want a string or a number")
+	if !ok {
+		return 0, false, err
 	}
-	switch v.Type() {
-	case fastjson.TypeString:
-		b, _ := v.StringBytes()
-		return HashID(b), true, nil
-	case fastjson.TypeNumber:
-		p.tmp = v.MarshalTo(p.tmp[:0])
-		return HashID(p.tmp), true, nil
-	}
-	return 0, false, p.fail(ReasonBadType, jsonKeyNames[k], "want a string or a number")
+	return HashID(text), true, nil
 }
 
 // sym interns the symbol in f's key k; required reports a missing key.
@@ -658,15 +675,17 @@ func (p *Parser) compactNews(ev *Event, f *jsonFields) error {
 	return p.newsSymbols(ev, f)
 }
 
-// newsSymbols reads the optional "symbols" array of f into p.news and sets
-// ev.Symbol to the first one kept, then marks the article valid.
+// newsSymbols reads the optional "symbols" array of f into p.news, sets
+// ev.Symbol to the first one kept, makes the article's text parser-owned and
+// marks the article valid.
 func (p *Parser) newsSymbols(ev *Event, f *jsonFields) error {
 	a := &p.news
-	if v := f.v[jkSymbols]; v != nil {
-		if v.Type() != fastjson.TypeArray {
+	if f.has(jkSymbols) {
+		v := &f.vals[jkSymbols]
+		if v.t != fastjson.TypeArray {
 			return p.fail(ReasonBadType, "symbols", "want an array of strings")
 		}
-		for _, s := range v.GetArray() {
+		for _, s := range v.v.GetArray() {
 			if s.Type() != fastjson.TypeString {
 				return p.fail(ReasonBadType, "symbols", "want an array of strings")
 			}
@@ -686,8 +705,34 @@ func (p *Parser) newsSymbols(ev *Event, f *jsonFields) error {
 	if len(a.Symbols) > 0 {
 		ev.Symbol = a.Symbols[0]
 	}
+	p.keepNewsText()
 	p.newsOK = true
 	return nil
+}
+
+// keepNewsText copies the article's text into the parser's news buffer: on
+// the flat path it points into the caller's message, which the caller may
+// reuse before it reads the article. The buffer is sized once for the
+// largest possible message, so this does not allocate afterwards.
+func (p *Parser) keepNewsText() {
+	a := &p.news
+	if p.newsBuf == nil {
+		p.newsBuf = make([]byte, 0, p.maxSize)
+	}
+	b := p.newsBuf[:0]
+	keep := func(s []byte) []byte {
+		if s == nil {
+			return nil
+		}
+		n := len(b)
+		b = append(b, s...)
+		return b[n:len(b):len(b)]
+	}
+	a.ID = keep(a.ID)
+	a.Source = keep(a.Source)
+	a.Headline = keep(a.Headline)
+	a.Body = keep(a.Body)
+	p.newsBuf = b
 }
 
 // Payload variants of the StreamMessage enum.
@@ -712,14 +757,14 @@ func (p *Parser) streamMessage(ev *Event, f *jsonFields) error {
 		return err
 	}
 	ev.TsNs = envTs
-	pv := f.v[jkPayload]
-	if pv == nil {
+	if !f.has(jkPayload) {
 		return p.fail(ReasonMissingField, "payload", "")
 	}
-	po := pv.GetObject()
-	if po == nil {
+	pv := &f.vals[jkPayload]
+	if pv.t != fastjson.TypeObject {
 		return p.fail(ReasonBadType, "payload", "want an object with one variant key")
 	}
+	po := pv.v.GetObject()
 	if po.Len() != 1 {
 		return p.fail(ReasonMalformed, "payload", "payload must hold exactly one variant")
 	}
@@ -754,10 +799,10 @@ func (p *Parser) streamMessage(ev *Event, f *jsonFields) error {
 	} else if io == nil {
 		return p.fail(ReasonBadType, "payload", "want an object")
 	}
-	var sub jsonFields
-	g := &sub
-	if err := p.collect(g, io); err != nil {
-		return err
+	g := &p.sub
+	p.collect(g, io)
+	if g.dup != jkNone {
+		return p.fail(ReasonMalformed, jsonKeyNames[g.dup], "duplicate key")
 	}
 	t, ok, err := p.ts(g, jkTimestamp)
 	if err != nil {

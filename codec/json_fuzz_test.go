@@ -1,8 +1,11 @@
 package codec
 
 import (
+	"bytes"
 	"errors"
 	"math"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/valyala/fastjson"
@@ -38,7 +41,8 @@ func FuzzParseJSON(f *testing.F) {
 	}
 	tab := NewSymbolTable(1 << 12)
 	p := NewParser(ParserOptions{Symbols: tab, Source: 1})
-	p2 := NewParser(ParserOptions{Symbols: tab, Source: 1})
+	ref := NewParser(ParserOptions{Symbols: tab, Source: 1})
+	ref.noFlat = true // the fastjson-only path: the oracle for the flat fast path
 	var jp fastjson.Parser
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		orig := string(msg)
@@ -47,6 +51,7 @@ func FuzzParseJSON(f *testing.F) {
 		if string(msg) != orig {
 			t.Fatal("ParseJSON modified its input")
 		}
+		jsonSamePaths(t, msg, p, ref, &ev, err)
 		if ev.Seq != 5 || ev.IngestNs != 6 {
 			t.Fatalf("Seq/IngestNs changed: %+v", ev)
 		}
@@ -77,11 +82,6 @@ func FuzzParseJSON(f *testing.F) {
 		}
 		if a := p.News(); a != nil && len(a.Symbols) > MaxNewsSymbols {
 			t.Fatalf("%d news symbols", len(a.Symbols))
-		}
-		// Deterministic: another parser over the same table gives the same event.
-		ev2 := Event{Seq: 5, IngestNs: 6}
-		if err := p2.ParseJSON(msg, &ev2); err != nil || !frameSameEvent(&ev, &ev2) {
-			t.Fatalf("second parser: %v\n%+v\n%+v", err, ev, ev2)
 		}
 		// The event survives the binary frame exactly.
 		var back Event
@@ -118,5 +118,80 @@ func jsonCheckEvent(t *testing.T, ev *Event) {
 		if !(ev.Low <= ev.Open && ev.Open <= ev.High && ev.Low <= ev.Price && ev.Price <= ev.High && ev.Low > 0) {
 			t.Fatalf("inconsistent bar: %+v", ev)
 		}
+	}
+}
+
+// jsonSamePaths parses msg again with ref (fastjson only) and checks that the
+// result equals what p (flat fast path where it applies) gave: the same
+// event, article and error, down to the error's detail and offset.
+func jsonSamePaths(t *testing.T, msg []byte, p, ref *Parser, ev *Event, err error) {
+	t.Helper()
+	ev2 := Event{Seq: 5, IngestNs: 6}
+	err2 := ref.ParseJSON(msg, &ev2)
+	if (err == nil) != (err2 == nil) {
+		t.Fatalf("flat path error %v, fastjson path error %v", err, err2)
+	}
+	if err != nil {
+		if *err.(*Error) != *err2.(*Error) {
+			t.Fatalf("flat path %+v, fastjson path %+v", *err.(*Error), *err2.(*Error))
+		}
+		return
+	}
+	if !frameSameEvent(ev, &ev2) {
+		t.Fatalf("flat path %+v\nfastjson path %+v", *ev, ev2)
+	}
+	a, b := p.News(), ref.News()
+	if (a == nil) != (b == nil) {
+		t.Fatalf("news %v vs %v", a, b)
+	}
+	if a != nil && (string(a.ID) != string(b.ID) || string(a.Source) != string(b.Source) ||
+		string(a.Headline) != string(b.Headline) || string(a.Body) != string(b.Body) ||
+		len(a.Symbols) != len(b.Symbols) || a.SymbolsDropped != b.SymbolsDropped ||
+		a.HasSentiment != b.HasSentiment || a.Sentiment != b.Sentiment) {
+		t.Fatalf("news differs:\n%+v\n%+v", a, b)
+	}
+}
+
+// TestParseJSONFlatPath checks which messages take the flat fast path and
+// that, for the fuzz seeds and the golden inputs, both paths agree.
+func TestParseJSONFlatPath(t *testing.T) {
+	var f jsonFields
+	p := NewParser(ParserOptions{})
+	for _, tc := range []struct {
+		msg  string
+		flat bool
+	}{
+		{jsonTick, true},
+		{" {\"type\":\"trade\", \"x\":true,\"y\":false,\"z\":null} \r\n", true},
+		{`{}`, true},
+		{jsonStreamMD, false},                       // nested payload
+		{`{"type":"tr\u0061de"}`, false},            // escape
+		{`{"type":"trade","price":NaN}`, false},     // fastjson-only token
+		{`{"type":"trade","symbols":["A"]}`, false}, // array
+		{`{"type":"trade",}`, false},                // malformed
+		{`{"type":"trade"} x`, false},
+		{`[1]`, false},
+	} {
+		if got := p.scanFlat([]byte(tc.msg), &f); got != tc.flat {
+			t.Errorf("scanFlat(%s) = %v, want %v", tc.msg, got, tc.flat)
+		}
+	}
+
+	golden, err := os.ReadFile(filepath.Join("testdata", "json_cases.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := bytes.Split(golden, []byte("\n"))
+	for _, s := range jsonFuzzSeeds {
+		msgs = append(msgs, []byte(s))
+	}
+	tab := NewSymbolTable(0)
+	fast := NewParser(ParserOptions{Symbols: tab})
+	ref := NewParser(ParserOptions{Symbols: tab})
+	ref.noFlat = true
+	for _, m := range msgs {
+		ev := Event{Seq: 5, IngestNs: 6}
+		err := fast.ParseJSON(m, &ev)
+		jsonSamePaths(t, m, fast, ref, &ev, err)
 	}
 }

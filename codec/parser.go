@@ -140,11 +140,21 @@ func (c *parserCore) checkVolume(x float64, field string) error {
 // feed goroutine: it is not safe for concurrent use. It reuses one
 // fastjson.Parser, a per-parser SymbolCache and its own buffers, so parsing a
 // message with known symbols allocates nothing.
+//
+// A flat object of plain scalars (the compact tick, most messages) is read
+// by a small scanner straight into the field table, skipping the
+// construction of fastjson's tree, which is most of the cost; everything else
+// (nested objects such as StreamMessage, arrays, escapes, malformed input)
+// goes through fastjson. Both paths fill the same table and share every
+// check after it, and a fuzz test holds them to identical results.
 type Parser struct {
 	parserCore
 	jp       fastjson.Parser
-	tmp      []byte // number text; grows only for absurdly long numbers
+	tmp      []byte // number text of the fastjson path
+	top, sub jsonFields
+	noFlat   bool // tests: force the fastjson path
 	news     NewsArticle
+	newsBuf  []byte // the current article's text; cap MaxMessageSize once used
 	newsSyms [MaxNewsSymbols]Symbol
 	newsOK   bool
 }
@@ -153,7 +163,7 @@ type Parser struct {
 // parser's buffers for MaxMessageSize, so the first large message does not
 // allocate on the hot path.
 func NewParser(opts ParserOptions) *Parser {
-	p := &Parser{tmp: make([]byte, 0, 64)}
+	p := &Parser{tmp: make([]byte, 0, 256)}
 	p.init(opts)
 	p.news.reset(&p.newsSyms)
 	p.warm()

@@ -1,0 +1,114 @@
+package codec
+
+import (
+	"bytes"
+
+	"github.com/valyala/fastjson"
+)
+
+// scanFlat is the fast path of ParseJSON for the common message: one flat
+// object whose values are strings without escapes, numbers, true, false or
+// null, like the compact tick. It fills f straight from msg, without
+// building fastjson's tree, and returns true. For anything else (a nested
+// object or array, an escape, NaN, malformed input) it returns false and
+// ParseJSON falls back to fastjson, so every error, every nested shape and
+// every oddity of fastjson's grammar is handled in one place.
+//
+// It accepts a subset of what fastjson accepts and records exactly what
+// collect would record from fastjson's tree for the same message; the fuzz
+// test FuzzParseJSON checks both paths give identical results.
+func (p *Parser) scanFlat(msg []byte, f *jsonFields) bool {
+	f.reset()
+	i := jsonSkipWS(msg, 0)
+	if i >= len(msg) || msg[i] != '{' {
+		return false
+	}
+	i = jsonSkipWS(msg, i+1)
+	if i < len(msg) && msg[i] == '}' {
+		return jsonSkipWS(msg, i+1) == len(msg)
+	}
+	for {
+		// Key: a string without escapes.
+		if i >= len(msg) || msg[i] != '"' {
+			return false
+		}
+		key, next, ok := jsonFlatString(msg, i+1)
+		if !ok {
+			return false
+		}
+		i = jsonSkipWS(msg, next)
+		if i >= len(msg) || msg[i] != ':' {
+			return false
+		}
+		i = jsonSkipWS(msg, i+1)
+		if i >= len(msg) {
+			return false
+		}
+
+		// Value.
+		var t fastjson.Type
+		var raw []byte
+		switch c := msg[i]; {
+		case c == '"':
+			raw, next, ok = jsonFlatString(msg, i+1)
+			if !ok {
+				return false
+			}
+			t, i = fastjson.TypeString, next
+		case c == '-' || c >= '0' && c <= '9':
+			// fastjson's number token: the run of [0-9.eE+-]; ParseDecimal
+			// and ParseTimestamp judge it later, exactly as on the
+			// fastjson path.
+			j := i + 1
+			for j < len(msg) && jsonNumberByte(msg[j]) {
+				j++
+			}
+			t, raw, i = fastjson.TypeNumber, msg[i:j], j
+		case c == 't' && bytes.HasPrefix(msg[i:], []byte("true")):
+			t, i = fastjson.TypeTrue, i+4
+		case c == 'f' && bytes.HasPrefix(msg[i:], []byte("false")):
+			t, i = fastjson.TypeFalse, i+5
+		case c == 'n' && bytes.HasPrefix(msg[i:], []byte("null")):
+			t, i = fastjson.TypeNull, i+4
+		default:
+			return false // objects, arrays, NaN, Inf, garbage
+		}
+		if id := jsonKeyOf(key); id != jkNone {
+			f.add(id, t, raw, nil)
+		}
+
+		i = jsonSkipWS(msg, i)
+		if i >= len(msg) {
+			return false
+		}
+		switch msg[i] {
+		case ',':
+			i = jsonSkipWS(msg, i+1)
+		case '}':
+			return jsonSkipWS(msg, i+1) == len(msg)
+		default:
+			return false
+		}
+	}
+}
+
+// jsonFlatString returns the body of the string starting at msg[i] (after
+// its opening quote) and the offset after its closing quote; ok is false if
+// it contains a backslash or is not closed.
+func jsonFlatString(msg []byte, i int) (s []byte, next int, ok bool) {
+	// A plain loop: keys and tick values are a few bytes long, too short for
+	// bytes.IndexByte's setup to pay off.
+	for j := i; j < len(msg); j++ {
+		switch msg[j] {
+		case '"':
+			return msg[i:j:j], j + 1, true
+		case '\\':
+			return nil, 0, false
+		}
+	}
+	return nil, 0, false
+}
+
+func jsonNumberByte(c byte) bool {
+	return c >= '0' && c <= '9' || c == '.' || c == '-' || c == 'e' || c == 'E' || c == '+'
+}
