@@ -14,8 +14,11 @@ import (
 )
 
 // tsStrictRFC3339 is the subset of time.RFC3339Nano that ParseTimestamp must
-// accept whenever time.Parse does and the value is in range.
-var tsStrictRFC3339 = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$`)
+// accept whenever time.Parse does and the value is in range. The zone offset
+// is limited to RFC 3339's ranges (hours 00-23, minutes 00-59): time.Parse
+// falls back to a lenient parser that also takes "+00:60" (Go issue 54580),
+// which ParseTimestamp rejects.
+var tsStrictRFC3339 = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$`)
 
 // tsOracle parses s with time.Parse after undoing ParseTimestamp's
 // documented extensions ('t' or ' ' for 'T', 'z' for 'Z', ',' for '.').
@@ -98,6 +101,7 @@ func TestParseTimestampTable(t *testing.T) {
 		{"2016-12-31T23:59:60Z", 0, ErrTimestampRange}, // leap second
 		{"2024-01-02T14:30:00+24:00", 0, ErrTimestampRange},
 		{"2024-01-02T14:30:00+01:60", 0, ErrTimestampRange},
+		{"2000-01-01T00:00:00+00:60", 0, ErrTimestampRange}, // time.Parse accepts it (Go issue 54580)
 		{"1969-12-31T23:59:59.999999999Z", 0, ErrTimestampRange},
 		{"1970-01-01T00:00:00+00:01", 0, ErrTimestampRange},
 		{"2262-04-11T23:47:16.854775808Z", 0, ErrTimestampRange},
