@@ -38,9 +38,10 @@ type File interface {
 	// Datasync is fdatasync(2): data and the metadata needed to read it back.
 	Datasync() error
 	Truncate(size int64) error
-	// Preallocate reserves size bytes (the file's size becomes at least
-	// size, reading as zeros). Where the file system cannot allocate it may
-	// return an error; the WAL then falls back to Truncate (a sparse file).
+	// Preallocate reserves size bytes: the file's size becomes at least
+	// size, the new bytes reading as zeros. Where the file system has no
+	// fallocate it extends the file sparsely instead; an error means no
+	// space (or another I/O failure).
 	Preallocate(size int64) error
 	Size() (int64, error)
 }
@@ -139,15 +140,26 @@ func (o *osFile) Datasync() error {
 }
 
 func (o *osFile) Preallocate(size int64) error {
-	for {
-		err := unix.Fallocate(o.fd, 0, 0, size)
-		if err != unix.EINTR {
-			if err != nil {
-				return &os.PathError{Op: "fallocate", Path: o.f.Name(), Err: err}
-			}
-			return nil
-		}
+	err := unix.Fallocate(o.fd, 0, 0, size)
+	for err == unix.EINTR {
+		err = unix.Fallocate(o.fd, 0, 0, size)
 	}
+	switch err {
+	case nil:
+		return nil
+	case unix.EOPNOTSUPP, unix.ENOSYS, unix.EINVAL:
+		// No fallocate here (tmpfs of old kernels, some network and FUSE
+		// file systems): a sparse extension still reads as zeros.
+		cur, serr := o.Size()
+		if serr != nil {
+			return serr
+		}
+		if cur < size {
+			return o.f.Truncate(size)
+		}
+		return nil
+	}
+	return &os.PathError{Op: "fallocate", Path: o.f.Name(), Err: err}
 }
 
 func (o *osFile) Size() (int64, error) {
@@ -156,20 +168,4 @@ func (o *osFile) Size() (int64, error) {
 		return 0, err
 	}
 	return st.Size(), nil
-}
-
-// preallocate reserves size bytes of f, falling back to a sparse extension
-// when the file system refuses fallocate.
-func preallocate(f File, size int64) error {
-	if err := f.Preallocate(size); err == nil {
-		return nil
-	}
-	cur, err := f.Size()
-	if err != nil {
-		return err
-	}
-	if cur < size {
-		return f.Truncate(size)
-	}
-	return nil
 }

@@ -246,7 +246,7 @@ func (w *Writer) recover() error {
 		}
 		rec.Torn = &t
 	}
-	if err := preallocate(w.cur, sc.hdr.capacity); err != nil {
+	if err := w.cur.Preallocate(sc.hdr.capacity); err != nil {
 		return fmt.Errorf("wal: preallocate %s: %w", last.path, err)
 	}
 	// Whatever survived the crash in the page cache is made durable before

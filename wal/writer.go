@@ -395,10 +395,12 @@ func (w *Writer) flush() error {
 	w.mu.Lock()
 	w.spare = b
 	w.mu.Unlock()
-	w.notify()
+	// OnDurable runs before waiters wake, so a WaitDurable that returns has
+	// been preceded by the callback for its LSN.
 	if advanced && w.opts.OnDurable != nil {
 		w.opts.OnDurable(d)
 	}
+	w.notify()
 	return nil
 }
 
@@ -443,7 +445,7 @@ func createSegment(fs FS, dir string, first uint64, capacity int64, maxRecord in
 	if _, err := f.WriteAt(hdr[:], 0); err != nil {
 		return fail(err)
 	}
-	if err := preallocate(f, capacity); err != nil {
+	if err := f.Preallocate(capacity); err != nil {
 		return fail(err)
 	}
 	if err := f.Sync(); err != nil {
@@ -509,7 +511,10 @@ func (w *Writer) Close() error {
 
 // DeleteBefore removes the segments whose records all have LSNs below lsn,
 // oldest first, never the segment being written, and syncs the directory.
-// It returns how many it removed. Open Readers keep reading removed files.
+// It returns how many it removed. A Reader keeps reading a removed segment
+// it has already opened; one that has yet to reach a removed segment fails
+// with an error wrapping os.ErrNotExist, so delete only below every
+// reader's position (in practice: below the oldest kept checkpoint).
 func (w *Writer) DeleteBefore(lsn uint64) (int, error) {
 	w.segMu.Lock()
 	defer w.segMu.Unlock()
