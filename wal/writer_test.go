@@ -545,3 +545,28 @@ func TestAppendAllocs(t *testing.T) {
 		t.Fatalf("WaitDurable on a durable LSN allocates %.2f times", allocs)
 	}
 }
+
+// TestFailureWakesAllWaiters: waiters blocked on a sync that fails all get
+// the error.
+func TestFailureWakesAllWaiters(t *testing.T) {
+	dir, fs := t.TempDir(), newFaultFS()
+	block := make(chan struct{})
+	fs.blockDatasync, fs.failDatasyncAt = block, 1
+	o := smallOpts(t)
+	o.FS, o.SegmentSize, o.GroupRecords = fs, 1<<20, 1
+	o.OnFatal = func(error) {}
+	w := mustOpen(t, dir, o)
+	lsn := mustAppend(t, w, []byte("x"))
+	errs := make(chan error, 6)
+	for i := 0; i < 5; i++ {
+		go func() { errs <- w.WaitDurable(context.Background(), lsn) }()
+	}
+	go func() { errs <- w.Sync() }()
+	close(block) // the pending fdatasync now fails
+	for i := 0; i < 6; i++ {
+		if err := <-errs; !errors.Is(err, ErrFailed) {
+			t.Fatalf("waiter %d got %v, want ErrFailed", i, err)
+		}
+	}
+	w.Close()
+}
