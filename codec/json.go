@@ -32,15 +32,17 @@ func (s SignalType) String() string {
 //
 // Compact tick, one object with a "type":
 //
-//		{"type":"trade","symbol":"AAPL","ts":1700000000123456789,"price":189.23,"volume":300,
-//		 "bid":189.22,"ask":189.24,"status":"open","id":"t-1"}
+//	{"type":"trade","symbol":"AAPL","ts":1700000000123456789,"price":189.23,"volume":300,
+//	 "bid":189.22,"ask":189.24,"status":"open","id":"t-1"}
 //
-//	  - "trade" → KindTrade: symbol, ts, price (> 0) and volume (>= 0) required.
-//	  - "quote" → KindQuote: symbol, ts and bid and/or ask required; price
-//	    (last price; 0 counts as absent) and volume optional.
-//	  - "bar" → KindBar: symbol, ts, open, high, low, close, volume required;
-//	    all prices > 0 with low <= open, close <= high; Price is the close.
-//	  - "news" → KindNews, see below.
+// The type selects the kind:
+//
+//   - "trade" → KindTrade: symbol, ts, price (> 0) and volume (>= 0) required.
+//   - "quote" → KindQuote: symbol, ts and bid and/or ask required; price
+//     (last price; 0 counts as absent) and volume optional.
+//   - "bar" → KindBar: symbol, ts, open, high, low, close, volume required;
+//     all prices > 0 with low <= open, close <= high; Price is the close.
+//   - "news" → KindNews, see below.
 //
 // Optional on trades and quotes: "bid", "ask" (> 0; set FlagHasBid/FlagHasAsk),
 // "bid_size", "ask_size" (>= 0), "status" (open, closed, halted, pre_market,
