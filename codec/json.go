@@ -714,12 +714,12 @@ func (p *Parser) newsSymbols(ev *Event, f *jsonFields) error {
 
 // keepNewsText copies the article's text into the parser's news buffer: on
 // the flat path it points into the caller's message, which the caller may
-// reuse before it reads the article. The buffer is sized once for the
-// largest possible message, so this does not allocate afterwards.
+// reuse before it reads the article. The buffer grows only for an article
+// larger than any before (bounded by MaxMessageSize).
 func (p *Parser) keepNewsText() {
 	a := &p.news
-	if p.newsBuf == nil {
-		p.newsBuf = make([]byte, 0, p.maxSize)
+	if need := len(a.ID) + len(a.Source) + len(a.Headline) + len(a.Body); cap(p.newsBuf) < need {
+		p.newsBuf = make([]byte, 0, max(need, 4<<10))
 	}
 	b := p.newsBuf[:0]
 	keep := func(s []byte) []byte {

@@ -415,3 +415,28 @@ func TestParseJSONErrorsAreParserOwned(t *testing.T) {
 		t.Fatal("errors.Is by reason")
 	}
 }
+
+// TestParseJSONNewsOwnsText: the article stays intact when the caller reuses
+// its message buffer, on the flat path (no escapes, no arrays) and on the
+// fastjson path, for articles larger than the news buffer's first size.
+func TestParseJSONNewsOwnsText(t *testing.T) {
+	body := strings.Repeat("lorem ipsum ", 1000)
+	for _, msg := range []string{
+		`{"type":"news","id":"n1","ts":1,"source":"wire","headline":"H1","body":"` + body + `"}`,
+		`{"type":"news","id":"n2","ts":1,"source":"wire","headline":"H\u0032","body":"` + body + `","symbols":["AAPL"]}`,
+	} {
+		p := NewParser(ParserOptions{})
+		buf := []byte(msg)
+		var ev Event
+		if err := p.ParseJSON(buf, &ev); err != nil {
+			t.Fatal(err)
+		}
+		for i := range buf {
+			buf[i] = 'X'
+		}
+		a := p.News()
+		if string(a.Source) != "wire" || string(a.Headline[:1]) != "H" || string(a.Body) != body {
+			t.Fatalf("article changed with the caller's buffer: %q %q", a.Source, a.Headline)
+		}
+	}
+}

@@ -10,6 +10,9 @@ import (
 // it zero.
 const DefaultMaxMessageSize = 64 << 10
 
+// parserWarmMax bounds the buffers NewParser sizes up front.
+const parserWarmMax = 1 << 20
+
 // ParserOptions configure a Parser or CSVParser.
 type ParserOptions struct {
 	// MaxMessageSize bounds one JSON message or CSV line in bytes; longer
@@ -154,7 +157,7 @@ type Parser struct {
 	top, sub jsonFields
 	noFlat   bool // tests: force the fastjson path
 	news     NewsArticle
-	newsBuf  []byte // the current article's text; cap MaxMessageSize once used
+	newsBuf  []byte // the current article's text; grows to the largest article seen
 	newsSyms [MaxNewsSymbols]Symbol
 	newsOK   bool
 }
@@ -170,14 +173,16 @@ func NewParser(opts ParserOptions) *Parser {
 	return p
 }
 
-// warm grows the fastjson parser's copy buffer to MaxMessageSize and its value
-// cache to a few hundred values by parsing a padded array once.
+// warm grows the fastjson parser's copy buffer to MaxMessageSize (at most
+// parserWarmMax) and its value cache to a few hundred values by parsing a
+// padded array once. Larger messages grow the buffers on first sight.
 func (p *Parser) warm() {
 	const values = 256
-	if p.maxSize < 2*values+2 {
+	size := min(p.maxSize, parserWarmMax)
+	if size < 2*values+2 {
 		return
 	}
-	b := make([]byte, 0, p.maxSize)
+	b := make([]byte, 0, size)
 	b = append(b, '[')
 	for i := range values {
 		if i > 0 {
@@ -186,7 +191,7 @@ func (p *Parser) warm() {
 		b = append(b, '0')
 	}
 	b = append(b, ']')
-	for len(b) < p.maxSize {
+	for len(b) < size {
 		b = append(b, ' ')
 	}
 	_, _ = p.jp.ParseBytes(b)

@@ -2,6 +2,7 @@ package codec
 
 import (
 	"errors"
+	"runtime"
 	"testing"
 )
 
@@ -62,5 +63,20 @@ func TestParserErrorIsOwnedAndReused(t *testing.T) {
 	}
 	if !errors.Is(e2, &Error{Reason: ReasonUnknownKind}) {
 		t.Fatal("errors.Is by reason")
+	}
+}
+
+func TestParserLargeLimit(t *testing.T) {
+	// A generous limit must not make NewParser allocate it up front.
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	p := NewParser(ParserOptions{MaxMessageSize: 1 << 30})
+	runtime.ReadMemStats(&after)
+	if n := after.TotalAlloc - before.TotalAlloc; n > 4*parserWarmMax {
+		t.Fatalf("NewParser allocated %d bytes", n)
+	}
+	var ev Event
+	if err := p.ParseJSON([]byte(`{"type":"trade","symbol":"A","ts":1,"price":1,"volume":1}`), &ev); err != nil {
+		t.Fatal(err)
 	}
 }
