@@ -83,6 +83,7 @@ func BenchmarkAppendParallel(b *testing.B) {
 			b.SetBytes(int64(frameSize(benchPayload)))
 			b.ReportAllocs()
 			b.SetParallelism(2)
+			b.ResetTimer()
 			start := time.Now()
 			b.RunParallel(func(pb *testing.PB) {
 				p := make([]byte, benchPayload)
