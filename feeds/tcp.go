@@ -564,12 +564,12 @@ func (s *TCPServer) ack(c gnet.Conn, cs *tcpConn) gnet.Action {
 		return gnet.Close
 	}
 	l.ackBuf = AppendTCPAck(l.ackBuf[:0], cs.split.format, cs.taken)
+	cs.acked = cs.taken
+	cs.c.acked.Store(cs.taken) // before the write: a client that has the ack sees it in Stats
 	if _, err := c.Write(l.ackBuf); err != nil {
 		cs.c.errors.Add(1)
 		return gnet.Close
 	}
-	cs.acked = cs.taken
-	cs.c.acked.Store(cs.taken)
 	return gnet.None
 }
 
