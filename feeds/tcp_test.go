@@ -583,26 +583,12 @@ func TestTCPConfigErrors(t *testing.T) {
 
 // tcpNullPub is a Publisher that only counts (allocation tests and
 // benchmarks).
-type tcpNullPub struct {
-	n      int64
-	target int64
-	done   chan struct{}
-}
+type tcpNullPub struct{ n int64 }
 
-func (p *tcpNullPub) Publish(*codec.Event) error {
-	p.n++
-	if p.n == p.target && p.done != nil {
-		close(p.done)
-	}
-	return nil
-}
+func (p *tcpNullPub) Publish(*codec.Event) error                   { p.n++; return nil }
 func (p *tcpNullPub) Flush() error                                 { return nil }
 func (p *tcpNullPub) Barrier(context.Context) error                { return nil }
 func (p *tcpNullPub) Reject([]byte, codec.Reason, Position, error) {}
-func (p *tcpNullPub) reset(target int64, done chan struct{}) *tcpNullPub {
-	p.n, p.target, p.done = 0, target, done
-	return p
-}
 
 // The read path (split, parse or decode, publish, count) allocates nothing.
 func TestTCPConsumeNoAlloc(t *testing.T) {
