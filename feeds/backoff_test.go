@@ -3,6 +3,7 @@ package feeds
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -111,4 +112,21 @@ func TestSleepCtx(t *testing.T) {
 	if err := sleepCtx(context.Background(), time.Millisecond); err != nil {
 		t.Fatalf("sleepCtx = %v", err)
 	}
+}
+
+func ExampleBackoff() {
+	b := Backoff{Base: 100 * time.Millisecond, Max: 2 * time.Second, MaxAttempts: 8}
+	for attempt := 0; attempt < 6; attempt++ {
+		// Delay(attempt, rnd) draws uniformly from [Min, Ceiling(attempt)].
+		fmt.Println(attempt, b.Ceiling(attempt))
+	}
+	fmt.Println("give up after 8 failures:", b.Exhausted(8))
+	// Output:
+	// 0 100ms
+	// 1 200ms
+	// 2 400ms
+	// 3 800ms
+	// 4 1.6s
+	// 5 2s
+	// give up after 8 failures: true
 }

@@ -458,3 +458,16 @@ func TestJetStreamConfigErrors(t *testing.T) {
 		t.Errorf("Run against no server = %v, want a connect error", err)
 	}
 }
+
+// A producer publishes each tick on its symbol's partition subject.
+func ExampleAppendJetStreamSubject() {
+	var subj []byte
+	for _, sym := range []string{"AAPL", "MSFT", "BTC-USD"} {
+		subj = AppendJetStreamSubject(subj[:0], "ticks", []byte(sym), 16)
+		fmt.Println(sym, string(subj))
+	}
+	// Output:
+	// AAPL ticks.11
+	// MSFT ticks.3
+	// BTC-USD ticks.1
+}

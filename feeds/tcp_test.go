@@ -628,3 +628,13 @@ func TestTCPConsumeNoAlloc(t *testing.T) {
 		}
 	}
 }
+
+// The acks a TCP client reads back: a line on a JSON connection, a 12-byte
+// frame on a binary one.
+func ExampleAppendTCPAck() {
+	fmt.Printf("%s", AppendTCPAck(nil, TCPLines, 42))
+	fmt.Printf("% x\n", AppendTCPAck(nil, TCPFrames, 42))
+	// Output:
+	// {"ack":42}
+	// f6 01 0c 00 2a 00 00 00 00 00 00 00
+}
