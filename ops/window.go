@@ -1,0 +1,942 @@
+package ops
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"unsafe"
+
+	"qstream/codec"
+)
+
+// EmitMode chooses between updating results and one final result per window.
+type EmitMode uint8
+
+// Emit modes.
+const (
+	// EmitUpdates (default): a window fires on_time when the watermark
+	// reaches its end, early when a configured early trigger says so, and
+	// again (late) for every trade within the allowed lateness that changes it.
+	EmitUpdates EmitMode = iota
+	// EmitFinal: a window fires once, on_time, when the watermark reaches its
+	// end plus the allowed lateness, i.e. when it can no longer change (Kafka
+	// Streams' suppress(untilWindowCloses)). No early or late firings.
+	EmitFinal
+)
+
+// WindowTrigger says when windows fire besides the watermark (the
+// specification's WindowTrigger). The zero value fires on the watermark only.
+type WindowTrigger struct {
+	// EarlyEveryNs fires every open window of each symbol that received
+	// trades, at most once per EarlyEveryNs of processing time, when the
+	// caller calls OnProcessingTime. 0 disables.
+	EarlyEveryNs int64
+	// EarlyEveryN fires every open window of a symbol after each EarlyEveryN
+	// of its trades. 0 disables.
+	EarlyEveryN int
+	// Emit is the emit mode.
+	Emit EmitMode
+}
+
+// WindowOptions configures a WindowOperator beyond its spec. Zero fields
+// take the defaults documented on each.
+type WindowOptions struct {
+	// AllowedLatenessNs: a trade behind the watermark by at most this much
+	// still updates its windows (late firings); later trades are refused with
+	// codec.ReasonLate. Default 0.
+	AllowedLatenessNs int64
+	// MaxOpenWindowsPerSymbol bounds per-symbol state: for tumbling and
+	// hopping windows, how many hops a symbol's trades may run ahead of the
+	// firing watermark (beyond the windows held for allowed lateness); for
+	// session windows, the sessions held per symbol. A trade that would
+	// exceed it is refused with codec.ReasonOversize and counted. Default 16,
+	// at most 4096.
+	MaxOpenWindowsPerSymbol int
+	// MaxBufferedEventsPerSymbol bounds the raw trades kept per symbol by
+	// sliding windows (the trades of (t−SIZE, t] plus allowed lateness), by
+	// TWAP (trades within the allowed lateness, for out-of-order inserts),
+	// by percentiles (trades of open windows, for exact ranks) and by count
+	// windows with those aggregations (N <= this). When it is full a sliding
+	// or TWAP operator refuses the trade (codec.ReasonOversize); a percentile
+	// operator drops the oldest raw value instead (counted in Spilled) and
+	// answers the windows that held it from its sketches. Default 4096, at
+	// most 1<<24.
+	MaxBufferedEventsPerSymbol int
+	// PercentileExactMax: a window with at most this many trades gets the
+	// exact nearest-rank percentile; above it (or after a spill), the
+	// Sketch estimate within SketchRelativeAccuracy. Default 1024.
+	PercentileExactMax int
+	// IdleSymbolTTLNs releases the state of a symbol whose last trade is
+	// more than this behind the watermark and that has nothing left to fire
+	// (counted in IdleResets). Must exceed the allowed lateness plus the
+	// window size (or gap). 0 disables.
+	IdleSymbolTTLNs int64
+	// MaxStateBytes bounds the preallocated state; NewWindowOperator refuses
+	// configurations above it. Default 1 GiB.
+	MaxStateBytes int64
+	WindowTrigger
+}
+
+// Defaults and limits of WindowOptions.
+const (
+	DefaultMaxOpenWindowsPerSymbol    = 16
+	DefaultMaxBufferedEventsPerSymbol = 4096
+	DefaultPercentileExactMax         = 1024
+	DefaultMaxWindowStateBytes        = 1 << 30
+	maxOpenWindowsLimit               = 4096
+	maxBufferedLimit                  = 1 << 24
+	maxPanesPerWindow                 = 1 << 16
+	maxRingPanes                      = 1 << 22
+	// winMaxTs bounds accepted event times (about year 2116) so that window
+	// arithmetic never overflows.
+	winMaxTs = int64(1) << 62
+	// MaxWindowSlots bounds maxSlots.
+	MaxWindowSlots = 1 << 22
+)
+
+// ErrWindowConfig is wrapped by configuration errors of NewWindowOperator.
+var ErrWindowConfig = errors.New("ops: invalid window configuration")
+
+// WindowCounters are the operator's cumulative counts (metrics).
+type WindowCounters struct {
+	Events       uint64 // trades folded into window state
+	Late         uint64 // refused: behind the watermark by more than the allowed lateness
+	Refused      uint64 // refused: per-symbol state full (ReasonOversize)
+	BadValue     uint64 // refused: non-finite value or volume, negative volume, time out of range
+	MissingField uint64 // skipped: the trade lacks the aggregated field (bid, ask, spread, mid)
+	Unwindowed   uint64 // skipped: a hopping trade between windows (HOP > SIZE)
+	Fired        uint64 // results emitted (all timings)
+	FiredLate    uint64 // of which late
+	FiredEarly   uint64 // of which early
+	Spilled      uint64 // percentile raw values dropped from a full buffer
+	Sketched     uint64 // percentile results answered from a sketch
+	IdleResets   uint64 // symbols released by IdleSymbolTTLNs
+	Merges       uint64 // session windows merged by a bridging trade
+}
+
+// WindowOperator runs one WindowSpec for up to maxSlots symbols of one
+// shard. All state is preallocated at construction in flat, pointer-free
+// arrays indexed by slot, so the hot path allocates nothing (as long as the
+// caller reuses dst) and AppendState can snapshot it.
+//
+// Time is event time only: OnEvent and OnWatermark take the shard's
+// watermark from the caller (see WatermarkTracker); processing time enters
+// only through OnProcessingTime, for early firings. The operator never
+// reads a clock, so the same calls give bit-identical outputs.
+//
+// The shard calls it from one goroutine; it is not safe for concurrent use.
+// A slot belongs to one symbol from its first trade until ResetSlot.
+//
+// Firing rules (DESIGN.md, "Replay and emit"):
+//   - tumbling/hopping/session windows fire on_time when the watermark
+//     reaches their end (plus the allowed lateness in EmitFinal mode);
+//   - a sliding window evaluates (t−SIZE, t] at each distinct trade time t
+//     (or, with SLIDE, at the first trade time at or after the previous
+//     evaluation + SLIDE) once the watermark is past t, i.e. > t, because
+//     more trades at t may still come;
+//   - count windows fire on their N-th trade, in arrival order, and never
+//     consult event time (they never report late);
+//   - a trade behind the watermark but within the allowed lateness re-fires
+//     every window it changes, in OnEvent, with timing late (a window that
+//     held no trades fires then for the first time, also late); in sliding
+//     windows a late trade re-fires the evaluations whose window contains
+//     it and, without SLIDE, is evaluated itself; with SLIDE it never
+//     becomes an evaluation point;
+//   - watermark math.MaxInt64 is the end of input: everything open fires
+//     on_time, including sliding evaluations not yet due and the partial
+//     chunk of a count window;
+//   - windows without trades never fire.
+type WindowOperator struct {
+	op       uint16
+	spec     WindowSpec
+	opts     WindowOptions
+	maxSlots int
+
+	kind     AggregationKind
+	mask     aggMask
+	inv      bool // the window combine subtracts evicted panes
+	custom   AggregationFunc
+	pctMilli int64
+	useBuf   bool // keeps sorted raw trades per symbol
+	bufMust  bool // a full buffer refuses (sliding, TWAP, count) instead of spilling
+	useSk    bool // percentile units keep sketches (tumbling, hopping, session)
+
+	paneNs, off int64 // tumbling/hopping pane length and alignment
+	w, h        int64 // panes per window, per hop
+	ringCap     int64 // panes per symbol
+	sizeNs      int64 // sliding SIZE, session GAP
+	slideNs     int64 // sliding SLIDE (>= 1)
+	countN      int64
+	lateNs      int64
+	delayNs     int64 // EmitFinal: firing waits for the allowed lateness
+	bufCap      int64
+	maxOpen     int64
+
+	wm  int64 // last OnWatermark
+	fwm int64 // firing watermark: wm − delay (math.MaxInt64 at end of input)
+
+	lastEarlyNs int64
+	earlyArmed  bool
+	ttlCursor   int
+
+	slots      []winSlot
+	panes      []winPane    // maxSlots × ringCap
+	paneSuffix []aggState   // maxSlots × ringCap (hopping, non-invertible)
+	sess       []winSession // maxSlots × maxOpen
+	recs       []winRec     // maxSlots × bufCap
+	recSuffix  []aggState   // maxSlots × bufCap (sliding, non-invertible)
+	sketches   []Sketch     // maxSlots × units (percentile)
+	heap       []int32      // slots with something to fire, by (key, symbol, slot)
+
+	tmpSuffix []aggState // temporary sweeps (late re-firings, partial values)
+	scratch   []float64  // exact percentiles
+	scratchSk Sketch
+	zeroAgg   aggState
+	statsTmp  WindowStats
+
+	counters WindowCounters
+	rejErr   codec.Error
+}
+
+// winSlot is the fixed per-symbol header. Exported fields are for
+// encoding/binary only.
+type winSlot struct {
+	Sym     codec.Symbol
+	Used    uint32
+	LastTs  int64 // latest event time seen (idle TTL)
+	HeapKey int64 // fire when the firing watermark reaches it
+	HeapPos int32 // position in heap, −1 when absent
+	Early   uint32
+	EarlyN  int64
+
+	// tumbling and hopping
+	NextK  int64 // first window not yet fired on time
+	NDP    int64 // first non-empty pane >= NextK·h, or winNone
+	DataHi int64 // highest pane claimed
+	LoPane int64 // lowest pane that may still be live
+
+	// window aggregator over panes (hopping) or buffered trades (sliding)
+	Sw winSwag
+
+	// buffered trades (ring of bufCap; abs index = BufHead + i)
+	BufHead, BufN int64
+	SpillTs       int64 // percentile values at or before this time were dropped
+
+	// sliding evaluation chain
+	Cursor    int64 // abs index of the first trade the chain has not passed
+	LastPoint int64
+	HasPoint  uint32
+	NSess     uint32 // sessions held
+
+	// count windows
+	Chunk              aggState
+	ChunkNo            int64
+	ChunkMin, ChunkMax int64
+	ChunkFires         uint32
+	_                  uint32
+}
+
+// winSwag is a sliding-window aggregator over consecutive items (panes of
+// a hopping window, buffered trades of a sliding window) [Lo, Hi). For
+// invertible aggregations Back is the running aggregate: pushes merge,
+// evictions subtract (re-summed exactly from the items after every
+// window-length of evictions, so rounding cannot drift). Otherwise it is
+// the two-stacks algorithm: items [Lo, B) have suffix aggregates stored
+// beside them, Back aggregates [B, Hi); evicting at B = Lo flips (recomputes
+// the suffixes of [Lo, Hi)), so every operation is amortized O(1) and min,
+// max, stddev, OHLCV and TWAP need no inverse. Dirty forces a rebuild after
+// a late trade changed an item inside.
+type winSwag struct {
+	Lo, Hi, B, Evicts int64
+	Dirty             uint32
+	_                 uint32
+	Back              aggState
+}
+
+// winPane is one pane of a tumbling or hopping window.
+type winPane struct {
+	Q     int64  // pane index held (valid when Live == 1)
+	Live  uint32 // 1 when this ring entry holds pane Q
+	Fires uint32 // firings of the window whose first pane is Q (key ordinal)
+	A     aggState
+}
+
+// winRec is one buffered trade.
+type winRec struct {
+	Ts    int64
+	X, V  float64
+	Fires uint32 // sliding: firings of the evaluation at Ts (first trade at Ts)
+	Point uint32 // sliding: 1 when Ts is an evaluation point (first trade at Ts)
+}
+
+// winSession is one session window.
+type winSession struct {
+	First, Last int64
+	Fires       uint32
+	Fired       uint32 // 1 when the current contents have been emitted
+	Sk          int32  // sketch index within the slot's pool (percentile), −1 none
+	_           int32
+	A           aggState
+}
+
+const winNone = math.MinInt64
+
+// NewWindowOperator builds the operator for spec (its index op among the
+// engine's specs is carried in Output.Op) for up to maxSlots symbols. It
+// validates the spec and options and preallocates every array; it refuses a
+// configuration whose state would exceed opts.MaxStateBytes.
+func NewWindowOperator(op uint16, spec WindowSpec, opts WindowOptions, maxSlots int) (*WindowOperator, error) {
+	bad := func(format string, a ...any) (*WindowOperator, error) {
+		return nil, fmt.Errorf("%w: %s: %s", ErrWindowConfig, spec.String(), fmt.Sprintf(format, a...))
+	}
+	if err := spec.validate(); err != nil {
+		return bad("%v", err)
+	}
+	if maxSlots <= 0 || maxSlots > MaxWindowSlots {
+		return bad("maxSlots %d outside 1..%d", maxSlots, MaxWindowSlots)
+	}
+	o := opts
+	if o.MaxOpenWindowsPerSymbol == 0 {
+		o.MaxOpenWindowsPerSymbol = DefaultMaxOpenWindowsPerSymbol
+	}
+	if o.MaxBufferedEventsPerSymbol == 0 {
+		o.MaxBufferedEventsPerSymbol = DefaultMaxBufferedEventsPerSymbol
+	}
+	if o.PercentileExactMax == 0 {
+		o.PercentileExactMax = min(DefaultPercentileExactMax, o.MaxBufferedEventsPerSymbol)
+	}
+	if o.MaxStateBytes == 0 {
+		o.MaxStateBytes = DefaultMaxWindowStateBytes
+	}
+	switch {
+	case o.AllowedLatenessNs < 0 || o.AllowedLatenessNs > MaxWindowSpanNs:
+		return bad("allowed lateness %d ns outside 0..366d", o.AllowedLatenessNs)
+	case o.MaxOpenWindowsPerSymbol < 1 || o.MaxOpenWindowsPerSymbol > maxOpenWindowsLimit:
+		return bad("MaxOpenWindowsPerSymbol %d outside 1..%d", o.MaxOpenWindowsPerSymbol, maxOpenWindowsLimit)
+	case o.MaxBufferedEventsPerSymbol < 1 || o.MaxBufferedEventsPerSymbol > maxBufferedLimit:
+		return bad("MaxBufferedEventsPerSymbol %d outside 1..%d", o.MaxBufferedEventsPerSymbol, maxBufferedLimit)
+	case o.PercentileExactMax < 1 || o.PercentileExactMax > o.MaxBufferedEventsPerSymbol:
+		return bad("PercentileExactMax %d outside 1..MaxBufferedEventsPerSymbol", o.PercentileExactMax)
+	case o.EarlyEveryNs < 0 || o.EarlyEveryN < 0:
+		return bad("negative early trigger")
+	case o.Emit > EmitFinal:
+		return bad("unknown emit mode %d", o.Emit)
+	case o.Emit == EmitFinal && (o.EarlyEveryNs > 0 || o.EarlyEveryN > 0):
+		return bad("early firings need EmitUpdates")
+	case spec.Type == WindowSliding && (o.EarlyEveryNs > 0 || o.EarlyEveryN > 0):
+		return bad("sliding windows are evaluated at trades; early firings do not apply")
+	case o.IdleSymbolTTLNs < 0:
+		return bad("negative IdleSymbolTTLNs")
+	case o.IdleSymbolTTLNs > 0 && o.IdleSymbolTTLNs <= o.AllowedLatenessNs+spec.SizeNs:
+		return bad("IdleSymbolTTLNs must exceed allowed lateness + window size")
+	}
+	w := &WindowOperator{
+		op: op, spec: spec, opts: o, maxSlots: maxSlots,
+		kind:    spec.Agg.Kind,
+		lateNs:  o.AllowedLatenessNs,
+		bufCap:  int64(o.MaxBufferedEventsPerSymbol),
+		maxOpen: int64(o.MaxOpenWindowsPerSymbol),
+		wm:      math.MinInt64, fwm: math.MinInt64,
+	}
+	if o.Emit == EmitFinal {
+		w.delayNs = o.AllowedLatenessNs
+	}
+	w.mask, w.inv = aggMaskOf(w.kind)
+	if w.kind == AggCustom {
+		f, err := aggLookup(spec.Agg.Name)(spec.Agg.Params[:spec.Agg.NParams])
+		if err != nil {
+			return bad("%v", err)
+		}
+		w.custom = f
+	}
+	if w.kind == AggPercentile {
+		w.pctMilli = int64(spec.Agg.PercentileMilli)
+		w.useBuf = true
+	}
+	if w.kind == AggTWAP {
+		w.useBuf, w.bufMust = true, true
+	}
+	var units int64 // sketches per slot
+	switch spec.Type {
+	case WindowTumbling, WindowHopping:
+		w.paneNs = winGCD(spec.SizeNs, spec.HopNs)
+		w.w, w.h = spec.SizeNs/w.paneNs, spec.HopNs/w.paneNs
+		w.off = spec.OffsetNs
+		if w.w > maxPanesPerWindow {
+			return bad("SIZE/gcd(SIZE,HOP) = %d panes per window, more than %d", w.w, maxPanesPerWindow)
+		}
+		w.ringCap = w.w + winCeilDiv(o.AllowedLatenessNs, w.paneNs) + (w.maxOpen+1)*w.h + 1
+		if w.ringCap > maxRingPanes {
+			return bad("%d panes per symbol (window, lateness and open windows), more than %d", w.ringCap, maxRingPanes)
+		}
+		units = w.ringCap
+	case WindowSliding:
+		w.sizeNs, w.slideNs = spec.SizeNs, max(spec.HopNs, 1)
+		w.useBuf, w.bufMust = true, true
+	case WindowSession:
+		w.sizeNs = spec.SizeNs
+		units = w.maxOpen
+	case WindowCount:
+		w.countN = spec.Count
+		if w.useBuf {
+			w.bufMust = true
+			if w.countN > w.bufCap {
+				return bad("count %d over MaxBufferedEventsPerSymbol %d (needed by %s)", w.countN, w.bufCap, w.kind)
+			}
+		}
+	}
+	w.useSk = w.kind == AggPercentile && units > 0
+	if !w.useSk {
+		units = 0
+	}
+	// Memory: refuse before allocating.
+	slots := int64(maxSlots)
+	bytes := slots * int64(unsafe.Sizeof(winSlot{}))
+	bytes += slots * w.ringCap * int64(unsafe.Sizeof(winPane{}))
+	twoStacksPanes := w.ringCap > 0 && w.w > 1 && !w.inv
+	if twoStacksPanes {
+		bytes += slots * w.ringCap * int64(unsafe.Sizeof(aggState{}))
+	}
+	if spec.Type == WindowSession {
+		bytes += slots * w.maxOpen * int64(unsafe.Sizeof(winSession{}))
+	}
+	if w.useBuf {
+		bytes += slots * w.bufCap * int64(unsafe.Sizeof(winRec{}))
+	}
+	twoStacksRecs := spec.Type == WindowSliding && !w.inv
+	if twoStacksRecs {
+		bytes += slots * w.bufCap * int64(unsafe.Sizeof(aggState{}))
+	}
+	bytes += slots * units * int64(unsafe.Sizeof(Sketch{}))
+	if bytes > o.MaxStateBytes {
+		return bad("state would take %d bytes for %d symbols, over MaxStateBytes %d", bytes, maxSlots, o.MaxStateBytes)
+	}
+	w.slots = make([]winSlot, maxSlots)
+	w.panes = make([]winPane, slots*w.ringCap)
+	if twoStacksPanes {
+		w.paneSuffix = make([]aggState, slots*w.ringCap)
+	}
+	if spec.Type == WindowSession {
+		w.sess = make([]winSession, slots*w.maxOpen)
+	}
+	if w.useBuf {
+		w.recs = make([]winRec, slots*w.bufCap)
+	}
+	if twoStacksRecs {
+		w.recSuffix = make([]aggState, slots*w.bufCap)
+	}
+	w.sketches = make([]Sketch, slots*units)
+	w.heap = make([]int32, 0, maxSlots)
+	w.tmpSuffix = make([]aggState, max(w.ringCap, w.bufCap))
+	if w.kind == AggPercentile {
+		w.scratch = make([]float64, 0, o.PercentileExactMax)
+	}
+	for i := range w.slots {
+		w.initSlot(i)
+	}
+	return w, nil
+}
+
+// Spec returns the operator's spec.
+func (w *WindowOperator) Spec() WindowSpec { return w.spec }
+
+// Options returns the options with defaults filled in.
+func (w *WindowOperator) Options() WindowOptions { return w.opts }
+
+// Op returns the operator index carried in Output.Op.
+func (w *WindowOperator) Op() uint16 { return w.op }
+
+// MaxSlots returns the number of symbol slots.
+func (w *WindowOperator) MaxSlots() int { return w.maxSlots }
+
+// Watermark returns the last watermark given to OnWatermark.
+func (w *WindowOperator) Watermark() int64 { return w.wm }
+
+// Counters returns the cumulative counts.
+func (w *WindowOperator) Counters() WindowCounters { return w.counters }
+
+// RejectError describes the last refusal of OnEvent as a *codec.Error with
+// its reason. The error is owned by the operator and valid until the next
+// OnEvent; copy the struct to keep it.
+func (w *WindowOperator) RejectError() *codec.Error { return &w.rejErr }
+
+func (w *WindowOperator) initSlot(slot int) {
+	s := &w.slots[slot]
+	*s = winSlot{HeapPos: -1, NDP: winNone, DataHi: winNone, LoPane: winNone, SpillTs: math.MinInt64,
+		LastPoint: math.MinInt64, ChunkMin: math.MaxInt64, ChunkMax: math.MinInt64, NextK: math.MinInt64}
+	if w.spec.Type == WindowSession {
+		ss := w.sessOf(slot)
+		for i := range ss {
+			ss[i] = winSession{Sk: -1}
+		}
+	}
+}
+
+// ResetSlot forgets everything about the symbol in slot (nothing fires), so
+// the slot can be given to another symbol.
+func (w *WindowOperator) ResetSlot(slot int) {
+	if slot < 0 || slot >= w.maxSlots {
+		return
+	}
+	w.heapRemove(slot)
+	if w.ringCap > 0 {
+		clear(w.panes[int64(slot)*w.ringCap : int64(slot+1)*w.ringCap])
+	}
+	if w.useBuf {
+		clear(w.recs[int64(slot)*w.bufCap : int64(slot+1)*w.bufCap])
+	}
+	if n := int64(len(w.sketches)) / int64(w.maxSlots); n > 0 {
+		sk := w.sketches[int64(slot)*n : int64(slot+1)*n]
+		for i := range sk {
+			sk[i].Reset()
+		}
+	}
+	w.initSlot(slot)
+}
+
+// reject records a refusal and returns its reason.
+func (w *WindowOperator) reject(r codec.Reason, field, detail string) codec.Reason {
+	w.rejErr = codec.Error{Reason: r, Field: field, Detail: detail, Offset: -1}
+	switch r {
+	case codec.ReasonLate:
+		w.counters.Late++
+	case codec.ReasonOversize:
+		w.counters.Refused++
+	default:
+		w.counters.BadValue++
+	}
+	return r
+}
+
+// fieldValue returns the aggregated number of ev and whether it has one.
+func (w *WindowOperator) fieldValue(ev *codec.Event) (float64, bool) {
+	switch w.spec.Field {
+	case FieldPrice:
+		return ev.Price, true
+	case FieldVolume:
+		return ev.Volume, true
+	case FieldBid:
+		return ev.Bid, ev.HasBid()
+	case FieldAsk:
+		return ev.Ask, ev.HasAsk()
+	case FieldSpread:
+		return ev.Ask - ev.Bid, ev.HasBid() && ev.HasAsk()
+	case FieldMid:
+		return (ev.Bid + ev.Ask) / 2, ev.HasBid() && ev.HasAsk()
+	}
+	return 0, false
+}
+
+// OnEvent feeds one trade of the symbol in slot, given the shard's current
+// watermark, and appends what it fires to dst: the count window it
+// completes, late re-firings of windows the watermark already passed, and
+// early firings (EarlyEveryN). It returns the extended dst and
+// codec.ReasonNone, or the reason the trade was refused, for the caller to
+// dead-letter it (RejectError has the details; the operator counts it too):
+// ReasonLate when it is behind the watermark by more than the allowed
+// lateness, ReasonOversize when the symbol's bounded state is full,
+// ReasonBadNumber / ReasonBadTimestamp for a non-finite number, a negative
+// volume or an event time outside [0, 2^62). A trade without the
+// aggregated field (bid, ask, spread, mid) is skipped with ReasonNone and
+// counted in MissingField. ReasonUnknownSymbol means slot is out of range
+// or already holds another symbol.
+//
+// dst is appended to; reuse it across calls (dst[:0]) so that steady state
+// does not allocate. Preconditions: ev is a trade; OnWatermark has been
+// called with every watermark the caller computed before this one (a
+// watermark passed here but not yet to OnWatermark only decides lateness).
+func (w *WindowOperator) OnEvent(slot int, sym codec.Symbol, ev *codec.Event, watermarkNs int64, dst []Output) ([]Output, codec.Reason) {
+	if slot < 0 || slot >= w.maxSlots {
+		return dst, w.reject(codec.ReasonUnknownSymbol, "", "window slot out of range")
+	}
+	s := &w.slots[slot]
+	if s.Used == 0 {
+		s.Used, s.Sym = 1, sym
+	} else if s.Sym != sym {
+		return dst, w.reject(codec.ReasonUnknownSymbol, "symbol", "window slot holds another symbol")
+	}
+	x, ok := w.fieldValue(ev)
+	if !ok {
+		w.counters.MissingField++
+		return dst, codec.ReasonNone
+	}
+	v, ts := ev.Volume, ev.TsNs
+	if !winFinite(x) || !winFinite(v) || v < 0 {
+		return dst, w.reject(codec.ReasonBadNumber, w.spec.Field.String(), "non-finite value or negative volume")
+	}
+	if ts < 0 || ts > winMaxTs {
+		return dst, w.reject(codec.ReasonBadTimestamp, "ts", "event time outside the window range")
+	}
+	if w.spec.Type != WindowCount {
+		if ts < wmSatSub(max(watermarkNs, w.wm), w.lateNs) {
+			return dst, w.reject(codec.ReasonLate, "ts", "behind the watermark by more than the allowed lateness")
+		}
+	}
+	var r codec.Reason
+	switch w.spec.Type {
+	case WindowTumbling, WindowHopping:
+		dst, r = w.paneEvent(slot, x, v, ts, ev.Seq, ev.IngestNs, dst)
+	case WindowSliding:
+		dst, r = w.slideEvent(slot, x, v, ts, ev.Seq, ev.IngestNs, dst)
+	case WindowSession:
+		dst, r = w.sessEvent(slot, x, v, ts, ev.Seq, ev.IngestNs, dst)
+	case WindowCount:
+		dst, r = w.countEvent(slot, x, v, ts, ev.Seq, ev.IngestNs, dst)
+	}
+	if r == winSkip {
+		return dst, codec.ReasonNone
+	}
+	if r != codec.ReasonNone {
+		return dst, r
+	}
+	w.counters.Events++
+	s.LastTs = max(s.LastTs, ts)
+	s.Early = 1
+	if w.opts.EarlyEveryN > 0 && w.opts.Emit == EmitUpdates {
+		s.EarlyN++
+		if s.EarlyN >= int64(w.opts.EarlyEveryN) {
+			s.EarlyN = 0
+			dst, _ = w.openWindows(slot, true, ev.Seq, ts, ev.IngestNs, dst, nil)
+		}
+	}
+	return dst, codec.ReasonNone
+}
+
+// OnWatermark advances event time to watermarkNs for every symbol and
+// appends every window that fires, ordered by window end, then symbol id,
+// then start. seq is carried in the outputs' Seq (the input sequence of the
+// watermark or of the event that advanced it) and watermarkNs in their
+// TsNs. A watermark at or behind the previous one does nothing.
+// math.MaxInt64 is the end of input: everything open fires on_time.
+func (w *WindowOperator) OnWatermark(watermarkNs int64, seq uint64, dst []Output) []Output {
+	if watermarkNs <= w.wm {
+		return dst
+	}
+	w.wm = watermarkNs
+	if watermarkNs == math.MaxInt64 {
+		w.fwm = math.MaxInt64
+		if w.spec.Type == WindowCount {
+			for i := range w.slots {
+				if s := &w.slots[i]; s.Chunk.N > 0 {
+					w.heapSet(i, s.ChunkMax)
+				}
+			}
+		}
+	} else {
+		w.fwm = wmSatSub(watermarkNs, w.delayNs)
+	}
+	for len(w.heap) > 0 && w.slots[w.heap[0]].HeapKey <= w.fwm {
+		slot := int(w.heap[0])
+		switch w.spec.Type {
+		case WindowTumbling, WindowHopping:
+			dst = w.paneFire(slot, seq, watermarkNs, dst)
+		case WindowSliding:
+			dst = w.slideFire(slot, seq, watermarkNs, dst)
+		case WindowSession:
+			dst = w.sessFire(slot, seq, watermarkNs, dst)
+		case WindowCount:
+			dst = w.countFlush(slot, seq, watermarkNs, dst)
+		}
+	}
+	if w.opts.IdleSymbolTTLNs > 0 && watermarkNs != math.MaxInt64 {
+		w.idleSweep()
+	}
+	return dst
+}
+
+// OnProcessingTime drives early firings on processing time (nowNs,
+// monotonic, any origin, passed by the caller): at most once per
+// EarlyEveryNs it appends an early result for every open window of each
+// symbol that received trades since its previous early firing, slot by
+// slot. It does nothing without EarlyEveryNs. seq is carried in Seq.
+func (w *WindowOperator) OnProcessingTime(nowNs int64, seq uint64, dst []Output) []Output {
+	if w.opts.EarlyEveryNs <= 0 {
+		return dst
+	}
+	if !w.earlyArmed {
+		w.earlyArmed, w.lastEarlyNs = true, nowNs
+		return dst
+	}
+	if nowNs-w.lastEarlyNs < w.opts.EarlyEveryNs {
+		return dst
+	}
+	w.lastEarlyNs = nowNs
+	for i := range w.slots {
+		if s := &w.slots[i]; s.Used != 0 && s.Early != 0 {
+			s.Early = 0
+			dst, _ = w.openWindows(i, true, seq, w.wm, 0, dst, nil)
+		}
+	}
+	return dst
+}
+
+// Partial appends the current (partial) value of each open window of the
+// symbol in slot, the specification's AggregateWindow on demand: windows
+// that hold trades and have not fired on time (for a sliding window, the
+// trailing window at its latest trade; for a count window, the chunk so
+// far). The outputs have timing early, Key 0 and Seq 0; nothing is
+// recorded as fired. For hopping windows this is every overlapping window,
+// in order of end.
+func (w *WindowOperator) Partial(slot int, dst []Output) []Output {
+	if slot < 0 || slot >= w.maxSlots || w.slots[slot].Used == 0 {
+		return dst
+	}
+	dst, _ = w.openWindows(slot, false, 0, w.wm, 0, dst, nil)
+	return dst
+}
+
+// PartialStats appends the summary statistics of each open window of the
+// symbol in slot (same windows as Partial), so that any aggregation can be
+// applied on demand with WindowStats.Value or a custom function. Statistics
+// the operator does not maintain for its aggregation are NaN.
+func (w *WindowOperator) PartialStats(slot int, dst []WindowStats) []WindowStats {
+	if slot < 0 || slot >= w.maxSlots || w.slots[slot].Used == 0 {
+		return dst
+	}
+	_, dst = w.openWindows(slot, false, 0, w.wm, 0, nil, dst)
+	return dst
+}
+
+// openWindows appends the open windows of slot: as outputs with timing
+// early (keyed and counted as firings when fire is set), or, when st is not
+// nil, as statistics.
+func (w *WindowOperator) openWindows(slot int, fire bool, seq uint64, ts, ingest int64, dst []Output, st []WindowStats) ([]Output, []WindowStats) {
+	switch w.spec.Type {
+	case WindowTumbling, WindowHopping:
+		return w.paneOpen(slot, fire, seq, ts, ingest, dst, st)
+	case WindowSession:
+		return w.sessOpen(slot, fire, seq, ts, ingest, dst, st)
+	case WindowSliding:
+		return w.slideOpen(slot, seq, ts, ingest, dst, st)
+	case WindowCount:
+		return w.countOpen(slot, fire, seq, ts, ingest, dst, st)
+	}
+	return dst, st
+}
+
+func (w *WindowOperator) appendStats(st []WindowStats, a *aggState, start, end, twEnd int64) []WindowStats {
+	st = append(st, WindowStats{})
+	st[len(st)-1].fill(w.mask, a, start, end, twEnd)
+	return st
+}
+
+// idleSweep checks a few slots per watermark for IdleSymbolTTLNs.
+func (w *WindowOperator) idleSweep() {
+	horizon := wmSatSub(w.wm, w.opts.IdleSymbolTTLNs)
+	for n := 0; n < 4 && n < w.maxSlots; n++ {
+		i := w.ttlCursor
+		w.ttlCursor++
+		if w.ttlCursor == w.maxSlots {
+			w.ttlCursor = 0
+		}
+		s := &w.slots[i]
+		if s.Used == 0 || s.LastTs >= horizon || s.HeapPos >= 0 || s.Chunk.N > 0 {
+			continue
+		}
+		w.ResetSlot(i)
+		w.counters.IdleResets++
+	}
+}
+
+// emit appends one result. ord is the key ordinal (firings of this window
+// before this one); val is the percentile value when kind is AggPercentile.
+func (w *WindowOperator) emit(dst []Output, slot int, a *aggState, start, end, twEnd int64, timing Timing,
+	ord uint64, seq uint64, ts, ingest int64, val float64, keyed bool) []Output {
+	s := &w.slots[slot]
+	o := Output{Kind: OutWindow, Timing: timing, Op: w.op, Symbol: s.Sym, Seq: seq, TsNs: ts,
+		StartNs: start, EndNs: end, Count: a.N, IngestNs: ingest}
+	if keyed {
+		o.Key = winKey(w.op, s.Sym, start, end, ord)
+	}
+	n := float64(a.N)
+	switch w.kind {
+	case AggCount:
+		o.Value = n
+	case AggSum:
+		o.Value = a.Sum + a.SumC
+	case AggAvg:
+		o.Value = (a.Sum + a.SumC) / n
+	case AggMin:
+		o.Value = a.Min
+	case AggMax:
+		o.Value = a.Max
+	case AggStdDev:
+		o.Value = math.Sqrt(max(a.M2, 0) / n)
+	case AggStdDevSample:
+		o.Value = math.NaN()
+		if a.N > 1 {
+			o.Value = math.Sqrt(max(a.M2, 0) / (n - 1))
+		}
+	case AggVWAP:
+		o.Value = math.NaN()
+		if vol := a.Vol + a.VolC; vol != 0 {
+			o.Value = (a.PV + a.PVC) / vol
+		}
+	case AggTWAP:
+		o.Value = a.twap(twEnd)
+	case AggOHLCV:
+		o.NValues = 5
+		o.Values[0], o.Values[1], o.Values[2], o.Values[3], o.Values[4] = a.First, a.Max, a.Min, a.Last, a.Vol+a.VolC
+		o.Value = a.Last
+	case AggPercentile:
+		o.Value = val
+	case AggCustom:
+		w.statsTmp.fill(w.mask, a, start, end, twEnd)
+		o.Value = w.custom(&w.statsTmp)
+	}
+	if keyed {
+		w.counters.Fired++
+		switch timing {
+		case TimingLate:
+			w.counters.FiredLate++
+		case TimingEarly:
+			w.counters.FiredEarly++
+		}
+	}
+	return append(dst, o)
+}
+
+// winKey is the idempotency key of a window result: FNV-1a (64-bit) over
+// the little-endian bytes of op (2), symbol (4), start (8), end (8) and
+// ordinal (8), the number of earlier firings of the same window (count
+// windows put their chunk number in the upper 32 bits). Stable across
+// versions: sinks rely on it.
+func winKey(op uint16, sym codec.Symbol, start, end int64, ord uint64) uint64 {
+	h := uint64(14695981039346656037)
+	h = winFNV(h, uint64(op), 2)
+	h = winFNV(h, uint64(sym), 4)
+	h = winFNV(h, uint64(start), 8)
+	h = winFNV(h, uint64(end), 8)
+	return winFNV(h, ord, 8)
+}
+
+// winFNV folds the n low bytes of v, least significant first, into the
+// FNV-1a state h.
+func winFNV(h, v uint64, n int) uint64 {
+	for i := 0; i < n; i++ {
+		h ^= v & 0xff
+		h *= 1099511628211
+		v >>= 8
+	}
+	return h
+}
+
+// --- heap of slots with something to fire, ordered by (HeapKey, Sym, slot).
+
+func (w *WindowOperator) heapLess(i, j int) bool {
+	a, b := &w.slots[w.heap[i]], &w.slots[w.heap[j]]
+	if a.HeapKey != b.HeapKey {
+		return a.HeapKey < b.HeapKey
+	}
+	if a.Sym != b.Sym {
+		return a.Sym < b.Sym
+	}
+	return w.heap[i] < w.heap[j]
+}
+
+func (w *WindowOperator) heapSwap(i, j int) {
+	w.heap[i], w.heap[j] = w.heap[j], w.heap[i]
+	w.slots[w.heap[i]].HeapPos = int32(i)
+	w.slots[w.heap[j]].HeapPos = int32(j)
+}
+
+func (w *WindowOperator) heapUp(i int) {
+	for i > 0 {
+		p := (i - 1) / 2
+		if !w.heapLess(i, p) {
+			return
+		}
+		w.heapSwap(i, p)
+		i = p
+	}
+}
+
+func (w *WindowOperator) heapDown(i int) {
+	n := len(w.heap)
+	for {
+		l := 2*i + 1
+		if l >= n {
+			return
+		}
+		m := l
+		if r := l + 1; r < n && w.heapLess(r, l) {
+			m = r
+		}
+		if !w.heapLess(m, i) {
+			return
+		}
+		w.heapSwap(i, m)
+		i = m
+	}
+}
+
+// heapSet puts slot in the heap with key, or moves it there.
+func (w *WindowOperator) heapSet(slot int, key int64) {
+	s := &w.slots[slot]
+	if s.HeapPos < 0 {
+		s.HeapKey = key
+		s.HeapPos = int32(len(w.heap))
+		w.heap = append(w.heap, int32(slot))
+		w.heapUp(int(s.HeapPos))
+		return
+	}
+	old := s.HeapKey
+	s.HeapKey = key
+	if key < old {
+		w.heapUp(int(s.HeapPos))
+	} else if key > old {
+		w.heapDown(int(s.HeapPos))
+	}
+}
+
+// heapRemove takes slot out of the heap.
+func (w *WindowOperator) heapRemove(slot int) {
+	s := &w.slots[slot]
+	i := int(s.HeapPos)
+	if i < 0 {
+		return
+	}
+	last := len(w.heap) - 1
+	if i != last {
+		w.heapSwap(i, last)
+	}
+	w.heap = w.heap[:last]
+	s.HeapPos = -1
+	if i != last {
+		w.heapDown(i)
+		w.heapUp(i)
+	}
+}
+
+// --- integer helpers
+
+func winFloorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
+
+func winCeilDiv(a, b int64) int64 { return -winFloorDiv(-a, b) }
+
+func winMod(a, b int64) int64 {
+	m := a % b
+	if m < 0 {
+		m += b
+	}
+	return m
+}
+
+func winGCD(a, b int64) int64 {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}
+
+// winClamp keeps a watermark-derived time inside the range where window
+// arithmetic cannot overflow.
+func winClamp(t int64) int64 {
+	return min(max(t, -4*MaxWindowSpanNs), winMaxTs+4*MaxWindowSpanNs)
+}
