@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"io"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -297,5 +299,46 @@ func FuzzTCPSplitter(f *testing.F) {
 			cuts = append(cuts, at)
 		}
 		checkTCPSplit(t, format, max, in, tcpSplitAt(in, cuts))
+	})
+}
+
+// FuzzTCPConsume drives the server's whole read path (split, parse or
+// decode, publish or reject) with arbitrary bytes cut at arbitrary points:
+// it must not panic, and every message is either published or rejected.
+func FuzzTCPConsume(f *testing.F) {
+	ev := codec.Event{Kind: codec.KindTrade, TsNs: 1700000000123456789, Seq: 7, Price: 189.23, Volume: 300, Symbol: 1}
+	frame := codec.AppendFrame(nil, &ev)
+	f.Add([]byte(`{"type":"trade","symbol":"AAPL","ts":1700000000123456789,"price":189.23,"volume":300,"id":"t-1"}`+"\n"+`{"type":"quote","symbol":"MSFT","ts":"2024-01-02T14:30:00Z","bid":1,"ask":2}`+"\nnot json\n"), []byte{10, 40}, uint8(0))
+	f.Add(append(append([]byte{}, frame...), frame...), []byte{3, 140}, uint8(1))
+	f.Add(append(frame[:100:100], frame...), []byte{50}, uint8(2))
+	f.Fuzz(func(t *testing.T, in []byte, cutBytes []byte, format8 uint8) {
+		format := []TCPFormat{TCPLines, TCPFrames, TCPAuto}[format8%3]
+		s, err := NewTCPServer(TCPConfig{Format: format, Addr: "127.0.0.1:0", MaxConns: 1, MaxMessageSize: 1024})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		rec := newNetRecorder(t, false)
+		pub, _ := rec.NewPublisher("fuzz")
+		cs := &s.conns[0]
+		cs.loop = &tcpLoop{pub: pub, parser: s.cfg.NewParser(rec.syms), decode: s.cfg.DecodeFrame}
+		var cuts []int
+		at := 0
+		for _, c := range cutBytes {
+			at += int(c)
+			if at > len(in) {
+				break
+			}
+			cuts = append(cuts, at)
+		}
+		for _, chunk := range tcpSplitAt(in, cuts) {
+			if s.consume(cs, chunk) != 0 {
+				break // closed: oversize or unaligned
+			}
+		}
+		sn := rec.snapshot()
+		if cs.taken != uint64(sn.published)+uint64(cs.c.rejects.Load()) || cs.c.messages.Load() != uint64(sn.published) {
+			t.Fatalf("taken %d, published %d, rejects %d", cs.taken, sn.published, cs.c.rejects.Load())
+		}
 	})
 }
