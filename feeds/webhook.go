@@ -769,10 +769,11 @@ type jsonArrayIter struct {
 }
 
 var (
-	errJSONNotObject = errors.New("expected a JSON object or an array of objects")
-	errJSONTrailing  = errors.New("data after the JSON value")
-	errJSONUnclosed  = errors.New("unterminated JSON value")
-	errJSONSeparator = errors.New("expected ',' or ']' between array elements")
+	errJSONNotObject  = errors.New("expected a JSON object or an array of objects")
+	errJSONTrailing   = errors.New("data after the JSON value")
+	errJSONUnclosed   = errors.New("unterminated JSON value")
+	errJSONSeparator  = errors.New("expected ',' or ']' between array elements")
+	errJSONUnbalanced = errors.New("mismatched brackets")
 )
 
 func (it *jsonArrayIter) skipSpace() {
@@ -852,16 +853,39 @@ func (it *jsonArrayIter) finish() error {
 	return nil
 }
 
+// jsonMaxDepth bounds the nesting jsonValueEnd follows (fastjson's own
+// limit is 300).
+const jsonMaxDepth = 256
+
+var errJSONDepth = errors.New("JSON nested too deeply")
+
 // jsonValueEnd returns the end of the object or array starting at b[i],
-// tracking nesting outside strings.
+// tracking nesting (and that each closing bracket matches its opener)
+// outside strings.
 func jsonValueEnd(b []byte, i int) (int, error) {
+	var objects [jsonMaxDepth / 64]uint64 // bit d set: level d is an object
 	depth := 0
 	for ; i < len(b); i++ {
-		switch b[i] {
+		switch c := b[i]; c {
 		case '{', '[':
+			if depth == jsonMaxDepth {
+				return 0, errJSONDepth
+			}
+			bit := uint64(1) << (depth % 64)
+			if c == '{' {
+				objects[depth/64] |= bit
+			} else {
+				objects[depth/64] &^= bit
+			}
 			depth++
 		case '}', ']':
+			if depth == 0 {
+				return 0, errJSONUnbalanced
+			}
 			depth--
+			if isObj := objects[depth/64]&(uint64(1)<<(depth%64)) != 0; isObj != (c == '}') {
+				return 0, errJSONUnbalanced
+			}
 			if depth == 0 {
 				return i + 1, nil
 			}

@@ -458,6 +458,10 @@ func TestJSONArrayIter(t *testing.T) {
 		{`{"a":1}x`, nil, errJSONTrailing},
 		{`[{"a":1}] x`, []string{`{"a":1}`}, errJSONTrailing},
 		{`{"a":"unterminated}`, nil, errJSONUnclosed},
+		{`{]`, nil, errJSONUnbalanced},
+		{`[{"a":[1}]}]`, nil, errJSONUnbalanced},
+		{strings.Repeat("[", 300), nil, errJSONNotObject},
+		{"{" + strings.Repeat(`"a":[`, 300), nil, errJSONDepth},
 	}
 	for _, tc := range tests {
 		it := jsonArrayIter{b: []byte(tc.in)}
