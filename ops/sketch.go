@@ -10,11 +10,10 @@ import (
 const SketchRelativeAccuracy = 0.01
 
 // Sketch bin counts per sign. With γ = (1+α)/(1−α) a store of B bins covers
-// magnitudes spanning a factor γ^B: about 26,000 for positive values and
-// 160 for negative ones (spreads are the only field that goes negative).
+// magnitudes spanning a factor γ^B: about 26,000 for 512 bins.
 const (
 	sketchPosBins = 512
-	sketchNegBins = 256
+	sketchNegBins = 512
 )
 
 var (
@@ -27,7 +26,7 @@ var (
 // Rim, Lee, VLDB 2019): values are counted in logarithmic bins, bin i
 // holding magnitudes in (γ^(i−1), γ^i], so the bin's representative
 // 2γ^i/(γ+1) is within SketchRelativeAccuracy of every value in it. It is a
-// fixed-size, pointer-free value (about 3 KiB): it copies with an
+// fixed-size, pointer-free value (about 4 KiB): it copies with an
 // assignment, serialises with encoding/binary and never allocates.
 //
 // Each sign has a store of a fixed number of consecutive bins that slides
@@ -44,11 +43,11 @@ type Sketch struct {
 	Zero      uint64 // values equal to zero
 	CollapseN uint64 // values counted in a collapsed edge bin
 	Pos       sketchStore512
-	Neg       sketchStore256
+	Neg       sketchStoreNeg
 }
 
-// sketchStore512 and sketchStore256 are the same store with different sizes;
-// Go has no const generics, so the logic lives in sketchStoreOps over slices.
+// sketchStore512 and sketchStoreNeg are the same store (possibly of
+// different sizes); the logic works on slices of their bins.
 type sketchStore512 struct {
 	Off    int32 // bin index of Bins[0]
 	Lo, Hi int32 // lowest and highest non-empty positions in Bins, when N > 0
@@ -56,7 +55,7 @@ type sketchStore512 struct {
 	Bins   [sketchPosBins]uint32
 }
 
-type sketchStore256 struct {
+type sketchStoreNeg struct {
 	Off    int32
 	Lo, Hi int32
 	N      uint64

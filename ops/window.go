@@ -596,7 +596,7 @@ func (w *WindowOperator) OnEvent(slot int, sym codec.Symbol, ev *codec.Event, wa
 		s.EarlyN++
 		if s.EarlyN >= int64(w.opts.EarlyEveryN) {
 			s.EarlyN = 0
-			dst, _ = w.openWindows(slot, true, ev.Seq, ts, ev.IngestNs, dst, nil)
+			dst, _ = w.openWindows(slot, winOpenFire, ev.Seq, ts, ev.IngestNs, dst, nil)
 		}
 	}
 	return dst, codec.ReasonNone
@@ -664,7 +664,7 @@ func (w *WindowOperator) OnProcessingTime(nowNs int64, seq uint64, dst []Output)
 	for i := range w.slots {
 		if s := &w.slots[i]; s.Used != 0 && s.Early != 0 {
 			s.Early = 0
-			dst, _ = w.openWindows(i, true, seq, w.wm, 0, dst, nil)
+			dst, _ = w.openWindows(i, winOpenFire, seq, w.wm, 0, dst, nil)
 		}
 	}
 	return dst
@@ -681,7 +681,7 @@ func (w *WindowOperator) Partial(slot int, dst []Output) []Output {
 	if slot < 0 || slot >= w.maxSlots || w.slots[slot].Used == 0 {
 		return dst
 	}
-	dst, _ = w.openWindows(slot, false, 0, w.wm, 0, dst, nil)
+	dst, _ = w.openWindows(slot, winOpenPeek, 0, w.wm, 0, dst, nil)
 	return dst
 }
 
@@ -693,23 +693,31 @@ func (w *WindowOperator) PartialStats(slot int, dst []WindowStats) []WindowStats
 	if slot < 0 || slot >= w.maxSlots || w.slots[slot].Used == 0 {
 		return dst
 	}
-	_, dst = w.openWindows(slot, false, 0, w.wm, 0, nil, dst)
+	_, dst = w.openWindows(slot, winOpenStats, 0, w.wm, 0, nil, dst)
 	return dst
 }
 
-// openWindows appends the open windows of slot: as outputs with timing
-// early (keyed and counted as firings when fire is set), or, when st is not
-// nil, as statistics.
-func (w *WindowOperator) openWindows(slot int, fire bool, seq uint64, ts, ingest int64, dst []Output, st []WindowStats) ([]Output, []WindowStats) {
+// winOpenMode says what openWindows produces.
+type winOpenMode uint8
+
+const (
+	winOpenPeek  winOpenMode = iota // outputs with timing early, unkeyed, not recorded (Partial)
+	winOpenFire                     // early firings: keyed and counted
+	winOpenStats                    // WindowStats (PartialStats)
+)
+
+// openWindows appends the open windows of slot, as outputs or statistics
+// depending on mode.
+func (w *WindowOperator) openWindows(slot int, mode winOpenMode, seq uint64, ts, ingest int64, dst []Output, st []WindowStats) ([]Output, []WindowStats) {
 	switch w.spec.Type {
 	case WindowTumbling, WindowHopping:
-		return w.paneOpen(slot, fire, seq, ts, ingest, dst, st)
+		return w.paneOpen(slot, mode, seq, ts, ingest, dst, st)
 	case WindowSession:
-		return w.sessOpen(slot, fire, seq, ts, ingest, dst, st)
+		return w.sessOpen(slot, mode, seq, ts, ingest, dst, st)
 	case WindowSliding:
-		return w.slideOpen(slot, seq, ts, ingest, dst, st)
+		return w.slideOpen(slot, mode, seq, ts, ingest, dst, st)
 	case WindowCount:
-		return w.countOpen(slot, fire, seq, ts, ingest, dst, st)
+		return w.countOpen(slot, mode, seq, ts, ingest, dst, st)
 	}
 	return dst, st
 }

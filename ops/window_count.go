@@ -69,13 +69,13 @@ func (w *WindowOperator) countFlush(slot int, seq uint64, ts int64, dst []Output
 	return dst
 }
 
-func (w *WindowOperator) countOpen(slot int, fire bool, seq uint64, ts, ingest int64, dst []Output, st []WindowStats) ([]Output, []WindowStats) {
+func (w *WindowOperator) countOpen(slot int, mode winOpenMode, seq uint64, ts, ingest int64, dst []Output, st []WindowStats) ([]Output, []WindowStats) {
 	s := &w.slots[slot]
 	if s.Chunk.N == 0 {
 		return dst, st
 	}
-	if st != nil {
+	if mode == winOpenStats {
 		return dst, w.appendStats(st, &s.Chunk, s.ChunkMin, s.ChunkMax, s.ChunkMax)
 	}
-	return w.countEmit(slot, TimingEarly, fire, seq, ts, ingest, dst), st
+	return w.countEmit(slot, TimingEarly, mode == winOpenFire, seq, ts, ingest, dst), st
 }

@@ -292,7 +292,7 @@ func (w *WindowOperator) paneRefire(slot int, ka, kb int64, seq uint64, ts, inge
 }
 
 // paneOpen appends the open windows of slot (see openWindows).
-func (w *WindowOperator) paneOpen(slot int, fire bool, seq uint64, ts, ingest int64, dst []Output, st []WindowStats) ([]Output, []WindowStats) {
+func (w *WindowOperator) paneOpen(slot int, mode winOpenMode, seq uint64, ts, ingest int64, dst []Output, st []WindowStats) ([]Output, []WindowStats) {
 	w.paneSync(slot)
 	s := &w.slots[slot]
 	if s.NDP == winNone {
@@ -306,7 +306,7 @@ func (w *WindowOperator) paneOpen(slot int, fire bool, seq uint64, ts, ingest in
 			continue
 		}
 		start, end := w.winStart(k), w.winEnd(k)
-		if st != nil {
+		if mode == winOpenStats {
 			st = w.appendStats(st, &a, start, end, end)
 			continue
 		}
@@ -315,6 +315,7 @@ func (w *WindowOperator) paneOpen(slot int, fire bool, seq uint64, ts, ingest in
 			val = w.panePct(slot, k, a.N)
 		}
 		var ord uint32
+		fire := mode == winOpenFire
 		if fire {
 			pn := w.paneClaim(slot, k*w.h)
 			ord = pn.Fires

@@ -180,18 +180,18 @@ func (w *WindowOperator) sessFire(slot int, seq uint64, ts int64, dst []Output) 
 	return dst
 }
 
-func (w *WindowOperator) sessOpen(slot int, fire bool, seq uint64, ts, ingest int64, dst []Output, st []WindowStats) ([]Output, []WindowStats) {
+func (w *WindowOperator) sessOpen(slot int, mode winOpenMode, seq uint64, ts, ingest int64, dst []Output, st []WindowStats) ([]Output, []WindowStats) {
 	ss := w.sessOf(slot)[:w.slots[slot].NSess]
 	for i := range ss {
 		if ss[i].Fired != 0 || ss[i].A.N == 0 {
 			continue
 		}
-		if st != nil {
+		if mode == winOpenStats {
 			end := ss[i].Last + w.sizeNs
 			st = w.appendStats(st, &ss[i].A, ss[i].First, end, end)
 			continue
 		}
-		dst = w.sessEmit(slot, i, TimingEarly, fire, seq, ts, ingest, dst)
+		dst = w.sessEmit(slot, i, TimingEarly, mode == winOpenFire, seq, ts, ingest, dst)
 	}
 	return dst, st
 }

@@ -193,7 +193,7 @@ func (w *WindowOperator) slideRefire(slot int, from, until int64, seq uint64, ts
 }
 
 // slideOpen appends the trailing window at the symbol's latest trade.
-func (w *WindowOperator) slideOpen(slot int, seq uint64, ts, ingest int64, dst []Output, st []WindowStats) ([]Output, []WindowStats) {
+func (w *WindowOperator) slideOpen(slot int, mode winOpenMode, seq uint64, ts, ingest int64, dst []Output, st []WindowStats) ([]Output, []WindowStats) {
 	s := &w.slots[slot]
 	if s.BufN == 0 {
 		return dst, st
@@ -203,7 +203,7 @@ func (w *WindowOperator) slideOpen(slot int, seq uint64, ts, ingest int64, dst [
 	lo := w.bufUpper(slot, e-w.sizeNs)
 	sw := winSwag{Dirty: 1}
 	a := w.slideWindow(slot, &sw, w.tmpSuffix[:w.bufCap], lo, hi)
-	if st != nil {
+	if mode == winOpenStats {
 		return dst, w.appendStats(st, &a, e-w.sizeNs, e, e)
 	}
 	val := math.NaN()
