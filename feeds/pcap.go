@@ -103,7 +103,11 @@ type pcapPacketSource interface {
 // ErrCaptureTruncated and the warning is logged once.
 //
 // Reading does not allocate per packet or per message (pcapgo's zero-copy
-// read reuses one packet buffer). Single-goroutine.
+// read reuses one packet buffer). A corrupt capture gives errors, never a
+// panic or an unbounded allocation: packet buffers are bounded by
+// pcapMaxSnaplen (a pcapng stream is checked block by block before pcapgo
+// sees it) and a panic inside pcapgo is turned into an error.
+// Single-goroutine.
 type PcapReader struct {
 	opts   PcapOptions
 	log    *slog.Logger
@@ -178,13 +182,13 @@ func NewPcapReader(r io.Reader, opts PcapOptions) (*PcapReader, error) {
 	}
 	switch binary.LittleEndian.Uint32(magic) {
 	case 0x0A0D0D0A: // pcapng section header block
-		ng, err := pcapgo.NewNgReader(in, pcapgo.NgReaderOptions{})
+		ng, err := pcapNewNg(in)
 		if err != nil {
 			return nil, fmt.Errorf("feeds: pcap: pcapng: %w", err)
 		}
 		pr.src = ngSource{ng}
 	case 0xa1b2c3d4, 0xd4c3b2a1, 0xa1b23c4d, 0x4d3cb2a1: // µs and ns, either byte order
-		cr, err := pcapgo.NewReader(in)
+		cr, err := pcapNewClassic(in)
 		if err != nil {
 			return nil, fmt.Errorf("feeds: pcap: %w", err)
 		}
@@ -416,6 +420,132 @@ func (r *PcapReader) Close() error {
 	return err
 }
 
+// pcapngMaxBlock bounds a pcapng block (a packet of pcapMaxSnaplen bytes
+// plus its options).
+const pcapngMaxBlock = pcapMaxSnaplen + 64<<10
+
+// errPcapngBlock is returned (through pcapgo) for a pcapng block whose
+// lengths would make the reader allocate more than the bounds allow.
+var errPcapngBlock = errors.New("feeds: pcap: pcapng block or packet length over the limit, or inconsistent")
+
+// ngGuard sits between the capture and pcapgo's pcapng reader. pcapgo
+// allocates its packet buffer from lengths it reads from the file (the
+// interface's snap length, a packet's captured length) before it reads the
+// packet, so a corrupt block could make it allocate gigabytes. ngGuard
+// follows the block structure of the stream, rejects blocks over
+// pcapngMaxBlock and packets longer than their block, and lowers interface
+// snap lengths over pcapMaxSnaplen. Everything else passes through unchanged;
+// a stream cut short passes through as it is, so that pcapgo reports the
+// truncation.
+type ngGuard struct {
+	br     *bufio.Reader
+	order  binary.ByteOrder
+	left   int64    // bytes of the current block not yet passed on
+	hdr    [28]byte // the current block's (possibly patched) leading bytes
+	hdrN   int
+	hdrOff int
+	err    error
+}
+
+func newNgGuard(r io.Reader) *ngGuard {
+	br, ok := r.(*bufio.Reader)
+	if !ok {
+		br = bufio.NewReader(r)
+	}
+	return &ngGuard{br: br, order: binary.LittleEndian}
+}
+
+func (g *ngGuard) Read(p []byte) (int, error) {
+	if g.hdrOff < g.hdrN {
+		n := copy(p, g.hdr[g.hdrOff:g.hdrN])
+		g.hdrOff += n
+		g.left -= int64(n)
+		return n, nil
+	}
+	if g.left > 0 {
+		if int64(len(p)) > g.left {
+			p = p[:g.left]
+		}
+		n, err := g.br.Read(p)
+		g.left -= int64(n)
+		return n, err
+	}
+	if g.err != nil {
+		return 0, g.err
+	}
+	if err := g.nextBlock(); err != nil {
+		g.err = err
+		return 0, err
+	}
+	return g.Read(p)
+}
+
+// nextBlock reads the leading bytes of the next block into hdr, checks and
+// patches them.
+func (g *ngGuard) nextBlock() error {
+	b, err := g.br.Peek(8)
+	if len(b) < 8 {
+		if len(b) == 0 {
+			if err == nil {
+				err = io.EOF
+			}
+			return err
+		}
+		g.left = int64(len(b)) // a cut-off header: let pcapgo see it
+		return nil
+	}
+	typ := binary.LittleEndian.Uint32(b) // 0x0A0D0D0A reads the same both ways
+	need := 8
+	switch typ {
+	case 0x0A0D0D0A: // section header: the byte-order magic follows the length
+		need = 12
+	case 1: // interface description: link type, reserved, snap length
+		need = 16
+	case 2, 6: // (obsolete) packet, enhanced packet: captured length at 20
+		need = 28
+	case 3: // simple packet: original length at 8
+		need = 12
+	}
+	b, _ = g.br.Peek(need)
+	if len(b) < need { // cut short: pass the rest through
+		g.left = int64(len(b))
+		return nil
+	}
+	if typ == 0x0A0D0D0A {
+		switch binary.LittleEndian.Uint32(b[8:]) {
+		case 0x1A2B3C4D:
+			g.order = binary.LittleEndian
+		case 0x4D3C2B1A:
+			g.order = binary.BigEndian
+		}
+	}
+	length := int64(g.order.Uint32(b[4:]))
+	if length > pcapngMaxBlock || length < int64(need) {
+		return errPcapngBlock
+	}
+	g.hdrN = copy(g.hdr[:], b)
+	g.hdrOff = 0
+	switch typ {
+	case 1:
+		if g.order.Uint32(g.hdr[12:]) > pcapMaxSnaplen {
+			g.order.PutUint32(g.hdr[12:], pcapMaxSnaplen)
+		}
+	case 2, 6:
+		if int64(g.order.Uint32(g.hdr[20:])) > length-32 {
+			return errPcapngBlock
+		}
+	case 3:
+		if int64(g.order.Uint32(g.hdr[8:])) > pcapngMaxBlock {
+			return errPcapngBlock
+		}
+	}
+	if _, err := g.br.Discard(g.hdrN); err != nil {
+		return err
+	}
+	g.left = length
+	return nil
+}
+
 // pcapCaptureInfo is the part of gopacket.CaptureInfo the reader needs, plus
 // whether a record had started when the read failed.
 type pcapCaptureInfo struct {
@@ -423,9 +553,32 @@ type pcapCaptureInfo struct {
 	partial bool
 }
 
+// errPcapgoPanic reports a panic of pcapgo on a malformed capture (it divides
+// by a timestamp resolution it read from the file, for one): the capture
+// cannot be read further.
+var errPcapgoPanic = errors.New("feeds: pcap: malformed capture (the pcapgo reader panicked)")
+
+// pcapRecover turns a panic of pcapgo into *err.
+func pcapRecover(err *error) {
+	if p := recover(); p != nil {
+		*err = fmt.Errorf("%w: %v", errPcapgoPanic, p)
+	}
+}
+
+func pcapNewNg(in io.Reader) (r *pcapgo.NgReader, err error) {
+	defer pcapRecover(&err)
+	return pcapgo.NewNgReader(newNgGuard(in), pcapgo.NgReaderOptions{})
+}
+
+func pcapNewClassic(in io.Reader) (r *pcapgo.Reader, err error) {
+	defer pcapRecover(&err)
+	return pcapgo.NewReader(in)
+}
+
 type classicSource struct{ r *pcapgo.Reader }
 
-func (s classicSource) ZeroCopyReadPacketData() ([]byte, pcapCaptureInfo, error) {
+func (s classicSource) ZeroCopyReadPacketData() (_ []byte, _ pcapCaptureInfo, err error) {
+	defer pcapRecover(&err)
 	data, ci, err := s.r.ZeroCopyReadPacketData()
 	// pcapgo fills ci once the 16-byte record header was read: an io.EOF
 	// after that is a record cut short, not the end of the capture.
@@ -436,7 +589,8 @@ func (s classicSource) LinkType() layers.LinkType { return s.r.LinkType() }
 
 type ngSource struct{ r *pcapgo.NgReader }
 
-func (s ngSource) ZeroCopyReadPacketData() ([]byte, pcapCaptureInfo, error) {
+func (s ngSource) ZeroCopyReadPacketData() (_ []byte, _ pcapCaptureInfo, err error) {
+	defer pcapRecover(&err)
 	data, ci, err := s.r.ZeroCopyReadPacketData()
 	return data, pcapCaptureInfo{tsNs: ci.Timestamp.UnixNano(), partial: ci.CaptureLength > 0}, err
 }

@@ -646,3 +646,122 @@ func BenchmarkPcapReplay(b *testing.B) {
 		})
 	}
 }
+
+// FuzzPcapReader feeds arbitrary bytes to the reader as a capture: it must
+// never panic or loop, whatever pcapgo makes of them. Seeded with a few real
+// packets of the sample as pcap and pcapng, plain and gzipped.
+func FuzzPcapReader(f *testing.F) {
+	if _, err := os.Stat(pcapSamplePath); err == nil {
+		pkts := pcapSamplePackets(f)
+		var some []pcapTestPacket
+		for _, p := range pkts {
+			if pcapEventsOf([]pcapTestPacket{p}) > 0 || len(some) < 2 {
+				some = append(some, p)
+			}
+			if len(some) == 6 {
+				break
+			}
+		}
+		classic := pcapWrite(f, "", false, some)
+		ng := pcapWrite(f, "", true, some)
+		f.Add(classic)
+		f.Add(ng)
+		f.Add(pcapGzip(classic))
+		f.Add(classic[:len(classic)-7])
+	}
+	f.Add([]byte{0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := NewPcapReader(bytes.NewReader(data), PcapOptions{Logger: pcapQuietLogger()})
+		if err != nil {
+			return
+		}
+		var ev codec.Event
+		for i := 0; i < 1<<16; i++ {
+			err := r.Next(&ev)
+			if err == io.EOF {
+				return
+			}
+			var rec *RecordError
+			if err != nil && !errors.As(err, &rec) {
+				return // the input cannot be read further
+			}
+		}
+		t.Fatal("no end after 65536 calls")
+	})
+}
+
+// A corrupt pcapng cannot make the reader allocate without bound (the guard
+// lowers interface snap lengths and rejects packets longer than their
+// block), and a panic inside pcapgo becomes an error.
+func TestPcapNgGuard(t *testing.T) {
+	pkts := pcapSamplePackets(t)[:60]
+	ng := pcapWrite(t, "", true, pkts)
+	want, _ := pcapDrain(t, pcapMustReader(t, ng))
+
+	// Block offsets: SHB, then the IDB, then the packets.
+	shbLen := int(binary.LittleEndian.Uint32(ng[4:]))
+	idb := shbLen
+	if binary.LittleEndian.Uint32(ng[idb:]) != 1 {
+		t.Fatalf("no IDB after the SHB")
+	}
+	epb := idb + int(binary.LittleEndian.Uint32(ng[idb+4:]))
+	if binary.LittleEndian.Uint32(ng[epb:]) != 6 {
+		t.Fatalf("no EPB after the IDB")
+	}
+
+	huge := append([]byte(nil), ng...)
+	binary.LittleEndian.PutUint32(huge[idb+12:], 0xffffffff) // snap length
+	got, _ := pcapDrain(t, pcapMustReader(t, huge))
+	if len(got) != len(want) {
+		t.Errorf("huge snap length: %d events, want %d", len(got), len(want))
+	}
+
+	long := append([]byte(nil), ng...)
+	binary.LittleEndian.PutUint32(long[epb+20:], 0x7fffffff) // captured length
+	r := pcapMustReader(t, long)
+	var ev codec.Event
+	if err := r.Next(&ev); err == nil || err == io.EOF || !errors.Is(err, errPcapngBlock) {
+		t.Errorf("oversize packet: %v", err)
+	}
+
+	big := append([]byte(nil), ng...)
+	binary.LittleEndian.PutUint32(big[epb+4:], pcapngMaxBlock+4) // block length
+	r = pcapMustReader(t, big)
+	if err := r.Next(&ev); !errors.Is(err, errPcapngBlock) {
+		t.Errorf("oversize block: %v", err)
+	}
+
+	// An interface whose timestamp resolution is 10^-127 s makes pcapgo
+	// divide by zero.
+	var b []byte
+	le := binary.LittleEndian
+	b = le.AppendUint32(b, 0x0A0D0D0A)
+	b = le.AppendUint32(b, 28)
+	b = le.AppendUint32(b, 0x1A2B3C4D)
+	b = le.AppendUint16(b, 1)
+	b = le.AppendUint16(b, 0)
+	b = le.AppendUint64(b, 0xffffffffffffffff)
+	b = le.AppendUint32(b, 28)
+	b = le.AppendUint32(b, 1) // IDB
+	b = le.AppendUint32(b, 32)
+	b = le.AppendUint16(b, uint16(layers.LinkTypeEthernet))
+	b = le.AppendUint16(b, 0)
+	b = le.AppendUint32(b, 65536)
+	b = le.AppendUint16(b, 9) // if_tsresol
+	b = le.AppendUint16(b, 1)
+	b = append(b, 0x7f, 0, 0, 0)
+	b = le.AppendUint32(b, 0) // end of options
+	b = le.AppendUint32(b, 32)
+	if _, err := NewPcapReader(bytes.NewReader(b), PcapOptions{}); !errors.Is(err, errPcapgoPanic) {
+		t.Errorf("pcapgo panic: %v", err)
+	}
+}
+
+func pcapMustReader(t *testing.T, data []byte) *PcapReader {
+	t.Helper()
+	r, err := NewPcapReader(bytes.NewReader(data), PcapOptions{Logger: pcapQuietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
