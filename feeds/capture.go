@@ -162,8 +162,10 @@ func (r *CaptureReader) Next(ev *codec.Event) error {
 		line, err := r.lr.ReadLine()
 		r.stats.Lines = r.lr.Line()
 		if err != nil {
-			var rec *RecordError
-			if errors.As(err, &rec) { // an oversize line
+			if err == io.EOF {
+				return err
+			}
+			if _, ok := err.(*RecordError); ok { // an oversize line
 				r.stats.Errors++
 			}
 			return err

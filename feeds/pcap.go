@@ -103,7 +103,8 @@ type pcapPacketSource interface {
 // ErrCaptureTruncated and the warning is logged once.
 //
 // Reading does not allocate per packet or per message (pcapgo's zero-copy
-// read reuses one packet buffer). A corrupt capture gives errors, never a
+// read reuses one packet buffer; a gzip-compressed capture adds
+// compress/flate's occasional allocation per deflate block). A corrupt capture gives errors, never a
 // panic or an unbounded allocation: packet buffers are bounded by
 // pcapMaxSnaplen (a pcapng stream is checked block by block before pcapgo
 // sees it) and a panic inside pcapgo is turned into an error.
