@@ -174,6 +174,13 @@ type WindowOperator struct {
 
 	wm  int64 // last OnWatermark
 	fwm int64 // firing watermark: wm − delay (math.MaxInt64 at end of input)
+	// Tumbling/hopping, derived from wm by setWatermark: the first window
+	// the firing watermark has not passed, and the first window that can
+	// still change (end > wm − allowed lateness).
+	kFire, kAlive       int64
+	kFireEnd, kAliveEnd int64 // their window ends: the indices change when the watermark gets there
+	ringMask            int64 // ringCap − 1 (ringCap is a power of two)
+	bufMask       int64 // bufCap − 1 when bufCap is a power of two, else 0
 
 	lastEarlyNs int64
 	earlyArmed  bool
@@ -365,10 +372,15 @@ func NewWindowOperator(op uint16, spec WindowSpec, opts WindowOptions, maxSlots 
 		if w.w > maxPanesPerWindow {
 			return bad("SIZE/gcd(SIZE,HOP) = %d panes per window, more than %d", w.w, maxPanesPerWindow)
 		}
-		w.ringCap = w.w + winCeilDiv(o.AllowedLatenessNs, w.paneNs) + (w.maxOpen+1)*w.h + 1
-		if w.ringCap > maxRingPanes {
-			return bad("%d panes per symbol (window, lateness and open windows), more than %d", w.ringCap, maxRingPanes)
+		need := w.w + winCeilDiv(o.AllowedLatenessNs, w.paneNs) + (w.maxOpen+1)*w.h + 1
+		if need > maxRingPanes {
+			return bad("%d panes per symbol (window, lateness and open windows), more than %d", need, maxRingPanes)
 		}
+		w.ringCap = 1
+		for w.ringCap < need { // a power of two: ring indices are a mask
+			w.ringCap <<= 1
+		}
+		w.ringMask = w.ringCap - 1
 		units = w.ringCap
 	case WindowSliding:
 		w.sizeNs, w.slideNs = spec.SizeNs, max(spec.HopNs, 1)
@@ -431,10 +443,37 @@ func NewWindowOperator(op uint16, spec WindowSpec, opts WindowOptions, maxSlots 
 	if w.kind == AggPercentile {
 		w.scratch = make([]float64, 0, o.PercentileExactMax)
 	}
+	if w.bufCap&(w.bufCap-1) == 0 {
+		w.bufMask = w.bufCap - 1
+	}
 	for i := range w.slots {
 		w.initSlot(i)
 	}
+	w.setWatermark(math.MinInt64)
 	return w, nil
+}
+
+// setWatermark sets wm and what derives from it.
+func (w *WindowOperator) setWatermark(wm int64) {
+	w.wm = wm
+	switch {
+	case wm == math.MaxInt64:
+		w.fwm = math.MaxInt64
+	default:
+		w.fwm = wmSatSub(wm, w.delayNs)
+	}
+	if w.ringCap > 0 {
+		// Both only change when their watermark reaches the end of the
+		// window they name: skip the divisions otherwise.
+		if f := w.fwm; f >= w.kFireEnd || f < w.kFireEnd-w.h*w.paneNs {
+			w.kFire = w.kAfter(f)
+			w.kFireEnd = winClamp(w.winEnd(w.kFire))
+		}
+		if a := wmSatSub(wm, w.lateNs); a >= w.kAliveEnd || a < w.kAliveEnd-w.h*w.paneNs {
+			w.kAlive = w.kAfter(a)
+			w.kAliveEnd = winClamp(w.winEnd(w.kAlive))
+		}
+	}
 }
 
 // Spec returns the operator's spec.
@@ -612,9 +651,8 @@ func (w *WindowOperator) OnWatermark(watermarkNs int64, seq uint64, dst []Output
 	if watermarkNs <= w.wm {
 		return dst
 	}
-	w.wm = watermarkNs
+	w.setWatermark(watermarkNs)
 	if watermarkNs == math.MaxInt64 {
-		w.fwm = math.MaxInt64
 		if w.spec.Type == WindowCount {
 			for i := range w.slots {
 				if s := &w.slots[i]; s.Chunk.N > 0 {
@@ -622,8 +660,6 @@ func (w *WindowOperator) OnWatermark(watermarkNs int64, seq uint64, dst []Output
 				}
 			}
 		}
-	} else {
-		w.fwm = wmSatSub(watermarkNs, w.delayNs)
 	}
 	for len(w.heap) > 0 && w.slots[w.heap[0]].HeapKey <= w.fwm {
 		slot := int(w.heap[0])
@@ -804,29 +840,27 @@ func (w *WindowOperator) emit(dst []Output, slot int, a *aggState, start, end, t
 	return append(dst, o)
 }
 
-// winKey is the idempotency key of a window result: FNV-1a (64-bit) over
-// the little-endian bytes of op (2), symbol (4), start (8), end (8) and
-// ordinal (8), the number of earlier firings of the same window (count
-// windows put their chunk number in the upper 32 bits). Stable across
-// versions: sinks rely on it.
+// winKey is the idempotency key of a window result, a stable function of
+// (op, symbol, start, end, ordinal), where ordinal counts the earlier
+// firings of the same window (count windows put their chunk number in the
+// upper 32 bits):
+//
+//	h = mix(op<<32 | symbol); h = mix(h ^ start); h = mix(h ^ end); h = mix(h ^ ordinal)
+//
+// with mix(x) the SplitMix64 finaliser of x + 0x9E3779B97F4A7C15. Sinks
+// rely on it: it must not change.
 func winKey(op uint16, sym codec.Symbol, start, end int64, ord uint64) uint64 {
-	h := uint64(14695981039346656037)
-	h = winFNV(h, uint64(op), 2)
-	h = winFNV(h, uint64(sym), 4)
-	h = winFNV(h, uint64(start), 8)
-	h = winFNV(h, uint64(end), 8)
-	return winFNV(h, ord, 8)
+	h := winMix(uint64(op)<<32 | uint64(sym))
+	h = winMix(h ^ uint64(start))
+	h = winMix(h ^ uint64(end))
+	return winMix(h ^ ord)
 }
 
-// winFNV folds the n low bytes of v, least significant first, into the
-// FNV-1a state h.
-func winFNV(h, v uint64, n int) uint64 {
-	for i := 0; i < n; i++ {
-		h ^= v & 0xff
-		h *= 1099511628211
-		v >>= 8
-	}
-	return h
+func winMix(x uint64) uint64 {
+	x += 0x9E3779B97F4A7C15
+	x = (x ^ x>>30) * 0xBF58476D1CE4E5B9
+	x = (x ^ x>>27) * 0x94D049BB133111EB
+	return x ^ x>>31
 }
 
 // --- heap of slots with something to fire, ordered by (HeapKey, Sym, slot).
@@ -919,6 +953,9 @@ func (w *WindowOperator) heapRemove(slot int) {
 // --- integer helpers
 
 func winFloorDiv(a, b int64) int64 {
+	if a >= 0 && b > 0 {
+		return a / b
+	}
 	q := a / b
 	if a%b != 0 && (a < 0) != (b < 0) {
 		q--

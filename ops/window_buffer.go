@@ -12,6 +12,9 @@ import (
 // one, so with bounded disorder it costs the displacement, not the length.
 
 func (w *WindowOperator) rec(slot int, abs int64) *winRec {
+	if w.bufMask != 0 {
+		return &w.recs[int64(slot)*w.bufCap+abs&w.bufMask]
+	}
 	return &w.recs[int64(slot)*w.bufCap+abs%w.bufCap]
 }
 
@@ -118,7 +121,7 @@ func (w *WindowOperator) bufPurge(slot int) {
 				}
 			}
 		default:
-			hz = w.winStart(w.kAfter(live))
+			hz = w.winStart(w.kAlive)
 		}
 		for s.BufN > 0 && w.rec(slot, s.BufHead).Ts < hz {
 			w.bufDropHead(slot)

@@ -29,7 +29,7 @@ func (w *WindowOperator) kAfter(t int64) int64 {
 }
 
 func (w *WindowOperator) paneIdx(slot int, q int64) int64 {
-	return int64(slot)*w.ringCap + winMod(q, w.ringCap)
+	return int64(slot)*w.ringCap + q&w.ringMask
 }
 
 // paneGet returns pane q of slot for reading (an empty state if the ring
@@ -60,8 +60,8 @@ func (w *WindowOperator) paneClaim(slot int, q int64) *winPane {
 // (OnWatermark fired or skipped them all) and keeps NDP valid.
 func (w *WindowOperator) paneSync(slot int) {
 	s := &w.slots[slot]
-	if k := w.kAfter(w.fwm); k > s.NextK {
-		s.NextK = k
+	if w.kFire > s.NextK {
+		s.NextK = w.kFire
 	}
 	if s.NDP != winNone && s.NDP < s.NextK*w.h {
 		w.paneRescan(slot)
@@ -104,18 +104,26 @@ const winSkip = codec.Reason(255)
 
 func (w *WindowOperator) paneEvent(slot int, x, v float64, ts int64, seq uint64, ingest int64, dst []Output) ([]Output, codec.Reason) {
 	s := &w.slots[slot]
-	p := winFloorDiv(ts-w.off, w.paneNs)
-	kHi := winFloorDiv(p, w.h)
-	if kHi*w.h+w.w <= p {
-		w.counters.Unwindowed++
-		return dst, winSkip
+	var p int64
+	if st := s.DataHi*w.paneNs + w.off; s.DataHi != winNone && ts >= st && ts-st < w.paneNs {
+		p = s.DataHi // the usual case: the symbol's newest pane, no division
+	} else {
+		p = winFloorDiv(ts-w.off, w.paneNs)
 	}
-	kLo := winCeilDiv(p-w.w+1, w.h)
+	kHi, kLo := p, p-w.w+1
+	if w.h != 1 {
+		kHi = winFloorDiv(p, w.h)
+		if kHi*w.h+w.w <= p {
+			w.counters.Unwindowed++
+			return dst, winSkip
+		}
+		kLo = winCeilDiv(p-w.w+1, w.h)
+	}
 	w.paneSync(slot)
 	// The live panes must keep fitting the ring.
 	lo, hi := kLo*w.h, p
 	if s.LoPane != winNone {
-		lo = min(lo, max(w.kAfter(wmSatSub(w.wm, w.lateNs))*w.h, s.LoPane))
+		lo = min(lo, max(w.kAlive*w.h, s.LoPane))
 		hi = max(hi, s.DataHi)
 	}
 	if hi-lo >= w.ringCap {
@@ -165,7 +173,7 @@ func (w *WindowOperator) paneWindow(slot int, sw *winSwag, suf []aggState, k int
 	}
 	w.paneSlide(slot, sw, suf, k*w.h, k*w.h+w.w)
 	if !w.inv && sw.Lo < sw.B {
-		r := suf[winMod(sw.Lo, w.ringCap)]
+		r := suf[sw.Lo&w.ringMask]
 		r.merge(w.mask, &sw.Back)
 		return r
 	}
@@ -182,7 +190,6 @@ func (w *WindowOperator) paneSlide(slot int, sw *winSwag, suf []aggState, lo, hi
 		sw.Back.merge(w.mask, w.paneGet(slot, sw.Hi))
 		sw.Hi++
 	}
-	C := w.ringCap
 	for sw.Lo < lo {
 		if w.inv {
 			if p := &w.panes[w.paneIdx(slot, sw.Lo)]; p.Live != 0 && p.Q != sw.Lo {
@@ -195,9 +202,9 @@ func (w *WindowOperator) paneSlide(slot int, sw *winSwag, suf []aggState, lo, hi
 			for q := sw.Hi - 1; q >= sw.Lo; q-- {
 				t := *w.paneGet(slot, q)
 				if q+1 < sw.Hi {
-					t.merge(w.mask, &suf[winMod(q+1, C)])
+					t.merge(w.mask, &suf[(q+1)&w.ringMask])
 				}
-				suf[winMod(q, C)] = t
+				suf[q&w.ringMask] = t
 			}
 			sw.B = sw.Hi
 			sw.Back = aggState{}

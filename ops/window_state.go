@@ -31,13 +31,13 @@ var ErrWindowState = errors.New("ops: bad window state")
 func (w *WindowOperator) fingerprint() uint64 {
 	h := uint64(14695981039346656037)
 	for _, b := range []byte(w.spec.String()) {
-		h = winFNV(h, uint64(b), 1)
+		h = winMix(h ^ uint64(b))
 	}
 	o := w.opts
 	for _, v := range []int64{int64(w.op), int64(w.maxSlots), o.AllowedLatenessNs, int64(o.MaxOpenWindowsPerSymbol),
 		int64(o.MaxBufferedEventsPerSymbol), int64(o.PercentileExactMax), o.IdleSymbolTTLNs, o.EarlyEveryNs,
 		int64(o.EarlyEveryN), int64(o.Emit), w.ringCap, w.paneNs, w.w, w.h, w.bufCap, w.spec.OffsetNs} {
-		h = winFNV(h, uint64(v), 8)
+		h = winMix(h ^ uint64(v))
 	}
 	return h
 }
@@ -157,11 +157,8 @@ func (w *WindowOperator) LoadState(src []byte) error {
 	if err := n.validate(); err != nil {
 		return bad("%v", err)
 	}
-	// Derived state: the firing watermark, the heap, the aggregators.
-	n.fwm = wmSatSub(n.wm, n.delayNs)
-	if n.wm == math.MaxInt64 {
-		n.fwm = math.MaxInt64
-	}
+	// Derived state: the firing watermark, the heap.
+	n.setWatermark(n.wm)
 	n.heap = w.heap[:0]
 	n.earlyArmed = false
 	for i := range n.slots {
