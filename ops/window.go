@@ -180,7 +180,7 @@ type WindowOperator struct {
 	kFire, kAlive       int64
 	kFireEnd, kAliveEnd int64 // their window ends: the indices change when the watermark gets there
 	ringMask            int64 // ringCap − 1 (ringCap is a power of two)
-	bufMask       int64 // bufCap − 1 when bufCap is a power of two, else 0
+	bufMask             int64 // bufCap − 1 when bufCap is a power of two, else 0
 
 	lastEarlyNs int64
 	earlyArmed  bool
