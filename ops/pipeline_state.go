@@ -1,0 +1,170 @@
+package ops
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"math"
+
+	"qstream/codec"
+)
+
+// ErrPipelineState is wrapped by every Pipeline.LoadState error.
+var ErrPipelineState = errors.New("ops: bad pipeline state")
+
+// Pipeline state encoding, version 1, little-endian; floats as IEEE-754 bits
+// so a restore is bit-exact:
+//
+//	magic     [4]byte "QPIP"
+//	version   u16 (1)
+//	reserved  u16 (0)
+//	maxSymbol u32  (PipelineConfig.MaxSymbolID)
+//	maxSlots  u32  (PipelineConfig.MaxSlots after defaults)
+//	nslots    u32  slots in use
+//	nsubs     u32  operator sub-states that follow (1 if indicators are configured, else 0)
+//	syms      nslots × u32, the symbol of each slot in slot order
+//	quotes    nslots × { bid u64, ask u64, ts i64 }
+//	subs      nsubs × { length u64, bytes }: the indicator set (IndicatorSet.AppendState)
+//	crc       u32, CRC-32C (Castagnoli) of every byte above
+//
+// Only the slots in use are written for the pipeline's own arrays; operator
+// sub-states carry their own versions and checksums. The symbol → slot index
+// is derived from syms on load.
+const (
+	pipeStateMagic   = "QPIP"
+	pipeStateVersion = 1
+	pipeStateHeader  = 24
+)
+
+var pipeCRCTable = crc32.MakeTable(crc32.Castagnoli)
+
+// AppendState appends a snapshot of the pipeline's whole state (slots, quote
+// state and every operator's state) to dst, for checkpoints. It allocates
+// only when dst lacks the capacity.
+func (p *Pipeline) AppendState(dst []byte) []byte {
+	start := len(dst)
+	le := binary.LittleEndian
+	dst = append(dst, pipeStateMagic...)
+	dst = le.AppendUint16(dst, pipeStateVersion)
+	dst = le.AppendUint16(dst, 0)
+	dst = le.AppendUint32(dst, uint32(p.cfg.MaxSymbolID))
+	dst = le.AppendUint32(dst, uint32(p.cfg.MaxSlots))
+	dst = le.AppendUint32(dst, uint32(p.nslots))
+	nsubs := 0
+	if p.ind != nil {
+		nsubs = 1
+	}
+	dst = le.AppendUint32(dst, uint32(nsubs))
+	for _, s := range p.syms[:p.nslots] {
+		dst = le.AppendUint32(dst, uint32(s))
+	}
+	for _, q := range p.quotes[:p.nslots] {
+		dst = le.AppendUint64(dst, math.Float64bits(q.bid))
+		dst = le.AppendUint64(dst, math.Float64bits(q.ask))
+		dst = le.AppendUint64(dst, uint64(q.tsNs))
+	}
+	if p.ind != nil {
+		at := len(dst)
+		dst = le.AppendUint64(dst, 0)
+		dst = p.ind.AppendState(dst)
+		le.PutUint64(dst[at:], uint64(len(dst)-at-8))
+	}
+	return le.AppendUint32(dst, crc32.Checksum(dst[start:], pipeCRCTable))
+}
+
+// LoadState replaces the pipeline's state with a snapshot made by
+// AppendState (all of src) of a pipeline built with the same configuration.
+// Everything is checked - checksum, configuration, slot table, and each
+// operator's own snapshot - before anything changes: on error p is
+// unchanged. Errors wrap ErrPipelineState (and the operator's own error).
+func (p *Pipeline) LoadState(src []byte) error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s", ErrPipelineState, fmt.Sprintf(format, a...))
+	}
+	le := binary.LittleEndian
+	if len(src) < pipeStateHeader+4 {
+		return bad("%d bytes, shorter than a header", len(src))
+	}
+	if string(src[:4]) != pipeStateMagic {
+		return bad("not a pipeline snapshot")
+	}
+	if v := le.Uint16(src[4:]); v != pipeStateVersion {
+		return bad("version %d, this build reads %d", v, pipeStateVersion)
+	}
+	body := src[:len(src)-4]
+	if got, want := crc32.Checksum(body, pipeCRCTable), le.Uint32(src[len(body):]); got != want {
+		return bad("checksum %08x, want %08x", got, want)
+	}
+	if le.Uint16(src[6:]) != 0 {
+		return bad("non-zero reserved bytes")
+	}
+	maxSym, maxSlots := int(le.Uint32(src[8:])), int(le.Uint32(src[12:]))
+	if maxSym != p.cfg.MaxSymbolID || maxSlots != p.cfg.MaxSlots {
+		return bad("taken with %d symbols and %d slots, this pipeline has %d and %d", maxSym, maxSlots, p.cfg.MaxSymbolID, p.cfg.MaxSlots)
+	}
+	nslots, nsubs := int(le.Uint32(src[16:])), int(le.Uint32(src[20:]))
+	wantSubs := 0
+	if p.ind != nil {
+		wantSubs = 1
+	}
+	if nsubs != wantSubs {
+		return bad("%d operator states, this pipeline has %d", nsubs, wantSubs)
+	}
+	if nslots > p.cfg.MaxSlots || len(body)-pipeStateHeader < nslots*(4+24) {
+		return bad("%d slots in use, at most %d fit", nslots, p.cfg.MaxSlots)
+	}
+	off := pipeStateHeader
+	syms := body[off : off+4*nslots]
+	off += 4 * nslots
+	quotes := body[off : off+24*nslots]
+	off += 24 * nslots
+	seen := make(map[codec.Symbol]bool, nslots)
+	for i := 0; i < nslots; i++ {
+		s := codec.Symbol(le.Uint32(syms[4*i:]))
+		if s == 0 || int(s) > p.cfg.MaxSymbolID || seen[s] {
+			return bad("slot %d holds symbol %d: zero, out of range or repeated", i, s)
+		}
+		seen[s] = true
+	}
+	var indState []byte
+	if nsubs == 1 {
+		if len(body)-off < 8 {
+			return bad("indicator state truncated")
+		}
+		n := le.Uint64(body[off:])
+		off += 8
+		if n != uint64(len(body)-off) {
+			return bad("indicator state of %d bytes, %d remain", n, len(body)-off)
+		}
+		indState = body[off:]
+		off = len(body)
+	}
+	if off != len(body) {
+		return bad("%d trailing bytes", len(body)-off)
+	}
+	// The indicator set checks its snapshot completely before changing.
+	if p.ind != nil {
+		if err := p.ind.LoadState(indState); err != nil {
+			return fmt.Errorf("%w: %w", ErrPipelineState, err)
+		}
+	}
+	for i := range p.slotOf {
+		p.slotOf[i] = -1
+	}
+	clear(p.syms)
+	clear(p.quotes)
+	for i := 0; i < nslots; i++ {
+		s := codec.Symbol(le.Uint32(syms[4*i:]))
+		p.syms[i] = s
+		p.slotOf[s] = int32(i)
+		q := quotes[24*i:]
+		p.quotes[i] = quoteState{
+			bid:  math.Float64frombits(le.Uint64(q)),
+			ask:  math.Float64frombits(le.Uint64(q[8:])),
+			tsNs: int64(le.Uint64(q[16:])),
+		}
+	}
+	p.nslots = nslots
+	return nil
+}
