@@ -110,7 +110,11 @@ func DetectExchange(line []byte) string {
 		return ExchangeBinance
 	case bytes.Contains(b, []byte(`"event":`)):
 		return ExchangeKraken
-	case bytes.Contains(b, []byte(`"type":"`)):
+	case bytes.Contains(b, []byte(`"type":"`)) &&
+		(bytes.Contains(b, []byte(`"product_id":"`)) || bytes.Contains(b, []byte(`"channels":`))):
+		// Coinbase messages name a product (or, for subscriptions, channels);
+		// qstream's own compact ticks ({"type":"trade","symbol":...}) carry a
+		// type too but neither.
 		return ExchangeCoinbase
 	case bytes.Contains(b, []byte(`"u":`)) && bytes.Contains(b, []byte(`"b":`)) &&
 		bytes.Contains(b, []byte(`"a":`)):

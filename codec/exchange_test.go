@@ -143,7 +143,8 @@ func TestSeqTracker(t *testing.T) {
 func TestDetectExchange(t *testing.T) {
 	cases := map[string]string{
 		cbMatchMsg: ExchangeCoinbase, cbTickerMsg: ExchangeCoinbase, cbL2UpdateMsg: ExchangeCoinbase,
-		cbSubsMsg: ExchangeCoinbase, `{"type":"heartbeat","sequence":1}`: ExchangeCoinbase,
+		cbSubsMsg: ExchangeCoinbase, `{"type":"heartbeat","sequence":1,"product_id":"BTC-USD"}`: ExchangeCoinbase,
+		`{"type":"trade","symbol":"AAPL","ts":1,"price":1,"volume":1}`: "", // qstream's compact tick
 		bnAggTradeMsg: ExchangeBinance, bnKlineMsg: ExchangeBinance, bnBookTickerMsg: ExchangeBinance,
 		bnCombinedMsg: ExchangeBinance, `[{"e":"24hrMiniTicker","s":"BTCUSDT"}]`: ExchangeBinance,
 		krTradesMsg: ExchangeKraken, krHBMsg: ExchangeKraken, krSubMsg: ExchangeKraken,

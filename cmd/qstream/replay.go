@@ -1,13 +1,15 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -39,7 +41,7 @@ func replayFlagSet(f *replayFlags, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&f.input, "input", "", "input file, or - for standard input (required)")
-	fs.StringVar(&f.format, "format", "auto", "input format: auto|jsonl|csv")
+	fs.StringVar(&f.format, "format", "auto", "input format: auto|jsonl|csv|pcap|coinbase|binance|kraken (pcap: IEX TOPS/DEEP over UDP, pcap or pcapng, gzip or not; exchanges: raw WebSocket lines or cryptofeed recordings)")
 	fs.StringVar(&f.indicators, "indicators", ops.DefaultIndicators, "indicators computed on every trade: comma-separated sma:N, ema:N, rsi:N, vwap (session), vwap:N (last N trades)")
 	fs.StringVar(&f.emaSeed, "ema-seed", "sma", "EMA seed: sma (TA-Lib: SMA of the first N inputs) or first (MetaStock/Tulip: the first input)")
 	fs.DurationVar(&f.vwapSession, "vwap-session", 24*time.Hour, "length of the session that resets the session VWAP")
@@ -275,25 +277,62 @@ func openInput(path string) (io.ReadCloser, error) {
 	return f, nil
 }
 
-// openReader picks the decoder for format; auto looks at the file name and,
-// failing that, the first bytes.
+// openReader picks the decoder for format. auto looks at the file name and,
+// failing that, at the first bytes: a pcap or pcapng magic number, a CSV
+// header, an exchange's WebSocket message (or a cryptofeed recording line),
+// else JSON Lines.
 func openReader(format, path string, in io.Reader, opts codec.ParserOptions) (feeds.Reader, error) {
+	br := bufio.NewReaderSize(in, 64<<10)
 	if format == "auto" {
-		format = detectFormat(path)
+		format = detectFormat(path, br)
 	}
 	switch format {
 	case "jsonl", "json":
-		return feeds.NewJSONLReader(in, opts), nil
+		return feeds.NewJSONLReader(br, opts), nil
 	case "csv":
-		return feeds.NewCSVReader(in, opts), nil
+		return feeds.NewCSVReader(br, opts), nil
+	case "pcap":
+		return feeds.NewPcapReader(br, feeds.PcapOptions{Name: "replay", Symbols: opts.Symbols})
+	case codec.ExchangeCoinbase, codec.ExchangeBinance, codec.ExchangeKraken, "capture":
+		exchange := format
+		if exchange == "capture" {
+			exchange = "auto"
+		}
+		return feeds.NewCaptureReader(br, feeds.CaptureOptions{Exchange: exchange, Symbols: opts.Symbols, MaxLine: opts.MaxMessageSize})
 	}
-	return nil, usageError{fmt.Errorf("--format: unknown format %q (want auto, jsonl or csv)", format)}
+	return nil, usageError{fmt.Errorf("--format: unknown format %q (want auto, jsonl, csv, pcap, coinbase, binance or kraken)", format)}
 }
 
-func detectFormat(path string) string {
-	switch strings.ToLower(filepath.Ext(path)) {
-	case ".csv":
+func detectFormat(path string, br *bufio.Reader) string {
+	name := strings.ToLower(path)
+	switch {
+	case strings.HasSuffix(name, ".csv"):
 		return "csv"
+	case strings.HasSuffix(name, ".pcap"), strings.HasSuffix(name, ".pcapng"), strings.HasSuffix(name, ".pcap.gz"), strings.HasSuffix(name, ".pcapng.gz"):
+		return "pcap"
+	}
+	head, _ := br.Peek(4096)
+	if len(head) >= 4 {
+		switch binary.LittleEndian.Uint32(head) {
+		case 0xa1b2c3d4, 0xd4c3b2a1, 0xa1b23c4d, 0x4d3cb2a1, 0x0a0d0d0a:
+			return "pcap"
+		}
+		if head[0] == 0x1f && head[1] == 0x8b { // gzip: pcap.gz is the compressed input replay knows
+			return "pcap"
+		}
+	}
+	line, _, _ := bytes.Cut(head, []byte("\n"))
+	line = bytes.TrimSpace(line)
+	switch {
+	case len(line) == 0:
+		return "jsonl"
+	case bytes.HasPrefix(line, []byte("ws://")) || bytes.HasPrefix(line, []byte("wss://")):
+		return "capture" // a cryptofeed recording
+	case line[0] != '{' && line[0] != '[' && bytes.Contains(line, []byte(",")):
+		return "csv"
+	}
+	if ex := codec.DetectExchange(line); ex != "" {
+		return ex
 	}
 	return "jsonl"
 }

@@ -163,3 +163,39 @@ func TestRunSyntheticCount(t *testing.T) {
 		t.Fatalf("summary missing or wrong:\n%s", stderr)
 	}
 }
+
+// TestReplayCaptures: the IEX sample pcap and the exchange recordings replay
+// through auto-detection with every message accounted for (counts from
+// ../shared/testdata/SOURCES.md).
+func TestReplayCaptures(t *testing.T) {
+	for _, tc := range []struct {
+		file, format string
+		want         []string
+	}{
+		{"pcap/iex_tops16_sample.pcap.gz", "auto", []string{`"messages":57674`, `"quote":27217`, `"trade":6390`, `"status":23406`, `"system":658`, `"custom":3`, `"errors":0`}},
+		{"pcap/iex_tops16_sample.pcap.gz", "pcap", []string{`"messages":57674`}},
+		{"exchange/coinbase_ws_capture.txt", "auto", []string{`"trade":107`, `"quote":107`, `"errors":0`}},
+		{"exchange/coinbase_ws_capture.txt", "coinbase", []string{`"trade":107`, `"quote":107`}},
+		{"exchange/kraken_trades_ws_capture.txt", "auto", []string{`"errors":0`, `"trade":`}},
+	} {
+		path := sharedTestdata(t, tc.file)
+		out, stderr, rc := qstream(t, "replay", "--input", path, "--format", tc.format, "--emit", "stats")
+		if rc != 0 {
+			t.Fatalf("%s: exit %d: %s", tc.file, rc, stderr)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("%s --format %s: stats lack %s:\n%s", tc.file, tc.format, w, out)
+			}
+		}
+	}
+}
+
+func sharedTestdata(t *testing.T, rel string) string {
+	t.Helper()
+	path := filepath.Join("..", "..", "..", "shared", "testdata", rel)
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("%s is missing: the shared testdata directory must sit beside the repository checkout as ../shared/testdata (see its SOURCES.md): %v", rel, err)
+	}
+	return path
+}
