@@ -1,0 +1,205 @@
+// Command benchmd turns the output of `go test -bench` (from `make bench`,
+// with -count N) into the tables of BENCHMARKS.md: the median of each metric
+// per benchmark, and the ratios against the baselines measured in the same run.
+//
+//	go test -run '^$' -bench . -benchmem -count 5 ./... | tee bench.txt
+//	go run ./bench/benchmd -in bench.txt -cmd "make bench" > BENCHMARKS.md
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ratio is a claim of the form "A is R× faster than B, measured in the same run".
+type ratio struct {
+	name, fast, slow, metric, budget string
+	higherIsBetter                   bool
+}
+
+// ratios lists the comparisons BENCHMARKS.md reports. A pair whose
+// benchmarks are absent from the input is skipped.
+var ratios = []ratio{
+	{name: "ring batched hand-off vs buffered channel (128 B, cap 1024, park)", fast: "ring.SPSC/park/cap=1024", slow: "ring.ChannelBaseline/cap=1024", metric: "ns/op", budget: ">= 5x"},
+	{name: "ring batched hand-off vs buffered channel (128 B, cap 128, park)", fast: "ring.SPSC/park/cap=128", slow: "ring.ChannelBaseline/cap=128", metric: "ns/op", budget: ">= 5x"},
+	{name: "JSON tick parse vs encoding/json", fast: "codec.ParseTick", slow: "codec.ParseTickStdlib", metric: "ns/op", budget: ">= 4x"},
+	{name: "default indicators vs naive recompute", fast: "ops.IndicatorsDefault", slow: "ops.IndicatorsNaive", metric: "ns/op"},
+	{name: "hopping 5m/1s window vs naive (slice per window)", fast: "ops.Hopping5m1s", slow: "ops.Hopping5m1sNaive", metric: "ns/op", budget: ">= 50x"},
+	{name: "TCP ingest (gnet) vs net package", fast: "feeds.TCPIngest", slow: "feeds.TCPIngestNetBaseline", metric: "ns/op"},
+	{name: "Coinbase match adapter vs encoding/json", fast: "codec.CoinbaseMatch", slow: "codec.CoinbaseMatchStdlib", metric: "ns/op"},
+	{name: "WAL replay vs raw read of the same files", fast: "wal.Replay", slow: "wal.ReplayRawRead", metric: "ns/op"},
+}
+
+type result struct {
+	pkg, name string
+	metrics   map[string][]float64
+	order     []string
+}
+
+func main() {
+	in := flag.String("in", "-", "go test -bench output to read")
+	cmd := flag.String("cmd", "make bench", "the command that produced the input, for the header")
+	flag.Parse()
+	var r io.Reader = os.Stdin
+	if *in != "-" {
+		f, err := os.Open(*in)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "benchmd:", err)
+			os.Exit(1)
+		}
+		defer f.Close()
+		r = f
+	}
+	results, cpu, err := parse(r)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchmd:", err)
+		os.Exit(1)
+	}
+	write(os.Stdout, results, cpu, *cmd)
+}
+
+func parse(r io.Reader) ([]*result, string, error) {
+	byKey := map[string]*result{}
+	var list []*result
+	pkg, cpu := "", ""
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<16), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "pkg: "):
+			pkg = strings.TrimPrefix(strings.TrimPrefix(line, "pkg: "), "qstream/")
+			continue
+		case strings.HasPrefix(line, "cpu: "):
+			cpu = strings.TrimPrefix(line, "cpu: ")
+			continue
+		case !strings.HasPrefix(line, "Benchmark"):
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) < 4 {
+			continue
+		}
+		name := strings.TrimPrefix(f[0], "Benchmark")
+		if i := strings.LastIndexByte(name, '-'); i > 0 {
+			if _, err := strconv.Atoi(name[i+1:]); err == nil {
+				name = name[:i] // strip -GOMAXPROCS
+			}
+		}
+		key := pkg + "." + name
+		res := byKey[key]
+		if res == nil {
+			res = &result{pkg: pkg, name: name, metrics: map[string][]float64{}}
+			byKey[key] = res
+			list = append(list, res)
+		}
+		for i := 2; i+1 < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err != nil {
+				continue
+			}
+			unit := f[i+1]
+			if _, seen := res.metrics[unit]; !seen {
+				res.order = append(res.order, unit)
+			}
+			res.metrics[unit] = append(res.metrics[unit], v)
+		}
+	}
+	return list, cpu, sc.Err()
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	n := len(s)
+	if n == 0 {
+		return 0
+	}
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+func format(v float64) string {
+	switch {
+	case v == 0:
+		return "0"
+	case v >= 1e6:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case v >= 100:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case v >= 10:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	}
+	return strconv.FormatFloat(v, 'f', 2, 64)
+}
+
+func machine(cpu string) string {
+	var b strings.Builder
+	host, _ := os.Hostname()
+	fmt.Fprintf(&b, "- CPU: %s, %d logical CPUs (GOMAXPROCS %d)\n", cpu, runtime.NumCPU(), runtime.GOMAXPROCS(0))
+	fmt.Fprintf(&b, "- Go: %s %s/%s; host %s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH, host)
+	if out, err := exec.Command("uname", "-sr").Output(); err == nil {
+		fmt.Fprintf(&b, "- Kernel: %s", out)
+	}
+	if out, err := os.ReadFile("/proc/loadavg"); err == nil {
+		fmt.Fprintf(&b, "- Load average when the tables were written: %s", out)
+	}
+	return b.String()
+}
+
+func write(w io.Writer, results []*result, cpu, cmd string) {
+	byKey := map[string]*result{}
+	for _, r := range results {
+		byKey[r.pkg+"."+r.name] = r
+	}
+	fmt.Fprintf(w, "## Measured run (%s)\n\n", time.Now().UTC().Format("2006-01-02"))
+	fmt.Fprintf(w, "Command: `%s`; tables by `go run ./bench/benchmd` (median of the runs of each benchmark).\n\n", cmd)
+	fmt.Fprint(w, machine(cpu))
+	fmt.Fprintf(w, "\n### Ratios against baselines measured in the same run\n\n| comparison | fast | baseline | ratio | budget |\n|---|---|---|---|---|\n")
+	for _, q := range ratios {
+		a, b := byKey[q.fast], byKey[q.slow]
+		if a == nil || b == nil || len(a.metrics[q.metric]) == 0 || len(b.metrics[q.metric]) == 0 {
+			continue
+		}
+		fa, fb := median(a.metrics[q.metric]), median(b.metrics[q.metric])
+		ratio := fb / fa
+		if q.higherIsBetter {
+			ratio = fa / fb
+		}
+		fmt.Fprintf(w, "| %s | %s %s | %s %s | %.1fx | %s |\n", q.name, format(fa), q.metric, format(fb), q.metric, ratio, q.budget)
+	}
+	pkgs := []string{}
+	seen := map[string]bool{}
+	for _, r := range results {
+		if !seen[r.pkg] {
+			seen[r.pkg] = true
+			pkgs = append(pkgs, r.pkg)
+		}
+	}
+	for _, p := range pkgs {
+		fmt.Fprintf(w, "\n### %s\n\n| benchmark | runs | metrics (median) |\n|---|---|---|\n", p)
+		for _, r := range results {
+			if r.pkg != p {
+				continue
+			}
+			var parts []string
+			runs := 0
+			for _, u := range r.order {
+				parts = append(parts, format(median(r.metrics[u]))+" "+u)
+				runs = max(runs, len(r.metrics[u]))
+			}
+			fmt.Fprintf(w, "| %s | %d | %s |\n", r.name, runs, strings.Join(parts, ", "))
+		}
+	}
+}
