@@ -19,10 +19,11 @@ import "math"
 // The tracker never reads a clock: the caller passes processing time
 // (monotonic nanoseconds, any origin) to Observe and Tick. Before any event
 // the watermark is math.MinInt64. It is not safe for concurrent use (one
-// per shard). Observe and Tick cost O(number of sources).
+// per shard). Observe and Tick cost O(number of sources seen).
 type WatermarkTracker struct {
 	oooNs, idleNs int64
 	src           []wmSource
+	seen          int // sources 0..seen−1 have sent something
 	wm            int64
 }
 
@@ -64,6 +65,7 @@ func (t *WatermarkTracker) Observe(source int, eventTsNs, nowNs int64) (watermar
 		s.maxTs = eventTsNs
 	}
 	s.seen, s.closed, s.lastNow = true, false, nowNs
+	t.seen = max(t.seen, source+1)
 	return t.recompute(nowNs)
 }
 
@@ -117,7 +119,7 @@ func (t *WatermarkTracker) holds(s *wmSource, nowNs int64) bool {
 
 func (t *WatermarkTracker) recompute(nowNs int64) (int64, bool) {
 	m, any := int64(math.MaxInt64), false
-	for i := range t.src {
+	for i := range t.src[:t.seen] {
 		s := &t.src[i]
 		if !t.holds(s, nowNs) {
 			continue

@@ -146,6 +146,33 @@ type WindowCounters struct {
 //     on_time, including sliding evaluations not yet due and the partial
 //     chunk of a count window;
 //   - windows without trades never fire.
+//
+// Each result is an Output with Kind OutWindow, Op = op, Symbol, Timing,
+// StartNs and EndNs (for tumbling and hopping windows [start, end); for a
+// sliding window the trailing window (start, end] = (t−SIZE, t]; for a
+// session [first trade, last trade + GAP); for a count window the first
+// and last event time of its trades), Count (trades), Value (NaN = null:
+// vwap without volume, stddev_samp of one trade) or, for ohlcv, NValues = 5
+// and Values[0:5] = open, high, low, close, volume (Value = close). Seq is
+// the input sequence of the trade or watermark whose processing fired it
+// (OnEvent: the trade's Seq; OnWatermark: the seq argument), TsNs that
+// trade's event time or the watermark, IngestNs the trade's ingest stamp (0
+// for watermark firings), and Key a deterministic idempotency key over
+// (op, symbol, start, end, firing ordinal): late and early re-firings of a
+// window get new keys; a replay of the same input gives the same keys.
+//
+// Values are bit-for-bit deterministic for the same sequence of calls,
+// across AppendState/LoadState too. Sums are Neumaier-compensated, standard
+// deviations use Welford's update and Chan's merge, and windows over panes
+// or buffered trades combine them with two-stacks (min, max, stddev, OHLCV,
+// TWAP, custom) or subtract-on-evict (count, sum, avg, vwap; re-summed
+// exactly once per window length of evictions so rounding cannot drift).
+//
+// Cost per trade is O(1) amortized for every type and aggregation except
+// percentiles, which select over the window's trades at each firing
+// (exact up to PercentileExactMax, else a Sketch). State is bounded per
+// symbol by WindowOptions; what does not fit is refused or spilled, and
+// counted (WindowCounters).
 type WindowOperator struct {
 	op       uint16
 	spec     WindowSpec
