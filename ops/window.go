@@ -228,8 +228,9 @@ type WindowOperator struct {
 	zeroAgg   aggState
 	statsTmp  WindowStats
 
-	counters WindowCounters
-	rejErr   codec.Error
+	counters   WindowCounters
+	rejErr     codec.Error
+	stateBytes int64
 }
 
 // winSlot is the fixed per-symbol header. Exported fields are for
@@ -450,6 +451,7 @@ func NewWindowOperator(op uint16, spec WindowSpec, opts WindowOptions, maxSlots 
 	if bytes > o.MaxStateBytes {
 		return bad("state would take %d bytes for %d symbols, over MaxStateBytes %d", bytes, maxSlots, o.MaxStateBytes)
 	}
+	w.stateBytes = bytes
 	w.slots = make([]winSlot, maxSlots)
 	w.panes = make([]winPane, slots*w.ringCap)
 	if twoStacksPanes {
@@ -517,6 +519,15 @@ func (w *WindowOperator) MaxSlots() int { return w.maxSlots }
 
 // Watermark returns the last watermark given to OnWatermark.
 func (w *WindowOperator) Watermark() int64 { return w.wm }
+
+// StateBytes returns the size of the preallocated per-symbol state (what
+// MaxStateBytes bounds): per slot a header, the pane ring of tumbling and
+// hopping windows (a power of two ≥ SIZE/gcd + lateness panes +
+// (MaxOpenWindowsPerSymbol+1) hops, with suffix aggregates for
+// non-invertible hopping aggregations), the sessions, the buffered trades
+// (sliding, TWAP, percentiles) and one Sketch per pane or session for
+// percentiles.
+func (w *WindowOperator) StateBytes() int64 { return w.stateBytes }
 
 // Counters returns the cumulative counts.
 func (w *WindowOperator) Counters() WindowCounters { return w.counters }

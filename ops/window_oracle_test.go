@@ -534,7 +534,7 @@ var winOracleTypes = []string{"tumbling:1s", "tumbling:1s+300ms", "hopping:3s/1s
 func TestWindowOracle(t *testing.T) {
 	seeds := 6 // combinations of stream profile, lateness/disorder, sketch path and field
 	if testing.Short() {
-		seeds = 2
+		seeds = 3 // still every lateness, the sketch path and the spread field
 	}
 	ms := int64(time.Millisecond)
 	var totals winCounterTotals

@@ -375,6 +375,18 @@ func TestWindowIdleSymbolTTL(t *testing.T) {
 	}
 }
 
+func TestWindowStateBytes(t *testing.T) {
+	small, _ := NewWindowOperator(0, winMustSpec(t, "tumbling:1s:sum"), WindowOptions{}, 10)
+	big, _ := NewWindowOperator(0, winMustSpec(t, "hopping:5m/1s:max"), WindowOptions{}, 10)
+	pct, _ := NewWindowOperator(0, winMustSpec(t, "hopping:5m/1s:p99"), WindowOptions{}, 10)
+	if !(small.StateBytes() > 0 && small.StateBytes() < big.StateBytes() && big.StateBytes() < pct.StateBytes()) {
+		t.Fatalf("state bytes %d, %d, %d", small.StateBytes(), big.StateBytes(), pct.StateBytes())
+	}
+	if snap := big.AppendState(nil); int64(len(snap)) < big.StateBytes()/2 {
+		t.Fatalf("snapshot %d bytes for %d bytes of state", len(snap), big.StateBytes())
+	}
+}
+
 func TestNewWindowOperatorErrors(t *testing.T) {
 	for _, c := range []struct {
 		spec  string
