@@ -31,6 +31,7 @@ type runFlags struct {
 	batchSize                         int
 	batchTimeout, duration, interval  time.Duration
 	outOfOrderness, idleTimeout       time.Duration
+	feeds                             feedFlags // --feed and each feed's flags (feeds.go)
 }
 
 func runFlagSet(f *runFlags, stderr io.Writer) *flag.FlagSet {
@@ -53,13 +54,15 @@ func runFlagSet(f *runFlags, stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", 0, "a source silent this long stops holding the watermark back (0: never)")
 	fs.DurationVar(&f.duration, "duration", 0, "stop after this long (0: until Ctrl-C)")
 	fs.DurationVar(&f.interval, "status-interval", time.Second, "how often to print the status line")
+	f.feeds.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, `Usage: qstream run [flags]
 
-Runs the engine on the built-in synthetic market (a seeded random walk of
-trades and quotes) and prints a status line every second: messages per
-second, latency percentiles per stage, ring occupancy and errors. Ctrl-C
-stops it cleanly: the rings are drained and a summary is printed.
+Runs the engine on its feeds (--feed; default the built-in synthetic market,
+a seeded random walk of trades and quotes; also tcp, ws, webhook, jetstream
+and pcap) and prints a status line every second: messages per second,
+latency percentiles per stage, ring occupancy, errors and per-feed counters.
+Ctrl-C stops it cleanly: the rings are drained and a summary is printed.
 
 Flags:
 `)
@@ -133,15 +136,24 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 	if err != nil {
 		return usageError{fmt.Errorf("--ema-seed: %w", err)}
 	}
-	syn, err := feeds.NewSynthetic(feeds.SyntheticOptions{Seed: f.seed, Symbols: f.symbols, Rate: f.rate, Count: f.count})
+	feedSet, err := buildFeeds(f, os.Getenv)
 	if err != nil {
-		return usageError{err}
+		return err
 	}
 	if mode == engine.ModeEventDriven && wait != ring.Park {
 		mode = engine.ModeRealTime // an explicit --wait asks for a polling loop
 	}
 	symbols := codec.NewSymbolTable(f.maxSymbols)
 	dlq, _, _ := openDLQ("", stderr)
+	output, closeOutput, err := openRunOutput(f.feeds.output, symbols, specs, stdout)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := closeOutput(); err != nil {
+			fmt.Fprintf(stderr, "qstream: output: %v\n", err)
+		}
+	}()
 	pipeCfg := ops.PipelineConfig{
 		Indicators:       specs,
 		IndicatorOptions: ops.IndicatorOptions{EMASeed: seed},
@@ -160,6 +172,8 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 		IdleTimeout:    f.idleTimeout,
 		Processors:     func(int) (engine.Processor, error) { return ops.NewPipeline(pipeCfg) },
 		DeadLetters:    dlq,
+		Output:         output,
+		MaxProducers:   max(16, feedSet.producers),
 	})
 	if err != nil {
 		return err
@@ -167,8 +181,8 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 	if err := eng.Start(); err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "qstream: running: %d shards, %s mode, %s wait, synthetic feed of %d symbols at %s msg/s; Ctrl-C stops\n",
-		eng.Shards(), mode, eng.Config().Wait, f.symbols, rateString(f.rate))
+	fmt.Fprintf(stderr, "qstream: running: %d shards, %s mode, %s wait, %s; Ctrl-C stops\n",
+		eng.Shards(), mode, eng.Config().Wait, feedSet.describe(f))
 
 	runCtx := ctx
 	if f.duration > 0 {
@@ -179,13 +193,14 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 	pubs := &publishers{e: eng}
 	feedErr := make(chan error, 1)
 	go func() {
-		err := syn.Run(runCtx, pubs)
+		err := feedSet.run(runCtx, pubs, stderr)
 		pubs.closeAll()
 		feedErr <- err
 	}()
 
 	start := time.Now()
 	status := newStatus(eng, stderr)
+	status.feeds = feedSet
 	tick := time.NewTicker(f.interval)
 	defer tick.Stop()
 	var ferr error
@@ -202,6 +217,7 @@ loop:
 	defer cancel()
 	serr := eng.Stop(stopCtx)
 	status.summary(time.Since(start))
+	feedSet.summary(stderr)
 	if ferr != nil && !errors.Is(ferr, context.Canceled) {
 		return ferr
 	}
@@ -252,6 +268,7 @@ type status struct {
 	w        io.Writer
 	last     engine.Stats
 	lastTime time.Time
+	feeds    *feedSet // per-feed counters; nil: none
 }
 
 func newStatus(e *engine.Engine, w io.Writer) *status {
@@ -278,6 +295,9 @@ func (s *status) print(final bool) {
 	}
 	fmt.Fprintf(&b, " | rings in %.1f%% out %.1f%% | errors %d dlq %d | symbols %d",
 		pct(inLen, inCap), pct(outLen, outCap), st.Errors, st.DeadLetters, st.Symbols)
+	if s.feeds != nil {
+		b.WriteString(s.feeds.status())
+	}
 	fmt.Fprintln(s.w, b.String())
 	s.last, s.lastTime = st, now
 }
