@@ -274,6 +274,11 @@ func (a *aggState) twMiddle(ts int64) bool {
 // a.twMiddle(ts), prevX must be the value of the trade just before it and
 // nextTs the time of the trade just after it (from the sorted buffer).
 func (a *aggState) add(m aggMask, x, v float64, ts int64, prevX float64, nextTs int64) {
+	if m == aggNeedSum { // count, sum, avg: the common case, without the mask tests
+		a.N++
+		aggNeumaier(&a.Sum, &a.SumC, x)
+		return
+	}
 	if m&aggNeedTW != 0 && a.N > 0 {
 		switch {
 		case ts >= a.LastTs:

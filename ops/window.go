@@ -221,6 +221,7 @@ type WindowOperator struct {
 	recSuffix  []aggState   // maxSlots × bufCap (sliding, non-invertible)
 	sketches   []Sketch     // maxSlots × units (percentile)
 	heap       []int32      // slots with something to fire, by (key, symbol, slot)
+	heapTop    int64        // key of heap[0], math.MaxInt64 when empty
 
 	tmpSuffix []aggState // temporary sweeps (late re-firings, partial values)
 	scratch   []float64  // exact percentiles
@@ -468,6 +469,7 @@ func NewWindowOperator(op uint16, spec WindowSpec, opts WindowOptions, maxSlots 
 	}
 	w.sketches = make([]Sketch, slots*units)
 	w.heap = make([]int32, 0, maxSlots)
+	w.heapTop = math.MaxInt64
 	w.tmpSuffix = make([]aggState, max(w.ringCap, w.bufCap))
 	if w.kind == AggPercentile {
 		w.scratch = make([]float64, 0, o.PercentileExactMax)
@@ -638,7 +640,7 @@ func (w *WindowOperator) OnEvent(slot int, sym codec.Symbol, ev *codec.Event, wa
 		return dst, codec.ReasonNone
 	}
 	v, ts := ev.Volume, ev.TsNs
-	if !winFinite(x) || !winFinite(v) || v < 0 {
+	if x-x+(v-v) != 0 || v < 0 { // x or v NaN or ±Inf, or a negative volume
 		return dst, w.reject(codec.ReasonBadNumber, w.spec.Field.String(), "non-finite value or negative volume")
 	}
 	if ts < 0 || ts > winMaxTs {
@@ -699,7 +701,7 @@ func (w *WindowOperator) OnWatermark(watermarkNs int64, seq uint64, dst []Output
 			}
 		}
 	}
-	for len(w.heap) > 0 && w.slots[w.heap[0]].HeapKey <= w.fwm {
+	for w.heapTop <= w.fwm && len(w.heap) > 0 {
 		slot := int(w.heap[0])
 		switch w.spec.Type {
 		case WindowTumbling, WindowHopping:
@@ -958,6 +960,7 @@ func (w *WindowOperator) heapSet(slot int, key int64) {
 		s.HeapPos = int32(len(w.heap))
 		w.heap = append(w.heap, int32(slot))
 		w.heapUp(int(s.HeapPos))
+		w.heapTop = w.slots[w.heap[0]].HeapKey
 		return
 	}
 	old := s.HeapKey
@@ -967,6 +970,7 @@ func (w *WindowOperator) heapSet(slot int, key int64) {
 	} else if key > old {
 		w.heapDown(int(s.HeapPos))
 	}
+	w.heapTop = w.slots[w.heap[0]].HeapKey
 }
 
 // heapRemove takes slot out of the heap.
@@ -985,6 +989,10 @@ func (w *WindowOperator) heapRemove(slot int) {
 	if i != last {
 		w.heapDown(i)
 		w.heapUp(i)
+	}
+	w.heapTop = math.MaxInt64
+	if len(w.heap) > 0 {
+		w.heapTop = w.slots[w.heap[0]].HeapKey
 	}
 }
 

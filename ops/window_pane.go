@@ -119,7 +119,9 @@ func (w *WindowOperator) paneEvent(slot int, x, v float64, ts int64, seq uint64,
 		}
 		kLo = winCeilDiv(p-w.w+1, w.h)
 	}
-	w.paneSync(slot)
+	if w.kFire > s.NextK {
+		w.paneSync(slot)
+	}
 	// The live panes must keep fitting the ring.
 	lo, hi := kLo*w.h, p
 	if s.LoPane != winNone {

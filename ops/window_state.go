@@ -160,6 +160,7 @@ func (w *WindowOperator) LoadState(src []byte) error {
 	// Derived state: the firing watermark, the heap.
 	n.setWatermark(n.wm)
 	n.heap = w.heap[:0]
+	n.heapTop = math.MaxInt64
 	n.earlyArmed = false
 	for i := range n.slots {
 		s := &n.slots[i]
