@@ -80,6 +80,7 @@ type DeadLetter struct {
 	Pos    codec.Position
 	Raw    []byte // the raw input if the rejection happened at parse time (valid during the call); nil for events rejected by operators
 	Event  *codec.Event
+	Output *ops.Output // an output the sink rejected as poison (ErrorPolicy); nil otherwise
 	Err    error
 }
 
@@ -132,8 +133,25 @@ type Config struct {
 	Output OutputHandler
 	// DeadLetters receives rejected inputs. Nil only counts them.
 	DeadLetters DeadLetterHandler
-	// Durability, if set, makes Publisher.Barrier wait for the WAL.
+	// Durability, if set, makes Publisher.Barrier wait for the WAL. A *WAL
+	// (OpenWAL) also logs symbols, watermarks and publishers, which
+	// Recover, Checkpoints and `qstream replay --format wal` need.
 	Durability Durability
+	// Checkpoints, if set, takes consistent checkpoints of every shard's
+	// state (see checkpoint.go). It needs Durability to be a *WAL and every
+	// Processor to be a StatefulProcessor.
+	Checkpoints *CheckpointConfig
+	// DedupHorizon, if > 0, makes each shard drop an event whose message id
+	// (Event.IDHash, from the same source) is among the last DedupHorizon
+	// ids it saw: exactly-once over at-least-once upstreams. Dropped events
+	// go to the dead-letter output as ReasonDuplicate. At most
+	// MaxDedupHorizon; the ids are part of every checkpoint.
+	DedupHorizon int
+	// ErrorPolicy, if set, is the recovery strategy of output delivery:
+	// transient errors retried with backoff, poison outputs dead-lettered,
+	// system errors counted by a circuit breaker that halts the stream while
+	// open. Nil keeps the first output error sticky.
+	ErrorPolicy *ErrorPolicy
 	// Logger for lifecycle messages. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -197,6 +215,9 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if cfg.MaxSymbols == 0 {
 		cfg.MaxSymbols = 1 << 16
+	}
+	if cfg.DedupHorizon < 0 || cfg.DedupHorizon > MaxDedupHorizon {
+		return cfg, fmt.Errorf("%w: dedup horizon %d outside 0..%d", ErrConfig, cfg.DedupHorizon, MaxDedupHorizon)
 	}
 	if cfg.OutOfOrderness < 0 || cfg.IdleTimeout < 0 {
 		return cfg, fmt.Errorf("%w: negative out-of-orderness or idle timeout", ErrConfig)

@@ -53,6 +53,14 @@ type Engine struct {
 
 	rejected [codec.ReasonCount]atomic.Uint64
 	pinOnce  sync.Once
+
+	// Durability (durability.go, checkpoint.go, recovery.go).
+	wal        *WAL                   // Config.Durability when it is a *WAL
+	cut        *cutCoord              // cuts and checkpoints; nil without a *WAL
+	cutEpoch   uint64                 // guarded by mu
+	restored   map[string]sourceState // source states recovered by name; guarded by mu
+	recovering bool                   // Recover runs: Start leaves the periodic checkpoints to it
+	guard      *outputGuard           // Config.ErrorPolicy's wrapper of Config.Output
 }
 
 // New builds an engine: its symbol table, its shards with their processors
@@ -65,6 +73,9 @@ func New(cfg Config) (*Engine, error) {
 	e := &Engine{cfg: c, symbols: c.Symbols}
 	if e.symbols == nil {
 		e.symbols = codec.NewSymbolTable(c.MaxSymbols)
+	}
+	if err := e.setupDurability(); err != nil {
+		return nil, err
 	}
 	e.pauseCv = sync.NewCond(&e.pauseMu)
 	empty := []*Publisher{}
@@ -84,6 +95,9 @@ func New(cfg Config) (*Engine, error) {
 			return nil, err
 		}
 		e.shards = append(e.shards, s)
+	}
+	if err := e.setupShardDurability(); err != nil {
+		return nil, err
 	}
 	e.collector = newCollector(e, outWaiter)
 	return e, nil
@@ -115,6 +129,10 @@ func (e *Engine) ShardOf(sym codec.Symbol) int { return e.route(sym) }
 // NewPublisher returns a Publisher for one producing goroutine. It creates
 // one ring per shard; shards discover it on their next loop.
 func (e *Engine) NewPublisher(name string) (*Publisher, error) {
+	return e.newPublisher(name, false)
+}
+
+func (e *Engine) newPublisher(name string, replay bool) (*Publisher, error) {
 	if e.stopping.Load() {
 		return nil, ErrStopped
 	}
@@ -134,6 +152,9 @@ func (e *Engine) NewPublisher(name string) (*Publisher, error) {
 		maxTsNs:  minInt64,
 		sentWmNs: minInt64,
 		ooNs:     int64(e.cfg.OutOfOrderness),
+	}
+	if err := e.initPublisher(p, replay); err != nil {
+		return nil, err
 	}
 	for i, s := range e.shards {
 		r, err := ring.New[codec.Event](e.cfg.RingSize, s.waiter, p.waiter)
@@ -173,6 +194,9 @@ func (e *Engine) Start() error {
 		}()
 	}
 	e.collector.start()
+	if e.cut != nil && !e.recovering {
+		e.cut.startTicker()
+	}
 	return nil
 }
 
@@ -201,6 +225,9 @@ func (e *Engine) Paused() bool { return e.paused.Load() }
 func (e *Engine) Stop(ctx context.Context) error {
 	if !e.started.Load() {
 		return errors.New("engine: not started")
+	}
+	if e.cut != nil {
+		e.cut.close()
 	}
 	// Wait for the feeds to close their publishers so that nothing they
 	// acknowledged is left behind.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"sync"
 	"sync/atomic"
 
 	"qstream/codec"
@@ -57,6 +58,18 @@ type Publisher struct {
 	// a shard whose rings from this Publisher are empty has seen every event
 	// up to it (the ordered collector's progress argument).
 	committedSeq atomic.Uint64
+
+	// Durable engines: mu is held by Publish, Flush, Barrier (its flush) and
+	// Close, and by the checkpoint coordinator while it puts a cut event into
+	// the rings (see checkpoint.go); locked says whether to take it.
+	mu         sync.Mutex
+	locked     bool
+	replay     bool          // a recovery publisher: its events are already in the WAL
+	detached   atomic.Bool   // ended without an end-of-source watermark (Detach)
+	firstEpoch uint64        // the first cut epoch this Publisher takes part in
+	injected   atomic.Uint64 // the last cut epoch injected into its rings
+	srcHash    uint64        // codec.HashID of the name: the source part of dedup keys
+	maxSeq     uint64        // the largest Seq published: the source offset
 }
 
 // Name returns the name the Publisher was created with.
@@ -67,6 +80,16 @@ func (p *Publisher) Name() string { return p.name }
 // while that ring is full (backpressure); it returns ErrStopped once the
 // Publisher is closed. With a WAL configured the event is appended first.
 func (p *Publisher) Publish(ev *codec.Event) error {
+	if p.locked {
+		p.mu.Lock()
+		err := p.publish(ev)
+		p.mu.Unlock()
+		return err
+	}
+	return p.publish(ev)
+}
+
+func (p *Publisher) publish(ev *codec.Event) error {
 	if p.closed {
 		return ErrStopped
 	}
@@ -77,7 +100,12 @@ func (p *Publisher) Publish(ev *codec.Event) error {
 		ev.IngestNs = p.nowNs
 	}
 	ev.Source = uint16(p.id)
-	if d := p.e.cfg.Durability; d != nil {
+	if d := p.e.cfg.Durability; d != nil && !p.replay {
+		if w := p.e.wal; w != nil && w.needSymbol(ev.Symbol) {
+			if err := w.logSymbols(ev.Symbol); err != nil {
+				return err
+			}
+		}
 		p.frame = codec.AppendFrame(p.frame[:0], ev)
 		lsn, err := d.Append(p.frame)
 		if err != nil {
@@ -97,6 +125,9 @@ func (p *Publisher) Publish(ev *codec.Event) error {
 		p.maxTsNs = ev.TsNs
 	}
 	p.lastSeq = ev.Seq
+	if ev.Seq > p.maxSeq {
+		p.maxSeq = ev.Seq
+	}
 	p.published.Add(1)
 	return nil
 }
@@ -141,6 +172,16 @@ func (p *Publisher) commit(s int) {
 // Flush makes every published event visible and, when the largest event time
 // moved, sends the new watermark to every shard.
 func (p *Publisher) Flush() error {
+	if p.locked {
+		p.mu.Lock()
+		err := p.flush()
+		p.mu.Unlock()
+		return err
+	}
+	return p.flush()
+}
+
+func (p *Publisher) flush() error {
 	if p.closed {
 		return ErrStopped
 	}
@@ -148,6 +189,9 @@ func (p *Publisher) Flush() error {
 	if p.maxTsNs != math.MinInt64 {
 		wm := p.maxTsNs - p.ooNs
 		if wm > p.sentWmNs {
+			if err := p.logWatermark(wm); err != nil {
+				return err
+			}
 			p.broadcastWatermark(wm)
 		}
 	}
@@ -194,6 +238,10 @@ func (p *Publisher) Reject(raw []byte, reason codec.Reason, pos codec.Position, 
 // Close flushes, sends the end-of-source watermark (+∞) and closes the
 // rings. The shards drain what was published. Close is idempotent.
 func (p *Publisher) Close() error {
+	if p.locked {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+	}
 	if p.closed {
 		return nil
 	}

@@ -60,6 +60,10 @@ type shard struct {
 	dead     atomic.Uint64
 	batchBuf []int64 // ingest stamps of the batch being processed
 	ready    func() bool
+
+	srcHash []uint64  // per input: its publisher's name hash (dedup keys)
+	dedup   *dedupSet // nil unless Config.DedupHorizon > 0
+	cut     shardCut  // checkpoint alignment (checkpoint_shard.go)
 }
 
 func newShard(e *Engine, id int, proc Processor, outWaiter *ring.Waiter) (*shard, error) {
@@ -85,12 +89,12 @@ func newShard(e *Engine, id int, proc Processor, outWaiter *ring.Waiter) (*shard
 }
 
 func (s *shard) inputReady() bool {
-	for _, r := range s.inputs {
-		if r.Len() > 0 {
+	for i, r := range s.inputs {
+		if r.Len() > 0 && (s.cut.req == nil || !s.cutHolds(i)) {
 			return true
 		}
 	}
-	return s.e.stopping.Load() || s.e.paused.Load() || len(*s.e.pubs.Load()) != len(s.inputs)
+	return s.e.stopping.Load() || s.e.paused.Load() || len(*s.e.pubs.Load()) != len(s.inputs) || s.cutWanted()
 }
 
 // refreshInputs picks up publishers created since the last look.
@@ -99,6 +103,7 @@ func (s *shard) refreshInputs() {
 	for i := len(s.inputs); i < len(pubs); i++ {
 		s.inputs = append(s.inputs, pubs[i].rings[s.id])
 		s.srcWm = append(s.srcWm, minInt64)
+		s.srcHash = append(s.srcHash, pubs[i].srcHash)
 	}
 }
 
@@ -143,13 +148,19 @@ func (s *shard) run() {
 		}
 		n := 0
 		for src, r := range s.inputs {
+			if s.cut.req != nil && s.cutHolds(src) {
+				continue // aligning a checkpoint: this input is past the cut
+			}
 			batch := r.Poll(pollBatchMax)
 			if len(batch) == 0 {
 				continue
 			}
-			s.processBatch(src, batch)
-			r.Release(len(batch))
-			n += len(batch)
+			k := s.processBatch(src, batch)
+			r.Release(k)
+			n += k
+		}
+		if s.e.cut != nil {
+			s.checkCut()
 		}
 		if n > 0 {
 			continue
@@ -158,7 +169,7 @@ func (s *shard) run() {
 		if committed > s.progress.Load() {
 			s.progress.Store(committed)
 		}
-		if s.e.stopping.Load() && s.inputsDrained() {
+		if s.e.stopping.Load() && s.inputsDrained() && !s.cutPending() {
 			s.finish()
 			return
 		}
@@ -191,15 +202,25 @@ func (s *shard) inputsDrained() bool {
 }
 
 // processBatch runs the processor over one batch from one source and pushes
-// the outputs. The clock is read once per batch for the latency record.
-func (s *shard) processBatch(src int, batch []codec.Event) {
+// the outputs. The clock is read once per batch for the latency record. It
+// stops after a checkpoint's cut event and returns how many events it
+// consumed.
+func (s *shard) processBatch(src int, batch []codec.Event) int {
 	s.batchBuf = s.batchBuf[:0]
 	var lastSeq uint64
+	consumed := len(batch)
 	for i := range batch {
 		ev := &batch[i]
+		if ev.Kind == codec.KindWatermark && ev.Aux != 0 {
+			s.onCut(src, ev.Aux) // a cut event: nothing after it before the cut completes
+			lastSeq, consumed = ev.Seq, i+1
+			break
+		}
 		s.byKind[ev.Kind%codec.Kind(codec.KindCount)].Add(1)
 		if ev.Kind == codec.KindWatermark {
 			s.onWatermark(src, ev.TsNs, ev.Seq)
+		} else if s.dedup != nil && ev.IDHash != 0 && s.dedup.seen(dedupKey(s.srcHash[src], ev.IDHash)) {
+			s.deadLetter(ev, codec.ReasonDuplicate)
 		} else {
 			var reason codec.Reason
 			s.outBuf, reason = s.proc.OnEvent(ev, s.wmNs, s.outBuf)
@@ -222,6 +243,7 @@ func (s *shard) processBatch(src int, batch []codec.Event) {
 	if len(s.batchBuf) > 0 {
 		s.lat.recordBatch(stageShard, clock.MonoNs(), s.batchBuf)
 	}
+	return consumed
 }
 
 // onWatermark records a source's watermark and advances the shard's when the
@@ -245,8 +267,8 @@ func (s *shard) advance(seq uint64) {
 	}
 	pubs := *s.e.pubs.Load()
 	for i, w := range s.srcWm {
-		if w == minInt64 {
-			continue // never sent a watermark: does not hold others back
+		if w == minInt64 || pubs[i].detached.Load() {
+			continue // never sent a watermark, or detached: does not hold others back
 		}
 		if idle > 0 && w != math.MaxInt64 && now-pubs[i].lastActiveNs.Load() > int64(idle) {
 			continue // idle source: stops holding the watermark back

@@ -18,6 +18,15 @@ type Stats struct {
 	Delivered   uint64            // outputs handed to the output handler
 	Symbols     int               // interned symbols
 	Shards      []ShardStats
+	Durability  DurabilityStats // zero without a *WAL
+	Output      OutputStats     // zero without an ErrorPolicy
+}
+
+// DurabilityStats describe the WAL and the checkpoints.
+type DurabilityStats struct {
+	LastLSN     uint64 // the last record appended
+	DurableLSN  uint64 // the last record synced
+	Checkpoints CheckpointStats
 }
 
 // ShardStats are one shard's counters and ring occupancy.
@@ -75,6 +84,10 @@ func (e *Engine) Stats() Stats {
 		}
 	}
 	st.Delivered = e.collector.delivered.Load()
+	if e.wal != nil {
+		st.Durability = DurabilityStats{LastLSN: e.wal.LastLSN(), DurableLSN: e.wal.DurableLSN(), Checkpoints: e.CheckpointStats()}
+	}
+	st.Output = e.OutputStats()
 	return st
 }
 

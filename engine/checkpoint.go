@@ -1,0 +1,377 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"qstream/checkpoint"
+	"qstream/codec"
+	"qstream/internal/failpoint"
+	"qstream/wal"
+)
+
+// Checkpoints are consistent cuts across every shard, taken with aligned
+// barriers as in Flink (Carbone et al., "Lightweight Asynchronous Snapshots
+// for Distributed Dataflows", 2015):
+//
+//  1. The coordinator bumps the cut epoch E and notes H, the WAL's last LSN,
+//     under the engine's lock, so that any Publisher created afterwards is
+//     past the cut (its records all have LSNs > H).
+//  2. For every Publisher, holding that Publisher's lock (taken by Publish,
+//     Flush, Barrier and Close of a durable engine), it makes the written
+//     slots visible and puts a cut event (a KindWatermark event whose Aux is
+//     E) into each of its rings, and records the Publisher's cut LSN: the
+//     WAL's last LSN at that moment. Every record the Publisher appended
+//     before has an LSN at or below it; every later one is above. Idle
+//     publishers take part without their feed's help.
+//  3. A shard aligns: once it has read E from a ring it stops reading that
+//     ring (and the rings of publishers created after step 1) until E has
+//     arrived on every other ring, or that ring's publisher closed before
+//     step 2 reached it and the ring is drained. Then it snapshots its state
+//     (watermark, dedup set, processor) and reports to the coordinator.
+//  4. With a CheckpointedOutput, each shard first waits until the collector
+//     has delivered all its outputs and holds still until the coordinator
+//     has taken the sink's high-water mark; so the mark separates exactly
+//     the outputs of events before the cut from those after.
+//
+// The checkpoint then holds the shard states, the sink mark, the symbol
+// table and, per publisher, its cut LSN, name, source offset and watermark
+// state. Its LSN is H. Recovery replays the WAL from H+1 and skips the
+// records of a publisher at or below that publisher's cut LSN: exactly the
+// records whose effects the state already holds.
+//
+// Before the file is written the WAL is made durable up to every cut LSN, so
+// a checkpoint never refers to records a crash could lose. Then checkpoints
+// beyond CheckpointConfig.Keep are pruned and WAL segments older than the
+// oldest kept checkpoint deleted.
+
+// StatefulProcessor is a Processor whose state a checkpoint can hold; every
+// Processor of an engine with checkpoints must implement it
+// (ops.Pipeline does).
+type StatefulProcessor interface {
+	Processor
+	// AppendState appends a snapshot of the whole state to dst.
+	AppendState(dst []byte) []byte
+	// LoadState replaces the state with a snapshot taken by a processor
+	// built the same way; on error the processor is unchanged.
+	LoadState(src []byte) error
+}
+
+// CheckpointedOutput is an OutputHandler whose position is part of every
+// checkpoint, so that replay after a crash writes each output once: the
+// sink rewinds to the mark of the checkpoint recovery starts from.
+type CheckpointedOutput interface {
+	OutputHandler
+	// CheckpointOutput is called at a cut, when every output of the events
+	// before the cut has been handed to HandleOutputs and none after. It
+	// makes what was written durable and returns the sink's high-water mark
+	// (opaque to the engine, at most 64 KiB).
+	CheckpointOutput() (hwm []byte, err error)
+	// RestoreOutput is called by Recover before the WAL is replayed with the
+	// mark of the checkpoint it loaded, or nil when there is none (replay
+	// then starts from the first record: the sink starts empty).
+	RestoreOutput(hwm []byte) error
+}
+
+// CheckpointConfig turns on checkpoints. They need Config.Durability to be
+// a *WAL.
+type CheckpointConfig struct {
+	// Dir is the checkpoint directory (required).
+	Dir string
+	// Interval between periodic checkpoints; 0 takes them only on request
+	// (Engine.Checkpoint) and after Recover.
+	Interval time.Duration
+	// Keep is how many valid checkpoints are kept (default 2). WAL segments
+	// are deleted once no kept checkpoint needs them.
+	Keep int
+	// FS is the file system (default wal.OSFS; wrapped for crash points
+	// when they are armed).
+	FS wal.FS
+}
+
+// DefaultCheckpointKeep is CheckpointConfig.Keep's default.
+const DefaultCheckpointKeep = 2
+
+// maxOutputMark bounds a CheckpointedOutput's high-water mark.
+const maxOutputMark = 64 << 10
+
+// ErrNoCheckpoints is returned by Engine.Checkpoint without
+// Config.Checkpoints.
+var ErrNoCheckpoints = errors.New("engine: checkpoints are not configured")
+
+// CheckpointStats describe the checkpoints an engine took.
+type CheckpointStats struct {
+	Taken, Failed   uint64
+	LastID          uint64
+	LastLSN         uint64
+	LastBytes       int64
+	LastTook        time.Duration
+	LastUnixNs      int64 // wall clock when the last one was written
+	LastError       string
+	SegmentsDeleted uint64
+}
+
+// cutReq is one cut as the shards see it.
+type cutReq struct {
+	epoch        uint64
+	snapshot     bool // shards snapshot their state
+	alignOutputs bool // shards wait for the sink mark before going on
+	release      chan struct{}
+}
+
+// cutCoord runs cuts and writes checkpoints.
+type cutCoord struct {
+	e      *Engine
+	wal    *WAL
+	store  *checkpoint.Store // nil: cuts only (recovery's drain)
+	cfg    CheckpointConfig
+	output CheckpointedOutput
+
+	mu        sync.Mutex // one cut at a time; guards closed
+	closed    bool
+	cur       atomic.Pointer[cutReq]
+	shardDone chan int
+
+	statsMu sync.Mutex
+	stats   CheckpointStats
+
+	tickStop chan struct{}
+	tickDone chan struct{}
+}
+
+func newCutCoord(e *Engine, w *WAL) *cutCoord {
+	c := &cutCoord{e: e, wal: w, shardDone: make(chan int, len(e.shards))}
+	if cc := e.cfg.Checkpoints; cc != nil {
+		c.cfg = *cc
+		if c.cfg.Keep <= 0 {
+			c.cfg.Keep = DefaultCheckpointKeep
+		}
+		fs := c.cfg.FS
+		if fs == nil {
+			fs = wal.OSFS{}
+		}
+		if failpoint.Any() {
+			fs = failpoint.FS(fs)
+		}
+		c.store = &checkpoint.Store{Dir: c.cfg.Dir, FS: fs}
+	}
+	c.output, _ = e.cfg.Output.(CheckpointedOutput)
+	return c
+}
+
+// startTicker starts the periodic checkpoints.
+func (c *cutCoord) startTicker() {
+	if c.store == nil || c.cfg.Interval <= 0 || c.tickStop != nil {
+		return
+	}
+	c.tickStop, c.tickDone = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(c.tickDone)
+		t := time.NewTicker(c.cfg.Interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-c.tickStop:
+				return
+			case <-t.C:
+				if _, err := c.e.Checkpoint(context.Background()); err != nil && !errors.Is(err, ErrStopped) {
+					c.e.cfg.Logger.Warn("engine: checkpoint failed; the WAL keeps everything since the last one", "err", err)
+				}
+			}
+		}
+	}()
+}
+
+// close stops the periodic checkpoints and waits for one in flight.
+func (c *cutCoord) close() {
+	if c.tickStop != nil {
+		close(c.tickStop)
+		<-c.tickDone
+		c.tickStop = nil
+	}
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+}
+
+type cutResult struct {
+	lsn     uint64 // H
+	maxLSN  uint64 // the largest cut LSN
+	sources []sourceState
+	hwm     []byte
+	hasHWM  bool
+}
+
+// cut runs one cut (steps 1-4 of the comment above). Precondition: c.mu is
+// held and the engine is started and not stopped.
+func (c *cutCoord) cut(snapshot bool) (cutResult, error) {
+	e := c.e
+	var res cutResult
+	e.mu.Lock()
+	e.cutEpoch++
+	req := &cutReq{epoch: e.cutEpoch, snapshot: snapshot, alignOutputs: snapshot && c.output != nil, release: make(chan struct{})}
+	res.lsn = c.wal.LastLSN()
+	pubs := append([]*Publisher(nil), e.publishers...)
+	c.cur.Store(req)
+	e.mu.Unlock()
+	e.wakeShards()
+	res.maxLSN = res.lsn
+	for _, p := range pubs {
+		st := p.injectCut(req.epoch, c.wal)
+		if p.replay {
+			continue // recovery publishers never append: nothing to filter or resume
+		}
+		res.sources = append(res.sources, st)
+		res.maxLSN = max(res.maxLSN, st.lsn)
+	}
+	e.wakeShards()
+	for range e.shards {
+		<-c.shardDone
+	}
+	var err error
+	if req.alignOutputs {
+		res.hwm, err = c.output.CheckpointOutput()
+		res.hasHWM = true
+		if err == nil && len(res.hwm) > maxOutputMark {
+			err = fmt.Errorf("engine: output high-water mark of %d bytes (max %d)", len(res.hwm), maxOutputMark)
+		}
+	}
+	close(req.release)
+	return res, err
+}
+
+// Checkpoint takes a checkpoint now: a cut, then the file (see the comment
+// at the top of checkpoint.go). It returns the written file's Info. It
+// blocks while the engine is paused. Periodic checkpoints call it too.
+func (e *Engine) Checkpoint(ctx context.Context) (checkpoint.Info, error) {
+	c := e.cut
+	if c == nil || c.store == nil {
+		return checkpoint.Info{}, ErrNoCheckpoints
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || !e.started.Load() || e.stopping.Load() {
+		return checkpoint.Info{}, ErrStopped
+	}
+	if err := ctx.Err(); err != nil {
+		return checkpoint.Info{}, err
+	}
+	info, err := c.checkpointLocked()
+	c.statsMu.Lock()
+	if err != nil {
+		c.stats.Failed++
+		c.stats.LastError = err.Error()
+	}
+	c.statsMu.Unlock()
+	return info, err
+}
+
+func (c *cutCoord) checkpointLocked() (checkpoint.Info, error) {
+	e := c.e
+	start := time.Now()
+	res, err := c.cut(true)
+	if err != nil {
+		return checkpoint.Info{}, fmt.Errorf("engine: checkpoint: %w", err)
+	}
+	st := &engineState{shards: len(e.shards), sources: e.carryRestored(res.sources)}
+	if names := e.symbols.Names(); len(names) > 1 {
+		st.symbols = names[1:]
+	}
+	// Filter entries matter only above H; offsets and watermark state
+	// matter for every source, so every publisher is kept.
+	ck := &checkpoint.Checkpoint{LSN: res.lsn}
+	ck.Set(sectionEngine, appendEngineState(nil, st))
+	for i, s := range e.shards {
+		ck.Set(shardSection(i), s.cut.snap)
+	}
+	if res.hasHWM {
+		ck.Set(sectionOutput, res.hwm)
+	}
+	// Never let a checkpoint refer to records a crash could still lose.
+	if err := c.wal.WaitDurable(res.maxLSN); err != nil {
+		return checkpoint.Info{}, fmt.Errorf("engine: checkpoint: %w", err)
+	}
+	info, err := c.store.Write(ck)
+	if err != nil {
+		return info, err
+	}
+	failpoint.CheckpointPrune.Hit()
+	kept, _, err := c.store.Prune(c.cfg.Keep)
+	var deleted int
+	if err == nil && len(kept) > 0 {
+		deleted, err = c.wal.Writer().DeleteBefore(kept[0].LSN + 1)
+	}
+	c.statsMu.Lock()
+	c.stats.Taken++
+	c.stats.LastID, c.stats.LastLSN, c.stats.LastBytes = info.ID, info.LSN, info.Size
+	c.stats.LastTook, c.stats.LastUnixNs = time.Since(start), time.Now().UnixNano()
+	c.stats.SegmentsDeleted += uint64(deleted)
+	c.statsMu.Unlock()
+	if err != nil {
+		return info, fmt.Errorf("engine: checkpoint %d written; retention failed: %w", info.ID, err)
+	}
+	return info, nil
+}
+
+// CheckpointStats returns the checkpoint counters (zero without
+// checkpoints).
+func (e *Engine) CheckpointStats() CheckpointStats {
+	if e.cut == nil {
+		return CheckpointStats{}
+	}
+	e.cut.statsMu.Lock()
+	defer e.cut.statsMu.Unlock()
+	return e.cut.stats
+}
+
+// carryRestored adds the recovered state of every source that has no
+// publisher in this process yet, so that a checkpoint taken before a feed
+// reconnects still knows where it was.
+func (e *Engine) carryRestored(sources []sourceState) []sourceState {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for name, st := range e.restored {
+		live := false
+		for _, s := range sources {
+			live = live || s.name == name
+		}
+		if !live {
+			st.id, st.lsn, st.closed = math.MaxUint16, 0, true
+			sources = append(sources, st)
+		}
+	}
+	return sources
+}
+
+func (e *Engine) wakeShards() {
+	for _, s := range e.shards {
+		s.waiter.Wake()
+	}
+}
+
+// injectCut is step 2 for one Publisher: under its lock, make everything it
+// wrote visible, put the cut event into each of its rings and record its
+// state. A closed Publisher gets no cut event; its records are all before
+// the cut.
+func (p *Publisher) injectCut(epoch uint64, w *WAL) sourceState {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := sourceState{id: p.id, name: p.name, closed: p.closed, lsn: p.lastLSN,
+		offset: p.maxSeq, maxTsNs: p.maxTsNs, sentWmNs: p.sentWmNs}
+	if p.closed {
+		return st
+	}
+	p.commitAll()
+	st.lsn = w.LastLSN()
+	ev := codec.Event{Kind: codec.KindWatermark, Aux: epoch, TsNs: p.sentWmNs, Seq: p.lastSeq, Source: uint16(p.id)}
+	for _, r := range p.rings {
+		r.Put(&ev)
+	}
+	p.injected.Store(epoch)
+	return st
+}

@@ -1,0 +1,435 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"time"
+
+	"qstream/checkpoint"
+	"qstream/codec"
+	"qstream/wal"
+)
+
+// Recovery after a crash (or a clean stop) of a durable engine:
+//
+//  1. Load the newest valid checkpoint (newer damaged ones are skipped and
+//     reported): the symbol table, every shard's state (watermark, dedup
+//     set, operators), the sink's high-water mark (CheckpointedOutput
+//     rewinds to it) and the publishers' cut LSNs, offsets and watermarks.
+//  2. Start the shards and replay the WAL after the checkpoint's LSN through
+//     them, on event time: one recovery publisher per source name publishes
+//     the logged events and sends the logged watermarks at the same points,
+//     so every operator decision (late or not, which window fires when) is
+//     the one the crashed process made. Records a checkpointed publisher
+//     made before its cut are skipped: their effects are in the state.
+//  3. Wait until the shards have processed the replay (a cut), take a
+//     checkpoint (so the next recovery starts here), and report each
+//     source's offset: the largest Seq it logged. A feed resumes after it
+//     (Engine.SourceOffset); the Publisher it creates under the same name
+//     continues the source's watermark.
+//
+// The result is the state an uninterrupted run would have after the last
+// durable record, and the sink holds each output once.
+
+// RecoveryReport says what Recover found and did.
+type RecoveryReport struct {
+	Checkpoint *checkpoint.Info  // the checkpoint loaded; nil if none
+	Skipped    []checkpoint.Info // newer checkpoints that could not be loaded, with why
+	WAL        wal.Recovery      // what opening the WAL found (torn tail truncated...)
+	FromLSN    uint64            // the first LSN replayed
+	ToLSN      uint64            // the last LSN in the WAL
+	Events     int64             // event records replayed
+	Watermarks int64             // watermark records replayed
+	Filtered   int64             // records skipped as already in the checkpoint
+	Symbols    int               // symbols known after recovery
+	Sources    map[string]uint64 // source offsets by name
+	Took       time.Duration
+	// PostCheckpoint is the checkpoint taken after the replay (zero
+	// without Config.Checkpoints).
+	PostCheckpoint checkpoint.Info
+}
+
+// SourceOffset returns the offset Recover found for a source: the largest
+// Seq it published that is durable. A feed that can resume starts after it.
+func (e *Engine) SourceOffset(name string) (uint64, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st, ok := e.restored[name]
+	return st.offset, ok
+}
+
+// Recover restores the engine from its checkpoint and WAL (see above) and
+// starts it. Call it instead of Start, before any feed publishes, on a fresh
+// engine whose Config.Durability is a *WAL and whose symbol table holds no
+// names the checkpoint does not. On error the engine must be discarded (it
+// may be partly restored and running): Stop it and exit.
+func (e *Engine) Recover(ctx context.Context) (*RecoveryReport, error) {
+	if e.wal == nil {
+		return nil, fmt.Errorf("%w: Recover needs Config.Durability to be a *engine.WAL", ErrConfig)
+	}
+	if e.started.Load() {
+		return nil, errors.New("engine: Recover after Start")
+	}
+	start := time.Now()
+	rep := &RecoveryReport{WAL: e.wal.w.Recovered(), Sources: map[string]uint64{}}
+	c := e.cut
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	r := &replayer{e: e, rep: rep, names: map[int]string{}, filter: map[int]uint64{},
+		pubs: map[string]*Publisher{}, state: map[string]sourceState{}}
+	var ck *checkpoint.Checkpoint
+	if c.store != nil {
+		var err error
+		ck, rep.Skipped, err = c.store.LoadLatest()
+		if err != nil && !errors.Is(err, checkpoint.ErrNoCheckpoint) {
+			return rep, fmt.Errorf("engine: recover: %w", err)
+		}
+	}
+	last := e.wal.LastLSN()
+	if ck == nil && e.wal.w.FirstLSN() > 1 {
+		return rep, fmt.Errorf("engine: recover: the WAL starts at LSN %d and no valid checkpoint covers the records before it", e.wal.w.FirstLSN())
+	}
+	if ck != nil {
+		if err := r.loadCheckpoint(ck, last); err != nil {
+			return rep, fmt.Errorf("engine: recover from checkpoint %d: %w", ck.ID, err)
+		}
+		info := checkpoint.Info{ID: ck.ID, LSN: ck.LSN, CreatedNs: ck.CreatedNs, Sections: len(ck.Sections)}
+		rep.Checkpoint = &info
+		rep.FromLSN = ck.LSN + 1
+	}
+	if c.output != nil {
+		hwm, ok := []byte(nil), ck == nil
+		if ck != nil {
+			hwm, ok = ck.Get(sectionOutput)
+		}
+		if ok {
+			if err := c.output.RestoreOutput(hwm); err != nil {
+				return rep, fmt.Errorf("engine: recover: restore output: %w", err)
+			}
+		} else {
+			e.cfg.Logger.Warn("engine: recover: the checkpoint holds no output mark; the output may repeat outputs after it", "checkpoint", ck.ID)
+		}
+	}
+	e.wal.bind(e.symbols, codec.Symbol(e.symbols.Len()))
+
+	e.recovering = true
+	if err := e.Start(); err != nil {
+		return rep, err
+	}
+	e.recovering = false
+	if err := r.replay(ctx, rep.FromLSN); err != nil {
+		r.detachAll()
+		return rep, err
+	}
+	r.detachAll()
+	rep.ToLSN = e.wal.LastLSN()
+	rep.Symbols = e.symbols.Len()
+	e.wal.bind(e.symbols, codec.Symbol(max(r.maxSymbol, e.symbols.Len())))
+
+	e.mu.Lock()
+	e.restored = r.state
+	for name, st := range r.state {
+		rep.Sources[name] = st.offset
+	}
+	e.mu.Unlock()
+
+	// Wait for the shards to process the replay, and start the next
+	// recovery here.
+	if c.store != nil {
+		info, err := c.checkpointLocked()
+		if err != nil {
+			return rep, fmt.Errorf("engine: recover: checkpoint after replay: %w", err)
+		}
+		rep.PostCheckpoint = info
+	} else if _, err := c.cut(false); err != nil {
+		return rep, err
+	}
+	c.startTicker()
+	rep.Took = time.Since(start)
+	return rep, nil
+}
+
+// replayer is Recover's state.
+type replayer struct {
+	e         *Engine
+	rep       *RecoveryReport
+	names     map[int]string         // publisher id in the WAL's process → source name
+	filter    map[int]uint64         // publisher id → its cut LSN in the checkpoint
+	pubs      map[string]*Publisher  // recovery publisher per source name
+	state     map[string]sourceState // per source: offset and watermark state
+	maxSymbol int
+	ev        codec.Event
+}
+
+func (r *replayer) loadCheckpoint(ck *checkpoint.Checkpoint, walLast uint64) error {
+	e := r.e
+	data, ok := ck.Get(sectionEngine)
+	if !ok {
+		return stateErr("no engine section")
+	}
+	st, err := decodeEngineState(data)
+	if err != nil {
+		return err
+	}
+	if st.shards != len(e.shards) {
+		return stateErr("the checkpoint was taken with %d shards, this engine has %d: start with the same number of shards", st.shards, len(e.shards))
+	}
+	for i, name := range st.symbols {
+		id, err := e.symbols.InternString(name)
+		if err != nil || id != codec.Symbol(i+1) {
+			return stateErr("symbol %q is id %d in the checkpoint but %d here (%v): recover into an empty symbol table", name, i+1, id, err)
+		}
+	}
+	r.maxSymbol = len(st.symbols)
+	if ck.LSN > walLast {
+		return stateErr("the checkpoint covers LSN %d but the WAL ends at %d: the WAL lost acknowledged records", ck.LSN, walLast)
+	}
+	for _, s := range st.sources {
+		if s.lsn > walLast {
+			return stateErr("source %q is checkpointed at LSN %d but the WAL ends at %d", s.name, s.lsn, walLast)
+		}
+		r.names[s.id] = s.name
+		if s.lsn > ck.LSN {
+			r.filter[s.id] = s.lsn
+		}
+		if old, ok := r.state[s.name]; !ok || s.offset >= old.offset {
+			r.state[s.name] = s
+		}
+	}
+	for i, s := range e.shards {
+		sec, ok := ck.Get(shardSection(i))
+		if !ok {
+			return stateErr("no section for shard %d", i)
+		}
+		if err := s.restore(sec); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// replay runs the WAL from fromLSN through recovery publishers.
+func (r *replayer) replay(ctx context.Context, fromLSN uint64) error {
+	rd, err := wal.OpenReader(r.e.wal.w.Dir(), fromLSN)
+	if err != nil {
+		return fmt.Errorf("engine: recover: %w", err)
+	}
+	defer rd.Close()
+	for n := 0; ; n++ {
+		rec, err := rd.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("engine: recover: %w", err)
+		}
+		if n&4095 == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err := r.record(rec); err != nil {
+			seg, off := rd.Position()
+			return fmt.Errorf("engine: recover: record %d (segment %s, offset %d): %w", rec.LSN, seg, off, err)
+		}
+	}
+}
+
+func (r *replayer) record(rec wal.Record) error {
+	switch rec.Type {
+	case RecordEvent:
+		if _, err := codec.DecodeFrame(rec.Payload, &r.ev); err != nil {
+			return err
+		}
+		src := int(r.ev.Source)
+		if lsn, ok := r.filter[src]; ok && rec.LSN <= lsn {
+			r.rep.Filtered++
+			return nil
+		}
+		p, err := r.publisher(src)
+		if err != nil {
+			return err
+		}
+		r.ev.IngestNs = 0
+		r.ev.Flags |= codec.FlagReplay
+		if err := p.publish(&r.ev); err != nil {
+			return err
+		}
+		p.lastLSN = rec.LSN
+		r.rep.Events++
+	case RecordWatermark:
+		src, wm, seq, err := DecodeWatermarkRecord(rec.Payload)
+		if err != nil {
+			return err
+		}
+		if lsn, ok := r.filter[src]; ok && rec.LSN <= lsn {
+			r.rep.Filtered++
+			return nil
+		}
+		p, err := r.publisher(src)
+		if err != nil {
+			return err
+		}
+		p.replayWatermark(wm, seq)
+		r.rep.Watermarks++
+	case RecordSymbol:
+		sym, name, err := DecodeSymbolRecord(rec.Payload)
+		if err != nil {
+			return err
+		}
+		if have := r.e.symbols.Name(sym); have != "" {
+			if have != string(name) {
+				return stateErr("symbol %d is %q in the WAL but %q in the table", sym, name, have)
+			}
+			return nil
+		}
+		id, err := r.e.symbols.Intern(name)
+		if err != nil || id != sym {
+			return stateErr("symbol %q is id %d in the WAL but %d here (%v)", name, sym, id, err)
+		}
+		r.maxSymbol = max(r.maxSymbol, int(sym))
+	case RecordSource:
+		id, name, err := DecodeSourceRecord(rec.Payload)
+		if err != nil {
+			return err
+		}
+		r.names[id] = string(name)
+		delete(r.filter, id) // a later process reuses the id: its records are all new
+	default:
+		return &codec.Error{Reason: codec.ReasonUnknownKind, Detail: "unknown WAL record type", Offset: -1}
+	}
+	return nil
+}
+
+// publisher returns the recovery publisher of the source that logged src.
+func (r *replayer) publisher(src int) (*Publisher, error) {
+	name, ok := r.names[src]
+	if !ok {
+		return nil, stateErr("an event of publisher %d precedes its registration", src)
+	}
+	if p := r.pubs[name]; p != nil {
+		return p, nil
+	}
+	p, err := r.e.newPublisher(name, true)
+	if err != nil {
+		return nil, err
+	}
+	if st, ok := r.state[name]; ok {
+		p.maxTsNs, p.sentWmNs, p.maxSeq, p.lastSeq = st.maxTsNs, st.sentWmNs, st.offset, st.offset
+	}
+	r.pubs[name] = p
+	return p, nil
+}
+
+// detachAll ends the recovery publishers without ending their sources and
+// records their state for the live publishers of the same names.
+func (r *replayer) detachAll() {
+	for name, p := range r.pubs {
+		p.Detach()
+		st := r.state[name]
+		st.name = name
+		st.offset = max(st.offset, p.maxSeq)
+		st.maxTsNs = max(st.maxTsNs, p.maxTsNs)
+		st.sentWmNs = max(st.sentWmNs, p.sentWmNs)
+		r.state[name] = st
+	}
+}
+
+// replayWatermark sends a logged watermark from a recovery publisher.
+func (p *Publisher) replayWatermark(wm int64, seq uint64) {
+	p.commitAll()
+	if wm <= p.sentWmNs {
+		return
+	}
+	p.sentWmNs = wm
+	ev := codec.Event{Kind: codec.KindWatermark, TsNs: wm, Seq: seq, Source: uint16(p.id)}
+	for _, rg := range p.rings {
+		rg.Put(&ev)
+	}
+}
+
+// Detach ends the Publisher without ending its source: what it published
+// is made visible and the rings are closed, but no end-of-source watermark
+// is sent, so windows stay open and the shards stop counting this
+// Publisher's watermark. A durable engine stopped this way (Ctrl-C of
+// `qstream run`) resumes the source after a restart exactly where it was;
+// Close instead says the source has ended (+∞: every window fires).
+func (p *Publisher) Detach() error {
+	if p.locked {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+	}
+	if p.closed {
+		return nil
+	}
+	p.commitAll()
+	p.closed = true
+	p.detached.Store(true)
+	p.ended.Store(true)
+	for _, r := range p.rings {
+		r.Close()
+	}
+	p.committedSeq.Store(math.MaxUint64)
+	return nil
+}
+
+// setupDurability wires the durable parts that do not need the shards.
+func (e *Engine) setupDurability() error {
+	if w, ok := e.cfg.Durability.(*WAL); ok {
+		e.wal = w
+		w.bind(e.symbols, 0)
+	}
+	if cc := e.cfg.Checkpoints; cc != nil {
+		if e.wal == nil {
+			return fmt.Errorf("%w: checkpoints need Durability to be a *engine.WAL", ErrConfig)
+		}
+		if cc.Dir == "" {
+			return fmt.Errorf("%w: checkpoint directory is empty", ErrConfig)
+		}
+	}
+	if e.cfg.ErrorPolicy != nil && e.cfg.Output != nil {
+		e.guard = newOutputGuard(e, e.cfg.Output, *e.cfg.ErrorPolicy)
+		e.cfg.Output = e.guard
+	}
+	return nil
+}
+
+// setupShardDurability gives the shards their dedup sets and checks that
+// checkpoints can snapshot every processor.
+func (e *Engine) setupShardDurability() error {
+	for _, s := range e.shards {
+		if e.cfg.DedupHorizon > 0 {
+			s.dedup = newDedupSet(e.cfg.DedupHorizon)
+		}
+		if e.cfg.Checkpoints != nil {
+			if _, ok := s.proc.(StatefulProcessor); !ok {
+				return fmt.Errorf("%w: checkpoints need every processor to implement engine.StatefulProcessor (shard %d's is %T)", ErrConfig, s.id, s.proc)
+			}
+		}
+	}
+	if e.wal != nil {
+		e.cut = newCutCoord(e, e.wal)
+		if e.guard != nil {
+			e.cut.output, _ = e.guard.inner.(CheckpointedOutput)
+		}
+	}
+	return nil
+}
+
+// initPublisher sets up a new Publisher's durable parts. Called by
+// newPublisher under e.mu.
+func (e *Engine) initPublisher(p *Publisher, replay bool) error {
+	p.replay = replay
+	p.firstEpoch = e.cutEpoch + 1
+	p.srcHash = codec.HashID([]byte(p.name))
+	p.locked = e.wal != nil
+	if e.wal == nil || replay {
+		return nil
+	}
+	if st, ok := e.restored[p.name]; ok {
+		p.maxTsNs, p.sentWmNs, p.maxSeq, p.lastSeq = st.maxTsNs, st.sentWmNs, st.offset, st.offset
+	}
+	return e.wal.logSource(p.id, p.name)
+}
