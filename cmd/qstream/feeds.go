@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -604,9 +605,8 @@ func (s *feedSet) summary(w io.Writer) {
 	}
 }
 
-// runOutput writes operator outputs as JSON Lines and flushes after every
-// batch, so that what was delivered is in the file even if the process is
-// killed (a torn last line is possible then).
+// runOutput writes operator outputs as JSON Lines to standard output and
+// flushes after every batch the collector delivers.
 type runOutput struct {
 	w *sinks.JSONLWriter
 }
@@ -618,9 +618,129 @@ func (o *runOutput) HandleOutputs(outs []ops.Output) error {
 	return o.w.Flush()
 }
 
+// fileOutput is the --output file: JSON Lines, flushed to the file after
+// every batch (so what was delivered is there even if the process is
+// killed, perhaps with a torn last line), and an engine.CheckpointedOutput:
+// a checkpoint syncs the file and records its length as the high-water
+// mark; recovery truncates the file back to the mark of the checkpoint it
+// starts from, and the WAL replay writes the rest again. So with the WAL on,
+// a crash leaves each output in the file once, and a torn line is cut off.
+//
+// The file's previous content is kept until the first call: RestoreOutput
+// (recovery) rewinds it to the mark; HandleOutputs or CheckpointOutput
+// without a recovery (a fresh run) empties it first.
+type fileOutput struct {
+	mu      sync.Mutex // HandleOutputs (collector) vs checkpoint and recovery calls
+	f       *os.File
+	w       *sinks.JSONLWriter
+	cw      countingWriter
+	started bool
+}
+
+// countingWriter counts the bytes written to the file: the output's offset.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// fileOutputMarkLen is the size of a fileOutput high-water mark: the file
+// offset as a little-endian uint64.
+const fileOutputMarkLen = 8
+
+// startLocked empties the file the first time a fresh run writes to it.
+func (o *fileOutput) startLocked() error {
+	if o.started {
+		return nil
+	}
+	o.started = true
+	return o.truncateLocked(0)
+}
+
+func (o *fileOutput) truncateLocked(off int64) error {
+	if err := o.f.Truncate(off); err != nil {
+		return fmt.Errorf("output: %w", err)
+	}
+	if _, err := o.f.Seek(off, io.SeekStart); err != nil {
+		return fmt.Errorf("output: %w", err)
+	}
+	o.cw.n = off
+	return nil
+}
+
+func (o *fileOutput) HandleOutputs(outs []ops.Output) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if err := o.startLocked(); err != nil {
+		return err
+	}
+	if err := o.w.HandleOutputs(outs); err != nil {
+		return err
+	}
+	return o.w.Flush()
+}
+
+// CheckpointOutput implements engine.CheckpointedOutput: every output
+// handed over so far is made durable and the file's length is the mark.
+func (o *fileOutput) CheckpointOutput() ([]byte, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if err := o.startLocked(); err != nil {
+		return nil, err
+	}
+	if err := o.w.Flush(); err != nil {
+		return nil, err
+	}
+	if err := o.f.Sync(); err != nil {
+		return nil, fmt.Errorf("output: %w", err)
+	}
+	return binary.LittleEndian.AppendUint64(make([]byte, 0, fileOutputMarkLen), uint64(o.cw.n)), nil
+}
+
+// RestoreOutput implements engine.CheckpointedOutput: the file is cut back
+// to the mark (emptied for nil: the replay starts from the first record).
+func (o *fileOutput) RestoreOutput(hwm []byte) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.started = true
+	var off int64
+	if hwm != nil {
+		if len(hwm) != fileOutputMarkLen {
+			return fmt.Errorf("output: checkpoint mark of %d bytes, want %d", len(hwm), fileOutputMarkLen)
+		}
+		off = int64(binary.LittleEndian.Uint64(hwm))
+		st, err := o.f.Stat()
+		if err != nil {
+			return fmt.Errorf("output: %w", err)
+		}
+		if off < 0 || off > st.Size() {
+			return fmt.Errorf("output: %s is %d bytes, shorter than the checkpoint's mark %d: it was changed outside qstream", o.f.Name(), st.Size(), off)
+		}
+	}
+	return o.truncateLocked(off)
+}
+
+func (o *fileOutput) close() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	err := o.startLocked() // a run that wrote nothing leaves an empty file
+	if ferr := o.w.Flush(); err == nil {
+		err = ferr
+	}
+	if cerr := o.f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
 // openRunOutput opens the --output sink: nil (outputs only counted) for
-// an empty path, standard output for "-", else a new file. close flushes
-// and closes it; call it after the engine has stopped.
+// an empty path, standard output for "-", else the file (a fileOutput).
+// close flushes and closes it; call it after the engine has stopped.
 func openRunOutput(path string, symbols *codec.SymbolTable, specs []ops.IndicatorSpec, stdout io.Writer) (engine.OutputHandler, func() error, error) {
 	if path == "" {
 		return nil, func() error { return nil }, nil
@@ -629,21 +749,17 @@ func openRunOutput(path string, symbols *codec.SymbolTable, specs []ops.Indicato
 	for _, s := range specs {
 		names = append(names, s.Name())
 	}
-	w := stdout
-	closeFile := func() error { return nil }
-	if path != "-" {
-		f, err := os.Create(path)
-		if err != nil {
-			return nil, nil, fmt.Errorf("--output: %w", err)
-		}
-		w, closeFile = f, f.Close
+	cfg := sinks.JSONLConfig{Symbols: symbols, Indicators: names}
+	if path == "-" {
+		out := &runOutput{w: sinks.NewJSONLWriter(stdout, cfg)}
+		return out, out.w.Flush, nil
 	}
-	out := &runOutput{w: sinks.NewJSONLWriter(w, sinks.JSONLConfig{Symbols: symbols, Indicators: names})}
-	return out, func() error {
-		err := out.w.Flush()
-		if cerr := closeFile(); err == nil {
-			err = cerr
-		}
-		return err
-	}, nil
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--output: %w", err)
+	}
+	out := &fileOutput{f: f}
+	out.cw.w = f
+	out.w = sinks.NewJSONLWriter(&out.cw, cfg)
+	return out, out.close, nil
 }
