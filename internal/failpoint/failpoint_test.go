@@ -84,7 +84,11 @@ func TestFSFiresWhereFilesAreWritten(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	seg.WriteAt([]byte("abc"), 0)
+	seg.WriteAt([]byte("abc"), 0) // a segment header
+	if *kills != 0 {
+		t.Fatal("a segment header write fired wal-before-write")
+	}
+	seg.WriteAt([]byte("abc"), 32)
 	if *kills != 1 || WALBeforeWrite.Hits() != 1 {
 		t.Fatalf("segment write: kills %d", *kills)
 	}

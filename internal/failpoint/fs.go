@@ -9,7 +9,8 @@ import (
 
 // FS wraps a wal.FS so that the WAL and checkpoint points fire where the
 // files are written: WAL segment writes and syncs (files named *.wal) and
-// checkpoint writes and renames (*.ckpt.tmp). Wrap only when Any() is true;
+// checkpoint writes and renames (*.ckpt.tmp). Segment header writes do not
+// count as WAL writes. Wrap only when Any() is true;
 // the unwrapped file system costs nothing.
 func FS(inner wal.FS) wal.FS { return fpFS{inner} }
 
@@ -25,7 +26,9 @@ const (
 
 func kindOf(name string) fileKind {
 	switch {
-	case strings.HasSuffix(name, ".wal"):
+	case strings.HasSuffix(name, ".wal"), strings.HasSuffix(name, ".wal.tmp"):
+		// A new segment is created as .wal.tmp and renamed; the writer keeps
+		// the handle it created.
 		return kindSegment
 	case strings.HasSuffix(name, ".ckpt.tmp"):
 		return kindCheckpoint
@@ -59,7 +62,9 @@ type fpFile struct {
 func (f fpFile) WriteAt(p []byte, off int64) (int, error) {
 	switch f.kind {
 	case kindSegment:
-		WALBeforeWrite.Hit()
+		if off > 0 { // not the header of a new segment
+			WALBeforeWrite.Hit()
+		}
 	case kindCheckpoint:
 		if CheckpointWrite.Armed() && len(p) > 1 {
 			half := len(p) / 2

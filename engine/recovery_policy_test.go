@@ -1,0 +1,154 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"qstream/codec"
+	"qstream/ops"
+)
+
+// flakySink fails on command: transient errors for the next `transient`
+// calls, a system error while down, and a poison error for any output whose
+// Price is negative.
+type flakySink struct {
+	mu        sync.Mutex
+	transient int
+	down      atomic.Bool
+	calls     atomic.Int64
+	got       map[uint64]int
+}
+
+func (f *flakySink) HandleOutputs(outs []ops.Output) error {
+	f.calls.Add(1)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.transient > 0 {
+		f.transient--
+		return fmt.Errorf("sink: timeout: %w", ErrTransient)
+	}
+	if f.down.Load() {
+		return errors.New("sink: connection refused, schema mismatch")
+	}
+	for i := range outs {
+		if outs[i].Price < 0 {
+			return &PoisonError{Index: i, Reason: codec.ReasonBadPrice, Err: errors.New("sink: negative price")}
+		}
+		if f.got == nil {
+			f.got = map[uint64]int{}
+		}
+		f.got[outs[i].Seq]++
+	}
+	return nil
+}
+
+func (f *flakySink) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.got)
+}
+
+type dlKeep struct {
+	mu   sync.Mutex
+	outs []ops.Output
+}
+
+func (d *dlKeep) HandleDeadLetter(dl *DeadLetter) {
+	if dl.Output != nil {
+		d.mu.Lock()
+		d.outs = append(d.outs, *dl.Output)
+		d.mu.Unlock()
+	}
+}
+
+// echoPrice outputs every event with its price, so a negative price makes
+// a poison output.
+type echoPrice struct{}
+
+func (echoPrice) OnEvent(ev *codec.Event, wm int64, dst []ops.Output) ([]ops.Output, codec.Reason) {
+	return append(dst, ops.Output{Kind: ops.OutIndicators, Symbol: ev.Symbol, Seq: ev.Seq, Price: ev.Price}), codec.ReasonNone
+}
+func (echoPrice) OnWatermark(_ int64, _ uint64, dst []ops.Output) []ops.Output { return dst }
+
+func TestErrorPolicyRetriesPoisonsAndBreaks(t *testing.T) {
+	sink := &flakySink{transient: 3}
+	dl := &dlKeep{}
+	e, err := New(Config{Shards: 1, Processors: func(int) (Processor, error) { return echoPrice{}, nil },
+		Output: sink, DeadLetters: dl, Logger: quietLogger(),
+		ErrorPolicy: &ErrorPolicy{MaxRetries: 5, BreakerFailures: 2, BreakerTimeout: 40 * time.Millisecond,
+			RetryDelay: func(int) time.Duration { return time.Millisecond }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Start()
+	sym, _ := e.Symbols().InternString("X")
+	p, _ := e.NewPublisher("feed")
+	publish := func(from, to int, poisonAt int) {
+		for i := from; i <= to; i++ {
+			ev := trade(uint64(i), sym, int64(i))
+			if i == poisonAt {
+				ev.Price = -1
+			}
+			p.Publish(&ev)
+		}
+		p.Flush()
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("waited 10s for %s; stats %+v", what, e.OutputStats())
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	// Transient errors: retried, nothing lost, breaker stays closed.
+	publish(1, 100, 50)
+	waitFor("100 outputs less the poison one", func() bool { return sink.count() == 99 })
+	st := e.OutputStats()
+	if st.Retries != 3 || st.Poisoned != 1 || st.Breaker != "closed" || st.Halted {
+		t.Fatalf("after transient errors and a poison output: %+v", st)
+	}
+	dl.mu.Lock()
+	if len(dl.outs) != 1 || dl.outs[0].Seq != 50 {
+		t.Fatalf("dead-lettered outputs %+v, want seq 50", dl.outs)
+	}
+	dl.mu.Unlock()
+	if e.Stats().Rejected["bad_price"] != 1 {
+		t.Fatalf("rejections %v", e.Stats().Rejected)
+	}
+	// System errors open the breaker and halt the stream; nothing is
+	// dropped; the stream resumes when the sink is back.
+	sink.down.Store(true)
+	publish(101, 200, 0)
+	waitFor("the breaker to open", func() bool { s := e.OutputStats(); return s.Breaker == "open" && s.Halted })
+	if s := e.Stats().Output; !s.Halted || s.SystemErrors < 2 || s.LastError == "" {
+		t.Fatalf("engine stats while halted: %+v", s)
+	}
+	calls := sink.calls.Load()
+	time.Sleep(20 * time.Millisecond) // open: no calls reach the sink
+	if sink.calls.Load() > calls+1 {
+		t.Fatalf("the open breaker let %d calls through", sink.calls.Load()-calls)
+	}
+	sink.down.Store(false)
+	waitFor("all 199 outputs", func() bool { return sink.count() == 199 })
+	if s := e.OutputStats(); s.Breaker != "closed" || s.Halted {
+		t.Fatalf("after the sink came back: %+v", s)
+	}
+	// Stopping while halted ends with the error instead of hanging.
+	sink.down.Store(true)
+	publish(201, 210, 0)
+	waitFor("the breaker to open again", func() bool { return e.OutputStats().Halted })
+	p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.Stop(ctx); err == nil {
+		t.Fatal("Stop while halted returned no error")
+	}
+}
