@@ -206,6 +206,7 @@ type WindowOperator struct {
 	// still change (end > wm − allowed lateness).
 	kFire, kAlive       int64
 	kFireEnd, kAliveEnd int64 // their window ends: the indices change when the watermark gets there
+	wmSlowAt            int64 // OnWatermark takes its slow path at or after this watermark
 	ringMask            int64 // ringCap − 1 (ringCap is a power of two)
 	bufMask             int64 // bufCap − 1 when bufCap is a power of two, else 0
 
@@ -226,7 +227,8 @@ type WindowOperator struct {
 	tmpSuffix []aggState // temporary sweeps (late re-firings, partial values)
 	scratch   []float64  // exact percentiles
 	scratchSk Sketch
-	zeroAgg   aggState
+	zeroAgg   aggState // read-only empty state
+	qAgg      aggState // scratch for a combined window aggregate
 	statsTmp  WindowStats
 
 	counters   WindowCounters
@@ -493,6 +495,7 @@ func (w *WindowOperator) setWatermark(wm int64) {
 	default:
 		w.fwm = wmSatSub(wm, w.delayNs)
 	}
+	w.wmSlowAt = math.MinInt64 // recomputed below; MinInt64 means always slow
 	if w.ringCap > 0 {
 		// Both only change when their watermark reaches the end of the
 		// window they name: skip the divisions otherwise.
@@ -503,6 +506,15 @@ func (w *WindowOperator) setWatermark(wm int64) {
 		if a := wmSatSub(wm, w.lateNs); a >= w.kAliveEnd || a < w.kAliveEnd-w.h*w.paneNs {
 			w.kAlive = w.kAfter(a)
 			w.kAliveEnd = winClamp(w.winEnd(w.kAlive))
+		}
+	}
+	// OnWatermark may skip setWatermark below this watermark: the cached
+	// indices hold and no idle sweep is due. Only with a sane watermark and
+	// without TTL sweeps (which run on every advance).
+	if wm > -winMaxTs && wm < winMaxTs && w.opts.IdleSymbolTTLNs == 0 {
+		w.wmSlowAt = math.MaxInt64
+		if w.ringCap > 0 {
+			w.wmSlowAt = min(w.kFireEnd+w.delayNs, w.kAliveEnd+w.lateNs)
 		}
 	}
 }
@@ -634,7 +646,10 @@ func (w *WindowOperator) OnEvent(slot int, sym codec.Symbol, ev *codec.Event, wa
 	} else if s.Sym != sym {
 		return dst, w.reject(codec.ReasonUnknownSymbol, "symbol", "window slot holds another symbol")
 	}
-	x, ok := w.fieldValue(ev)
+	x, ok := ev.Price, true
+	if w.spec.Field != FieldPrice {
+		x, ok = w.fieldValue(ev)
+	}
 	if !ok {
 		w.counters.MissingField++
 		return dst, codec.ReasonNone
@@ -691,6 +706,17 @@ func (w *WindowOperator) OnWatermark(watermarkNs int64, seq uint64, dst []Output
 	if watermarkNs <= w.wm {
 		return dst
 	}
+	if watermarkNs < w.heapTop && watermarkNs < w.wmSlowAt && watermarkNs != math.MaxInt64 {
+		// Fast path: nothing can fire and the cached window indices stay
+		// valid; only the watermark moves.
+		w.wm = watermarkNs
+		w.fwm = watermarkNs - w.delayNs
+		return dst
+	}
+	return w.onWatermarkSlow(watermarkNs, seq, dst)
+}
+
+func (w *WindowOperator) onWatermarkSlow(watermarkNs int64, seq uint64, dst []Output) []Output {
 	w.setWatermark(watermarkNs)
 	if watermarkNs == math.MaxInt64 {
 		if w.spec.Type == WindowCount {

@@ -168,18 +168,20 @@ func (w *WindowOperator) paneEvent(slot int, x, v float64, ts int64, seq uint64,
 }
 
 // paneWindow returns the aggregate of window k using sw (suffix storage
-// suf, indexed like the ring).
-func (w *WindowOperator) paneWindow(slot int, sw *winSwag, suf []aggState, k int64) aggState {
+// suf, indexed like the ring). The result points into sw, the ring or the
+// operator's scratch: read it before the next call.
+func (w *WindowOperator) paneWindow(slot int, sw *winSwag, suf []aggState, k int64) *aggState {
 	if w.w == 1 {
-		return *w.paneGet(slot, k)
+		return w.paneGet(slot, k)
 	}
 	w.paneSlide(slot, sw, suf, k*w.h, k*w.h+w.w)
 	if !w.inv && sw.Lo < sw.B {
-		r := suf[sw.Lo&w.ringMask]
+		r := &w.qAgg
+		*r = suf[sw.Lo&w.ringMask]
 		r.merge(w.mask, &sw.Back)
 		return r
 	}
-	return sw.Back
+	return &sw.Back
 }
 
 // paneSlide moves sw to panes [lo, hi).
@@ -267,7 +269,7 @@ func (w *WindowOperator) paneFire(slot int, seq uint64, ts int64, dst []Output) 
 			val = w.panePct(slot, k, a.N)
 		}
 		end := w.winEnd(k)
-		dst = w.emit(dst, slot, &a, w.winStart(k), end, end, TimingOnTime, uint64(ord), seq, ts, 0, val, true)
+		dst = w.emit(dst, slot, a, w.winStart(k), end, end, TimingOnTime, uint64(ord), seq, ts, 0, val, true)
 	}
 	s.NextK = k + 1
 	if s.NDP < s.NextK*w.h {
@@ -295,7 +297,7 @@ func (w *WindowOperator) paneRefire(slot int, ka, kb int64, seq uint64, ts, inge
 			val = w.panePct(slot, k, a.N)
 		}
 		end := w.winEnd(k)
-		dst = w.emit(dst, slot, &a, w.winStart(k), end, end, TimingLate, uint64(ord), seq, ts, ingest, val, true)
+		dst = w.emit(dst, slot, a, w.winStart(k), end, end, TimingLate, uint64(ord), seq, ts, ingest, val, true)
 	}
 	return dst
 }
@@ -316,7 +318,7 @@ func (w *WindowOperator) paneOpen(slot int, mode winOpenMode, seq uint64, ts, in
 		}
 		start, end := w.winStart(k), w.winEnd(k)
 		if mode == winOpenStats {
-			st = w.appendStats(st, &a, start, end, end)
+			st = w.appendStats(st, a, start, end, end)
 			continue
 		}
 		val := math.NaN()
@@ -330,7 +332,7 @@ func (w *WindowOperator) paneOpen(slot int, mode winOpenMode, seq uint64, ts, in
 			ord = pn.Fires
 			pn.Fires++
 		}
-		dst = w.emit(dst, slot, &a, start, end, end, TimingEarly, uint64(ord), seq, ts, ingest, val, fire)
+		dst = w.emit(dst, slot, a, start, end, end, TimingEarly, uint64(ord), seq, ts, ingest, val, fire)
 	}
 	return dst, st
 }

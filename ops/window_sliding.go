@@ -81,14 +81,17 @@ func (w *WindowOperator) slideKey(slot int) {
 }
 
 // slideWindow aggregates buffered trades [lo, hi) with sw.
-func (w *WindowOperator) slideWindow(slot int, sw *winSwag, suf []aggState, lo, hi int64) aggState {
+// The result points into sw or the operator's scratch: read it before the
+// next call.
+func (w *WindowOperator) slideWindow(slot int, sw *winSwag, suf []aggState, lo, hi int64) *aggState {
 	w.recSlide(slot, sw, suf, lo, hi)
 	if !w.inv && sw.Lo < sw.B {
-		r := suf[sw.Lo%w.bufCap]
+		r := &w.qAgg
+		*r = suf[sw.Lo%w.bufCap]
 		r.merge(w.mask, &sw.Back)
 		return r
 	}
-	return sw.Back
+	return &sw.Back
 }
 
 func (w *WindowOperator) recSlide(slot int, sw *winSwag, suf []aggState, lo, hi int64) {
@@ -158,7 +161,7 @@ func (w *WindowOperator) slideEval(slot int, c int64, sw *winSwag, suf []aggStat
 	if keyed {
 		r.Fires++
 	}
-	return w.emit(dst, slot, &a, e-w.sizeNs, e, e, timing, uint64(ord), seq, ts, ingest, val, keyed)
+	return w.emit(dst, slot, a, e-w.sizeNs, e, e, timing, uint64(ord), seq, ts, ingest, val, keyed)
 }
 
 // slideFire evaluates the slot's next point (OnWatermark).
@@ -204,11 +207,11 @@ func (w *WindowOperator) slideOpen(slot int, mode winOpenMode, seq uint64, ts, i
 	sw := winSwag{Dirty: 1}
 	a := w.slideWindow(slot, &sw, w.tmpSuffix[:w.bufCap], lo, hi)
 	if mode == winOpenStats {
-		return dst, w.appendStats(st, &a, e-w.sizeNs, e, e)
+		return dst, w.appendStats(st, a, e-w.sizeNs, e, e)
 	}
 	val := math.NaN()
 	if w.kind == AggPercentile {
 		val = w.pctRecords(slot, lo, hi)
 	}
-	return w.emit(dst, slot, &a, e-w.sizeNs, e, e, TimingEarly, 0, seq, ts, ingest, val, false), st
+	return w.emit(dst, slot, a, e-w.sizeNs, e, e, TimingEarly, 0, seq, ts, ingest, val, false), st
 }
