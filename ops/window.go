@@ -47,7 +47,8 @@ type WindowOptions struct {
 	AllowedLatenessNs int64
 	// MaxOpenWindowsPerSymbol bounds per-symbol state: for tumbling and
 	// hopping windows, how many hops a symbol's trades may run ahead of the
-	// firing watermark (beyond the windows held for allowed lateness); for
+	// firing watermark beyond the windows held for allowed lateness (at
+	// least this many: the pane ring is rounded up to a power of two); for
 	// session windows, the sessions held per symbol. A trade that would
 	// exceed it is refused with codec.ReasonOversize and counted. Default 16,
 	// at most 4096.
