@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"qstream/codec"
+	"qstream/ops"
 )
 
 // DeadLetterRecord is what the dead-letter writer records about a rejected
@@ -22,6 +23,7 @@ type DeadLetterRecord struct {
 	Err    error
 	Raw    []byte
 	Event  *codec.Event
+	Output *ops.Output // an output a sink rejected as poison
 }
 
 // DLQWriter writes dead letters as JSON Lines:
@@ -52,7 +54,21 @@ func (d *DLQWriter) Write(r *DeadLetterRecord) error {
 	if d.err != nil {
 		return d.err
 	}
-	b := append(d.buf[:0], `{"reason":`...)
+	b := AppendDeadLetterJSON(d.buf[:0], r, d.symbols)
+	b = append(b, '\n')
+	d.buf = b
+	if _, err := d.w.Write(b); err != nil {
+		d.err = fmt.Errorf("sinks: dlq: %w", err)
+		return d.err
+	}
+	d.n++
+	return nil
+}
+
+// AppendDeadLetterJSON appends the JSON object of r (DLQWriter's line,
+// without the newline). symbols names the event's symbol; nil leaves it out.
+func AppendDeadLetterJSON(b []byte, r *DeadLetterRecord, symbols *codec.SymbolTable) []byte {
+	b = append(b, `{"reason":`...)
 	b = AppendString(b, r.Reason.String())
 	b = append(b, `,"feed":`...)
 	b = AppendString(b, r.Feed)
@@ -83,9 +99,9 @@ func (d *DLQWriter) Write(r *DeadLetterRecord) error {
 		b = strconv.AppendUint(b, ev.Seq, 10)
 		b = append(b, `,"kind":`...)
 		b = AppendString(b, ev.Kind.String())
-		if d.symbols != nil {
+		if symbols != nil {
 			b = append(b, `,"symbol":`...)
-			b = AppendString(b, d.symbols.Name(ev.Symbol))
+			b = AppendString(b, symbols.Name(ev.Symbol))
 		}
 		b = append(b, `,"ts":`...)
 		b = strconv.AppendInt(b, ev.TsNs, 10)
@@ -95,14 +111,31 @@ func (d *DLQWriter) Write(r *DeadLetterRecord) error {
 		b = AppendFloat(b, ev.Volume)
 		b = append(b, '}')
 	}
-	b = append(b, "}\n"...)
-	d.buf = b
-	if _, err := d.w.Write(b); err != nil {
-		d.err = fmt.Errorf("sinks: dlq: %w", err)
-		return d.err
+	if o := r.Output; o != nil {
+		b = append(b, `,"output":{"kind":`...)
+		b = strconv.AppendUint(b, uint64(o.Kind), 10)
+		b = append(b, `,"seq":`...)
+		b = strconv.AppendUint(b, o.Seq, 10)
+		b = append(b, `,"key":"`...)
+		b = appendHex64(b, o.Key)
+		if symbols != nil {
+			b = append(b, `","symbol":`...)
+			b = AppendString(b, symbols.Name(o.Symbol))
+		} else {
+			b = append(b, '"')
+		}
+		b = append(b, '}')
 	}
-	d.n++
-	return nil
+	return append(b, '}')
+}
+
+// appendHex64 appends v as 16 lower-case hex digits.
+func appendHex64(b []byte, v uint64) []byte {
+	const digits = "0123456789abcdef"
+	for shift := 60; shift >= 0; shift -= 4 {
+		b = append(b, digits[v>>uint(shift)&0xF])
+	}
+	return b
 }
 
 // Count returns how many records were written.
