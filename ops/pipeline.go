@@ -3,6 +3,7 @@ package ops
 import (
 	"errors"
 	"fmt"
+	"math"
 
 	"qstream/codec"
 )
@@ -14,6 +15,10 @@ type PipelineConfig struct {
 	IndicatorOptions IndicatorOptions
 	// EmitIndicators makes every trade produce an OutIndicators output.
 	EmitIndicators bool
+	// Windows are event-time window operators over trades; a window's Op in
+	// its outputs is its index here.
+	Windows       []WindowSpec
+	WindowOptions WindowOptions
 	// MaxSymbolID is the largest symbol id the pipeline may see (the symbol
 	// table's capacity): the symbol → slot index is preallocated to it.
 	MaxSymbolID int
@@ -35,6 +40,8 @@ type Pipeline struct {
 	nInd   int
 	quotes []quoteState // per slot
 	vals   [MaxValues]float64
+
+	windows []*WindowOperator
 }
 
 // quoteState is the latest top of book of a symbol; quotes update it, trades
@@ -72,7 +79,28 @@ func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
 		}
 		p.ind, p.nInd = ind, len(cfg.Indicators)
 	}
+	if len(cfg.Windows) > math.MaxUint16 {
+		return nil, fmt.Errorf("%w: %d windows, at most %d", ErrPipelineConfig, len(cfg.Windows), math.MaxUint16)
+	}
+	for i, spec := range cfg.Windows {
+		w, err := NewWindowOperator(uint16(i), spec, cfg.WindowOptions, cfg.MaxSlots)
+		if err != nil {
+			return nil, fmt.Errorf("ops: window %s: %w", spec, err)
+		}
+		p.windows = append(p.windows, w)
+	}
 	return p, nil
+}
+
+// Windows returns the pipeline's window operators, indexed by Op.
+func (p *Pipeline) Windows() []*WindowOperator { return p.windows }
+
+// Slot returns the state slot of sym and whether the pipeline holds it.
+func (p *Pipeline) Slot(sym codec.Symbol) (int, bool) {
+	if int(sym) >= len(p.slotOf) || p.slotOf[sym] < 0 {
+		return 0, false
+	}
+	return int(p.slotOf[sym]), true
 }
 
 // slot returns the state slot of sym, assigning the next free one on first
@@ -99,8 +127,10 @@ func (p *Pipeline) Symbols() int { return p.nslots }
 
 // OnEvent runs one event through the operators at the given watermark and
 // appends their outputs to dst. A returned reason other than ReasonNone asks
-// the caller to dead-letter the event (it may still have updated state that
-// does not depend on event time, such as indicators).
+// the caller to dead-letter the event: the first refusal of a window
+// operator (late beyond the allowed lateness, a state limit). The event may
+// still have updated state that does not depend on event time (indicators,
+// which follow arrival order) and windows that accepted it.
 func (p *Pipeline) OnEvent(ev *codec.Event, watermarkNs int64, dst []Output) ([]Output, codec.Reason) {
 	switch ev.Kind {
 	case codec.KindTrade, codec.KindQuote:
@@ -140,11 +170,32 @@ func (p *Pipeline) OnEvent(ev *codec.Event, watermarkNs int64, dst []Output) ([]
 			copy(dst[len(dst)-1].Values[:], vals)
 		}
 	}
-	return dst, codec.ReasonNone
+	reason := codec.ReasonNone
+	for _, w := range p.windows {
+		var r codec.Reason
+		dst, r = w.OnEvent(slot, ev.Symbol, ev, watermarkNs, dst)
+		if r != codec.ReasonNone && reason == codec.ReasonNone {
+			reason = r
+		}
+	}
+	return dst, reason
 }
 
-// OnWatermark advances event time for every operator.
+// OnWatermark advances event time for every operator; windows whose end the
+// watermark reached fire, in spec order, each in its own deterministic order.
 func (p *Pipeline) OnWatermark(watermarkNs int64, seq uint64, dst []Output) []Output {
+	for _, w := range p.windows {
+		dst = w.OnWatermark(watermarkNs, seq, dst)
+	}
+	return dst
+}
+
+// OnProcessingTime runs the processing-time triggers (early firings) at
+// nowNs, which the caller reads from its clock; operators never do.
+func (p *Pipeline) OnProcessingTime(nowNs int64, seq uint64, dst []Output) []Output {
+	for _, w := range p.windows {
+		dst = w.OnProcessingTime(nowNs, seq, dst)
+	}
 	return dst
 }
 

@@ -22,10 +22,10 @@ var ErrPipelineState = errors.New("ops: bad pipeline state")
 //	maxSymbol u32  (PipelineConfig.MaxSymbolID)
 //	maxSlots  u32  (PipelineConfig.MaxSlots after defaults)
 //	nslots    u32  slots in use
-//	nsubs     u32  operator sub-states that follow (1 if indicators are configured, else 0)
+//	nsubs     u32  operator sub-states that follow: the indicator set if configured, then each window operator
 //	syms      nslots × u32, the symbol of each slot in slot order
 //	quotes    nslots × { bid u64, ask u64, ts i64 }
-//	subs      nsubs × { length u64, bytes }: the indicator set (IndicatorSet.AppendState)
+//	subs      nsubs × { length u64, bytes }: IndicatorSet.AppendState, WindowOperator.AppendState...
 //	crc       u32, CRC-32C (Castagnoli) of every byte above
 //
 // Only the slots in use are written for the pipeline's own arrays; operator
@@ -51,11 +51,8 @@ func (p *Pipeline) AppendState(dst []byte) []byte {
 	dst = le.AppendUint32(dst, uint32(p.cfg.MaxSymbolID))
 	dst = le.AppendUint32(dst, uint32(p.cfg.MaxSlots))
 	dst = le.AppendUint32(dst, uint32(p.nslots))
-	nsubs := 0
-	if p.ind != nil {
-		nsubs = 1
-	}
-	dst = le.AppendUint32(dst, uint32(nsubs))
+	subs := p.subStates()
+	dst = le.AppendUint32(dst, uint32(len(subs)))
 	for _, s := range p.syms[:p.nslots] {
 		dst = le.AppendUint32(dst, uint32(s))
 	}
@@ -64,10 +61,10 @@ func (p *Pipeline) AppendState(dst []byte) []byte {
 		dst = le.AppendUint64(dst, math.Float64bits(q.ask))
 		dst = le.AppendUint64(dst, uint64(q.tsNs))
 	}
-	if p.ind != nil {
+	for _, sub := range subs {
 		at := len(dst)
 		dst = le.AppendUint64(dst, 0)
-		dst = p.ind.AppendState(dst)
+		dst = sub.AppendState(dst)
 		le.PutUint64(dst[at:], uint64(len(dst)-at-8))
 	}
 	return le.AppendUint32(dst, crc32.Checksum(dst[start:], pipeCRCTable))
@@ -104,12 +101,9 @@ func (p *Pipeline) LoadState(src []byte) error {
 		return bad("taken with %d symbols and %d slots, this pipeline has %d and %d", maxSym, maxSlots, p.cfg.MaxSymbolID, p.cfg.MaxSlots)
 	}
 	nslots, nsubs := int(le.Uint32(src[16:])), int(le.Uint32(src[20:]))
-	wantSubs := 0
-	if p.ind != nil {
-		wantSubs = 1
-	}
-	if nsubs != wantSubs {
-		return bad("%d operator states, this pipeline has %d", nsubs, wantSubs)
+	subs := p.subStates()
+	if nsubs != len(subs) {
+		return bad("%d operator states, this pipeline has %d", nsubs, len(subs))
 	}
 	if nslots > p.cfg.MaxSlots || len(body)-pipeStateHeader < nslots*(4+24) {
 		return bad("%d slots in use, at most %d fit", nslots, p.cfg.MaxSlots)
@@ -127,26 +121,28 @@ func (p *Pipeline) LoadState(src []byte) error {
 		}
 		seen[s] = true
 	}
-	var indState []byte
-	if nsubs == 1 {
+	states := make([][]byte, len(subs))
+	for i := range subs {
 		if len(body)-off < 8 {
-			return bad("indicator state truncated")
+			return bad("operator state %d truncated", i)
 		}
 		n := le.Uint64(body[off:])
 		off += 8
-		if n != uint64(len(body)-off) {
-			return bad("indicator state of %d bytes, %d remain", n, len(body)-off)
+		if n > uint64(len(body)-off) {
+			return bad("operator state %d of %d bytes, %d remain", i, n, len(body)-off)
 		}
-		indState = body[off:]
-		off = len(body)
+		states[i] = body[off : off+int(n)]
+		off += int(n)
 	}
 	if off != len(body) {
 		return bad("%d trailing bytes", len(body)-off)
 	}
-	// The indicator set checks its snapshot completely before changing.
-	if p.ind != nil {
-		if err := p.ind.LoadState(indState); err != nil {
-			return fmt.Errorf("%w: %w", ErrPipelineState, err)
+	// Each operator checks its snapshot completely before changing; a
+	// failure in a later one leaves earlier ones restored, so a pipeline whose
+	// LoadState failed must be reloaded or discarded.
+	for i, sub := range subs {
+		if err := sub.LoadState(states[i]); err != nil {
+			return fmt.Errorf("%w: operator state %d: %w", ErrPipelineState, i, err)
 		}
 	}
 	for i := range p.slotOf {
@@ -167,4 +163,23 @@ func (p *Pipeline) LoadState(src []byte) error {
 	}
 	p.nslots = nslots
 	return nil
+}
+
+// stateful is an operator whose state a checkpoint carries.
+type stateful interface {
+	AppendState(dst []byte) []byte
+	LoadState(src []byte) error
+}
+
+// subStates lists the pipeline's operators in snapshot order: the indicator
+// set, then the window operators in spec order.
+func (p *Pipeline) subStates() []stateful {
+	subs := make([]stateful, 0, 1+len(p.windows))
+	if p.ind != nil {
+		subs = append(subs, p.ind)
+	}
+	for _, w := range p.windows {
+		subs = append(subs, w)
+	}
+	return subs
 }
