@@ -127,6 +127,7 @@ var feedFlagOwners = map[string]string{
 // feedSet is the feeds `qstream run` runs, built from the flags.
 type feedSet struct {
 	feeds []feeds.Feed
+	descs []string // descriptions for the start-up line, by feed
 	// producers is how many engine Publishers the feeds create at most
 	// (engine.Config.MaxProducers must allow them).
 	producers int
@@ -192,6 +193,7 @@ func buildFeeds(f *runFlags, getenv func(string) string) (*feedSet, error) {
 			return nil, err
 		}
 		set.feeds = append(set.feeds, fd)
+		set.descs = append(set.descs, describeFeed(name, f))
 		set.producers += producers
 	}
 	return set, nil
@@ -452,28 +454,29 @@ func buildPcap(ff *feedFlags) (feeds.Feed, error) {
 	return feeds.NewPcapFeed(ff.pcapPath, feeds.PcapOptions{Speed: ff.pcapSpeed}), nil
 }
 
-// describe names the feeds for the start-up line.
-func (s *feedSet) describe(f *runFlags) string {
-	var parts []string
-	for _, fd := range s.feeds {
-		switch fd := fd.(type) {
-		case *feeds.Synthetic:
-			parts = append(parts, fmt.Sprintf("synthetic feed of %d symbols at %s msg/s", f.symbols, rateString(f.rate)))
-		case *feeds.TCPServer:
-			parts = append(parts, fmt.Sprintf("tcp feed on %s (%s)", f.feeds.tcpAddr, f.feeds.tcpFormat))
-		case *feeds.WSFeed:
-			parts = append(parts, fmt.Sprintf("%s WebSocket feed %s", f.feeds.wsExchange, f.feeds.wsURL))
-		case *feeds.Webhook:
-			parts = append(parts, fmt.Sprintf("webhook on %s%s", f.feeds.webhookAddr, f.feeds.webhookPath))
-		case *feeds.JetStreamFeed:
-			parts = append(parts, fmt.Sprintf("jetstream feed %s partitions %s of %d", f.feeds.jsStream, ownedString(f.feeds.jsOwned), f.feeds.jsPartitions))
-		case *feeds.PcapFeed:
-			parts = append(parts, fmt.Sprintf("pcap replay of %s", f.feeds.pcapPath))
-		default:
-			parts = append(parts, fd.Name())
-		}
+// describe names the feeds for the start-up line. The descriptions are
+// made when the feeds are built, so they hold when a feed is wrapped later
+// (the durable synthetic feed).
+func (s *feedSet) describe(*runFlags) string { return strings.Join(s.descs, ", ") }
+
+// describeFeed describes the feed called name as the flags configure it.
+func describeFeed(name string, f *runFlags) string {
+	ff := &f.feeds
+	switch name {
+	case feedSynthetic:
+		return fmt.Sprintf("synthetic feed of %d symbols at %s msg/s", f.symbols, rateString(f.rate))
+	case feedTCP:
+		return fmt.Sprintf("tcp feed on %s (%s)", ff.tcpAddr, ff.tcpFormat)
+	case feedWS:
+		return fmt.Sprintf("%s WebSocket feed %s", ff.wsExchange, ff.wsURL)
+	case feedWebhook:
+		return fmt.Sprintf("webhook on %s%s", ff.webhookAddr, ff.webhookPath)
+	case feedJetStream:
+		return fmt.Sprintf("jetstream feed %s partitions %s of %d", ff.jsStream, ownedString(ff.jsOwned), ff.jsPartitions)
+	case feedPcap:
+		return fmt.Sprintf("pcap replay of %s", ff.pcapPath)
 	}
-	return strings.Join(parts, ", ")
+	return name
 }
 
 func ownedString(s string) string {

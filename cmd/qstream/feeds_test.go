@@ -211,7 +211,7 @@ type runInProcess struct {
 
 func startRun(t *testing.T, args ...string) *runInProcess {
 	t.Helper()
-	f := parseRunFlags(t, append([]string{"--status-interval", "100ms"}, args...)...)
+	f := parseRunFlags(t, append(append([]string{"--status-interval", "100ms"}, localStateArgs(t)...), args...)...)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &runInProcess{done: make(chan error, 1), cancel: cancel}
 	go func() { r.done <- run(ctx, f, io.Discard, &r.stderr) }()
@@ -224,6 +224,24 @@ func startRun(t *testing.T, args ...string) *runInProcess {
 		}
 	})
 	return r
+}
+
+// localStateArgs points the run's local state (WAL, checkpoints, dead
+// letters), where its flags exist, into a temporary directory, so that a
+// test neither writes into the package directory nor recovers another
+// test's state.
+func localStateArgs(t *testing.T) []string {
+	t.Helper()
+	var f runFlags
+	fs := runFlagSet(&f, io.Discard)
+	dir := t.TempDir()
+	var args []string
+	for _, d := range []struct{ flag, sub string }{{"wal-dir", "wal"}, {"checkpoint-dir", "checkpoints"}, {"dlq-dir", "dlq"}} {
+		if fs.Lookup(d.flag) != nil {
+			args = append(args, "--"+d.flag, filepath.Join(dir, d.sub))
+		}
+	}
+	return args
 }
 
 // stop cancels the run and returns its error and stderr.
