@@ -61,9 +61,11 @@ type shard struct {
 	batchBuf []int64 // ingest stamps of the batch being processed
 	ready    func() bool
 
-	srcHash []uint64  // per input: its publisher's name hash (dedup keys)
-	dedup   *dedupSet // nil unless Config.DedupHorizon > 0
-	cut     shardCut  // checkpoint alignment (checkpoint_shard.go)
+	ctl     mailbox     // control functions from the API (api.go)
+	ctlFlag atomic.Bool // set while ctl holds work
+	srcHash []uint64    // per input: its publisher's name hash (dedup keys)
+	dedup   *dedupSet   // nil unless Config.DedupHorizon > 0
+	cut     shardCut    // checkpoint alignment (checkpoint_shard.go)
 }
 
 func newShard(e *Engine, id int, proc Processor, outWaiter *ring.Waiter) (*shard, error) {
@@ -94,7 +96,7 @@ func (s *shard) inputReady() bool {
 			return true
 		}
 	}
-	return s.e.stopping.Load() || s.e.paused.Load() || len(*s.e.pubs.Load()) != len(s.inputs) || s.cutWanted()
+	return s.e.stopping.Load() || s.e.paused.Load() || len(*s.e.pubs.Load()) != len(s.inputs) || s.cutWanted() || s.ctlFlag.Load()
 }
 
 // refreshInputs picks up publishers created since the last look.
@@ -120,6 +122,9 @@ func (s *shard) run() {
 	micro := s.e.cfg.Mode == ModeMicroBatch
 	var batchStartNs int64
 	for {
+		if s.ctlFlag.Load() {
+			s.runControl()
+		}
 		if s.e.paused.Load() && !s.e.stopping.Load() {
 			s.e.waitForResume()
 		}
@@ -326,4 +331,5 @@ func (s *shard) finish() {
 	s.progress.Store(math.MaxUint64)
 	s.out.Close()
 	s.dlq.Close()
+	s.drainControl()
 }

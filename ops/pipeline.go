@@ -218,3 +218,48 @@ func mix64(x uint64) uint64 {
 	x ^= x >> 31
 	return x
 }
+
+// AddWindow adds a window operator over trades with the pipeline's
+// WindowOptions, for windows created at run time (the engine's
+// CreateTumblingWindow and friends). It returns the operator's Op. It
+// allocates the operator's state; call it from the goroutine that owns the
+// pipeline. A checkpoint taken afterwards includes the window, so recovery
+// must add the same windows, in the same order, before loading it.
+func (p *Pipeline) AddWindow(spec WindowSpec) (uint16, error) {
+	if len(p.windows) >= math.MaxUint16 {
+		return 0, fmt.Errorf("%w: at most %d windows", ErrPipelineConfig, math.MaxUint16)
+	}
+	op := uint16(len(p.windows))
+	w, err := NewWindowOperator(op, spec, p.cfg.WindowOptions, p.cfg.MaxSlots)
+	if err != nil {
+		return 0, fmt.Errorf("ops: window %s: %w", spec, err)
+	}
+	p.windows = append(p.windows, w)
+	p.cfg.Windows = append(p.cfg.Windows, spec)
+	return op, nil
+}
+
+// SymbolWindowStats is the running state of one open window of one symbol.
+type SymbolWindowStats struct {
+	Symbol codec.Symbol
+	WindowStats
+}
+
+// AppendWindowStats appends the running statistics of every open window of
+// window operator op, for every symbol the pipeline holds, in slot order
+// (the specification's AggregateWindow, on demand). It is not a hot-path
+// call: it may allocate.
+func (p *Pipeline) AppendWindowStats(op uint16, dst []SymbolWindowStats) ([]SymbolWindowStats, error) {
+	if int(op) >= len(p.windows) {
+		return dst, fmt.Errorf("ops: no window %d (the pipeline has %d)", op, len(p.windows))
+	}
+	w := p.windows[op]
+	var st []WindowStats
+	for slot := 0; slot < p.nslots; slot++ {
+		st = w.PartialStats(slot, st[:0])
+		for _, s := range st {
+			dst = append(dst, SymbolWindowStats{Symbol: p.syms[slot], WindowStats: s})
+		}
+	}
+	return dst, nil
+}

@@ -98,3 +98,36 @@ func TestOutputKeyStable(t *testing.T) {
 		}
 	}
 }
+
+func TestPipelineAddWindowAndStats(t *testing.T) {
+	p, err := NewPipeline(PipelineConfig{MaxSymbolID: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := ParseWindowSpec("tumbling:1s:sum")
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, err := p.AddWindow(spec)
+	if err != nil || op != 0 {
+		t.Fatalf("AddWindow = %d, %v", op, err)
+	}
+	var out []Output
+	for i, sym := range []codec.Symbol{3, 4, 3} {
+		ev := codec.Event{Kind: codec.KindTrade, Symbol: sym, Seq: uint64(i + 1), TsNs: int64(i) * 1e8, Price: float64(10 * (i + 1)), Volume: 1}
+		out, _ = p.OnEvent(&ev, 0, out[:0])
+	}
+	st, err := p.AppendWindowStats(op, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st) != 2 || st[0].Symbol != 3 || st[0].Count != 2 || st[0].Value(AggSum) != 40 || st[1].Symbol != 4 || st[1].Value(AggSum) != 20 {
+		t.Fatalf("stats %+v", st)
+	}
+	if st[0].StartNs != 0 || st[0].EndNs != 1e9 {
+		t.Fatalf("window bounds %d..%d", st[0].StartNs, st[0].EndNs)
+	}
+	if _, err := p.AppendWindowStats(1, nil); err == nil {
+		t.Fatal("stats of a window that does not exist")
+	}
+}

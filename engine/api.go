@@ -1,0 +1,235 @@
+package engine
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"qstream/ops"
+)
+
+// The Go API of the specification's stream processor: windows created at run
+// time and their partial aggregates on demand. Shard state is owned by the
+// shard goroutines, so these calls run a function on every shard (or the
+// owning one) through a small control mailbox and wait for it.
+
+// WindowID identifies a window created through the API: its operator index
+// (ops.Output.Op of its results) in every shard's pipeline.
+type WindowID uint16
+
+// WindowHost is a Processor that can add windows at run time and report the
+// running state of their open windows. *ops.Pipeline implements it.
+type WindowHost interface {
+	AddWindow(spec ops.WindowSpec) (uint16, error)
+	AppendWindowStats(op uint16, dst []ops.SymbolWindowStats) ([]ops.SymbolWindowStats, error)
+}
+
+// ErrNoWindowHost is returned by the window API when the shards' processors
+// do not implement WindowHost.
+var ErrNoWindowHost = errors.New("engine: processors cannot host windows")
+
+// control is one function to run on a shard goroutine.
+type control struct {
+	fn   func(p Processor) error
+	done chan error
+}
+
+// mailbox holds a shard's pending control functions. The shard checks the
+// flag (one atomic load per loop) and runs them between batches.
+type mailbox struct {
+	mu      sync.Mutex
+	pending []control
+}
+
+// onShards runs fn on every shard goroutine (directly when the engine is not
+// running) and returns the first error.
+func (e *Engine) onShards(fn func(shard int, p Processor) error) error {
+	if !e.started.Load() || e.stopping.Load() {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		for i, s := range e.shards {
+			if err := fn(i, s.proc); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	dones := make([]chan error, len(e.shards))
+	for i, s := range e.shards {
+		dones[i] = make(chan error, 1)
+		s.post(control{fn: func(p Processor) error { return fn(i, p) }, done: dones[i]})
+	}
+	var first error
+	for _, d := range dones {
+		if err := <-d; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func (s *shard) post(c control) {
+	s.ctl.mu.Lock()
+	s.ctl.pending = append(s.ctl.pending, c)
+	s.ctlFlag.Store(true)
+	s.ctl.mu.Unlock()
+	s.waiter.Wake()
+}
+
+// runControl runs the pending control functions on the shard goroutine.
+func (s *shard) runControl() {
+	s.ctl.mu.Lock()
+	pending := s.ctl.pending
+	s.ctl.pending = nil
+	s.ctlFlag.Store(false)
+	s.ctl.mu.Unlock()
+	for _, c := range pending {
+		c.done <- c.fn(s.proc)
+	}
+}
+
+// drainControl answers control functions still pending when the shard
+// exits, so that no caller waits forever.
+func (s *shard) drainControl() {
+	s.runControl()
+}
+
+// CreateWindow adds a window operator with the given spec to every shard and
+// returns its id. The windows fire like configured ones: their results reach
+// the OutputHandler with Op = the id.
+func (e *Engine) CreateWindow(spec ops.WindowSpec) (WindowID, error) {
+	ops := make([]uint16, len(e.shards))
+	err := e.onShards(func(i int, p Processor) error {
+		h, ok := p.(WindowHost)
+		if !ok {
+			return ErrNoWindowHost
+		}
+		op, err := h.AddWindow(spec)
+		ops[i] = op
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, op := range ops[1:] {
+		if op != ops[0] {
+			return 0, fmt.Errorf("engine: shards disagree on the new window's id (%v)", ops)
+		}
+	}
+	return WindowID(ops[0]), nil
+}
+
+func parseAgg(agg string) (ops.Aggregation, error) {
+	a, err := ops.ParseAggregation(agg)
+	if err != nil {
+		return a, fmt.Errorf("engine: %w", err)
+	}
+	return a, nil
+}
+
+// CreateTumblingWindow adds tumbling windows of size, aligned to the epoch,
+// aggregating the trade price with agg ("vwap", "ohlcv", "p99", ...).
+func (e *Engine) CreateTumblingWindow(size time.Duration, agg string) (WindowID, error) {
+	a, err := parseAgg(agg)
+	if err != nil {
+		return 0, err
+	}
+	spec, err := ops.TumblingWindowSpec(int64(size), a, ops.FieldPrice)
+	if err != nil {
+		return 0, err
+	}
+	return e.CreateWindow(spec)
+}
+
+// CreateSlidingWindow adds the specification's sliding window: a trailing
+// window of size evaluated at trades, at most once per slide (0: every trade).
+func (e *Engine) CreateSlidingWindow(size, slide time.Duration, agg string) (WindowID, error) {
+	a, err := parseAgg(agg)
+	if err != nil {
+		return 0, err
+	}
+	spec, err := ops.SlidingWindowSpec(int64(size), int64(slide), a, ops.FieldPrice)
+	if err != nil {
+		return 0, err
+	}
+	return e.CreateWindow(spec)
+}
+
+// CreateHoppingWindow adds windows of size starting every hop.
+func (e *Engine) CreateHoppingWindow(size, hop time.Duration, agg string) (WindowID, error) {
+	a, err := parseAgg(agg)
+	if err != nil {
+		return 0, err
+	}
+	spec, err := ops.HoppingWindowSpec(int64(size), int64(hop), a, ops.FieldPrice)
+	if err != nil {
+		return 0, err
+	}
+	return e.CreateWindow(spec)
+}
+
+// CreateSessionWindow adds session windows closed by gaps of at least gap.
+func (e *Engine) CreateSessionWindow(gap time.Duration, agg string) (WindowID, error) {
+	a, err := parseAgg(agg)
+	if err != nil {
+		return 0, err
+	}
+	spec, err := ops.SessionWindowSpec(int64(gap), a, ops.FieldPrice)
+	if err != nil {
+		return 0, err
+	}
+	return e.CreateWindow(spec)
+}
+
+// WindowAggregate is the current (partial) value of one open window of one
+// symbol.
+type WindowAggregate struct {
+	Symbol         string
+	StartNs, EndNs int64
+	Count          int64
+	Value          float64 // NaN when the window has no trades or fn does not apply
+}
+
+// AggregateWindow returns, for every symbol with an open window of id, the
+// value of fn over what the window holds so far (the specification's
+// aggregate_window, on demand), ordered by symbol id and window start. fn is
+// any aggregation the window's running state supports: count, sum, avg, min,
+// max, stddev, stddev_samp, vwap, twap; percentiles need a percentile window.
+func (e *Engine) AggregateWindow(id WindowID, fn ops.AggregationKind) ([]WindowAggregate, error) {
+	per := make([][]ops.SymbolWindowStats, len(e.shards))
+	err := e.onShards(func(i int, p Processor) error {
+		h, ok := p.(WindowHost)
+		if !ok {
+			return ErrNoWindowHost
+		}
+		var err error
+		per[i], err = h.AppendWindowStats(uint16(id), nil)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	var all []ops.SymbolWindowStats
+	for _, p := range per {
+		all = append(all, p...)
+	}
+	sortWindowStats(all)
+	out := make([]WindowAggregate, len(all))
+	for i := range all {
+		st := &all[i]
+		out[i] = WindowAggregate{Symbol: e.symbols.Name(st.Symbol), StartNs: st.StartNs, EndNs: st.EndNs, Count: st.Count, Value: st.Value(fn)}
+	}
+	return out, nil
+}
+
+func sortWindowStats(s []ops.SymbolWindowStats) {
+	slices.SortStableFunc(s, func(a, b ops.SymbolWindowStats) int {
+		if a.Symbol != b.Symbol {
+			return cmp.Compare(a.Symbol, b.Symbol)
+		}
+		return cmp.Compare(a.StartNs, b.StartNs)
+	})
+}
