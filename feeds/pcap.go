@@ -674,12 +674,15 @@ func (f *PcapFeed) Run(ctx context.Context, pubs Publishers) error {
 		if err == io.EOF {
 			break
 		}
-		var rec *RecordError
-		if errors.As(err, &rec) {
-			pub.Reject(rec.Raw, rec.Reason(), rec.Pos, rec.Err)
-			continue
-		}
 		if err != nil {
+			// Declared on the error path only: rec escapes to the heap
+			// through errors.As, so declared for every event it cost each
+			// event an allocation.
+			var rec *RecordError
+			if errors.As(err, &rec) {
+				pub.Reject(rec.Raw, rec.Reason(), rec.Pos, rec.Err)
+				continue
+			}
 			return err
 		}
 		if pk := r.Packet(); pk != lastPkt {
