@@ -1,24 +1,32 @@
 package bench
 
 import (
-	"runtime"
+	"errors"
+	"fmt"
+	"io"
 	"sync"
 	"time"
 
 	"qstream/codec"
 	"qstream/engine"
 	"qstream/feeds"
-	"qstream/internal/clock"
 )
 
+// NowNs is the clock of the load generators and of the latency
+// measurements: Unix nanoseconds (time.Now, read through the vDSO without a
+// system call or an allocation). It is shared by every process on the host,
+// so a generator running in a process of its own (as the latency benchmark
+// runs it) and the engine measure against the same clock.
+func NowNs() int64 { return time.Now().UnixNano() }
+
 // OpenLoop is the schedule of an open-loop load generator: message i (from
-// 0) is due at StartNs + i·IntervalNs on the clock.MonoNs clock, whatever
-// happened to the messages before it. A generator that falls behind sends
-// what is overdue at once and measures each message's latency from its due
-// time (the intended send time), so a stall of the system under test shows
-// up in the latency of every message it delayed: the measurement does not
-// suffer from coordinated omission, and no correction of the histogram is
-// needed.
+// 0) is due at StartNs + i·IntervalNs (NowNs clock), whatever happened to
+// the messages before it. A generator that falls behind sends what is
+// overdue at once, and latency is measured from each message's due time
+// (its intended send time): a stall of the system under test, or of the
+// generator, shows up in the latency of every message it delayed. So the
+// measurement does not suffer from coordinated omission and needs no
+// correction of the histogram afterwards.
 type OpenLoop struct {
 	StartNs    int64
 	IntervalNs int64
@@ -41,29 +49,83 @@ func (o OpenLoop) DueBy(nowNs int64) int64 {
 	return (nowNs-o.StartNs)/o.IntervalNs + 1
 }
 
-// waitSleepSlack is how far ahead of a deadline WaitUntil stops sleeping:
-// more than the usual oversleep of a Go timer, so the last stretch is waited
-// out by yielding.
-const waitSleepSlack = 200 * time.Microsecond
+// Pacing says how a generator waits for the next intended send time.
+type Pacing uint8
 
-// WaitUntil returns once clock.MonoNs() >= deadlineNs, and the time it read
-// then. It sleeps while the deadline is more than waitSleepSlack away and
-// yields the processor (runtime.Gosched) for the rest, so it neither
-// oversleeps by a timer's granularity nor holds a CPU for long: a yielding
-// wait lasts at most waitSleepSlack.
-func WaitUntil(deadlineNs int64) int64 {
+// Pacings.
+const (
+	// PaceSpin busy-waits: sends leave on time to within a clock read, but
+	// the generator keeps a CPU busy. For benchmarks, with the generator in
+	// a process of its own.
+	PaceSpin Pacing = iota
+	// PaceSleep sleeps: no CPU is spent waiting, but sends leave late by the
+	// timer's granularity (up to a millisecond), which the intended-time
+	// accounting charges to the latency. For tests.
+	PaceSleep
+)
+
+// WaitUntil waits, as p says, until NowNs() >= deadlineNs and returns the
+// time it read then.
+func WaitUntil(deadlineNs int64, p Pacing) int64 {
 	for {
-		now := clock.MonoNs()
-		left := time.Duration(deadlineNs - now)
-		switch {
-		case left <= 0:
+		now := NowNs()
+		if now >= deadlineNs {
 			return now
-		case left > waitSleepSlack:
-			time.Sleep(left - waitSleepSlack)
-		default:
-			runtime.Gosched()
+		}
+		if p == PaceSleep {
+			time.Sleep(time.Duration(deadlineNs - now))
 		}
 	}
+}
+
+// TCPLoad configures RunTCPLoad.
+type TCPLoad struct {
+	Rate     int   // messages per second (> 0)
+	Messages int64 // how many to send (> 0)
+	StartNs  int64 // the first message's intended send time (NowNs clock)
+	Pacing   Pacing
+	// WriteMax bounds one write: overdue messages go out together, up to
+	// this many bytes (default 64 KiB).
+	WriteMax int
+	// Append appends message i, whose intended send time is dueNs, to dst.
+	// It must not allocate for the run to stay allocation-free.
+	Append func(dst []byte, i, dueNs int64) []byte
+}
+
+// ErrTCPLoadConfig is returned by RunTCPLoad for an invalid TCPLoad.
+var ErrTCPLoadConfig = errors.New("bench: invalid TCP load")
+
+// RunTCPLoad sends cfg.Messages messages to w on cfg's open-loop schedule:
+// it waits for each message's intended time (Pacing), then writes every
+// message due by then in one write. It returns each message's actual send
+// time (NowNs just before the write that carried it).
+func RunTCPLoad(w io.Writer, cfg TCPLoad) (sentNs []int64, err error) {
+	if cfg.Rate <= 0 || cfg.Messages <= 0 || cfg.Append == nil {
+		return nil, fmt.Errorf("%w: rate %d, messages %d", ErrTCPLoadConfig, cfg.Rate, cfg.Messages)
+	}
+	if cfg.WriteMax <= 0 {
+		cfg.WriteMax = 64 << 10
+	}
+	sched := NewOpenLoop(cfg.Rate, cfg.StartNs)
+	sentNs = make([]int64, cfg.Messages)
+	buf := make([]byte, 0, cfg.WriteMax+4096)
+	for i := int64(0); i < cfg.Messages; {
+		now := WaitUntil(sched.Due(i), cfg.Pacing)
+		due := min(sched.DueBy(now), cfg.Messages)
+		buf = buf[:0]
+		first := i
+		for ; i < due && len(buf) < cfg.WriteMax; i++ {
+			buf = cfg.Append(buf, i, sched.Due(i))
+		}
+		sent := NowNs()
+		for s := first; s < i; s++ {
+			sentNs[s] = sent
+		}
+		if _, err := w.Write(buf); err != nil {
+			return sentNs, fmt.Errorf("bench: load: %w", err)
+		}
+	}
+	return sentNs, nil
 }
 
 // EnginePublishers adapts an engine to feeds.Publishers, as `qstream run`
