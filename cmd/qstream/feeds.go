@@ -108,7 +108,8 @@ func (ff *feedFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&ff.jsAckWait, "js-ack-wait", feeds.DefaultJetStreamAckWait, "jetstream feed: the server redelivers a message not acknowledged within this long")
 	fs.StringVar(&ff.pcapPath, "pcap", "", "pcap feed: capture of IEX TOPS/DEEP over UDP (pcap or pcapng, gzip or not); the feed ends at the end of the capture")
 	fs.Float64Var(&ff.pcapSpeed, "pcap-speed", 0, "pcap feed: 0 replays as fast as possible; otherwise at the captured pace times this factor (2: twice as fast)")
-	fs.StringVar(&ff.output, "output", "", "write every operator output as JSON Lines (the replay format: seq, symbol, ts, price, volume, indicators) to this file, or - for standard output, flushed after each batch the collector delivers; empty: outputs are only counted")
+	fs.StringVar(&ff.output, "output", "", "write every operator output as JSON Lines (the replay format: seq, symbol, ts, price, volume, indicators) to this file, or - for standard output, flushed after each batch the collector delivers; empty: outputs are only counted. "+
+		"With the WAL a file holds each output once across crashes (checkpoints record its length, recovery cuts it back and replays); standard output may repeat the outputs replayed after a crash")
 }
 
 // feedFlagOwners maps each feed-specific flag to the feed it configures:
@@ -722,7 +723,7 @@ func (o *fileOutput) RestoreOutput(hwm []byte) error {
 			return fmt.Errorf("output: %w", err)
 		}
 		if off < 0 || off > st.Size() {
-			return fmt.Errorf("output: %s is %d bytes, shorter than the checkpoint's mark %d: it was changed outside qstream", o.f.Name(), st.Size(), off)
+			return fmt.Errorf("output: %s is %d bytes, shorter than the checkpoint's mark %d: it is not the output of the run that took the checkpoint, or was changed outside qstream (give that run's --output, or start with an empty --wal-dir)", o.f.Name(), st.Size(), off)
 		}
 	}
 	return o.truncateLocked(off)
