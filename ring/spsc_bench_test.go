@@ -154,3 +154,84 @@ func BenchmarkSPSCSingle(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSPSCWord and BenchmarkChannelWordBaseline hand off 8-byte values
+// (a sequence number, the payload of an index-passing design): the cost of
+// the hand-off itself, without moving 128 bytes per message between cores.
+func BenchmarkSPSCWord(b *testing.B) {
+	for _, s := range []Strategy{Park, Yield} {
+		b.Run("cap1024/"+s.String(), func(b *testing.B) {
+			r, err := New[uint64](1024, NewWaiter(s), NewWaiter(s))
+			if err != nil {
+				b.Fatal(err)
+			}
+			n := b.N
+			b.ReportAllocs()
+			b.ResetTimer()
+			go func() {
+				for i := 0; i < n; {
+					sl := r.ClaimWait(256)
+					k := min(len(sl), n-i)
+					for j := range k {
+						sl[j] = uint64(i + j)
+					}
+					r.Publish(k)
+					i += k
+				}
+			}()
+			var sum uint64
+			for got := 0; got < n; {
+				sl := r.PollWait(256)
+				for _, v := range sl {
+					sum += v
+				}
+				r.Release(len(sl))
+				got += len(sl)
+			}
+			b.StopTimer()
+			if want := uint64(n) * uint64(n-1) / 2; sum != want {
+				b.Fatalf("checksum %d, want %d", sum, want)
+			}
+		})
+	}
+}
+
+func BenchmarkChannelWordBaseline(b *testing.B) {
+	ch := make(chan uint64, 1024)
+	n := b.N
+	b.ReportAllocs()
+	b.ResetTimer()
+	go func() {
+		for i := 0; i < n; i++ {
+			ch <- uint64(i)
+		}
+	}()
+	var sum uint64
+	for range n {
+		sum += <-ch
+	}
+	b.StopTimer()
+	if want := uint64(n) * uint64(n-1) / 2; sum != want {
+		b.Fatalf("checksum %d, want %d", sum, want)
+	}
+}
+
+// BenchmarkCopyFloor copies 128-byte events from one slice to another on
+// one goroutine and reads them back: the memory-movement floor under
+// BenchmarkSPSC on this machine, with no second core involved.
+func BenchmarkCopyFloor(b *testing.B) {
+	src := make([]event128, 1024)
+	dst := make([]event128, 1024)
+	b.SetBytes(int64(unsafe.Sizeof(event128{})))
+	b.ReportAllocs()
+	var sum uint64
+	for i := 0; i < b.N; i++ {
+		j := i & 1023
+		src[j].Seq = uint64(i)
+		dst[j] = src[j]
+		sum += dst[j].Seq + uint64(dst[j].Symbol)
+	}
+	if sum == 1 {
+		b.Log(sum)
+	}
+}
