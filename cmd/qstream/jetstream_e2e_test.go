@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -72,8 +71,7 @@ var e2eSeq atomic.Int64
 func buildQstreamE2E(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "qstream")
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-	out, err := exec.Command(goTool, "build", "-o", bin, ".").CombinedOutput()
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
@@ -226,9 +224,9 @@ func (in *e2eInstance) start(t *testing.T, bin string) {
 	})
 }
 
-// stop sends sig and waits for the exit; it returns the exit error and the
-// process's stderr.
-func (in *e2eInstance) stop(t *testing.T, sig syscall.Signal) (error, string) {
+// stop sends sig and waits for the exit; it returns the process's stderr
+// and its exit error.
+func (in *e2eInstance) stop(t *testing.T, sig syscall.Signal) (string, error) {
 	t.Helper()
 	if err := in.cmd.Process.Signal(sig); err != nil {
 		t.Fatalf("%s: signal: %v", in.name, err)
@@ -243,7 +241,7 @@ func (in *e2eInstance) stop(t *testing.T, sig syscall.Signal) (error, string) {
 		<-done
 		t.Fatalf("%s did not exit 60s after %v:\n%s", in.name, sig, in.stderrText(t))
 	}
-	return err, in.stderrText(t)
+	return in.stderrText(t), err
 }
 
 func (in *e2eInstance) stderrText(t *testing.T) string {
@@ -331,7 +329,7 @@ func TestJetStreamTwoProcessesExactlyOnce(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if err, stderr := b.stop(t, syscall.SIGKILL); err == nil {
+	if stderr, err := b.stop(t, syscall.SIGKILL); err == nil {
 		t.Fatalf("B exited cleanly after SIGKILL:\n%s", stderr)
 	}
 	// The acknowledged position of B's partitions, as the server keeps it.
@@ -385,8 +383,8 @@ func TestJetStreamTwoProcessesExactlyOnce(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	errA, stderrA := a.stop(t, syscall.SIGTERM)
-	errB, stderrB := b.stop(t, syscall.SIGTERM)
+	stderrA, errA := a.stop(t, syscall.SIGTERM)
+	stderrB, errB := b.stop(t, syscall.SIGTERM)
 	if errA != nil || errB != nil {
 		t.Fatalf("exit after SIGTERM: A %v, B %v\nA:\n%s\nB:\n%s", errA, errB, stderrA, stderrB)
 	}
