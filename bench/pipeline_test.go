@@ -47,7 +47,8 @@ func (c *countOutputs) HandleOutputs(outs []ops.Output) error { c.n += uint64(le
 
 // BenchmarkPipeline measures the in-process pipeline: parse JSON (one
 // parser, the feed goroutine) → per-shard SPSC rings → shards computing the
-// default indicators → collector. One op is one message; msgs/s is reported.
+// default indicators and a 1-second OHLCV tumbling window → collector. One op
+// is one message; msgs/s is reported. (No pattern operator exists yet.)
 func BenchmarkPipeline(b *testing.B) {
 	lines := jsonTicks(b, 1<<16, 256)
 	for _, c := range []struct {
@@ -61,11 +62,15 @@ func BenchmarkPipeline(b *testing.B) {
 		}
 		b.Run(fmt.Sprintf("shards=%d/wait=%s", shards, wait), func(b *testing.B) {
 			specs, _ := ops.ParseIndicators(ops.DefaultIndicators)
+			windows, err := ops.ParseWindowSpecs("tumbling:1s:ohlcv")
+			if err != nil {
+				b.Fatal(err)
+			}
 			out := &countOutputs{}
 			eng, err := engine.New(engine.Config{
 				Shards: shards, Mode: mode, Wait: wait, MaxSymbols: 1024,
 				Processors: func(int) (engine.Processor, error) {
-					return ops.NewPipeline(ops.PipelineConfig{Indicators: specs, EmitIndicators: true, MaxSymbolID: 1024})
+					return ops.NewPipeline(ops.PipelineConfig{Indicators: specs, EmitIndicators: true, Windows: windows, MaxSymbolID: 1024})
 				},
 				Output: out,
 			})

@@ -35,7 +35,8 @@ var ratios = []ratio{
 	{name: "JSON tick parse vs encoding/json", fast: "codec.ParseTick", slow: "codec.ParseTickStdlib", metric: "ns/op", budget: ">= 4x"},
 	{name: "default indicators vs naive recompute", fast: "ops.IndicatorsDefault", slow: "ops.IndicatorsNaive", metric: "ns/op"},
 	{name: "hopping 5m/1s window vs naive (slice per window)", fast: "ops.Hopping5m1s", slow: "ops.Hopping5m1sNaive", metric: "ns/op", budget: ">= 50x"},
-	{name: "TCP ingest (gnet) vs net package", fast: "feeds.TCPIngest", slow: "feeds.TCPIngestNetBaseline", metric: "ns/op"},
+	{name: "TCP ingest (gnet) vs net package, parse only", fast: "feeds.TCPIngest", slow: "feeds.TCPIngestNetBaseline", metric: "ns/op"},
+	{name: "TCP ingest through the engine (gnet) vs net package, 2 connections", fast: "bench.TCPIngestEngine/conns=2", slow: "bench.TCPIngestEngineNetBaseline/conns=2", metric: "ns/op"},
 	{name: "Coinbase match adapter vs encoding/json", fast: "codec.CoinbaseMatch", slow: "codec.CoinbaseMatchStdlib", metric: "ns/op"},
 	{name: "WAL replay vs raw read of the same files", fast: "wal.Replay", slow: "wal.ReplayRawRead", metric: "ns/op"},
 }
