@@ -132,8 +132,8 @@ type cutCoord struct {
 	cfg    CheckpointConfig
 	output CheckpointedOutput
 
-	mu        sync.Mutex // one cut at a time; guards closed
-	closed    bool
+	mu        sync.Mutex // one cut at a time
+	closed    atomic.Bool
 	cur       atomic.Pointer[cutReq]
 	shardDone chan int
 
@@ -142,6 +142,7 @@ type cutCoord struct {
 
 	tickStop chan struct{}
 	tickDone chan struct{}
+	tickOnce sync.Once
 }
 
 func newCutCoord(e *Engine, w *WAL) *cutCoord {
@@ -166,7 +167,7 @@ func newCutCoord(e *Engine, w *WAL) *cutCoord {
 
 // startTicker starts the periodic checkpoints.
 func (c *cutCoord) startTicker() {
-	if c.store == nil || c.cfg.Interval <= 0 || c.tickStop != nil {
+	if c.store == nil || c.cfg.Interval <= 0 || c.tickStop != nil || c.closed.Load() {
 		return
 	}
 	c.tickStop, c.tickDone = make(chan struct{}), make(chan struct{})
@@ -187,15 +188,17 @@ func (c *cutCoord) startTicker() {
 	}()
 }
 
-// close stops the periodic checkpoints and waits for one in flight.
+// close stops the periodic checkpoints and waits for one in flight. It is
+// idempotent.
 func (c *cutCoord) close() {
-	if c.tickStop != nil {
-		close(c.tickStop)
-		<-c.tickDone
-		c.tickStop = nil
-	}
-	c.mu.Lock()
-	c.closed = true
+	c.tickOnce.Do(func() {
+		if c.tickStop != nil {
+			close(c.tickStop)
+			<-c.tickDone
+		}
+	})
+	c.mu.Lock() // wait for a cut in flight
+	c.closed.Store(true)
 	c.mu.Unlock()
 }
 
@@ -255,7 +258,7 @@ func (e *Engine) Checkpoint(ctx context.Context) (checkpoint.Info, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed || !e.started.Load() || e.stopping.Load() {
+	if c.closed.Load() || !e.started.Load() || e.stopping.Load() {
 		return checkpoint.Info{}, ErrStopped
 	}
 	if err := ctx.Err(); err != nil {
@@ -316,6 +319,17 @@ func (c *cutCoord) checkpointLocked() (checkpoint.Info, error) {
 		return info, fmt.Errorf("engine: checkpoint %d written; retention failed: %w", info.ID, err)
 	}
 	return info, nil
+}
+
+// StopCheckpoints ends checkpoints for the rest of the engine's life:
+// periodic ones stop and Checkpoint returns ErrStopped. Call it before
+// ending finite sources (Close sends their end-of-input watermark) when the
+// last checkpoint should hold the state before the end, as a run that
+// completes its input does after its final checkpoint.
+func (e *Engine) StopCheckpoints() {
+	if e.cut != nil {
+		e.cut.close()
+	}
 }
 
 // CheckpointStats returns the checkpoint counters (zero without

@@ -37,13 +37,17 @@ type replayFlags struct {
 	outOfOrderness, allowedLateness, idleTimeout          time.Duration
 	vwapSession, vwapSessionOffset                        time.Duration
 	shards, maxSymbols, maxLine                           int
+	fromLSN                                               uint64 // --format wal (wal.go)
+	fromTime                                              string
 }
 
 func replayFlagSet(f *replayFlags, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&f.input, "input", "", "input file, or - for standard input (required)")
-	fs.StringVar(&f.format, "format", "auto", "input format: auto|jsonl|csv|pcap|coinbase|binance|kraken (pcap: IEX TOPS/DEEP over UDP, pcap or pcapng, gzip or not; exchanges: raw WebSocket lines or cryptofeed recordings)")
+	fs.StringVar(&f.format, "format", "auto", "input format: auto|jsonl|csv|pcap|wal|coinbase|binance|kraken (pcap: IEX TOPS/DEEP over UDP, pcap or pcapng, gzip or not; wal: a qstream WAL directory; exchanges: raw WebSocket lines or cryptofeed recordings)")
+	fs.Uint64Var(&f.fromLSN, "from-lsn", 0, "--format wal: replay the events from this LSN on")
+	fs.StringVar(&f.fromTime, "from-time", "", "--format wal: replay from the first event whose event time is at or after this (RFC 3339 or integer nanoseconds)")
 	fs.StringVar(&f.indicators, "indicators", ops.DefaultIndicators, "indicators computed on every trade: comma-separated sma:N, ema:N, rsi:N, vwap (session), vwap:N (last N trades)")
 	fs.StringVar(&f.emaSeed, "ema-seed", "sma", "EMA seed: sma (TA-Lib: SMA of the first N inputs) or first (MetaStock/Tulip: the first input)")
 	fs.DurationVar(&f.vwapSession, "vwap-session", 24*time.Hour, "length of the session that resets the session VWAP")
@@ -247,7 +251,11 @@ func replay(f *replayFlags, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer in.Close()
-	reader, err := openReader(f.format, f.input, in, codec.ParserOptions{Symbols: eng.Symbols(), MaxMessageSize: f.maxLine})
+	from, err := parseWALFrom(f.fromLSN, f.fromTime)
+	if err != nil {
+		return err
+	}
+	reader, err := openReader(f.format, f.input, in, codec.ParserOptions{Symbols: eng.Symbols(), MaxMessageSize: f.maxLine}, from)
 	if err != nil {
 		return err
 	}
@@ -324,7 +332,10 @@ func openInput(path string) (io.ReadCloser, error) {
 // failing that, at the first bytes: a pcap or pcapng magic number, a CSV
 // header, an exchange's WebSocket message (or a cryptofeed recording line),
 // else JSON Lines.
-func openReader(format, path string, in io.Reader, opts codec.ParserOptions) (feeds.Reader, error) {
+func openReader(format, path string, in io.Reader, opts codec.ParserOptions, from walFrom) (feeds.Reader, error) {
+	if format == "wal" || (format == "auto" && isWALDir(path)) {
+		return openWALReader(path, opts.Symbols, from)
+	}
 	br := bufio.NewReaderSize(in, 64<<10)
 	if format == "auto" {
 		format = detectFormat(path, br)
@@ -343,7 +354,7 @@ func openReader(format, path string, in io.Reader, opts codec.ParserOptions) (fe
 		}
 		return feeds.NewCaptureReader(br, feeds.CaptureOptions{Exchange: exchange, Symbols: opts.Symbols, MaxLine: opts.MaxMessageSize})
 	}
-	return nil, usageError{fmt.Errorf("--format: unknown format %q (want auto, jsonl, csv, pcap, coinbase, binance or kraken)", format)}
+	return nil, usageError{fmt.Errorf("--format: unknown format %q (want auto, jsonl, csv, pcap, wal, coinbase, binance or kraken)", format)}
 }
 
 func detectFormat(path string, br *bufio.Reader) string {

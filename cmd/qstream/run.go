@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"os/signal"
 	"strconv"
@@ -31,7 +32,8 @@ type runFlags struct {
 	batchSize                         int
 	batchTimeout, duration, interval  time.Duration
 	outOfOrderness, idleTimeout       time.Duration
-	feeds                             feedFlags // --feed and each feed's flags (feeds.go)
+	feeds                             feedFlags    // --feed and each feed's flags (feeds.go)
+	durable                           durableFlags // WAL, checkpoints, dedup, DLQ (wal.go)
 }
 
 func runFlagSet(f *runFlags, stderr io.Writer) *flag.FlagSet {
@@ -55,6 +57,7 @@ func runFlagSet(f *runFlags, stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&f.duration, "duration", 0, "stop after this long (0: until Ctrl-C)")
 	fs.DurationVar(&f.interval, "status-interval", time.Second, "how often to print the status line")
 	f.feeds.register(fs)
+	f.durable.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, `Usage: qstream run [flags]
 
@@ -63,6 +66,15 @@ a seeded random walk of trades and quotes; also tcp, ws, webhook, jetstream
 and pcap) and prints a status line every second: messages per second,
 latency percentiles per stage, ring occupancy, errors and per-feed counters.
 Ctrl-C stops it cleanly: the rings are drained and a summary is printed.
+
+The WAL is on by default (--wal-dir, in ./qstream-data): every event is
+logged before it is processed, acknowledgements wait for its fdatasync,
+operator state is checkpointed every --checkpoint-interval, and the next
+start recovers: it loads the newest checkpoint, replays the WAL after it and
+resumes the feeds (the synthetic feed after its last durable offset). Ctrl-C
+then suspends the stream rather than ending it: open windows stay open for
+the next start. Rejected inputs go to the dead-letter segments (--dlq-dir;
+see qstream dlq).
 
 Flags:
 `)
@@ -144,7 +156,6 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 		mode = engine.ModeRealTime // an explicit --wait asks for a polling loop
 	}
 	symbols := codec.NewSymbolTable(f.maxSymbols)
-	dlq, _, _ := openDLQ("", stderr)
 	output, closeOutput, err := openRunOutput(f.feeds.output, symbols, specs, stdout)
 	if err != nil {
 		return err
@@ -160,7 +171,7 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 		EmitIndicators:   true,
 		MaxSymbolID:      f.maxSymbols,
 	}
-	eng, err := engine.New(engine.Config{
+	cfg := engine.Config{
 		Shards:         f.shards,
 		PinCPUs:        pins,
 		Wait:           wait,
@@ -171,18 +182,25 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 		OutOfOrderness: f.outOfOrderness,
 		IdleTimeout:    f.idleTimeout,
 		Processors:     func(int) (engine.Processor, error) { return ops.NewPipeline(pipeCfg) },
-		DeadLetters:    dlq,
 		Output:         output,
-		MaxProducers:   max(16, feedSet.producers),
-	})
+		MaxProducers:   2 * max(16, feedSet.producers), // and recovery's, one per source name
+		ErrorPolicy:    outputErrorPolicy(),
+	}
+	dur, err := openDurable(&f.durable, &cfg, symbols, stderr)
 	if err != nil {
 		return err
 	}
-	if err := eng.Start(); err != nil {
+	defer dur.close(stderr)
+	eng, err := engine.New(cfg)
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "qstream: running: %d shards, %s mode, %s wait, %s; Ctrl-C stops\n",
-		eng.Shards(), mode, eng.Config().Wait, feedSet.describe(f))
+	if err := dur.recover(ctx, eng, stderr); err != nil {
+		return err
+	}
+	dur.wrapFeeds(feedSet, eng, f.rate)
+	fmt.Fprintf(stderr, "qstream: running: %d shards, %s mode, %s wait, %s; %s; Ctrl-C stops\n",
+		eng.Shards(), mode, eng.Config().Wait, feedSet.describe(f), dur.describe())
 
 	runCtx := ctx
 	if f.duration > 0 {
@@ -194,13 +212,35 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 	feedErr := make(chan error, 1)
 	go func() {
 		err := feedSet.run(runCtx, pubs, stderr)
-		pubs.closeAll()
+		interrupted := runCtx.Err() != nil
+		if err == nil && !interrupted && dur.wal != nil && f.durable.finalCheckpoint {
+			if info, cerr := eng.Checkpoint(context.Background()); cerr != nil {
+				err = fmt.Errorf("final checkpoint: %w", cerr)
+			} else {
+				fmt.Fprintf(stderr, "qstream: final checkpoint %d at LSN %d\n", info.ID, info.LSN)
+			}
+		}
+		if !interrupted {
+			// The input is complete: the last checkpoint holds the state
+			// before its end, not after the end-of-input watermark.
+			eng.StopCheckpoints()
+		}
+		if interrupted && dur.wal != nil {
+			pubs.detachAll() // suspended, not ended: the next start resumes
+			// A checkpoint of the drained state makes the next start quick.
+			if _, cerr := eng.Checkpoint(context.Background()); cerr != nil {
+				fmt.Fprintf(stderr, "qstream: checkpoint at stop: %v\n", cerr)
+			}
+		} else {
+			pubs.closeAll()
+		}
 		feedErr <- err
 	}()
 
 	start := time.Now()
 	status := newStatus(eng, stderr)
 	status.feeds = feedSet
+	status.durable = dur
 	tick := time.NewTicker(f.interval)
 	defer tick.Stop()
 	var ferr error
@@ -252,6 +292,16 @@ func (p *publishers) NewPublisher(name string) (feeds.Publisher, error) {
 
 func (p *publishers) Symbols() *codec.SymbolTable { return p.e.Symbols() }
 
+// detachAll detaches every Publisher (see engine.Publisher.Detach).
+// Precondition: the goroutines that used them have returned.
+func (p *publishers) detachAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, pub := range p.pubs {
+		pub.Detach()
+	}
+}
+
 // closeAll closes every Publisher. Precondition: the goroutines that used
 // them have returned.
 func (p *publishers) closeAll() {
@@ -269,6 +319,7 @@ type status struct {
 	last     engine.Stats
 	lastTime time.Time
 	feeds    *feedSet // per-feed counters; nil: none
+	durable  *durable // WAL, checkpoints, output breaker; nil: none
 }
 
 func newStatus(e *engine.Engine, w io.Writer) *status {
@@ -298,6 +349,9 @@ func (s *status) print(final bool) {
 	if s.feeds != nil {
 		b.WriteString(s.feeds.status())
 	}
+	if s.durable != nil {
+		b.WriteString(s.durable.status(st))
+	}
 	fmt.Fprintln(s.w, b.String())
 	s.last, s.lastTime = st, now
 }
@@ -325,5 +379,20 @@ func dur(ns int64) string {
 		return fmt.Sprintf("%.0fµs", float64(ns)/1e3)
 	default:
 		return fmt.Sprintf("%.1fms", float64(ns)/1e6)
+	}
+}
+
+// outputErrorPolicy is run's recovery strategy for the output sink:
+// transient errors retried with capped exponential backoff and full jitter
+// (feeds.Backoff), system errors opening a circuit breaker that halts the
+// stream until the sink answers again.
+func outputErrorPolicy() *engine.ErrorPolicy {
+	b := feeds.Backoff{Base: 10 * time.Millisecond, Max: 2 * time.Second, Min: time.Millisecond}
+	rnd := rand.New(rand.NewPCG(rand.Uint64(), 2)) // used by the collector goroutine only
+	return &engine.ErrorPolicy{
+		MaxRetries:      5,
+		RetryDelay:      func(attempt int) time.Duration { return b.Delay(attempt-1, rnd) },
+		BreakerFailures: 3,
+		BreakerTimeout:  5 * time.Second,
 	}
 }

@@ -10,6 +10,10 @@
 // "failpoint: <name> hit <N>", straight to file descriptor 2 so that the
 // harness can tell a failpoint kill from a bug.
 //
+// Most points kill. An error point (WALSyncEIO) instead makes the
+// operation at its N-th hit fail with EIO, once: what the process does about
+// a failed fsync (exit, recover on restart) is then under test.
+//
 // An unarmed point costs one load of a bool that never changes after start-up
 // and a predictable branch: Hit is inlined and its slow path is a separate
 // function.
@@ -30,6 +34,7 @@ const EnvVar = "QSTREAM_FAILPOINT"
 // Point is one named crash point.
 type Point struct {
 	name  string
+	fails bool         // an error point: Fail reports the N-th hit instead of killing
 	armed bool         // written only by init and Arm, before the points are used
 	left  atomic.Int64 // hits left before the kill
 	hits  atomic.Int64
@@ -59,6 +64,9 @@ var (
 	// CheckpointPrune fires after a checkpoint is in place and before old
 	// checkpoints and WAL segments are deleted.
 	CheckpointPrune = register("checkpoint-prune")
+	// WALSyncEIO makes the N-th fdatasync of a WAL segment fail with EIO
+	// (an error point: the process is not killed).
+	WALSyncEIO = registerError("wal-sync-eio")
 )
 
 var points = map[string]*Point{}
@@ -67,6 +75,25 @@ func register(name string) *Point {
 	p := &Point{name: name}
 	points[name] = p
 	return p
+}
+
+func registerError(name string) *Point {
+	p := register(name)
+	p.fails = true
+	return p
+}
+
+// Fail reports whether an armed error point is at its N-th hit (once).
+func (p *Point) Fail() bool {
+	if !p.armed {
+		return false
+	}
+	p.hits.Add(1)
+	if p.left.Add(-1) == 0 {
+		_, _ = syscall.Write(2, []byte("failpoint: "+p.name+" fails\n"))
+		return true
+	}
+	return false
 }
 
 // Names returns the names of every point.
@@ -90,7 +117,7 @@ func (p *Point) Hits() int64 { return p.hits.Load() }
 
 // Hit kills the process if the point is armed and this is its N-th hit.
 func (p *Point) Hit() {
-	if p.armed {
+	if p.armed && !p.fails {
 		p.hit()
 	}
 }

@@ -49,6 +49,18 @@ func TestParseArmsAtNthHit(t *testing.T) {
 	}
 }
 
+func TestErrorPointFailsOnce(t *testing.T) {
+	kills := withFakeKill(t)
+	if err := Parse("wal-sync-eio:2"); err != nil {
+		t.Fatal(err)
+	}
+	got := []bool{WALSyncEIO.Fail(), WALSyncEIO.Fail(), WALSyncEIO.Fail()}
+	WALSyncEIO.Hit()
+	if got[0] || !got[1] || got[2] || *kills != 0 {
+		t.Fatalf("Fail sequence %v, kills %d; want false true false and no kill", got, *kills)
+	}
+}
+
 func TestParseRejects(t *testing.T) {
 	withFakeKill(t)
 	for _, bad := range []string{"nope:1", "wal-before-sync:0", "wal-before-sync:x", "wal-before-sync:-2"} {

@@ -3,6 +3,7 @@ package failpoint
 import (
 	"os"
 	"strings"
+	"syscall"
 
 	"qstream/wal"
 )
@@ -85,6 +86,9 @@ func (f fpFile) Datasync() error {
 		return f.File.Datasync()
 	}
 	WALBeforeSync.Hit()
+	if WALSyncEIO.Fail() {
+		return &os.PathError{Op: "fdatasync", Path: "wal segment", Err: syscall.EIO}
+	}
 	err := f.File.Datasync()
 	if err == nil {
 		WALAfterSync.Hit()
