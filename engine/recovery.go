@@ -365,6 +365,10 @@ func (p *Publisher) Detach() error {
 		return nil
 	}
 	p.commitAll()
+	ev := codec.Event{Kind: codec.KindWatermark, Aux: detachAux, TsNs: p.sentWmNs, Seq: p.lastSeq, Source: uint16(p.id)}
+	for _, r := range p.rings {
+		r.Put(&ev)
+	}
 	p.closed = true
 	p.detached.Store(true)
 	p.ended.Store(true)
@@ -373,6 +377,19 @@ func (p *Publisher) Detach() error {
 	}
 	p.committedSeq.Store(math.MaxUint64)
 	return nil
+}
+
+// detachAux marks the watermark event Detach puts into each ring after the
+// Publisher's last event: from there on the shard stops counting the
+// source's watermark. (Cut events carry their epoch in Aux; epochs never
+// reach this value.)
+const detachAux = math.MaxUint64
+
+// onDetach handles a Publisher's detach event: its watermarks up to here
+// have been applied; it no longer holds the shard's watermark back.
+func (s *shard) onDetach(src int, seq uint64) {
+	s.srcGone[src] = true
+	s.advance(seq)
 }
 
 // setupDurability wires the durable parts that do not need the shards.

@@ -487,3 +487,50 @@ func TestPeriodicCheckpointsPruneWAL(t *testing.T) {
 	stop(t, r.e)
 	r.w.Close()
 }
+
+// Watermarks replayed by recovery reach every shard even though the
+// recovery publisher is detached right after the replay (the detach travels
+// in the rings behind them).
+func TestRecoverAppliesReplayedWatermarks(t *testing.T) {
+	evs := testEvents(5000, recSyms, 9)
+	for round := 0; round < 10; round++ {
+		dir := t.TempDir()
+		out := &memOutput{}
+		r := openRig(t, dir, 2, out, 0)
+		if _, err := r.e.Recover(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		internSymbols(t, r.e, recSyms)
+		p, _ := r.e.NewPublisher("feed")
+		publishRange(t, p, evs, 0, 640) // 10 watermarks
+		if _, err := r.e.Checkpoint(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		publishRange(t, p, evs, 640, 4992) // up to the last multiple of 64
+		p.Barrier(context.Background())
+		p.Detach()
+		stop(t, r.e)
+		r.w.Close()
+
+		r = openRig(t, dir, 2, out, 0)
+		rep, err := r.e.Recover(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Watermarks == 0 {
+			t.Fatalf("no watermark replayed: %+v", rep)
+		}
+		stop(t, r.e)
+		r.w.Close()
+		want := evs[4991].TsNs
+		for _, sec := range shardSections(t, dir) {
+			st, err := decodeShardState([]byte(sec[len("shard/000:"):]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.wmNs != want {
+				t.Fatalf("round %d: %s recovered with watermark %d, want %d (the last replayed)", round, sec[:9], st.wmNs, want)
+			}
+		}
+	}
+}

@@ -64,6 +64,7 @@ type shard struct {
 	ctl     mailbox     // control functions from the API (api.go)
 	ctlFlag atomic.Bool // set while ctl holds work
 	srcHash []uint64    // per input: its publisher's name hash (dedup keys)
+	srcGone []bool      // per input: its publisher detached (no watermark from it counts)
 	dedup   *dedupSet   // nil unless Config.DedupHorizon > 0
 	cut     shardCut    // checkpoint alignment (checkpoint_shard.go)
 }
@@ -106,6 +107,7 @@ func (s *shard) refreshInputs() {
 		s.inputs = append(s.inputs, pubs[i].rings[s.id])
 		s.srcWm = append(s.srcWm, minInt64)
 		s.srcHash = append(s.srcHash, pubs[i].srcHash)
+		s.srcGone = append(s.srcGone, false)
 	}
 }
 
@@ -216,6 +218,11 @@ func (s *shard) processBatch(src int, batch []codec.Event) int {
 	consumed := len(batch)
 	for i := range batch {
 		ev := &batch[i]
+		if ev.Kind == codec.KindWatermark && ev.Aux == detachAux {
+			s.onDetach(src, ev.Seq)
+			lastSeq = ev.Seq
+			continue
+		}
 		if ev.Kind == codec.KindWatermark && ev.Aux != 0 {
 			s.onCut(src, ev.Aux) // a cut event: nothing after it before the cut completes
 			lastSeq, consumed = ev.Seq, i+1
@@ -272,7 +279,7 @@ func (s *shard) advance(seq uint64) {
 	}
 	pubs := *s.e.pubs.Load()
 	for i, w := range s.srcWm {
-		if w == minInt64 || pubs[i].detached.Load() {
+		if w == minInt64 || s.srcGone[i] {
 			continue // never sent a watermark, or detached: does not hold others back
 		}
 		if idle > 0 && w != math.MaxInt64 && now-pubs[i].lastActiveNs.Load() > int64(idle) {
@@ -324,7 +331,9 @@ func (s *shard) flushOutputs() {
 // window fires; then the output rings are closed for the collector.
 func (s *shard) finish() {
 	for i := range s.srcWm {
-		s.srcWm[i] = math.MaxInt64
+		if !s.srcGone[i] { // a detached source did not end
+			s.srcWm[i] = math.MaxInt64
+		}
 	}
 	s.advance(math.MaxUint64)
 	s.flushOutputs()
