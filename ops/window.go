@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"unsafe"
 
 	"qstream/codec"
@@ -48,7 +49,7 @@ type WindowOptions struct {
 	// MaxOpenWindowsPerSymbol bounds per-symbol state: for tumbling and
 	// hopping windows, how many hops a symbol's trades may run ahead of the
 	// firing watermark beyond the windows held for allowed lateness (at
-	// least this many: the pane ring is rounded up to a power of two); for
+	// least this many: the pane span is rounded up to a power of two); for
 	// session windows, the sessions held per symbol. A trade that would
 	// exceed it is refused with codec.ReasonOversize and counted. Default 16,
 	// at most 4096.
@@ -72,8 +73,13 @@ type WindowOptions struct {
 	// (counted in IdleResets). Must exceed the allowed lateness plus the
 	// window size (or gap). 0 disables.
 	IdleSymbolTTLNs int64
-	// MaxStateBytes bounds the preallocated state; NewWindowOperator refuses
-	// configurations above it. Default 1 GiB.
+	// MaxStateBytes bounds the operator's memory: the fixed per-slot
+	// headers (preallocated for maxSlots; NewWindowOperator refuses a
+	// configuration whose headers alone exceed it) plus the pools that hold
+	// what symbols actually use (pane blocks, buffered trades, sessions,
+	// sketches), which grow on demand up to it. A trade that needs more
+	// than the bound allows is refused with codec.ReasonOversize (counted in
+	// Refused and StateFull). Default 1 GiB.
 	MaxStateBytes int64
 	WindowTrigger
 }
@@ -93,6 +99,10 @@ const (
 	winMaxTs = int64(1) << 62
 	// MaxWindowSlots bounds maxSlots.
 	MaxWindowSlots = 1 << 22
+	// winDirMaxBlocks bounds a symbol's pane directory and winDirMaxChunks
+	// its buffered-trade directory: pane blocks and trade chunks grow instead.
+	winDirMaxBlocks = 32
+	winDirMaxChunks = 1024
 )
 
 // ErrWindowConfig is wrapped by configuration errors of NewWindowOperator.
@@ -102,7 +112,7 @@ var ErrWindowConfig = errors.New("ops: invalid window configuration")
 type WindowCounters struct {
 	Events       uint64 // trades folded into window state
 	Late         uint64 // refused: behind the watermark by more than the allowed lateness
-	Refused      uint64 // refused: per-symbol state full (ReasonOversize)
+	Refused      uint64 // refused: per-symbol state full or the operator at MaxStateBytes (ReasonOversize)
 	BadValue     uint64 // refused: non-finite value or volume, negative volume, time out of range
 	MissingField uint64 // skipped: the trade lacks the aggregated field (bid, ask, spread, mid)
 	Unwindowed   uint64 // skipped: a hopping trade between windows (HOP > SIZE)
@@ -113,12 +123,20 @@ type WindowCounters struct {
 	Sketched     uint64 // percentile results answered from a sketch
 	IdleResets   uint64 // symbols released by IdleSymbolTTLNs
 	Merges       uint64 // session windows merged by a bridging trade
+	StateFull    uint64 // of Refused: the operator's state was at MaxStateBytes
 }
 
 // WindowOperator runs one WindowSpec for up to maxSlots symbols of one
-// shard. All state is preallocated at construction in flat, pointer-free
-// arrays indexed by slot, so the hot path allocates nothing (as long as the
-// caller reuses dst) and AppendState can snapshot it.
+// shard. Its memory is bounded by what the symbols actually hold, not by
+// symbols × worst case: each slot has a small fixed header, preallocated
+// for maxSlots; everything else (the symbol's record, the pane blocks of
+// tumbling and hopping windows, buffered trades, session lists, percentile
+// sketches) comes from per-operator pools of fixed-size, pointer-free chunks
+// addressed by int32 indices (see winPool). Pools grow lazily in blocks up
+// to WindowOptions.MaxStateBytes and recycle chunks through free lists when
+// windows fire and state is evicted, so after warm-up the hot path
+// allocates nothing (as long as the caller reuses dst), and AppendState
+// snapshots exactly what is held.
 //
 // Time is event time only: OnEvent and OnWatermark take the shard's
 // watermark from the caller (see WatermarkTracker); processing time enters
@@ -172,8 +190,8 @@ type WindowCounters struct {
 // Cost per trade is O(1) amortized for every type and aggregation except
 // percentiles, which select over the window's trades at each firing
 // (exact up to PercentileExactMax, else a Sketch). State is bounded per
-// symbol by WindowOptions; what does not fit is refused or spilled, and
-// counted (WindowCounters).
+// symbol by WindowOptions and per operator by MaxStateBytes; what does not
+// fit is refused or spilled, and counted (WindowCounters).
 type WindowOperator struct {
 	op       uint16
 	spec     WindowSpec
@@ -188,10 +206,15 @@ type WindowOperator struct {
 	useBuf   bool // keeps sorted raw trades per symbol
 	bufMust  bool // a full buffer refuses (sliding, TWAP, count) instead of spilling
 	useSk    bool // percentile units keep sketches (tumbling, hopping, session)
+	twoPanes bool // hopping two-stacks: pane blocks carry suffix aggregates
+	twoRecs  bool // sliding two-stacks: trade chunks carry suffix aggregates
+	// paneSimple: a tumbling or hopping trade needs nothing but its pane
+	// blocks (no trade buffer, no sketch).
+	paneSimple bool
 
 	paneNs, off int64 // tumbling/hopping pane length and alignment
 	w, h        int64 // panes per window, per hop
-	ringCap     int64 // panes per symbol
+	ringCap     int64 // pane span a symbol may hold (a power of two)
 	sizeNs      int64 // sliding SIZE, session GAP
 	slideNs     int64 // sliding SLIDE (>= 1)
 	countN      int64
@@ -199,6 +222,15 @@ type WindowOperator struct {
 	delayNs     int64 // EmitFinal: firing waits for the allowed lateness
 	bufCap      int64
 	maxOpen     int64
+
+	// Pool geometry: pane blocks of paneP panes (paneShift = log2), a
+	// symbol's held blocks indexed through paneDirN directory entries; trade
+	// chunks of recL trades, recDirN directory entries. Both directories
+	// share one dirs chunk per symbol (panes first).
+	paneP, paneDirN int64
+	paneShift       uint
+	recL, recDirN   int64
+	recShift        uint
 
 	wm  int64 // last OnWatermark
 	fwm int64 // firing watermark: wm − delay (math.MaxInt64 at end of input)
@@ -208,72 +240,97 @@ type WindowOperator struct {
 	kFire, kAlive       int64
 	kFireEnd, kAliveEnd int64 // their window ends: the indices change when the watermark gets there
 	wmSlowAt            int64 // OnWatermark takes its slow path at or after this watermark
-	ringMask            int64 // ringCap − 1 (ringCap is a power of two)
-	bufMask             int64 // bufCap − 1 when bufCap is a power of two, else 0
 
 	lastEarlyNs int64
 	earlyArmed  bool
 	ttlCursor   int
 
-	slots      []winSlot
-	panes      []winPane    // maxSlots × ringCap
-	paneSuffix []aggState   // maxSlots × ringCap (hopping, non-invertible)
-	sess       []winSession // maxSlots × maxOpen
-	recs       []winRec     // maxSlots × bufCap
-	recSuffix  []aggState   // maxSlots × bufCap (sliding, non-invertible)
-	sketches   []Sketch     // maxSlots × units (percentile)
-	heap       []int32      // slots with something to fire, by (key, symbol, slot)
-	heapTop    int64        // key of heap[0], math.MaxInt64 when empty
+	heap    []winHeapEnt // slots with something to fire, by (key, symbol, slot)
+	heapTop int64        // key of heap[0], math.MaxInt64 when empty
 
-	tmpSuffix []aggState // temporary sweeps (late re-firings, partial values)
+	budget winBudget
+	// The state of each slot, in pages of winSymPage slots allocated when
+	// one of their slots gets its first trade (the page table is the only
+	// part preallocated for maxSlots).
+	symPages [][]winSym
+	dirs     winPool[int32]      // per symbol: pane block and trade chunk directories
+	panes    winPool[winPane]    // pane blocks (+ suffix aggregates)
+	recs     winPool[winRec]     // buffered trade chunks (+ suffix aggregates)
+	sess     winPool[winSession] // session list nodes
+	sks      winPool[Sketch]     // percentile sketches (per pane or session)
+
+	tmpSuffix []aggState // temporary sweeps (late re-firings, partial values), grown on demand
 	scratch   []float64  // exact percentiles
 	scratchSk Sketch
 	zeroAgg   aggState // read-only empty state
 	qAgg      aggState // scratch for a combined window aggregate
+	qAgg2     aggState // write-only sink (see paneSufAt)
 	statsTmp  WindowStats
 
-	counters   WindowCounters
-	rejErr     codec.Error
-	stateBytes int64
+	counters WindowCounters
+	rejErr   codec.Error
 }
 
-// winSlot is the fixed per-symbol header. Exported fields are for
-// encoding/binary only.
-type winSlot struct {
+// winHeapEnt is an entry of the firing heap: the slot and what it is
+// ordered by, so that comparisons touch only the heap.
+type winHeapEnt struct {
+	Key  int64 // fire when the firing watermark reaches it
+	Sym  codec.Symbol
+	Slot int32
+}
+
+// winSym is the state of one slot, in the operator's slot pages (512
+// bytes; what it holds beyond this comes from the pools). The zero state of
+// a page's slots is winSymInit. Exported fields are for encoding/binary
+// only.
+type winSym struct {
+	// The first cache line: what every tumbling or hopping trade reads.
+	DataHi  int64 // highest pane claimed
+	NextK   int64 // first window not yet fired on time
+	LoPane  int64 // lowest pane that may still be live
+	NDP     int64 // first non-empty pane >= NextK·h, or winNone
+	BlkLo   int64 // held pane blocks: [BlkLo, BlkLo+BlkN), contiguous
+	BlkN    int64
+	HotBlk  int64 // a one-entry cache of the pane directory: block HotBlk is chunk HotBlkC (0: empty)
+	HotBlkC int32
+	Dir     int32 // dirs chunk: paneDirN pane blocks, then recDirN trade chunks (0: none yet)
+
 	Sym     codec.Symbol
-	Used    uint32
-	LastTs  int64 // latest event time seen (idle TTL)
-	HeapKey int64 // fire when the firing watermark reaches it
-	HeapPos int32 // position in heap, −1 when absent
-	Early   uint32
+	Used    uint16 // 1 from the slot's first trade until ResetSlot
+	Early   uint16 // traded since the last processing-time early firing
+	HeapPos int32  // position in heap, −1 when absent
+	Sess    int32  // first session node (by time), 0 when none
+	LastTs  int64  // latest event time seen (idle TTL)
 	EarlyN  int64
-
-	// tumbling and hopping
-	NextK  int64 // first window not yet fired on time
-	NDP    int64 // first non-empty pane >= NextK·h, or winNone
-	DataHi int64 // highest pane claimed
-	LoPane int64 // lowest pane that may still be live
-
-	// window aggregator over panes (hopping) or buffered trades (sliding)
-	Sw winSwag
-
-	// buffered trades (ring of bufCap; abs index = BufHead + i)
-	BufHead, BufN int64
-	SpillTs       int64 // percentile values at or before this time were dropped
+	FreeQ   int64 // the sketches of panes below this have been released
+	HotRecN int64 // a one-entry cache of the trade directory: chunk number HotRecN is HotRecC (0: empty)
+	HotRecC int32
+	NSess   uint32
 
 	// sliding evaluation chain
 	Cursor    int64 // abs index of the first trade the chain has not passed
 	LastPoint int64
 	HasPoint  uint32
-	NSess     uint32 // sessions held
+	_         uint32
+
+	// buffered trades (abs index = BufHead + i)
+	BufHead, BufN int64
+	SpillTs       int64 // percentile values at or before this time were dropped
+
+	// window aggregator over panes (hopping) or buffered trades (sliding)
+	Sw winSwag
 
 	// count windows
 	Chunk              aggState
 	ChunkNo            int64
 	ChunkMin, ChunkMax int64
 	ChunkFires         uint32
-	_                  uint32
+	_                  [5]uint32 // 512 bytes: records stay cache-line aligned in their pages
 }
+
+// winSymInit is the state of a slot without trades.
+var winSymInit = winSym{NDP: winNone, DataHi: winNone, LoPane: winNone, NextK: math.MinInt64, HeapPos: -1,
+	FreeQ: math.MinInt64, LastPoint: math.MinInt64, SpillTs: math.MinInt64, ChunkMin: math.MaxInt64, ChunkMax: math.MinInt64}
 
 // winSwag is a sliding-window aggregator over consecutive items (panes of
 // a hopping window, buffered trades of a sliding window) [Lo, Hi). For
@@ -294,9 +351,8 @@ type winSwag struct {
 
 // winPane is one pane of a tumbling or hopping window.
 type winPane struct {
-	Q     int64  // pane index held (valid when Live == 1)
-	Live  uint32 // 1 when this ring entry holds pane Q
-	Fires uint32 // firings of the window whose first pane is Q (key ordinal)
+	Fires uint32 // firings of the window whose first pane this is (key ordinal)
+	Sk    int32  // sketch (percentile), 0 none
 	A     aggState
 }
 
@@ -308,13 +364,14 @@ type winRec struct {
 	Point uint32 // sliding: 1 when Ts is an evaluation point (first trade at Ts)
 }
 
-// winSession is one session window.
+// winSession is one session window, a node of the symbol's list sorted by
+// time.
 type winSession struct {
 	First, Last int64
 	Fires       uint32
 	Fired       uint32 // 1 when the current contents have been emitted
-	Sk          int32  // sketch index within the slot's pool (percentile), −1 none
-	_           int32
+	Sk          int32  // sketch (percentile), 0 none
+	Next        int32  // next session node, 0 at the end
 	A           aggState
 }
 
@@ -322,8 +379,10 @@ const winNone = math.MinInt64
 
 // NewWindowOperator builds the operator for spec (its index op among the
 // engine's specs is carried in Output.Op) for up to maxSlots symbols. It
-// validates the spec and options and preallocates every array; it refuses a
-// configuration whose state would exceed opts.MaxStateBytes.
+// validates the spec and options and preallocates the fixed per-slot
+// headers; it refuses a configuration whose headers alone would exceed
+// opts.MaxStateBytes. Everything else is taken from the pools as symbols
+// need it.
 func NewWindowOperator(op uint16, spec WindowSpec, opts WindowOptions, maxSlots int) (*WindowOperator, error) {
 	bad := func(format string, a ...any) (*WindowOperator, error) {
 		return nil, fmt.Errorf("%w: %s: %s", ErrWindowConfig, spec.String(), fmt.Sprintf(format, a...))
@@ -356,6 +415,8 @@ func NewWindowOperator(op uint16, spec WindowSpec, opts WindowOptions, maxSlots 
 		return bad("MaxBufferedEventsPerSymbol %d outside 1..%d", o.MaxBufferedEventsPerSymbol, maxBufferedLimit)
 	case o.PercentileExactMax < 1 || o.PercentileExactMax > o.MaxBufferedEventsPerSymbol:
 		return bad("PercentileExactMax %d outside 1..MaxBufferedEventsPerSymbol", o.PercentileExactMax)
+	case o.MaxStateBytes < 0:
+		return bad("negative MaxStateBytes")
 	case o.EarlyEveryNs < 0 || o.EarlyEveryN < 0:
 		return bad("negative early trigger")
 	case o.Emit > EmitFinal:
@@ -395,7 +456,6 @@ func NewWindowOperator(op uint16, spec WindowSpec, opts WindowOptions, maxSlots 
 	if w.kind == AggTWAP {
 		w.useBuf, w.bufMust = true, true
 	}
-	var units int64 // sketches per slot
 	switch spec.Type {
 	case WindowTumbling, WindowHopping:
 		w.paneNs = winGCD(spec.SizeNs, spec.HopNs)
@@ -408,18 +468,23 @@ func NewWindowOperator(op uint16, spec WindowSpec, opts WindowOptions, maxSlots 
 		if need > maxRingPanes {
 			return bad("%d panes per symbol (window, lateness and open windows), more than %d", need, maxRingPanes)
 		}
-		w.ringCap = 1
-		for w.ringCap < need { // a power of two: ring indices are a mask
-			w.ringCap <<= 1
-		}
-		w.ringMask = w.ringCap - 1
-		units = w.ringCap
+		w.ringCap = winPow2(need)
+		w.twoPanes = w.w > 1 && !w.inv
+		// The blocks a symbol holds span less than ringCap + 2·w panes (see
+		// paneFree): blocks of paneP panes keep its directory within
+		// winDirMaxBlocks entries.
+		span := w.ringCap + 2*w.w
+		w.paneP = max(4, winPow2(winCeilDiv(span, winDirMaxBlocks)))
+		w.paneDirN = winPow2(winCeilDiv(span, w.paneP) + 1)
+		w.paneShift = uint(bits.TrailingZeros64(uint64(w.paneP)))
+		w.useSk = w.kind == AggPercentile
 	case WindowSliding:
 		w.sizeNs, w.slideNs = spec.SizeNs, max(spec.HopNs, 1)
 		w.useBuf, w.bufMust = true, true
+		w.twoRecs = !w.inv
 	case WindowSession:
 		w.sizeNs = spec.SizeNs
-		units = w.maxOpen
+		w.useSk = w.kind == AggPercentile
 	case WindowCount:
 		w.countN = spec.Count
 		if w.useBuf {
@@ -429,59 +494,47 @@ func NewWindowOperator(op uint16, spec WindowSpec, opts WindowOptions, maxSlots 
 			}
 		}
 	}
-	w.useSk = w.kind == AggPercentile && units > 0
-	if !w.useSk {
-		units = 0
-	}
-	// Memory: refuse before allocating.
-	slots := int64(maxSlots)
-	bytes := slots * int64(unsafe.Sizeof(winSlot{}))
-	bytes += slots * w.ringCap * int64(unsafe.Sizeof(winPane{}))
-	twoStacksPanes := w.ringCap > 0 && w.w > 1 && !w.inv
-	if twoStacksPanes {
-		bytes += slots * w.ringCap * int64(unsafe.Sizeof(aggState{}))
-	}
-	if spec.Type == WindowSession {
-		bytes += slots * w.maxOpen * int64(unsafe.Sizeof(winSession{}))
-	}
+	w.paneSimple = !w.useBuf && !w.useSk
 	if w.useBuf {
-		bytes += slots * w.bufCap * int64(unsafe.Sizeof(winRec{}))
+		// Trade chunks of recL: at most winDirMaxChunks directory entries
+		// for bufCap trades (+1: the buffer need not start at a chunk
+		// boundary).
+		w.recL = min(64, winPow2(w.bufCap))
+		if winCeilDiv(w.bufCap, w.recL)+1 > winDirMaxChunks {
+			w.recL = winPow2(winCeilDiv(w.bufCap, winDirMaxChunks-1))
+		}
+		w.recDirN = winPow2(winCeilDiv(w.bufCap, w.recL) + 1)
+		w.recShift = uint(bits.TrailingZeros64(uint64(w.recL)))
 	}
-	twoStacksRecs := spec.Type == WindowSliding && !w.inv
-	if twoStacksRecs {
-		bytes += slots * w.bufCap * int64(unsafe.Sizeof(aggState{}))
+	// Memory: the fixed part is refused up front; the pools count against
+	// the same bound as they grow.
+	fixed := int64((maxSlots+winSymPage-1)/winSymPage) * int64(unsafe.Sizeof([]winSym(nil))) // slot page table
+	if w.kind == AggPercentile {
+		fixed += int64(o.PercentileExactMax) * 8
 	}
-	bytes += slots * units * int64(unsafe.Sizeof(Sketch{}))
-	if bytes > o.MaxStateBytes {
-		return bad("state would take %d bytes for %d symbols, over MaxStateBytes %d", bytes, maxSlots, o.MaxStateBytes)
+	if fixed > o.MaxStateBytes {
+		return bad("fixed state would take %d bytes for %d symbols, over MaxStateBytes %d", fixed, maxSlots, o.MaxStateBytes)
 	}
-	w.stateBytes = bytes
-	w.slots = make([]winSlot, maxSlots)
-	w.panes = make([]winPane, slots*w.ringCap)
-	if twoStacksPanes {
-		w.paneSuffix = make([]aggState, slots*w.ringCap)
-	}
-	if spec.Type == WindowSession {
-		w.sess = make([]winSession, slots*w.maxOpen)
-	}
-	if w.useBuf {
-		w.recs = make([]winRec, slots*w.bufCap)
-	}
-	if twoStacksRecs {
-		w.recSuffix = make([]aggState, slots*w.bufCap)
-	}
-	w.sketches = make([]Sketch, slots*units)
-	w.heap = make([]int32, 0, maxSlots)
+	w.budget = winBudget{held: fixed, maxBytes: o.MaxStateBytes}
 	w.heapTop = math.MaxInt64
-	w.tmpSuffix = make([]aggState, max(w.ringCap, w.bufCap))
 	if w.kind == AggPercentile {
 		w.scratch = make([]float64, 0, o.PercentileExactMax)
 	}
-	if w.bufCap&(w.bufCap-1) == 0 {
-		w.bufMask = w.bufCap - 1
+	w.symPages = make([][]winSym, (maxSlots+winSymPage-1)/winSymPage)
+	if n := w.paneDirN + w.recDirN; n > 0 {
+		w.dirs.init(int(n), false, false)
 	}
-	for i := range w.slots {
-		w.initSlot(i)
+	if w.ringCap > 0 {
+		w.panes.init(int(w.paneP), w.twoPanes, true)
+	}
+	if w.useBuf {
+		w.recs.init(int(w.recL), w.twoRecs, false)
+	}
+	if spec.Type == WindowSession {
+		w.sess.init(1, false, false)
+	}
+	if w.useSk {
+		w.sks.init(1, false, true)
 	}
 	w.setWatermark(math.MinInt64)
 	return w, nil
@@ -535,14 +588,31 @@ func (w *WindowOperator) MaxSlots() int { return w.maxSlots }
 // Watermark returns the last watermark given to OnWatermark.
 func (w *WindowOperator) Watermark() int64 { return w.wm }
 
-// StateBytes returns the size of the preallocated per-symbol state (what
-// MaxStateBytes bounds): per slot a header, the pane ring of tumbling and
-// hopping windows (a power of two ≥ SIZE/gcd + lateness panes +
-// (MaxOpenWindowsPerSymbol+1) hops, with suffix aggregates for
-// non-invertible hopping aggregations), the sessions, the buffered trades
-// (sliding, TWAP, percentiles) and one Sketch per pane or session for
-// percentiles.
-func (w *WindowOperator) StateBytes() int64 { return w.stateBytes }
+// StateBytes returns the memory the operator holds, what MaxStateBytes
+// bounds: the fixed per-slot headers and the firing heap (preallocated for
+// maxSlots), scratch for percentiles and temporary sweeps, and every pool
+// block allocated so far (pools grow on demand and keep their blocks, so
+// this is the high-water mark of what symbols held, rounded up to blocks).
+func (w *WindowOperator) StateBytes() int64 { return w.budget.held }
+
+// StateInUseBytes returns the part of StateBytes that symbols hold right
+// now: the fixed part plus the pool chunks handed out (the rest of the
+// pools' blocks is free for reuse).
+func (w *WindowOperator) StateInUseBytes() int64 {
+	n := w.budget.held
+	n -= winPoolFree(&w.dirs) + winPoolFree(&w.panes) +
+		winPoolFree(&w.recs) + winPoolFree(&w.sess) + winPoolFree(&w.sks)
+	return n
+}
+
+// winPoolFree returns the bytes of the pool's chunks not handed out.
+func winPoolFree[T any](p *winPool[T]) int64 {
+	if len(p.items) == 0 {
+		return 0
+	}
+	perChunk := p.blockBytes / (int64(p.mask) + 1)
+	return (int64(p.chunks) - int64(p.inUse)) * perChunk
+}
 
 // Counters returns the cumulative counts.
 func (w *WindowOperator) Counters() WindowCounters { return w.counters }
@@ -552,38 +622,102 @@ func (w *WindowOperator) Counters() WindowCounters { return w.counters }
 // OnEvent; copy the struct to keep it.
 func (w *WindowOperator) RejectError() *codec.Error { return &w.rejErr }
 
-func (w *WindowOperator) initSlot(slot int) {
-	s := &w.slots[slot]
-	*s = winSlot{HeapPos: -1, NDP: winNone, DataHi: winNone, LoPane: winNone, SpillTs: math.MinInt64,
-		LastPoint: math.MinInt64, ChunkMin: math.MaxInt64, ChunkMax: math.MinInt64, NextK: math.MinInt64}
-	if w.spec.Type == WindowSession {
-		ss := w.sessOf(slot)
-		for i := range ss {
-			ss[i] = winSession{Sk: -1}
-		}
-	}
+// sym returns the state of slot, whose page must exist (the slot has had
+// a trade).
+func (w *WindowOperator) sym(slot int) *winSym {
+	return &w.symPages[slot>>winSymPageShift][slot&(winSymPage-1)]
 }
 
-// ResetSlot forgets everything about the symbol in slot (nothing fires), so
-// the slot can be given to another symbol.
-func (w *WindowOperator) ResetSlot(slot int) {
+// symIf returns the state of slot, or nil when it has had no trade.
+func (w *WindowOperator) symIf(slot int) *winSym {
 	if slot < 0 || slot >= w.maxSlots {
+		return nil
+	}
+	page := w.symPages[slot>>winSymPageShift]
+	if page == nil || page[slot&(winSymPage-1)].Used == 0 {
+		return nil
+	}
+	return &page[slot&(winSymPage-1)]
+}
+
+// Slot pages: winSymPage slots of state (64 KiB).
+const (
+	winSymPageShift = 7
+	winSymPage      = 1 << winSymPageShift
+)
+
+// symPage returns the state of slot, allocating its page if it is the
+// page's first slot with a trade (counted against MaxStateBytes); nil when
+// that would exceed it.
+func (w *WindowOperator) symPage(slot int) *winSym {
+	page := &w.symPages[slot>>winSymPageShift]
+	if *page == nil {
+		n := int64(winSymPage) * int64(unsafe.Sizeof(winSym{}))
+		if w.budget.held+n > w.budget.maxBytes {
+			return nil
+		}
+		w.budget.held += n
+		*page = make([]winSym, winSymPage)
+		for i := range *page {
+			(*page)[i] = winSymInit
+		}
+	}
+	return &(*page)[slot&(winSymPage-1)]
+}
+
+// dirReserve gives s its directory chunk (at its first pane block or
+// buffered trade); false when the pool is at MaxStateBytes.
+func (w *WindowOperator) dirReserve(s *winSym) bool {
+	if s.Dir != 0 {
+		return true
+	}
+	if !w.dirs.reserve(1, &w.budget) {
+		return false
+	}
+	s.Dir = w.dirs.alloc()
+	return true
+}
+
+// ResetSlot forgets everything about the symbol in slot (nothing fires) and
+// returns what it held to the pools, so the slot can be given to another
+// symbol.
+func (w *WindowOperator) ResetSlot(slot int) {
+	s := w.symIf(slot)
+	if s == nil {
 		return
 	}
 	w.heapRemove(slot)
-	if w.ringCap > 0 {
-		clear(w.panes[int64(slot)*w.ringCap : int64(slot+1)*w.ringCap])
+	w.paneReleaseAll(s)
+	w.bufReleaseAll(s)
+	w.sessReleaseAll(s)
+	if s.Dir != 0 {
+		w.dirs.release(s.Dir)
 	}
-	if w.useBuf {
-		clear(w.recs[int64(slot)*w.bufCap : int64(slot+1)*w.bufCap])
+	*s = winSymInit
+}
+
+// slotDue reports whether s has a firing due at the current firing
+// watermark (OnWatermark is still working through it).
+func (w *WindowOperator) slotDue(s *winSym) bool {
+	return s.HeapPos >= 0 && w.heap[s.HeapPos].Key <= w.fwm
+}
+
+// refuseFull refuses a trade that needs more state than MaxStateBytes allows.
+func (w *WindowOperator) refuseFull() codec.Reason {
+	w.counters.StateFull++
+	return w.reject(codec.ReasonOversize, "", "window state at MaxStateBytes")
+}
+
+// tmpSuf returns scratch suffix storage of at least n entries (a power of
+// two; index with & (len−1)). It grows on demand (amortised: the first late
+// re-firing or partial value of a new size), counted in StateBytes.
+func (w *WindowOperator) tmpSuf(n int64) []aggState {
+	if int64(len(w.tmpSuffix)) < n {
+		n = winPow2(n)
+		w.budget.held += (n - int64(len(w.tmpSuffix))) * int64(unsafe.Sizeof(aggState{}))
+		w.tmpSuffix = make([]aggState, n)
 	}
-	if n := int64(len(w.sketches)) / int64(w.maxSlots); n > 0 {
-		sk := w.sketches[int64(slot)*n : int64(slot+1)*n]
-		for i := range sk {
-			sk[i].Reset()
-		}
-	}
-	w.initSlot(slot)
+	return w.tmpSuffix
 }
 
 // reject records a refusal and returns its reason.
@@ -641,7 +775,10 @@ func (w *WindowOperator) OnEvent(slot int, sym codec.Symbol, ev *codec.Event, wa
 	if slot < 0 || slot >= w.maxSlots {
 		return dst, w.reject(codec.ReasonUnknownSymbol, "", "window slot out of range")
 	}
-	s := &w.slots[slot]
+	s := w.symPage(slot)
+	if s == nil {
+		return dst, w.refuseFull()
+	}
 	if s.Used == 0 {
 		s.Used, s.Sym = 1, sym
 	} else if s.Sym != sym {
@@ -670,13 +807,13 @@ func (w *WindowOperator) OnEvent(slot int, sym codec.Symbol, ev *codec.Event, wa
 	var r codec.Reason
 	switch w.spec.Type {
 	case WindowTumbling, WindowHopping:
-		dst, r = w.paneEvent(slot, x, v, ts, ev.Seq, ev.IngestNs, dst)
+		dst, r = w.paneEvent(slot, s, x, v, ts, ev.Seq, ev.IngestNs, dst)
 	case WindowSliding:
-		dst, r = w.slideEvent(slot, x, v, ts, ev.Seq, ev.IngestNs, dst)
+		dst, r = w.slideEvent(slot, s, x, v, ts, ev.Seq, ev.IngestNs, dst)
 	case WindowSession:
-		dst, r = w.sessEvent(slot, x, v, ts, ev.Seq, ev.IngestNs, dst)
+		dst, r = w.sessEvent(slot, s, x, v, ts, ev.Seq, ev.IngestNs, dst)
 	case WindowCount:
-		dst, r = w.countEvent(slot, x, v, ts, ev.Seq, ev.IngestNs, dst)
+		dst, r = w.countEvent(slot, s, x, v, ts, ev.Seq, ev.IngestNs, dst)
 	}
 	if r == winSkip {
 		return dst, codec.ReasonNone
@@ -721,24 +858,25 @@ func (w *WindowOperator) onWatermarkSlow(watermarkNs int64, seq uint64, dst []Ou
 	w.setWatermark(watermarkNs)
 	if watermarkNs == math.MaxInt64 {
 		if w.spec.Type == WindowCount {
-			for i := range w.slots {
-				if s := &w.slots[i]; s.Chunk.N > 0 {
+			for i := 0; i < w.maxSlots; i++ {
+				if s := w.symIf(i); s != nil && s.Chunk.N > 0 {
 					w.heapSet(i, s.ChunkMax)
 				}
 			}
 		}
 	}
 	for w.heapTop <= w.fwm && len(w.heap) > 0 {
-		slot := int(w.heap[0])
+		slot := int(w.heap[0].Slot)
+		s := w.sym(slot)
 		switch w.spec.Type {
 		case WindowTumbling, WindowHopping:
-			dst = w.paneFire(slot, seq, watermarkNs, dst)
+			dst = w.paneFire(slot, s, seq, watermarkNs, dst)
 		case WindowSliding:
-			dst = w.slideFire(slot, seq, watermarkNs, dst)
+			dst = w.slideFire(slot, s, seq, watermarkNs, dst)
 		case WindowSession:
-			dst = w.sessFire(slot, seq, watermarkNs, dst)
+			dst = w.sessFire(slot, s, seq, watermarkNs, dst)
 		case WindowCount:
-			dst = w.countFlush(slot, seq, watermarkNs, dst)
+			dst = w.countFlush(slot, s, seq, watermarkNs, dst)
 		}
 	}
 	if w.opts.IdleSymbolTTLNs > 0 && watermarkNs != math.MaxInt64 {
@@ -764,8 +902,8 @@ func (w *WindowOperator) OnProcessingTime(nowNs int64, seq uint64, dst []Output)
 		return dst
 	}
 	w.lastEarlyNs = nowNs
-	for i := range w.slots {
-		if s := &w.slots[i]; s.Used != 0 && s.Early != 0 {
+	for i := 0; i < w.maxSlots; i++ {
+		if s := w.symIf(i); s != nil && s.Early != 0 {
 			s.Early = 0
 			dst, _ = w.openWindows(i, winOpenFire, seq, w.wm, 0, dst, nil)
 		}
@@ -781,7 +919,7 @@ func (w *WindowOperator) OnProcessingTime(nowNs int64, seq uint64, dst []Output)
 // recorded as fired. For hopping windows this is every overlapping window,
 // in order of end.
 func (w *WindowOperator) Partial(slot int, dst []Output) []Output {
-	if slot < 0 || slot >= w.maxSlots || w.slots[slot].Used == 0 {
+	if w.symIf(slot) == nil {
 		return dst
 	}
 	dst, _ = w.openWindows(slot, winOpenPeek, 0, w.wm, 0, dst, nil)
@@ -793,7 +931,7 @@ func (w *WindowOperator) Partial(slot int, dst []Output) []Output {
 // applied on demand with WindowStats.Value or a custom function. Statistics
 // the operator does not maintain for its aggregation are NaN.
 func (w *WindowOperator) PartialStats(slot int, dst []WindowStats) []WindowStats {
-	if slot < 0 || slot >= w.maxSlots || w.slots[slot].Used == 0 {
+	if w.symIf(slot) == nil {
 		return dst
 	}
 	_, dst = w.openWindows(slot, winOpenStats, 0, w.wm, 0, nil, dst)
@@ -812,15 +950,19 @@ const (
 // openWindows appends the open windows of slot, as outputs or statistics
 // depending on mode.
 func (w *WindowOperator) openWindows(slot int, mode winOpenMode, seq uint64, ts, ingest int64, dst []Output, st []WindowStats) ([]Output, []WindowStats) {
+	s := w.symIf(slot)
+	if s == nil {
+		return dst, st
+	}
 	switch w.spec.Type {
 	case WindowTumbling, WindowHopping:
-		return w.paneOpen(slot, mode, seq, ts, ingest, dst, st)
+		return w.paneOpen(slot, s, mode, seq, ts, ingest, dst, st)
 	case WindowSession:
-		return w.sessOpen(slot, mode, seq, ts, ingest, dst, st)
+		return w.sessOpen(slot, s, mode, seq, ts, ingest, dst, st)
 	case WindowSliding:
-		return w.slideOpen(slot, mode, seq, ts, ingest, dst, st)
+		return w.slideOpen(slot, s, mode, seq, ts, ingest, dst, st)
 	case WindowCount:
-		return w.countOpen(slot, mode, seq, ts, ingest, dst, st)
+		return w.countOpen(slot, s, mode, seq, ts, ingest, dst, st)
 	}
 	return dst, st
 }
@@ -840,8 +982,8 @@ func (w *WindowOperator) idleSweep() {
 		if w.ttlCursor == w.maxSlots {
 			w.ttlCursor = 0
 		}
-		s := &w.slots[i]
-		if s.Used == 0 || s.LastTs >= horizon || s.HeapPos >= 0 || s.Chunk.N > 0 {
+		s := w.symIf(i)
+		if s == nil || s.LastTs >= horizon || s.HeapPos >= 0 || s.Chunk.N > 0 {
 			continue
 		}
 		w.ResetSlot(i)
@@ -853,7 +995,7 @@ func (w *WindowOperator) idleSweep() {
 // before this one); val is the percentile value when kind is AggPercentile.
 func (w *WindowOperator) emit(dst []Output, slot int, a *aggState, start, end, twEnd int64, timing Timing,
 	ord uint64, seq uint64, ts, ingest int64, val float64, keyed bool) []Output {
-	s := &w.slots[slot]
+	s := w.sym(slot)
 	o := Output{Kind: OutWindow, Timing: timing, Op: w.op, Symbol: s.Sym, Seq: seq, TsNs: ts,
 		StartNs: start, EndNs: end, Count: a.N, IngestNs: ingest}
 	if keyed {
@@ -930,23 +1072,23 @@ func winMix(x uint64) uint64 {
 	return x ^ x>>31
 }
 
-// --- heap of slots with something to fire, ordered by (HeapKey, Sym, slot).
+// --- heap of slots with something to fire, ordered by (key, symbol, slot).
 
 func (w *WindowOperator) heapLess(i, j int) bool {
-	a, b := &w.slots[w.heap[i]], &w.slots[w.heap[j]]
-	if a.HeapKey != b.HeapKey {
-		return a.HeapKey < b.HeapKey
+	a, b := &w.heap[i], &w.heap[j]
+	if a.Key != b.Key {
+		return a.Key < b.Key
 	}
 	if a.Sym != b.Sym {
 		return a.Sym < b.Sym
 	}
-	return w.heap[i] < w.heap[j]
+	return a.Slot < b.Slot
 }
 
 func (w *WindowOperator) heapSwap(i, j int) {
 	w.heap[i], w.heap[j] = w.heap[j], w.heap[i]
-	w.slots[w.heap[i]].HeapPos = int32(i)
-	w.slots[w.heap[j]].HeapPos = int32(j)
+	w.sym(int(w.heap[i].Slot)).HeapPos = int32(i)
+	w.sym(int(w.heap[j].Slot)).HeapPos = int32(j)
 }
 
 func (w *WindowOperator) heapUp(i int) {
@@ -979,30 +1121,37 @@ func (w *WindowOperator) heapDown(i int) {
 	}
 }
 
-// heapSet puts slot in the heap with key, or moves it there.
+// heapSet puts slot in the heap with key, or moves it there. The heap grows
+// (an allocation, counted in StateBytes) when more symbols than ever before
+// wait to fire at once.
 func (w *WindowOperator) heapSet(slot int, key int64) {
-	s := &w.slots[slot]
+	s := w.sym(slot)
 	if s.HeapPos < 0 {
-		s.HeapKey = key
+		if len(w.heap) == cap(w.heap) {
+			n := max(64, 2*cap(w.heap))
+			w.budget.held += int64(n-cap(w.heap)) * int64(unsafe.Sizeof(winHeapEnt{}))
+			w.heap = append(make([]winHeapEnt, 0, n), w.heap...)
+		}
 		s.HeapPos = int32(len(w.heap))
-		w.heap = append(w.heap, int32(slot))
+		w.heap = append(w.heap, winHeapEnt{Key: key, Sym: s.Sym, Slot: int32(slot)})
 		w.heapUp(int(s.HeapPos))
-		w.heapTop = w.slots[w.heap[0]].HeapKey
+		w.heapTop = w.heap[0].Key
 		return
 	}
-	old := s.HeapKey
-	s.HeapKey = key
+	e := &w.heap[s.HeapPos]
+	old := e.Key
+	e.Key = key
 	if key < old {
 		w.heapUp(int(s.HeapPos))
 	} else if key > old {
 		w.heapDown(int(s.HeapPos))
 	}
-	w.heapTop = w.slots[w.heap[0]].HeapKey
+	w.heapTop = w.heap[0].Key
 }
 
 // heapRemove takes slot out of the heap.
 func (w *WindowOperator) heapRemove(slot int) {
-	s := &w.slots[slot]
+	s := w.sym(slot)
 	i := int(s.HeapPos)
 	if i < 0 {
 		return
@@ -1019,7 +1168,7 @@ func (w *WindowOperator) heapRemove(slot int) {
 	}
 	w.heapTop = math.MaxInt64
 	if len(w.heap) > 0 {
-		w.heapTop = w.slots[w.heap[0]].HeapKey
+		w.heapTop = w.heap[0].Key
 	}
 }
 

@@ -12,33 +12,35 @@ import (
 // time in the chunk, TWAP weights the last trade until end (so by zero).
 // The end of input fires the partial chunk. Keys carry the chunk number.
 // TWAP and percentiles keep the chunk's trades in the buffer (N <=
-// MaxBufferedEventsPerSymbol).
+// MaxBufferedEventsPerSymbol); a trade whose buffer chunk the pool cannot
+// give (MaxStateBytes) is refused.
 
-func (w *WindowOperator) countEvent(slot int, x, v float64, ts int64, seq uint64, ingest int64, dst []Output) ([]Output, codec.Reason) {
-	s := &w.slots[slot]
+func (w *WindowOperator) countEvent(slot int, s *winSym, x, v float64, ts int64, seq uint64, ingest int64, dst []Output) ([]Output, codec.Reason) {
 	var prevX float64
 	var nextTs int64
 	if w.useBuf {
-		at := w.bufUpper(slot, ts)
-		w.bufInsert(slot, at, winRec{Ts: ts, X: x, V: v})
+		if !w.bufReserve(s) {
+			return dst, w.refuseFull()
+		}
+		at := w.bufUpper(s, ts)
+		w.bufInsert(s, at, winRec{Ts: ts, X: x, V: v})
 		if w.mask&aggNeedTW != 0 && s.Chunk.twMiddle(ts) {
-			prevX, nextTs = w.neighbours(slot, at)
+			prevX, nextTs = w.neighbours(s, at)
 		}
 	}
 	s.Chunk.add(w.mask, x, v, ts, prevX, nextTs)
 	s.ChunkMin, s.ChunkMax = min(s.ChunkMin, ts), max(s.ChunkMax, ts)
 	if s.Chunk.N >= w.countN {
-		dst = w.countEmit(slot, TimingOnTime, true, seq, ts, ingest, dst)
-		w.countReset(slot)
+		dst = w.countEmit(slot, s, TimingOnTime, true, seq, ts, ingest, dst)
+		w.countReset(s)
 	}
 	return dst, codec.ReasonNone
 }
 
-func (w *WindowOperator) countEmit(slot int, timing Timing, keyed bool, seq uint64, ts, ingest int64, dst []Output) []Output {
-	s := &w.slots[slot]
+func (w *WindowOperator) countEmit(slot int, s *winSym, timing Timing, keyed bool, seq uint64, ts, ingest int64, dst []Output) []Output {
 	val := math.NaN()
 	if w.kind == AggPercentile {
-		val = w.pctRecords(slot, s.BufHead, s.BufHead+s.BufN)
+		val = w.pctRecords(s, s.BufHead, s.BufHead+s.BufN)
 	}
 	ord := uint64(s.ChunkNo)<<32 | uint64(s.ChunkFires)
 	if keyed {
@@ -47,35 +49,33 @@ func (w *WindowOperator) countEmit(slot int, timing Timing, keyed bool, seq uint
 	return w.emit(dst, slot, &s.Chunk, s.ChunkMin, s.ChunkMax, s.ChunkMax, timing, ord, seq, ts, ingest, val, keyed)
 }
 
-func (w *WindowOperator) countReset(slot int) {
-	s := &w.slots[slot]
+func (w *WindowOperator) countReset(s *winSym) {
 	s.Chunk = aggState{}
 	s.ChunkMin, s.ChunkMax = math.MaxInt64, math.MinInt64
 	s.ChunkFires = 0
 	s.ChunkNo++
-	s.BufHead += s.BufN
-	s.BufN = 0
-	s.Cursor = s.BufHead
+	if w.useBuf {
+		w.bufClear(s)
+	}
 }
 
 // countFlush fires the partial chunk at the end of input.
-func (w *WindowOperator) countFlush(slot int, seq uint64, ts int64, dst []Output) []Output {
+func (w *WindowOperator) countFlush(slot int, s *winSym, seq uint64, ts int64, dst []Output) []Output {
 	w.heapRemove(slot)
-	if w.slots[slot].Chunk.N == 0 {
+	if s.Chunk.N == 0 {
 		return dst
 	}
-	dst = w.countEmit(slot, TimingOnTime, true, seq, ts, 0, dst)
-	w.countReset(slot)
+	dst = w.countEmit(slot, s, TimingOnTime, true, seq, ts, 0, dst)
+	w.countReset(s)
 	return dst
 }
 
-func (w *WindowOperator) countOpen(slot int, mode winOpenMode, seq uint64, ts, ingest int64, dst []Output, st []WindowStats) ([]Output, []WindowStats) {
-	s := &w.slots[slot]
+func (w *WindowOperator) countOpen(slot int, s *winSym, mode winOpenMode, seq uint64, ts, ingest int64, dst []Output, st []WindowStats) ([]Output, []WindowStats) {
 	if s.Chunk.N == 0 {
 		return dst, st
 	}
 	if mode == winOpenStats {
 		return dst, w.appendStats(st, &s.Chunk, s.ChunkMin, s.ChunkMax, s.ChunkMax)
 	}
-	return w.countEmit(slot, TimingEarly, mode == winOpenFire, seq, ts, ingest, dst), st
+	return w.countEmit(slot, s, TimingEarly, mode == winOpenFire, seq, ts, ingest, dst), st
 }

@@ -13,11 +13,24 @@ import (
 // a 5-minute window hopping by 1 second costs O(1) amortized per window
 // instead of O(trades in 5 minutes). Tumbling windows are the case w = h = 1.
 //
-// Each symbol owns a ring of ringCap panes; a ring entry is tagged with the
-// pane index it holds (Q), so panes are claimed and recycled lazily and the
-// ring never needs compaction. The live panes of a symbol always span less
-// than ringCap (LoPane..DataHi, checked on every trade), so two live panes
-// never share an entry.
+// A symbol's panes live in blocks of paneP consecutive panes taken from the
+// operator's panes pool: block b holds panes [b·paneP, (b+1)·paneP), zeroed
+// when taken, with the suffix aggregates of the two-stacks beside them
+// (hopping min, max, stddev, OHLCV, TWAP, custom). The symbol holds one
+// contiguous run of blocks [BlkLo, BlkLo+BlkN), found through its directory
+// (paneDirN entries, block b at b mod paneDirN). A pane outside the held
+// blocks is empty.
+//
+// A trade takes, before it changes anything, the blocks that it and the
+// firings it leads to will write: its pane, the first pane of every window
+// containing it (which keeps that window's firing ordinal) and, for the
+// two-stacks, every pane of those windows (the suffix aggregates cover
+// them), so firing never needs memory. Panes below paneLive can never be
+// read again (no window containing them can fire or change); paneFree
+// releases their sketches and the blocks wholly below it. What a symbol
+// holds therefore spans less than ringCap + 2·w panes (the live panes span
+// less than ringCap, checked on every trade as MaxOpenWindowsPerSymbol),
+// which bounds its directory.
 
 func (w *WindowOperator) winStart(k int64) int64 { return k*w.h*w.paneNs + w.off }
 func (w *WindowOperator) winEnd(k int64) int64   { return (k*w.h+w.w)*w.paneNs + w.off }
@@ -28,55 +41,201 @@ func (w *WindowOperator) kAfter(t int64) int64 {
 	return winFloorDiv(t-w.off-w.w*w.paneNs, w.h*w.paneNs) + 1
 }
 
-func (w *WindowOperator) paneIdx(slot int, q int64) int64 {
-	return int64(slot)*w.ringCap + q&w.ringMask
+// paneBlock returns the panes pool chunk of held block b.
+func (w *WindowOperator) paneBlock(s *winSym, b int64) int32 {
+	return *w.dirs.at(s.Dir, int(b&(w.paneDirN-1)))
 }
 
-// paneGet returns pane q of slot for reading (an empty state if the ring
-// entry holds another pane).
-func (w *WindowOperator) paneGet(slot int, q int64) *aggState {
-	p := &w.panes[w.paneIdx(slot, q)]
-	if p.Live != 0 && p.Q == q {
+// paneAt returns pane q of s, or nil when no held block has it (the pane is
+// empty). The hot block (see winSym.HotBlk) is the one of the symbol's
+// latest trade.
+func (w *WindowOperator) paneAt(s *winSym, q int64) *winPane {
+	if q>>w.paneShift == s.HotBlk && s.HotBlkC != 0 {
+		return w.panes.at(s.HotBlkC, int(q&(w.paneP-1)))
+	}
+	return w.paneAtSlow(s, q)
+}
+
+func (w *WindowOperator) paneAtSlow(s *winSym, q int64) *winPane {
+	b := q >> w.paneShift
+	if uint64(b-s.BlkLo) >= uint64(s.BlkN) {
+		return nil
+	}
+	return w.panes.at(w.paneBlock(s, b), int(q&(w.paneP-1)))
+}
+
+// paneGet returns pane q of s for reading (the empty state if it is not
+// held).
+func (w *WindowOperator) paneGet(s *winSym, q int64) *aggState {
+	if p := w.paneAt(s, q); p != nil {
 		return &p.A
 	}
 	return &w.zeroAgg
 }
 
-// paneClaim returns pane q of slot for writing, recycling the ring entry if
-// it holds a dead pane.
-func (w *WindowOperator) paneClaim(slot int, q int64) *winPane {
-	i := w.paneIdx(slot, q)
-	p := &w.panes[i]
-	if p.Live == 0 || p.Q != q {
-		*p = winPane{Q: q, Live: 1}
-		if w.useSk {
-			w.sketches[i].Reset()
+// paneOrd returns the firing ordinal of the window whose first pane is q
+// and counts this firing. The pane is held (paneHold took the first pane of
+// every window of every trade); if it were not, the firing would get
+// ordinal 0 rather than fail.
+func (w *WindowOperator) paneOrd(s *winSym, q int64) uint32 {
+	p := w.paneAt(s, q)
+	if p == nil {
+		return 0
+	}
+	p.Fires++
+	return p.Fires - 1
+}
+
+// paneSufAt returns the suffix aggregate storage of pane q: tmp (indexed
+// modulo its power-of-two length) for temporary sweeps, else the symbol's
+// held block. A pane outside the held blocks cannot happen for the slot's
+// own aggregator (see paneFree); it gets a scratch entry, never a panic.
+func (w *WindowOperator) paneSufAt(s *winSym, tmp []aggState, q int64) *aggState {
+	if tmp != nil {
+		return &tmp[q&int64(len(tmp)-1)]
+	}
+	b := q >> w.paneShift
+	if uint64(b-s.BlkLo) >= uint64(s.BlkN) {
+		return &w.qAgg2
+	}
+	return w.panes.auxAt(w.paneBlock(s, b), int(q&(w.paneP-1)))
+}
+
+// paneLive returns the lowest pane that may still be read: the first pane of
+// the first window not yet fired on time (NextK), of the first window that
+// can still change (kAlive), and of the slot's aggregator when its next
+// slide can reuse it. A symbol with nothing left to fire (no data at or
+// after NextK's first pane) whose fired windows can no longer change holds
+// no other pane anyone will read (a later trade takes the blocks it needs).
+// An aggregator that the next firing would rebuild anyway (it ends before
+// NextK's first pane) is dropped here, so that it holds nothing back; so is
+// the aggregator of such an idle symbol at the end of input.
+func (w *WindowOperator) paneLive(s *winSym) int64 {
+	if s.NextK == math.MinInt64 {
+		return math.MinInt64
+	}
+	t := min(s.NextK*w.h, w.kAlive*w.h)
+	idle := s.NDP == winNone && s.NextK <= w.kAlive
+	if idle {
+		if w.wm == math.MaxInt64 { // end of input: no trade can come
+			s.Sw.Dirty = 1
+		}
+		t = math.MaxInt64
+	}
+	if sw := &s.Sw; w.w > 1 && sw.Dirty == 0 && sw.Hi > sw.Lo {
+		if sw.Hi >= s.NextK*w.h {
+			t = min(t, sw.Lo)
+		} else {
+			sw.Dirty = 1
 		}
 	}
-	return p
+	return t
+}
+
+// paneFree releases what no window can read any more: the sketches of panes
+// below paneLive and the blocks wholly below it.
+func (w *WindowOperator) paneFree(s *winSym) {
+	if s.BlkN == 0 {
+		return
+	}
+	t := w.paneLive(s)
+	if w.useSk && t > s.FreeQ {
+		q0 := max(s.FreeQ, s.BlkLo<<w.paneShift)
+		q1 := min(t, (s.BlkLo+s.BlkN)<<w.paneShift)
+		for q := q0; q < q1; q++ {
+			if p := w.paneAt(s, q); p.Sk != 0 {
+				w.sks.release(p.Sk)
+				p.Sk = 0
+			}
+		}
+		s.FreeQ = t
+	}
+	for s.BlkN > 0 && (t == math.MaxInt64 || (s.BlkLo+1)<<w.paneShift <= t) {
+		w.panes.release(w.paneBlock(s, s.BlkLo))
+		if s.HotBlk == s.BlkLo {
+			s.HotBlkC = 0
+		}
+		s.BlkLo++
+		s.BlkN--
+	}
+	if s.BlkN == 0 {
+		s.FreeQ = math.MinInt64 // nothing held: blocks taken later start clean
+	}
+}
+
+// paneReleaseAll returns every block and sketch of s.
+func (w *WindowOperator) paneReleaseAll(s *winSym) {
+	s.HotBlkC = 0
+	for ; s.BlkN > 0; s.BlkN-- {
+		c := w.paneBlock(s, s.BlkLo)
+		if w.useSk {
+			for _, p := range w.panes.chunk(c) {
+				if p.Sk != 0 {
+					w.sks.release(p.Sk)
+				}
+			}
+		}
+		w.panes.release(c)
+		s.BlkLo++
+	}
+}
+
+// paneBlocksNeeded returns how many blocks holding panes [lo, hi] takes
+// beyond those held, and false if the run would not fit the directory
+// (which the span check of paneEvent rules out).
+func (w *WindowOperator) paneBlocksNeeded(s *winSym, lo, hi int64) (int, bool) {
+	bl, bh := lo>>w.paneShift, hi>>w.paneShift
+	if s.BlkN > 0 {
+		bl, bh = min(bl, s.BlkLo), max(bh, s.BlkLo+s.BlkN-1)
+	}
+	n := bh - bl + 1
+	if n > w.paneDirN {
+		return 0, false
+	}
+	return int(n - s.BlkN), true
+}
+
+// paneHold extends the held blocks to panes [lo, hi]; the caller reserved
+// paneBlocksNeeded blocks.
+func (w *WindowOperator) paneHold(s *winSym, lo, hi int64) {
+	bl, bh := lo>>w.paneShift, hi>>w.paneShift
+	set := func(b int64) { *w.dirs.at(s.Dir, int(b&(w.paneDirN-1))) = w.panes.alloc() }
+	if s.BlkN == 0 {
+		s.BlkLo = bl
+		for b := bl; b <= bh; b++ {
+			set(b)
+		}
+		s.BlkN = bh - bl + 1
+		return
+	}
+	for ; s.BlkLo > bl; s.BlkN++ {
+		s.BlkLo--
+		set(s.BlkLo)
+	}
+	for ; s.BlkLo+s.BlkN <= bh; s.BlkN++ {
+		set(s.BlkLo + s.BlkN)
+	}
 }
 
 // paneSync moves NextK past the windows the firing watermark has passed
 // (OnWatermark fired or skipped them all) and keeps NDP valid.
-func (w *WindowOperator) paneSync(slot int) {
-	s := &w.slots[slot]
+func (w *WindowOperator) paneSync(s *winSym) {
 	if w.kFire > s.NextK {
 		s.NextK = w.kFire
 	}
 	if s.NDP != winNone && s.NDP < s.NextK*w.h {
-		w.paneRescan(slot)
+		w.paneRescan(s)
 	}
 }
 
 // paneRescan finds the first non-empty pane at or after NextK·h.
-func (w *WindowOperator) paneRescan(slot int) {
-	s := &w.slots[slot]
+func (w *WindowOperator) paneRescan(s *winSym) {
 	s.NDP = winNone
 	if s.DataHi == winNone {
 		return
 	}
 	for q := max(s.NextK*w.h, s.LoPane); q <= s.DataHi; q++ {
-		if w.paneGet(slot, q).N > 0 {
+		if w.paneGet(s, q).N > 0 {
 			s.NDP = q
 			return
 		}
@@ -85,25 +244,23 @@ func (w *WindowOperator) paneRescan(slot int) {
 
 // paneFirstK is the first window to fire: the first at or after NextK that
 // contains pane NDP.
-func (w *WindowOperator) paneFirstK(slot int) int64 {
-	s := &w.slots[slot]
+func (w *WindowOperator) paneFirstK(s *winSym) int64 {
 	return max(s.NextK, winCeilDiv(s.NDP-w.w+1, w.h))
 }
 
-func (w *WindowOperator) paneKey(slot int) {
-	if w.slots[slot].NDP == winNone {
+func (w *WindowOperator) paneKey(slot int, s *winSym) {
+	if s.NDP == winNone {
 		w.heapRemove(slot)
 		return
 	}
-	w.heapSet(slot, w.winEnd(w.paneFirstK(slot)))
+	w.heapSet(slot, w.winEnd(w.paneFirstK(s)))
 }
 
 // winSkip is returned by the per-type event functions for a trade that is
 // skipped without being refused (it is not counted in Events).
 const winSkip = codec.Reason(255)
 
-func (w *WindowOperator) paneEvent(slot int, x, v float64, ts int64, seq uint64, ingest int64, dst []Output) ([]Output, codec.Reason) {
-	s := &w.slots[slot]
+func (w *WindowOperator) paneEvent(slot int, s *winSym, x, v float64, ts int64, seq uint64, ingest int64, dst []Output) ([]Output, codec.Reason) {
 	var p int64
 	if st := s.DataHi*w.paneNs + w.off; s.DataHi != winNone && ts >= st && ts-st < w.paneNs {
 		p = s.DataHi // the usual case: the symbol's newest pane, no division
@@ -120,9 +277,9 @@ func (w *WindowOperator) paneEvent(slot int, x, v float64, ts int64, seq uint64,
 		kLo = winCeilDiv(p-w.w+1, w.h)
 	}
 	if w.kFire > s.NextK {
-		w.paneSync(slot)
+		w.paneSync(s)
 	}
-	// The live panes must keep fitting the ring.
+	// The live panes must keep fitting the span.
 	lo, hi := kLo*w.h, p
 	if s.LoPane != winNone {
 		lo = min(lo, max(w.kAlive*w.h, s.LoPane))
@@ -131,24 +288,39 @@ func (w *WindowOperator) paneEvent(slot int, x, v float64, ts int64, seq uint64,
 	if hi-lo >= w.ringCap {
 		return dst, w.reject(codec.ReasonOversize, "ts", "trade too far ahead of the watermark for MaxOpenWindowsPerSymbol")
 	}
-	var at int64
-	if w.useBuf {
-		if r := w.bufRoom(slot); r != codec.ReasonNone {
+	// Take what this trade and its firings need before changing anything:
+	// usually its blocks are held already and there is nothing else to take.
+	holdHi := p
+	if w.twoPanes {
+		holdHi = kHi*w.h + w.w - 1
+	}
+	if bl := (kLo * w.h) >> w.paneShift; !w.paneSimple || bl < s.BlkLo || holdHi>>w.paneShift >= s.BlkLo+s.BlkN {
+		if r := w.paneTake(s, p, kLo*w.h, holdHi); r != codec.ReasonNone {
 			return dst, r
 		}
-		at = w.bufUpper(slot, ts)
-		w.bufInsert(slot, at, winRec{Ts: ts, X: x, V: v})
+	}
+	var at int64
+	if w.useBuf {
+		at = w.bufUpper(s, ts)
+		w.bufInsert(s, at, winRec{Ts: ts, X: x, V: v})
 	}
 	s.LoPane, s.DataHi = lo, hi
-	pn := w.paneClaim(slot, p)
+	// paneAt, inlined; the block of the trade's pane becomes the hot one.
+	if b := p >> w.paneShift; b != s.HotBlk || s.HotBlkC == 0 {
+		s.HotBlk, s.HotBlkC = b, w.paneBlock(s, b)
+	}
+	pn := w.panes.at(s.HotBlkC, int(p&(w.paneP-1)))
 	var prevX float64
 	var nextTs int64
 	if w.mask&aggNeedTW != 0 && pn.A.twMiddle(ts) {
-		prevX, nextTs = w.neighbours(slot, at)
+		prevX, nextTs = w.neighbours(s, at)
 	}
 	pn.A.add(w.mask, x, v, ts, prevX, nextTs)
 	if w.useSk {
-		w.sketches[w.paneIdx(slot, p)].Add(x)
+		if pn.Sk == 0 {
+			pn.Sk = w.sks.alloc()
+		}
+		w.sks.at(pn.Sk, 0).Add(x)
 	}
 	if kLo < s.NextK { // windows already fired (or skipped empty): re-fire them late
 		if sw := &s.Sw; sw.Dirty == 0 && p >= sw.Lo && p < sw.Hi {
@@ -158,26 +330,60 @@ func (w *WindowOperator) paneEvent(slot int, x, v float64, ts int64, seq uint64,
 				sw.Dirty = 1
 			}
 		}
-		dst = w.paneRefire(slot, kLo, min(kHi, s.NextK-1), seq, ts, ingest, dst)
+		dst = w.paneRefire(slot, s, kLo, min(kHi, s.NextK-1), seq, ts, ingest, dst)
 	}
 	if p >= s.NextK*w.h && (s.NDP == winNone || p < s.NDP) {
 		s.NDP = p
-		w.paneKey(slot)
+		w.paneKey(slot, s)
 	}
 	return dst, codec.ReasonNone
 }
 
-// paneWindow returns the aggregate of window k using sw (suffix storage
-// suf, indexed like the ring). The result points into sw, the ring or the
-// operator's scratch: read it before the next call.
-func (w *WindowOperator) paneWindow(slot int, sw *winSwag, suf []aggState, k int64) *aggState {
-	if w.w == 1 {
-		return w.paneGet(slot, k)
+// paneTake takes what a trade in pane p needs, or refuses it: the blocks of
+// panes [lo, hi], room and a chunk in the trade buffer, a sketch for the
+// pane. What it takes is invisible until the trade is folded.
+func (w *WindowOperator) paneTake(s *winSym, p, lo, hi int64) codec.Reason {
+	nBlk := 0
+	if bl, bh := lo>>w.paneShift, hi>>w.paneShift; bl < s.BlkLo || bh >= s.BlkLo+s.BlkN {
+		w.paneFree(s)
+		var ok bool
+		if nBlk, ok = w.paneBlocksNeeded(s, lo, hi); !ok {
+			return w.reject(codec.ReasonOversize, "ts", "trade too far ahead of the watermark for MaxOpenWindowsPerSymbol")
+		}
 	}
-	w.paneSlide(slot, sw, suf, k*w.h, k*w.h+w.w)
+	if w.useBuf {
+		if r := w.bufRoom(s); r != codec.ReasonNone {
+			return r
+		}
+	}
+	if (nBlk > 0 && (!w.dirReserve(s) || !w.panes.reserve(nBlk, &w.budget))) || (w.useBuf && !w.bufReserve(s)) ||
+		(w.useSk && !w.paneSketchReady(s, p) && !w.sks.reserve(1, &w.budget)) {
+		return w.refuseFull()
+	}
+	if nBlk > 0 {
+		w.paneHold(s, lo, hi)
+	}
+	return codec.ReasonNone
+}
+
+// paneSketchReady reports whether pane q of s already has its sketch.
+func (w *WindowOperator) paneSketchReady(s *winSym, q int64) bool {
+	p := w.paneAt(s, q)
+	return p != nil && p.Sk != 0
+}
+
+// paneWindow returns the aggregate of window k using sw, with suffix
+// aggregates in tmp (temporary sweeps) or, when tmp is nil, beside the
+// symbol's panes (its own aggregator s.Sw). The result points into sw, the
+// panes or the operator's scratch: read it before the next call.
+func (w *WindowOperator) paneWindow(s *winSym, sw *winSwag, tmp []aggState, k int64) *aggState {
+	if w.w == 1 {
+		return w.paneGet(s, k*w.h)
+	}
+	w.paneSlide(s, sw, tmp, k*w.h, k*w.h+w.w)
 	if !w.inv && sw.Lo < sw.B {
 		r := &w.qAgg
-		*r = suf[sw.Lo&w.ringMask]
+		*r = *w.paneSufAt(s, tmp, sw.Lo)
 		r.merge(w.mask, &sw.Back)
 		return r
 	}
@@ -185,30 +391,26 @@ func (w *WindowOperator) paneWindow(slot int, sw *winSwag, suf []aggState, k int
 }
 
 // paneSlide moves sw to panes [lo, hi).
-func (w *WindowOperator) paneSlide(slot int, sw *winSwag, suf []aggState, lo, hi int64) {
+func (w *WindowOperator) paneSlide(s *winSym, sw *winSwag, tmp []aggState, lo, hi int64) {
 	if sw.Dirty != 0 || lo < sw.Lo || lo > sw.Hi || hi < sw.Hi {
-		w.paneRebuild(slot, sw, lo, hi)
+		w.paneRebuild(s, sw, lo, hi)
 		return
 	}
 	for sw.Hi < hi {
-		sw.Back.merge(w.mask, w.paneGet(slot, sw.Hi))
+		sw.Back.merge(w.mask, w.paneGet(s, sw.Hi))
 		sw.Hi++
 	}
 	for sw.Lo < lo {
 		if w.inv {
-			if p := &w.panes[w.paneIdx(slot, sw.Lo)]; p.Live != 0 && p.Q != sw.Lo {
-				w.paneRebuild(slot, sw, lo, hi) // the pane was recycled: re-sum
-				return
-			}
-			sw.Back.sub(w.mask, w.paneGet(slot, sw.Lo))
+			sw.Back.sub(w.mask, w.paneGet(s, sw.Lo))
 			sw.Evicts++
 		} else if sw.Lo == sw.B { // flip: suffix aggregates of [Lo, Hi)
 			for q := sw.Hi - 1; q >= sw.Lo; q-- {
-				t := *w.paneGet(slot, q)
+				t := *w.paneGet(s, q)
 				if q+1 < sw.Hi {
-					t.merge(w.mask, &suf[(q+1)&w.ringMask])
+					t.merge(w.mask, w.paneSufAt(s, tmp, q+1))
 				}
-				suf[q&w.ringMask] = t
+				*w.paneSufAt(s, tmp, q) = t
 			}
 			sw.B = sw.Hi
 			sw.Back = aggState{}
@@ -219,82 +421,76 @@ func (w *WindowOperator) paneSlide(slot int, sw *winSwag, suf []aggState, lo, hi
 		sw.B = sw.Lo
 	}
 	if w.inv && sw.Evicts >= hi-lo {
-		w.paneRebuild(slot, sw, lo, hi) // bound the rounding of subtractions
+		w.paneRebuild(s, sw, lo, hi) // bound the rounding of subtractions
 	}
 }
 
-func (w *WindowOperator) paneRebuild(slot int, sw *winSwag, lo, hi int64) {
+func (w *WindowOperator) paneRebuild(s *winSym, sw *winSwag, lo, hi int64) {
 	*sw = winSwag{Lo: lo, Hi: lo, B: lo}
 	for sw.Hi < hi {
-		sw.Back.merge(w.mask, w.paneGet(slot, sw.Hi))
+		sw.Back.merge(w.mask, w.paneGet(s, sw.Hi))
 		sw.Hi++
 	}
 }
 
-func (w *WindowOperator) paneSuffixOf(slot int) []aggState {
-	if w.paneSuffix == nil {
-		return nil
-	}
-	return w.paneSuffix[int64(slot)*w.ringCap : int64(slot+1)*w.ringCap]
-}
-
 // panePct returns the percentile of window k holding n trades: exact from
 // the buffer when possible, else from the panes' merged sketches.
-func (w *WindowOperator) panePct(slot int, k, n int64) float64 {
-	if v, ok := w.pctTimeRange(slot, w.winStart(k), w.winEnd(k)-1, n); ok {
+func (w *WindowOperator) panePct(s *winSym, k, n int64) float64 {
+	if v, ok := w.pctTimeRange(s, w.winStart(k), w.winEnd(k)-1, n); ok {
 		return v
 	}
 	w.counters.Sketched++
 	sk := &w.scratchSk
 	sk.Reset()
 	for q := k * w.h; q < k*w.h+w.w; q++ {
-		if p := &w.panes[w.paneIdx(slot, q)]; p.Live != 0 && p.Q == q && p.A.N > 0 {
-			sk.Merge(&w.sketches[w.paneIdx(slot, q)])
+		if p := w.paneAt(s, q); p != nil && p.A.N > 0 && p.Sk != 0 {
+			sk.Merge(w.sks.at(p.Sk, 0))
 		}
 	}
 	return sk.rank(uint64(pctRank(w.pctMilli, n)))
 }
 
 // paneFire fires the slot's first due window (OnWatermark).
-func (w *WindowOperator) paneFire(slot int, seq uint64, ts int64, dst []Output) []Output {
-	s := &w.slots[slot]
-	k := w.paneFirstK(slot)
-	a := w.paneWindow(slot, &s.Sw, w.paneSuffixOf(slot), k)
+func (w *WindowOperator) paneFire(slot int, s *winSym, seq uint64, ts int64, dst []Output) []Output {
+	k := w.paneFirstK(s)
+	a := w.paneWindow(s, &s.Sw, nil, k)
 	if a.N > 0 {
-		pn := w.paneClaim(slot, k*w.h)
-		ord := pn.Fires
-		pn.Fires++
+		ord := w.paneOrd(s, k*w.h)
 		val := math.NaN()
 		if w.kind == AggPercentile {
-			val = w.panePct(slot, k, a.N)
+			val = w.panePct(s, k, a.N)
 		}
 		end := w.winEnd(k)
 		dst = w.emit(dst, slot, a, w.winStart(k), end, end, TimingOnTime, uint64(ord), seq, ts, 0, val, true)
 	}
 	s.NextK = k + 1
 	if s.NDP < s.NextK*w.h {
-		w.paneRescan(slot)
+		w.paneRescan(s)
 	}
-	w.paneKey(slot)
+	w.paneKey(slot, s)
+	// Return what the fired windows no longer need (no visible effect: what
+	// is released can never be read again).
+	w.paneFree(s)
+	if w.useBuf && !w.slotDue(s) {
+		w.bufPurge(s)
+	}
 	return dst
 }
 
 // paneRefire re-fires windows ka..kb (already fired or skipped) after a late
 // trade, with timing late.
-func (w *WindowOperator) paneRefire(slot int, ka, kb int64, seq uint64, ts, ingest int64, dst []Output) []Output {
+func (w *WindowOperator) paneRefire(slot int, s *winSym, ka, kb int64, seq uint64, ts, ingest int64, dst []Output) []Output {
 	sw := winSwag{Dirty: 1}
-	suf := w.tmpSuffix[:w.ringCap]
+	tmp := w.tmpSuf(w.ringCap)
 	for k := ka; k <= kb; k++ {
-		a := w.paneWindow(slot, &sw, suf, k)
+		a := w.paneWindow(s, &sw, tmp, k)
 		if a.N == 0 {
 			continue
 		}
-		pn := w.paneClaim(slot, k*w.h)
-		ord := pn.Fires
-		pn.Fires++
+		ord := w.paneOrd(s, k*w.h)
 		val := math.NaN()
 		if w.kind == AggPercentile {
-			val = w.panePct(slot, k, a.N)
+			val = w.panePct(s, k, a.N)
 		}
 		end := w.winEnd(k)
 		dst = w.emit(dst, slot, a, w.winStart(k), end, end, TimingLate, uint64(ord), seq, ts, ingest, val, true)
@@ -303,16 +499,15 @@ func (w *WindowOperator) paneRefire(slot int, ka, kb int64, seq uint64, ts, inge
 }
 
 // paneOpen appends the open windows of slot (see openWindows).
-func (w *WindowOperator) paneOpen(slot int, mode winOpenMode, seq uint64, ts, ingest int64, dst []Output, st []WindowStats) ([]Output, []WindowStats) {
-	w.paneSync(slot)
-	s := &w.slots[slot]
+func (w *WindowOperator) paneOpen(slot int, s *winSym, mode winOpenMode, seq uint64, ts, ingest int64, dst []Output, st []WindowStats) ([]Output, []WindowStats) {
+	w.paneSync(s)
 	if s.NDP == winNone {
 		return dst, st
 	}
 	sw := winSwag{Dirty: 1}
-	suf := w.tmpSuffix[:w.ringCap]
-	for k, kEnd := w.paneFirstK(slot), winFloorDiv(s.DataHi, w.h); k <= kEnd; k++ {
-		a := w.paneWindow(slot, &sw, suf, k)
+	tmp := w.tmpSuf(w.ringCap)
+	for k, kEnd := w.paneFirstK(s), winFloorDiv(s.DataHi, w.h); k <= kEnd; k++ {
+		a := w.paneWindow(s, &sw, tmp, k)
 		if a.N == 0 {
 			continue
 		}
@@ -323,14 +518,12 @@ func (w *WindowOperator) paneOpen(slot int, mode winOpenMode, seq uint64, ts, in
 		}
 		val := math.NaN()
 		if w.kind == AggPercentile {
-			val = w.panePct(slot, k, a.N)
+			val = w.panePct(s, k, a.N)
 		}
 		var ord uint32
 		fire := mode == winOpenFire
 		if fire {
-			pn := w.paneClaim(slot, k*w.h)
-			ord = pn.Fires
-			pn.Fires++
+			ord = w.paneOrd(s, k*w.h)
 		}
 		dst = w.emit(dst, slot, a, start, end, end, TimingEarly, uint64(ord), seq, ts, ingest, val, fire)
 	}

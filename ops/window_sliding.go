@@ -20,21 +20,16 @@ import (
 // SLIDE becomes a point itself (evaluated at once); with SLIDE it never
 // becomes a point, so the chain does not change retroactively.
 
-func (w *WindowOperator) recSuffixOf(slot int) []aggState {
-	if w.recSuffix == nil {
-		return nil
-	}
-	return w.recSuffix[int64(slot)*w.bufCap : int64(slot+1)*w.bufCap]
-}
-
-func (w *WindowOperator) slideEvent(slot int, x, v float64, ts int64, seq uint64, ingest int64, dst []Output) ([]Output, codec.Reason) {
-	s := &w.slots[slot]
-	if r := w.bufRoom(slot); r != codec.ReasonNone {
+func (w *WindowOperator) slideEvent(slot int, s *winSym, x, v float64, ts int64, seq uint64, ingest int64, dst []Output) ([]Output, codec.Reason) {
+	if r := w.bufRoom(s); r != codec.ReasonNone {
 		return dst, r
 	}
-	at := w.bufUpper(slot, ts)
-	same := at > s.BufHead && w.rec(slot, at-1).Ts == ts
-	w.bufInsert(slot, at, winRec{Ts: ts, X: x, V: v})
+	if !w.bufReserve(s) {
+		return dst, w.refuseFull()
+	}
+	at := w.bufUpper(s, ts)
+	same := at > s.BufHead && w.rec(s, at-1).Ts == ts
+	w.bufInsert(s, at, winRec{Ts: ts, X: x, V: v})
 	if at < s.Sw.Hi {
 		s.Sw.Dirty = 1
 	}
@@ -42,7 +37,7 @@ func (w *WindowOperator) slideEvent(slot int, x, v float64, ts int64, seq uint64
 		if at < s.Cursor {
 			s.Cursor++
 		}
-		w.slideKey(slot)
+		w.slideKey(slot, s)
 		return dst, codec.ReasonNone
 	}
 	// Late: keep it out of the chain, re-fire what it changes.
@@ -53,74 +48,73 @@ func (w *WindowOperator) slideEvent(slot int, x, v float64, ts int64, seq uint64
 	}
 	first := at
 	if same {
-		first = w.bufLower(slot, ts)
+		first = w.bufLower(s, ts)
 	} else if w.spec.HopNs == 0 {
-		w.rec(slot, at).Point = 1
+		w.rec(s, at).Point = 1
 	}
-	dst = w.slideRefire(slot, first, ts+w.sizeNs, seq, ts, ingest, dst)
-	w.slideKey(slot)
+	dst = w.slideRefire(slot, s, first, ts+w.sizeNs, seq, ts, ingest, dst)
+	w.slideKey(slot, s)
 	return dst, codec.ReasonNone
 }
 
 // slideKey moves Cursor past trades that cannot be points and puts the slot
 // in the heap for its next point.
-func (w *WindowOperator) slideKey(slot int) {
-	s := &w.slots[slot]
+func (w *WindowOperator) slideKey(slot int, s *winSym) {
 	end := s.BufHead + s.BufN
 	if s.HasPoint != 0 {
 		next := s.LastPoint + w.slideNs
-		for s.Cursor < end && w.rec(slot, s.Cursor).Ts < next {
+		for s.Cursor < end && w.rec(s, s.Cursor).Ts < next {
 			s.Cursor++
 		}
 	}
 	if s.Cursor < end {
-		w.heapSet(slot, w.rec(slot, s.Cursor).Ts+1)
+		w.heapSet(slot, w.rec(s, s.Cursor).Ts+1)
 	} else {
 		w.heapRemove(slot)
 	}
 }
 
-// slideWindow aggregates buffered trades [lo, hi) with sw.
-// The result points into sw or the operator's scratch: read it before the
-// next call.
-func (w *WindowOperator) slideWindow(slot int, sw *winSwag, suf []aggState, lo, hi int64) *aggState {
-	w.recSlide(slot, sw, suf, lo, hi)
+// slideWindow aggregates buffered trades [lo, hi) with sw, its suffix
+// aggregates in tmp (temporary sweeps) or, when tmp is nil, beside the
+// symbol's trades (its own aggregator s.Sw). The result points into sw or
+// the operator's scratch: read it before the next call.
+func (w *WindowOperator) slideWindow(s *winSym, sw *winSwag, tmp []aggState, lo, hi int64) *aggState {
+	w.recSlide(s, sw, tmp, lo, hi)
 	if !w.inv && sw.Lo < sw.B {
 		r := &w.qAgg
-		*r = suf[sw.Lo%w.bufCap]
+		*r = *w.recSufAt(s, tmp, sw.Lo)
 		r.merge(w.mask, &sw.Back)
 		return r
 	}
 	return &sw.Back
 }
 
-func (w *WindowOperator) recSlide(slot int, sw *winSwag, suf []aggState, lo, hi int64) {
-	s := &w.slots[slot]
+func (w *WindowOperator) recSlide(s *winSym, sw *winSwag, tmp []aggState, lo, hi int64) {
 	if sw.Dirty != 0 || lo < sw.Lo || lo > sw.Hi || hi < sw.Hi || sw.Lo < s.BufHead {
-		w.recRebuild(slot, sw, lo, hi)
+		w.recRebuild(s, sw, lo, hi)
 		return
 	}
 	for sw.Hi < hi {
-		r := w.rec(slot, sw.Hi)
+		r := w.rec(s, sw.Hi)
 		sw.Back.add(w.mask, r.X, r.V, r.Ts, 0, 0)
 		sw.Hi++
 	}
 	for sw.Lo < lo {
 		if w.inv {
-			r := w.rec(slot, sw.Lo)
+			r := w.rec(s, sw.Lo)
 			var item aggState
 			item.add(w.mask, r.X, r.V, r.Ts, 0, 0)
 			sw.Back.sub(w.mask, &item)
 			sw.Evicts++
 		} else if sw.Lo == sw.B { // flip
 			for q := sw.Hi - 1; q >= sw.Lo; q-- {
-				r := w.rec(slot, q)
+				r := w.rec(s, q)
 				var t aggState
 				t.add(w.mask, r.X, r.V, r.Ts, 0, 0)
 				if q+1 < sw.Hi {
-					t.merge(w.mask, &suf[(q+1)%w.bufCap])
+					t.merge(w.mask, w.recSufAt(s, tmp, q+1))
 				}
-				suf[q%w.bufCap] = t
+				*w.recSufAt(s, tmp, q) = t
 			}
 			sw.B = sw.Hi
 			sw.Back = aggState{}
@@ -131,14 +125,14 @@ func (w *WindowOperator) recSlide(slot int, sw *winSwag, suf []aggState, lo, hi 
 		sw.B = sw.Lo
 	}
 	if w.inv && sw.Evicts >= hi-lo {
-		w.recRebuild(slot, sw, lo, hi)
+		w.recRebuild(s, sw, lo, hi)
 	}
 }
 
-func (w *WindowOperator) recRebuild(slot int, sw *winSwag, lo, hi int64) {
+func (w *WindowOperator) recRebuild(s *winSym, sw *winSwag, lo, hi int64) {
 	*sw = winSwag{Lo: lo, Hi: lo, B: lo}
 	for sw.Hi < hi {
-		r := w.rec(slot, sw.Hi)
+		r := w.rec(s, sw.Hi)
 		sw.Back.add(w.mask, r.X, r.V, r.Ts, 0, 0)
 		sw.Hi++
 	}
@@ -146,17 +140,17 @@ func (w *WindowOperator) recRebuild(slot int, sw *winSwag, lo, hi int64) {
 
 // slideEval appends the evaluation at point abs index c (the first trade at
 // its time) computed with sw.
-func (w *WindowOperator) slideEval(slot int, c int64, sw *winSwag, suf []aggState, timing Timing, keyed bool,
+func (w *WindowOperator) slideEval(slot int, s *winSym, c int64, sw *winSwag, tmp []aggState, timing Timing, keyed bool,
 	seq uint64, ts, ingest int64, dst []Output) []Output {
-	r := w.rec(slot, c)
+	r := w.rec(s, c)
 	e := r.Ts
-	lo, hi := w.bufUpper(slot, e-w.sizeNs), w.bufUpper(slot, e)
-	a := w.slideWindow(slot, sw, suf, lo, hi)
+	lo, hi := w.bufUpper(s, e-w.sizeNs), w.bufUpper(s, e)
+	a := w.slideWindow(s, sw, tmp, lo, hi)
 	val := math.NaN()
 	if w.kind == AggPercentile {
-		val = w.pctRecords(slot, lo, hi)
+		val = w.pctRecords(s, lo, hi)
 	}
-	r = w.rec(slot, c)
+	r = w.rec(s, c)
 	ord := r.Fires
 	if keyed {
 		r.Fires++
@@ -165,53 +159,69 @@ func (w *WindowOperator) slideEval(slot int, c int64, sw *winSwag, suf []aggStat
 }
 
 // slideFire evaluates the slot's next point (OnWatermark).
-func (w *WindowOperator) slideFire(slot int, seq uint64, ts int64, dst []Output) []Output {
-	s := &w.slots[slot]
+func (w *WindowOperator) slideFire(slot int, s *winSym, seq uint64, ts int64, dst []Output) []Output {
 	c := s.Cursor
-	e := w.rec(slot, c).Ts
-	w.rec(slot, c).Point = 1
-	dst = w.slideEval(slot, c, &s.Sw, w.recSuffixOf(slot), TimingOnTime, true, seq, ts, 0, dst)
+	e := w.rec(s, c).Ts
+	w.rec(s, c).Point = 1
+	dst = w.slideEval(slot, s, c, &s.Sw, nil, TimingOnTime, true, seq, ts, 0, dst)
 	s.LastPoint, s.HasPoint = e, 1
-	s.Cursor = w.bufUpper(slot, e)
-	w.slideKey(slot)
+	s.Cursor = w.bufUpper(s, e)
+	w.slideKey(slot, s)
+	// Once the slot has nothing more due, return the trades no evaluation
+	// can need any more, but not those the aggregator holds: it evicts them
+	// itself on its next slide.
+	if !w.slotDue(s) {
+		keep := int64(math.MaxInt64)
+		if s.Sw.Dirty == 0 && s.Sw.Hi > s.Sw.Lo {
+			keep = s.Sw.Lo
+		}
+		w.bufPurgeBefore(s, keep)
+	}
 	return dst
+}
+
+// slideTmp returns scratch suffix storage for a temporary sweep over the
+// buffer (nil for invertible aggregations, which need none).
+func (w *WindowOperator) slideTmp() []aggState {
+	if w.inv {
+		return nil
+	}
+	return w.tmpSuf(w.bufCap)
 }
 
 // slideRefire re-evaluates the points among trades [from, Cursor) with time
 // before until (late).
-func (w *WindowOperator) slideRefire(slot int, from, until int64, seq uint64, ts, ingest int64, dst []Output) []Output {
-	s := &w.slots[slot]
+func (w *WindowOperator) slideRefire(slot int, s *winSym, from, until int64, seq uint64, ts, ingest int64, dst []Output) []Output {
 	sw := winSwag{Dirty: 1}
-	suf := w.tmpSuffix[:w.bufCap]
+	tmp := w.slideTmp()
 	for i := from; i < s.Cursor; i++ {
-		r := w.rec(slot, i)
+		r := w.rec(s, i)
 		if r.Ts >= until {
 			break
 		}
 		if r.Point != 0 {
-			dst = w.slideEval(slot, i, &sw, suf, TimingLate, true, seq, ts, ingest, dst)
+			dst = w.slideEval(slot, s, i, &sw, tmp, TimingLate, true, seq, ts, ingest, dst)
 		}
 	}
 	return dst
 }
 
 // slideOpen appends the trailing window at the symbol's latest trade.
-func (w *WindowOperator) slideOpen(slot int, mode winOpenMode, seq uint64, ts, ingest int64, dst []Output, st []WindowStats) ([]Output, []WindowStats) {
-	s := &w.slots[slot]
+func (w *WindowOperator) slideOpen(slot int, s *winSym, mode winOpenMode, seq uint64, ts, ingest int64, dst []Output, st []WindowStats) ([]Output, []WindowStats) {
 	if s.BufN == 0 {
 		return dst, st
 	}
 	hi := s.BufHead + s.BufN
-	e := w.rec(slot, hi-1).Ts
-	lo := w.bufUpper(slot, e-w.sizeNs)
+	e := w.rec(s, hi-1).Ts
+	lo := w.bufUpper(s, e-w.sizeNs)
 	sw := winSwag{Dirty: 1}
-	a := w.slideWindow(slot, &sw, w.tmpSuffix[:w.bufCap], lo, hi)
+	a := w.slideWindow(s, &sw, w.slideTmp(), lo, hi)
 	if mode == winOpenStats {
 		return dst, w.appendStats(st, a, e-w.sizeNs, e, e)
 	}
 	val := math.NaN()
 	if w.kind == AggPercentile {
-		val = w.pctRecords(slot, lo, hi)
+		val = w.pctRecords(s, lo, hi)
 	}
 	return w.emit(dst, slot, a, e-w.sizeNs, e, e, TimingEarly, 0, seq, ts, ingest, val, false), st
 }

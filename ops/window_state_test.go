@@ -9,6 +9,7 @@ import (
 	"slices"
 	"testing"
 	"time"
+	"unsafe"
 
 	"qstream/codec"
 )
@@ -116,9 +117,10 @@ func TestWindowStateErrors(t *testing.T) {
 	b := slices.Clone(snap)
 	hdr := 24
 	body := b[hdr : len(b)-4]
-	// slots array starts after wm, cursor, counters and its count.
-	off := 16 + binary.Size(WindowCounters{}) + 8
-	binary.LittleEndian.PutUint64(body[off+winSlotBufNOffset():], 1<<40)
+	// The first slot record starts after wm, cursor, counters and the
+	// record count; its winSym after the slot number.
+	off := 16 + binary.Size(WindowCounters{}) + 8 + 8
+	binary.LittleEndian.PutUint64(body[off+winSymBufNOffset(t):], 1<<40)
 	binary.LittleEndian.PutUint32(b[len(b)-4:], crc32.Checksum(b[:len(b)-4], winCRC))
 	fresh, _ := NewWindowOperator(0, spec, WindowOptions{}, 2)
 	if err := fresh.LoadState(b); !errors.Is(err, ErrWindowState) {
@@ -126,11 +128,13 @@ func TestWindowStateErrors(t *testing.T) {
 	}
 }
 
-// winSlotBufNOffset is the encoded offset of winSlot.BufN.
-func winSlotBufNOffset() int {
-	// Sym, Used (4+4), LastTs, HeapKey (8+8), HeapPos, Early (4+4), EarlyN,
-	// NextK, NDP, DataHi, LoPane (5×8), Sw, BufHead.
-	return 8 + 16 + 8 + 40 + binary.Size(winSwag{}) + 8
+// winSymBufNOffset is the encoded offset of winSym.BufN: its memory offset,
+// as winSym has no padding (encoding/binary packs the fields).
+func winSymBufNOffset(t *testing.T) int {
+	if binary.Size(winSym{}) != int(unsafe.Sizeof(winSym{})) {
+		t.Fatalf("winSym has padding: encoded %d bytes, %d in memory", binary.Size(winSym{}), unsafe.Sizeof(winSym{}))
+	}
+	return int(unsafe.Offsetof(winSym{}.BufN))
 }
 
 // FuzzWindowLoadState: arbitrary bytes, and valid snapshots with bytes

@@ -375,15 +375,52 @@ func TestWindowIdleSymbolTTL(t *testing.T) {
 	}
 }
 
+// TestWindowStateBytes: memory follows what symbols hold. A fresh operator
+// holds only its page table, whatever maxSlots; trades take pool chunks in
+// proportion to what their windows need (a hopping max over 5 minutes more
+// than a tumbling sum, its percentile sketches more still); the snapshot
+// carries what is held; once everything has fired, the chunks go back to
+// the pools (in use drops to the slot pages) while the pools keep their
+// blocks for reuse.
 func TestWindowStateBytes(t *testing.T) {
-	small, _ := NewWindowOperator(0, winMustSpec(t, "tumbling:1s:sum"), WindowOptions{}, 10)
-	big, _ := NewWindowOperator(0, winMustSpec(t, "hopping:5m/1s:max"), WindowOptions{}, 10)
-	pct, _ := NewWindowOperator(0, winMustSpec(t, "hopping:5m/1s:p99"), WindowOptions{}, 10)
-	if !(small.StateBytes() > 0 && small.StateBytes() < big.StateBytes() && big.StateBytes() < pct.StateBytes()) {
-		t.Fatalf("state bytes %d, %d, %d", small.StateBytes(), big.StateBytes(), pct.StateBytes())
+	specs := []string{"tumbling:1s:sum", "hopping:5m/1s:max", "hopping:5m/1s:p99"}
+	var inUse, snaps []int64
+	for _, spec := range specs {
+		op, err := NewWindowOperator(0, winMustSpec(t, spec), WindowOptions{}, 1<<16)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fresh := op.StateBytes()
+		if fresh <= 0 || fresh > 64<<10 || op.StateInUseBytes() != fresh {
+			t.Fatalf("%s: fresh operator for 65536 slots holds %d bytes (%d in use)", spec, fresh, op.StateInUseBytes())
+		}
+		if snap := op.AppendState(nil); len(snap) > 256 {
+			t.Fatalf("%s: snapshot of an empty operator is %d bytes", spec, len(snap))
+		}
+		var out []Output
+		for i := 0; i < 2000; i++ {
+			sym := codec.Symbol(1 + i%10)
+			ts := int64(1_700_000_000)*winSec + int64(i)*37*winMs
+			ev := codec.Event{TsNs: ts, Price: 100 + float64(i%7), Volume: 1, Symbol: sym, Kind: codec.KindTrade}
+			var r codec.Reason
+			if out, r = op.OnEvent(int(sym)*1000, sym, &ev, ts-winMs, out[:0]); r != codec.ReasonNone {
+				t.Fatalf("%s: trade %d refused: %v", spec, i, r)
+			}
+			out = op.OnWatermark(ts-winMs, 0, out)
+		}
+		used := op.StateInUseBytes()
+		snap := op.AppendState(nil)
+		if used <= fresh || op.StateBytes() < used || op.StateBytes() > op.Options().MaxStateBytes {
+			t.Fatalf("%s: in use %d (fresh %d), held %d", spec, used, fresh, op.StateBytes())
+		}
+		inUse, snaps = append(inUse, used), append(snaps, int64(len(snap)))
+		op.OnWatermark(math.MaxInt64, 0, nil)
+		if after := op.StateInUseBytes(); after >= used || after > fresh+10*(64<<10)+op.dirs.blockBytes {
+			t.Fatalf("%s: after everything fired %d bytes still in use (%d before, fresh %d)", spec, after, used, fresh)
+		}
 	}
-	if snap := big.AppendState(nil); int64(len(snap)) < big.StateBytes()/2 {
-		t.Fatalf("snapshot %d bytes for %d bytes of state", len(snap), big.StateBytes())
+	if !(inUse[0] < inUse[1] && inUse[1] < inUse[2]) || !(snaps[0] < snaps[1] && snaps[1] < snaps[2]) {
+		t.Fatalf("in use %v, snapshots %v: want increasing", inUse, snaps)
 	}
 }
 
@@ -400,7 +437,8 @@ func TestNewWindowOperatorErrors(t *testing.T) {
 		{"sliding:1s:sum", WindowOptions{WindowTrigger: WindowTrigger{EarlyEveryN: 1}}, 1, "sliding"},
 		{"count:100:twap", WindowOptions{MaxBufferedEventsPerSymbol: 50}, 1, "count 100"},
 		{"hopping:1h/1ms:sum", WindowOptions{}, 1, "panes per window"},
-		{"sliding:1m:stddev", WindowOptions{MaxBufferedEventsPerSymbol: 1 << 20}, 1 << 10, "MaxStateBytes"},
+		{"sliding:1m:stddev", WindowOptions{MaxBufferedEventsPerSymbol: 1 << 20, MaxStateBytes: 1 << 10}, MaxWindowSlots, "MaxStateBytes"},
+		{"sliding:1m:stddev", WindowOptions{MaxStateBytes: -1}, 1, "MaxStateBytes"},
 	} {
 		_, err := NewWindowOperator(0, winMustSpec(t, c.spec), c.opts, c.slots)
 		if !errors.Is(err, ErrWindowConfig) || !strings.Contains(err.Error(), c.msg) || !strings.Contains(err.Error(), c.spec) {
