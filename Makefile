@@ -40,6 +40,15 @@ bench:
 stress:
 	QSTREAM_STRESS=1 $(GO) test -count=1 -race -timeout 60m -run 'Stress' ./ring/... ./engine/...
 
+# The crash harness (cmd/qstream/crash_test.go): `qstream run` over 1M messages
+# with the WAL on, killed with SIGKILL at random moments and at named failpoints
+# (before a WAL write, before a sync, after a sync before the ack, during a
+# checkpoint), restarted until it completes, and compared with an uninterrupted
+# run. `make test` runs its short form (20 kills); this runs CRASH_KILLS.
+CRASH_KILLS ?= 200
+crash-test:
+	QSTREAM_CRASH_KILLS=$(CRASH_KILLS) $(GO) test -count=1 -timeout 90m -run '^TestCrashRecovery$$' -v ./cmd/qstream
+
 # Each fuzz target for FUZZTIME.
 fuzz:
 	./scripts/fuzz.sh $(FUZZTIME)
