@@ -70,6 +70,11 @@ type Publisher struct {
 	injected   atomic.Uint64 // the last cut epoch injected into its rings
 	srcHash    uint64        // codec.HashID of the name: the source part of dedup keys
 	maxSeq     uint64        // the largest Seq published: the source offset
+	// resumeSeq is the offset a recovered source resumes after: while an
+	// at-least-once upstream re-sends events up to it (duplicates), Flush
+	// sends no watermark, so the restored one is not sent ahead of the
+	// position where the uninterrupted run would have sent it.
+	resumeSeq uint64
 }
 
 // Name returns the name the Publisher was created with.
@@ -186,7 +191,7 @@ func (p *Publisher) flush() error {
 		return ErrStopped
 	}
 	p.commitAll()
-	if p.maxTsNs != math.MinInt64 {
+	if p.maxTsNs != math.MinInt64 && p.lastSeq >= p.resumeSeq {
 		wm := p.maxTsNs - p.ooNs
 		if wm > p.sentWmNs {
 			if err := p.logWatermark(wm); err != nil {

@@ -447,6 +447,7 @@ func (e *Engine) initPublisher(p *Publisher, replay bool) error {
 	}
 	if st, ok := e.restored[p.name]; ok {
 		p.maxTsNs, p.sentWmNs, p.maxSeq, p.lastSeq = st.maxTsNs, st.sentWmNs, st.offset, st.offset
+		p.resumeSeq = st.offset
 	}
 	return e.wal.logSource(p.id, p.name)
 }
