@@ -155,9 +155,12 @@ func TestHelpNamesEveryFlag(t *testing.T) {
 }
 
 // TestRunSyntheticCount: qstream run on a finite synthetic feed processes
-// every message and prints a summary.
+// every message and prints a summary (WAL, checkpoints and dead letters in a
+// temporary directory, not the package's).
 func TestRunSyntheticCount(t *testing.T) {
-	_, stderr, rc := qstream(t, "run", "--count", "50000", "--rate", "0", "--shards", "2", "--status-interval", "50ms")
+	dir := t.TempDir()
+	_, stderr, rc := qstream(t, "run", "--count", "50000", "--rate", "0", "--shards", "2", "--status-interval", "50ms",
+		"--wal-dir", filepath.Join(dir, "wal"), "--checkpoint-dir", filepath.Join(dir, "checkpoints"), "--dlq-dir", filepath.Join(dir, "dlq"))
 	if rc != 0 {
 		t.Fatalf("exit status %d\n%s", rc, stderr)
 	}
