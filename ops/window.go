@@ -245,8 +245,9 @@ type WindowOperator struct {
 	earlyArmed  bool
 	ttlCursor   int
 
-	heap    []winHeapEnt // slots with something to fire, by (key, symbol, slot)
-	heapTop int64        // key of heap[0], math.MaxInt64 when empty
+	heap     []winHeapEnt // slots with something to fire, by (key, symbol, slot)
+	heapRoom int          // slots of allocated pages: cap(heap) >= heapRoom
+	heapTop  int64        // key of heap[0], math.MaxInt64 when empty
 
 	budget winBudget
 	// The state of each slot, in pages of winSymPage slots allocated when
@@ -259,7 +260,7 @@ type WindowOperator struct {
 	sess     winPool[winSession] // session list nodes
 	sks      winPool[Sketch]     // percentile sketches (per pane or session)
 
-	tmpSuffix []aggState // temporary sweeps (late re-firings, partial values), grown on demand
+	tmpSuffix []aggState // two-stacks suffixes of temporary sweeps (late re-firings, partial values)
 	scratch   []float64  // exact percentiles
 	scratchSk Sketch
 	zeroAgg   aggState // read-only empty state
@@ -512,6 +513,16 @@ func NewWindowOperator(op uint16, spec WindowSpec, opts WindowOptions, maxSlots 
 	if w.kind == AggPercentile {
 		fixed += int64(o.PercentileExactMax) * 8
 	}
+	// Two-stacks suffixes of temporary sweeps: a pane span, or a symbol's
+	// buffer (index modulo a power of two).
+	tmpN := int64(0)
+	if w.twoPanes {
+		tmpN = w.ringCap
+	}
+	if w.twoRecs {
+		tmpN = winPow2(w.bufCap)
+	}
+	fixed += tmpN * int64(unsafe.Sizeof(aggState{}))
 	if fixed > o.MaxStateBytes {
 		return bad("fixed state would take %d bytes for %d symbols, over MaxStateBytes %d", fixed, maxSlots, o.MaxStateBytes)
 	}
@@ -519,6 +530,9 @@ func NewWindowOperator(op uint16, spec WindowSpec, opts WindowOptions, maxSlots 
 	w.heapTop = math.MaxInt64
 	if w.kind == AggPercentile {
 		w.scratch = make([]float64, 0, o.PercentileExactMax)
+	}
+	if tmpN > 0 {
+		w.tmpSuffix = make([]aggState, tmpN)
 	}
 	w.symPages = make([][]winSym, (maxSlots+winSymPage-1)/winSymPage)
 	if n := w.paneDirN + w.recDirN; n > 0 {
@@ -640,9 +654,10 @@ func (w *WindowOperator) symIf(slot int) *winSym {
 	return &page[slot&(winSymPage-1)]
 }
 
-// Slot pages: winSymPage slots of state (64 KiB).
+// Slot pages: winSymPage slots of state (8 KiB): small, so that scattered
+// slots waste little.
 const (
-	winSymPageShift = 7
+	winSymPageShift = 4
 	winSymPage      = 1 << winSymPageShift
 )
 
@@ -652,11 +667,22 @@ const (
 func (w *WindowOperator) symPage(slot int) *winSym {
 	page := &w.symPages[slot>>winSymPageShift]
 	if *page == nil {
+		// The page, and room in the heap for its slots: firing never
+		// allocates.
 		n := int64(winSymPage) * int64(unsafe.Sizeof(winSym{}))
+		grow := 0
+		if len(w.heap)+w.heapRoom+winSymPage > cap(w.heap) {
+			grow = max(2*cap(w.heap), cap(w.heap)+winSymPage)
+			n += int64(grow-cap(w.heap)) * int64(unsafe.Sizeof(winHeapEnt{}))
+		}
 		if w.budget.held+n > w.budget.maxBytes {
 			return nil
 		}
 		w.budget.held += n
+		if grow > 0 {
+			w.heap = append(make([]winHeapEnt, 0, grow), w.heap...)
+		}
+		w.heapRoom += winSymPage
 		*page = make([]winSym, winSymPage)
 		for i := range *page {
 			(*page)[i] = winSymInit
@@ -706,18 +732,6 @@ func (w *WindowOperator) slotDue(s *winSym) bool {
 func (w *WindowOperator) refuseFull() codec.Reason {
 	w.counters.StateFull++
 	return w.reject(codec.ReasonOversize, "", "window state at MaxStateBytes")
-}
-
-// tmpSuf returns scratch suffix storage of at least n entries (a power of
-// two; index with & (len−1)). It grows on demand (amortised: the first late
-// re-firing or partial value of a new size), counted in StateBytes.
-func (w *WindowOperator) tmpSuf(n int64) []aggState {
-	if int64(len(w.tmpSuffix)) < n {
-		n = winPow2(n)
-		w.budget.held += (n - int64(len(w.tmpSuffix))) * int64(unsafe.Sizeof(aggState{}))
-		w.tmpSuffix = make([]aggState, n)
-	}
-	return w.tmpSuffix
 }
 
 // reject records a refusal and returns its reason.
@@ -914,8 +928,9 @@ func (w *WindowOperator) OnProcessingTime(nowNs int64, seq uint64, dst []Output)
 // Partial appends the current (partial) value of each open window of the
 // symbol in slot, the specification's AggregateWindow on demand: windows
 // that hold trades and have not fired on time (for a sliding window, the
-// trailing window at its latest trade; for a count window, the chunk so
-// far). The outputs have timing early, Key 0 and Seq 0; nothing is
+// trailing window at its latest trade, as long as the symbol's trades are
+// held: until the watermark passes its latest trade by SIZE plus the
+// allowed lateness; for a count window, the chunk so far). The outputs have timing early, Key 0 and Seq 0; nothing is
 // recorded as fired. For hopping windows this is every overlapping window,
 // in order of end.
 func (w *WindowOperator) Partial(slot int, dst []Output) []Output {
@@ -1121,17 +1136,11 @@ func (w *WindowOperator) heapDown(i int) {
 	}
 }
 
-// heapSet puts slot in the heap with key, or moves it there. The heap grows
-// (an allocation, counted in StateBytes) when more symbols than ever before
-// wait to fire at once.
+// heapSet puts slot in the heap with key, or moves it there. The heap has
+// room for every slot with a page (symPage).
 func (w *WindowOperator) heapSet(slot int, key int64) {
 	s := w.sym(slot)
 	if s.HeapPos < 0 {
-		if len(w.heap) == cap(w.heap) {
-			n := max(64, 2*cap(w.heap))
-			w.budget.held += int64(n-cap(w.heap)) * int64(unsafe.Sizeof(winHeapEnt{}))
-			w.heap = append(make([]winHeapEnt, 0, n), w.heap...)
-		}
 		s.HeapPos = int32(len(w.heap))
 		w.heap = append(w.heap, winHeapEnt{Key: key, Sym: s.Sym, Slot: int32(slot)})
 		w.heapUp(int(s.HeapPos))

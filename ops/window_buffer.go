@@ -157,16 +157,15 @@ func (w *WindowOperator) bufDropHead(s *winSym) {
 }
 
 // bufClear empties the buffer (a count window's chunk fired), releasing its
-// chunks; absolute indices go on from the end.
+// chunks; absolute indices start again at 0, so that a count window of up
+// to recL trades takes one chunk.
 func (w *WindowOperator) bufClear(s *winSym) {
 	if s.BufN > 0 {
 		for c, last := s.BufHead>>w.recShift, (s.BufHead+s.BufN-1)>>w.recShift; c <= last; c++ {
 			w.recRelease(s, c)
 		}
 	}
-	s.BufHead += s.BufN
-	s.BufN = 0
-	s.Cursor = s.BufHead
+	s.BufHead, s.BufN, s.Cursor = 0, 0, 0
 }
 
 // bufReleaseAll returns every chunk of s (ResetSlot).

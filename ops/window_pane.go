@@ -104,24 +104,24 @@ func (w *WindowOperator) paneSufAt(s *winSym, tmp []aggState, q int64) *aggState
 // paneLive returns the lowest pane that may still be read: the first pane of
 // the first window not yet fired on time (NextK), of the first window that
 // can still change (kAlive), and of the slot's aggregator when its next
-// slide can reuse it. A symbol with nothing left to fire (no data at or
-// after NextK's first pane) whose fired windows can no longer change holds
-// no other pane anyone will read (a later trade takes the blocks it needs).
-// An aggregator that the next firing would rebuild anyway (it ends before
-// NextK's first pane) is dropped here, so that it holds nothing back; so is
-// the aggregator of such an idle symbol at the end of input.
+// slide can reuse it. An aggregator that the next firing would rebuild
+// anyway (it ends before NextK's first pane) is dropped here, so that it
+// holds nothing back. A symbol with nothing left to fire (no data at or
+// after NextK's first pane) whose fired windows can no longer change is
+// idle: it holds no pane anyone will read (a later trade takes the blocks
+// it needs), and its aggregator is dropped too, so that an idle symbol
+// holds no window: if it trades again soon enough for its next window to
+// overlap the last one, that window is summed afresh instead of slid to
+// (the same value up to rounding).
 func (w *WindowOperator) paneLive(s *winSym) int64 {
 	if s.NextK == math.MinInt64 {
 		return math.MinInt64
 	}
-	t := min(s.NextK*w.h, w.kAlive*w.h)
-	idle := s.NDP == winNone && s.NextK <= w.kAlive
-	if idle {
-		if w.wm == math.MaxInt64 { // end of input: no trade can come
-			s.Sw.Dirty = 1
-		}
-		t = math.MaxInt64
+	if s.NDP == winNone && s.NextK <= w.kAlive {
+		s.Sw.Dirty = 1 // idle: see above
+		return math.MaxInt64
 	}
+	t := min(s.NextK*w.h, w.kAlive*w.h)
 	if sw := &s.Sw; w.w > 1 && sw.Dirty == 0 && sw.Hi > sw.Lo {
 		if sw.Hi >= s.NextK*w.h {
 			t = min(t, sw.Lo)
@@ -248,12 +248,19 @@ func (w *WindowOperator) paneFirstK(s *winSym) int64 {
 	return max(s.NextK, winCeilDiv(s.NDP-w.w+1, w.h))
 }
 
+// paneKey puts slot in the heap at the end of its next window to fire or,
+// with nothing to fire but fired windows that can still change (allowed
+// lateness), when the last of them can no longer change: then paneFire
+// only releases their panes.
 func (w *WindowOperator) paneKey(slot int, s *winSym) {
-	if s.NDP == winNone {
+	switch {
+	case s.NDP != winNone:
+		w.heapSet(slot, w.winEnd(w.paneFirstK(s)))
+	case s.BlkN > 0 && s.NextK != math.MinInt64 && s.NextK > w.kAlive:
+		w.heapSet(slot, w.winEnd(s.NextK-1)+w.lateNs-w.delayNs)
+	default:
 		w.heapRemove(slot)
-		return
 	}
-	w.heapSet(slot, w.winEnd(w.paneFirstK(s)))
 }
 
 // winSkip is returned by the per-type event functions for a trade that is
@@ -450,8 +457,17 @@ func (w *WindowOperator) panePct(s *winSym, k, n int64) float64 {
 	return sk.rank(uint64(pctRank(w.pctMilli, n)))
 }
 
-// paneFire fires the slot's first due window (OnWatermark).
+// paneFire fires the slot's first due window (OnWatermark), or releases
+// what its fired windows held once they can no longer change (see paneKey).
 func (w *WindowOperator) paneFire(slot int, s *winSym, seq uint64, ts int64, dst []Output) []Output {
+	if s.NDP == winNone {
+		w.paneFree(s)
+		w.paneKey(slot, s)
+		if w.useBuf {
+			w.bufPurge(s)
+		}
+		return dst
+	}
 	k := w.paneFirstK(s)
 	a := w.paneWindow(s, &s.Sw, nil, k)
 	if a.N > 0 {
@@ -481,7 +497,7 @@ func (w *WindowOperator) paneFire(slot int, s *winSym, seq uint64, ts int64, dst
 // trade, with timing late.
 func (w *WindowOperator) paneRefire(slot int, s *winSym, ka, kb int64, seq uint64, ts, ingest int64, dst []Output) []Output {
 	sw := winSwag{Dirty: 1}
-	tmp := w.tmpSuf(w.ringCap)
+	tmp := w.tmpSuffix
 	for k := ka; k <= kb; k++ {
 		a := w.paneWindow(s, &sw, tmp, k)
 		if a.N == 0 {
@@ -505,7 +521,7 @@ func (w *WindowOperator) paneOpen(slot int, s *winSym, mode winOpenMode, seq uin
 		return dst, st
 	}
 	sw := winSwag{Dirty: 1}
-	tmp := w.tmpSuf(w.ringCap)
+	tmp := w.tmpSuffix
 	for k, kEnd := w.paneFirstK(s), winFloorDiv(s.DataHi, w.h); k <= kEnd; k++ {
 		a := w.paneWindow(s, &sw, tmp, k)
 		if a.N == 0 {

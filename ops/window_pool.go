@@ -52,6 +52,7 @@ type winPool[T any] struct {
 	free       []int32      // free chunk indices, top at the end
 	chunks     int32        // chunks created, including chunk 0
 	inUse      int32        // chunks handed out
+	taken      uint64       // chunks handed out ever (tests: recycling)
 	chunkLen   int
 	lenShift   uint // log2(chunkLen): chunk lengths are powers of two
 	shift      uint
@@ -123,6 +124,7 @@ func (p *winPool[T]) alloc() int32 {
 	c := p.free[n]
 	p.free = p.free[:n]
 	p.inUse++
+	p.taken++
 	if p.zero {
 		clear(p.chunk(c))
 		if p.withAux {

@@ -58,7 +58,9 @@ func (w *WindowOperator) slideEvent(slot int, s *winSym, x, v float64, ts int64,
 }
 
 // slideKey moves Cursor past trades that cannot be points and puts the slot
-// in the heap for its next point.
+// in the heap for its next point or, with none, for when its newest trade
+// can no longer be in any window (allowed lateness): then slideFire only
+// releases the buffer.
 func (w *WindowOperator) slideKey(slot int, s *winSym) {
 	end := s.BufHead + s.BufN
 	if s.HasPoint != 0 {
@@ -67,9 +69,12 @@ func (w *WindowOperator) slideKey(slot int, s *winSym) {
 			s.Cursor++
 		}
 	}
-	if s.Cursor < end {
+	switch {
+	case s.Cursor < end:
 		w.heapSet(slot, w.rec(s, s.Cursor).Ts+1)
-	} else {
+	case s.BufN > 0:
+		w.heapSet(slot, w.rec(s, end-1).Ts+w.sizeNs+w.lateNs-w.delayNs+1)
+	default:
 		w.heapRemove(slot)
 	}
 }
@@ -158,8 +163,17 @@ func (w *WindowOperator) slideEval(slot int, s *winSym, c int64, sw *winSwag, tm
 	return w.emit(dst, slot, a, e-w.sizeNs, e, e, timing, uint64(ord), seq, ts, ingest, val, keyed)
 }
 
-// slideFire evaluates the slot's next point (OnWatermark).
+// slideFire evaluates the slot's next point (OnWatermark), or releases the
+// buffer of an idle symbol (see slideKey) with its aggregator: if it
+// trades again soon enough, its next window is summed afresh instead of
+// slid to (the same value up to rounding).
 func (w *WindowOperator) slideFire(slot int, s *winSym, seq uint64, ts int64, dst []Output) []Output {
+	if s.Cursor == s.BufHead+s.BufN {
+		s.Sw.Dirty = 1
+		w.bufPurge(s)
+		w.slideKey(slot, s)
+		return dst
+	}
 	c := s.Cursor
 	e := w.rec(s, c).Ts
 	w.rec(s, c).Point = 1
@@ -183,10 +197,7 @@ func (w *WindowOperator) slideFire(slot int, s *winSym, seq uint64, ts int64, ds
 // slideTmp returns scratch suffix storage for a temporary sweep over the
 // buffer (nil for invertible aggregations, which need none).
 func (w *WindowOperator) slideTmp() []aggState {
-	if w.inv {
-		return nil
-	}
-	return w.tmpSuf(w.bufCap)
+	return w.tmpSuffix // nil for invertible aggregations
 }
 
 // slideRefire re-evaluates the points among trades [from, Cursor) with time
