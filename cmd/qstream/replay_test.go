@@ -44,7 +44,7 @@ func TestReplayGolden(t *testing.T) {
 		{"ticks_jsonl.golden", []string{"replay", "--input", "testdata/ticks.jsonl", "--indicators", "sma:3,ema:3,rsi:3,vwap,vwap:3", "--emit", "all"}},
 		{"ticks_csv.golden", []string{"replay", "--input", "testdata/ticks.csv", "--indicators", "sma:3,ema:3,rsi:3,vwap,vwap:3", "--ema-seed", "first", "--emit", "indicators,stats"}},
 		{"ticks_default.golden", []string{"replay", "--input", "testdata/ticks.jsonl", "--format", "jsonl"}},
-		{"ticks_windows.golden", []string{"replay", "--input", "testdata/ticks.jsonl", "--max-symbols", "64", "--emit", "windows",
+		{"ticks_windows.golden", []string{"replay", "--input", "testdata/ticks.jsonl", "--emit", "windows",
 			"--windows", "tumbling:1s:vwap,tumbling:1s:ohlcv,hopping:1s/500ms:count,sliding:500ms:max,session:200ms:count,count:2:avg:volume,tumbling:1s:p50,tumbling:1s:twap"}},
 	} {
 		t.Run(tc.golden, func(t *testing.T) {
