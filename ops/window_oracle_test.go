@@ -525,7 +525,7 @@ var winOracleAggs = []string{"count", "sum", "avg", "min", "max", "stddev", "std
 	"vwap", "twap", "ohlcv", "range", "band(2)"}
 
 var winOracleTypes = []string{"tumbling:1s", "tumbling:1s+300ms", "hopping:3s/1s", "hopping:2500ms/1s", "hopping:3s/1s+250ms",
-	"hopping:1s/1500ms", "sliding:2s", "sliding:2s/700ms", "session:800ms", "session:250ms", "count:7"}
+	"hopping:1s/1500ms", "hopping:1s/2s", "sliding:2s", "sliding:2s/700ms", "session:800ms", "session:250ms", "count:7"}
 
 // TestWindowOracle: random streams with bounded disorder (and some trades
 // beyond the allowed lateness) through every window type and aggregation
