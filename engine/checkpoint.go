@@ -180,6 +180,9 @@ func (c *cutCoord) startTicker() {
 			case <-c.tickStop:
 				return
 			case <-t.C:
+				if c.closed.Load() {
+					return
+				}
 				if _, err := c.e.Checkpoint(context.Background()); err != nil && !errors.Is(err, ErrStopped) {
 					c.e.cfg.Logger.Warn("engine: checkpoint failed; the WAL keeps everything since the last one", "err", err)
 				}
@@ -191,6 +194,7 @@ func (c *cutCoord) startTicker() {
 // close stops the periodic checkpoints and waits for one in flight. It is
 // idempotent.
 func (c *cutCoord) close() {
+	c.closed.Store(true) // Checkpoint refuses from here on
 	c.tickOnce.Do(func() {
 		if c.tickStop != nil {
 			close(c.tickStop)
@@ -198,7 +202,6 @@ func (c *cutCoord) close() {
 		}
 	})
 	c.mu.Lock() // wait for a cut in flight
-	c.closed.Store(true)
 	c.mu.Unlock()
 }
 

@@ -313,7 +313,8 @@ func finalState(t *testing.T, dir, stderr string) map[string][]byte {
 	path := filepath.Join(dir, "ckpt", fmt.Sprintf("%016x.ckpt", id))
 	b, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatal(err)
+		infos, _ := checkpoint.List(filepath.Join(dir, "ckpt"))
+		t.Fatalf("%v; the directory holds %+v; stderr:\n%s", err, infos, stderr)
 	}
 	ck, err := checkpoint.Decode(b)
 	if err != nil {
