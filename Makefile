@@ -9,7 +9,7 @@ STATICCHECK_VERSION ?= v0.8.2
 BENCHTIME ?= 1s
 FUZZTIME  ?= 30s
 
-.PHONY: all build run test test-race test-unit services bench fuzz lint stress crash-test clean
+.PHONY: all build run test test-race test-unit services bench bench-durability fuzz lint stress crash-test clean
 
 all: build
 
@@ -48,6 +48,14 @@ stress:
 CRASH_KILLS ?= 200
 crash-test:
 	QSTREAM_CRASH_KILLS=$(CRASH_KILLS) $(GO) test -count=1 -timeout 90m -run '^TestCrashRecovery$$' -v ./cmd/qstream
+
+# The durability figures of BENCHMARKS.md: durable records/s per sync policy
+# and commit latency end to end through the engine, recovery replay records/s
+# and restart-to-live for a WAL of 10M records (about 1.6 GB, written under
+# QSTREAM_BENCH_DIR or $$TMPDIR), and the WAL's own benchmarks.
+bench-durability:
+	QSTREAM_BENCH_RECORDS=10000000 $(GO) test -run '^$$' -bench 'DurablePublish|DurableCommitLatency|RecoveryReplay|RestartToLive' -benchmem -benchtime $(BENCHTIME) ./engine
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./wal
 
 # Each fuzz target for FUZZTIME.
 fuzz:
