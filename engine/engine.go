@@ -17,6 +17,14 @@
 // publish; Pause/Resume stop and restart consumption (rings fill and
 // backpressure the feeds); Stop waits for the publishers to close, drains
 // every ring and returns the first sticky error.
+//
+// Durability: with Config.Durability a *WAL (OpenWAL) every event is logged
+// before a shard sees it and Publisher.Barrier waits for its sync; with
+// Config.Checkpoints the engine takes consistent checkpoints with aligned
+// barriers (checkpoint.go); Recover replaces Start and restores the newest
+// checkpoint and the WAL after it (recovery.go); Config.DedupHorizon drops
+// redelivered messages (dedup.go); Config.ErrorPolicy retries, dead-letters
+// and circuit-breaks output delivery (recovery_policy.go).
 package engine
 
 import (
