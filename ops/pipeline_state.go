@@ -137,11 +137,23 @@ func (p *Pipeline) LoadState(src []byte) error {
 	if off != len(body) {
 		return bad("%d trailing bytes", len(body)-off)
 	}
-	// Each operator checks its snapshot completely before changing; a
-	// failure in a later one leaves earlier ones restored, so a pipeline whose
-	// LoadState failed must be reloaded or discarded.
+	// Each operator checks its snapshot completely before changing. When a
+	// later one refuses, the earlier ones are put back from a copy of their
+	// state taken first, so that a failed LoadState leaves p unchanged.
+	var backup [][]byte
+	if len(subs) > 1 {
+		backup = make([][]byte, len(subs))
+		for i, sub := range subs {
+			backup[i] = sub.AppendState(nil)
+		}
+	}
 	for i, sub := range subs {
 		if err := sub.LoadState(states[i]); err != nil {
+			for j := 0; j < i; j++ {
+				if rerr := subs[j].LoadState(backup[j]); rerr != nil {
+					panic(fmt.Sprintf("ops: restoring operator %d's own snapshot failed: %v", j, rerr)) // a bug
+				}
+			}
 			return fmt.Errorf("%w: operator state %d: %w", ErrPipelineState, i, err)
 		}
 	}

@@ -61,17 +61,26 @@ func statePipeline(t testing.TB) *Pipeline {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := NewPipeline(PipelineConfig{Indicators: specs, EmitIndicators: true, MaxSymbolID: 64, MaxSlots: 8})
+	wins, err := ParseWindowSpecs("tumbling:1m:ohlcv,session:5s:count,sliding:30s/5s:avg,count:7:vwap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewPipeline(PipelineConfig{Indicators: specs, EmitIndicators: true, Windows: wins, MaxSymbolID: 64, MaxSlots: 8})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return p
 }
 
+// runEvents runs evs through p with a watermark every 64 events (so that
+// windows fire).
 func runEvents(p *Pipeline, evs []codec.Event) []Output {
 	var out []Output
 	for i := range evs {
 		out, _ = p.OnEvent(&evs[i], 0, out)
+		if evs[i].Seq%64 == 0 {
+			out = p.OnWatermark(evs[i].TsNs, evs[i].Seq, out)
+		}
 	}
 	return out
 }
@@ -168,6 +177,32 @@ func TestPipelineStateRejects(t *testing.T) {
 	}
 }
 
+// A snapshot whose last operator (a window) refuses to load leaves every
+// operator as it was, the indicators loaded before it included.
+func TestPipelineStateFailedLoadChangesNothing(t *testing.T) {
+	evs := realTradeEvents(t)
+	src := statePipeline(t)
+	runEvents(src, evs[:3000])
+	snap := src.AppendState(nil)
+	// The last sub-state is the count window's: damage a byte in it, and
+	// fix the pipeline's own checksum so that only the window refuses.
+	bad := append([]byte(nil), snap...)
+	bad[len(bad)-40] ^= 0x01
+	withCRC(bad)
+	p := statePipeline(t)
+	runEvents(p, evs[5000:6000])
+	before := p.AppendState(nil)
+	if err := p.LoadState(bad); !errors.Is(err, ErrPipelineState) || !errors.Is(err, ErrWindowState) {
+		t.Fatalf("damaged window state: %v, want a window state error", err)
+	}
+	if string(p.AppendState(nil)) != string(before) {
+		t.Fatal("a LoadState that failed in its last operator changed the pipeline")
+	}
+	if err := p.LoadState(snap); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func flip(b []byte, i int) []byte {
 	c := append([]byte(nil), b...)
 	c[i] ^= 0x10
@@ -191,8 +226,14 @@ func withCRC(b []byte) []byte {
 
 func crcOf(b []byte) uint32 { return crc32Castagnoli(b) }
 
+// The pipeline's own part of a snapshot and the indicator set's do not
+// allocate (window operators' snapshots do: they are not hot-path work).
 func TestPipelineAppendStateAllocs(t *testing.T) {
-	p := statePipeline(t)
+	specs, _ := ParseIndicators(DefaultIndicators)
+	p, err := NewPipeline(PipelineConfig{Indicators: specs, EmitIndicators: true, MaxSymbolID: 64, MaxSlots: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
 	runEvents(p, realTradeEvents(t)[:100])
 	buf := p.AppendState(nil)
 	if n := testing.AllocsPerRun(20, func() { buf = p.AppendState(buf[:0]) }); n != 0 {
