@@ -241,17 +241,39 @@ func TestPipelineAppendStateAllocs(t *testing.T) {
 	}
 }
 
+// fuzzPipeline is a small pipeline (two slots, two indicators, one count
+// window) so that snapshots stay short: the fuzzer minimises every new
+// input, and minimising a 6 KB one takes it the whole run. The window
+// decoder has its own fuzz test (FuzzWindowLoadState).
+func fuzzPipeline(tb testing.TB) *Pipeline {
+	specs, _ := ParseIndicators("sma:2,vwap")
+	wins, _ := ParseWindowSpecs("count:3:sum")
+	p, err := NewPipeline(PipelineConfig{Indicators: specs, EmitIndicators: true, Windows: wins, MaxSymbolID: 16, MaxSlots: 2})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
 // FuzzPipelineLoadState: LoadState never panics, and whatever it accepts
-// snapshots back to the same bytes. Seeded with snapshots of real trades.
+// snapshots back to the same bytes and runs. Seeded with snapshots of real
+// trades. One pipeline serves every input (a refused LoadState leaves it
+// unchanged).
 func FuzzPipelineLoadState(f *testing.F) {
 	evs := realTradeEvents(f)
-	for _, n := range []int{0, 3, 40, 700} {
-		p := statePipeline(f)
+	for i := range evs {
+		evs[i].Symbol = 1 + evs[i].Symbol%2
+	}
+	for _, n := range []int{0, 1, 5, 700} {
+		p := fuzzPipeline(f)
 		runEvents(p, evs[:n])
 		f.Add(p.AppendState(nil))
 	}
+	var p *Pipeline
 	f.Fuzz(func(t *testing.T, src []byte) {
-		p := statePipeline(t)
+		if p == nil {
+			p = fuzzPipeline(t)
+		}
 		if err := p.LoadState(src); err != nil {
 			return
 		}
