@@ -230,6 +230,7 @@ type WindowOperator struct {
 	paneP, paneDirN int64
 	paneShift       uint
 	recL, recDirN   int64
+	recMask         int64 // recL − 1
 	recShift        uint
 
 	wm  int64 // last OnWatermark
@@ -241,12 +242,15 @@ type WindowOperator struct {
 	kFireEnd, kAliveEnd int64 // their window ends: the indices change when the watermark gets there
 	wmSlowAt            int64 // OnWatermark takes its slow path at or after this watermark
 
-	lastEarlyNs int64
-	earlyArmed  bool
-	ttlCursor   int
+	lastEarlyNs   int64
+	earlyArmed    bool
+	ttlCursor     int
+	reclaimCursor int
+	reclaimTick   uint32
 
 	heap     []winHeapEnt // slots with something to fire, by (key, symbol, slot)
 	heapRoom int          // slots of allocated pages: cap(heap) >= heapRoom
+	heapAt   []int32      // per slot: its position in heap + 1, 0 when absent
 	heapTop  int64        // key of heap[0], math.MaxInt64 when empty
 
 	budget winBudget
@@ -261,6 +265,11 @@ type WindowOperator struct {
 	sks      winPool[Sketch]     // percentile sketches (per pane or session)
 
 	tmpSuffix []aggState // two-stacks suffixes of temporary sweeps (late re-firings, partial values)
+	// The trade chunk rec resolved last: chunk number rcN of rcS is rcRecs
+	// (rcS nil: none). Cleared when that chunk is released.
+	rcS    *winSym
+	rcN    int64
+	rcRecs []winRec
 	scratch   []float64  // exact percentiles
 	scratchSk Sketch
 	zeroAgg   aggState // read-only empty state
@@ -296,17 +305,20 @@ type winSym struct {
 	HotBlkC int32
 	Dir     int32 // dirs chunk: paneDirN pane blocks, then recDirN trade chunks (0: none yet)
 
-	Sym     codec.Symbol
-	Used    uint16 // 1 from the slot's first trade until ResetSlot
-	Early   uint16 // traded since the last processing-time early firing
-	HeapPos int32  // position in heap, −1 when absent
-	Sess    int32  // first session node (by time), 0 when none
-	LastTs  int64  // latest event time seen (idle TTL)
-	EarlyN  int64
-	FreeQ   int64 // the sketches of panes below this have been released
-	HotRecN int64 // a one-entry cache of the trade directory: chunk number HotRecN is HotRecC (0: empty)
-	HotRecC int32
-	NSess   uint32
+	Sym      codec.Symbol
+	Used     uint16 // 1 from the slot's first trade until ResetSlot
+	Early    uint16 // traded since the last processing-time early firing
+	_        int32
+	Sess     int32 // first session node (by time), 0 when none
+	LastTs   int64 // latest event time seen (idle TTL)
+	EarlyN   int64
+	FreeQ    int64 // the sketches of panes below this have been released
+	HotRecN  int64 // a one-entry cache of the trade directory: chunk number HotRecN is HotRecC (0: empty)
+	HotRecC  int32
+	NSess    uint32
+	ColdBlk  int64 // a second entry of the pane cache, for reads away from the newest block
+	ColdBlkC int32
+	_        int32
 
 	// sliding evaluation chain
 	Cursor    int64 // abs index of the first trade the chain has not passed
@@ -326,11 +338,11 @@ type winSym struct {
 	ChunkNo            int64
 	ChunkMin, ChunkMax int64
 	ChunkFires         uint32
-	_                  [5]uint32 // 512 bytes: records stay cache-line aligned in their pages
+	_                  [1]uint32 // 512 bytes: records stay cache-line aligned in their pages
 }
 
 // winSymInit is the state of a slot without trades.
-var winSymInit = winSym{NDP: winNone, DataHi: winNone, LoPane: winNone, NextK: math.MinInt64, HeapPos: -1,
+var winSymInit = winSym{NDP: winNone, DataHi: winNone, LoPane: winNone, NextK: math.MinInt64,
 	FreeQ: math.MinInt64, LastPoint: math.MinInt64, SpillTs: math.MinInt64, ChunkMin: math.MaxInt64, ChunkMax: math.MinInt64}
 
 // winSwag is a sliding-window aggregator over consecutive items (panes of
@@ -506,10 +518,12 @@ func NewWindowOperator(op uint16, spec WindowSpec, opts WindowOptions, maxSlots 
 		}
 		w.recDirN = winPow2(winCeilDiv(w.bufCap, w.recL) + 1)
 		w.recShift = uint(bits.TrailingZeros64(uint64(w.recL)))
+		w.recMask = w.recL - 1
 	}
 	// Memory: the fixed part is refused up front; the pools count against
 	// the same bound as they grow.
 	fixed := int64((maxSlots+winSymPage-1)/winSymPage) * int64(unsafe.Sizeof([]winSym(nil))) // slot page table
+	fixed += int64(maxSlots) * 4                                                             // heap positions
 	if w.kind == AggPercentile {
 		fixed += int64(o.PercentileExactMax) * 8
 	}
@@ -528,6 +542,7 @@ func NewWindowOperator(op uint16, spec WindowSpec, opts WindowOptions, maxSlots 
 	}
 	w.budget = winBudget{held: fixed, maxBytes: o.MaxStateBytes}
 	w.heapTop = math.MaxInt64
+	w.heapAt = make([]int32, maxSlots)
 	if w.kind == AggPercentile {
 		w.scratch = make([]float64, 0, o.PercentileExactMax)
 	}
@@ -722,10 +737,11 @@ func (w *WindowOperator) ResetSlot(slot int) {
 	*s = winSymInit
 }
 
-// slotDue reports whether s has a firing due at the current firing
+// slotDue reports whether slot has a firing due at the current firing
 // watermark (OnWatermark is still working through it).
-func (w *WindowOperator) slotDue(s *winSym) bool {
-	return s.HeapPos >= 0 && w.heap[s.HeapPos].Key <= w.fwm
+func (w *WindowOperator) slotDue(slot int) bool {
+	p := w.heapAt[slot]
+	return p != 0 && w.heap[p-1].Key <= w.fwm
 }
 
 // refuseFull refuses a trade that needs more state than MaxStateBytes allows.
@@ -789,10 +805,14 @@ func (w *WindowOperator) OnEvent(slot int, sym codec.Symbol, ev *codec.Event, wa
 	if slot < 0 || slot >= w.maxSlots {
 		return dst, w.reject(codec.ReasonUnknownSymbol, "", "window slot out of range")
 	}
-	s := w.symPage(slot)
-	if s == nil {
-		return dst, w.refuseFull()
+	page := w.symPages[slot>>winSymPageShift]
+	if page == nil { // the first trade of a slot of this page
+		if w.symPage(slot) == nil {
+			return dst, w.refuseFull()
+		}
+		page = w.symPages[slot>>winSymPageShift]
 	}
+	s := &page[slot&(winSymPage-1)]
 	if s.Used == 0 {
 		s.Used, s.Sym = 1, sym
 	} else if s.Sym != sym {
@@ -893,10 +913,69 @@ func (w *WindowOperator) onWatermarkSlow(watermarkNs int64, seq uint64, dst []Ou
 			dst = w.countFlush(slot, s, seq, watermarkNs, dst)
 		}
 	}
+	if watermarkNs == math.MaxInt64 { // end of input: everything fired, release all that can be
+		for i := 0; i < w.maxSlots; i++ {
+			if w.symPages[i>>winSymPageShift] == nil {
+				i |= winSymPage - 1
+			} else if s := w.symIf(i); s != nil {
+				w.reclaim(s)
+			}
+		}
+	} else {
+		w.reclaimSweep()
+	}
 	if w.opts.IdleSymbolTTLNs > 0 && watermarkNs != math.MaxInt64 {
 		w.idleSweep()
 	}
 	return dst
+}
+
+// reclaimSweep visits a few slots every 8th watermark that fires (or moves
+// the firing indices), skipping empty pages, and returns what their symbols hold but no window can
+// read any more: the panes and sketches of fired windows past the allowed
+// lateness, sessions that can no longer change, buffered trades no window
+// can need (purges that firings and trades also do for the symbols they
+// touch; this reaches the symbols that have gone quiet). A slot page
+// without state is skipped whole. None of it is visible in results, except
+// that an idle symbol's aggregator is dropped (see paneLive, slideIdle).
+func (w *WindowOperator) reclaimSweep() {
+	if w.reclaimTick++; w.reclaimTick&7 != 0 {
+		return
+	}
+	for n, done := 0, 0; n < 16 && done < 4; n++ {
+		i := w.reclaimCursor
+		if w.symPages[i>>winSymPageShift] == nil {
+			w.reclaimCursor = (i | (winSymPage - 1)) + 1 // the next page
+		} else {
+			w.reclaimCursor = i + 1
+			if s := w.symIf(i); s != nil && !w.slotDue(i) {
+				done++
+				w.reclaim(s)
+			}
+		}
+		if w.reclaimCursor >= w.maxSlots {
+			w.reclaimCursor = 0
+		}
+	}
+}
+
+// reclaim returns what s holds but no window can read any more (see
+// reclaimSweep); s has nothing due.
+func (w *WindowOperator) reclaim(s *winSym) {
+	switch w.spec.Type {
+	case WindowTumbling, WindowHopping:
+		w.paneFree(s)
+		if w.useBuf {
+			w.bufPurge(s)
+		}
+	case WindowSliding:
+		w.slideIdle(s)
+	case WindowSession:
+		w.sessPurge(s)
+		if w.useBuf {
+			w.bufPurge(s)
+		}
+	}
 }
 
 // OnProcessingTime drives early firings on processing time (nowNs,
@@ -998,7 +1077,7 @@ func (w *WindowOperator) idleSweep() {
 			w.ttlCursor = 0
 		}
 		s := w.symIf(i)
-		if s == nil || s.LastTs >= horizon || s.HeapPos >= 0 || s.Chunk.N > 0 {
+		if s == nil || s.LastTs >= horizon || w.heapAt[i] != 0 || s.Chunk.N > 0 {
 			continue
 		}
 		w.ResetSlot(i)
@@ -1089,8 +1168,8 @@ func winMix(x uint64) uint64 {
 
 // --- heap of slots with something to fire, ordered by (key, symbol, slot).
 
-func (w *WindowOperator) heapLess(i, j int) bool {
-	a, b := &w.heap[i], &w.heap[j]
+// winHeapLess orders heap entries by (key, symbol, slot).
+func winHeapLess(a, b *winHeapEnt) bool {
 	if a.Key != b.Key {
 		return a.Key < b.Key
 	}
@@ -1100,77 +1179,82 @@ func (w *WindowOperator) heapLess(i, j int) bool {
 	return a.Slot < b.Slot
 }
 
-func (w *WindowOperator) heapSwap(i, j int) {
-	w.heap[i], w.heap[j] = w.heap[j], w.heap[i]
-	w.sym(int(w.heap[i].Slot)).HeapPos = int32(i)
-	w.sym(int(w.heap[j].Slot)).HeapPos = int32(j)
-}
-
+// heapUp and heapDown move the entry at i to its place, shifting the
+// entries it passes into the hole it leaves (half the writes of swapping).
 func (w *WindowOperator) heapUp(i int) {
+	e := w.heap[i]
 	for i > 0 {
 		p := (i - 1) / 2
-		if !w.heapLess(i, p) {
-			return
+		if !winHeapLess(&e, &w.heap[p]) {
+			break
 		}
-		w.heapSwap(i, p)
+		w.heap[i] = w.heap[p]
+		w.heapAt[w.heap[i].Slot] = int32(i + 1)
 		i = p
 	}
+	w.heap[i] = e
+	w.heapAt[e.Slot] = int32(i + 1)
 }
 
 func (w *WindowOperator) heapDown(i int) {
 	n := len(w.heap)
+	e := w.heap[i]
 	for {
 		l := 2*i + 1
 		if l >= n {
-			return
+			break
 		}
 		m := l
-		if r := l + 1; r < n && w.heapLess(r, l) {
+		if r := l + 1; r < n && winHeapLess(&w.heap[r], &w.heap[l]) {
 			m = r
 		}
-		if !w.heapLess(m, i) {
-			return
+		if !winHeapLess(&w.heap[m], &e) {
+			break
 		}
-		w.heapSwap(i, m)
+		w.heap[i] = w.heap[m]
+		w.heapAt[w.heap[i].Slot] = int32(i + 1)
 		i = m
 	}
+	w.heap[i] = e
+	w.heapAt[e.Slot] = int32(i + 1)
 }
 
 // heapSet puts slot in the heap with key, or moves it there. The heap has
 // room for every slot with a page (symPage).
 func (w *WindowOperator) heapSet(slot int, key int64) {
-	s := w.sym(slot)
-	if s.HeapPos < 0 {
-		s.HeapPos = int32(len(w.heap))
-		w.heap = append(w.heap, winHeapEnt{Key: key, Sym: s.Sym, Slot: int32(slot)})
-		w.heapUp(int(s.HeapPos))
+	p := int(w.heapAt[slot]) - 1
+	if p < 0 {
+		p = len(w.heap)
+		w.heapAt[slot] = int32(p + 1)
+		w.heap = append(w.heap, winHeapEnt{Key: key, Sym: w.sym(slot).Sym, Slot: int32(slot)})
+		w.heapUp(p)
 		w.heapTop = w.heap[0].Key
 		return
 	}
-	e := &w.heap[s.HeapPos]
+	e := &w.heap[p]
 	old := e.Key
 	e.Key = key
 	if key < old {
-		w.heapUp(int(s.HeapPos))
+		w.heapUp(p)
 	} else if key > old {
-		w.heapDown(int(s.HeapPos))
+		w.heapDown(p)
 	}
 	w.heapTop = w.heap[0].Key
 }
 
 // heapRemove takes slot out of the heap.
 func (w *WindowOperator) heapRemove(slot int) {
-	s := w.sym(slot)
-	i := int(s.HeapPos)
+	i := int(w.heapAt[slot]) - 1
 	if i < 0 {
 		return
 	}
 	last := len(w.heap) - 1
+	w.heapAt[slot] = 0
 	if i != last {
-		w.heapSwap(i, last)
+		w.heap[i] = w.heap[last]
+		w.heapAt[w.heap[i].Slot] = int32(i + 1)
 	}
 	w.heap = w.heap[:last]
-	s.HeapPos = -1
 	if i != last {
 		w.heapDown(i)
 		w.heapUp(i)

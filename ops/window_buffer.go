@@ -23,9 +23,19 @@ func (w *WindowOperator) recChunkAt(s *winSym, c int64) *int32 {
 }
 
 // rec returns the buffered trade at absolute index abs, which must be in a
-// held chunk.
+// held chunk. The chunk last resolved is cached in the operator (one trade
+// reads the same chunk of its symbol many times).
 func (w *WindowOperator) rec(s *winSym, abs int64) *winRec {
-	return w.recs.at(w.recChunk(s, abs>>w.recShift), int(abs&(w.recL-1)))
+	if s == w.rcS && abs>>w.recShift == w.rcN {
+		return &w.rcRecs[abs&w.recMask]
+	}
+	return w.recSlow(s, abs)
+}
+
+func (w *WindowOperator) recSlow(s *winSym, abs int64) *winRec {
+	n := abs >> w.recShift
+	w.rcS, w.rcN, w.rcRecs = s, n, w.recs.chunk(w.recChunk(s, n))
+	return &w.rcRecs[abs&(w.recL-1)]
 }
 
 // recChunk returns the recs pool chunk of held chunk number n of s.
@@ -43,6 +53,9 @@ func (w *WindowOperator) recRelease(s *winSym, n int64) {
 	w.recs.release(*w.recChunkAt(s, n))
 	if n == s.HotRecN {
 		s.HotRecC = 0
+	}
+	if s == w.rcS && n == w.rcN {
+		w.rcS, w.rcRecs = nil, nil
 	}
 }
 
@@ -75,7 +88,12 @@ func (w *WindowOperator) bufUpper(s *winSym, ts int64) int64 {
 		}
 	}
 	base := cLo << sh
-	recs := w.recs.chunk(w.recChunk(s, cLo))
+	var recs []winRec
+	if cLo == w.rcN && s == w.rcS {
+		recs = w.rcRecs
+	} else {
+		recs = w.recs.chunk(w.recChunk(s, cLo))
+	}
 	i, j := int(max(lo, base)-base), int(min(hi, base+w.recL)-base)
 	for i < j {
 		m := int(uint(i+j) >> 1)

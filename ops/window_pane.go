@@ -56,12 +56,32 @@ func (w *WindowOperator) paneAt(s *winSym, q int64) *winPane {
 	return w.paneAtSlow(s, q)
 }
 
+// paneAtSlow is paneAt away from the hot block.
 func (w *WindowOperator) paneAtSlow(s *winSym, q int64) *winPane {
-	b := q >> w.paneShift
-	if uint64(b-s.BlkLo) >= uint64(s.BlkN) {
+	c := w.paneChunk(s, q>>w.paneShift)
+	if c == 0 {
 		return nil
 	}
-	return w.panes.at(w.paneBlock(s, b), int(q&(w.paneP-1)))
+	return w.panes.at(c, int(q&(w.paneP-1)))
+}
+
+// paneChunk returns the panes pool chunk of block b of s, 0 when it is not
+// held: from the hot entry, the second cache entry (reads walk the panes
+// of a window in order), else the directory (which refills the second
+// entry).
+func (w *WindowOperator) paneChunk(s *winSym, b int64) int32 {
+	if b == s.HotBlk && s.HotBlkC != 0 {
+		return s.HotBlkC
+	}
+	if b == s.ColdBlk && s.ColdBlkC != 0 {
+		return s.ColdBlkC
+	}
+	if uint64(b-s.BlkLo) >= uint64(s.BlkN) {
+		return 0
+	}
+	c := w.paneBlock(s, b)
+	s.ColdBlk, s.ColdBlkC = b, c
+	return c
 }
 
 // paneGet returns pane q of s for reading (the empty state if it is not
@@ -94,11 +114,11 @@ func (w *WindowOperator) paneSufAt(s *winSym, tmp []aggState, q int64) *aggState
 	if tmp != nil {
 		return &tmp[q&int64(len(tmp)-1)]
 	}
-	b := q >> w.paneShift
-	if uint64(b-s.BlkLo) >= uint64(s.BlkN) {
+	c := w.paneChunk(s, q>>w.paneShift)
+	if c == 0 {
 		return &w.qAgg2
 	}
-	return w.panes.auxAt(w.paneBlock(s, b), int(q&(w.paneP-1)))
+	return w.panes.auxAt(c, int(q&(w.paneP-1)))
 }
 
 // paneLive returns the lowest pane that may still be read: the first pane of
@@ -155,6 +175,9 @@ func (w *WindowOperator) paneFree(s *winSym) {
 		if s.HotBlk == s.BlkLo {
 			s.HotBlkC = 0
 		}
+		if s.ColdBlk == s.BlkLo {
+			s.ColdBlkC = 0
+		}
 		s.BlkLo++
 		s.BlkN--
 	}
@@ -165,7 +188,7 @@ func (w *WindowOperator) paneFree(s *winSym) {
 
 // paneReleaseAll returns every block and sketch of s.
 func (w *WindowOperator) paneReleaseAll(s *winSym) {
-	s.HotBlkC = 0
+	s.HotBlkC, s.ColdBlkC = 0, 0
 	for ; s.BlkN > 0; s.BlkN-- {
 		c := w.paneBlock(s, s.BlkLo)
 		if w.useSk {
@@ -248,19 +271,12 @@ func (w *WindowOperator) paneFirstK(s *winSym) int64 {
 	return max(s.NextK, winCeilDiv(s.NDP-w.w+1, w.h))
 }
 
-// paneKey puts slot in the heap at the end of its next window to fire or,
-// with nothing to fire but fired windows that can still change (allowed
-// lateness), when the last of them can no longer change: then paneFire
-// only releases their panes.
 func (w *WindowOperator) paneKey(slot int, s *winSym) {
-	switch {
-	case s.NDP != winNone:
-		w.heapSet(slot, w.winEnd(w.paneFirstK(s)))
-	case s.BlkN > 0 && s.NextK != math.MinInt64 && s.NextK > w.kAlive:
-		w.heapSet(slot, w.winEnd(s.NextK-1)+w.lateNs-w.delayNs)
-	default:
+	if s.NDP == winNone {
 		w.heapRemove(slot)
+		return
 	}
+	w.heapSet(slot, w.winEnd(w.paneFirstK(s)))
 }
 
 // winSkip is returned by the per-type event functions for a trade that is
@@ -301,7 +317,8 @@ func (w *WindowOperator) paneEvent(slot int, s *winSym, x, v float64, ts int64, 
 	if w.twoPanes {
 		holdHi = kHi*w.h + w.w - 1
 	}
-	if bl := (kLo * w.h) >> w.paneShift; !w.paneSimple || bl < s.BlkLo || holdHi>>w.paneShift >= s.BlkLo+s.BlkN {
+	if bl := (kLo * w.h) >> w.paneShift; bl < s.BlkLo || holdHi>>w.paneShift >= s.BlkLo+s.BlkN ||
+		(!w.paneSimple && (w.useSk || s.BufN >= w.bufCap || w.bufNeedsChunk(s))) {
 		if r := w.paneTake(s, p, kLo*w.h, holdHi); r != codec.ReasonNone {
 			return dst, r
 		}
@@ -457,17 +474,8 @@ func (w *WindowOperator) panePct(s *winSym, k, n int64) float64 {
 	return sk.rank(uint64(pctRank(w.pctMilli, n)))
 }
 
-// paneFire fires the slot's first due window (OnWatermark), or releases
-// what its fired windows held once they can no longer change (see paneKey).
+// paneFire fires the slot's first due window (OnWatermark).
 func (w *WindowOperator) paneFire(slot int, s *winSym, seq uint64, ts int64, dst []Output) []Output {
-	if s.NDP == winNone {
-		w.paneFree(s)
-		w.paneKey(slot, s)
-		if w.useBuf {
-			w.bufPurge(s)
-		}
-		return dst
-	}
 	k := w.paneFirstK(s)
 	a := w.paneWindow(s, &s.Sw, nil, k)
 	if a.N > 0 {
@@ -487,7 +495,7 @@ func (w *WindowOperator) paneFire(slot int, s *winSym, seq uint64, ts int64, dst
 	// Return what the fired windows no longer need (no visible effect: what
 	// is released can never be read again).
 	w.paneFree(s)
-	if w.useBuf && !w.slotDue(s) {
+	if w.useBuf && !w.slotDue(slot) {
 		w.bufPurge(s)
 	}
 	return dst

@@ -143,9 +143,7 @@ func (w *WindowOperator) sessEvent(slot int, s *winSym, x, v float64, ts int64, 
 	return dst, codec.ReasonNone
 }
 
-// sessKey puts slot in the heap at the end of its first unfired session or,
-// when every session has fired, when the first of them can no longer change
-// (allowed lateness): then sessFire only releases it.
+// sessKey puts slot in the heap at the end of its first unfired session.
 func (w *WindowOperator) sessKey(slot int, s *winSym) {
 	for c := s.Sess; c != 0; {
 		se := w.sessNode(c)
@@ -154,10 +152,6 @@ func (w *WindowOperator) sessKey(slot int, s *winSym) {
 			return
 		}
 		c = se.Next
-	}
-	if s.Sess != 0 {
-		w.heapSet(slot, w.sessNode(s.Sess).Last+w.sizeNs+w.lateNs-w.delayNs)
-		return
 	}
 	w.heapRemove(slot)
 }
@@ -194,7 +188,7 @@ func (w *WindowOperator) sessFire(slot int, s *winSym, seq uint64, ts int64, dst
 	// Return what can no longer change (no visible effect).
 	w.sessPurge(s)
 	w.sessKey(slot, s)
-	if w.useBuf && !w.slotDue(s) {
+	if w.useBuf && !w.slotDue(slot) {
 		w.bufPurge(s)
 	}
 	return dst

@@ -58,9 +58,7 @@ func (w *WindowOperator) slideEvent(slot int, s *winSym, x, v float64, ts int64,
 }
 
 // slideKey moves Cursor past trades that cannot be points and puts the slot
-// in the heap for its next point or, with none, for when its newest trade
-// can no longer be in any window (allowed lateness): then slideFire only
-// releases the buffer.
+// in the heap for its next point.
 func (w *WindowOperator) slideKey(slot int, s *winSym) {
 	end := s.BufHead + s.BufN
 	if s.HasPoint != 0 {
@@ -69,12 +67,9 @@ func (w *WindowOperator) slideKey(slot int, s *winSym) {
 			s.Cursor++
 		}
 	}
-	switch {
-	case s.Cursor < end:
+	if s.Cursor < end {
 		w.heapSet(slot, w.rec(s, s.Cursor).Ts+1)
-	case s.BufN > 0:
-		w.heapSet(slot, w.rec(s, end-1).Ts+w.sizeNs+w.lateNs-w.delayNs+1)
-	default:
+	} else {
 		w.heapRemove(slot)
 	}
 }
@@ -155,28 +150,19 @@ func (w *WindowOperator) slideEval(slot int, s *winSym, c int64, sw *winSwag, tm
 	if w.kind == AggPercentile {
 		val = w.pctRecords(s, lo, hi)
 	}
-	r = w.rec(s, c)
-	ord := r.Fires
+	ord := r.Fires // r is still c: nothing above moves trades
 	if keyed {
 		r.Fires++
 	}
 	return w.emit(dst, slot, a, e-w.sizeNs, e, e, timing, uint64(ord), seq, ts, ingest, val, keyed)
 }
 
-// slideFire evaluates the slot's next point (OnWatermark), or releases the
-// buffer of an idle symbol (see slideKey) with its aggregator: if it
-// trades again soon enough, its next window is summed afresh instead of
-// slid to (the same value up to rounding).
+// slideFire evaluates the slot's next point (OnWatermark).
 func (w *WindowOperator) slideFire(slot int, s *winSym, seq uint64, ts int64, dst []Output) []Output {
-	if s.Cursor == s.BufHead+s.BufN {
-		s.Sw.Dirty = 1
-		w.bufPurge(s)
-		w.slideKey(slot, s)
-		return dst
-	}
 	c := s.Cursor
-	e := w.rec(s, c).Ts
-	w.rec(s, c).Point = 1
+	r := w.rec(s, c)
+	e := r.Ts
+	r.Point = 1
 	dst = w.slideEval(slot, s, c, &s.Sw, nil, TimingOnTime, true, seq, ts, 0, dst)
 	s.LastPoint, s.HasPoint = e, 1
 	s.Cursor = w.bufUpper(s, e)
@@ -184,7 +170,7 @@ func (w *WindowOperator) slideFire(slot int, s *winSym, seq uint64, ts int64, ds
 	// Once the slot has nothing more due, return the trades no evaluation
 	// can need any more, but not those the aggregator holds: it evicts them
 	// itself on its next slide.
-	if !w.slotDue(s) {
+	if !w.slotDue(slot) {
 		keep := int64(math.MaxInt64)
 		if s.Sw.Dirty == 0 && s.Sw.Hi > s.Sw.Lo {
 			keep = s.Sw.Lo
@@ -192,6 +178,20 @@ func (w *WindowOperator) slideFire(slot int, s *winSym, seq uint64, ts int64, ds
 		w.bufPurgeBefore(s, keep)
 	}
 	return dst
+}
+
+// slideIdle releases the buffer of a symbol whose trades can no longer be
+// in any window (its newest is behind the watermark by SIZE plus the
+// allowed lateness), with its aggregator: if it trades again soon enough
+// for its next window to overlap the last one, that window is summed
+// afresh instead of slid to (the same value up to rounding).
+func (w *WindowOperator) slideIdle(s *winSym) {
+	// LastTs is the newest buffered trade's time while any is buffered.
+	if s.BufN == 0 || s.Cursor != s.BufHead+s.BufN || s.LastTs > wmSatSub(wmSatSub(w.wm, w.lateNs), w.sizeNs) {
+		return
+	}
+	s.Sw.Dirty = 1
+	w.bufPurge(s)
 }
 
 // slideTmp returns scratch suffix storage for a temporary sweep over the

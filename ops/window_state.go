@@ -12,7 +12,8 @@ import (
 //
 //	"QSWS" | version u16 | 0 u16 | fingerprint u64 | body length u64 | body | CRC-32C of everything before
 //
-// body = wm i64, ttlCursor i64, the WindowCounters, the number of slot
+// body = wm i64, ttlCursor i64, reclaim sweep cursor u32 and tick u32,
+// the WindowCounters, the number of slot
 // records u64, then one record per slot in use, by ascending slot:
 //
 //	slot u32, 0 u32, winSym, then
@@ -67,6 +68,7 @@ func (w *WindowOperator) AppendState(dst []byte) []byte {
 	bodyAt := len(dst)
 	dst = le.AppendUint64(dst, uint64(w.wm))
 	dst = le.AppendUint64(dst, uint64(w.ttlCursor))
+	dst = le.AppendUint64(dst, uint64(w.reclaimCursor)|uint64(w.reclaimTick)<<32)
 	dst, _ = binary.Append(dst, le, &w.counters)
 	nAt := len(dst)
 	dst = le.AppendUint64(dst, 0)
@@ -90,7 +92,8 @@ var winCRC = crc32.MakeTable(crc32.Castagnoli)
 func (w *WindowOperator) appendSym(dst []byte, s *winSym) []byte {
 	le := binary.LittleEndian
 	c := *s
-	c.Dir, c.Sess, c.HotBlk, c.HotBlkC, c.HotRecN, c.HotRecC, c.HeapPos = 0, 0, 0, 0, 0, 0, -1
+	c.Dir, c.Sess, c.HotBlk, c.HotBlkC, c.HotRecN, c.HotRecC = 0, 0, 0, 0, 0, 0
+	c.ColdBlk, c.ColdBlkC = 0, 0
 	dst, _ = binary.Append(dst, le, &c)
 	for b := s.BlkLo; b < s.BlkLo+s.BlkN; b++ {
 		for _, p := range w.panes.chunk(w.paneBlock(s, b)) {
@@ -215,6 +218,8 @@ func (w *WindowOperator) LoadState(src []byte) error {
 	d := &winDec{b: src[hdr : len(src)-4]}
 	n.wm = int64(d.u64())
 	n.ttlCursor = int(d.u64())
+	rc := d.u64()
+	n.reclaimCursor, n.reclaimTick = int(rc&math.MaxUint32), uint32(rc>>32)
 	d.val(&n.counters)
 	nrec := d.u64()
 	if d.err == nil && nrec > uint64(n.maxSlots) {
@@ -280,8 +285,8 @@ func (w *WindowOperator) loadSym(d *winDec, slot int) error {
 		return full
 	}
 	*s = in
-	s.Dir, s.Sess, s.NSess, s.BlkN, s.BufN, s.HeapPos = 0, 0, 0, 0, 0, -1
-	s.HotBlk, s.HotBlkC, s.HotRecN, s.HotRecC = 0, 0, 0, 0
+	s.Dir, s.Sess, s.NSess, s.BlkN, s.BufN = 0, 0, 0, 0, 0
+	s.HotBlk, s.HotBlkC, s.HotRecN, s.HotRecC, s.ColdBlk, s.ColdBlkC = 0, 0, 0, 0, 0, 0
 	// Pane blocks.
 	if in.BlkN < 0 || in.BlkN > w.paneDirN || (w.ringCap == 0 && in.BlkN != 0) ||
 		in.BlkLo < -(winMaxTs>>w.paneShift) || in.BlkLo > winMaxTs>>w.paneShift {
@@ -428,8 +433,8 @@ func (w *WindowOperator) loadSketch(d *winDec, sk *Sketch) error {
 // validate checks what indexing relies on, so that a corrupt but
 // checksummed snapshot cannot make the hot path panic.
 func (w *WindowOperator) validate() error {
-	if w.ttlCursor < 0 || w.ttlCursor >= w.maxSlots {
-		return errors.New("idle cursor out of range")
+	if w.ttlCursor < 0 || w.ttlCursor >= w.maxSlots || w.reclaimCursor < 0 || w.reclaimCursor >= w.maxSlots {
+		return errors.New("sweep cursor out of range")
 	}
 	paneLim := int64(math.MaxInt64)
 	if w.paneNs > 0 {

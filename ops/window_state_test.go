@@ -117,9 +117,9 @@ func TestWindowStateErrors(t *testing.T) {
 	b := slices.Clone(snap)
 	hdr := 24
 	body := b[hdr : len(b)-4]
-	// The first slot record starts after wm, cursor, counters and the
-	// record count; its winSym after the slot number.
-	off := 16 + binary.Size(WindowCounters{}) + 8 + 8
+	// The first slot record starts after wm, the two sweep cursors, the
+	// counters and the record count; its winSym after the slot number.
+	off := 24 + binary.Size(WindowCounters{}) + 8 + 8
 	binary.LittleEndian.PutUint64(body[off+winSymBufNOffset(t):], 1<<40)
 	binary.LittleEndian.PutUint32(b[len(b)-4:], crc32.Checksum(b[:len(b)-4], winCRC))
 	fresh, _ := NewWindowOperator(0, spec, WindowOptions{}, 2)

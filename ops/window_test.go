@@ -391,7 +391,7 @@ func TestWindowStateBytes(t *testing.T) {
 			t.Fatal(err)
 		}
 		fresh := op.StateBytes()
-		if fresh <= 0 || fresh > 256<<10 || op.StateInUseBytes() != fresh {
+		if fresh <= 0 || fresh > 512<<10 || op.StateInUseBytes() != fresh {
 			t.Fatalf("%s: fresh operator for 65536 slots holds %d bytes (%d in use)", spec, fresh, op.StateInUseBytes())
 		}
 		if snap := op.AppendState(nil); len(snap) > 256 {
