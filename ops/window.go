@@ -267,10 +267,10 @@ type WindowOperator struct {
 	tmpSuffix []aggState // two-stacks suffixes of temporary sweeps (late re-firings, partial values)
 	// The trade chunk rec resolved last: chunk number rcN of rcS is rcRecs
 	// (rcS nil: none). Cleared when that chunk is released.
-	rcS    *winSym
-	rcN    int64
-	rcRecs []winRec
-	scratch   []float64  // exact percentiles
+	rcS       *winSym
+	rcN       int64
+	rcRecs    []winRec
+	scratch   []float64 // exact percentiles
 	scratchSk Sketch
 	zeroAgg   aggState // read-only empty state
 	qAgg      aggState // scratch for a combined window aggregate
