@@ -185,16 +185,11 @@ func byKey(t testing.TB, outs []ops.Output) (map[uint64]ops.Output, int) {
 	return m, dups
 }
 
-// sameOutput compares two outputs, NaN-safe. A window result's Seq and
-// TsNs (of the watermark that fired it) are left out: the runs here flush
-// (Barrier) at other points than the reference run, and an event made
-// durable just before a crash gets its watermark from the source's next
-// flush after the restart; the window, its key and its value are the same.
+// sameOutput compares two outputs, NaN-safe, every field but the ingest
+// stamp (processing time).
 func sameOutput(a, b ops.Output) bool {
 	a.IngestNs, b.IngestNs = 0, 0
-	if a.Kind == ops.OutWindow && b.Kind == ops.OutWindow {
-		a.Seq, b.Seq, a.TsNs, b.TsNs = 0, 0, 0, 0
-	}
+
 	return fmt.Sprint(a) == fmt.Sprint(b)
 }
 
@@ -279,7 +274,10 @@ func TestRecoverMatchesUninterruptedRun(t *testing.T) {
 		}
 		from := int(off)
 		resend := min(from, rng.IntN(300)) // the upstream re-sends unacknowledged events
-		to := min(len(evs), from+1+rng.IntN(4000))
+		// Incarnations end (Barrier) at flush points, as a feed that
+		// acknowledges at fixed offsets does, so that watermarks fall where
+		// they fall in the reference run and window state stays identical.
+		to := min(len(evs), (from/64+1+rng.IntN(60))*64)
 		last := inc >= 6 || to == len(evs)
 		if last {
 			to = len(evs)
