@@ -235,7 +235,9 @@ func (e *Engine) Stop(ctx context.Context) error {
 		return errors.New("engine: not started")
 	}
 	if e.cut != nil {
-		e.cut.close()
+		// No new checkpoints; one in flight completes below (the shards
+		// finish a cut before they stop, also when the engine was paused).
+		e.cut.closed.Store(true)
 	}
 	// Wait for the feeds to close their publishers so that nothing they
 	// acknowledged is left behind.
@@ -256,6 +258,9 @@ stop:
 	}
 	e.wg.Wait()
 	e.collector.wait()
+	if e.cut != nil {
+		e.cut.close()
+	}
 	return e.Err()
 }
 

@@ -552,3 +552,34 @@ func TestRecoverAppliesReplayedWatermarks(t *testing.T) {
 		}
 	}
 }
+
+// Stop while paused with a checkpoint waiting for the paused shards: the
+// checkpoint completes and Stop returns.
+func TestStopWhilePausedDuringCheckpoint(t *testing.T) {
+	r := openRig(t, t.TempDir(), 2, &memOutput{}, 0)
+	if _, err := r.e.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	internSymbols(t, r.e, recSyms)
+	p, _ := r.e.NewPublisher("feed")
+	publishRange(t, p, testEvents(1000, recSyms, 4), 0, 1000)
+	r.e.Pause()
+	done := make(chan error, 1)
+	go func() { _, err := r.e.Checkpoint(context.Background()); done <- err }()
+	time.Sleep(20 * time.Millisecond)
+	p.Close()
+	stopped := make(chan error, 1)
+	go func() { stopped <- r.e.Stop(context.Background()) }()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Stop hung behind a checkpoint of a paused engine")
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("the checkpoint in flight: %v", err)
+	}
+	r.w.Close()
+}
