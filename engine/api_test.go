@@ -112,3 +112,50 @@ func TestWindowAPINeedsAHost(t *testing.T) {
 		t.Fatalf("err = %v, want ErrNoWindowHost", err)
 	}
 }
+
+// TestProcessingTimeEarlyFirings: a window with an early trigger on
+// processing time fires early results while its window is open, driven by
+// the shard's ProcessingTimeTick.
+func TestProcessingTimeEarlyFirings(t *testing.T) {
+	spec, err := ops.ParseWindowSpec("tumbling:1h:sum")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &collect{}
+	e, err := New(Config{
+		Shards:             1,
+		ProcessingTimeTick: time.Millisecond,
+		Processors: func(int) (Processor, error) {
+			return ops.NewPipeline(ops.PipelineConfig{MaxSymbolID: 8, Windows: []ops.WindowSpec{spec},
+				WindowOptions: ops.WindowOptions{WindowTrigger: ops.WindowTrigger{EarlyEveryNs: int64(5 * time.Millisecond)}}})
+		},
+		Output: out,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Start()
+	p, _ := e.NewPublisher("pt")
+	ev := codec.Event{Kind: codec.KindTrade, Symbol: 1, Seq: 1, TsNs: 1e9, Price: 2, Volume: 1}
+	p.Publish(&ev)
+	p.Flush()
+	deadline := time.Now().Add(10 * time.Second)
+	early := 0
+	for early == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+		for _, o := range out.all() {
+			if o.Kind == ops.OutWindow && o.Timing == ops.TimingEarly && o.Value == 2 {
+				early++
+			}
+		}
+	}
+	p.Close()
+	stop(t, e)
+	if early == 0 {
+		t.Fatalf("no early firing on processing time; outputs %+v", out.all())
+	}
+	last := out.all()[len(out.all())-1]
+	if last.Timing != ops.TimingOnTime || last.Value != 2 {
+		t.Fatalf("final firing %+v, want on_time 2", last)
+	}
+}

@@ -63,6 +63,14 @@ type Processor interface {
 	OnWatermark(watermarkNs int64, seq uint64, dst []ops.Output) []ops.Output
 }
 
+// ProcessingTimeProcessor is a Processor with processing-time triggers
+// (early window firings). The shard calls OnProcessingTime about every
+// Config.ProcessingTimeTick with its monotonic clock; seq is the last input
+// sequence it processed.
+type ProcessingTimeProcessor interface {
+	OnProcessingTime(nowNs int64, seq uint64, dst []ops.Output) []ops.Output
+}
+
 // ProcessorFactory builds the Processor of one shard.
 type ProcessorFactory func(shard int) (Processor, error)
 
@@ -123,6 +131,10 @@ type Config struct {
 	// IdleTimeout: a source that published nothing for this long (processing
 	// time) stops holding the watermark back. 0 disables.
 	IdleTimeout time.Duration
+	// ProcessingTimeTick is how often shards run processing-time triggers of
+	// processors that have them (ProcessingTimeProcessor). 0 disables; it
+	// must stay 0 for a deterministic replay.
+	ProcessingTimeTick time.Duration
 	// Ordered makes the collector deliver outputs in input order (by Seq,
 	// then a deterministic tie-break), independent of the number of shards.
 	// It requires a single Publisher whose events carry increasing Seq: replay.
@@ -219,7 +231,7 @@ func (c *Config) withDefaults() (Config, error) {
 	if cfg.DedupHorizon < 0 || cfg.DedupHorizon > MaxDedupHorizon {
 		return cfg, fmt.Errorf("%w: dedup horizon %d outside 0..%d", ErrConfig, cfg.DedupHorizon, MaxDedupHorizon)
 	}
-	if cfg.OutOfOrderness < 0 || cfg.IdleTimeout < 0 {
+	if cfg.OutOfOrderness < 0 || cfg.IdleTimeout < 0 || cfg.ProcessingTimeTick < 0 {
 		return cfg, fmt.Errorf("%w: negative out-of-orderness or idle timeout", ErrConfig)
 	}
 	if cfg.Processors == nil {

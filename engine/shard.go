@@ -61,12 +61,15 @@ type shard struct {
 	batchBuf []int64 // ingest stamps of the batch being processed
 	ready    func() bool
 
-	ctl     mailbox     // control functions from the API (api.go)
-	ctlFlag atomic.Bool // set while ctl holds work
-	srcHash []uint64    // per input: its publisher's name hash (dedup keys)
-	srcGone []bool      // per input: its publisher detached (no watermark from it counts)
-	dedup   *dedupSet   // nil unless Config.DedupHorizon > 0
-	cut     shardCut    // checkpoint alignment (checkpoint_shard.go)
+	ptProc      ProcessingTimeProcessor // the processor, if it has processing-time triggers and ProcessingTimeTick > 0
+	ptNextNs    int64                   // when to call it next (monotonic ns)
+	waitTimeout time.Duration           // longest sleep of an idle shard
+	ctl         mailbox                 // control functions from the API (api.go)
+	ctlFlag     atomic.Bool             // set while ctl holds work
+	srcHash     []uint64                // per input: its publisher's name hash (dedup keys)
+	srcGone     []bool                  // per input: its publisher detached (no watermark from it counts)
+	dedup       *dedupSet               // nil unless Config.DedupHorizon > 0
+	cut         shardCut                // checkpoint alignment (checkpoint_shard.go)
 }
 
 func newShard(e *Engine, id int, proc Processor, outWaiter *ring.Waiter) (*shard, error) {
@@ -88,7 +91,24 @@ func newShard(e *Engine, id int, proc Processor, outWaiter *ring.Waiter) (*shard
 		return nil, fmt.Errorf("engine: dead-letter ring: %w", err)
 	}
 	s.ready = s.inputReady
+	s.waitTimeout = idleCheckEvery
+	if pt, ok := proc.(ProcessingTimeProcessor); ok && e.cfg.ProcessingTimeTick > 0 {
+		s.ptProc = pt
+		s.waitTimeout = min(idleCheckEvery, e.cfg.ProcessingTimeTick)
+	}
 	return s, nil
+}
+
+// processingTime calls the processor's processing-time triggers once per
+// ProcessingTimeTick (early window firings). It reads the clock once.
+func (s *shard) processingTime() {
+	now := clock.MonoNs()
+	if now < s.ptNextNs {
+		return
+	}
+	s.ptNextNs = now + int64(s.e.cfg.ProcessingTimeTick)
+	s.outBuf = s.ptProc.OnProcessingTime(now, s.progress.Load(), s.outBuf)
+	s.flushOutputs()
 }
 
 func (s *shard) inputReady() bool {
@@ -169,6 +189,9 @@ func (s *shard) run() {
 		if s.e.cut != nil {
 			s.checkCut()
 		}
+		if s.ptProc != nil {
+			s.processingTime()
+		}
 		if n > 0 {
 			continue
 		}
@@ -183,7 +206,7 @@ func (s *shard) run() {
 		if s.e.cfg.IdleTimeout > 0 {
 			s.checkIdle()
 		}
-		s.waiter.Wait(s.ready, idleCheckEvery)
+		s.waiter.Wait(s.ready, s.waitTimeout)
 	}
 }
 

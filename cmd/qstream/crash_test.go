@@ -187,7 +187,7 @@ func crashRun(t *testing.T, bin, dir string, messages int, fp string, killAfter 
 	t.Helper()
 	cmd := exec.Command(bin, "run",
 		"--count", strconv.Itoa(messages), "--rate", "0", "--seed", "7", "--symbols", "100", "--max-symbols", "256",
-		"--shards", "2", "--status-interval", "1h",
+		"--shards", "2", "--status-interval", "1h", "--windows", "tumbling:100us:ohlcv,hopping:1ms/250us:vwap,session:50us:count,sliding:200us/50us:max",
 		"--wal-dir", filepath.Join(dir, "wal"), "--checkpoint-dir", filepath.Join(dir, "ckpt"), "--dlq-dir", filepath.Join(dir, "dlq"),
 		"--checkpoint-interval", "40ms", "--output", filepath.Join(dir, "out.jsonl"),
 		"--ack-file", filepath.Join(dir, "acks"), "--ack-every", "4096", "--resend", "1000", "--final-checkpoint")

@@ -745,15 +745,11 @@ func (o *fileOutput) close() error {
 // openRunOutput opens the --output sink: nil (outputs only counted) for
 // an empty path, standard output for "-", else the file (a fileOutput).
 // close flushes and closes it; call it after the engine has stopped.
-func openRunOutput(path string, symbols *codec.SymbolTable, specs []ops.IndicatorSpec, stdout io.Writer) (engine.OutputHandler, func() error, error) {
+func openRunOutput(path string, symbols *codec.SymbolTable, cfg sinks.JSONLConfig, stdout io.Writer) (engine.OutputHandler, func() error, error) {
 	if path == "" {
 		return nil, func() error { return nil }, nil
 	}
-	var names []string
-	for _, s := range specs {
-		names = append(names, s.Name())
-	}
-	cfg := sinks.JSONLConfig{Symbols: symbols, Indicators: names}
+	cfg.Symbols = symbols
 	if path == "-" {
 		out := &runOutput{w: sinks.NewJSONLWriter(stdout, cfg)}
 		return out, out.w.Flush, nil

@@ -26,6 +26,7 @@ import (
 	"qstream/engine"
 	"qstream/feeds"
 	"qstream/ops"
+	"qstream/sinks"
 )
 
 func TestParsePartitions(t *testing.T) {
@@ -649,7 +650,7 @@ func TestFileOutputCheckpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	open := func() *fileOutput {
-		h, _, err := openRunOutput(path, syms, specs, nil)
+		h, _, err := openRunOutput(path, syms, sinks.JSONLConfig{Indicators: []string{specs[0].Name()}}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

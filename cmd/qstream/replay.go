@@ -30,15 +30,12 @@ const replayFlushEvery = 256
 const maxStderrErrors = 100
 
 type replayFlags struct {
-	input, format, indicators, emaSeed, emit, output, dlq string
-	windows, windowEmit                                   string
-	earlyEveryN, maxOpenWindows, maxBuffered, pctExactMax int
-	symbolTTL                                             time.Duration
-	outOfOrderness, allowedLateness, idleTimeout          time.Duration
-	vwapSession, vwapSessionOffset                        time.Duration
-	shards, maxSymbols, maxLine                           int
-	fromLSN                                               uint64 // --format wal (wal.go)
-	fromTime                                              string
+	input, format, emit, output, dlq string
+	ops                              operatorFlags
+	outOfOrderness, idleTimeout      time.Duration
+	shards, maxSymbols, maxLine      int
+	fromLSN                          uint64 // --format wal (wal.go)
+	fromTime                         string
 }
 
 func replayFlagSet(f *replayFlags, stderr io.Writer) *flag.FlagSet {
@@ -48,19 +45,8 @@ func replayFlagSet(f *replayFlags, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&f.format, "format", "auto", "input format: auto|jsonl|csv|pcap|wal|coinbase|binance|kraken (pcap: IEX TOPS/DEEP over UDP, pcap or pcapng, gzip or not; wal: a qstream WAL directory; exchanges: raw WebSocket lines or cryptofeed recordings)")
 	fs.Uint64Var(&f.fromLSN, "from-lsn", 0, "--format wal: replay the events from this LSN on")
 	fs.StringVar(&f.fromTime, "from-time", "", "--format wal: replay from the first event whose event time is at or after this (RFC 3339 or integer nanoseconds)")
-	fs.StringVar(&f.indicators, "indicators", ops.DefaultIndicators, "indicators computed on every trade: comma-separated sma:N, ema:N, rsi:N, vwap (session), vwap:N (last N trades)")
-	fs.StringVar(&f.emaSeed, "ema-seed", "sma", "EMA seed: sma (TA-Lib: SMA of the first N inputs) or first (MetaStock/Tulip: the first input)")
-	fs.DurationVar(&f.vwapSession, "vwap-session", 24*time.Hour, "length of the session that resets the session VWAP")
-	fs.DurationVar(&f.vwapSessionOffset, "vwap-session-offset", 0, "start of the VWAP session after UTC midnight (e.g. 14h30m)")
-	fs.StringVar(&f.windows, "windows", "", "event-time windows over trades, comma-separated TYPE:PARAMS:AGG[:FIELD]: tumbling:1m:vwap, hopping:5m/1m:avg, sliding:30s[/5s]:max, session:10s:count, count:100:ohlcv; AGG count|sum|avg|min|max|stddev|stddev_samp|pNN|vwap|twap|ohlcv; FIELD price|volume|bid|ask|spread; +OFFSET after the size shifts the epoch alignment (tumbling:1h+15m:avg)")
-	fs.StringVar(&f.windowEmit, "window-emit", "updates", "window emit mode: updates (on-time result, then late re-firings within the allowed lateness) or final (one result per window once it can no longer change)")
-	fs.IntVar(&f.earlyEveryN, "early-every-n", 0, "also fire a symbol's open windows early after every N of its trades (timing early); 0 disables")
-	fs.IntVar(&f.maxOpenWindows, "max-open-windows", ops.DefaultMaxOpenWindowsPerSymbol, "open windows (or sessions) held per symbol; a trade beyond it is dead-lettered as oversize")
-	fs.IntVar(&f.maxBuffered, "max-buffered", ops.DefaultMaxBufferedEventsPerSymbol, "raw trades kept per symbol by sliding, TWAP and percentile windows")
-	fs.IntVar(&f.pctExactMax, "percentile-exact-max", ops.DefaultPercentileExactMax, "windows with at most this many trades get exact percentiles; larger ones a sketch with 1% relative error")
-	fs.DurationVar(&f.symbolTTL, "symbol-ttl", 0, "release a symbol's window state when its last trade is this far behind the watermark and nothing is left to fire; 0 keeps it")
+	f.ops.register(fs, false)
 	fs.DurationVar(&f.outOfOrderness, "out-of-orderness", 0, "the watermark is the largest event time seen minus this")
-	fs.DurationVar(&f.allowedLateness, "allowed-lateness", 0, "events behind the watermark by at most this update their windows (late firings)")
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", 0, "a source silent this long (processing time) stops holding the watermark back; 0 disables")
 	fs.StringVar(&f.emit, "emit", "indicators", "what to write: indicators|windows|patterns|news|stats|all, or a comma-separated list")
 	fs.StringVar(&f.output, "output", "-", "output file, or - for standard output")
@@ -150,19 +136,15 @@ func replay(f *replayFlags, stdout, stderr io.Writer) error {
 	if err != nil {
 		return usageError{err}
 	}
-	specs, err := ops.ParseIndicators(f.indicators)
-	if err != nil {
-		return usageError{fmt.Errorf("--indicators: %w", err)}
-	}
-	seed, err := ops.ParseEMASeed(f.emaSeed)
-	if err != nil {
-		return usageError{fmt.Errorf("--ema-seed: %w", err)}
-	}
 	if f.shards < 1 || f.shards > engine.MaxShards {
 		return usageError{fmt.Errorf("--shards: %d outside 1..%d", f.shards, engine.MaxShards)}
 	}
 	if f.maxSymbols < 1 || f.maxSymbols > 1<<24 {
 		return usageError{fmt.Errorf("--max-symbols: %d outside 1..%d", f.maxSymbols, 1<<24)}
+	}
+	opers, err := f.ops.parse(f.maxSymbols, emit.kinds[ops.OutIndicators])
+	if err != nil {
+		return err
 	}
 
 	out := stdout
@@ -180,52 +162,11 @@ func replay(f *replayFlags, stdout, stderr io.Writer) error {
 	}
 	defer closeDLQ()
 
-	var windows []ops.WindowSpec
-	if f.windows != "" {
-		if windows, err = ops.ParseWindowSpecs(f.windows); err != nil {
-			return usageError{fmt.Errorf("--windows: %w", err)}
-		}
-	}
-	var winEmit ops.EmitMode
-	switch f.windowEmit {
-	case "updates":
-		winEmit = ops.EmitUpdates
-	case "final":
-		winEmit = ops.EmitFinal
-	default:
-		return usageError{fmt.Errorf("--window-emit: %q is not updates or final", f.windowEmit)}
-	}
-	if !emit.kinds[ops.OutIndicators] && !emit.stats {
-		specs = nil // nobody reads them: do not compute them
-	}
-	pipeCfg := ops.PipelineConfig{
-		Indicators:       specs,
-		IndicatorOptions: ops.IndicatorOptions{EMASeed: seed, SessionLengthNs: int64(f.vwapSession), SessionOffsetNs: int64(f.vwapSessionOffset)},
-		EmitIndicators:   emit.kinds[ops.OutIndicators],
-		MaxSymbolID:      f.maxSymbols,
-		Windows:          windows,
-		WindowOptions: ops.WindowOptions{
-			AllowedLatenessNs:          int64(f.allowedLateness),
-			MaxOpenWindowsPerSymbol:    f.maxOpenWindows,
-			MaxBufferedEventsPerSymbol: f.maxBuffered,
-			PercentileExactMax:         f.pctExactMax,
-			IdleSymbolTTLNs:            int64(f.symbolTTL),
-			WindowTrigger:              ops.WindowTrigger{EarlyEveryN: f.earlyEveryN, Emit: winEmit},
-		},
-	}
-	if _, err := ops.NewPipeline(pipeCfg); err != nil {
-		return usageError{err} // a configuration the operators refuse (too much state for --max-symbols, ...)
-	}
-	var names []string
-	for _, s := range specs {
-		names = append(names, s.Name())
-	}
 	symbols := codec.NewSymbolTable(f.maxSymbols)
-	var winMeta []sinks.WindowMeta
-	for _, w := range windows {
-		winMeta = append(winMeta, sinks.WindowMeta{Name: w.String(), Object: w.ValueIsObject()})
-	}
-	writer := sinks.NewJSONLWriter(out, sinks.JSONLConfig{Symbols: symbols, Indicators: names, Windows: winMeta, Kinds: emit.kinds})
+	jcfg := opers.jsonl()
+	jcfg.Symbols, jcfg.Kinds = symbols, emit.kinds
+	writer := sinks.NewJSONLWriter(out, jcfg)
+	pipeCfg := opers.pipe
 	cfg := engine.Config{
 		Symbols:        symbols,
 		Shards:         f.shards,

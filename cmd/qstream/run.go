@@ -27,8 +27,8 @@ type runFlags struct {
 	symbols, rate, shards, maxSymbols int
 	seed                              uint64
 	count                             int64
-	wait, mode, pin, indicators       string
-	emaSeed                           string
+	wait, mode, pin                   string
+	ops                               operatorFlags // indicators and windows (operators.go)
 	batchSize                         int
 	batchTimeout, duration, interval  time.Duration
 	outOfOrderness, idleTimeout       time.Duration
@@ -50,8 +50,7 @@ func runFlagSet(f *runFlags, stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&f.batchTimeout, "batch-timeout", time.Millisecond, "micro-batch: longest wait for a batch to fill")
 	fs.StringVar(&f.pin, "pin", "", "pin shards to CPUs: a list like 2,3 or 'auto' (allowed CPUs after the first); refusal is logged, not fatal")
 	fs.IntVar(&f.maxSymbols, "max-symbols", 1<<16, "capacity of the symbol table")
-	fs.StringVar(&f.indicators, "indicators", ops.DefaultIndicators, "indicators computed on every trade")
-	fs.StringVar(&f.emaSeed, "ema-seed", "sma", "EMA seed: sma or first")
+	f.ops.register(fs, true)
 	fs.DurationVar(&f.outOfOrderness, "out-of-orderness", 0, "bounded out-of-orderness of event time")
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", 0, "a source silent this long stops holding the watermark back (0: never)")
 	fs.DurationVar(&f.duration, "duration", 0, "stop after this long (0: until Ctrl-C)")
@@ -140,13 +139,9 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 	if err != nil {
 		return usageError{err}
 	}
-	specs, err := ops.ParseIndicators(f.indicators)
+	opers, err := f.ops.parse(f.maxSymbols, true)
 	if err != nil {
-		return usageError{fmt.Errorf("--indicators: %w", err)}
-	}
-	seed, err := ops.ParseEMASeed(f.emaSeed)
-	if err != nil {
-		return usageError{fmt.Errorf("--ema-seed: %w", err)}
+		return err
 	}
 	feedSet, err := buildFeeds(f, os.Getenv)
 	if err != nil {
@@ -156,7 +151,7 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 		mode = engine.ModeRealTime // an explicit --wait asks for a polling loop
 	}
 	symbols := codec.NewSymbolTable(f.maxSymbols)
-	output, closeOutput, err := openRunOutput(f.feeds.output, symbols, specs, stdout)
+	output, closeOutput, err := openRunOutput(f.feeds.output, symbols, opers.jsonl(), stdout)
 	if err != nil {
 		return err
 	}
@@ -165,26 +160,26 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stderr, "qstream: output: %v\n", err)
 		}
 	}()
-	pipeCfg := ops.PipelineConfig{
-		Indicators:       specs,
-		IndicatorOptions: ops.IndicatorOptions{EMASeed: seed},
-		EmitIndicators:   true,
-		MaxSymbolID:      f.maxSymbols,
+	pipeCfg := opers.pipe
+	var ptTick time.Duration
+	if e := f.ops.earlyEvery; e > 0 {
+		ptTick = max(time.Millisecond, e/4) // the window operators fire at most once per e themselves
 	}
 	cfg := engine.Config{
-		Shards:         f.shards,
-		PinCPUs:        pins,
-		Wait:           wait,
-		Mode:           mode,
-		BatchSize:      f.batchSize,
-		BatchTimeout:   f.batchTimeout,
-		Symbols:        symbols,
-		OutOfOrderness: f.outOfOrderness,
-		IdleTimeout:    f.idleTimeout,
-		Processors:     func(int) (engine.Processor, error) { return ops.NewPipeline(pipeCfg) },
-		Output:         output,
-		MaxProducers:   2 * max(16, feedSet.producers), // and recovery's, one per source name
-		ErrorPolicy:    outputErrorPolicy(),
+		Shards:             f.shards,
+		PinCPUs:            pins,
+		Wait:               wait,
+		Mode:               mode,
+		BatchSize:          f.batchSize,
+		BatchTimeout:       f.batchTimeout,
+		Symbols:            symbols,
+		OutOfOrderness:     f.outOfOrderness,
+		IdleTimeout:        f.idleTimeout,
+		Processors:         func(int) (engine.Processor, error) { return ops.NewPipeline(pipeCfg) },
+		ProcessingTimeTick: ptTick,
+		Output:             output,
+		MaxProducers:       2 * max(16, feedSet.producers), // and recovery's, one per source name
+		ErrorPolicy:        outputErrorPolicy(),
 	}
 	dur, err := openDurable(&f.durable, &cfg, symbols, stderr)
 	if err != nil {

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"time"
+
+	"qstream/ops"
+	"qstream/sinks"
+)
+
+// operatorFlags are the operator settings that `run` and `replay` share:
+// indicators, windows and their limits.
+type operatorFlags struct {
+	indicators, emaSeed                   string
+	vwapSession, vwapSessionOffset        time.Duration
+	windows, windowEmit                   string
+	earlyEveryN                           int
+	earlyEvery                            time.Duration // processing time; run only
+	maxOpenWindows, maxBuffered, pctExact int
+	symbolTTL, allowedLateness            time.Duration
+}
+
+// register adds the flags to fs. live adds those that only make sense on a
+// live stream (processing-time triggers).
+func (o *operatorFlags) register(fs *flag.FlagSet, live bool) {
+	fs.StringVar(&o.indicators, "indicators", ops.DefaultIndicators, "indicators computed on every trade: comma-separated sma:N, ema:N, rsi:N, vwap (session), vwap:N (last N trades); empty for none")
+	fs.StringVar(&o.emaSeed, "ema-seed", "sma", "EMA seed: sma (TA-Lib: SMA of the first N inputs) or first (MetaStock/Tulip: the first input)")
+	fs.DurationVar(&o.vwapSession, "vwap-session", 24*time.Hour, "length of the session that resets the session VWAP")
+	fs.DurationVar(&o.vwapSessionOffset, "vwap-session-offset", 0, "start of the VWAP session after UTC midnight (e.g. 14h30m)")
+	fs.StringVar(&o.windows, "windows", "", "event-time windows over trades, comma-separated TYPE:PARAMS:AGG[:FIELD]: tumbling:1m:vwap, hopping:5m/1m:avg, sliding:30s[/5s]:max, session:10s:count, count:100:ohlcv; AGG count|sum|avg|min|max|stddev|stddev_samp|pNN|vwap|twap|ohlcv; FIELD price|volume|bid|ask|spread; +OFFSET after the size shifts the epoch alignment (tumbling:1h+15m:avg)")
+	fs.StringVar(&o.windowEmit, "window-emit", "updates", "window emit mode: updates (on-time result, then late re-firings within the allowed lateness) or final (one result per window once it can no longer change)")
+	fs.IntVar(&o.earlyEveryN, "early-every-n", 0, "also fire a symbol's open windows early after every N of its trades (timing early); 0 disables")
+	if live {
+		fs.DurationVar(&o.earlyEvery, "early-every", 0, "also fire open windows early every this much processing time (timing early); 0 disables")
+	}
+	fs.IntVar(&o.maxOpenWindows, "max-open-windows", ops.DefaultMaxOpenWindowsPerSymbol, "open windows (or sessions) held per symbol; a trade beyond it is dead-lettered as oversize")
+	fs.IntVar(&o.maxBuffered, "max-buffered", ops.DefaultMaxBufferedEventsPerSymbol, "raw trades kept per symbol by sliding, TWAP and percentile windows")
+	fs.IntVar(&o.pctExact, "percentile-exact-max", ops.DefaultPercentileExactMax, "windows with at most this many trades get exact percentiles; larger ones a sketch with 1% relative error")
+	fs.DurationVar(&o.symbolTTL, "symbol-ttl", 0, "release a symbol's window state when its last trade is this far behind the watermark and nothing is left to fire; 0 keeps it")
+	fs.DurationVar(&o.allowedLateness, "allowed-lateness", 0, "events behind the watermark by at most this update their windows (late firings); later ones are dead-lettered as late")
+}
+
+// operators is the parsed form of operatorFlags.
+type operators struct {
+	pipe    ops.PipelineConfig
+	specs   []ops.IndicatorSpec
+	windows []ops.WindowSpec
+}
+
+// parse validates the flags and returns the pipeline configuration for a
+// symbol table of maxSymbols. Indicators are computed only when they are
+// emitted (they are still validated). Errors are usage errors.
+func (o *operatorFlags) parse(maxSymbols int, emitIndicators bool) (*operators, error) {
+	var specs []ops.IndicatorSpec
+	var err error
+	if o.indicators != "" {
+		if specs, err = ops.ParseIndicators(o.indicators); err != nil {
+			return nil, usageError{fmt.Errorf("--indicators: %w", err)}
+		}
+	}
+	if !emitIndicators {
+		specs = nil
+	}
+	seed, err := ops.ParseEMASeed(o.emaSeed)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("--ema-seed: %w", err)}
+	}
+	var windows []ops.WindowSpec
+	if o.windows != "" {
+		if windows, err = ops.ParseWindowSpecs(o.windows); err != nil {
+			return nil, usageError{fmt.Errorf("--windows: %w", err)}
+		}
+	}
+	var emit ops.EmitMode
+	switch o.windowEmit {
+	case "updates":
+		emit = ops.EmitUpdates
+	case "final":
+		emit = ops.EmitFinal
+	default:
+		return nil, usageError{fmt.Errorf("--window-emit: %q is not updates or final", o.windowEmit)}
+	}
+	cfg := ops.PipelineConfig{
+		Indicators:       specs,
+		IndicatorOptions: ops.IndicatorOptions{EMASeed: seed, SessionLengthNs: int64(o.vwapSession), SessionOffsetNs: int64(o.vwapSessionOffset)},
+		EmitIndicators:   emitIndicators,
+		MaxSymbolID:      maxSymbols,
+		Windows:          windows,
+		WindowOptions: ops.WindowOptions{
+			AllowedLatenessNs:          int64(o.allowedLateness),
+			MaxOpenWindowsPerSymbol:    o.maxOpenWindows,
+			MaxBufferedEventsPerSymbol: o.maxBuffered,
+			PercentileExactMax:         o.pctExact,
+			IdleSymbolTTLNs:            int64(o.symbolTTL),
+			WindowTrigger:              ops.WindowTrigger{EarlyEveryN: o.earlyEveryN, EarlyEveryNs: int64(o.earlyEvery), Emit: emit},
+		},
+	}
+	if _, err := ops.NewPipeline(cfg); err != nil {
+		return nil, usageError{err} // a configuration the operators refuse (too much state, ...)
+	}
+	return &operators{pipe: cfg, specs: specs, windows: windows}, nil
+}
+
+// jsonl returns the encoder configuration naming these operators' outputs.
+func (o *operators) jsonl() sinks.JSONLConfig {
+	var cfg sinks.JSONLConfig
+	for _, s := range o.specs {
+		cfg.Indicators = append(cfg.Indicators, s.Name())
+	}
+	for _, w := range o.windows {
+		cfg.Windows = append(cfg.Windows, sinks.WindowMeta{Name: w.String(), Object: w.ValueIsObject()})
+	}
+	return cfg
+}
