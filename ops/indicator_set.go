@@ -154,6 +154,7 @@ type IndicatorSet struct {
 	arena   []float64
 	ints    []uint32
 	hdr     []indSlotHdr
+	used    int // slots [0, used) have seen a trade or a reset; snapshots hold only those
 }
 
 // indPlan is the precomputed per-indicator part of Update.
@@ -256,6 +257,9 @@ func (s *IndicatorSet) ResetSlot(slot int) {
 func (s *IndicatorSet) Update(slot int, tsNs int64, price, volume float64, out []float64) {
 	out = out[:len(s.plan)]
 	h := &s.hdr[slot]
+	if slot >= s.used {
+		s.used = slot + 1
+	}
 	pv := float64(price * volume)
 	if price-price != 0 || !(volume >= 0) || pv-pv != 0 {
 		for i := range out {

@@ -13,42 +13,42 @@ import (
 // different configuration.
 var ErrIndicatorState = errors.New("ops: bad indicator state")
 
-// Indicator state encoding, version 1. All integers little-endian; floats as
-// their IEEE-754 bits, so a restore is bit-exact.
+// Indicator state encoding, version 2. All integers little-endian; floats as
+// their IEEE-754 bits, so a restore is bit-exact. Only the slots in use are
+// written (slots are handed out densely from 0): a set sized for 65,536
+// symbols that has seen 100 snapshots 100 slots.
 //
 //	magic    [4]byte "QIND"
-//	version  uint16 (1)
+//	version  uint16 (2)
 //	nspecs   uint16
 //	specs    nspecs × { kind uint8, 3 zero bytes, period uint32 }
 //	seed     uint8, 7 zero bytes
 //	sesslen  int64  (normalized options)
 //	sessoff  int64
-//	slots    uint32, stride uint32 (float64s per slot), istride uint32 (uint32s per slot), 4 zero bytes
-//	headers  slots × { count uint64, sessStartNs int64, sessOpen uint64 }
-//	ints     slots × istride × uint32
-//	arena    slots × stride × uint64 (float64 bits)
+//	slots    uint32, stride uint32 (float64s per slot), istride uint32 (uint32s per slot), used uint32 (<= slots)
+//	headers  used × { count uint64, sessStartNs int64, sessOpen uint64 }
+//	ints     used × istride × uint32
+//	arena    used × stride × uint64 (float64 bits)
 //	crc      uint32, CRC-32C (Castagnoli) of every byte above, from magic on
 const (
 	indStateMagic   = "QIND"
-	indStateVersion = 1
+	indStateVersion = 2
 )
 
 var indCRCTable = crc32.MakeTable(crc32.Castagnoli)
 
-// stateLen returns the length of the encoding of s.
-func (s *IndicatorSet) stateLen() int {
+// stateLen returns the length of the encoding of used slots of s.
+func (s *IndicatorSet) stateLen(used int) int {
 	return 4 + 2 + 2 + 8*len(s.specs) + 8 + 8 + 8 + 16 +
-		s.slots*indSlotHdrBytes + 4*len(s.ints) + 8*len(s.arena) + 4
+		used*(indSlotHdrBytes+4*s.istride+8*s.stride) + 4
 }
 
 // AppendState appends a versioned, checksummed snapshot of the whole state
-// (configuration, every slot) to dst and returns the extended slice, for
-// checkpoints. The snapshot's length is fixed by the configuration: about
-// IndicatorStateBytes plus a few dozen bytes. It allocates only if dst lacks
-// the capacity.
+// (configuration, every slot in use) to dst and returns the extended slice,
+// for checkpoints. It allocates only if dst lacks the capacity.
 func (s *IndicatorSet) AppendState(dst []byte) []byte {
 	start := len(dst)
-	dst = indGrowBytes(dst, s.stateLen())
+	dst = indGrowBytes(dst, s.stateLen(s.used))
 	le := binary.LittleEndian
 	dst = append(dst, indStateMagic...)
 	dst = le.AppendUint16(dst, indStateVersion)
@@ -63,17 +63,17 @@ func (s *IndicatorSet) AppendState(dst []byte) []byte {
 	dst = le.AppendUint32(dst, uint32(s.slots))
 	dst = le.AppendUint32(dst, uint32(s.stride))
 	dst = le.AppendUint32(dst, uint32(s.istride))
-	dst = le.AppendUint32(dst, 0)
-	for i := range s.hdr {
+	dst = le.AppendUint32(dst, uint32(s.used))
+	for i := range s.hdr[:s.used] {
 		h := &s.hdr[i]
 		dst = le.AppendUint64(dst, h.count)
 		dst = le.AppendUint64(dst, uint64(h.sessStartNs))
 		dst = le.AppendUint64(dst, h.sessOpen)
 	}
-	for _, v := range s.ints {
+	for _, v := range s.ints[:s.used*s.istride] {
 		dst = le.AppendUint32(dst, v)
 	}
-	for _, f := range s.arena {
+	for _, f := range s.arena[:s.used*s.stride] {
 		dst = le.AppendUint64(dst, math.Float64bits(f))
 	}
 	return le.AppendUint32(dst, crc32.Checksum(dst[start:], indCRCTable))
@@ -96,12 +96,18 @@ func indGrowBytes(dst []byte, n int) []byte {
 // consistent) before anything is changed: on error s is unchanged. Errors
 // wrap ErrIndicatorState.
 func (s *IndicatorSet) LoadState(src []byte) error {
-	if err := s.checkState(src); err != nil {
+	used, err := s.checkState(src)
+	if err != nil {
 		return err
 	}
 	le := binary.LittleEndian
 	p := 4 + 2 + 2 + 8*len(s.specs) + 8 + 8 + 8 + 16
-	for i := range s.hdr {
+	// Slots beyond the snapshot's were never used: clear them.
+	clear(s.hdr[used:])
+	clear(s.ints[used*s.istride:])
+	clear(s.arena[used*s.stride:])
+	s.used = used
+	for i := range s.hdr[:used] {
 		s.hdr[i] = indSlotHdr{
 			count:       le.Uint64(src[p:]),
 			sessStartNs: int64(le.Uint64(src[p+8:])),
@@ -109,66 +115,75 @@ func (s *IndicatorSet) LoadState(src []byte) error {
 		}
 		p += indSlotHdrBytes
 	}
-	for i := range s.ints {
+	for i := range s.ints[:used*s.istride] {
 		s.ints[i] = le.Uint32(src[p:])
 		p += 4
 	}
-	for i := range s.arena {
+	for i := range s.arena[:used*s.stride] {
 		s.arena[i] = math.Float64frombits(le.Uint64(src[p:]))
 		p += 8
 	}
 	return nil
 }
 
-// checkState validates src as a snapshot of s without changing s.
-func (s *IndicatorSet) checkState(src []byte) error {
+// checkState validates src as a snapshot of s without changing s and
+// returns the number of slots it holds.
+func (s *IndicatorSet) checkState(src []byte) (int, error) {
 	le := binary.LittleEndian
 	if len(src) < 8 || string(src[:4]) != indStateMagic {
-		return fmt.Errorf("%w: not an indicator snapshot", ErrIndicatorState)
+		return 0, fmt.Errorf("%w: not an indicator snapshot", ErrIndicatorState)
 	}
 	if v := le.Uint16(src[4:]); v != indStateVersion {
-		return fmt.Errorf("%w: version %d, this build reads %d", ErrIndicatorState, v, indStateVersion)
+		return 0, fmt.Errorf("%w: version %d, this build reads %d", ErrIndicatorState, v, indStateVersion)
 	}
-	if want := s.stateLen(); len(src) != want {
-		return fmt.Errorf("%w: %d bytes, want %d for this configuration", ErrIndicatorState, len(src), want)
+	hdrEnd := 4 + 2 + 2 + 8*len(s.specs) + 8 + 8 + 8 + 16
+	if len(src) < hdrEnd+4 {
+		return 0, fmt.Errorf("%w: %d bytes, shorter than the header for this configuration", ErrIndicatorState, len(src))
+	}
+	used := int(le.Uint32(src[hdrEnd-4:]))
+	if used > s.slots {
+		return 0, fmt.Errorf("%w: %d slots in use, this set has %d", ErrIndicatorState, used, s.slots)
+	}
+	if want := s.stateLen(used); len(src) != want {
+		return 0, fmt.Errorf("%w: %d bytes, want %d for %d slots of this configuration", ErrIndicatorState, len(src), want, used)
 	}
 	body := src[:len(src)-4]
 	if got, want := crc32.Checksum(body, indCRCTable), le.Uint32(src[len(body):]); got != want {
-		return fmt.Errorf("%w: checksum %08x, want %08x", ErrIndicatorState, got, want)
+		return 0, fmt.Errorf("%w: checksum %08x, want %08x", ErrIndicatorState, got, want)
 	}
 	if n := int(le.Uint16(src[6:])); n != len(s.specs) {
-		return fmt.Errorf("%w: %d indicators, this set has %d", ErrIndicatorState, n, len(s.specs))
+		return 0, fmt.Errorf("%w: %d indicators, this set has %d", ErrIndicatorState, n, len(s.specs))
 	}
 	p := 8
 	for i, sp := range s.specs {
 		got := IndicatorSpec{Kind: IndicatorKind(src[p]), Period: int(le.Uint32(src[p+4:]))}
 		if got != sp || src[p+1]|src[p+2]|src[p+3] != 0 {
-			return fmt.Errorf("%w: indicator %d is %s, this set has %s", ErrIndicatorState, i, got, sp)
+			return 0, fmt.Errorf("%w: indicator %d is %s, this set has %s", ErrIndicatorState, i, got, sp)
 		}
 		p += 8
 	}
 	if EMASeed(src[p]) != s.opts.EMASeed || le.Uint64(src[p:])>>8 != 0 {
-		return fmt.Errorf("%w: ema seed %s, this set uses %s", ErrIndicatorState, EMASeed(src[p]), s.opts.EMASeed)
+		return 0, fmt.Errorf("%w: ema seed %s, this set uses %s", ErrIndicatorState, EMASeed(src[p]), s.opts.EMASeed)
 	}
 	p += 8
 	if l, o := int64(le.Uint64(src[p:])), int64(le.Uint64(src[p+8:])); l != s.opts.SessionLengthNs || o != s.opts.SessionOffsetNs {
-		return fmt.Errorf("%w: sessions of %d ns at offset %d, this set uses %d at %d",
+		return 0, fmt.Errorf("%w: sessions of %d ns at offset %d, this set uses %d at %d",
 			ErrIndicatorState, l, o, s.opts.SessionLengthNs, s.opts.SessionOffsetNs)
 	}
 	p += 16
-	if n, st, ist, z := le.Uint32(src[p:]), le.Uint32(src[p+4:]), le.Uint32(src[p+8:]), le.Uint32(src[p+12:]); int(n) != s.slots || int(st) != s.stride || int(ist) != s.istride || z != 0 {
-		return fmt.Errorf("%w: %d slots of %d+%d words, this set has %d of %d+%d",
+	if n, st, ist := le.Uint32(src[p:]), le.Uint32(src[p+4:]), le.Uint32(src[p+8:]); int(n) != s.slots || int(st) != s.stride || int(ist) != s.istride {
+		return 0, fmt.Errorf("%w: %d slots of %d+%d words, this set has %d of %d+%d",
 			ErrIndicatorState, n, st, ist, s.slots, s.stride, s.istride)
 	}
 	p += 16
-	hdrs := src[p : p+s.slots*indSlotHdrBytes]
+	hdrs := src[p : p+used*indSlotHdrBytes]
 	ints := src[p+len(hdrs):]
-	arena := ints[4*len(s.ints):]
-	for slot := 0; slot < s.slots; slot++ {
+	arena := ints[4*used*s.istride:]
+	for slot := 0; slot < used; slot++ {
 		h := hdrs[slot*indSlotHdrBytes:]
 		count, open := le.Uint64(h), le.Uint64(h[16:])
 		if open > 1 || open == 0 && le.Uint64(h[8:]) != 0 {
-			return fmt.Errorf("%w: slot %d: bad session header", ErrIndicatorState, slot)
+			return 0, fmt.Errorf("%w: slot %d: bad session header", ErrIndicatorState, slot)
 		}
 		is := ints[slot*4*s.istride:]
 		for _, pl := range s.plan {
@@ -177,7 +192,7 @@ func (s *IndicatorSet) checkState(src []byte) error {
 				// Every ring advances once per trade from an empty slot, so
 				// its head is the trade count modulo the period.
 				if hd := le.Uint32(is[4*pl.ioff:]); uint64(hd) != count%pl.un {
-					return fmt.Errorf("%w: slot %d: %s:%d ring head %d with %d trades", ErrIndicatorState, slot, pl.kind, pl.n, hd, count)
+					return 0, fmt.Errorf("%w: slot %d: %s:%d ring head %d with %d trades", ErrIndicatorState, slot, pl.kind, pl.n, hd, count)
 				}
 			}
 			if pl.kind == IndVWAPN {
@@ -191,10 +206,10 @@ func (s *IndicatorSet) checkState(src []byte) error {
 					}
 				}
 				if got := le.Uint32(is[4*pl.ioff+4:]); int(got) != nz {
-					return fmt.Errorf("%w: slot %d: vwap:%d counts %d non-zero volumes, its ring holds %d", ErrIndicatorState, slot, pl.n, got, nz)
+					return 0, fmt.Errorf("%w: slot %d: vwap:%d counts %d non-zero volumes, its ring holds %d", ErrIndicatorState, slot, pl.n, got, nz)
 				}
 			}
 		}
 	}
-	return nil
+	return used, nil
 }

@@ -94,7 +94,7 @@ func TestIndicatorStateErrors(t *testing.T) {
 	}{
 		{"empty", nil, "not an indicator snapshot"},
 		{"other magic", mutate(func(b []byte) []byte { b[0] = 'X'; return b }, true), "not an indicator snapshot"},
-		{"future version", mutate(func(b []byte) []byte { b[4] = 2; return b }, true), "version 2"},
+		{"future version", mutate(func(b []byte) []byte { b[4] = 3; return b }, true), "version 3"},
 		{"truncated", good[:len(good)-1], "bytes, want"},
 		{"trailing byte", append(bytes.Clone(good), 0), "bytes, want"},
 		{"bit flip", mutate(func(b []byte) []byte { b[len(b)/2] ^= 1; return b }, false), "checksum"},
@@ -181,4 +181,43 @@ func FuzzIndicatorLoadState(f *testing.F) {
 			s.Update(i%2, tr.ts, tr.price, tr.volume, out)
 		}
 	})
+}
+
+// TestIndicatorStateHoldsOnlyUsedSlots: a set sized for many symbols that has
+// seen a few snapshots only those, and loading it clears slots the snapshot
+// does not hold.
+func TestIndicatorStateHoldsOnlyUsedSlots(t *testing.T) {
+	specs, _ := ParseIndicators(DefaultIndicators)
+	big, err := NewIndicatorSet(specs, IndicatorOptions{}, 65536)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]float64, len(specs))
+	for i := 0; i < 30; i++ {
+		big.Update(i%3, int64(i), 100+float64(i), 1, out)
+	}
+	snap := big.AppendState(nil)
+	if full := IndicatorStateBytes(specs, 65536); int64(len(snap)) > full/1000 {
+		t.Fatalf("snapshot of 3 used slots is %d bytes (the full state is %d)", len(snap), full)
+	}
+	other, _ := NewIndicatorSet(specs, IndicatorOptions{}, 65536)
+	for i := 0; i < 50; i++ {
+		other.Update(i%10, int64(i), 50, 2, out) // slots 3..9 hold state the snapshot lacks
+	}
+	if err := other.LoadState(snap); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(other.AppendState(nil), snap) {
+		t.Fatal("restored set snapshots differently")
+	}
+	// Slot 7 must be as new: its first trade gives null SMA and VWAP = price.
+	other.Update(7, 100, 42, 1, out)
+	fresh, _ := NewIndicatorSet(specs, IndicatorOptions{}, 1)
+	want := make([]float64, len(specs))
+	fresh.Update(0, 100, 42, 1, want)
+	for i := range out {
+		if !(out[i] == want[i] || math.IsNaN(out[i]) && math.IsNaN(want[i])) {
+			t.Fatalf("slot beyond the snapshot kept old state: %v, want %v", out, want)
+		}
+	}
 }
