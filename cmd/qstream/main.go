@@ -1,8 +1,10 @@
 // Command qstream is the one binary of the qstream stream engine: a thin
 // layer of flags and wiring over the engine, feeds, operators and sinks.
 //
-//	qstream run      the engine on a live feed (default: the built-in synthetic market)
-//	qstream replay   a capture or file through the operators, as JSON Lines
+//	qstream run      the engine on live feeds (default: the built-in synthetic market), WAL on
+//	qstream replay   a file, capture or WAL through the operators, as JSON Lines
+//	qstream wal      inspect a write-ahead log
+//	qstream dlq      list, show and re-inject dead letters
 package main
 
 import (
@@ -23,6 +25,8 @@ func init() {
 	commands = []command{
 		{"run", "run the engine on a live feed (default: synthetic market) with a status line", cmdRun},
 		{"replay", "replay a file or capture through the operators and emit JSON Lines", cmdReplay},
+		{"wal", "inspect a WAL directory: segments, LSN ranges, checkpoints, corruption", cmdWAL},
+		{"dlq", "list, show and re-inject dead letters", cmdDLQ},
 	}
 }
 

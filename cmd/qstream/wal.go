@@ -26,13 +26,6 @@ import (
 
 // The wal and dlq commands are registered here rather than in main.go's
 // list; this file's init runs after main.go's.
-func init() {
-	commands = append(commands,
-		command{"wal", "inspect a WAL directory: segments, LSN ranges, checkpoints, corruption", cmdWAL},
-		command{"dlq", "list, show and re-inject dead letters", cmdDLQ},
-	)
-}
-
 // Default locations of `qstream run`'s durable state.
 const (
 	defaultDataDir       = "qstream-data"
