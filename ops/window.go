@@ -257,7 +257,7 @@ type WindowOperator struct {
 	// The state of each slot, in pages of winSymPage slots allocated when
 	// one of their slots gets its first trade (the page table is the only
 	// part preallocated for maxSlots).
-	symPages [][]winSym
+	symPages []*[winSymPage]winSym
 	dirs     winPool[int32]      // per symbol: pane block and trade chunk directories
 	panes    winPool[winPane]    // pane blocks (+ suffix aggregates)
 	recs     winPool[winRec]     // buffered trade chunks (+ suffix aggregates)
@@ -270,6 +270,9 @@ type WindowOperator struct {
 	rcS       *winSym
 	rcN       int64
 	rcRecs    []winRec
+	rc2S      *winSym // a second entry: the chunk rcS/rcN displaced
+	rc2N      int64
+	rc2Recs   []winRec
 	scratch   []float64 // exact percentiles
 	scratchSk Sketch
 	zeroAgg   aggState // read-only empty state
@@ -522,8 +525,8 @@ func NewWindowOperator(op uint16, spec WindowSpec, opts WindowOptions, maxSlots 
 	}
 	// Memory: the fixed part is refused up front; the pools count against
 	// the same bound as they grow.
-	fixed := int64((maxSlots+winSymPage-1)/winSymPage) * int64(unsafe.Sizeof([]winSym(nil))) // slot page table
-	fixed += int64(maxSlots) * 4                                                             // heap positions
+	fixed := int64((maxSlots+winSymPage-1)/winSymPage) * 8 // slot page table
+	fixed += int64(maxSlots) * 4                           // heap positions
 	if w.kind == AggPercentile {
 		fixed += int64(o.PercentileExactMax) * 8
 	}
@@ -549,7 +552,7 @@ func NewWindowOperator(op uint16, spec WindowSpec, opts WindowOptions, maxSlots 
 	if tmpN > 0 {
 		w.tmpSuffix = make([]aggState, tmpN)
 	}
-	w.symPages = make([][]winSym, (maxSlots+winSymPage-1)/winSymPage)
+	w.symPages = make([]*[winSymPage]winSym, (maxSlots+winSymPage-1)/winSymPage)
 	if n := w.paneDirN + w.recDirN; n > 0 {
 		w.dirs.init(int(n), false, false)
 	}
@@ -686,7 +689,7 @@ func (w *WindowOperator) symPage(slot int) *winSym {
 		// allocates.
 		n := int64(winSymPage) * int64(unsafe.Sizeof(winSym{}))
 		grow := 0
-		if len(w.heap)+w.heapRoom+winSymPage > cap(w.heap) {
+		if w.heapRoom+winSymPage > cap(w.heap) {
 			grow = max(2*cap(w.heap), cap(w.heap)+winSymPage)
 			n += int64(grow-cap(w.heap)) * int64(unsafe.Sizeof(winHeapEnt{}))
 		}
@@ -698,7 +701,7 @@ func (w *WindowOperator) symPage(slot int) *winSym {
 			w.heap = append(make([]winHeapEnt, 0, grow), w.heap...)
 		}
 		w.heapRoom += winSymPage
-		*page = make([]winSym, winSymPage)
+		*page = new([winSymPage]winSym)
 		for i := range *page {
 			(*page)[i] = winSymInit
 		}
@@ -1179,10 +1182,10 @@ func winHeapLess(a, b *winHeapEnt) bool {
 	return a.Slot < b.Slot
 }
 
-// heapUp and heapDown move the entry at i to its place, shifting the
-// entries it passes into the hole it leaves (half the writes of swapping).
-func (w *WindowOperator) heapUp(i int) {
-	e := w.heap[i]
+// heapUp and heapDown put entry e, whose place was i, where it belongs,
+// shifting the entries it passes into the hole it leaves (half the writes of
+// swapping). e is passed by value: it is never stored before its final place.
+func (w *WindowOperator) heapUp(i int, e winHeapEnt) {
 	for i > 0 {
 		p := (i - 1) / 2
 		if !winHeapLess(&e, &w.heap[p]) {
@@ -1196,9 +1199,8 @@ func (w *WindowOperator) heapUp(i int) {
 	w.heapAt[e.Slot] = int32(i + 1)
 }
 
-func (w *WindowOperator) heapDown(i int) {
+func (w *WindowOperator) heapDown(i int, e winHeapEnt) {
 	n := len(w.heap)
-	e := w.heap[i]
 	for {
 		l := 2*i + 1
 		if l >= n {
@@ -1224,20 +1226,22 @@ func (w *WindowOperator) heapDown(i int) {
 func (w *WindowOperator) heapSet(slot int, key int64) {
 	p := int(w.heapAt[slot]) - 1
 	if p < 0 {
-		p = len(w.heap)
-		w.heapAt[slot] = int32(p + 1)
-		w.heap = append(w.heap, winHeapEnt{Key: key, Sym: w.sym(slot).Sym, Slot: int32(slot)})
-		w.heapUp(p)
+		n := len(w.heap)
+		w.heap = w.heap[:n+1]
+		w.heapUp(n, winHeapEnt{Key: key, Sym: w.sym(slot).Sym, Slot: int32(slot)})
 		w.heapTop = w.heap[0].Key
 		return
 	}
-	e := &w.heap[p]
+	e := w.heap[p]
 	old := e.Key
 	e.Key = key
-	if key < old {
-		w.heapUp(p)
-	} else if key > old {
-		w.heapDown(p)
+	switch {
+	case key < old:
+		w.heapUp(p, e)
+	case key > old:
+		w.heapDown(p, e)
+	default:
+		return
 	}
 	w.heapTop = w.heap[0].Key
 }
@@ -1250,14 +1254,14 @@ func (w *WindowOperator) heapRemove(slot int) {
 	}
 	last := len(w.heap) - 1
 	w.heapAt[slot] = 0
-	if i != last {
-		w.heap[i] = w.heap[last]
-		w.heapAt[w.heap[i].Slot] = int32(i + 1)
-	}
+	e := w.heap[last]
 	w.heap = w.heap[:last]
-	if i != last {
-		w.heapDown(i)
-		w.heapUp(i)
+	if i != last { // the last entry fills the hole at i, up or down
+		if i > 0 && winHeapLess(&e, &w.heap[(i-1)/2]) {
+			w.heapUp(i, e)
+		} else {
+			w.heapDown(i, e)
+		}
 	}
 	w.heapTop = math.MaxInt64
 	if len(w.heap) > 0 {

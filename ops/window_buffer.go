@@ -33,9 +33,24 @@ func (w *WindowOperator) rec(s *winSym, abs int64) *winRec {
 }
 
 func (w *WindowOperator) recSlow(s *winSym, abs int64) *winRec {
-	n := abs >> w.recShift
+	return &w.recSpan(s, abs>>w.recShift)[abs&w.recMask]
+}
+
+// recSpan returns the records of held chunk number n of s (recL of them;
+// those outside [BufHead, BufHead+BufN) are not trades) and caches it for
+// rec, keeping the chunk it displaces as a second entry (a buffer usually
+// spans one or two chunks).
+func (w *WindowOperator) recSpan(s *winSym, n int64) []winRec {
+	if s == w.rcS && n == w.rcN {
+		return w.rcRecs
+	}
+	if s == w.rc2S && n == w.rc2N {
+		w.rcS, w.rcN, w.rcRecs, w.rc2S, w.rc2N, w.rc2Recs = w.rc2S, w.rc2N, w.rc2Recs, w.rcS, w.rcN, w.rcRecs
+		return w.rcRecs
+	}
+	w.rc2S, w.rc2N, w.rc2Recs = w.rcS, w.rcN, w.rcRecs
 	w.rcS, w.rcN, w.rcRecs = s, n, w.recs.chunk(w.recChunk(s, n))
-	return &w.rcRecs[abs&(w.recL-1)]
+	return w.rcRecs
 }
 
 // recChunk returns the recs pool chunk of held chunk number n of s.
@@ -57,6 +72,9 @@ func (w *WindowOperator) recRelease(s *winSym, n int64) {
 	if s == w.rcS && n == w.rcN {
 		w.rcS, w.rcRecs = nil, nil
 	}
+	if s == w.rc2S && n == w.rc2N {
+		w.rc2S, w.rc2Recs = nil, nil
+	}
 }
 
 // recSufAt returns the suffix aggregate storage of the trade at abs: tmp
@@ -70,29 +88,35 @@ func (w *WindowOperator) recSufAt(s *winSym, tmp []aggState, abs int64) *aggStat
 }
 
 // bufUpper returns the absolute index of the first record with Ts > ts:
-// a binary search over the held chunks (by their last record), then within
-// the chunk found.
+// usually in the newest chunk; else a binary search over the older held
+// chunks (by their last record), then within the chunk found.
 func (w *WindowOperator) bufUpper(s *winSym, ts int64) int64 {
 	lo, hi := s.BufHead, s.BufHead+s.BufN
-	if lo == hi || w.rec(s, hi-1).Ts <= ts {
+	if lo == hi {
 		return hi
 	}
 	sh := w.recShift
 	cLo, cHi := lo>>sh, (hi-1)>>sh
-	for cLo < cHi { // the first chunk whose last record is after ts
-		m := cLo + (cHi-cLo)/2
-		if w.rec(s, (m+1)<<sh-1).Ts <= ts {
-			cLo = m + 1
-		} else {
-			cHi = m
-		}
+	recs, base := w.recSpan(s, cHi), cHi<<sh
+	if recs[hi-1-base].Ts <= ts {
+		return hi
 	}
-	base := cLo << sh
-	var recs []winRec
-	if cLo == w.rcN && s == w.rcS {
-		recs = w.rcRecs
-	} else {
-		recs = w.recs.chunk(w.recChunk(s, cLo))
+	if first := max(lo, base); cLo < cHi && recs[first-base].Ts > ts {
+		// In an older chunk: the first whose last record is after ts, or
+		// else the newest chunk's first record.
+		c := cHi
+		for cLo < c {
+			m := cLo + (c-cLo)/2
+			if w.rec(s, (m+1)<<sh-1).Ts <= ts {
+				cLo = m + 1
+			} else {
+				c = m
+			}
+		}
+		if cLo == cHi {
+			return base
+		}
+		recs, base = w.recSpan(s, cLo), cLo<<sh
 	}
 	i, j := int(max(lo, base)-base), int(min(hi, base+w.recL)-base)
 	for i < j {

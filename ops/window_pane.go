@@ -493,8 +493,11 @@ func (w *WindowOperator) paneFire(slot int, s *winSym, seq uint64, ts int64, dst
 	}
 	w.paneKey(slot, s)
 	// Return what the fired windows no longer need (no visible effect: what
-	// is released can never be read again).
-	w.paneFree(s)
+	// is released can never be read again). Usually there is nothing: the
+	// lowest held block still has panes at or after NextK's first.
+	if w.useSk || s.NDP == winNone || (s.BlkLo+1)<<w.paneShift <= min(s.NextK*w.h, w.kAlive*w.h) {
+		w.paneFree(s)
+	}
 	if w.useBuf && !w.slotDue(slot) {
 		w.bufPurge(s)
 	}

@@ -61,17 +61,14 @@ func (w *WindowOperator) slideEvent(slot int, s *winSym, x, v float64, ts int64,
 // in the heap for its next point.
 func (w *WindowOperator) slideKey(slot int, s *winSym) {
 	end := s.BufHead + s.BufN
-	if s.HasPoint != 0 {
-		next := s.LastPoint + w.slideNs
-		for s.Cursor < end && w.rec(s, s.Cursor).Ts < next {
-			s.Cursor++
+	next := s.LastPoint + w.slideNs
+	for ; s.Cursor < end; s.Cursor++ {
+		if t := w.rec(s, s.Cursor).Ts; s.HasPoint == 0 || t >= next {
+			w.heapSet(slot, t+1)
+			return
 		}
 	}
-	if s.Cursor < end {
-		w.heapSet(slot, w.rec(s, s.Cursor).Ts+1)
-	} else {
-		w.heapRemove(slot)
-	}
+	w.heapRemove(slot)
 }
 
 // slideWindow aggregates buffered trades [lo, hi) with sw, its suffix
@@ -139,10 +136,9 @@ func (w *WindowOperator) recRebuild(s *winSym, sw *winSwag, lo, hi int64) {
 }
 
 // slideEval appends the evaluation at point abs index c (the first trade at
-// its time) computed with sw.
-func (w *WindowOperator) slideEval(slot int, s *winSym, c int64, sw *winSwag, tmp []aggState, timing Timing, keyed bool,
+// its time, r) computed with sw.
+func (w *WindowOperator) slideEval(slot int, s *winSym, c int64, r *winRec, sw *winSwag, tmp []aggState, timing Timing, keyed bool,
 	seq uint64, ts, ingest int64, dst []Output) []Output {
-	r := w.rec(s, c)
 	e := r.Ts
 	lo, hi := w.bufUpper(s, e-w.sizeNs), w.bufUpper(s, e)
 	a := w.slideWindow(s, sw, tmp, lo, hi)
@@ -163,7 +159,7 @@ func (w *WindowOperator) slideFire(slot int, s *winSym, seq uint64, ts int64, ds
 	r := w.rec(s, c)
 	e := r.Ts
 	r.Point = 1
-	dst = w.slideEval(slot, s, c, &s.Sw, nil, TimingOnTime, true, seq, ts, 0, dst)
+	dst = w.slideEval(slot, s, c, r, &s.Sw, nil, TimingOnTime, true, seq, ts, 0, dst)
 	s.LastPoint, s.HasPoint = e, 1
 	s.Cursor = w.bufUpper(s, e)
 	w.slideKey(slot, s)
@@ -211,7 +207,7 @@ func (w *WindowOperator) slideRefire(slot int, s *winSym, from, until int64, seq
 			break
 		}
 		if r.Point != 0 {
-			dst = w.slideEval(slot, s, i, &sw, tmp, TimingLate, true, seq, ts, ingest, dst)
+			dst = w.slideEval(slot, s, i, r, &sw, tmp, TimingLate, true, seq, ts, ingest, dst)
 		}
 	}
 	return dst
