@@ -73,13 +73,14 @@ type WindowOptions struct {
 	// (counted in IdleResets). Must exceed the allowed lateness plus the
 	// window size (or gap). 0 disables.
 	IdleSymbolTTLNs int64
-	// MaxStateBytes bounds the operator's memory: the fixed per-slot
-	// headers (preallocated for maxSlots; NewWindowOperator refuses a
-	// configuration whose headers alone exceed it) plus the pools that hold
-	// what symbols actually use (pane blocks, buffered trades, sessions,
-	// sketches), which grow on demand up to it. A trade that needs more
-	// than the bound allows is refused with codec.ReasonOversize (counted in
-	// Refused and StateFull). Default 1 GiB.
+	// MaxStateBytes bounds the operator's memory: the part preallocated for
+	// maxSlots (a page table and a heap index, 4.5 bytes per slot, plus
+	// scratch; NewWindowOperator refuses a configuration where that alone
+	// exceeds it), the 512-byte slot records, allocated in pages of 16 slots
+	// as their symbols trade, and the pools that hold what symbols actually
+	// use (pane blocks, buffered trades, sessions, sketches), which grow on
+	// demand. A trade that needs more than the bound allows is refused with
+	// codec.ReasonOversize (counted in Refused and StateFull). Default 1 GiB.
 	MaxStateBytes int64
 	WindowTrigger
 }
@@ -128,15 +129,19 @@ type WindowCounters struct {
 
 // WindowOperator runs one WindowSpec for up to maxSlots symbols of one
 // shard. Its memory is bounded by what the symbols actually hold, not by
-// symbols × worst case: each slot has a small fixed header, preallocated
-// for maxSlots; everything else (the symbol's record, the pane blocks of
-// tumbling and hopping windows, buffered trades, session lists, percentile
-// sketches) comes from per-operator pools of fixed-size, pointer-free chunks
-// addressed by int32 indices (see winPool). Pools grow lazily in blocks up
-// to WindowOptions.MaxStateBytes and recycle chunks through free lists when
-// windows fire and state is evicted, so after warm-up the hot path
-// allocates nothing (as long as the caller reuses dst), and AppendState
-// snapshots exactly what is held.
+// symbols × worst case: only a page table and a heap index (4.5 bytes per
+// slot) are preallocated for maxSlots; a slot's fixed-size record (512
+// bytes: window indices, aggregators, list heads) comes in pages of 16
+// slots when one of them first trades; everything variable (the pane
+// blocks of tumbling and hopping windows, buffered trades, session lists,
+// percentile sketches) comes from per-operator pools of fixed-size,
+// pointer-free chunks addressed by int32 indices (see winPool). Pools grow
+// lazily in blocks up to WindowOptions.MaxStateBytes and recycle chunks
+// through free lists as windows fire and symbols fall quiet (firings,
+// trades and a small sweep on each firing watermark release what no window
+// can read any more), so after warm-up the hot path allocates nothing (as
+// long as the caller reuses dst), and AppendState snapshots exactly what
+// is held.
 //
 // Time is event time only: OnEvent and OnWatermark take the shard's
 // watermark from the caller (see WatermarkTracker); processing time enters
@@ -621,15 +626,16 @@ func (w *WindowOperator) MaxSlots() int { return w.maxSlots }
 func (w *WindowOperator) Watermark() int64 { return w.wm }
 
 // StateBytes returns the memory the operator holds, what MaxStateBytes
-// bounds: the fixed per-slot headers and the firing heap (preallocated for
-// maxSlots), scratch for percentiles and temporary sweeps, and every pool
-// block allocated so far (pools grow on demand and keep their blocks, so
-// this is the high-water mark of what symbols held, rounded up to blocks).
+// bounds: the page table and heap index (preallocated for maxSlots),
+// scratch for percentiles and temporary sweeps, the slot pages allocated
+// and the firing heap's room for their slots, and every pool block
+// allocated so far (pools grow on demand and keep their blocks, so this is
+// the high-water mark of what symbols held, rounded up to blocks).
 func (w *WindowOperator) StateBytes() int64 { return w.budget.held }
 
 // StateInUseBytes returns the part of StateBytes that symbols hold right
-// now: the fixed part plus the pool chunks handed out (the rest of the
-// pools' blocks is free for reuse).
+// now: StateBytes less the pool chunks on free lists (free for reuse by
+// any symbol).
 func (w *WindowOperator) StateInUseBytes() int64 {
 	n := w.budget.held
 	n -= winPoolFree(&w.dirs) + winPoolFree(&w.panes) +

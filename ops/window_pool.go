@@ -7,20 +7,22 @@ import (
 )
 
 // The variable part of a window operator's state lives in per-operator pools
-// of fixed-size chunks addressed by int32 indices: per-symbol records
-// (winSym), their directories, the pane blocks of tumbling and hopping
-// windows, the buffered trades, the session lists and the percentile
-// sketches. A symbol holds only what it uses; what it stops using goes back
-// to its pool's free list and is handed to the next symbol that needs it.
+// of fixed-size chunks addressed by int32 indices: the symbols' directories,
+// the pane blocks of tumbling and hopping windows, the buffered trades, the
+// session lists and the percentile sketches. A symbol holds only what it
+// uses; what it stops using goes back to its pool's free list and is handed
+// to the next symbol that needs it.
 //
 // Pools grow lazily, one block of chunks at a time, while the operator's
 // winBudget (WindowOptions.MaxStateBytes) allows; growth is the only
-// allocation after start-up besides the first sight of a symbol's slot
-// pages, and it stops once the working set has been reached. A chunk that
-// cannot be had is a refused trade (codec.ReasonOversize, counted in
-// WindowCounters.Refused and StateFull), never a failed firing: every event
-// reserves what it and the firings it causes will need before it changes
-// anything (winPool.reserve).
+// allocation after start-up besides the slot pages (allocated when one of
+// their slots gets its first trade), and it stops once the working set has
+// been reached. A chunk that cannot be had is a refused trade
+// (codec.ReasonOversize, counted in WindowCounters.Refused and StateFull),
+// never a failed firing: every event reserves what it and the firings it
+// causes will need before it changes anything (winPool.reserve), which is
+// also why a pointer into a chunk taken after the reservations stays valid
+// for the rest of the event.
 
 // winBudget is the memory bound of one operator: held counts the fixed
 // arrays, scratch and every pool block allocated so far; pools grow only
