@@ -1,6 +1,8 @@
 package bench
 
 import (
+	"qstream/internal/testvectors"
+
 	"context"
 	"os"
 	"path/filepath"
@@ -19,7 +21,7 @@ const pcapSampleMessages = 57_674
 // pcapSample returns the path of the shared IEX TOPS sample capture.
 func pcapSample(tb testing.TB) string {
 	tb.Helper()
-	path := filepath.Join("..", "..", "shared", "testdata", "pcap", "iex_tops16_sample.pcap.gz")
+	path := filepath.Join(testvectors.Dir(), "pcap", "iex_tops16_sample.pcap.gz")
 	if _, err := os.Stat(path); err != nil {
 		tb.Fatalf("the IEX sample capture is missing: the shared testdata directory must sit beside the repository checkout as ../shared/testdata (see its SOURCES.md): %v", err)
 	}

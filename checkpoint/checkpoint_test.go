@@ -1,6 +1,8 @@
 package checkpoint
 
 import (
+	"qstream/internal/testvectors"
+
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -168,12 +170,12 @@ func TestEncodeLimits(t *testing.T) {
 // realSections builds a checkpoint whose sections are real third-party
 // data, as state blobs.
 func realSections(t testing.TB) *Checkpoint {
-	path := filepath.Join("../../shared/testdata", "trades/binance_futures_btcusdt_trades.csv")
+	path := filepath.Join(testvectors.Dir(), "trades/binance_futures_btcusdt_trades.csv")
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatalf("shared test data %s is missing (expected beside the repository, see ../shared/testdata/SOURCES.md): %v", path, err)
 	}
-	k, err := os.ReadFile(filepath.Join("../../shared/testdata", "exchange/kraken_trades_ws_capture.txt"))
+	k, err := os.ReadFile(filepath.Join(testvectors.Dir(), "exchange/kraken_trades_ws_capture.txt"))
 	if err != nil {
 		t.Fatalf("shared test data missing: %v", err)
 	}

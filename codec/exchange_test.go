@@ -1,6 +1,8 @@
 package codec
 
 import (
+	"qstream/internal/testvectors"
+
 	"bufio"
 	"bytes"
 	"encoding/json"
@@ -533,7 +535,7 @@ func totalAllocs(n int, f func()) float64 {
 // captureLines returns up to n received payloads of a cryptofeed recording,
 // for fuzz seeds; nil (with a log line) if the shared test data is absent.
 func captureLines(tb testing.TB, name string, n int) [][]byte {
-	path := filepath.Join("..", "..", "shared", "testdata", "exchange", name)
+	path := filepath.Join(testvectors.Dir(), "exchange", name)
 	f, err := os.Open(path)
 	if err != nil {
 		tb.Logf("no capture seeds: %v", err)

@@ -1,6 +1,8 @@
 package codec
 
 import (
+	"qstream/internal/testvectors"
+
 	"bytes"
 	"compress/gzip"
 	"encoding/binary"
@@ -16,7 +18,7 @@ import (
 
 // iexSamplePath is IEX's published TOPS 1.6 sample capture, read from the
 // shared third-party test data beside the repository (never copied into it).
-var iexSamplePath = filepath.Join("..", "..", "shared", "testdata", "pcap", "iex_tops16_sample.pcap.gz")
+var iexSamplePath = filepath.Join(testvectors.Dir(), "pcap", "iex_tops16_sample.pcap.gz")
 
 // iexSampleSegments returns the UDP payloads of the sample capture, parsed
 // here by hand (classic pcap, Ethernet/IPv4/UDP) independently of feeds.

@@ -1,6 +1,8 @@
 package codec
 
 import (
+	"qstream/internal/testvectors"
+
 	"bufio"
 	"errors"
 	"os"
@@ -14,8 +16,7 @@ import (
 // into the repository.
 func parserSharedTestdata(t testing.TB, rel string) string {
 	t.Helper()
-	// The package directory is <repo>/codec; the data is <repo>/../shared/testdata.
-	p := filepath.Join("..", "..", "shared", "testdata", rel)
+	p := filepath.Join(testvectors.Dir(), rel)
 	if _, err := os.Stat(p); err != nil {
 		t.Fatalf("third-party test data %s is missing (%v): it lives in ../shared/testdata beside the repository checkout, see shared/testdata/SOURCES.md", p, err)
 	}

@@ -1,6 +1,8 @@
 package feeds
 
 import (
+	"qstream/internal/testvectors"
+
 	"bufio"
 	"bytes"
 	"compress/gzip"
@@ -20,7 +22,7 @@ import (
 
 // The cryptofeed recordings, from the shared third-party test data beside the
 // repository (../shared/testdata from the repository root).
-var captureDir = filepath.Join("..", "..", "shared", "testdata", "exchange")
+var captureDir = filepath.Join(testvectors.Dir(), "exchange")
 
 func captureNeed(tb testing.TB, name string) string {
 	tb.Helper()

@@ -1,6 +1,8 @@
 package feeds
 
 import (
+	"qstream/internal/testvectors"
+
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -23,7 +25,7 @@ import (
 
 // The IEX sample capture, from the shared third-party test data beside the
 // repository (../shared/testdata from the repository root).
-var pcapSamplePath = filepath.Join("..", "..", "shared", "testdata", "pcap", "iex_tops16_sample.pcap.gz")
+var pcapSamplePath = filepath.Join(testvectors.Dir(), "pcap", "iex_tops16_sample.pcap.gz")
 
 // pcapSampleCounts are the per-type message counts of the sample (SOURCES.md).
 var pcapSampleCounts = map[byte]uint64{

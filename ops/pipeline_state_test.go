@@ -1,6 +1,8 @@
 package ops
 
 import (
+	"qstream/internal/testvectors"
+
 	"bufio"
 	"errors"
 	"hash/crc32"
@@ -16,7 +18,7 @@ import (
 )
 
 // pipeTestdata is the shared third-party data beside the repository.
-const pipeTestdata = "../../shared/testdata"
+var pipeTestdata = testvectors.Dir()
 
 // realTradeEvents turns the real Binance trades into events spread over a few
 // symbols, with a quote after every seventh trade.

@@ -1,6 +1,8 @@
 package ops
 
 import (
+	"qstream/internal/testvectors"
+
 	"bufio"
 	"bytes"
 	"cmp"
@@ -19,7 +21,7 @@ import (
 
 // winSharedTestdata is ../shared/testdata seen from the repository root,
 // i.e. two levels up from this package directory.
-const winSharedTestdata = "../../shared/testdata"
+var winSharedTestdata = testvectors.Dir()
 
 // winLoadTrades reads the Tardis CSV of real Binance futures trades
 // (exchange,symbol,timestamp,local_timestamp,id,side,price,amount; times in

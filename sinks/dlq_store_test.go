@@ -1,6 +1,8 @@
 package sinks
 
 import (
+	"qstream/internal/testvectors"
+
 	"bufio"
 	"bytes"
 	"encoding/json"
@@ -19,7 +21,7 @@ import (
 	"qstream/wal"
 )
 
-const sinksTestdata = "../../shared/testdata"
+var sinksTestdata = testvectors.Dir()
 
 // realRawLines returns the first n received messages of the real Coinbase
 // capture: what a feed would dead-letter raw.

@@ -1,6 +1,8 @@
 package wal
 
 import (
+	"qstream/internal/testvectors"
+
 	"bufio"
 	"bytes"
 	"errors"
@@ -14,7 +16,7 @@ import (
 
 // testdataDir is the shared third-party data beside the repository
 // (/work/main/wal -> /work/shared/testdata).
-const testdataDir = "../../shared/testdata"
+var testdataDir = testvectors.Dir()
 
 // realLines returns the lines of a shared test data file, failing clearly
 // when the data is absent.

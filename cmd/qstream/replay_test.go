@@ -1,6 +1,8 @@
 package main
 
 import (
+	"qstream/internal/testvectors"
+
 	"bytes"
 	"flag"
 	"os"
@@ -198,7 +200,7 @@ func TestReplayCaptures(t *testing.T) {
 
 func sharedTestdata(t *testing.T, rel string) string {
 	t.Helper()
-	path := filepath.Join("..", "..", "..", "shared", "testdata", rel)
+	path := filepath.Join(testvectors.Dir(), rel)
 	if _, err := os.Stat(path); err != nil {
 		t.Fatalf("%s is missing: the shared testdata directory must sit beside the repository checkout as ../shared/testdata (see its SOURCES.md): %v", rel, err)
 	}

@@ -55,26 +55,49 @@ func (c Case) Tolerance() float64 {
 	return max(1e-4, 0.5*math.Pow(10, -float64(decimals))) + 1e-12
 }
 
-// Read returns the content of a file under the shared testdata directory,
-// found by walking up from the working directory to the folder that holds
-// "shared/testdata" beside the repository. The error says what to do when
-// it is absent.
-func Read(rel string) ([]byte, error) {
+// Dir returns the shared third-party test data directory: the one named by
+// $QSTREAM_SHARED_TESTDATA, or else "shared/testdata" beside the repository
+// checkout, found by walking up from the working directory (a package
+// directory or the repository root). When none is found it returns the
+// conventional relative path, so that the test opening it fails naming it.
+func Dir() string {
+	if d := os.Getenv("QSTREAM_SHARED_TESTDATA"); d != "" {
+		return d
+	}
 	dir, err := os.Getwd()
 	if err != nil {
-		return nil, err
+		return filepath.Join("..", "shared", "testdata")
 	}
 	for {
-		path := filepath.Join(dir, "..", "shared", "testdata", rel)
-		if b, err := os.ReadFile(path); err == nil {
-			return b, nil
+		cand := filepath.Join(dir, "..", "shared", "testdata")
+		if st, err := os.Stat(cand); err == nil && st.IsDir() {
+			return filepath.Clean(cand)
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return nil, fmt.Errorf("testvectors: %s not found in ../shared/testdata beside the repository checkout; see shared/testdata/SOURCES.md", rel)
+			return filepath.Join("..", "shared", "testdata")
 		}
 		dir = parent
 	}
+}
+
+// Path returns the path of rel under Dir, or an error that says where the
+// data is expected when it is absent.
+func Path(rel string) (string, error) {
+	p := filepath.Join(Dir(), rel)
+	if _, err := os.Stat(p); err != nil {
+		return p, fmt.Errorf("testvectors: %s is missing (%v): the third-party test data lives in ../shared/testdata beside the repository checkout (or $QSTREAM_SHARED_TESTDATA); see its SOURCES.md", rel, err)
+	}
+	return p, nil
+}
+
+// Read returns the content of a file under Dir.
+func Read(rel string) ([]byte, error) {
+	p, err := Path(rel)
+	if err != nil {
+		return nil, err
+	}
+	return os.ReadFile(p)
 }
 
 var names = []string{"sma", "ema", "rsi"}
