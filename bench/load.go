@@ -4,12 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 	"time"
-
-	"qstream/codec"
-	"qstream/engine"
-	"qstream/feeds"
 )
 
 // NowNs is the clock of the load generators and of the latency
@@ -126,38 +121,4 @@ func RunTCPLoad(w io.Writer, cfg TCPLoad) (sentNs []int64, err error) {
 		}
 	}
 	return sentNs, nil
-}
-
-// EnginePublishers adapts an engine to feeds.Publishers, as `qstream run`
-// does, and remembers the Publishers so that CloseAll can close them once
-// their feed has returned.
-type EnginePublishers struct {
-	E    *engine.Engine
-	mu   sync.Mutex
-	pubs []*engine.Publisher
-}
-
-// NewPublisher implements feeds.Publishers.
-func (p *EnginePublishers) NewPublisher(name string) (feeds.Publisher, error) {
-	pub, err := p.E.NewPublisher(name)
-	if err != nil {
-		return nil, err
-	}
-	p.mu.Lock()
-	p.pubs = append(p.pubs, pub)
-	p.mu.Unlock()
-	return pub, nil
-}
-
-// Symbols implements feeds.Publishers.
-func (p *EnginePublishers) Symbols() *codec.SymbolTable { return p.E.Symbols() }
-
-// CloseAll closes every Publisher handed out. Precondition: the goroutines
-// that used them have returned.
-func (p *EnginePublishers) CloseAll() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, pub := range p.pubs {
-		pub.Close()
-	}
 }

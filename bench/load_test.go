@@ -1,6 +1,8 @@
 package bench
 
 import (
+	"qstream/internal/feedhost"
+
 	"encoding/binary"
 	"errors"
 	"testing"
@@ -96,9 +98,9 @@ func (c *countingWrites) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// TestEnginePublishers: events published through the adapter reach the
+// TestFeedhostPublishers: events published through the adapter reach the
 // engine, and CloseAll lets Stop finish.
-func TestEnginePublishers(t *testing.T) {
+func TestFeedhostPublishers(t *testing.T) {
 	eng, err := engine.New(engine.Config{Shards: 1, MaxSymbols: 16,
 		Processors: func(int) (engine.Processor, error) {
 			return ops.NewPipeline(ops.PipelineConfig{MaxSymbolID: 16})
@@ -106,7 +108,7 @@ func TestEnginePublishers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pubs := &EnginePublishers{E: eng}
+	pubs := feedhost.New(eng)
 	if pubs.Symbols() != eng.Symbols() {
 		t.Fatal("Symbols is not the engine's table")
 	}

@@ -1,6 +1,8 @@
 package bench
 
 import (
+	"qstream/internal/feedhost"
+
 	"qstream/internal/testvectors"
 
 	"context"
@@ -36,7 +38,7 @@ func replayPcapEngine(tb testing.TB, path string) (uint64, time.Duration) {
 	tb.Helper()
 	out := newArrivals(-1) // counts only
 	eng, _ := newIndicatorEngine(tb, out, ring.Park)
-	pubs := &EnginePublishers{E: eng}
+	pubs := feedhost.New(eng)
 	start := time.Now()
 	if err := feeds.NewPcapFeed(path, feeds.PcapOptions{}).Run(context.Background(), pubs); err != nil {
 		tb.Fatal(err)

@@ -1,6 +1,8 @@
 package bench
 
 import (
+	"qstream/internal/feedhost"
+
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -133,7 +135,7 @@ func benchSymbols(t *codec.SymbolTable) []codec.Symbol {
 }
 
 // stopEngine closes the publishers and drains the engine.
-func stopEngine(tb testing.TB, eng *engine.Engine, pubs *EnginePublishers) {
+func stopEngine(tb testing.TB, eng *engine.Engine, pubs *feedhost.Publishers) {
 	tb.Helper()
 	pubs.CloseAll()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -182,7 +184,7 @@ func sendFrames(c net.Conn, stream []byte, n int) error {
 
 // startTCPFeed runs a feeds.TCPServer for frames on a loopback port into
 // eng; stop ends it (before stopEngine).
-func startTCPFeed(tb testing.TB, pubs *EnginePublishers, loops int) (addr string, stop func()) {
+func startTCPFeed(tb testing.TB, pubs *feedhost.Publishers, loops int) (addr string, stop func()) {
 	tb.Helper()
 	s, err := feeds.NewTCPServer(feeds.TCPConfig{Addr: "127.0.0.1:0", Format: feeds.TCPFrames, EventLoops: loops})
 	if err != nil {
@@ -257,7 +259,7 @@ func BenchmarkTCPIngestEngine(b *testing.B) {
 		b.Run(fmt.Sprintf("conns=%d", conns), func(b *testing.B) {
 			out := newArrivals(int64(b.N))
 			eng, syms := newIndicatorEngine(b, out, ring.Park)
-			pubs := &EnginePublishers{E: eng}
+			pubs := feedhost.New(eng)
 			addr, stop := startTCPFeed(b, pubs, conns)
 			cs := dialAll(b, addr, conns)
 			runIngest(b, out, frameStream(syms), cs)
@@ -275,7 +277,7 @@ func BenchmarkTCPIngestEngineNetBaseline(b *testing.B) {
 		b.Run(fmt.Sprintf("conns=%d", conns), func(b *testing.B) {
 			out := newArrivals(int64(b.N))
 			eng, syms := newIndicatorEngine(b, out, ring.Park)
-			pubs := &EnginePublishers{E: eng}
+			pubs := feedhost.New(eng)
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				b.Fatal(err)
@@ -442,7 +444,7 @@ func runOpenLoop(tb testing.TB, rate int, n int64, wait ring.Strategy, pacing Pa
 	if want := benchSymbols(codec.NewSymbolTable(benchMaxSymbols)); !slices.Equal(syms, want) {
 		tb.Fatalf("the engine's symbol ids %v differ from the generator's %v", syms[:4], want[:4])
 	}
-	pubs := &EnginePublishers{E: eng}
+	pubs := feedhost.New(eng)
 	addr, stop := startTCPFeed(tb, pubs, 1)
 	file := filepath.Join(tb.TempDir(), "sent")
 	cmd := exec.Command(os.Args[0], "-test.run=^TestTCPLoadGenProcess$", "-test.count=1")

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"qstream/internal/feedhost"
+
 	"context"
 	"errors"
 	"flag"
@@ -11,7 +13,6 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -203,7 +204,7 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 		runCtx, cancel = context.WithTimeout(ctx, f.duration)
 		defer cancel()
 	}
-	pubs := &publishers{e: eng}
+	pubs := feedhost.New(eng)
 	feedErr := make(chan error, 1)
 	go func() {
 		err := feedSet.run(runCtx, pubs, stderr)
@@ -221,13 +222,13 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 			eng.StopCheckpoints()
 		}
 		if interrupted && dur.wal != nil {
-			pubs.detachAll() // suspended, not ended: the next start resumes
+			pubs.DetachAll() // suspended, not ended: the next start resumes
 			// A checkpoint of the drained state makes the next start quick.
 			if _, cerr := eng.Checkpoint(context.Background()); cerr != nil {
 				fmt.Fprintf(stderr, "qstream: checkpoint at stop: %v\n", cerr)
 			}
 		} else {
-			pubs.closeAll()
+			pubs.CloseAll()
 		}
 		feedErr <- err
 	}()
@@ -264,47 +265,6 @@ func rateString(r int) string {
 		return "max"
 	}
 	return strconv.Itoa(r)
-}
-
-// publishers adapts the engine to feeds.Publishers and remembers every
-// Publisher so they can be closed once their feed has returned.
-type publishers struct {
-	e    *engine.Engine
-	mu   sync.Mutex
-	pubs []*engine.Publisher
-}
-
-func (p *publishers) NewPublisher(name string) (feeds.Publisher, error) {
-	pub, err := p.e.NewPublisher(name)
-	if err != nil {
-		return nil, err
-	}
-	p.mu.Lock()
-	p.pubs = append(p.pubs, pub)
-	p.mu.Unlock()
-	return pub, nil
-}
-
-func (p *publishers) Symbols() *codec.SymbolTable { return p.e.Symbols() }
-
-// detachAll detaches every Publisher (see engine.Publisher.Detach).
-// Precondition: the goroutines that used them have returned.
-func (p *publishers) detachAll() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, pub := range p.pubs {
-		pub.Detach()
-	}
-}
-
-// closeAll closes every Publisher. Precondition: the goroutines that used
-// them have returned.
-func (p *publishers) closeAll() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, pub := range p.pubs {
-		pub.Close()
-	}
 }
 
 // status prints the periodic status line and the final summary.
