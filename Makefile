@@ -7,6 +7,7 @@ PKGS      ?= ./...
 RACE_PKGS ?= ./ring/... ./engine/...
 STATICCHECK_VERSION ?= v0.8.2
 BENCHTIME ?= 1s
+BENCHCOUNT ?= 3
 FUZZTIME  ?= 30s
 
 .PHONY: all build run test test-race test-unit services bench bench-durability fuzz lint stress crash-test clean
@@ -32,9 +33,12 @@ services:
 test-race: services
 	$(GO) test -count=1 -race -timeout 60m $(PKGS)
 
-# Benchmarks; BENCHMARKS.md records a run of this target with the machine named.
+# Benchmarks. The raw output goes to bench/results.txt and its tables (medians,
+# same-run ratios against the baselines, the machine) to bench/results.md, from
+# which BENCHMARKS.md quotes. Run it on a quiet machine.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKGS)
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) $(PKGS) | tee bench/results.txt
+	$(GO) run ./bench/benchmd -in bench/results.txt -cmd "make bench BENCHTIME=$(BENCHTIME) BENCHCOUNT=$(BENCHCOUNT)" > bench/results.md
 
 # Longer randomized runs than `make test` affords.
 stress:

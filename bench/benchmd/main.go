@@ -34,11 +34,15 @@ var ratios = []ratio{
 	{name: "ring batched hand-off vs buffered channel (8-byte values, cap 1024, park)", fast: "ring.SPSCWord/cap1024/park", slow: "ring.ChannelWordBaseline", metric: "ns/op", budget: ">= 5x, <= 5 ns"},
 	{name: "JSON tick parse vs encoding/json", fast: "codec.ParseTick", slow: "codec.ParseTickStdlib", metric: "ns/op", budget: ">= 4x"},
 	{name: "default indicators vs naive recompute", fast: "ops.IndicatorsDefault", slow: "ops.IndicatorsNaive", metric: "ns/op"},
-	{name: "hopping 5m/1s window vs naive (slice per window)", fast: "ops.Hopping5m1s", slow: "ops.Hopping5m1sNaive", metric: "ns/op", budget: ">= 50x"},
+	{name: "hopping 5m/1s avg window vs naive (slice per window)", fast: "ops.Hopping5m1s/avg", slow: "ops.Hopping5m1sNaive/avg", metric: "ns/op", budget: ">= 50x"},
+	{name: "hopping 5m/1s max window vs naive", fast: "ops.Hopping5m1s/max", slow: "ops.Hopping5m1sNaive/max", metric: "ns/op", budget: ">= 50x"},
+	{name: "hopping 5m/1s stddev window vs naive", fast: "ops.Hopping5m1s/stddev", slow: "ops.Hopping5m1sNaive/stddev", metric: "ns/op", budget: ">= 50x"},
 	{name: "TCP ingest (gnet) vs net package, parse only", fast: "feeds.TCPIngest", slow: "feeds.TCPIngestNetBaseline", metric: "ns/op"},
 	{name: "TCP ingest through the engine (gnet) vs net package, 2 connections", fast: "bench.TCPIngestEngine/conns=2", slow: "bench.TCPIngestEngineNetBaseline/conns=2", metric: "ns/op"},
-	{name: "Coinbase match adapter vs encoding/json", fast: "codec.CoinbaseMatch", slow: "codec.CoinbaseMatchStdlib", metric: "ns/op"},
-	{name: "WAL replay vs raw read of the same files", fast: "wal.Replay", slow: "wal.ReplayRawRead", metric: "ns/op"},
+	{name: "Coinbase match adapter vs encoding/json", fast: "codec.CoinbaseMatch", slow: "codec.CoinbaseMatchEncodingJSON", metric: "ns/op"},
+	{name: "exact decimal parse vs strconv.ParseFloat", fast: "codec.ParseDecimal", slow: "codec.ParseDecimalStrconv", metric: "ns/op"},
+	{name: "WAL group-commit append vs raw write+fdatasync of the same bytes", fast: "wal.Append/group", slow: "wal.BaselineWriteSync", metric: "ns/op"},
+	{name: "durable publish through the engine (group commit) vs no WAL", fast: "engine.DurablePublish/group", slow: "engine.DurablePublish/nowal", metric: "ns/op"},
 }
 
 type result struct {
