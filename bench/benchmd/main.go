@@ -31,6 +31,7 @@ type ratio struct {
 var ratios = []ratio{
 	{name: "ring batched hand-off vs buffered channel (128-byte events, cap 1024, park)", fast: "ring.SPSC/cap1024/park", slow: "ring.ChannelBaseline/cap1024", metric: "ns/op", budget: ">= 5x, <= 5 ns"},
 	{name: "ring batched hand-off vs buffered channel (128-byte events, cap 128, park)", fast: "ring.SPSC/cap128/park", slow: "ring.ChannelBaseline/cap128", metric: "ns/op", budget: ">= 5x, <= 5 ns"},
+	{name: "ring batched hand-off, 128-byte events filled in place, vs buffered channel (cap 1024, park)", fast: "ring.SPSCInPlace/cap1024/park", slow: "ring.ChannelBaseline/cap1024", metric: "ns/op", budget: ">= 5x, <= 5 ns"},
 	{name: "ring batched hand-off vs buffered channel (8-byte values, cap 1024, park)", fast: "ring.SPSCWord/cap1024/park", slow: "ring.ChannelWordBaseline", metric: "ns/op", budget: ">= 5x, <= 5 ns"},
 	{name: "JSON tick parse vs encoding/json", fast: "codec.ParseTick", slow: "codec.ParseTickStdlib", metric: "ns/op", budget: ">= 4x"},
 	{name: "default indicators vs naive recompute", fast: "ops.IndicatorsDefault", slow: "ops.IndicatorsNaive", metric: "ns/op"},
