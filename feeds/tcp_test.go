@@ -147,6 +147,8 @@ func TestTCPLines(t *testing.T) {
 	if r1.Reason != codec.ReasonMalformed || r1.Pos.Line != 4 || r1.Raw != "not json at all" {
 		t.Errorf("reject 1 = %+v, want malformed %q at line 4", r1, "not json at all")
 	}
+	// Counters are added after a read's messages are published: wait for them.
+	netWaitFor(t, 10*time.Second, "connection counters", func() bool { st := s.Stats(); return st.Messages == 3 && st.Rejects == 2 })
 	st := s.Stats()
 	if st.Open != 1 || st.Messages != 3 || st.Rejects != 2 || st.Bytes != uint64(len(input)+1) || st.Errors != 0 {
 		t.Errorf("stats %+v, want 1 open, 3 messages, 2 rejects, %d bytes", st, len(input)+1)
@@ -241,7 +243,12 @@ func TestTCPFramesMillion(t *testing.T) {
 			t.Errorf("connection %d: %d frames, want %d", k, sn.count[uint64(k)], perConn)
 		}
 	}
+	// The per-connection counters are added after a read's messages are
+	// published, so they may trail the recorder for a moment.
 	st := s.Stats()
+	for deadline := time.Now().Add(10 * time.Second); st.Messages < uint64(conns*perConn) && time.Now().Before(deadline); st = s.Stats() {
+		time.Sleep(time.Millisecond)
+	}
 	if st.Messages != uint64(conns*perConn) || st.Bytes != uint64(conns*perConn*codec.FrameSize) || st.Rejects != 0 || st.Errors != 0 {
 		t.Errorf("stats %+v", st)
 	}
@@ -308,6 +315,7 @@ func TestTCPFramesBadChecksum(t *testing.T) {
 	if sn.events[0].Seq != 1 || sn.events[1].Seq != 3 {
 		t.Errorf("events seq %d, %d, want 1, 3", sn.events[0].Seq, sn.events[1].Seq)
 	}
+	netWaitFor(t, 10*time.Second, "connection counters", func() bool { return s.Stats().Rejects == 1 })
 	if st := s.Stats(); st.Open != 1 || st.Rejects != 1 {
 		t.Errorf("stats %+v, want the connection open with 1 reject", st)
 	}
