@@ -171,10 +171,11 @@ func Parse(spec string) error {
 	return nil
 }
 
-// Disarm disarms every point (tests).
+// Disarm disarms every point and clears its hit count (tests).
 func Disarm() {
 	for _, p := range points {
 		p.armed = false
+		p.hits.Store(0)
 	}
 }
 
