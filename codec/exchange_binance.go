@@ -164,15 +164,8 @@ func (b *Binance) trade(v *fastjson.Value, dst []Event, idKey string, kind byte,
 	if !ok {
 		return b.fail(dst)
 	}
-	var buyerMaker bool
-	switch m := v.Get("m"); {
-	case m == nil:
-		b.setErr(ReasonMissingField, "m", "")
-		return b.fail(dst)
-	case m.Type() == fastjson.TypeTrue:
-		buyerMaker = true
-	case m.Type() != fastjson.TypeFalse:
-		b.setErr(ReasonBadType, "m", "want a boolean")
+	buyerMaker, ok := b.boolean(v, "m", "m")
+	if !ok {
 		return b.fail(dst)
 	}
 	sym, ok := b.symbol(symName, "s")
@@ -219,15 +212,8 @@ func (b *Binance) kline(v *fastjson.Value, dst []Event) ([]Event, error) {
 		b.setErr(ReasonBadType, "k", "want an object")
 		return b.fail(dst)
 	}
-	var closed bool
-	switch x := k.Get("x"); {
-	case x == nil:
-		b.setErr(ReasonMissingField, "k.x", "")
-		return b.fail(dst)
-	case x.Type() == fastjson.TypeTrue:
-		closed = true
-	case x.Type() != fastjson.TypeFalse:
-		b.setErr(ReasonBadType, "k.x", "want a boolean")
+	closed, ok := b.boolean(k, "x", "k.x")
+	if !ok {
 		return b.fail(dst)
 	}
 	var ev Event

@@ -97,6 +97,22 @@ func (b *exBase) str(v *fastjson.Value, key string) ([]byte, bool) {
 	return s, true
 }
 
+// boolean returns a required boolean field; field names it in errors (it
+// may be a path such as "k.x").
+func (b *exBase) boolean(v *fastjson.Value, key, field string) (val, ok bool) {
+	switch x := v.Get(key); {
+	case x == nil:
+		b.setErr(ReasonMissingField, field, "")
+		return false, false
+	case x.Type() == fastjson.TypeTrue:
+		return true, true
+	case x.Type() == fastjson.TypeFalse:
+		return false, true
+	}
+	b.setErr(ReasonBadType, field, "want a boolean")
+	return false, false
+}
+
 // optStr returns the bytes of an optional string field (nil if absent or
 // not a string).
 func optStr(v *fastjson.Value, key string) []byte {
