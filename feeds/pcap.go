@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"sync"
 	"time"
@@ -59,13 +60,16 @@ type PcapStats struct {
 	Events   uint64 // events returned
 	Errors   uint64 // record errors returned
 	// Continuity per (protocol, channel, session), from each segment's
-	// first sequence number and stream offset against the previous one's.
+	// first sequence number and stream offset against the previous one's
+	// (see PcapReader for the rules).
 	Sessions          uint64 // distinct (protocol, channel, session) streams
-	Gaps              uint64 // segments that started after the expected sequence number
+	Gaps              uint64 // segments that started after the expected sequence number (a reset epoch not starting at 1 included)
 	MissingMessages   uint64 // messages lost in those gaps
 	MissingBytes      uint64 // stream bytes lost in those gaps
-	Overlaps          uint64 // segments that started before it (retransmission, a second feed line)
-	DuplicateMessages uint64 // messages of overlapping segments passed over, not returned twice
+	Overlaps          uint64 // segments that started before it and ended after it: the repeated messages passed over, the new ones returned
+	DuplicateSegments uint64 // segments whose messages had all been seen (a second feed line, a retransmission): passed over
+	DuplicateMessages uint64 // messages of overlapping and duplicate segments passed over, not returned twice
+	Resets            uint64 // sequence resets: a new epoch of a stream began (each also logged as a warning)
 	OffsetMismatches  uint64 // segments whose sequence was continuous but stream offset was not
 	// Truncated is set when the capture ended inside a record; the records
 	// before it were all decoded.
@@ -74,9 +78,30 @@ type PcapStats struct {
 	IEX codec.IEXStats
 }
 
-// pcapStream is the continuity state of one IEX-TP stream.
+// pcapResetWindow is the farthest back, in messages, that a segment is
+// taken for a retransmission of the stream it belongs to: a segment that
+// starts more than this many messages before the expected sequence number is
+// a sequence reset (a new epoch), whatever its content. A capture holds
+// retransmissions close behind the originals: IEX's redundant feed line
+// lags by a few packets, and a gap fill re-sends what a receiver missed
+// moments before. 2^20 messages is tens of seconds of the busiest DEEP
+// traffic and far more than any of those; a reset that does not start at
+// sequence 1 and jumps back less than this is still recognised by its
+// timestamps (see PcapReader).
+const pcapResetWindow = 1 << 20
+
+// pcapStream is the continuity state of one IEX-TP stream, in its current
+// epoch (a sequence reset starts a new one).
 type pcapStream struct {
 	nextSeq, nextOff uint64
+	// seqBase is added to this stream's sequence numbers to make Event.Seq
+	// (strictly increasing in capture order across streams and epochs).
+	seqBase uint64
+	// maxTsNs is the newest message timestamp delivered in this epoch.
+	maxTsNs int64
+	// firstMsg is codec.HashID of this epoch's message 1 (0: not seen),
+	// which tells a copy of the first segment from a reset to 1.
+	firstMsg uint64
 }
 
 type pcapStreamKey struct {
@@ -96,11 +121,39 @@ type pcapPacketSource interface {
 // codec.Events: one per IEX message, in capture order, mapped as
 // codec.IEXDecoder documents, with FlagReplay set.
 //
-// It checks stream continuity per (protocol, channel, session): gaps and
-// overlaps are counted (Stats), and messages that an overlapping segment
-// repeats are passed over so that none is returned twice. A capture that
-// ends inside a record is not an error: Next returns io.EOF, Warning returns
-// ErrCaptureTruncated and the warning is logged once.
+// It checks stream continuity per (protocol, channel, session) and counts
+// what it finds (Stats). Against the sequence number the stream expects, a
+// segment that carries messages
+//   - starts there: it is decoded;
+//   - starts after it: a gap (the messages in between are missing); decoded;
+//   - starts before it, and is a sequence reset: the stream starts a new
+//     epoch with this segment, which is decoded, and so is everything after
+//     it; the reset is counted and logged as a warning (once per reset,
+//     naming the stream, the packet and both sequence numbers). A segment
+//     behind the stream is a reset when it jumps back more than
+//     pcapResetWindow messages; or when it starts the stream again (sequence
+//     1 at stream offset 0) with a first message other than this epoch's
+//     message 1 (a copy of that first segment from a second feed line is a
+//     duplicate); or when its first message is newer than every message the
+//     epoch has delivered (a retransmission repeats messages already seen,
+//     so it cannot be newer; this assumes that timestamps do not go
+//     backwards across a gap, as IEX timestamps do not);
+//   - otherwise ends at or before it: a duplicate, passed over;
+//   - otherwise: an overlap, whose repeated messages are passed over and
+//     whose new ones are decoded.
+//
+// No message is returned twice and none is dropped unless counted. A
+// heartbeat (no messages) only moves the stream forward.
+//
+// Event.Seq is the message's IEX sequence number, plus a per-stream offset
+// that is 0 for a capture of one stream without resets and otherwise is
+// raised just enough, at the first message of a segment, to keep Event.Seq
+// strictly increasing in capture order (after a reset, or where streams
+// interleave): an engine can use it as the source offset, and the same
+// capture always gives the same numbers.
+//
+// A capture that ends inside a record is not an error: Next returns io.EOF,
+// Warning returns ErrCaptureTruncated and the warning is logged once.
 //
 // Reading does not allocate per packet or per message (pcapgo's zero-copy
 // read reuses one packet buffer; a gzip-compressed capture adds
@@ -128,6 +181,8 @@ type PcapReader struct {
 	hdr    codec.IEXHeader // the current segment's header
 	warn   error
 	rerr   RecordError
+	// lastSeq is the Event.Seq of the last event returned.
+	lastSeq uint64
 }
 
 // OpenPcap opens a capture file for replay.
@@ -224,6 +279,12 @@ func (r *PcapReader) Next(ev *codec.Event) error {
 				return &r.rerr
 			}
 			if ok {
+				s := r.cur
+				ev.Seq += s.seqBase
+				r.lastSeq = ev.Seq
+				if ev.TsNs > s.maxTsNs {
+					s.maxTsNs = ev.TsNs
+				}
 				r.stats.Events++
 				return nil
 			}
@@ -282,21 +343,25 @@ func (r *PcapReader) readFailed(err error, ci pcapCaptureInfo) error {
 	return fmt.Errorf("feeds: pcap: packet %d: %w", r.pkt+1, err)
 }
 
-// continuity checks h against its stream and returns how many of its
-// messages were already delivered (to be skipped).
+// continuity checks h (the header of the segment r.seg) against its stream,
+// as PcapReader documents, and returns how many of its messages were
+// already delivered (to be skipped).
 func (r *PcapReader) continuity(h *codec.IEXHeader) int {
 	key := pcapStreamKey{h.ProtocolID, h.ChannelID, h.SessionID}
 	s := r.stream[key]
 	if s == nil {
-		s = &pcapStream{nextSeq: h.NextSeq(), nextOff: h.NextOffset()}
+		s = &pcapStream{nextSeq: h.FirstSeq, nextOff: h.StreamOffset, maxTsNs: math.MinInt64}
 		r.stream[key] = s
-		r.cur = s
 		r.stats.Sessions++
-		return 0
 	}
 	r.cur = s
-	skip := 0
+	msgs := uint64(h.MessageCount)
+	skip := uint64(0)
 	switch {
+	case h.FirstSeq == s.nextSeq:
+		if h.StreamOffset != s.nextOff {
+			r.stats.OffsetMismatches++
+		}
 	case h.FirstSeq > s.nextSeq:
 		r.stats.Gaps++
 		r.stats.MissingMessages += h.FirstSeq - s.nextSeq
@@ -305,19 +370,83 @@ func (r *PcapReader) continuity(h *codec.IEXHeader) int {
 		} else {
 			r.stats.OffsetMismatches++
 		}
-	case h.FirstSeq < s.nextSeq:
+	case msgs == 0:
+		return 0 // a late heartbeat: nothing to deliver, no news of the stream
+	case r.isReset(s, h):
+		r.reset(s, h)
+	case h.FirstSeq+msgs <= s.nextSeq:
+		r.stats.DuplicateSegments++
+		r.stats.DuplicateMessages += msgs
+		return int(msgs)
+	default:
 		r.stats.Overlaps++
-		dup := min(s.nextSeq-h.FirstSeq, uint64(h.MessageCount))
-		r.stats.DuplicateMessages += dup
-		skip = int(dup)
-	case h.StreamOffset != s.nextOff:
-		r.stats.OffsetMismatches++
+		skip = s.nextSeq - h.FirstSeq
+		r.stats.DuplicateMessages += skip
 	}
 	if h.NextSeq() >= s.nextSeq {
 		s.nextSeq = h.NextSeq()
 		s.nextOff = max(s.nextOff, h.NextOffset())
 	}
-	return skip
+	if msgs > skip {
+		if h.FirstSeq == 1 && skip == 0 {
+			if m, ok := iexFirstMessage(r.seg); ok {
+				s.firstMsg = codec.HashID(m)
+			}
+		}
+		// The first message to be returned gets an Event.Seq above the last.
+		if first := h.FirstSeq + skip; first+s.seqBase <= r.lastSeq {
+			s.seqBase = r.lastSeq + 1 - first
+		}
+	}
+	return int(skip)
+}
+
+// isReset reports whether h, a segment with messages that starts before the
+// sequence number its stream s expects, starts a new epoch of the stream
+// (the rules are PcapReader's).
+func (r *PcapReader) isReset(s *pcapStream, h *codec.IEXHeader) bool {
+	if s.nextSeq-h.FirstSeq > pcapResetWindow {
+		return true
+	}
+	m, ok := iexFirstMessage(r.seg)
+	if !ok {
+		return false // unreadable: the decoder reports it
+	}
+	if h.FirstSeq == 1 && h.StreamOffset == 0 && codec.HashID(m) != s.firstMsg {
+		return true
+	}
+	return len(m) >= 10 && int64(binary.LittleEndian.Uint64(m[2:])) > s.maxTsNs
+}
+
+// reset starts a new epoch of stream s at segment h: it counts and logs the
+// reset and forgets the previous epoch.
+func (r *PcapReader) reset(s *pcapStream, h *codec.IEXHeader) {
+	r.stats.Resets++
+	r.log.Warn("pcap: IEX-TP sequence reset: the stream starts again; decoding its new epoch",
+		"feed", r.opts.Name, "protocol", fmt.Sprintf("%#04x", h.ProtocolID), "channel", h.ChannelID,
+		"session", h.SessionID, "packet", r.pkt, "seq", h.FirstSeq, "offset", h.StreamOffset,
+		"expected_seq", s.nextSeq, "reset", r.stats.Resets)
+	if h.FirstSeq > 1 { // the epoch's first messages were lost
+		r.stats.Gaps++
+		r.stats.MissingMessages += h.FirstSeq - 1
+		r.stats.MissingBytes += h.StreamOffset
+	}
+	s.nextSeq, s.nextOff = h.FirstSeq, h.StreamOffset
+	s.maxTsNs, s.firstMsg = math.MinInt64, 0
+}
+
+// iexFirstMessage returns the first message (type byte first) of the IEX-TP
+// segment seg, if its length prefix is readable.
+func iexFirstMessage(seg []byte) ([]byte, bool) {
+	if len(seg) < codec.IEXHeaderLen+2 {
+		return nil, false
+	}
+	n := int(binary.LittleEndian.Uint16(seg[codec.IEXHeaderLen:]))
+	m := seg[codec.IEXHeaderLen+2:]
+	if n == 0 || n > len(m) {
+		return nil, false
+	}
+	return m[:n], true
 }
 
 // rewind moves the current stream's expected position back to the message
@@ -629,7 +758,9 @@ func NewPcapFeed(path string, opts PcapOptions) *PcapFeed {
 // Name implements Feed.
 func (f *PcapFeed) Name() string { return f.opts.Name }
 
-// Stats returns the counters of the last Run, once it has returned.
+// Stats returns the counters of the current Run (refreshed every 64
+// packets that yield events, for status lines) or, once it has returned,
+// the final counters of the last one.
 func (f *PcapFeed) Stats() PcapStats {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -688,6 +819,7 @@ func (f *PcapFeed) Run(ctx context.Context, pubs Publishers) error {
 		if pk := r.Packet(); pk != lastPkt {
 			lastPkt = pk
 			if n++; n&63 == 0 {
+				f.publishStats(r)
 				if err := ctx.Err(); err != nil {
 					_ = pub.Flush()
 					return err

@@ -205,7 +205,7 @@ func TestPcapSampleCounts(t *testing.T) {
 			t.Errorf("stats type %c: %d, want %d", typ, st.IEX.ByType[typ], want)
 		}
 	}
-	if st.Sessions != 1 || st.Gaps != 0 || st.Overlaps != 0 || st.OffsetMismatches != 0 || st.Truncated || st.Errors != 0 || r.Warning() != nil {
+	if st.Sessions != 1 || st.Gaps != 0 || st.Overlaps != 0 || st.DuplicateSegments != 0 || st.Resets != 0 || st.OffsetMismatches != 0 || st.Truncated || st.Errors != 0 || r.Warning() != nil {
 		t.Errorf("continuity %+v, warning %v", st, r.Warning())
 	}
 	if err := r.Next(&ev); err != io.EOF {
@@ -407,7 +407,7 @@ func TestPcapGapsAndOverlaps(t *testing.T) {
 	}
 	st := r.Stats()
 	if st.Gaps != 1 || st.MissingMessages != uint64(dropped) || st.MissingBytes == 0 ||
-		st.Overlaps != 2 || st.DuplicateMessages != uint64(2*dup) || st.OffsetMismatches != 0 {
+		st.Overlaps != 0 || st.DuplicateSegments != 2 || st.DuplicateMessages != uint64(2*dup) || st.Resets != 0 || st.OffsetMismatches != 0 {
 		t.Errorf("continuity %+v (dropped %d, dup %d)", st, dropped, dup)
 	}
 }
