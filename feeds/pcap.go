@@ -97,7 +97,8 @@ type pcapStream struct {
 	// seqBase is added to this stream's sequence numbers to make Event.Seq
 	// (strictly increasing in capture order across streams and epochs).
 	seqBase uint64
-	// maxTsNs is the newest message timestamp delivered in this epoch.
+	// maxTsNs is the newest message timestamp the stream has delivered
+	// (in any epoch: a copy of a segment from before a reset is not newer).
 	maxTsNs int64
 	// firstMsg is codec.HashID of this epoch's message 1 (0: not seen),
 	// which tells a copy of the first segment from a reset to 1.
@@ -135,7 +136,7 @@ type pcapPacketSource interface {
 //     1 at stream offset 0) with a first message other than this epoch's
 //     message 1 (a copy of that first segment from a second feed line is a
 //     duplicate); or when its first message is newer than every message the
-//     epoch has delivered (a retransmission repeats messages already seen,
+//     stream has delivered (a retransmission repeats messages already seen,
 //     so it cannot be newer; this assumes that timestamps do not go
 //     backwards across a gap, as IEX timestamps do not);
 //   - otherwise ends at or before it: a duplicate, passed over;
@@ -145,12 +146,14 @@ type pcapPacketSource interface {
 // No message is returned twice and none is dropped unless counted. A
 // heartbeat (no messages) only moves the stream forward.
 //
-// Event.Seq is the message's IEX sequence number, plus a per-stream offset
-// that is 0 for a capture of one stream without resets and otherwise is
-// raised just enough, at the first message of a segment, to keep Event.Seq
-// strictly increasing in capture order (after a reset, or where streams
-// interleave): an engine can use it as the source offset, and the same
-// capture always gives the same numbers.
+// Event.Seq is the message's IEX sequence number plus a per-stream offset,
+// so that Event.Seq is strictly increasing in capture order: an engine can
+// use it as the source offset, and the same capture always gives the same
+// numbers. The offset is 0 for a capture of one stream without resets; a
+// reset sets it to the last Event.Seq returned (sequence number n of the new
+// epoch becomes that plus n, so lost messages still leave a hole); where
+// streams interleave, it is raised at the first message of a segment just
+// enough to stay above the last Event.Seq.
 //
 // A capture that ends inside a record is not an error: Next returns io.EOF,
 // Warning returns ErrCaptureTruncated and the warning is logged once.
@@ -432,7 +435,7 @@ func (r *PcapReader) reset(s *pcapStream, h *codec.IEXHeader) {
 		r.stats.MissingBytes += h.StreamOffset
 	}
 	s.nextSeq, s.nextOff = h.FirstSeq, h.StreamOffset
-	s.maxTsNs, s.firstMsg = math.MinInt64, 0
+	s.firstMsg, s.seqBase = 0, r.lastSeq
 }
 
 // iexFirstMessage returns the first message (type byte first) of the IEX-TP

@@ -8,10 +8,14 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -781,4 +785,379 @@ func pcapMustReader(t *testing.T, data []byte) *PcapReader {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// iexTestStream builds the segments of one IEX-TP TOPS stream by hand: trade
+// reports numbered by a test-wide id (kept in the trade id field, so that
+// every event tells which message it was), sequence numbers, stream offsets
+// and timestamps as a real stream advances them, each segment wrapped in
+// Ethernet/IPv4/UDP.
+type iexTestStream struct {
+	channel, session uint32
+	seq, off         uint64 // of the next message
+	tsNs             int64  // of the next message
+	id               *uint64
+}
+
+func newIEXTestStream(channel, session uint32, id *uint64) *iexTestStream {
+	return &iexTestStream{channel: channel, session: session, seq: 1, tsNs: 1_700_000_000_000_000_000, id: id}
+}
+
+// iexTestTrade is a 38-byte trade report.
+func iexTestTrade(tsNs int64, id uint64) []byte {
+	m := make([]byte, 38)
+	m[0] = codec.IEXTradeReport
+	binary.LittleEndian.PutUint64(m[2:], uint64(tsNs))
+	copy(m[10:18], "ZXZZT   ")
+	binary.LittleEndian.PutUint32(m[18:], 100)
+	binary.LittleEndian.PutUint64(m[22:], 101_2500)
+	binary.LittleEndian.PutUint64(m[30:], id)
+	return m
+}
+
+// iexTestSegment frames msgs as an IEX-TP segment.
+func iexTestSegment(channel, session uint32, firstSeq, off uint64, msgs [][]byte) []byte {
+	var payload []byte
+	for _, m := range msgs {
+		payload = binary.LittleEndian.AppendUint16(payload, uint16(len(m)))
+		payload = append(payload, m...)
+	}
+	seg := make([]byte, codec.IEXHeaderLen, codec.IEXHeaderLen+len(payload))
+	seg[0] = codec.IEXVersion
+	binary.LittleEndian.PutUint16(seg[2:], codec.IEXProtocolTOPS)
+	binary.LittleEndian.PutUint32(seg[4:], channel)
+	binary.LittleEndian.PutUint32(seg[8:], session)
+	binary.LittleEndian.PutUint16(seg[12:], uint16(len(payload)))
+	binary.LittleEndian.PutUint16(seg[14:], uint16(len(msgs)))
+	binary.LittleEndian.PutUint64(seg[16:], off)
+	binary.LittleEndian.PutUint64(seg[24:], firstSeq)
+	return append(seg, payload...)
+}
+
+// next returns the stream's next segment of n new trades (a heartbeat for
+// n == 0) and advances the stream past it.
+func (s *iexTestStream) next(n int) []byte {
+	msgs := make([][]byte, n)
+	for i := range msgs {
+		*s.id++
+		msgs[i] = iexTestTrade(s.tsNs, *s.id)
+		s.tsNs += 1000
+	}
+	seg := iexTestSegment(s.channel, s.session, s.seq, s.off, msgs)
+	s.seq += uint64(n)
+	s.off += uint64(len(seg) - codec.IEXHeaderLen)
+	return seg
+}
+
+// restart makes the stream start again at sequence seq and stream offset
+// off (a sequence reset); its timestamps go on from back (0: where they are).
+func (s *iexTestStream) restart(seq, off uint64, backNs int64) {
+	s.seq, s.off = seq, off
+	s.tsNs -= backNs
+}
+
+// iexTestCapture wraps segments into packets (to port 10378, 1 µs apart).
+func iexTestCapture(segs ...[]byte) []pcapTestPacket {
+	pkts := make([]pcapTestPacket, len(segs))
+	for i, seg := range segs {
+		data := pcapUDP(seg, 10378)
+		pkts[i] = pcapTestPacket{gopacket.CaptureInfo{Timestamp: time.Unix(1_700_000_000, int64(i)*1000),
+			CaptureLength: len(data), Length: len(data)}, data}
+	}
+	return pkts
+}
+
+// iexTestIDs returns the trade ids of evs (which message each event was).
+func iexTestIDs(evs []codec.Event) []uint64 {
+	ids := make([]uint64, len(evs))
+	for i := range evs {
+		ids[i] = evs[i].IDHash
+	}
+	return ids
+}
+
+func pcapCheckSeqIncreasing(t *testing.T, evs []codec.Event) {
+	t.Helper()
+	for i := 1; i < len(evs); i++ {
+		if evs[i].Seq <= evs[i-1].Seq {
+			t.Fatalf("event %d: Seq %d after %d", i, evs[i].Seq, evs[i-1].Seq)
+		}
+	}
+}
+
+// pcapLogBuffer is a logger whose text output a test can read.
+type pcapLogBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *pcapLogBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *pcapLogBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func (b *pcapLogBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(b, nil)) }
+
+// A stream whose sequence numbers start again (a sequence reset) has every
+// message of its new epoch decoded, with Event.Seq still increasing, the
+// reset counted and logged once; copies of segments from before and after
+// the reset are still duplicates.
+func TestPcapSequenceReset(t *testing.T) {
+	const before, after = 10, 15 // segments of 3 trades before and after the reset
+	cases := []struct {
+		name string
+		// restart is where the stream starts again and how far back its
+		// timestamps go; startSeq 0 starts a capture at sequence 1.
+		startSeq, seq, off uint64
+		backNs             int64
+		gaps, missing      uint64
+	}{
+		// The new epoch's messages are newer than the old ones.
+		{name: "to 1", seq: 1},
+		// Timestamps start again too: a reset to 1 is told from a copy
+		// of the first segment by its first message.
+		{name: "to 1, timestamps back", seq: 1, backNs: 1_000_000},
+		// Further back than any retransmission: a reset whatever the
+		// timestamps (the capture began in the middle of the old epoch).
+		{name: "beyond the window", startSeq: 5_000_000, seq: 100, off: 4000, backNs: 1_000_000, gaps: 1, missing: 99},
+		// The new epoch's first segments were lost: not at 1, but its
+		// messages are newer than anything the old epoch delivered.
+		{name: "first segments lost", seq: 10, off: 400, gaps: 1, missing: 9},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var id uint64
+			s := newIEXTestStream(1, 7, &id)
+			if tc.startSeq != 0 {
+				s.seq, s.off = tc.startSeq, 123_456_789
+			}
+			var segs [][]byte
+			segs = append(segs, s.next(0)) // a heartbeat first
+			for range before {
+				segs = append(segs, s.next(3))
+			}
+			oldSeg := segs[3]
+			wantIDs := make([]uint64, 0, 3*(before+after))
+			for i := uint64(1); i <= id; i++ {
+				wantIDs = append(wantIDs, i)
+			}
+			s.restart(tc.seq, tc.off, tc.backNs)
+			segs = append(segs, s.next(0)) // the new epoch's heartbeat, behind the stream
+			first := s.next(3)
+			segs = append(segs, first)
+			for i := range after - 1 {
+				segs = append(segs, s.next(3))
+				if i == 2 {
+					// Late copies: duplicates. (A copy from before the
+					// reset is a forward jump when the old epoch was
+					// further on: it is only tried where it was not.)
+					segs = append(segs, first)
+					if tc.startSeq == 0 {
+						segs = append(segs, oldSeg)
+					}
+				}
+			}
+			for i := id - 3*(after) + 1; i <= id; i++ {
+				wantIDs = append(wantIDs, i)
+			}
+			var log pcapLogBuffer
+			r, err := NewPcapReader(bytes.NewReader(pcapWrite(t, "", false, iexTestCapture(segs...))),
+				PcapOptions{Name: "iex", Logger: log.logger()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			evs, recs := pcapDrain(t, r)
+			if len(recs) != 0 {
+				t.Fatal(recs[0].Err)
+			}
+			if got := iexTestIDs(evs); !slices.Equal(got, wantIDs) {
+				t.Fatalf("%d events, messages %v\nwant %d: %v", len(evs), got, len(wantIDs), wantIDs)
+			}
+			pcapCheckSeqIncreasing(t, evs)
+			if last := evs[3*before-1].Seq; evs[3*before].Seq != last+tc.seq {
+				t.Errorf("first Seq after the reset %d, want %d (the last before it plus the new sequence number)", evs[3*before].Seq, last+tc.seq)
+			}
+			st := r.Stats()
+			dups := uint64(2)
+			if tc.startSeq != 0 {
+				dups = 1
+			}
+			if st.Resets != 1 || st.Sessions != 1 || st.Gaps != tc.gaps || st.MissingMessages != tc.missing ||
+				st.Overlaps != 0 || st.DuplicateSegments != dups || st.DuplicateMessages != 3*dups || st.Errors != 0 {
+				t.Errorf("stats %+v", st)
+			}
+			logged := log.String()
+			if n := strings.Count(logged, "sequence reset"); n != 1 {
+				t.Errorf("%d reset warnings, want 1:\n%s", n, logged)
+			}
+			for _, want := range []string{"level=WARN", "feed=iex", "channel=1", "session=7", "packet=12",
+				fmt.Sprintf("seq=%d", tc.seq), fmt.Sprintf("expected_seq=%d", max(tc.startSeq, 1)+3*before)} {
+				if !strings.Contains(logged, want) {
+					t.Errorf("warning lacks %q: %s", want, logged)
+				}
+			}
+		})
+	}
+}
+
+// Gaps, overlapping retransmissions and exact duplicates are told apart and
+// counted; every new message is decoded once.
+func TestPcapSequenceContinuity(t *testing.T) {
+	var id uint64
+	s := newIEXTestStream(1, 7, &id)
+	seg1 := s.next(3)                             // 1-3
+	seg2 := s.next(3)                             // 4-6
+	s.next(3)                                     // 7-9: lost
+	seg4 := s.next(3)                             // 10-12
+	seg5 := s.next(3)                             // 13-15
+	seg6 := s.next(3)                             // 16-18
+	hb := s.next(0)                               // 19
+	over := iexTestSegment(1, 7, 11, 0, [][]byte{ // 11-15 again, in one segment
+		iexTestTrade(0, 11), iexTestTrade(0, 12), seg5[codec.IEXHeaderLen+2 : codec.IEXHeaderLen+40],
+		seg5[codec.IEXHeaderLen+42 : codec.IEXHeaderLen+80], seg5[codec.IEXHeaderLen+82:]})
+	binary.LittleEndian.PutUint64(over[16:], binary.LittleEndian.Uint64(seg4[16:])+40)
+	staleHB := iexTestSegment(1, 7, 5, 160, nil)
+	capture := iexTestCapture(seg1, seg2, seg4, over, seg6, seg6, seg1, staleHB, hb)
+	r, err := NewPcapReader(bytes.NewReader(pcapWrite(t, "", false, capture)), PcapOptions{Logger: pcapQuietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, recs := pcapDrain(t, r)
+	if len(recs) != 0 {
+		t.Fatal(recs[0].Err)
+	}
+	want := []uint64{1, 2, 3, 4, 5, 6, 10, 11, 12, 13, 14, 15, 16, 17, 18}
+	if got := iexTestIDs(evs); !slices.Equal(got, want) {
+		t.Fatalf("messages %v, want %v", got, want)
+	}
+	for i, ev := range evs {
+		if ev.Seq != want[i] { // one stream without a reset: Seq is the IEX sequence number
+			t.Errorf("event %d: Seq %d, want %d", i, ev.Seq, want[i])
+		}
+	}
+	st := r.Stats()
+	if st.Gaps != 1 || st.MissingMessages != 3 || st.MissingBytes != 3*40 || st.Overlaps != 1 ||
+		st.DuplicateSegments != 2 || st.DuplicateMessages != 2+3+3 || st.Resets != 0 || st.OffsetMismatches != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// Streams that interleave (channels of one capture) each keep their
+// messages, and Event.Seq increases across them.
+func TestPcapInterleavedStreamsSeq(t *testing.T) {
+	var id uint64
+	a, b := newIEXTestStream(1, 7, &id), newIEXTestStream(2, 7, &id)
+	var segs [][]byte
+	for range 5 {
+		segs = append(segs, a.next(2), b.next(3))
+	}
+	r, err := NewPcapReader(bytes.NewReader(pcapWrite(t, "", false, iexTestCapture(segs...))), PcapOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, _ := pcapDrain(t, r)
+	if len(evs) != 25 {
+		t.Fatalf("%d events, want 25", len(evs))
+	}
+	pcapCheckSeqIncreasing(t, evs)
+	if st := r.Stats(); st.Sessions != 2 || st.Resets != 0 || st.Gaps != 0 || st.DuplicateMessages != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// pcapSampleWithReset returns the sample's packets with its sequence numbers
+// and stream offsets made to start again at 1 and 0 halfway through its
+// messages, and the index of the packet where they do.
+func pcapSampleWithReset(tb testing.TB) ([]pcapTestPacket, int) {
+	pkts := pcapSamplePackets(tb)
+	const hdr = 14 + 20 + 8
+	at, n := -1, 0
+	var seq0, off0 uint64
+	for i, p := range pkts {
+		seg := p.data[hdr:]
+		if at < 0 && n >= pcapSampleMessages/2 && binary.LittleEndian.Uint16(seg[14:]) > 0 {
+			at, seq0, off0 = i, binary.LittleEndian.Uint64(seg[24:]), binary.LittleEndian.Uint64(seg[16:])
+		}
+		n += int(binary.LittleEndian.Uint16(seg[14:]))
+		if at >= 0 {
+			data := append([]byte(nil), p.data...)
+			seg := data[hdr:]
+			binary.LittleEndian.PutUint64(seg[24:], binary.LittleEndian.Uint64(seg[24:])-seq0+1)
+			binary.LittleEndian.PutUint64(seg[16:], binary.LittleEndian.Uint64(seg[16:])-off0)
+			pkts[i].data = data
+		}
+	}
+	return pkts, at
+}
+
+// The real sample, its sequence restarting at 1 halfway: every one of its
+// 57,674 messages still comes out, with the per-type counts of SOURCES.md.
+func TestPcapSampleSequenceReset(t *testing.T) {
+	pkts, at := pcapSampleWithReset(t)
+	var log pcapLogBuffer
+	r, err := NewPcapReader(bytes.NewReader(pcapWrite(t, "", false, pkts)), PcapOptions{Logger: log.logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, recs := pcapDrain(t, r)
+	if len(recs) != 0 {
+		t.Fatal(recs[0].Err)
+	}
+	if len(evs) != pcapSampleMessages {
+		t.Errorf("%d events, want %d", len(evs), pcapSampleMessages)
+	}
+	byType := map[byte]uint64{}
+	for i := range evs {
+		byType[codec.IEXMessageTypeOf(evs[i].Aux)]++
+	}
+	if !maps.Equal(byType, pcapSampleCounts) {
+		t.Errorf("by type %v, want %v", byType, pcapSampleCounts)
+	}
+	pcapCheckSeqIncreasing(t, evs)
+	st := r.Stats()
+	if st.Resets != 1 || st.Gaps != 0 || st.Overlaps != 0 || st.DuplicateSegments != 0 || st.DuplicateMessages != 0 || st.Errors != 0 {
+		t.Errorf("stats %+v", st)
+	}
+	if !strings.Contains(log.String(), fmt.Sprintf("packet=%d seq=1 offset=0", at)) {
+		t.Errorf("warning: %s", log.String())
+	}
+}
+
+// Passing over duplicates allocates nothing either: the sample with every
+// packet captured twice (two feed lines), from after the reset of
+// pcapSampleWithReset on.
+func TestPcapReaderAllocsDuplicates(t *testing.T) {
+	pkts, _ := pcapSampleWithReset(t)
+	twice := make([]pcapTestPacket, 0, 2*len(pkts))
+	for _, p := range pkts {
+		twice = append(twice, p, p)
+	}
+	r, err := NewPcapReader(bytes.NewReader(pcapWrite(t, "", false, twice)), PcapOptions{Logger: pcapQuietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev codec.Event
+	for i := 0; i < 32000; i++ { // past the reset and the symbols' first sight
+		if err := r.Next(&ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	allocs := totalAllocs(12000, func() {
+		if err := r.Next(&ev); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 0 {
+		t.Fatalf("12000 calls of Next allocate %.0f times", allocs)
+	}
+	if st := r.Stats(); st.Resets != 1 || st.DuplicateSegments < 5000 {
+		t.Errorf("stats %+v", st)
+	}
 }
