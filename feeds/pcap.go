@@ -519,6 +519,16 @@ func (r *PcapReader) udpPayload(data []byte) ([]byte, bool) {
 	return udp[8:ulen], true
 }
 
+// SetLogger directs the reader's warnings (a truncated capture, sequence
+// resets) to l instead of PcapOptions.Logger; nil: slog.Default(). For a
+// caller that gets the reader from elsewhere; call it before Next.
+func (r *PcapReader) SetLogger(l *slog.Logger) {
+	if l == nil {
+		l = slog.Default()
+	}
+	r.log = l
+}
+
 // PacketTimeNs returns the capture timestamp of the packet of the last event
 // (ns since the epoch): processing time of the capture, used for pacing.
 func (r *PcapReader) PacketTimeNs() int64 { return r.pktNs }
