@@ -553,6 +553,10 @@ func (s *feedSet) status() string {
 		case *feeds.JetStreamFeed:
 			st := fd.Stats()
 			fmt.Fprintf(&b, " | jetstream msgs %d acked %d rej %d redelivered %d dup %d", st.Fetched, st.Acked, st.Rejected, st.Redelivered, st.Duplicates)
+		case *feeds.PcapFeed:
+			st := fd.Stats()
+			fmt.Fprintf(&b, " | pcap events %d err %d gaps %d missing %d overlaps %d dup %d resets %d",
+				st.Events, st.Errors, st.Gaps, st.MissingMessages, st.Overlaps, st.DuplicateSegments, st.Resets)
 		}
 	}
 	return b.String()
@@ -600,8 +604,9 @@ func (s *feedSet) summary(w io.Writer) {
 			}
 		case *feeds.PcapFeed:
 			st := fd.Stats()
-			fmt.Fprintf(&b, " packets=%d segments=%d events=%d errors=%d skipped=%d not_iex=%d gaps=%d missing_messages=%d truncated=%t",
-				st.Packets, st.Segments, st.Events, st.Errors, st.Skipped, st.NotIEX, st.Gaps, st.MissingMessages, st.Truncated)
+			fmt.Fprintf(&b, " packets=%d segments=%d events=%d errors=%d skipped=%d not_iex=%d gaps=%d missing_messages=%d overlaps=%d duplicates=%d duplicate_messages=%d resets=%d truncated=%t",
+				st.Packets, st.Segments, st.Events, st.Errors, st.Skipped, st.NotIEX, st.Gaps, st.MissingMessages,
+				st.Overlaps, st.DuplicateSegments, st.DuplicateMessages, st.Resets, st.Truncated)
 		default:
 			continue
 		}

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -199,6 +200,9 @@ func replay(f *replayFlags, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer reader.Close()
+	if pr, ok := reader.(*feeds.PcapReader); ok {
+		pr.SetLogger(slog.New(slog.NewTextHandler(stderr, nil))) // truncation, sequence resets
+	}
 
 	pub, err := eng.NewPublisher("replay")
 	if err != nil {
@@ -214,7 +218,11 @@ func replay(f *replayFlags, stdout, stderr io.Writer) error {
 		stopErr = err
 	}
 	if emit.stats {
-		if err := writeStats(out, eng.Stats()); err != nil && stopErr == nil {
+		var seq *sequenceJSON
+		if pr, ok := reader.(*feeds.PcapReader); ok {
+			seq = pcapSequence(pr.Stats())
+		}
+		if err := writeStats(out, eng.Stats(), seq); err != nil && stopErr == nil {
 			stopErr = err
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"qstream/engine"
+	"qstream/feeds"
 	"qstream/sinks"
 )
 
@@ -76,9 +77,41 @@ type statsJSON struct {
 	Outputs  uint64            `json:"outputs"`
 	Rejected map[string]uint64 `json:"rejected"`
 	Shards   int               `json:"shards"`
+	// Sequence is the continuity of a sequenced input (the IEX-TP streams
+	// of a pcap); absent for inputs without sequence numbers.
+	Sequence *sequenceJSON `json:"sequence,omitempty"`
 }
 
-func writeStats(w io.Writer, st engine.Stats) error {
+// sequenceJSON is "sequence" in --emit stats: what the input's sequence
+// numbers said about it (feeds.PcapStats documents each counter).
+type sequenceJSON struct {
+	Sessions          uint64 `json:"sessions"`           // distinct streams
+	Gaps              uint64 `json:"gaps"`               // forward jumps
+	Missing           uint64 `json:"missing"`            // messages lost in them
+	Overlaps          uint64 `json:"overlaps"`           // partial retransmissions (new messages kept)
+	Duplicates        uint64 `json:"duplicates"`         // segments already seen whole
+	DuplicateMessages uint64 `json:"duplicate_messages"` // messages passed over in overlaps and duplicates
+	Resets            uint64 `json:"resets"`             // sequence resets (new epochs, all decoded)
+	OffsetMismatches  uint64 `json:"offset_mismatches"`  // continuous sequence, discontinuous stream offset
+}
+
+// pcapSequence is the sequence object of a pcap replay.
+func pcapSequence(st feeds.PcapStats) *sequenceJSON {
+	return &sequenceJSON{
+		Sessions:          st.Sessions,
+		Gaps:              st.Gaps,
+		Missing:           st.MissingMessages,
+		Overlaps:          st.Overlaps,
+		Duplicates:        st.DuplicateSegments,
+		DuplicateMessages: st.DuplicateMessages,
+		Resets:            st.Resets,
+		OffsetMismatches:  st.OffsetMismatches,
+	}
+}
+
+// writeStats writes the --emit stats object; seq is nil for inputs without
+// sequence numbers.
+func writeStats(w io.Writer, st engine.Stats, seq *sequenceJSON) error {
 	js := statsJSON{
 		Messages: st.Messages,
 		ByType:   st.ByKind,
@@ -88,6 +121,7 @@ func writeStats(w io.Writer, st engine.Stats) error {
 		Outputs:  st.Outputs,
 		Rejected: st.Rejected,
 		Shards:   len(st.Shards),
+		Sequence: seq,
 	}
 	b, err := json.Marshal(js)
 	if err != nil {
