@@ -172,12 +172,13 @@ func TestReplayPcapSequenceReset(t *testing.T) {
 		t.Fatalf("replay: exit %d, %d and %d bytes, identical %t", rc, len(a), len(b), a == b)
 	}
 
-	r := startRun(t, "--feed", "pcap", "--pcap", path)
+	r := startRun(t, "--feed", "pcap", "--pcap", path, "--status-interval", "2ms")
 	out, err := r.wait(t, 60*time.Second)
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, out)
 	}
-	for _, want := range []string{": 57674 messages", " events=57674 errors=0 ", " overlaps=0 duplicates=0 duplicate_messages=0 resets=1 "} {
+	for _, want := range []string{": 57674 messages", " events=57674 errors=0 ", " overlaps=0 duplicates=0 duplicate_messages=0 resets=1 ",
+		" | pcap events "} { // the status line (several print before the end)
 		if !strings.Contains(out, want) {
 			t.Errorf("run's stderr lacks %q:\n%s", want, out)
 		}
