@@ -97,8 +97,9 @@ type pcapStream struct {
 	// seqBase is added to this stream's sequence numbers to make Event.Seq
 	// (strictly increasing in capture order across streams and epochs).
 	seqBase uint64
-	// maxTsNs is the newest message timestamp the stream has delivered
-	// (in any epoch: a copy of a segment from before a reset is not newer).
+	// maxTsNs is the newest message timestamp in the segments the stream
+	// has taken (in any epoch: a copy of a segment from before a reset is
+	// not newer), messages of unknown types included.
 	maxTsNs int64
 	// firstMsg is codec.HashID of this epoch's message 1 (0: not seen),
 	// which tells a copy of the first segment from a reset to 1.
@@ -136,7 +137,7 @@ type pcapPacketSource interface {
 //     1 at stream offset 0) with a first message other than this epoch's
 //     message 1 (a copy of that first segment from a second feed line is a
 //     duplicate); or when its first message is newer than every message the
-//     stream has delivered (a retransmission repeats messages already seen,
+//     stream has taken (a retransmission repeats messages already seen,
 //     so it cannot be newer; this assumes that timestamps do not go
 //     backwards across a gap, as IEX timestamps do not);
 //   - otherwise ends at or before it: a duplicate, passed over;
@@ -282,12 +283,8 @@ func (r *PcapReader) Next(ev *codec.Event) error {
 				return &r.rerr
 			}
 			if ok {
-				s := r.cur
-				ev.Seq += s.seqBase
+				ev.Seq += r.cur.seqBase
 				r.lastSeq = ev.Seq
-				if ev.TsNs > s.maxTsNs {
-					s.maxTsNs = ev.TsNs
-				}
 				r.stats.Events++
 				return nil
 			}
@@ -391,6 +388,7 @@ func (r *PcapReader) continuity(h *codec.IEXHeader) int {
 		s.nextOff = max(s.nextOff, h.NextOffset())
 	}
 	if msgs > skip {
+		s.maxTsNs = max(s.maxTsNs, iexMaxTimestamp(r.seg))
 		if h.FirstSeq == 1 && skip == 0 {
 			if m, ok := iexFirstMessage(r.seg); ok {
 				s.firstMsg = codec.HashID(m)
@@ -436,6 +434,26 @@ func (r *PcapReader) reset(s *pcapStream, h *codec.IEXHeader) {
 	}
 	s.nextSeq, s.nextOff = h.FirstSeq, h.StreamOffset
 	s.firstMsg, s.seqBase = 0, r.lastSeq
+}
+
+// iexMaxTimestamp returns the newest message timestamp of the IEX-TP
+// segment seg (every IEX message has its timestamp at bytes 2-9), or
+// math.MinInt64 if none can be read. It follows the length prefixes as far
+// as they hold.
+func iexMaxTimestamp(seg []byte) int64 {
+	ts := int64(math.MinInt64)
+	p := seg[min(len(seg), codec.IEXHeaderLen):]
+	for len(p) >= 2 {
+		n := int(binary.LittleEndian.Uint16(p))
+		if n == 0 || 2+n > len(p) {
+			break
+		}
+		if n >= 10 {
+			ts = max(ts, int64(binary.LittleEndian.Uint64(p[4:])))
+		}
+		p = p[2+n:]
+	}
+	return ts
 }
 
 // iexFirstMessage returns the first message (type byte first) of the IEX-TP

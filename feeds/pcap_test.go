@@ -1031,19 +1031,26 @@ func TestPcapSequenceReset(t *testing.T) {
 func TestPcapSequenceContinuity(t *testing.T) {
 	var id uint64
 	s := newIEXTestStream(1, 7, &id)
-	seg1 := s.next(3)                             // 1-3
-	seg2 := s.next(3)                             // 4-6
-	s.next(3)                                     // 7-9: lost
-	seg4 := s.next(3)                             // 10-12
-	seg5 := s.next(3)                             // 13-15
-	seg6 := s.next(3)                             // 16-18
-	hb := s.next(0)                               // 19
+	seg1 := s.next(3) // 1-3
+	seg2 := s.next(3) // 4-6
+	s.next(3)         // 7-9: lost
+	seg4 := s.next(3) // 10-12
+	seg5 := s.next(3) // 13-15
+	seg6 := s.next(3) // 16-18
+	// 19: a message of a type the decoder does not know, the newest of
+	// the stream (a copy of it is still a duplicate, not a reset).
+	unknown := make([]byte, 20)
+	unknown[0] = 'z'
+	binary.LittleEndian.PutUint64(unknown[2:], uint64(s.tsNs+1e9))
+	seg7 := iexTestSegment(1, 7, s.seq, s.off, [][]byte{unknown})
+	s.seq, s.off = s.seq+1, s.off+22
+	hb := s.next(0)                               // 20
 	over := iexTestSegment(1, 7, 11, 0, [][]byte{ // 11-15 again, in one segment
 		iexTestTrade(0, 11), iexTestTrade(0, 12), seg5[codec.IEXHeaderLen+2 : codec.IEXHeaderLen+40],
 		seg5[codec.IEXHeaderLen+42 : codec.IEXHeaderLen+80], seg5[codec.IEXHeaderLen+82:]})
 	binary.LittleEndian.PutUint64(over[16:], binary.LittleEndian.Uint64(seg4[16:])+40)
 	staleHB := iexTestSegment(1, 7, 5, 160, nil)
-	capture := iexTestCapture(seg1, seg2, seg4, over, seg6, seg6, seg1, staleHB, hb)
+	capture := iexTestCapture(seg1, seg2, seg4, over, seg6, seg6, seg1, staleHB, seg7, seg7, hb)
 	r, err := NewPcapReader(bytes.NewReader(pcapWrite(t, "", false, capture)), PcapOptions{Logger: pcapQuietLogger()})
 	if err != nil {
 		t.Fatal(err)
@@ -1063,7 +1070,7 @@ func TestPcapSequenceContinuity(t *testing.T) {
 	}
 	st := r.Stats()
 	if st.Gaps != 1 || st.MissingMessages != 3 || st.MissingBytes != 3*40 || st.Overlaps != 1 ||
-		st.DuplicateSegments != 2 || st.DuplicateMessages != 2+3+3 || st.Resets != 0 || st.OffsetMismatches != 0 {
+		st.DuplicateSegments != 3 || st.DuplicateMessages != 2+3+3+1 || st.Resets != 0 || st.OffsetMismatches != 0 || st.IEX.Unknown != 1 {
 		t.Errorf("stats %+v", st)
 	}
 }
