@@ -134,6 +134,8 @@ type cutCoord struct {
 
 	mu        sync.Mutex // one cut at a time
 	closed    atomic.Bool
+	live      atomic.Bool // Start or a successful Recover started the checkpoints
+	noFinal   atomic.Bool // StopCheckpoints: Stop takes no final checkpoint
 	cur       atomic.Pointer[cutReq]
 	shardDone chan int
 
@@ -165,8 +167,11 @@ func newCutCoord(e *Engine, w *WAL) *cutCoord {
 	return c
 }
 
-// startTicker starts the periodic checkpoints.
+// startTicker starts the periodic checkpoints. Start calls it, and Recover
+// once it has succeeded: from then on the engine's state is one a
+// checkpoint may hold (Stop's final checkpoint needs that too).
 func (c *cutCoord) startTicker() {
+	c.live.Store(true)
 	if c.store == nil || c.cfg.Interval <= 0 || c.tickStop != nil || c.closed.Load() {
 		return
 	}
@@ -242,7 +247,12 @@ func (c *cutCoord) cut(snapshot bool) (cutResult, error) {
 		<-c.shardDone
 	}
 	var err error
-	if req.alignOutputs {
+	if ferr := e.Err(); ferr != nil && snapshot {
+		// The collector drops outputs after a sticky error: a checkpoint
+		// now would hold the effects of events whose outputs the sink
+		// never took, and recovery would not produce them again.
+		err = fmt.Errorf("engine: no checkpoint after a failure: %w", ferr)
+	} else if req.alignOutputs {
 		res.hwm, err = c.output.CheckpointOutput()
 		res.hasHWM = true
 		if err == nil && len(res.hwm) > maxOutputMark {
@@ -327,14 +337,36 @@ func (c *cutCoord) checkpointLocked() (checkpoint.Info, error) {
 }
 
 // StopCheckpoints ends checkpoints for the rest of the engine's life:
-// periodic ones stop and Checkpoint returns ErrStopped. Call it before
-// ending finite sources (Close sends their end-of-input watermark) when the
-// last checkpoint should hold the state before the end, as a run that
-// completes its input does after its final checkpoint.
+// periodic ones stop, Checkpoint returns ErrStopped and Stop takes no final
+// checkpoint, so the last checkpoint holds the state of this moment. A
+// restart then recovers to it: the output is rewound to its mark and what
+// came after is produced again only as far as the WAL and the restarted
+// sources reproduce it (end-of-input firings only if the source ends
+// again). Without it, Stop checkpoints the drained state.
 func (e *Engine) StopCheckpoints() {
 	if e.cut != nil {
+		e.cut.noFinal.Store(true)
 		e.cut.close()
 	}
+}
+
+// final is Stop's last checkpoint (see Stop). The caller has set closed,
+// so no periodic checkpoint starts; one in flight is waited for.
+func (c *cutCoord) final() error {
+	e := c.e
+	if c.store == nil || !c.live.Load() || c.noFinal.Load() || e.Err() != nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, err := c.checkpointLocked()
+	if err != nil {
+		c.statsMu.Lock()
+		c.stats.Failed++
+		c.stats.LastError = err.Error()
+		c.statsMu.Unlock()
+	}
+	return err
 }
 
 // CheckpointStats returns the checkpoint counters (zero without
