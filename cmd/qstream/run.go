@@ -194,41 +194,43 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 	if err := dur.recover(ctx, eng, stderr); err != nil {
 		return err
 	}
+	if fo, ok := output.(*fileOutput); ok {
+		if err := fo.begin(); err != nil {
+			return err
+		}
+	}
 	dur.wrapFeeds(feedSet, eng, f.rate)
 	fmt.Fprintf(stderr, "qstream: running: %d shards, %s mode, %s wait, %s; %s; Ctrl-C stops\n",
 		eng.Shards(), mode, eng.Config().Wait, feedSet.describe(f), dur.describe())
 
-	runCtx := ctx
+	runCtx, cancelRun := context.WithCancel(ctx) // also cancelled when the engine fails
+	defer cancelRun()
 	if f.duration > 0 {
 		var cancel context.CancelFunc
-		runCtx, cancel = context.WithTimeout(ctx, f.duration)
+		runCtx, cancel = context.WithTimeout(runCtx, f.duration)
 		defer cancel()
 	}
 	pubs := feedhost.New(eng)
 	feedErr := make(chan error, 1)
 	go func() {
 		err := feedSet.run(runCtx, pubs, stderr)
-		interrupted := runCtx.Err() != nil
-		if err == nil && !interrupted && dur.wal != nil && f.durable.finalCheckpoint {
+		ended := err == nil && runCtx.Err() == nil // the input is complete
+		if ended && dur.wal != nil && f.durable.finalCheckpoint {
 			if info, cerr := eng.Checkpoint(context.Background()); cerr != nil {
 				err = fmt.Errorf("final checkpoint: %w", cerr)
 			} else {
 				fmt.Fprintf(stderr, "qstream: final checkpoint %d at LSN %d\n", info.ID, info.LSN)
 			}
 		}
-		if !interrupted {
-			// The input is complete: the last checkpoint holds the state
-			// before its end, not after the end-of-input watermark.
-			eng.StopCheckpoints()
-		}
-		if interrupted && dur.wal != nil {
-			pubs.DetachAll() // suspended, not ended: the next start resumes
-			// A checkpoint of the drained state makes the next start quick.
-			if _, cerr := eng.Checkpoint(context.Background()); cerr != nil {
-				fmt.Fprintf(stderr, "qstream: checkpoint at stop: %v\n", cerr)
-			}
-		} else {
+		if ended || dur.wal == nil {
+			// End of input (+∞: every window fires). Stop checkpoints the
+			// state after it, so a restart neither rewinds the output over
+			// the end-of-input results nor fires them again.
 			pubs.CloseAll()
+		} else {
+			// Interrupted, failed or out of time: suspended, not ended. The
+			// next start resumes; Stop checkpoints the drained state.
+			pubs.DetachAll()
 		}
 		feedErr <- err
 	}()
@@ -240,6 +242,8 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 	tick := time.NewTicker(f.interval)
 	defer tick.Stop()
 	var ferr error
+	interrupt, failed := ctx.Done(), eng.Failed()
+	var grace <-chan time.Time
 loop:
 	for {
 		select {
@@ -247,11 +251,34 @@ loop:
 			status.print(false)
 		case ferr = <-feedErr:
 			break loop
+		case <-failed:
+			// The output failed for good (or was given up): nothing more
+			// can be delivered, so stop the feeds; the WAL keeps their input.
+			failed = nil
+			fmt.Fprintf(stderr, "qstream: stopping: %v\n", eng.Err())
+			cancelRun()
+		case <-interrupt:
+			interrupt = nil
+			if o := eng.OutputStats(); o.Halted {
+				// Feeds blocked on the halted output's backpressure would
+				// never see the interrupt.
+				eng.Fail(fmt.Errorf("interrupted while the output was halted (circuit breaker %s): %s", o.Breaker, o.LastError))
+			} else {
+				grace = time.After(interruptGrace)
+			}
+		case <-grace:
+			grace = nil
+			o := eng.OutputStats()
+			eng.Fail(fmt.Errorf("the feeds did not stop within %s of the interrupt (output circuit breaker %q, last error %q)", interruptGrace, o.Breaker, o.LastError))
 		}
 	}
+	ckBefore := eng.CheckpointStats().Taken
 	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	serr := eng.Stop(stopCtx)
+	if ck := eng.CheckpointStats(); ck.Taken > ckBefore && serr == nil {
+		fmt.Fprintf(stderr, "qstream: checkpoint %d at stop (LSN %d)\n", ck.LastID, ck.LastLSN)
+	}
 	status.summary(time.Since(start))
 	feedSet.summary(stderr)
 	if ferr != nil && !errors.Is(ferr, context.Canceled) {
@@ -259,6 +286,10 @@ loop:
 	}
 	return serr
 }
+
+// interruptGrace is how long run waits for the feeds after Ctrl-C before it
+// gives up on the output's backlog (Engine.Fail) so that they can return.
+const interruptGrace = 3 * time.Second
 
 func rateString(r int) string {
 	if r == 0 {
