@@ -142,9 +142,10 @@ type cutCoord struct {
 	statsMu sync.Mutex
 	stats   CheckpointStats
 
-	tickStop chan struct{}
-	tickDone chan struct{}
-	tickOnce sync.Once
+	tickStop    chan struct{}
+	tickDone    chan struct{}
+	tickOnce    sync.Once
+	tickStopped atomic.Bool // stopTicker ran: startTicker starts none
 }
 
 func newCutCoord(e *Engine, w *WAL) *cutCoord {
@@ -172,7 +173,7 @@ func newCutCoord(e *Engine, w *WAL) *cutCoord {
 // checkpoint may hold (Stop's final checkpoint needs that too).
 func (c *cutCoord) startTicker() {
 	c.live.Store(true)
-	if c.store == nil || c.cfg.Interval <= 0 || c.tickStop != nil || c.closed.Load() {
+	if c.store == nil || c.cfg.Interval <= 0 || c.tickStop != nil || c.closed.Load() || c.tickStopped.Load() {
 		return
 	}
 	c.tickStop, c.tickDone = make(chan struct{}), make(chan struct{})
@@ -200,12 +201,7 @@ func (c *cutCoord) startTicker() {
 // idempotent.
 func (c *cutCoord) close() {
 	c.closed.Store(true) // Checkpoint refuses from here on
-	c.tickOnce.Do(func() {
-		if c.tickStop != nil {
-			close(c.tickStop)
-			<-c.tickDone
-		}
-	})
+	c.stopTicker()
 	// Taking the lock is how close waits for a cut in flight.
 	c.mu.Lock()
 	//lint:ignore SA2001 the critical section is empty on purpose
@@ -334,6 +330,28 @@ func (c *cutCoord) checkpointLocked() (checkpoint.Info, error) {
 		return info, fmt.Errorf("engine: checkpoint %d written; retention failed: %w", info.ID, err)
 	}
 	return info, nil
+}
+
+// stopTicker stops the periodic checkpoints and waits for one in flight.
+// It is idempotent.
+func (c *cutCoord) stopTicker() {
+	c.tickStopped.Store(true)
+	c.tickOnce.Do(func() {
+		if c.tickStop != nil {
+			close(c.tickStop)
+			<-c.tickDone
+		}
+	})
+}
+
+// StopPeriodicCheckpoints stops the periodic checkpoints for the rest of the
+// engine's life and waits for one in flight; Checkpoint and Stop's final
+// checkpoint still work. A run whose input is complete calls it: Stop's
+// checkpoint follows, and none in between is needed.
+func (e *Engine) StopPeriodicCheckpoints() {
+	if e.cut != nil {
+		e.cut.stopTicker()
+	}
 }
 
 // StopCheckpoints ends checkpoints for the rest of the engine's life:
