@@ -73,8 +73,16 @@ operator state is checkpointed every --checkpoint-interval, and the next
 start recovers: it loads the newest checkpoint, replays the WAL after it and
 resumes the feeds (the synthetic feed after its last durable offset). Ctrl-C
 then suspends the stream rather than ending it: open windows stay open for
-the next start. Rejected inputs go to the dead-letter segments (--dlq-dir;
+the next start. A finite feed that completes (--count) ends its input: every
+window fires, and the stop checkpoints that state, so a restart neither
+rewinds --output nor writes those results again (more input from that
+source is late). Rejected inputs go to the dead-letter segments (--dlq-dir;
 see qstream dlq).
+
+--output is changed only once the start has succeeded (a refused start
+leaves it as it was). An output that fails for good (a full disk) stops the
+run with status 1 and the error; its input stays in the WAL, and the next
+start, once there is space, completes the output.
 
 Flags:
 `)
@@ -215,6 +223,9 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 	go func() {
 		err := feedSet.run(runCtx, pubs, stderr)
 		ended := err == nil && runCtx.Err() == nil // the input is complete
+		if ended {
+			eng.StopPeriodicCheckpoints() // Stop's checkpoint follows the end
+		}
 		if ended && dur.wal != nil && f.durable.finalCheckpoint {
 			if info, cerr := eng.Checkpoint(context.Background()); cerr != nil {
 				err = fmt.Errorf("final checkpoint: %w", cerr)
