@@ -246,3 +246,53 @@ func TestRunOutputDiskFull(t *testing.T) {
 		t.Fatalf("files on the output's disk: %v, want only out.jsonl", names)
 	}
 }
+
+// Ctrl-C stops run in bounded time even when the output blocks (standard
+// output into a pipe nobody reads: the write never returns, the rings fill
+// and the feed is blocked on backpressure): the clean stop cannot finish, so
+// the process exits with status 1 and says so; the WAL recovers the rest.
+func TestRunInterruptWithBlockedOutputIsBounded(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command(qstreamBinary(t), outputRunArgs(dir, "--rate", "0", "--symbols", "10", "--output", "-")...)
+	cmd.Dir = dir
+	pr, pw, err := os.Pipe() // never read
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	cmd.Stdout = pw
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	kill := time.AfterFunc(2*time.Minute, func() { cmd.Process.Kill() })
+	defer kill.Stop()
+	var all bytes.Buffer
+	sc := bufio.NewScanner(stderr)
+	var sent time.Time
+	for sc.Scan() {
+		all.WriteString(sc.Text() + "\n")
+		if strings.Contains(sc.Text(), "qstream: running:") {
+			time.Sleep(time.Second) // the pipe and the rings fill
+			cmd.Process.Signal(syscall.SIGINT)
+			sent = time.Now()
+		}
+	}
+	err = cmd.Wait()
+	took := time.Since(sent)
+	if sent.IsZero() {
+		t.Fatalf("never running: %v\n%s", err, all.String())
+	}
+	if took > hardStopAfter+5*time.Second {
+		t.Fatalf("stopped %s after SIGINT, want within %s:\n%s", took, hardStopAfter+5*time.Second, all.String())
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(all.String(), "not stopped") {
+		t.Fatalf("exit after SIGINT with a blocked output: %v, want status 1 and a message:\n%s", err, all.String())
+	}
+	t.Logf("stopped %s after SIGINT", took.Round(time.Millisecond))
+}

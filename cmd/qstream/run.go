@@ -102,6 +102,25 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+		}
+		stop() // a second Ctrl-C ends the process at once
+		select {
+		case <-done:
+		case <-time.After(hardStopAfter):
+			// Something blocks the clean stop (an output stuck in a write).
+			// Exiting is as safe as a crash: the WAL holds what was
+			// acknowledged and the next start recovers.
+			fmt.Fprintf(stderr, "qstream run: not stopped %s after the interrupt; exiting with status 1 without a clean stop (the next start recovers from the WAL)\n", hardStopAfter)
+			os.Exit(1)
+		}
+	}()
 	if err := run(ctx, &f, stdout, stderr); err != nil {
 		fmt.Fprintf(stderr, "qstream run: %v\n", err)
 		var ue usageError
@@ -297,6 +316,11 @@ loop:
 	}
 	return serr
 }
+
+// hardStopAfter bounds a stop after Ctrl-C or SIGTERM: past it the process
+// exits with status 1 (the clean stop has its own shorter bounds: the grace
+// below, then Stop's 10 s for the publishers).
+const hardStopAfter = 10 * time.Second
 
 // interruptGrace is how long run waits for the feeds after Ctrl-C before it
 // gives up on the output's backlog (Engine.Fail) so that they can return.
