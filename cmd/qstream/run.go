@@ -273,7 +273,7 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 	defer tick.Stop()
 	var ferr error
 	interrupt, failed := ctx.Done(), eng.Failed()
-	var grace <-chan time.Time
+	var halted <-chan time.Time // after an interrupt: polls whether the output is halted
 loop:
 	for {
 		select {
@@ -288,18 +288,20 @@ loop:
 			fmt.Fprintf(stderr, "qstream: stopping: %v\n", eng.Err())
 			cancelRun()
 		case <-interrupt:
+			// Feeds blocked on the backpressure of a halted output would
+			// never see the interrupt: give the output up while it is
+			// halted (now or later), so that they can return.
 			interrupt = nil
-			if o := eng.OutputStats(); o.Halted {
-				// Feeds blocked on the halted output's backpressure would
-				// never see the interrupt.
-				eng.Fail(fmt.Errorf("interrupted while the output was halted (circuit breaker %s): %s", o.Breaker, o.LastError))
-			} else {
-				grace = time.After(interruptGrace)
+			haltCheck := time.NewTicker(250 * time.Millisecond)
+			defer haltCheck.Stop()
+			halted = haltCheck.C
+			if failIfHalted(eng) {
+				halted = nil
 			}
-		case <-grace:
-			grace = nil
-			o := eng.OutputStats()
-			eng.Fail(fmt.Errorf("the feeds did not stop within %s of the interrupt (output circuit breaker %q, last error %q)", interruptGrace, o.Breaker, o.LastError))
+		case <-halted:
+			if failIfHalted(eng) {
+				halted = nil
+			}
 		}
 	}
 	ckBefore := eng.CheckpointStats().Taken
@@ -318,13 +320,20 @@ loop:
 }
 
 // hardStopAfter bounds a stop after Ctrl-C or SIGTERM: past it the process
-// exits with status 1 (the clean stop has its own shorter bounds: the grace
-// below, then Stop's 10 s for the publishers).
+// exits with status 1. A halted output is given up at once (Engine.Fail),
+// so only a stop blocked elsewhere (an output stuck in a write) gets there.
 const hardStopAfter = 10 * time.Second
 
-// interruptGrace is how long run waits for the feeds after Ctrl-C before it
-// gives up on the output's backlog (Engine.Fail) so that they can return.
-const interruptGrace = 3 * time.Second
+// failIfHalted gives up the output (Engine.Fail) if its circuit breaker
+// halts the stream, and reports whether it did.
+func failIfHalted(eng *engine.Engine) bool {
+	o := eng.OutputStats()
+	if !o.Halted {
+		return false
+	}
+	eng.Fail(fmt.Errorf("interrupted while the output was halted (circuit breaker %s): %s", o.Breaker, o.LastError))
+	return true
+}
 
 func rateString(r int) string {
 	if r == 0 {
