@@ -189,6 +189,9 @@ func (c *cutCoord) startTicker() {
 				if c.closed.Load() {
 					return
 				}
+				if c.e.hasErr.Load() {
+					continue // no checkpoint after a failure (see cut); said once by whoever failed
+				}
 				if _, err := c.e.Checkpoint(context.Background()); err != nil && !errors.Is(err, ErrStopped) {
 					c.e.cfg.Logger.Warn("engine: checkpoint failed; the WAL keeps everything since the last one", "err", err)
 				}
