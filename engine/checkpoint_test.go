@@ -2,9 +2,13 @@ package engine
 
 import (
 	"context"
+	"errors"
+	"path/filepath"
 	"testing"
+	"time"
 
 	"qstream/ops"
+	"qstream/wal"
 )
 
 // A clean Stop after the end of input checkpoints the state after it: the
@@ -57,5 +61,51 @@ func TestStopCheckpointsEndOfInput(t *testing.T) {
 	r.w.Close()
 	if got := len(out.all()); got != len(want) {
 		t.Fatalf("after the restarted source ended: %d outputs, want %d", got, len(want))
+	}
+}
+
+// downOutput is a memOutput whose sink is down: every write fails with a
+// system error, so the error policy's breaker opens and the output halts.
+type downOutput struct{ memOutput }
+
+func (d *downOutput) HandleOutputs([]ops.Output) error {
+	return errors.New("sink: connection refused")
+}
+
+// Stop after the end of input while the output is halted: the final
+// checkpoint cannot be taken (the output never takes the end-of-input
+// results), and Stop still returns when its context ends, with an error.
+func TestStopWithHaltedOutputIsBounded(t *testing.T) {
+	dir := t.TempDir()
+	w, err := OpenWAL(filepath.Join(dir, "wal"), wal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	e, err := New(Config{Shards: 2, Processors: pipelineFactory(t), Output: &downOutput{}, Durability: w,
+		Checkpoints: &CheckpointConfig{Dir: filepath.Join(dir, "ckpt")}, Logger: quietLogger(),
+		ErrorPolicy: &ErrorPolicy{BreakerFailures: 1, BreakerTimeout: time.Hour, RetryDelay: func(int) time.Duration { return time.Millisecond }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	internSymbols(t, e, recSyms)
+	p, _ := e.NewPublisher("feed")
+	publishRange(t, p, testEvents(2000, recSyms, 6), 0, 2000)
+	p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	start := time.Now()
+	err = e.Stop(ctx)
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("Stop took %s with a 1s context", took)
+	}
+	if err == nil {
+		t.Fatal("Stop with a halted output returned no error")
+	}
+	if st := e.CheckpointStats(); st.Taken != 1 { // the one after recovery
+		t.Fatalf("%d checkpoints taken, want only recovery's: a checkpoint covered outputs the sink never took", st.Taken)
 	}
 }

@@ -240,7 +240,9 @@ func (e *Engine) Paused() bool { return e.paused.Load() }
 // included. What the output took is then behind the checkpoint's
 // high-water mark: a restart neither rewinds the output over it nor fires
 // it again. A failed final checkpoint becomes the sticky error; the previous
-// checkpoint and the WAL still recover everything.
+// checkpoint and the WAL still recover everything. If ctx ends while the
+// final checkpoint waits for a halted output, the output is given up (as
+// with Fail) and the checkpoint is not taken.
 func (e *Engine) Stop(ctx context.Context) error {
 	if !e.started.Load() {
 		return errors.New("engine: not started")
@@ -265,7 +267,15 @@ func (e *Engine) Stop(ctx context.Context) error {
 	}
 	if clean && e.cut != nil {
 		e.Resume() // a cut needs running shards
-		if err := e.cut.final(); err != nil {
+		// The cut waits for the output to take everything; a halted
+		// output is given up when ctx ends (the sticky error makes the
+		// guard stop waiting and the cut refuse).
+		unwatch := context.AfterFunc(ctx, func() {
+			e.setErr(fmt.Errorf("engine: stop: final checkpoint: %w", ctx.Err()))
+		})
+		err := e.cut.final()
+		unwatch()
+		if err != nil {
 			e.setErr(fmt.Errorf("engine: stop: final checkpoint: %w", err))
 		}
 	}
