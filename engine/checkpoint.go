@@ -134,15 +134,18 @@ type cutCoord struct {
 
 	mu        sync.Mutex // one cut at a time
 	closed    atomic.Bool
+	live      atomic.Bool // Start or a successful Recover started the checkpoints
+	noFinal   atomic.Bool // StopCheckpoints: Stop takes no final checkpoint
 	cur       atomic.Pointer[cutReq]
 	shardDone chan int
 
 	statsMu sync.Mutex
 	stats   CheckpointStats
 
-	tickStop chan struct{}
-	tickDone chan struct{}
-	tickOnce sync.Once
+	tickStop    chan struct{}
+	tickDone    chan struct{}
+	tickOnce    sync.Once
+	tickStopped atomic.Bool // stopTicker ran: startTicker starts none
 }
 
 func newCutCoord(e *Engine, w *WAL) *cutCoord {
@@ -165,9 +168,12 @@ func newCutCoord(e *Engine, w *WAL) *cutCoord {
 	return c
 }
 
-// startTicker starts the periodic checkpoints.
+// startTicker starts the periodic checkpoints. Start calls it, and Recover
+// once it has succeeded: from then on the engine's state is one a
+// checkpoint may hold (Stop's final checkpoint needs that too).
 func (c *cutCoord) startTicker() {
-	if c.store == nil || c.cfg.Interval <= 0 || c.tickStop != nil || c.closed.Load() {
+	c.live.Store(true)
+	if c.store == nil || c.cfg.Interval <= 0 || c.tickStop != nil || c.closed.Load() || c.tickStopped.Load() {
 		return
 	}
 	c.tickStop, c.tickDone = make(chan struct{}), make(chan struct{})
@@ -183,6 +189,9 @@ func (c *cutCoord) startTicker() {
 				if c.closed.Load() {
 					return
 				}
+				if c.e.hasErr.Load() {
+					continue // no checkpoint after a failure (see cut); said once by whoever failed
+				}
 				if _, err := c.e.Checkpoint(context.Background()); err != nil && !errors.Is(err, ErrStopped) {
 					c.e.cfg.Logger.Warn("engine: checkpoint failed; the WAL keeps everything since the last one", "err", err)
 				}
@@ -195,12 +204,7 @@ func (c *cutCoord) startTicker() {
 // idempotent.
 func (c *cutCoord) close() {
 	c.closed.Store(true) // Checkpoint refuses from here on
-	c.tickOnce.Do(func() {
-		if c.tickStop != nil {
-			close(c.tickStop)
-			<-c.tickDone
-		}
-	})
+	c.stopTicker()
 	// Taking the lock is how close waits for a cut in flight.
 	c.mu.Lock()
 	//lint:ignore SA2001 the critical section is empty on purpose
@@ -242,7 +246,12 @@ func (c *cutCoord) cut(snapshot bool) (cutResult, error) {
 		<-c.shardDone
 	}
 	var err error
-	if req.alignOutputs {
+	if ferr := e.Err(); ferr != nil && snapshot {
+		// The collector drops outputs after a sticky error: a checkpoint
+		// now would hold the effects of events whose outputs the sink
+		// never took, and recovery would not produce them again.
+		err = fmt.Errorf("engine: no checkpoint after a failure: %w", ferr)
+	} else if req.alignOutputs {
 		res.hwm, err = c.output.CheckpointOutput()
 		res.hasHWM = true
 		if err == nil && len(res.hwm) > maxOutputMark {
@@ -326,15 +335,59 @@ func (c *cutCoord) checkpointLocked() (checkpoint.Info, error) {
 	return info, nil
 }
 
+// stopTicker stops the periodic checkpoints and waits for one in flight.
+// It is idempotent.
+func (c *cutCoord) stopTicker() {
+	c.tickStopped.Store(true)
+	c.tickOnce.Do(func() {
+		if c.tickStop != nil {
+			close(c.tickStop)
+			<-c.tickDone
+		}
+	})
+}
+
+// StopPeriodicCheckpoints stops the periodic checkpoints for the rest of the
+// engine's life and waits for one in flight; Checkpoint and Stop's final
+// checkpoint still work. A run whose input is complete calls it: Stop's
+// checkpoint follows, and none in between is needed.
+func (e *Engine) StopPeriodicCheckpoints() {
+	if e.cut != nil {
+		e.cut.stopTicker()
+	}
+}
+
 // StopCheckpoints ends checkpoints for the rest of the engine's life:
-// periodic ones stop and Checkpoint returns ErrStopped. Call it before
-// ending finite sources (Close sends their end-of-input watermark) when the
-// last checkpoint should hold the state before the end, as a run that
-// completes its input does after its final checkpoint.
+// periodic ones stop, Checkpoint returns ErrStopped and Stop takes no final
+// checkpoint, so the last checkpoint holds the state of this moment. A
+// restart then recovers to it: the output is rewound to its mark and what
+// came after is produced again only as far as the WAL and the restarted
+// sources reproduce it (end-of-input firings only if the source ends
+// again). Without it, Stop checkpoints the drained state.
 func (e *Engine) StopCheckpoints() {
 	if e.cut != nil {
+		e.cut.noFinal.Store(true)
 		e.cut.close()
 	}
+}
+
+// final is Stop's last checkpoint (see Stop). The caller has set closed,
+// so no periodic checkpoint starts; one in flight is waited for.
+func (c *cutCoord) final() error {
+	e := c.e
+	if c.store == nil || !c.live.Load() || c.noFinal.Load() || e.Err() != nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, err := c.checkpointLocked()
+	if err != nil {
+		c.statsMu.Lock()
+		c.stats.Failed++
+		c.stats.LastError = err.Error()
+		c.statsMu.Unlock()
+	}
+	return err
 }
 
 // CheckpointStats returns the checkpoint counters (zero without

@@ -57,7 +57,9 @@ type Engine struct {
 
 	collector *collector
 	wg        sync.WaitGroup
-	err       error
+	err       error         // the first sticky error; guarded by mu
+	failed    chan struct{} // closed when err is set
+	hasErr    atomic.Bool   // err != nil, for loops that poll
 
 	rejected [codec.ReasonCount]atomic.Uint64
 	pinOnce  sync.Once
@@ -78,7 +80,7 @@ func New(cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{cfg: c, symbols: c.Symbols}
+	e := &Engine{cfg: c, symbols: c.Symbols, failed: make(chan struct{})}
 	if e.symbols == nil {
 		e.symbols = codec.NewSymbolTable(c.MaxSymbols)
 	}
@@ -230,27 +232,53 @@ func (e *Engine) Paused() bool { return e.paused.Load() }
 // done), the shards consume what is left in their rings, fire what their
 // processors fire at end of input, and the collector delivers everything.
 // It returns the first sticky error of an output handler.
+//
+// A durable engine with checkpoints that stops cleanly (every publisher
+// ended before ctx was done, no sticky error, StopCheckpoints not called)
+// takes a last checkpoint once the shards have processed everything and the
+// output holds every result, the end-of-input firings of closed sources
+// included. What the output took is then behind the checkpoint's
+// high-water mark: a restart neither rewinds the output over it nor fires
+// it again. A failed final checkpoint becomes the sticky error; the previous
+// checkpoint and the WAL still recover everything. If ctx ends while the
+// final checkpoint waits for a halted output, the output is given up (as
+// with Fail) and the checkpoint is not taken.
 func (e *Engine) Stop(ctx context.Context) error {
 	if !e.started.Load() {
 		return errors.New("engine: not started")
 	}
 	if e.cut != nil {
-		// No new checkpoints; one in flight completes below (the shards
-		// finish a cut before they stop, also when the engine was paused).
+		// No new periodic or requested checkpoints; one in flight completes
+		// below (the shards finish a cut before they stop, also when the
+		// engine was paused).
 		e.cut.closed.Store(true)
 	}
 	// Wait for the feeds to close their publishers so that nothing they
 	// acknowledged is left behind.
-	for !e.allPublishersEnded() {
+	clean := true
+	for clean && !e.allPublishersEnded() {
 		select {
 		case <-ctx.Done():
 			e.setErr(fmt.Errorf("engine: stop: publishers still open: %w", ctx.Err()))
-			goto stop
+			clean = false
 		default:
+			waitBriefly()
 		}
-		waitBriefly()
 	}
-stop:
+	if clean && e.cut != nil {
+		e.Resume() // a cut needs running shards
+		// The cut waits for the output to take everything; a halted
+		// output is given up when ctx ends (the sticky error makes the
+		// guard stop waiting and the cut refuse).
+		unwatch := context.AfterFunc(ctx, func() {
+			e.setErr(fmt.Errorf("engine: stop: final checkpoint: %w", ctx.Err()))
+		})
+		err := e.cut.final()
+		unwatch()
+		if err != nil {
+			e.setErr(fmt.Errorf("engine: stop: final checkpoint: %w", err))
+		}
+	}
 	e.stopping.Store(true)
 	e.Resume()
 	for _, s := range e.shards {
@@ -277,6 +305,8 @@ func (e *Engine) setErr(err error) {
 	e.mu.Lock()
 	if e.err == nil {
 		e.err = err
+		e.hasErr.Store(true)
+		close(e.failed)
 	}
 	e.mu.Unlock()
 }
@@ -286,6 +316,25 @@ func (e *Engine) Err() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.err
+}
+
+// Failed returns a channel that is closed when the engine gets its sticky
+// error (Err): an output that failed for good, a Fail, a Stop that timed
+// out. The engine keeps running its shards after it, but delivers no more
+// outputs and takes no more checkpoints; the caller should stop the feeds
+// and Stop it.
+func (e *Engine) Failed() <-chan struct{} { return e.failed }
+
+// Fail makes err the engine's sticky error unless it has one: from here on
+// outputs are counted but not delivered, an output halted by its circuit
+// breaker gives up waiting, and no checkpoint is taken. So the backlog
+// drains, feeds blocked on backpressure can return, and Stop completes
+// within its deadline. What was not delivered is not lost: the WAL holds
+// its input and recovery from the last checkpoint, whose output mark
+// precedes it, produces it again. Stop returns the sticky error.
+func (e *Engine) Fail(err error) {
+	e.setErr(err)
+	e.wakeShards()
 }
 
 // waitForResume blocks a shard while the engine is paused.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
@@ -22,13 +23,22 @@ import (
 //   - a poison output (*PoisonError: a value the sink can never take) goes to
 //     the dead-letter handler with its reason and the rest of the batch is
 //     delivered;
+//   - a permanent error (ErrPermanent, or a full or read-only file system:
+//     ENOSPC, EDQUOT, EFBIG, EROFS) is not retried: waiting does not free a
+//     disk, and a file sink that failed in the middle of a batch holds a torn
+//     line a retry would bury. It is logged and becomes the engine's sticky
+//     error at once (Engine.Failed): outputs stop, no checkpoint is taken
+//     any more, and recovery from the last checkpoint, once the cause is
+//     fixed, produces the rest from the WAL;
 //   - system errors (anything else, and transient errors past their retries)
 //     count towards a circuit breaker (github.com/sony/gobreaker/v2). While
 //     it is open the stream halts: the collector holds the batch and probes
 //     the sink once per BreakerTimeout, outputs back up into the shards and
-//     the feeds feel backpressure; nothing is dropped. Stats().Output shows
-//     the breaker and whether the stream is halted. When the engine stops
-//     while halted, the error becomes the engine's sticky error.
+//     the feeds feel backpressure; nothing is dropped. Opening is logged with
+//     the error. Stats().Output shows the breaker and whether the stream is
+//     halted. When the engine stops or fails (Engine.Fail) while halted, the
+//     guard gives up within 50 ms and the error becomes the engine's sticky
+//     error.
 //
 // Retries can repeat outputs a sink already took before failing; outputs
 // carry deterministic keys (ops.Output.Key) so sinks absorb them.
@@ -80,6 +90,32 @@ type OutputStats struct {
 	LastError    string
 }
 
+// ErrPermanent marks an output error that waiting will not heal; see
+// Permanent.
+var ErrPermanent = errors.New("engine: permanent output error")
+
+// Permanent marks err as permanent for the ErrorPolicy: it is not retried
+// and fails the engine. The result's message is err's, and errors.Is sees
+// both ErrPermanent and everything err wraps.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanentError{err}
+}
+
+type permanentError struct{ err error }
+
+func (p permanentError) Error() string        { return p.err.Error() }
+func (p permanentError) Unwrap() error        { return p.err }
+func (p permanentError) Is(target error) bool { return target == ErrPermanent }
+
+// isPermanent reports whether err will not heal by retrying.
+func isPermanent(err error) bool {
+	return errors.Is(err, ErrPermanent) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) ||
+		errors.Is(err, syscall.EFBIG) || errors.Is(err, syscall.EROFS)
+}
+
 func isTransient(err error) bool {
 	if errors.Is(err, ErrTransient) {
 		return true
@@ -102,8 +138,8 @@ type outputGuard struct {
 	halted                        atomic.Bool
 	lastErr                       atomic.Pointer[string]
 
-	// sleep waits d and reports false if the engine is stopping; tests
-	// replace it.
+	// sleep waits d and reports false if the engine is stopping or has
+	// failed; tests replace it.
 	sleep func(d time.Duration) bool
 }
 
@@ -131,6 +167,17 @@ func newOutputGuard(e *Engine, inner OutputHandler, pol ErrorPolicy) *outputGuar
 			var pe *PoisonError
 			return errors.As(err, &pe) || (isTransient(err) && !g.escalated)
 		},
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			switch to {
+			case gobreaker.StateOpen:
+				if from == gobreaker.StateClosed {
+					e.cfg.Logger.Error("engine: output circuit breaker open: the stream halts until the output takes outputs again",
+						"err", g.lastError(), "probe_every", pol.BreakerTimeout)
+				}
+			case gobreaker.StateClosed:
+				e.cfg.Logger.Info("engine: output recovered: circuit breaker closed")
+			}
+		},
 	})
 	g.sleep = g.sleepUnlessStopping
 	return g
@@ -149,7 +196,7 @@ func (g *outputGuard) defaultDelay(attempt int) time.Duration {
 func (g *outputGuard) sleepUnlessStopping(d time.Duration) bool {
 	deadline := time.Now().Add(d)
 	for {
-		if g.e.stopping.Load() {
+		if g.e.stopping.Load() || g.e.hasErr.Load() {
 			return false
 		}
 		left := time.Until(deadline)
@@ -173,6 +220,9 @@ func (g *outputGuard) HandleOutputs(outs []ops.Output) error {
 		var herr error
 		_, err := g.cb.Execute(func() (struct{}, error) {
 			herr = g.inner.HandleOutputs(outs)
+			if herr != nil {
+				g.setLast(herr) // before the breaker's state change logs it
+			}
 			return struct{}{}, herr
 		})
 		if err == nil {
@@ -182,17 +232,21 @@ func (g *outputGuard) HandleOutputs(outs []ops.Output) error {
 		if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
 			g.halted.Store(true)
 			if !g.sleep(g.pol.BreakerTimeout / 4) {
-				return fmt.Errorf("engine: output halted by an open circuit breaker at stop: %s", g.lastError())
+				return fmt.Errorf("engine: output halted by an open circuit breaker, given up at stop: %s", g.lastError())
 			}
 			continue
 		}
-		g.setLast(herr)
 		var pe *PoisonError
 		if errors.As(herr, &pe) && pe.Index >= 0 && pe.Index < len(outs) {
 			g.poison(&outs[pe.Index], pe)
 			outs = outs[pe.Index+1:]
 			attempt = 0
 			continue
+		}
+		if isPermanent(herr) {
+			g.systemErrs.Add(1)
+			g.e.cfg.Logger.Error("engine: output failed and will not heal by retrying; stopping the stream (the WAL keeps the input for recovery)", "err", herr)
+			return fmt.Errorf("engine: output failed: %w", herr)
 		}
 		attempt++
 		if isTransient(herr) && !g.escalated && attempt <= g.pol.MaxRetries {

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -150,5 +153,124 @@ func TestErrorPolicyRetriesPoisonsAndBreaks(t *testing.T) {
 	defer cancel()
 	if err := e.Stop(ctx); err == nil {
 		t.Fatal("Stop while halted returned no error")
+	}
+}
+
+// fullDisk fails every write as a file on a full disk does.
+type fullDisk struct{ calls atomic.Int64 }
+
+func (f *fullDisk) HandleOutputs([]ops.Output) error {
+	f.calls.Add(1)
+	return fmt.Errorf("output /data/out.jsonl: %w", &os.PathError{Op: "write", Path: "/data/out.jsonl", Err: syscall.ENOSPC})
+}
+
+// A full disk does not heal by waiting: the policy does not retry it or
+// wait on a breaker, it fails the engine at once with the error wrapped
+// (path and ENOSPC), and no checkpoint is taken after it.
+func TestErrorPolicyPermanentErrorFailsAtOnce(t *testing.T) {
+	sink := &fullDisk{}
+	e, err := New(Config{Shards: 1, Processors: func(int) (Processor, error) { return echoPrice{}, nil },
+		Output: sink, Logger: quietLogger(),
+		ErrorPolicy: &ErrorPolicy{MaxRetries: 5, BreakerFailures: 3, BreakerTimeout: time.Minute,
+			RetryDelay: func(int) time.Duration { return time.Millisecond }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Start()
+	sym, _ := e.Symbols().InternString("X")
+	p, _ := e.NewPublisher("feed")
+	for i := 1; i <= 10; i++ {
+		ev := trade(uint64(i), sym, int64(i))
+		p.Publish(&ev)
+	}
+	p.Flush()
+	deadline := time.Now().Add(5 * time.Second)
+	for e.Err() == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("no engine error 5s after ENOSPC; output stats %+v, %d sink calls", e.OutputStats(), sink.calls.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	err = e.Err()
+	if !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "/data/out.jsonl") {
+		t.Fatalf("engine error %v: want it to wrap ENOSPC and name the file", err)
+	}
+	if n := sink.calls.Load(); n != 1 {
+		t.Fatalf("the sink was called %d times: a full disk was retried", n)
+	}
+	if st := e.OutputStats(); st.Retries != 0 || st.Halted {
+		t.Fatalf("output stats %+v: want no retries and no halt", st)
+	}
+	p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.Stop(ctx); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Stop = %v, want the ENOSPC error", err)
+	}
+}
+
+// An interrupt while the breaker is open and every ring is full: the
+// publisher is blocked on backpressure, so it cannot see the interrupt by
+// itself. Fail gives up on the halted output: the backlog drains (counted,
+// not delivered), the publisher returns, and Stop completes in bounded time
+// with the error.
+func TestFailWhileHaltedReleasesBackpressure(t *testing.T) {
+	sink := &flakySink{}
+	sink.down.Store(true)
+	e, err := New(Config{Shards: 1, RingSize: 64, OutRingSize: 64, Processors: func(int) (Processor, error) { return echoPrice{}, nil },
+		Output: sink, Logger: quietLogger(),
+		ErrorPolicy: &ErrorPolicy{BreakerFailures: 1, BreakerTimeout: time.Hour, RetryDelay: func(int) time.Duration { return time.Millisecond }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Start()
+	sym, _ := e.Symbols().InternString("X")
+	p, _ := e.NewPublisher("feed")
+	const n = 10_000
+	done := make(chan struct{})
+	var stop atomic.Bool
+	go func() {
+		defer close(done)
+		for i := 1; i <= n && !stop.Load(); i++ {
+			ev := trade(uint64(i), sym, int64(i))
+			if p.Publish(&ev) != nil {
+				return
+			}
+		}
+		p.Flush()
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for !e.OutputStats().Halted {
+		if time.Now().After(deadline) {
+			t.Fatalf("the output did not halt: %+v", e.OutputStats())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	stop.Store(true) // the interrupt: the feed would stop, were it not blocked
+	select {
+	case <-done:
+		t.Fatalf("the publisher was not blocked by the halted output (%d published)", p.Published())
+	case <-time.After(100 * time.Millisecond):
+	}
+	start := time.Now()
+	e.Fail(errors.New("interrupted"))
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("the publisher is still blocked 5s after Fail (%d published)", p.Published())
+	}
+	select {
+	case <-e.Failed():
+	default:
+		t.Fatal("Failed() not closed after Fail")
+	}
+	p.Detach()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.Stop(ctx); err == nil || !strings.Contains(err.Error(), "interrupted") {
+		t.Fatalf("Stop = %v, want the Fail error", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("stopping took %s", took)
 	}
 }

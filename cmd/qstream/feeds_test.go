@@ -622,8 +622,10 @@ func coinbaseCapture(t *testing.T) (sent, received []string) {
 var _ engine.CheckpointedOutput = (*fileOutput)(nil)
 
 // TestFileOutputCheckpoint: the --output file keeps its previous content
-// only for a recovery, which rewinds it to the checkpoint's mark (cutting
-// off what came after, a torn line included); a fresh run replaces it.
+// until a start has succeeded: a recovery stages the replay's outputs and
+// its checkpoint commits them, rewinding the file to the mark (cutting off
+// what came after, a torn line included); a recovery that never commits
+// leaves the file byte-identical; a fresh run replaces it.
 func TestFileOutputCheckpoint(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "out.jsonl")
 	syms := codec.NewSymbolTable(16)
@@ -680,16 +682,47 @@ func TestFileOutputCheckpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	o.f.Close()
+	crashed := line(1) + line(2) + line(3) + `{"seq":4,"sym`
 
-	// Recovery rewinds to the mark; the replay writes 3 again.
+	// A recovery that fails after RestoreOutput (the replay hits a damaged
+	// record, or is interrupted): the file is as it was.
 	o = open()
 	if err := o.RestoreOutput(mark); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := read(), line(1)+line(2); got != want {
-		t.Fatalf("after RestoreOutput: %q, want %q", got, want)
+	if err := o.HandleOutputs(outs(3)); err != nil {
+		t.Fatal(err)
 	}
-	if err := o.HandleOutputs(outs(3, 4)); err != nil {
+	if got := read(); got != crashed {
+		t.Fatalf("during the replay: %q, want the file untouched %q", got, crashed)
+	}
+	if err := o.close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(); got != crashed {
+		t.Fatalf("after a recovery that did not commit: %q, want %q", got, crashed)
+	}
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(path), ".out.jsonl.*")); len(left) != 0 {
+		t.Fatalf("staging files left: %v", left)
+	}
+
+	// Recovery rewinds to the mark at its checkpoint; the replay wrote 3
+	// again, the live run 4.
+	o = open()
+	if err := o.RestoreOutput(mark); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.HandleOutputs(outs(3)); err != nil {
+		t.Fatal(err)
+	}
+	mark3, err := o.CheckpointOutput()
+	if err != nil || binary.LittleEndian.Uint64(mark3) != uint64(len(line(1)+line(2)+line(3))) {
+		t.Fatalf("the recovery's CheckpointOutput = %x, %v; want the length up to line 3", mark3, err)
+	}
+	if got, want := read(), line(1)+line(2)+line(3); got != want {
+		t.Fatalf("after the recovery's checkpoint: %q, want %q", got, want)
+	}
+	if err := o.HandleOutputs(outs(4)); err != nil {
 		t.Fatal(err)
 	}
 	if err := o.close(); err != nil {
@@ -707,20 +740,38 @@ func TestFileOutputCheckpoint(t *testing.T) {
 	if err := o.RestoreOutput([]byte{1}); err == nil {
 		t.Error("RestoreOutput of a 1-byte mark succeeded")
 	}
-	// Recovery without a checkpoint replays from the first record: empty.
+	// Recovery without a checkpoint replays from the first record: empty,
+	// once it commits.
 	if err := o.RestoreOutput(nil); err != nil {
 		t.Fatal(err)
 	}
+	if got := read(); got == "" {
+		t.Errorf("RestoreOutput(nil) emptied the file before the commit")
+	}
+	if _, err := o.CheckpointOutput(); err != nil {
+		t.Fatal(err)
+	}
 	if got := read(); got != "" {
-		t.Errorf("after RestoreOutput(nil): %q, want empty", got)
+		t.Errorf("after RestoreOutput(nil) and the commit: %q, want empty", got)
 	}
 	o.close()
 
-	// A fresh run that writes nothing still replaces the old content.
+	// A fresh run that writes nothing still replaces the old content once
+	// it has started (begin); one that never started leaves it.
 	if err := os.WriteFile(path, []byte("old\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	o = open()
+	if err := o.close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(); got != "old\n" {
+		t.Errorf("a run that never started left %q", got)
+	}
+	o = open()
+	if err := o.begin(); err != nil {
+		t.Fatal(err)
+	}
 	if err := o.close(); err != nil {
 		t.Fatal(err)
 	}

@@ -73,8 +73,16 @@ operator state is checkpointed every --checkpoint-interval, and the next
 start recovers: it loads the newest checkpoint, replays the WAL after it and
 resumes the feeds (the synthetic feed after its last durable offset). Ctrl-C
 then suspends the stream rather than ending it: open windows stay open for
-the next start. Rejected inputs go to the dead-letter segments (--dlq-dir;
+the next start. A finite feed that completes (--count) ends its input: every
+window fires, and the stop checkpoints that state, so a restart neither
+rewinds --output nor writes those results again (more input from that
+source is late). Rejected inputs go to the dead-letter segments (--dlq-dir;
 see qstream dlq).
+
+--output is changed only once the start has succeeded (a refused start
+leaves it as it was). An output that fails for good (a full disk) stops the
+run with status 1 and the error; its input stays in the WAL, and the next
+start, once there is space, completes the output.
 
 Flags:
 `)
@@ -94,6 +102,25 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+		}
+		stop() // a second Ctrl-C ends the process at once
+		select {
+		case <-done:
+		case <-time.After(hardStopAfter):
+			// Something blocks the clean stop (an output stuck in a write).
+			// Exiting is as safe as a crash: the WAL holds what was
+			// acknowledged and the next start recovers.
+			fmt.Fprintf(stderr, "qstream run: not stopped %s after the interrupt; exiting with status 1 without a clean stop (the next start recovers from the WAL)\n", hardStopAfter)
+			os.Exit(1)
+		}
+	}()
 	if err := run(ctx, &f, stdout, stderr); err != nil {
 		fmt.Fprintf(stderr, "qstream run: %v\n", err)
 		var ue usageError
@@ -194,41 +221,46 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 	if err := dur.recover(ctx, eng, stderr); err != nil {
 		return err
 	}
+	if fo, ok := output.(*fileOutput); ok {
+		if err := fo.begin(); err != nil {
+			return err
+		}
+	}
 	dur.wrapFeeds(feedSet, eng, f.rate)
 	fmt.Fprintf(stderr, "qstream: running: %d shards, %s mode, %s wait, %s; %s; Ctrl-C stops\n",
 		eng.Shards(), mode, eng.Config().Wait, feedSet.describe(f), dur.describe())
 
-	runCtx := ctx
+	runCtx, cancelRun := context.WithCancel(ctx) // also cancelled when the engine fails
+	defer cancelRun()
 	if f.duration > 0 {
 		var cancel context.CancelFunc
-		runCtx, cancel = context.WithTimeout(ctx, f.duration)
+		runCtx, cancel = context.WithTimeout(runCtx, f.duration)
 		defer cancel()
 	}
 	pubs := feedhost.New(eng)
 	feedErr := make(chan error, 1)
 	go func() {
 		err := feedSet.run(runCtx, pubs, stderr)
-		interrupted := runCtx.Err() != nil
-		if err == nil && !interrupted && dur.wal != nil && f.durable.finalCheckpoint {
+		ended := err == nil && runCtx.Err() == nil // the input is complete
+		if ended {
+			eng.StopPeriodicCheckpoints() // Stop's checkpoint follows the end
+		}
+		if ended && dur.wal != nil && f.durable.finalCheckpoint {
 			if info, cerr := eng.Checkpoint(context.Background()); cerr != nil {
 				err = fmt.Errorf("final checkpoint: %w", cerr)
 			} else {
 				fmt.Fprintf(stderr, "qstream: final checkpoint %d at LSN %d\n", info.ID, info.LSN)
 			}
 		}
-		if !interrupted {
-			// The input is complete: the last checkpoint holds the state
-			// before its end, not after the end-of-input watermark.
-			eng.StopCheckpoints()
-		}
-		if interrupted && dur.wal != nil {
-			pubs.DetachAll() // suspended, not ended: the next start resumes
-			// A checkpoint of the drained state makes the next start quick.
-			if _, cerr := eng.Checkpoint(context.Background()); cerr != nil {
-				fmt.Fprintf(stderr, "qstream: checkpoint at stop: %v\n", cerr)
-			}
-		} else {
+		if ended || dur.wal == nil {
+			// End of input (+∞: every window fires). Stop checkpoints the
+			// state after it, so a restart neither rewinds the output over
+			// the end-of-input results nor fires them again.
 			pubs.CloseAll()
+		} else {
+			// Interrupted, failed or out of time: suspended, not ended. The
+			// next start resumes; Stop checkpoints the drained state.
+			pubs.DetachAll()
 		}
 		feedErr <- err
 	}()
@@ -240,6 +272,8 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 	tick := time.NewTicker(f.interval)
 	defer tick.Stop()
 	var ferr error
+	interrupt, failed := ctx.Done(), eng.Failed()
+	var halted <-chan time.Time // after an interrupt: polls whether the output is halted
 loop:
 	for {
 		select {
@@ -247,17 +281,58 @@ loop:
 			status.print(false)
 		case ferr = <-feedErr:
 			break loop
+		case <-failed:
+			// The output failed for good (or was given up): nothing more
+			// can be delivered, so stop the feeds; the WAL keeps their input.
+			failed = nil
+			fmt.Fprintf(stderr, "qstream: stopping: %v\n", eng.Err())
+			cancelRun()
+		case <-interrupt:
+			// Feeds blocked on the backpressure of a halted output would
+			// never see the interrupt: give the output up while it is
+			// halted (now or later), so that they can return.
+			interrupt = nil
+			haltCheck := time.NewTicker(250 * time.Millisecond)
+			defer haltCheck.Stop()
+			halted = haltCheck.C
+			if failIfHalted(eng) {
+				halted = nil
+			}
+		case <-halted:
+			if failIfHalted(eng) {
+				halted = nil
+			}
 		}
 	}
+	ckBefore := eng.CheckpointStats().Taken
 	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	serr := eng.Stop(stopCtx)
+	if ck := eng.CheckpointStats(); ck.Taken > ckBefore && serr == nil {
+		fmt.Fprintf(stderr, "qstream: checkpoint %d at stop (LSN %d)\n", ck.LastID, ck.LastLSN)
+	}
 	status.summary(time.Since(start))
 	feedSet.summary(stderr)
 	if ferr != nil && !errors.Is(ferr, context.Canceled) {
 		return ferr
 	}
 	return serr
+}
+
+// hardStopAfter bounds a stop after Ctrl-C or SIGTERM: past it the process
+// exits with status 1. A halted output is given up at once (Engine.Fail),
+// so only a stop blocked elsewhere (an output stuck in a write) gets there.
+const hardStopAfter = 10 * time.Second
+
+// failIfHalted gives up the output (Engine.Fail) if its circuit breaker
+// halts the stream, and reports whether it did.
+func failIfHalted(eng *engine.Engine) bool {
+	o := eng.OutputStats()
+	if !o.Halted {
+		return false
+	}
+	eng.Fail(fmt.Errorf("interrupted while the output was halted (circuit breaker %s): %s", o.Breaker, o.LastError))
+	return true
 }
 
 func rateString(r int) string {
