@@ -101,6 +101,11 @@ Run 'qstream dlq <command> --help' for the flags.
 	tcpAddr := fs.String("tcp", "", "replay: send the lines to a JSON-lines TCP feed at this address instead, and wait for its acks")
 	ackTimeout := fs.Duration("ack-timeout", sinks.DefaultTCPAckTimeout, "replay --tcp: give up (exit 1) when the feed sends no new ack for this long, or a write makes no progress")
 	noAck := fs.Bool("no-ack", false, "replay --tcp: the feed sends no acks (no --tcp-ack): send and close without confirmation")
+	fs.Usage = func() {
+		usage()
+		fmt.Fprintf(stderr, "\nFlags of dlq %s:\n", sub)
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
