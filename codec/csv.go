@@ -57,7 +57,9 @@ func csvRoleOf(name []byte) uint8 {
 //
 // The dialect is simple: fields are separated by ',', spaces around a field
 // are trimmed, a trailing "\n" or "\r\n" is ignored. Quoted fields are not
-// supported: a '"' anywhere is rejected with ReasonMalformed. Use one
+// supported: a '"' anywhere is rejected with ReasonMalformed, and so is a
+// symbol or id that is not valid UTF-8 (or a symbol with a control
+// character: ValidSymbolName), since both reach JSON output. Use one
 // CSVParser per input; it is not safe for concurrent use.
 type CSVParser struct {
 	parserCore
@@ -202,6 +204,10 @@ func (c *CSVParser) ParseRow(line []byte, ev *Event) error {
 				return err
 			}
 		case csvID:
+			if err := c.checkText(field, "id"); err != nil {
+				c.err.Offset = start
+				return err
+			}
 			ev.IDHash = HashID(field)
 		default:
 			x, err := ParseDecimal(field)

@@ -202,6 +202,8 @@ func FuzzCSVParseRow(f *testing.F) {
 		`1,"AAPL",1,1,,`,
 		"1,AAPL,1,1,1,1,1",
 		"",
+		"1,A\xffB,1,1,,",
+		"1,A\x00,1,1,,",
 	} {
 		f.Add(s)
 	}
@@ -218,6 +220,9 @@ func FuzzCSVParseRow(f *testing.F) {
 		}
 		if ev.Kind != KindTrade && ev.Kind != KindQuote || ev.Symbol == 0 || ev.TsNs < 0 {
 			t.Fatalf("ParseRow(%q) = %+v", row, ev)
+		}
+		if name := c.Symbols().Name(ev.Symbol); !ValidSymbolName([]byte(name)) {
+			t.Fatalf("ParseRow(%q) accepted the symbol %q", row, name)
 		}
 		for _, x := range []float64{ev.Price, ev.Volume, ev.Bid, ev.Ask} {
 			if math.IsNaN(x) || math.IsInf(x, 0) || x < 0 {

@@ -1,6 +1,7 @@
 package codec
 
 import (
+	"errors"
 	"math"
 
 	"github.com/valyala/fastjson"
@@ -219,9 +220,14 @@ func (b *exBase) millis(v *fastjson.Value, key string) (int64, bool) {
 	return ns, ok
 }
 
-// symbol interns an instrument name.
+// symbol interns an instrument name; a name that is not valid UTF-8 or
+// holds a control character (ValidSymbolName) is ReasonMalformed.
 func (b *exBase) symbol(name []byte, field string) (Symbol, bool) {
 	id, err := b.syms.Intern(name)
+	if errors.Is(err, ErrInvalidSymbol) {
+		b.setErr(ReasonMalformed, field, symbolInvalidDetail)
+		return 0, false
+	}
 	if err != nil {
 		b.setErr(ReasonUnknownSymbol, field, "empty, too long, not in the configured universe, or table full")
 		return 0, false

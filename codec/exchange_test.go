@@ -594,16 +594,16 @@ func fuzzAdapter(f *testing.F, a Adapter, seeds []string, capture string) {
 
 func FuzzCoinbase(f *testing.F) {
 	fuzzAdapter(f, NewCoinbase(CoinbaseOptions{KeepDuplicates: true}),
-		[]string{cbMatchMsg, cbLastMatchMsg, cbTickerMsg, cbL2UpdateMsg, cbSubsMsg}, "coinbase_ws_capture.txt")
+		[]string{cbMatchMsg, cbLastMatchMsg, cbTickerMsg, cbL2UpdateMsg, cbSubsMsg, strings.Replace(cbMatchMsg, "SKL-BTC", "SKL\xff", 1)}, "coinbase_ws_capture.txt")
 }
 
 func FuzzBinance(f *testing.F) {
 	fuzzAdapter(f, NewBinance(BinanceOptions{KeepDuplicates: true, KlineUpdates: true}),
-		[]string{bnAggTradeMsg, bnTradeMsg, bnKlineMsg, bnBookTickerMsg, bnCombinedMsg, `{"result":null,"id":1}`}, "")
+		[]string{bnAggTradeMsg, bnTradeMsg, bnKlineMsg, bnBookTickerMsg, bnCombinedMsg, `{"result":null,"id":1}`, strings.Replace(bnTradeMsg, "BNBBTC", `BNB\u0001`, 1)}, "")
 }
 
 func FuzzKraken(f *testing.F) {
-	fuzzAdapter(f, NewKraken(KrakenOptions{}), []string{krTradesMsg, krHBMsg, krSubMsg}, "kraken_trades_ws_capture.txt")
+	fuzzAdapter(f, NewKraken(KrakenOptions{}), []string{krTradesMsg, krHBMsg, krSubMsg, strings.Replace(krTradesMsg, "XMR/USD", "XMR/\xc3", 1)}, "kraken_trades_ws_capture.txt")
 }
 
 func benchAdapter(b *testing.B, a Adapter, msg string) {

@@ -411,7 +411,9 @@ func (d *IEXDecoder) Next(ev *Event) (bool, error) {
 	return false, nil
 }
 
-// symbol interns the space-padded 8-byte symbol of a message.
+// symbol interns the space-padded 8-byte symbol of a message. IEX symbols
+// are printable ASCII; any other byte (after the padding is trimmed) makes
+// the message ReasonMalformed, so it never reaches JSON output.
 func (d *IEXDecoder) symbol(ev *Event, b []byte) bool {
 	key := binary.LittleEndian.Uint64(b)
 	e := &d.symCache[(key*0x9E3779B97F4A7C15)>>(64-iexSymCacheBits)]
@@ -426,6 +428,14 @@ func (d *IEXDecoder) symbolSlow(ev *Event, b []byte, e *iexSymEntry, key uint64)
 	n := len(b)
 	for n > 0 && (b[n-1] == ' ' || b[n-1] == 0) {
 		n--
+	}
+	for _, c := range b[:n] {
+		if c < 0x20 || c > 0x7e {
+			d.stats.Errors++
+			d.err.set(ReasonMalformed, "symbol", "iex: symbol holds a byte that is not printable ASCII")
+			d.err.Offset = -1
+			return false
+		}
 	}
 	id, err := d.syms.Intern(b[:n])
 	if err != nil {

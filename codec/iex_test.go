@@ -464,6 +464,7 @@ func FuzzIEXDecode(f *testing.F) {
 			uint32(1500000600), px("100.25"), px("100"), px("90"), px("110"))))
 	f.Add(iexSeg(IEXProtocolDEEP, 1, 1, 0, 1, tsBase, iexMsg('5', 0, tsBase, "ZZ", uint32(1), px("1"))))
 	f.Add(iexSeg(IEXProtocolTOPS, 1, 1, 0, 1, tsBase))
+	f.Add(iexSeg(IEXProtocolTOPS, 1, 1, 0, 1, tsBase, iexMsg('T', 0, tsBase, "ZI\xffXT", uint32(1), px("1"), uint64(1))))
 	if _, err := os.Stat(iexSamplePath); err == nil {
 		// Real segments: the first of each message-type mix, a few dozen.
 		seen := map[string]bool{}
@@ -478,7 +479,8 @@ func FuzzIEXDecode(f *testing.F) {
 			}
 		}
 	}
-	d := NewIEXDecoder(IEXOptions{})
+	syms := NewSymbolTable(0)
+	d := NewIEXDecoder(IEXOptions{Symbols: NewSymbolCache(syms)})
 	f.Fuzz(func(t *testing.T, seg []byte) {
 		h, err := d.Reset(seg)
 		if err != nil {
@@ -501,11 +503,23 @@ func FuzzIEXDecode(f *testing.F) {
 			if ev.Kind == KindInvalid || ev.Seq < h.FirstSeq || ev.Seq >= h.NextSeq() {
 				t.Fatalf("bad event %+v for header %+v", ev, h)
 			}
+			if name := syms.Name(ev.Symbol); ev.Symbol != 0 && !iexPrintable(name) {
+				t.Fatalf("accepted the symbol %q", name)
+			}
 		}
 		if n > int(h.MessageCount) {
 			t.Fatalf("%d events from %d messages", n, h.MessageCount)
 		}
 	})
+}
+
+func iexPrintable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 func BenchmarkIEXDecode(b *testing.B) {

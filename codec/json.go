@@ -1,6 +1,8 @@
 package codec
 
 import (
+	"errors"
+
 	"github.com/valyala/fastjson"
 )
 
@@ -97,6 +99,13 @@ func (s SignalType) String() string {
 // parser's SymbolCache: a name the table refuses (frozen universe, full
 // table) is ReasonUnknownSymbol, except in news symbol lists, where it is
 // counted in NewsArticle.SymbolsDropped.
+//
+// Text that is kept or hashed must be valid UTF-8, as JSON requires (RFC
+// 8259): a symbol (anywhere, news lists included) that is not, or that holds
+// a control character (see ValidSymbolName), and an id, message_id,
+// event_type or news text (headline, body/content, source) that is not
+// valid UTF-8 make the message ReasonMalformed, naming the field. So
+// nothing that reaches an output can make it invalid JSON.
 //
 // ParseJSON overwrites every field of ev except Seq and IngestNs, which are
 // the caller's, and sets Source from the options. On error ev holds partial
@@ -385,6 +394,25 @@ func (p *Parser) str(f *jsonFields, k jsonKey) ([]byte, bool, error) {
 	return nil, false, p.fail(ReasonBadType, jsonKeyNames[k], "want a string")
 }
 
+// text is str for a name, id or text that is kept or hashed: it must be
+// valid UTF-8 (see checkText).
+func (p *Parser) text(f *jsonFields, k jsonKey) ([]byte, bool, error) {
+	b, ok, err := p.str(f, k)
+	if ok {
+		err = p.checkText(b, jsonKeyNames[k])
+	}
+	return b, ok, err
+}
+
+// reqText is text for a required key.
+func (p *Parser) reqText(f *jsonFields, k jsonKey) ([]byte, error) {
+	b, ok, err := p.text(f, k)
+	if err == nil && !ok {
+		err = p.fail(ReasonMissingField, jsonKeyNames[k], "")
+	}
+	return b, err
+}
+
 // reqStr is str for a required key.
 func (p *Parser) reqStr(f *jsonFields, k jsonKey) ([]byte, error) {
 	b, ok, err := p.str(f, k)
@@ -421,6 +449,9 @@ func (p *Parser) reqTs(f *jsonFields, k jsonKey) (int64, error) {
 func (p *Parser) idHash(f *jsonFields, k jsonKey) (uint64, bool, error) {
 	text, ok, err := p.scalar(f, k, "want a string or a number")
 	if !ok {
+		return 0, false, err
+	}
+	if err := p.checkText(text, jsonKeyNames[k]); err != nil {
 		return 0, false, err
 	}
 	return HashID(text), true, nil
@@ -658,20 +689,20 @@ func (p *Parser) compactNews(ev *Event, f *jsonFields) error {
 	a := &p.news
 	a.reset(&p.newsSyms)
 	var err error
-	if a.ID, err = p.reqStr(f, jkID); err != nil {
+	if a.ID, err = p.reqText(f, jkID); err != nil {
 		return err
 	}
 	ev.IDHash = HashID(a.ID)
 	if ev.TsNs, err = p.reqTs(f, jkTs); err != nil {
 		return err
 	}
-	if a.Headline, err = p.reqStr(f, jkHeadline); err != nil {
+	if a.Headline, err = p.reqText(f, jkHeadline); err != nil {
 		return err
 	}
-	if a.Source, _, err = p.str(f, jkSource); err != nil {
+	if a.Source, _, err = p.text(f, jkSource); err != nil {
 		return err
 	}
-	if a.Body, _, err = p.str(f, jkBody); err != nil {
+	if a.Body, _, err = p.text(f, jkBody); err != nil {
 		return err
 	}
 	return p.newsSymbols(ev, f)
@@ -697,6 +728,9 @@ func (p *Parser) newsSymbols(ev *Event, f *jsonFields) error {
 				continue
 			}
 			id, err := p.syms.Intern(name)
+			if errors.Is(err, ErrInvalidSymbol) {
+				return p.fail(ReasonMalformed, "symbols", symbolInvalidDetail)
+			}
 			if err != nil {
 				a.SymbolsDropped++
 				continue
@@ -749,7 +783,7 @@ const (
 )
 
 func (p *Parser) streamMessage(ev *Event, f *jsonFields) error {
-	id, err := p.reqStr(f, jkMessageID)
+	id, err := p.reqText(f, jkMessageID)
 	if err != nil {
 		return err
 	}
@@ -824,7 +858,7 @@ func (p *Parser) streamMessage(ev *Event, f *jsonFields) error {
 		return p.signal(ev, g)
 	case jsonVariantSystemEvent:
 		ev.Kind = KindSystem
-		et, err := p.reqStr(g, jkEventType)
+		et, err := p.reqText(g, jkEventType)
 		if err != nil {
 			return err
 		}
@@ -832,7 +866,7 @@ func (p *Parser) streamMessage(ev *Event, f *jsonFields) error {
 		ev.Symbol, err = p.sym(g, jkSymbol, false)
 		return err
 	default: // CustomEvent object
-		et, _, err := p.str(g, jkEventType)
+		et, _, err := p.text(g, jkEventType)
 		if err != nil {
 			return err
 		}
@@ -850,23 +884,23 @@ func (p *Parser) newsData(ev *Event, f, g *jsonFields, messageID []byte) error {
 	a.reset(&p.newsSyms)
 	var err error
 	var ok bool
-	if a.ID, ok, err = p.str(g, jkID); err != nil {
+	if a.ID, ok, err = p.text(g, jkID); err != nil {
 		return err
 	}
 	if !ok {
 		a.ID = messageID
 	}
-	if a.Headline, err = p.reqStr(g, jkHeadline); err != nil {
+	if a.Headline, err = p.reqText(g, jkHeadline); err != nil {
 		return err
 	}
-	if a.Body, _, err = p.str(g, jkContent); err != nil {
+	if a.Body, _, err = p.text(g, jkContent); err != nil {
 		return err
 	}
-	if a.Source, ok, err = p.str(g, jkSource); err != nil {
+	if a.Source, ok, err = p.text(g, jkSource); err != nil {
 		return err
 	}
 	if !ok {
-		if a.Source, _, err = p.str(f, jkSource); err != nil {
+		if a.Source, _, err = p.text(f, jkSource); err != nil {
 			return err
 		}
 	}

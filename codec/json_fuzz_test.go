@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/valyala/fastjson"
 )
@@ -33,6 +34,12 @@ var jsonFuzzSeeds = []string{
 	`[{"type":"trade"}]`,
 	`{"payload":{"X":1}}`,
 	``,
+	// Invalid UTF-8 and control characters in names, ids and text.
+	"{\"type\":\"trade\",\"symbol\":\"A\xff\",\"ts\":1,\"price\":1,\"volume\":1}",
+	"{\"type\":\"trade\",\"symbol\":\"AAPL\",\"ts\":1,\"price\":1,\"volume\":1,\"id\":\"\xc3\"}",
+	`{"type":"trade","symbol":"A\u0000","ts":1,"price":1,"volume":1}`,
+	"{\"type\":\"news\",\"id\":\"n\",\"ts\":1,\"headline\":\"\xed\xa0\x80\",\"symbols\":[\"\x01\"]}",
+	"{\"message_id\":\"m\xfe\",\"timestamp\":1,\"payload\":{\"MarketData\":{\"symbol\":\"\u00e9\",\"price\":1,\"volume\":1}}}",
 }
 
 func FuzzParseJSON(f *testing.F) {
@@ -77,6 +84,19 @@ func FuzzParseJSON(f *testing.F) {
 			return
 		}
 		jsonCheckEvent(t, &ev)
+		// Nothing accepted can make JSON output invalid: interned names
+		// are valid UTF-8 without control characters, article text is
+		// valid UTF-8.
+		if ev.Symbol != 0 && !ValidSymbolName([]byte(tab.Name(ev.Symbol))) {
+			t.Fatalf("accepted symbol %q", tab.Name(ev.Symbol))
+		}
+		if a := p.News(); a != nil {
+			for _, s := range [][]byte{a.ID, a.Source, a.Headline, a.Body} {
+				if !utf8.Valid(s) {
+					t.Fatalf("accepted article text %q", s)
+				}
+			}
+		}
 		if (ev.Kind == KindNews) != (p.News() != nil) {
 			t.Fatalf("kind %s but News() = %v", ev.Kind, p.News())
 		}

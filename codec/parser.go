@@ -2,6 +2,7 @@ package codec
 
 import (
 	"errors"
+	"unicode/utf8"
 
 	"github.com/valyala/fastjson"
 )
@@ -111,6 +112,8 @@ func (c *parserCore) symbol(name []byte, field string) (Symbol, error) {
 		return id, nil
 	}
 	switch {
+	case errors.Is(err, ErrInvalidSymbol):
+		return 0, c.fail(ReasonMalformed, field, symbolInvalidDetail)
 	case len(name) == 0:
 		return 0, c.fail(ReasonUnknownSymbol, field, "empty symbol")
 	case len(name) > MaxSymbolLen:
@@ -119,6 +122,21 @@ func (c *parserCore) symbol(name []byte, field string) (Symbol, error) {
 		return 0, c.fail(ReasonUnknownSymbol, field, "symbol table full")
 	}
 	return 0, c.fail(ReasonUnknownSymbol, field, "symbol not in the configured universe")
+}
+
+// symbolInvalidDetail is the Error.Detail of a symbol that ValidSymbolName
+// refuses.
+const symbolInvalidDetail = "symbol is not valid UTF-8 or holds a control character"
+
+// checkText rejects a name or id that is not valid UTF-8 (ReasonMalformed):
+// such bytes cannot be written into JSON output as they are, and an id that
+// differs from what the producer meant would not deduplicate. utf8.Valid
+// reads ASCII eight bytes at a time and does not allocate.
+func (c *parserCore) checkText(b []byte, field string) error {
+	if !utf8.Valid(b) {
+		return c.fail(ReasonMalformed, field, "not valid UTF-8")
+	}
+	return nil
 }
 
 // checkPrice rejects a price that is not > 0 (NaN and ±Inf never get here:

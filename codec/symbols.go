@@ -4,6 +4,7 @@ import (
 	"errors"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 )
 
 // ErrSymbolTableFull is returned by Intern when the table holds its maximum
@@ -13,6 +14,10 @@ var ErrSymbolTableFull = errors.New("codec: symbol table full")
 // ErrUnknownSymbol is returned by Intern on a frozen table for a name it does
 // not hold.
 var ErrUnknownSymbol = errors.New("codec: unknown symbol")
+
+// ErrInvalidSymbol is returned by SymbolCache.Intern for a name that
+// ValidSymbolName refuses; parsers reject the message as ReasonMalformed.
+var ErrInvalidSymbol = errors.New("codec: symbol is not valid UTF-8 or holds a control character")
 
 // MaxSymbolLen bounds an interned name; longer names are rejected.
 const MaxSymbolLen = 64
@@ -126,6 +131,14 @@ func NewSymbolCache(t *SymbolTable) *SymbolCache {
 func (c *SymbolCache) Table() *SymbolTable { return c.t }
 
 // Intern returns the id of name, consulting the shared table on a miss.
+//
+// A SymbolCache is how every wire parser interns, so it is where names from
+// the wire are checked: a name that ValidSymbolName refuses is
+// ErrInvalidSymbol and never reaches the table. The check runs on a miss
+// only (a cached name was checked when it was added), so known names cost
+// nothing more. The table itself takes any bytes, so that a WAL or
+// checkpoint written before the check existed still recovers; the output
+// encoders escape whatever they are given.
 func (c *SymbolCache) Intern(name []byte) (Symbol, error) {
 	if id, ok := c.ids[string(name)]; ok {
 		return id, nil
@@ -134,10 +147,37 @@ func (c *SymbolCache) Intern(name []byte) (Symbol, error) {
 }
 
 func (c *SymbolCache) internSlow(name []byte) (Symbol, error) {
+	if !ValidSymbolName(name) {
+		return 0, ErrInvalidSymbol
+	}
 	id, err := c.t.Intern(name)
 	if err != nil {
 		return 0, err
 	}
 	c.ids[string(name)] = id
 	return id, nil
+}
+
+// ValidSymbolName reports whether name may be taken from the wire as a
+// symbol: valid UTF-8 without control characters (C0, DEL, C1). Symbols are
+// written into every output line, and JSON output must be valid UTF-8; a
+// name that is not is bad input, not something to repair silently. It does
+// not allocate.
+func ValidSymbolName(name []byte) bool {
+	for i := 0; i < len(name); {
+		c := name[i]
+		if c < utf8.RuneSelf {
+			if c < 0x20 || c == 0x7f {
+				return false
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(name[i:])
+		if r == utf8.RuneError && size == 1 || r >= 0x80 && r < 0xa0 {
+			return false
+		}
+		i += size
+	}
+	return true
 }

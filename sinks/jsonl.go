@@ -10,6 +10,7 @@ import (
 	"io"
 	"math"
 	"strconv"
+	"unicode/utf8"
 
 	"qstream/codec"
 	"qstream/ops"
@@ -46,7 +47,7 @@ type JSONLWriter struct {
 func NewJSONLWriter(w io.Writer, cfg JSONLConfig) *JSONLWriter {
 	j := &JSONLWriter{cfg: cfg, w: bufio.NewWriterSize(w, 64<<10), buf: make([]byte, 0, 4096)}
 	for _, k := range cfg.Indicators {
-		j.keys = append(j.keys, []byte(`,`+strconv.Quote(k)+`:`))
+		j.keys = append(j.keys, append(AppendString([]byte{','}, k), ':'))
 	}
 	return j
 }
@@ -191,21 +192,38 @@ func AppendFloat(dst []byte, f float64) []byte {
 	return dst
 }
 
-// AppendString appends s as a JSON string. Symbols and names are short and
-// mostly plain ASCII; control characters, quotes and backslashes are escaped.
+// AppendString appends s as a JSON string that is always valid UTF-8 JSON,
+// whatever s holds: quotes and backslashes are escaped, control characters
+// (C0 and DEL) are written as \u00XX, and every byte that is not part of a
+// valid UTF-8 sequence becomes \ufffd (the replacement character, as
+// encoding/json does). Parsers reject such names at the door (see
+// codec.ValidSymbolName), so this is the guard for text that got in another
+// way: an old WAL or checkpoint, a flag, an error message. Plain ASCII is
+// copied as it is; it does not allocate beyond growing dst.
 func AppendString(dst []byte, s string) []byte {
+	const hex = "0123456789abcdef"
 	dst = append(dst, '"')
-	for i := 0; i < len(s); i++ {
+	for i := 0; i < len(s); {
 		c := s[i]
-		switch {
-		case c == '"' || c == '\\':
-			dst = append(dst, '\\', c)
-		case c < 0x20:
-			dst = append(dst, `\u00`...)
-			dst = append(dst, "0123456789abcdef"[c>>4], "0123456789abcdef"[c&0xF])
-		default:
-			dst = append(dst, c)
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				dst = append(dst, '\\', c)
+			case c < 0x20 || c == 0x7f:
+				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+			default:
+				dst = append(dst, c)
+			}
+			i++
+			continue
 		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, `\ufffd`...)
+		} else {
+			dst = append(dst, s[i:i+size]...)
+		}
+		i += size
 	}
 	return append(dst, '"')
 }

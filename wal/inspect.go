@@ -99,8 +99,19 @@ func InspectFS(fs FS, dir string) (*Report, error) {
 }
 
 // WriteText prints the report for people: one line per segment, then the
-// torn tail, corruption and leftover files.
+// torn tail, corruption and leftover files, then the status line
+// ("status: ok" or "status: CORRUPT: ..."), the verdict on the WAL alone.
 func (r *Report) WriteText(w io.Writer) error {
+	if err := r.WriteDetails(w); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "status: %s\n", map[bool]string{true: "ok", false: "CORRUPT: Open refuses to start"}[r.Corruption == nil])
+	return err
+}
+
+// WriteDetails is WriteText without the status line, for a caller that
+// judges more than the WAL (checkpoints) and writes one verdict for all.
+func (r *Report) WriteDetails(w io.Writer) error {
 	fmt.Fprintf(w, "wal %s: %d segments, LSN %d..%d, %d records\n", r.Dir, len(r.Segments), r.FirstLSN, r.LastLSN, r.Records)
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "segment\tfirst\tlast\trecords\tused\tsize\tstate")
@@ -133,6 +144,5 @@ func (r *Report) WriteText(w io.Writer) error {
 	for _, p := range r.TempFiles {
 		fmt.Fprintf(w, "unfinished segment (removed by Open): %s\n", p)
 	}
-	_, err := fmt.Fprintf(w, "status: %s\n", map[bool]string{true: "ok", false: "CORRUPT: Open refuses to start"}[r.Corruption == nil])
-	return err
+	return nil
 }

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"sort"
 	"strconv"
@@ -67,6 +66,13 @@ func cmdDLQ(args []string, stdout, stderr io.Writer) int {
           rejections) or as a generic JSON tick (operator-time ones), one
           per line and once per key, to --output or a TCP feed (--tcp)
 
+With --tcp, replay reads the feed's acks (run it with --tcp-ack) and waits
+until they cover every line sent, at most --ack-timeout without a new ack;
+it reports what was acknowledged and exits 1 when a line was not (timeout,
+connection error, fewer acked than sent). Against a feed without acks give
+--no-ack: the lines are sent and the connection closed once the feed has
+read them all, but delivery is unconfirmed (exit 0 says only "sent").
+
 Run 'qstream dlq <command> --help' for the flags.
 `)
 	}
@@ -92,7 +98,14 @@ Run 'qstream dlq <command> --help' for the flags.
 	fromLSN := fs.Uint64("from-lsn", 0, "start at this DLQ record")
 	limit := fs.Int("limit", 0, "stop after this many (0: all)")
 	output := fs.String("output", "-", "replay: where to write the re-injected lines (- for standard output)")
-	tcpAddr := fs.String("tcp", "", "replay: send the lines to a JSON-lines TCP feed at this address instead")
+	tcpAddr := fs.String("tcp", "", "replay: send the lines to a JSON-lines TCP feed at this address instead, and wait for its acks")
+	ackTimeout := fs.Duration("ack-timeout", sinks.DefaultTCPAckTimeout, "replay --tcp: give up (exit 1) when the feed sends no new ack for this long, or a write makes no progress")
+	noAck := fs.Bool("no-ack", false, "replay --tcp: the feed sends no acks (no --tcp-ack): send and close without confirmation")
+	fs.Usage = func() {
+		usage()
+		fmt.Fprintf(stderr, "\nFlags of dlq %s:\n", sub)
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -125,16 +138,15 @@ Run 'qstream dlq <command> --help' for the flags.
 	defer rd.Close()
 
 	var out io.Writer = stdout
-	var conn net.Conn
+	var tcp *sinks.TCPLineSender
 	switch {
 	case sub == "replay" && *tcpAddr != "":
-		conn, err = net.DialTimeout("tcp", *tcpAddr, 5*time.Second)
+		tcp, err = sinks.DialTCPLines(*tcpAddr, sinks.TCPLineOptions{NoAck: *noAck, AckTimeout: *ackTimeout, DialTimeout: 5 * time.Second})
 		if err != nil {
 			fmt.Fprintf(stderr, "qstream dlq replay: %v\n", err)
 			return 1
 		}
-		defer conn.Close()
-		out = conn
+		defer tcp.Abort() // on early returns; the normal path closes below
 	case sub == "replay" && *output != "-" && *output != "":
 		f, err := os.Create(*output)
 		if err != nil {
@@ -186,6 +198,14 @@ Run 'qstream dlq <command> --help' for the flags.
 				skipped++
 				continue
 			}
+			if tcp != nil {
+				if err := tcp.Send(buf); err != nil {
+					res, _ := tcp.Close()
+					fmt.Fprintf(stderr, "qstream dlq replay: FAILED: %d of %d lines sent to %s were acknowledged: %v\n", res.Acked, res.Sent, *tcpAddr, err)
+					return 1
+				}
+				continue
+			}
 			bw.Write(append(buf, '\n'))
 		}
 	}
@@ -205,6 +225,21 @@ Run 'qstream dlq <command> --help' for the flags.
 	}
 	if sub == "replay" {
 		summary += fmt.Sprintf("; re-injected %d, %d repeated keys skipped, %d without an input (poison outputs)", n-dups-skipped, dups, skipped)
+	}
+	if tcp == nil {
+		fmt.Fprintln(stderr, summary)
+		return 0
+	}
+	res, err := tcp.Close()
+	switch {
+	case err != nil:
+		fmt.Fprintln(stderr, summary)
+		fmt.Fprintf(stderr, "qstream dlq replay: FAILED: %d of %d lines sent to %s were acknowledged: %v\n", res.Acked, res.Sent, *tcpAddr, err)
+		return 1
+	case res.Confirmed:
+		summary += fmt.Sprintf("; %s acknowledged %d of %d lines sent", *tcpAddr, res.Acked, res.Sent)
+	default:
+		summary += fmt.Sprintf("; sent %d lines to %s, which read them all; delivery unconfirmed (--no-ack: the feed sends no acks)", res.Sent, *tcpAddr)
 	}
 	fmt.Fprintln(stderr, summary)
 	return 0

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -63,8 +64,11 @@ Reports a WAL directory without changing it: each segment with its LSN
 range, record count and state (sealed, open, torn tail, CORRUPT), a torn
 tail that opening the WAL would truncate, corruption that would refuse the
 start (segment and byte offset), leftover files, and the checkpoints with
-the LSN each covers. Exit status 1 when the WAL is corrupt or a checkpoint
-is unusable.
+the LSN each covers. The last line is the verdict: "status: ok", or the
+status with the reason why a start would fail: the WAL is corrupt, a
+checkpoint is ahead of the WAL, or no usable checkpoint covers the records
+before the WAL's first LSN (or the records or checkpoints cannot be read).
+The exit status is 0 exactly when the status is ok, and 1 otherwise.
 
 Flags:
 `)
@@ -86,44 +90,54 @@ Flags:
 		fmt.Fprintf(stderr, "qstream wal inspect: %v\n", err)
 		return 1
 	}
-	status := 0
-	if err := rep.WriteText(stdout); err != nil {
+	if err := rep.WriteDetails(stdout); err != nil {
+		fmt.Fprintf(stderr, "qstream wal inspect: %v\n", err)
 		return 1
 	}
-	if rep.Corruption != nil {
-		status = 1
+	var problems []string
+	if c := rep.Corruption; c != nil {
+		problems = append(problems, fmt.Sprintf("CORRUPT: Open refuses to start (%v)", c))
 	}
 	if *records {
 		if err := writeRecordCounts(stdout, dir); err != nil {
 			fmt.Fprintf(stdout, "records: %v\n", err)
-			status = 1
+			problems = append(problems, fmt.Sprintf("records unreadable (%v)", err))
 		}
 	}
 	if *ckDir == "" {
 		*ckDir = siblingCheckpoints(dir)
 	}
 	if *ckDir != "" {
-		if !writeCheckpoints(stdout, *ckDir, rep) {
-			status = 1
-		}
+		problems = append(problems, writeCheckpoints(stdout, *ckDir, rep)...)
 	} else {
 		fmt.Fprintln(stdout, "checkpoints: none found (give --checkpoint-dir)")
 	}
-	return status
+	// One verdict for the WAL and the checkpoints together, agreeing
+	// with the exit status.
+	if len(problems) > 0 {
+		fmt.Fprintf(stdout, "status: %s\n", strings.Join(problems, "; "))
+		return 1
+	}
+	fmt.Fprintln(stdout, "status: ok")
+	return 0
 }
 
 // writeCheckpoints lists the checkpoints and whether the WAL still holds
-// what each needs; false when one is unusable.
-func writeCheckpoints(w io.Writer, dir string, rep *wal.Report) bool {
+// what each needs, and returns what would make a start fail (nil if
+// nothing): a checkpoint ahead of the WAL, or no usable checkpoint while the
+// WAL no longer starts at LSN 1. A damaged checkpoint with a usable one
+// before it is only listed: recovery skips it.
+func writeCheckpoints(w io.Writer, dir string, rep *wal.Report) []string {
+	var problems []string
 	infos, err := checkpoint.List(dir)
 	if err != nil {
 		fmt.Fprintf(w, "checkpoints %s: %v\n", dir, err)
-		return false
+		return []string{fmt.Sprintf("checkpoints unreadable (%v)", err)}
 	}
 	fmt.Fprintf(w, "checkpoints %s: %d\n", dir, len(infos))
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "id\tlsn\tbytes\tsections\tcreated\tstate")
-	ok, newestValid := true, -1
+	newestValid := -1
 	for i, in := range infos {
 		state := "ok"
 		switch {
@@ -131,7 +145,7 @@ func writeCheckpoints(w io.Writer, dir string, rep *wal.Report) bool {
 			state = "UNUSABLE: " + in.Err.Error()
 		case rep.LastLSN < in.LSN:
 			state = fmt.Sprintf("AHEAD OF THE WAL (ends at %d)", rep.LastLSN)
-			ok = false
+			problems = append(problems, fmt.Sprintf("checkpoint %d is ahead of the WAL (it covers LSN %d, the WAL ends at %d): recovery refuses to start", in.ID, in.LSN, rep.LastLSN))
 		case in.LSN+1 < rep.FirstLSN:
 			state = fmt.Sprintf("WAL pruned past it (starts at %d)", rep.FirstLSN)
 		default:
@@ -144,14 +158,17 @@ func writeCheckpoints(w io.Writer, dir string, rep *wal.Report) bool {
 		fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%s\t%s\n", in.ID, in.LSN, in.Size, in.Sections, created, state)
 	}
 	tw.Flush()
-	if newestValid >= 0 {
+	switch {
+	case newestValid >= 0:
 		in := infos[newestValid]
 		fmt.Fprintf(w, "recovery would load checkpoint %d and replay LSN %d..%d\n", in.ID, in.LSN+1, rep.LastLSN)
-	} else if len(infos) > 0 {
+	case len(infos) > 0 && rep.FirstLSN > 1:
 		fmt.Fprintln(w, "recovery: no usable checkpoint")
-		ok = false
+		problems = append(problems, fmt.Sprintf("no usable checkpoint (of %d, none is valid and within the WAL, which starts at LSN %d; the records before it are only in a checkpoint): recovery refuses to start", len(infos), rep.FirstLSN))
+	case len(infos) > 0:
+		fmt.Fprintf(w, "recovery: no usable checkpoint; it would replay the whole WAL (LSN 1..%d)\n", rep.LastLSN)
 	}
-	return ok
+	return problems
 }
 
 // writeRecordCounts reads every record and prints counts by type and the
