@@ -27,6 +27,18 @@ const publishBatchMax = 256
 // the same shard, in publication order) and published in batches: they
 // become visible to the shards when a batch fills or at Flush.
 //
+// # Source offsets
+//
+// Event.Seq is the source offset of an event: per Publisher name, strictly
+// increasing, continuing across restarts (recovery restores the largest one
+// logged: Engine.SourceOffset). A feed with resumable offsets of its own
+// (the synthetic index, a JetStream stream sequence) sets Seq itself and
+// resumes after the restored offset; a feed without (TCP, webhook,
+// WebSocket) leaves Seq 0 and Publish assigns the next offset, one more
+// than the largest so far. Output keys are built from the source's name and
+// this offset, so they are unique per input message and the same in a WAL
+// replay.
+//
 // The Publisher is also a watermark source: it tracks the largest event time
 // it has published and, at each Flush where that moved, sends every shard a
 // KindWatermark event of (largest − out-of-orderness). Close sends +∞: the
@@ -68,7 +80,8 @@ type Publisher struct {
 	detached   atomic.Bool   // ended without an end-of-source watermark (Detach)
 	firstEpoch uint64        // the first cut epoch this Publisher takes part in
 	injected   atomic.Uint64 // the last cut epoch injected into its rings
-	srcHash    uint64        // codec.HashID of the name: the source part of dedup keys
+	srcHash    uint64        // codec.HashID of the name: the source identity in output keys
+	scopeHash  uint64        // codec.HashID of dedupScope(name): the source part of dedup keys
 	maxSeq     uint64        // the largest Seq published: the source offset
 	// resumeSeq is the offset a recovered source resumes after: while an
 	// at-least-once upstream re-sends events up to it (duplicates), Flush
@@ -81,7 +94,8 @@ type Publisher struct {
 func (p *Publisher) Name() string { return p.name }
 
 // Publish copies ev into the ring of the shard that owns ev.Symbol. It
-// stamps IngestNs (once per batch) when the caller left it zero. It blocks
+// stamps IngestNs (once per batch) when the caller left it zero, and sets
+// ev.Seq to the next source offset when the caller left it zero. It blocks
 // while that ring is full (backpressure); it returns ErrStopped once the
 // Publisher is closed. With a WAL configured the event is appended first.
 func (p *Publisher) Publish(ev *codec.Event) error {
@@ -105,6 +119,9 @@ func (p *Publisher) publish(ev *codec.Event) error {
 		ev.IngestNs = p.nowNs
 	}
 	ev.Source = uint16(p.id)
+	if ev.Seq == 0 {
+		ev.Seq = p.maxSeq + 1 // before the WAL append: a replay sees the same offset
+	}
 	if d := p.e.cfg.Durability; d != nil && !p.replay {
 		if w := p.e.wal; w != nil && w.needSymbol(ev.Symbol) {
 			if err := w.logSymbols(ev.Symbol); err != nil {

@@ -441,6 +441,7 @@ func (e *Engine) initPublisher(p *Publisher, replay bool) error {
 	p.replay = replay
 	p.firstEpoch = e.cutEpoch + 1
 	p.srcHash = codec.HashID([]byte(p.name))
+	p.scopeHash = codec.HashID([]byte(dedupScope(p.name)))
 	p.locked = e.wal != nil
 	if e.wal == nil || replay {
 		return nil

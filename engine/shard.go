@@ -29,6 +29,16 @@ const (
 	idleCheckEvery = 50 * time.Millisecond
 )
 
+// SourceKeyedProcessor is a Processor whose per-input outputs (indicator
+// lines) carry keys that name the input's source, so that two sources'
+// offsets never share a key. The shard calls SetSourceKey before each batch
+// of events from one Publisher with that Publisher's stable key:
+// codec.HashID of its name (not its index, which depends on creation
+// order), the same in a recovery replay. *ops.Pipeline implements it.
+type SourceKeyedProcessor interface {
+	SetSourceKey(key uint64)
+}
+
 // deadLetter is a rejection raised inside a shard (late event, symbol
 // capacity), carried to the collector through a bounded ring.
 type deadLetter struct {
@@ -66,7 +76,9 @@ type shard struct {
 	waitTimeout time.Duration           // longest sleep of an idle shard
 	ctl         mailbox                 // control functions from the API (api.go)
 	ctlFlag     atomic.Bool             // set while ctl holds work
-	srcHash     []uint64                // per input: its publisher's name hash (dedup keys)
+	srcHash     []uint64                // per input: its publisher's name hash (output keys)
+	scopeHash   []uint64                // per input: its publisher's dedup scope hash (dedup keys)
+	keyed       SourceKeyedProcessor    // the processor, if its output keys name the source
 	srcGone     []bool                  // per input: its publisher detached (no watermark from it counts)
 	dedup       *dedupSet               // nil unless Config.DedupHorizon > 0
 	cut         shardCut                // checkpoint alignment (checkpoint_shard.go)
@@ -91,6 +103,7 @@ func newShard(e *Engine, id int, proc Processor, outWaiter *ring.Waiter) (*shard
 		return nil, fmt.Errorf("engine: dead-letter ring: %w", err)
 	}
 	s.ready = s.inputReady
+	s.keyed, _ = proc.(SourceKeyedProcessor)
 	s.waitTimeout = idleCheckEvery
 	if pt, ok := proc.(ProcessingTimeProcessor); ok && e.cfg.ProcessingTimeTick > 0 {
 		s.ptProc = pt
@@ -127,6 +140,7 @@ func (s *shard) refreshInputs() {
 		s.inputs = append(s.inputs, pubs[i].rings[s.id])
 		s.srcWm = append(s.srcWm, minInt64)
 		s.srcHash = append(s.srcHash, pubs[i].srcHash)
+		s.scopeHash = append(s.scopeHash, pubs[i].scopeHash)
 		s.srcGone = append(s.srcGone, false)
 	}
 }
@@ -237,6 +251,9 @@ func (s *shard) inputsDrained() bool {
 // consumed.
 func (s *shard) processBatch(src int, batch []codec.Event) int {
 	s.batchBuf = s.batchBuf[:0]
+	if s.keyed != nil {
+		s.keyed.SetSourceKey(s.srcHash[src])
+	}
 	var lastSeq uint64
 	consumed := len(batch)
 	for i := range batch {
@@ -254,7 +271,7 @@ func (s *shard) processBatch(src int, batch []codec.Event) int {
 		s.byKind[ev.Kind%codec.Kind(codec.KindCount)].Add(1)
 		if ev.Kind == codec.KindWatermark {
 			s.onWatermark(src, ev.TsNs, ev.Seq)
-		} else if s.dedup != nil && ev.IDHash != 0 && s.dedup.seen(dedupKey(s.srcHash[src], ev.IDHash)) {
+		} else if s.dedup != nil && ev.IDHash != 0 && s.dedup.seen(dedupKey(s.scopeHash[src], ev.IDHash)) {
 			s.deadLetter(ev, codec.ReasonDuplicate)
 		} else {
 			var reason codec.Reason

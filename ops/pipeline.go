@@ -40,6 +40,7 @@ type Pipeline struct {
 	nInd   int
 	quotes []quoteState // per slot
 	vals   [MaxValues]float64
+	srcKey uint64 // the source of the events being processed (SetSourceKey)
 
 	windows []*WindowOperator
 }
@@ -161,7 +162,7 @@ func (p *Pipeline) OnEvent(ev *codec.Event, watermarkNs int64, dst []Output) ([]
 				NValues:  uint8(p.nInd),
 				Symbol:   ev.Symbol,
 				Seq:      ev.Seq,
-				Key:      OutputKey(OutIndicators, 0, ev.Symbol, ev.Seq, 0),
+				Key:      OutputKey(OutIndicators, 0, ev.Symbol, ev.Seq, p.srcKey),
 				TsNs:     ev.TsNs,
 				Price:    ev.Price,
 				Volume:   ev.Volume,
@@ -199,24 +200,29 @@ func (p *Pipeline) OnProcessingTime(nowNs int64, seq uint64, dst []Output) []Out
 	return dst
 }
 
+// SetSourceKey sets the identity of the source whose events follow (the
+// engine passes codec.HashID of the publisher's name before each batch; see
+// engine.SourceKeyedProcessor). It goes into the keys of per-input outputs,
+// whose Seq is an offset of that source only. The zero value is a valid key
+// for a pipeline that only ever sees one source.
+func (p *Pipeline) SetSourceKey(key uint64) { p.srcKey = key }
+
 // OutputKey is the deterministic idempotency key of an output: a stable
-// 64-bit mix of what identifies it (operator kind and index, symbol, and the
-// input sequence or window bounds). The same input always yields the same
-// keys, so sinks can upsert and absorb replayed duplicates.
+// 64-bit mix of what identifies it. Per-input outputs (indicator lines) pass
+// a = the input's source offset (Event.Seq) and b = the source's key (see
+// SetSourceKey), so the key is unique per input message and operator across
+// every source of an engine, and the same in a replay of the same input:
+//
+//	h = kind<<56 ^ op<<40 ^ sym
+//	h = Mix64(h ^ Mix64(a + 0x9E3779B97F4A7C15))
+//	key = Mix64(h ^ Mix64(b + 0xC2B2AE3D27D4EB4F))
+//
+// with codec.Mix64. Sinks rely on it (upserts absorb replayed duplicates):
+// it must not change.
 func OutputKey(kind OutKind, op uint16, sym codec.Symbol, a, b uint64) uint64 {
 	h := uint64(kind)<<56 ^ uint64(op)<<40 ^ uint64(sym)
-	h = mix64(h ^ mix64(a+0x9E3779B97F4A7C15))
-	return mix64(h ^ mix64(b+0xC2B2AE3D27D4EB4F))
-}
-
-// mix64 is the SplitMix64 finaliser.
-func mix64(x uint64) uint64 {
-	x ^= x >> 30
-	x *= 0xBF58476D1CE4E5B9
-	x ^= x >> 27
-	x *= 0x94D049BB133111EB
-	x ^= x >> 31
-	return x
+	h = codec.Mix64(h ^ codec.Mix64(a+0x9E3779B97F4A7C15))
+	return codec.Mix64(h ^ codec.Mix64(b+0xC2B2AE3D27D4EB4F))
 }
 
 // AddWindow adds a window operator over trades with the pipeline's

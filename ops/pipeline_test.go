@@ -83,19 +83,61 @@ func TestPipelineOnEventDoesNotAllocate(t *testing.T) {
 }
 
 func TestOutputKeyStable(t *testing.T) {
-	// The key is part of the sink contract: it must never change for the same inputs.
-	if got := OutputKey(OutIndicators, 0, 1, 1, 0); got != OutputKey(OutIndicators, 0, 1, 1, 0) {
-		t.Fatal("OutputKey not deterministic")
+	// The key is part of the sink contract: these values are written down
+	// once (computed outside the code under test) and must never change.
+	const (
+		srcTCPLoop0 = 0xaf09c93a28206789 // codec.HashID("tcp/loop0")
+		srcTCPLoop1 = 0xaf09c83a282065d6 // codec.HashID("tcp/loop1")
+	)
+	for _, tc := range []struct {
+		kind OutKind
+		op   uint16
+		sym  codec.Symbol
+		a, b uint64
+		want uint64
+	}{
+		{OutIndicators, 0, 1, 1, 0, 0x5017e818ef243db4},
+		{OutIndicators, 0, 7, 42, srcTCPLoop0, 0x3f87d9307c4d43c5},
+		{OutIndicators, 0, 7, 42, srcTCPLoop1, 0x12b6797bb3275ae6},
+		{OutWindow, 3, 0xFFFFFFFF, math.MaxUint64, math.MaxUint64, 0x3307c4492b32f5ff},
+	} {
+		if got := OutputKey(tc.kind, tc.op, tc.sym, tc.a, tc.b); got != tc.want {
+			t.Errorf("OutputKey(%d, %d, %d, %#x, %#x) = %#x, want %#x", tc.kind, tc.op, tc.sym, tc.a, tc.b, got, tc.want)
+		}
 	}
 	seen := map[uint64]bool{}
-	for sym := codec.Symbol(1); sym < 50; sym++ {
-		for seq := uint64(1); seq < 200; seq++ {
-			k := OutputKey(OutIndicators, 0, sym, seq, 0)
-			if seen[k] {
-				t.Fatalf("key collision at symbol %d seq %d", sym, seq)
+	for src := uint64(0); src < 3; src++ {
+		for sym := codec.Symbol(1); sym < 50; sym++ {
+			for seq := uint64(1); seq < 200; seq++ {
+				k := OutputKey(OutIndicators, 0, sym, seq, codec.HashID([]byte{'s', byte(src)}))
+				if seen[k] {
+					t.Fatalf("key collision at source %d symbol %d seq %d", src, sym, seq)
+				}
+				seen[k] = true
 			}
-			seen[k] = true
 		}
+	}
+}
+
+// TestPipelineKeysNameTheSource: the same symbol and offset from two
+// sources give two indicator keys; the key follows SetSourceKey.
+func TestPipelineKeysNameTheSource(t *testing.T) {
+	p, err := NewPipeline(PipelineConfig{MaxSymbolID: 4, EmitIndicators: true,
+		Indicators: []IndicatorSpec{{Kind: IndSMA, Period: 2}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := codec.Event{Kind: codec.KindTrade, Symbol: 1, TsNs: 1, Seq: 5, Price: 10, Volume: 1}
+	var out []Output
+	p.SetSourceKey(0xaf09c93a28206789)
+	out, _ = p.OnEvent(&ev, 0, out)
+	p.SetSourceKey(0xaf09c83a282065d6)
+	out, _ = p.OnEvent(&ev, 0, out)
+	if len(out) != 2 {
+		t.Fatalf("%d outputs, want 2", len(out))
+	}
+	if out[0].Key != 0x37c5faf223136914 || out[1].Key != 0x68379a8b889cef1f {
+		t.Errorf("keys %#x, %#x", out[0].Key, out[1].Key)
 	}
 }
 
