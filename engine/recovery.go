@@ -163,6 +163,7 @@ type replayer struct {
 	state     map[string]sourceState // per source: offset and watermark state
 	maxSymbol int
 	ev        codec.Event
+	last      *Publisher // the recovery publisher of the previous record
 }
 
 func (r *replayer) loadCheckpoint(ck *checkpoint.Checkpoint, walLast uint64) error {
@@ -303,15 +304,19 @@ func (r *replayer) record(rec wal.Record) error {
 	return nil
 }
 
-// publisher returns the recovery publisher of the source that logged src.
+// publisher returns the recovery publisher of the source that logged src,
+// after the shards have processed everything the previous record's
+// publisher handed them (see inOrder).
 func (r *replayer) publisher(src int) (*Publisher, error) {
 	name, ok := r.names[src]
 	if !ok {
 		return nil, stateErr("an event of publisher %d precedes its registration", src)
 	}
 	if p := r.pubs[name]; p != nil {
+		r.inOrder(p)
 		return p, nil
 	}
+	r.inOrder(nil)
 	p, err := r.e.newPublisher(name, true)
 	if err != nil {
 		return nil, err
@@ -320,7 +325,42 @@ func (r *replayer) publisher(src int) (*Publisher, error) {
 		p.maxTsNs, p.sentWmNs, p.maxSeq, p.lastSeq = st.maxTsNs, st.sentWmNs, st.offset, st.offset
 	}
 	r.pubs[name] = p
+	r.last = p
 	return p, nil
+}
+
+// inOrder keeps the shards processing the replay in WAL order across
+// sources: when the records switch to another source's publisher (next;
+// nil for a new one), it makes the previous publisher's events visible and
+// waits until the shards have consumed them. Without it each recovery
+// publisher's ring would be drained in its own bursts (all of one source,
+// then all of the next), so a shard's watermark (the minimum over the
+// sources) would run ahead of sources not yet replayed and mark their
+// events late, decisions the live run did not make. The live run's order
+// across sources is the WAL's up to the shards' lag; a switch costs one
+// hand-off to the shards, per batch of a source in the WAL.
+func (r *replayer) inOrder(next *Publisher) {
+	prev := r.last
+	r.last = next
+	if prev == nil || prev == next {
+		return
+	}
+	prev.commitAll()
+	for !prev.waiter.Wait(prev.ringsEmpty, 100*time.Millisecond) {
+		if r.e.stopping.Load() {
+			return
+		}
+	}
+}
+
+// ringsEmpty reports whether the shards have released every event of p.
+func (p *Publisher) ringsEmpty() bool {
+	for _, rg := range p.rings {
+		if rg.Len() > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // detachAll ends the recovery publishers without ending their sources and

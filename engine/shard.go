@@ -30,13 +30,16 @@ const (
 )
 
 // SourceKeyedProcessor is a Processor whose per-input outputs (indicator
-// lines) carry keys that name the input's source, so that two sources'
-// offsets never share a key. The shard calls SetSourceKey before each batch
-// of events from one Publisher with that Publisher's stable key:
-// codec.HashID of its name (not its index, which depends on creation
-// order), the same in a recovery replay. *ops.Pipeline implements it.
+// lines) carry keys that name the input's source, so that they are unique
+// per input message across every Publisher of the engine. The shard calls
+// SetSourceKey before each batch of events from one Publisher with two
+// stable keys of it, the same in a recovery replay: src = codec.HashID of
+// its name (not its index, which depends on creation order), the namespace
+// of its offsets (Event.Seq); scope = codec.HashID of its dedup scope (the
+// name up to its first '/'), the namespace of its message ids
+// (Event.IDHash). *ops.Pipeline implements it.
 type SourceKeyedProcessor interface {
-	SetSourceKey(key uint64)
+	SetSourceKey(src, scope uint64)
 }
 
 // deadLetter is a rejection raised inside a shard (late event, symbol
@@ -252,7 +255,7 @@ func (s *shard) inputsDrained() bool {
 func (s *shard) processBatch(src int, batch []codec.Event) int {
 	s.batchBuf = s.batchBuf[:0]
 	if s.keyed != nil {
-		s.keyed.SetSourceKey(s.srcHash[src])
+		s.keyed.SetSourceKey(s.srcHash[src], s.scopeHash[src])
 	}
 	var lastSeq uint64
 	consumed := len(batch)

@@ -119,25 +119,41 @@ func TestOutputKeyStable(t *testing.T) {
 	}
 }
 
-// TestPipelineKeysNameTheSource: the same symbol and offset from two
-// sources give two indicator keys; the key follows SetSourceKey.
+// TestPipelineKeysNameTheSource: an input without an id is keyed by its
+// source and offset (two sources' offset 5 are two keys); an input with an
+// id by its dedup scope and id (the same message through two loops of one
+// feed is one key, through two feeds two). Vectors written down once.
 func TestPipelineKeysNameTheSource(t *testing.T) {
+	const (
+		loop0 = 0xaf09c93a28206789 // codec.HashID("tcp/loop0")
+		loop1 = 0xaf09c83a282065d6 // codec.HashID("tcp/loop1")
+		tcp   = 0x56d0b41944429590 // codec.HashID("tcp")
+		ws    = 0x08cb4507b56d0adf // codec.HashID("ws")
+	)
 	p, err := NewPipeline(PipelineConfig{MaxSymbolID: 4, EmitIndicators: true,
 		Indicators: []IndicatorSpec{{Kind: IndSMA, Period: 2}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev := codec.Event{Kind: codec.KindTrade, Symbol: 1, TsNs: 1, Seq: 5, Price: 10, Volume: 1}
-	var out []Output
-	p.SetSourceKey(0xaf09c93a28206789)
-	out, _ = p.OnEvent(&ev, 0, out)
-	p.SetSourceKey(0xaf09c83a282065d6)
-	out, _ = p.OnEvent(&ev, 0, out)
-	if len(out) != 2 {
-		t.Fatalf("%d outputs, want 2", len(out))
-	}
-	if out[0].Key != 0x37c5faf223136914 || out[1].Key != 0x68379a8b889cef1f {
-		t.Errorf("keys %#x, %#x", out[0].Key, out[1].Key)
+	noID := codec.Event{Kind: codec.KindTrade, Symbol: 1, TsNs: 1, Seq: 5, Price: 10, Volume: 1}
+	withID := noID
+	withID.IDHash = codec.HashID([]byte("t-1"))
+	for _, tc := range []struct {
+		src, scope uint64
+		ev         codec.Event
+		want       uint64
+	}{
+		{loop0, tcp, noID, 0x37c5faf223136914},
+		{loop1, tcp, noID, 0x68379a8b889cef1f},
+		{loop0, tcp, withID, 0xf06298f4999cbd7f},
+		{loop1, tcp, withID, 0xf06298f4999cbd7f},
+		{ws, ws, withID, 0xc904bfc9a1be3584},
+	} {
+		p.SetSourceKey(tc.src, tc.scope)
+		out, _ := p.OnEvent(&tc.ev, 0, nil)
+		if len(out) != 1 || out[0].Key != tc.want || out[0].Seq != 5 {
+			t.Errorf("source %#x scope %#x id %#x: outputs %+v, want one with key %#x", tc.src, tc.scope, tc.ev.IDHash, out, tc.want)
+		}
 	}
 }
 
