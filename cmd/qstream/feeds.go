@@ -579,8 +579,8 @@ func (s *feedSet) summary(w io.Writer) {
 			continue // the engine's summary says it all
 		case *feeds.TCPServer:
 			st := fd.Stats()
-			fmt.Fprintf(&b, " accepted=%d refused=%d messages=%d bytes=%d rejects=%d errors=%d oversize=%d unaligned=%d",
-				st.Accepted, st.Refused, st.Messages, st.Bytes, st.Rejects, st.Errors, st.Oversize, st.Unaligned)
+			fmt.Fprintf(&b, " accepted=%d refused=%d messages=%d bytes=%d rejects=%d errors=%d oversize=%d unaligned=%d truncated=%d idle_closed=%d",
+				st.Accepted, st.Refused, st.Messages, st.Bytes, st.Rejects, st.Errors, st.Oversize, st.Unaligned, st.Truncated, st.IdleClosed)
 		case *feeds.WSFeed:
 			st := fd.Stats()
 			fmt.Fprintf(&b, " dials=%d connects=%d messages=%d events=%d rejects=%d skipped=%d gaps=%d missing=%d stale=%d ping_failures=%d oversize=%d",
