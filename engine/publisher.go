@@ -35,9 +35,10 @@ const publishBatchMax = 256
 // (the synthetic index, a JetStream stream sequence) sets Seq itself and
 // resumes after the restored offset; a feed without (TCP, webhook,
 // WebSocket) leaves Seq 0 and Publish assigns the next offset, one more
-// than the largest so far. Output keys are built from the source's name and
-// this offset, so they are unique per input message and the same in a WAL
-// replay.
+// than the largest so far. The keys of per-input outputs are built from the
+// message id within the feed (see dedupScope) or, for a message without
+// one, from the Publisher's name and this offset (SourceKeyedProcessor), so
+// they are unique per input message and the same in a WAL replay.
 //
 // The Publisher is also a watermark source: it tracks the largest event time
 // it has published and, at each Flush where that moved, sends every shard a
