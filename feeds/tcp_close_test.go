@@ -154,7 +154,7 @@ func TestTCPTruncatedAtClose(t *testing.T) {
 // they cannot hold every slot; a connection that sends stays open.
 func TestTCPIdleTimeout(t *testing.T) {
 	rec := newNetRecorder(t, false)
-	s, _ := startTCPServer(t, TCPConfig{Format: TCPLines, MaxConns: 2, EventLoops: 2, IdleTimeout: 300 * time.Millisecond}, rec)
+	s, _ := startTCPServer(t, TCPConfig{Format: TCPLines, MaxConns: 2, EventLoops: 2, IdleTimeout: time.Second}, rec)
 	idle, busy := dialTCP(t, s), dialTCP(t, s)
 	netWaitFor(t, 10*time.Second, "2 open", func() bool { return s.Stats().Open == 2 })
 	// MaxConns are held: a third is refused.
