@@ -19,11 +19,9 @@ const MaxDedupHorizon = 1 << 24
 // tombstones accumulate). Memory is fixed at construction: 24 bytes per
 // entry of the horizon. Owned by the shard goroutine.
 //
-// The key is a 64-bit mix of the dedup scope (see dedupScope) and the
-// message id hash, so the same message id from two feeds is not a
-// duplicate, while a resend on any connection or event loop of the same
-// feed is; and the decision is the same in a replay (the recovery publisher
-// carries the source's name).
+// The key is a 64-bit mix of the source's name and the message id hash, so
+// the same message id from two sources is not a duplicate, and the decision
+// is the same in a replay (the recovery publisher carries the source's name).
 type dedupSet struct {
 	ring  []uint64
 	head  int // oldest entry
@@ -41,7 +39,9 @@ func newDedupSet(horizon int) *dedupSet {
 }
 
 // dedupKey mixes a dedup scope hash (codec.HashID of dedupScope of the
-// publisher's name) and a message id hash; never 0:
+// publisher's name: the same message id resent through any publisher of one
+// feed is a duplicate, from two feeds it is not) and a message id hash;
+// never 0:
 //
 //	k = Mix64(scopeHash ^ Mix64(idHash + 0x9E3779B97F4A7C15)), 0 → 1
 //
@@ -52,20 +52,6 @@ func dedupKey(scopeHash, idHash uint64) uint64 {
 		k = 1
 	}
 	return k
-}
-
-// dedupScope returns the part of a publisher name that scopes its message
-// ids: the name up to its first '/'. A feed that runs several publishers
-// names them "<feed>/<member>" (TCP event loops "tcp/loop0", JetStream
-// partitions "js/p1"), so one message id resent through any of them is one
-// message; publishers of different feeds never share ids.
-func dedupScope(name string) string {
-	for i := 0; i < len(name); i++ {
-		if name[i] == '/' {
-			return name[:i]
-		}
-	}
-	return name
 }
 
 // seen reports whether key is in the horizon and, if not, adds it. It does

@@ -282,3 +282,17 @@ func (p *Publisher) Close() error {
 
 // Published returns the number of events published.
 func (p *Publisher) Published() uint64 { return p.published.Load() }
+
+// dedupScope returns the part of a publisher name that scopes its message
+// ids: the name up to its first '/'. A feed that runs several publishers
+// names them "<feed>/<member>" (TCP event loops "tcp/loop0", JetStream
+// partitions "js/p1"), so one message id resent through any of them is one
+// message; publishers of different feeds never share ids.
+func dedupScope(name string) string {
+	for i := 0; i < len(name); i++ {
+		if name[i] == '/' {
+			return name[:i]
+		}
+	}
+	return name
+}
