@@ -89,6 +89,10 @@ type Publisher struct {
 	// sends no watermark, so the restored one is not sent ahead of the
 	// position where the uninterrupted run would have sent it.
 	resumeSeq uint64
+	// idle: Idle was called and the source has not rejoined since (see
+	// Idle); idleAt is published at that call.
+	idle   bool
+	idleAt uint64
 }
 
 // Name returns the name the Publisher was created with.
@@ -211,11 +215,18 @@ func (p *Publisher) flush() error {
 	p.commitAll()
 	if p.maxTsNs != math.MinInt64 && p.lastSeq >= p.resumeSeq {
 		wm := p.maxTsNs - p.ooNs
-		if wm > p.sentWmNs {
+		// An idle source that published again rejoins with its
+		// watermark, moved or not (never behind what it sent).
+		rejoin := p.idle && p.published.Load() > p.idleAt
+		if rejoin {
+			wm = max(wm, p.sentWmNs)
+		}
+		if wm > p.sentWmNs || rejoin {
 			if err := p.logWatermark(wm); err != nil {
 				return err
 			}
 			p.broadcastWatermark(wm)
+			p.idle = false
 		}
 	}
 	p.nowNs = 0
@@ -230,6 +241,53 @@ func (p *Publisher) broadcastWatermark(wm int64) {
 		r.Put(&ev)
 	}
 }
+
+// Idle says the source has nothing to send for now (a TCP event loop
+// without connections): what it published is made visible and the shards
+// stop counting its watermark, which would otherwise hold theirs back for
+// as long as it stays silent. Once it publishes again, its next Flush sends
+// its watermark (never one behind what it sent before) and from there on it
+// counts again; events it publishes meanwhile are processed at the shards'
+// watermark (late if behind it, as for any source). A WAL record makes a
+// recovery replay do the same. Idle is for the Publisher's goroutine, like
+// Publish.
+func (p *Publisher) Idle() error {
+	if p.locked {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+	}
+	if p.closed {
+		return ErrStopped
+	}
+	if p.idle {
+		return nil
+	}
+	p.commitAll()
+	if err := p.logWatermark(idleWatermark); err != nil {
+		return err
+	}
+	p.putIdle()
+	p.idleAt = p.published.Load()
+	return nil
+}
+
+// idleWatermark is the watermark of the WAL record Idle logs: no real
+// watermark takes this value.
+const idleWatermark = math.MinInt64
+
+// putIdle puts the idle marker into every ring and marks p idle.
+func (p *Publisher) putIdle() {
+	p.idle = true
+	ev := codec.Event{Kind: codec.KindWatermark, Aux: idleAux, TsNs: p.sentWmNs, Seq: p.lastSeq, Source: uint16(p.id)}
+	for _, r := range p.rings {
+		r.Put(&ev)
+	}
+}
+
+// idleAux marks the watermark event Idle puts into each ring: from there on
+// the shard does not count the source's watermark until the next one it
+// sends. (Cut epochs never reach this value; detachAux is MaxUint64.)
+const idleAux = math.MaxUint64 - 1
 
 // Barrier flushes, then waits until every event published so far is durable.
 func (p *Publisher) Barrier(ctx context.Context) error {

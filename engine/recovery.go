@@ -377,13 +377,20 @@ func (r *replayer) detachAll() {
 	}
 }
 
-// replayWatermark sends a logged watermark from a recovery publisher.
+// replayWatermark sends a logged watermark from a recovery publisher, or
+// marks the source idle (Idle's record).
 func (p *Publisher) replayWatermark(wm int64, seq uint64) {
 	p.commitAll()
-	if wm <= p.sentWmNs {
+	if wm == idleWatermark {
+		if !p.idle {
+			p.putIdle()
+		}
 		return
 	}
-	p.sentWmNs = wm
+	if wm <= p.sentWmNs && !p.idle {
+		return
+	}
+	p.sentWmNs, p.idle = wm, false
 	ev := codec.Event{Kind: codec.KindWatermark, TsNs: wm, Seq: seq, Source: uint16(p.id)}
 	for _, rg := range p.rings {
 		rg.Put(&ev)
@@ -426,10 +433,14 @@ func (p *Publisher) Detach() error {
 const detachAux = math.MaxUint64
 
 // onDetach handles a Publisher's detach event: its watermarks up to here
-// have been applied; it no longer holds the shard's watermark back.
+// have been applied; it no longer holds the shard's watermark back, from
+// the next watermark of another source on. Detaching does not advance the
+// watermark by itself: sources are detached together (a stop, the end of a
+// recovery replay) in an order of no meaning, and the first ones leaving
+// must not let the others' watermarks fire windows (and make later events
+// late) that the running stream had not fired.
 func (s *shard) onDetach(src int, seq uint64) {
 	s.srcGone[src] = true
-	s.advance(seq)
 }
 
 // setupDurability wires the durable parts that do not need the shards.

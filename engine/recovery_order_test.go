@@ -137,11 +137,11 @@ func TestRecoveryReplaysSourcesInWALOrder(t *testing.T) {
 	if liveLate != 0 {
 		t.Fatalf("live run: %d late events", liveLate)
 	}
-	live := out.all()
 	pa.Detach()
 	pb.Detach()
 	stop(t, r.e)
 	r.w.Close()
+	live := out.all() // after Stop: the firings of the last watermarks too
 
 	out2 := &memOutput{}
 	r2 := openRig(t, dir, 1, out2, 0)
@@ -161,10 +161,17 @@ func TestRecoveryReplaysSourcesInWALOrder(t *testing.T) {
 	want, _ := byKey(t, live)
 	got, _ := byKey(t, out2.all())
 	if len(got) != len(want) {
-		t.Errorf("recovery replay: %d outputs, the live run %d", len(got), len(want))
+		cnt := func(m map[uint64]ops.Output) map[string]int {
+			c := map[string]int{}
+			for _, o := range m {
+				c[fmt.Sprintf("k%d/op%d/s%d/%v", o.Kind, o.Op, o.Symbol, o.Timing)]++
+			}
+			return c
+		}
+		t.Errorf("recovery replay: %d outputs, the live run %d: %v vs %v; dl live %v replay %v", len(got), len(want), cnt(got), cnt(want), r.dl.n, r2.dl.n)
 	}
 	for k, w := range want {
-		if g, ok := got[k]; !ok || !sameOutput(g, w) {
+		if g, ok := got[k]; !ok || !sameResult(g, w) {
 			t.Fatalf("output %#x: replay %+v, live %+v", k, g, w)
 		}
 	}
@@ -180,4 +187,131 @@ func countKind(outs []ops.Output, kind ops.OutKind) int {
 		}
 	}
 	return n
+}
+
+// publishWait publishes trades k = from..to of sym on p (100 µs apart from
+// base), makes them durable and waits until the shards have processed all
+// *trades of them (one indicator output each).
+func publishWait(t *testing.T, p *Publisher, out *memOutput, sym, from, to int, trades *int) {
+	t.Helper()
+	const base = int64(1_700_000_000_000_000_000)
+	for k := from; k <= to; k++ {
+		ev := trade(0, codec.Symbol(sym), base+int64(k)*100_000)
+		if err := p.Publish(&ev); err != nil {
+			t.Fatal(err)
+		}
+		*trades++
+	}
+	if err := p.Barrier(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for countKind(out.all(), ops.OutIndicators) < *trades {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d trades processed", countKind(out.all(), ops.OutIndicators), *trades)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// firedUpTo returns how many tumbling:1ms windows (op 0) of sym fired.
+func firedUpTo(outs []ops.Output, sym codec.Symbol) int {
+	n := 0
+	for _, o := range outs {
+		if o.Kind == ops.OutWindow && o.Op == 0 && o.Symbol == sym {
+			n++
+		}
+	}
+	return n
+}
+
+// An idle source (Publisher.Idle: a TCP loop whose connections all closed)
+// stops holding the shard's watermark back until it publishes again, then
+// counts again from its own watermark; a recovery replay does the same.
+func TestPublisherIdle(t *testing.T) {
+	dir := t.TempDir()
+	out := &memOutput{}
+	r := openRig(t, dir, 1, out, 0)
+	if _, err := r.e.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	internSymbols(t, r.e, 2)
+	pa, _ := r.e.NewPublisher("tcp/loop0")
+	pb, _ := r.e.NewPublisher("tcp/loop1")
+	trades := 0
+	publishWait(t, pa, out, 1, 0, 0, &trades)
+	publishWait(t, pb, out, 2, 0, 0, &trades)
+	publishWait(t, pa, out, 1, 1, 100, &trades) // to 10 ms
+	publishWait(t, pb, out, 2, 1, 100, &trades)
+	waitFired(t, out, 1, 10, "at 10 ms")
+	if err := pb.Idle(); err != nil {
+		t.Fatal(err)
+	}
+	publishWait(t, pa, out, 1, 101, 300, &trades) // to 30 ms: b no longer holds it at 10
+	waitFired(t, out, 1, 30, "with b idle and a at 30 ms")
+	publishWait(t, pb, out, 2, 301, 350, &trades) // b is back, at 35 ms
+	publishWait(t, pa, out, 1, 301, 400, &trades) // a at 40 ms: b holds the shard at 35
+	waitFired(t, out, 1, 35, "with b back at 35 ms and a at 40")
+	pa.Detach()
+	pb.Detach()
+	stop(t, r.e)
+	r.w.Close()
+	live := out.all() // after Stop: the firings of the last watermarks too
+
+	out2 := &memOutput{}
+	r2 := openRig(t, dir, 1, out2, 0)
+	if _, err := r2.e.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := byKey(t, live)
+	got, _ := byKey(t, out2.all())
+	if len(got) != len(want) {
+		cnt := func(m map[uint64]ops.Output) map[string]int {
+			c := map[string]int{}
+			for _, o := range m {
+				c[fmt.Sprintf("k%d/op%d/s%d/%v", o.Kind, o.Op, o.Symbol, o.Timing)]++
+			}
+			return c
+		}
+		t.Errorf("recovery replay: %d outputs, the live run %d: %v vs %v; dl live %v replay %v", len(got), len(want), cnt(got), cnt(want), r.dl.n, r2.dl.n)
+	}
+	for k, w := range want {
+		if g, ok := got[k]; !ok || !sameResult(g, w) {
+			t.Fatalf("output %#x: replay %+v, live %+v", k, g, w)
+		}
+	}
+	stop(t, r2.e)
+	r2.w.Close()
+}
+
+// waitFired waits until exactly want tumbling:1ms windows of sym have fired
+// (the watermark follows the trades' outputs), and fails if more do.
+func waitFired(t *testing.T, out *memOutput, sym codec.Symbol, want int, when string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n := firedUpTo(out.all(), sym)
+		if n > want || (n < want && time.Now().After(deadline)) {
+			t.Fatalf("%d windows fired %s, want %d", n, when, want)
+		}
+		if n == want {
+			time.Sleep(20 * time.Millisecond) // and no more
+			if n = firedUpTo(out.all(), sym); n != want {
+				t.Fatalf("%d windows fired %s, want %d", n, when, want)
+			}
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// sameResult is sameOutput, except for the Seq of a window result: the
+// input that advanced the watermark, which with several sources is the one
+// whose ring the shard happened to read first (a window result's JSON line
+// carries no seq).
+func sameResult(a, b ops.Output) bool {
+	if a.Kind == ops.OutWindow {
+		a.Seq, b.Seq = 0, 0
+	}
+	return sameOutput(a, b)
 }

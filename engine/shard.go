@@ -83,6 +83,7 @@ type shard struct {
 	scopeHash   []uint64                // per input: its publisher's dedup scope hash (dedup keys)
 	keyed       SourceKeyedProcessor    // the processor, if its output keys name the source
 	srcGone     []bool                  // per input: its publisher detached (no watermark from it counts)
+	srcIdle     []bool                  // per input: its publisher is idle until its next watermark (Publisher.Idle)
 	dedup       *dedupSet               // nil unless Config.DedupHorizon > 0
 	cut         shardCut                // checkpoint alignment (checkpoint_shard.go)
 }
@@ -145,6 +146,7 @@ func (s *shard) refreshInputs() {
 		s.srcHash = append(s.srcHash, pubs[i].srcHash)
 		s.scopeHash = append(s.scopeHash, pubs[i].scopeHash)
 		s.srcGone = append(s.srcGone, false)
+		s.srcIdle = append(s.srcIdle, false)
 	}
 }
 
@@ -266,6 +268,12 @@ func (s *shard) processBatch(src int, batch []codec.Event) int {
 			lastSeq = ev.Seq
 			continue
 		}
+		if ev.Kind == codec.KindWatermark && ev.Aux == idleAux {
+			s.srcIdle[src] = true
+			s.advance(ev.Seq)
+			lastSeq = ev.Seq
+			continue
+		}
 		if ev.Kind == codec.KindWatermark && ev.Aux != 0 {
 			s.onCut(src, ev.Aux) // a cut event: nothing after it before the cut completes
 			lastSeq, consumed = ev.Seq, i+1
@@ -307,6 +315,7 @@ func (s *shard) onWatermark(src int, wm int64, seq uint64) {
 	if wm > s.srcWm[src] {
 		s.srcWm[src] = wm
 	}
+	s.srcIdle[src] = false
 	s.advance(seq)
 }
 
@@ -322,8 +331,8 @@ func (s *shard) advance(seq uint64) {
 	}
 	pubs := *s.e.pubs.Load()
 	for i, w := range s.srcWm {
-		if w == minInt64 || s.srcGone[i] {
-			continue // never sent a watermark, or detached: does not hold others back
+		if w == minInt64 || s.srcGone[i] || s.srcIdle[i] {
+			continue // never sent a watermark, detached or idle: does not hold others back
 		}
 		if idle > 0 && w != math.MaxInt64 && now-pubs[i].lastActiveNs.Load() > int64(idle) {
 			continue // idle source: stops holding the watermark back

@@ -39,6 +39,14 @@ type Publisher interface {
 	Reject(raw []byte, reason codec.Reason, pos Position, err error)
 }
 
+// SourceIdler is implemented by a Publisher (the engine's) whose source can
+// go idle. Idle says the producer has nothing to send for now (a TCP event
+// loop without connections): its watermark stops holding the engine's back
+// until it publishes again. Call it from the Publisher's goroutine.
+type SourceIdler interface {
+	Idle() error
+}
+
 // Publishers hands out Publishers, one per producing goroutine.
 type Publishers interface {
 	// NewPublisher returns a Publisher for one goroutine of the feed. A

@@ -139,7 +139,10 @@ type TCPConfig struct {
 // The connection's line number and stream offset go into dead-letter
 // positions only. The loops' Publishers are named "<Name>/loop<i>", one
 // dedup scope: a message id resent on a new connection is a duplicate
-// whichever loop the connection lands on.
+// whichever loop the connection lands on. When a loop's last connection
+// closes, its Publisher's source goes idle (SourceIdler), so that a loop the
+// clients have left does not hold the engine's watermark back; its next
+// connection's events make it count again.
 //
 // # Backpressure
 //
@@ -202,6 +205,7 @@ type tcpLoop struct {
 	ev      codec.Event
 	ackBuf  []byte
 	stopped bool // the Publisher returned ErrStopped
+	conns   int  // open connections, under TCPServer.mu
 	// busy is set while the loop is inside OnTraffic (perhaps blocked on
 	// backpressure): its connections are not idle then.
 	busy atomic.Bool
@@ -516,6 +520,7 @@ func (s *TCPServer) open(c gnet.Conn, remote string) (*tcpConn, error) {
 	cs := &s.conns[slot]
 	s.nextID++
 	cs.loop, cs.id, cs.remote = &s.loops[li], s.nextID, remote
+	s.loops[li].conns++
 	cs.taken, cs.acked = 0, 0
 	cs.conn, cs.idleBytes, cs.idleSince, cs.idleShut = c, 0, time.Now(), false
 	cs.split.reset()
@@ -524,10 +529,16 @@ func (s *TCPServer) open(c gnet.Conn, remote string) (*tcpConn, error) {
 }
 
 // release returns a closed connection's slot, adding its counters to the
-// closed totals.
-func (s *TCPServer) release(cs *tcpConn) {
+// closed totals. It returns the connection's loop when that was the loop's
+// last open connection.
+func (s *TCPServer) release(cs *tcpConn) (emptied *tcpLoop) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if l := cs.loop; l != nil {
+		if l.conns--; l.conns == 0 {
+			emptied = l
+		}
+	}
 	s.closed.messages.Add(cs.c.messages.Load())
 	s.closed.bytes.Add(cs.c.bytes.Load())
 	s.closed.rejects.Add(cs.c.rejects.Load())
@@ -535,6 +546,21 @@ func (s *TCPServer) release(cs *tcpConn) {
 	s.nClosed++
 	cs.id, cs.remote, cs.loop, cs.conn = 0, "", nil, nil
 	s.free = append(s.free, cs.slot)
+	return emptied
+}
+
+// loopIdle tells the engine that loop l has no connection left: its
+// Publisher's source goes idle (SourceIdler), so that its watermark does not
+// hold the engine's back while the clients are on other loops or away; the
+// next connection's events make it count again. It runs on l's goroutine.
+func (s *TCPServer) loopIdle(l *tcpLoop) {
+	ip, ok := l.pub.(SourceIdler)
+	if !ok || l.stopped {
+		return
+	}
+	if err := ip.Idle(); err != nil {
+		s.log.Warn("tcp: marking the loop's source idle failed", "loop", l.idx, "err", err)
+	}
 }
 
 // consume handles one read of connection cs: every complete message in buf
@@ -790,7 +816,9 @@ func (h *tcpHandler) OnClose(c gnet.Conn, _ error) gnet.Action {
 	if cs, ok := c.Context().(*tcpConn); ok && cs != nil {
 		c.SetContext(nil)
 		h.s.closeTruncated(cs)
-		h.s.release(cs)
+		if l := h.s.release(cs); l != nil {
+			h.s.loopIdle(l)
+		}
 	}
 	return gnet.None
 }

@@ -480,3 +480,53 @@ func indicatorKeys(t *testing.T, outs []ops.Output) map[uint64]uint64 {
 	}
 	return m
 }
+
+// A client that reconnects and lands on the other event loop: the loop it
+// left has no connection and goes idle (Publisher.Idle), so its watermark
+// no longer holds the engine's back; windows keep firing on the new loop's
+// watermark, with no trade dead-lettered as oversize.
+func TestTCPReconnectOnOtherLoopWindowsFire(t *testing.T) {
+	const step = 100 * time.Millisecond
+	out := &engSink{}
+	r := openEngRig(t, t.TempDir(), out)
+	s, stop := startEngTCP(t, "127.0.0.1:0", r.pubs)
+	addr := s.Addr().String()
+	c1 := dialEngTCP(t, addr)
+	for k := 1; k <= 100; k += 10 {
+		c1.send("AAPL", k, k+9, step)
+	}
+	loop1 := loopOf(t, s, c1)
+	c1.c.Close()
+	waitEng(t, 10*time.Second, "the first connection to close", func() bool { return s.Stats().Open == 0 })
+	var c2 *tcpClient
+	for range 4 {
+		c := dialEngTCP(t, addr)
+		waitEng(t, 10*time.Second, "the connection to open", func() bool {
+			for _, cs := range s.Stats().Conns {
+				if cs.Remote == c.c.LocalAddr().String() {
+					return true
+				}
+			}
+			return false
+		})
+		if loopOf(t, s, c) != loop1 {
+			c2 = c
+			break
+		}
+		c.c.Close()
+	}
+	if c2 == nil {
+		t.Fatalf("no connection landed on the loop other than %d", loop1)
+	}
+	for k := 101; k <= 200; k += 10 {
+		c2.send("AAPL", k, k+9, step)
+	}
+	aapl, _ := r.e.Symbols().Lookup([]byte("AAPL"))
+	// The new loop's watermark is 20 s − 1 s: windows [0 s, 19 s) fired.
+	waitEng(t, 10*time.Second, "AAPL's windows before 19 s to fire", func() bool { return len(out.of(ops.OutWindow, aapl)) >= 19 })
+	stop()
+	r.stop(t, true)
+	if n := r.dl.count(codec.ReasonOversize); n != 0 {
+		t.Errorf("%d trades dead-lettered as oversize", n)
+	}
+}
