@@ -315,3 +315,30 @@ func sameResult(a, b ops.Output) bool {
 	}
 	return sameOutput(a, b)
 }
+
+// Detaching sources (a stop, the end of a recovery replay) fires nothing,
+// whatever the order: the first source leaving does not let the others'
+// watermarks run ahead of where the stream was.
+func TestDetachFiresNothing(t *testing.T) {
+	out := &memOutput{}
+	r := openRig(t, t.TempDir(), 1, out, 0)
+	if _, err := r.e.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	internSymbols(t, r.e, 2)
+	pa, _ := r.e.NewPublisher("a")
+	pb, _ := r.e.NewPublisher("b")
+	trades := 0
+	publishWait(t, pa, out, 1, 0, 0, &trades)
+	publishWait(t, pb, out, 2, 0, 0, &trades)
+	publishWait(t, pa, out, 1, 1, 400, &trades) // a at 40 ms
+	publishWait(t, pb, out, 2, 1, 200, &trades) // b at 20 ms holds the shard
+	waitFired(t, out, 1, 20, "with a at 40 ms and b at 20")
+	pb.Detach() // b first: a alone would be at 40
+	pa.Detach()
+	stop(t, r.e)
+	r.w.Close()
+	if n := firedUpTo(out.all(), 1); n != 20 {
+		t.Errorf("%d windows fired after the detaches, want still 20", n)
+	}
+}
