@@ -150,14 +150,14 @@ type pcapPacketSource interface {
 // Event.Seq is the message's IEX sequence number plus a per-stream offset,
 // so that Event.Seq is strictly increasing in capture order: an engine can
 // use it as the source offset, and the same capture always gives the same
-// numbers. A segment whose sequence numbers or stream offset run past
-// 2^63-1 (IEX-TP's are signed 64-bit) is a record error; should resets of
-// streams near 2^63 use up Event.Seq's 64 bits, Next returns an error
-// (errPcapSeqSpace) and the replay ends rather than wrap Event.Seq. The offset is 0 for a capture of one stream without resets; a
+// numbers. The offset is 0 for a capture of one stream without resets; a
 // reset sets it to the last Event.Seq returned (sequence number n of the new
 // epoch becomes that plus n, so lost messages still leave a hole); where
 // streams interleave, it is raised at the first message of a segment just
-// enough to stay above the last Event.Seq.
+// enough to stay above the last Event.Seq. Event.Seq never wraps: a segment
+// whose sequence numbers or stream offset run past 2^63-1 (IEX-TP's are
+// signed 64-bit) is a record error, and should resets of streams near 2^63
+// use up Event.Seq's 64 bits, Next returns an error and the replay ends.
 //
 // A capture that ends inside a record is not an error: Next returns io.EOF,
 // Warning returns ErrCaptureTruncated and the warning is logged once.
@@ -329,7 +329,7 @@ func (r *PcapReader) Next(ev *codec.Event) error {
 			// 2^63 can use up the numbering; nothing after this segment
 			// could be given an increasing Event.Seq.
 			r.done = true
-			return fmt.Errorf("feeds: pcap: packet %d: %w", r.pkt, errPcapSeqSpace)
+			return fmt.Errorf("%w (at packet %d)", errPcapSeqSpace, r.pkt)
 		}
 		if skip > 0 {
 			if err := r.dec.Skip(skip); err != nil {
