@@ -154,7 +154,10 @@ type pcapPacketSource interface {
 // reset sets it to the last Event.Seq returned (sequence number n of the new
 // epoch becomes that plus n, so lost messages still leave a hole); where
 // streams interleave, it is raised at the first message of a segment just
-// enough to stay above the last Event.Seq.
+// enough to stay above the last Event.Seq. Event.Seq never wraps: a segment
+// whose sequence numbers or stream offset run past 2^63-1 (IEX-TP's are
+// signed 64-bit) is a record error, and should resets of streams near 2^63
+// use up Event.Seq's 64 bits, Next returns an error and the replay ends.
 //
 // A capture that ends inside a record is not an error: Next returns io.EOF,
 // Warning returns ErrCaptureTruncated and the warning is logged once.
@@ -313,9 +316,22 @@ func (r *PcapReader) Next(ev *codec.Event) error {
 			r.rerr = RecordError{Pos: codec.Position{Offset: r.pkt}, Raw: payload, Err: err}
 			return &r.rerr
 		}
+		if err := iexCheckRange(&h); err != nil {
+			r.stats.Errors++
+			r.rerr = RecordError{Pos: codec.Position{Offset: r.pkt}, Raw: payload, Err: err}
+			return &r.rerr
+		}
 		r.stats.Segments++
 		r.hdr = h
-		if skip := r.continuity(&h); skip > 0 {
+		skip := r.continuity(&h)
+		if int(h.MessageCount) > skip && h.NextSeq()-1 > math.MaxUint64-r.cur.seqBase {
+			// Only resets and interleaved streams of sequence numbers near
+			// 2^63 can use up the numbering; nothing after this segment
+			// could be given an increasing Event.Seq.
+			r.done = true
+			return fmt.Errorf("%w (at packet %d)", errPcapSeqSpace, r.pkt)
+		}
+		if skip > 0 {
 			if err := r.dec.Skip(skip); err != nil {
 				r.stats.Errors++
 				r.rerr = RecordError{Pos: codec.Position{Offset: r.pkt}, Raw: r.dec.Raw(), Err: err}
@@ -434,6 +450,32 @@ func (r *PcapReader) reset(s *pcapStream, h *codec.IEXHeader) {
 	}
 	s.nextSeq, s.nextOff = h.FirstSeq, h.StreamOffset
 	s.firstMsg, s.seqBase = 0, r.lastSeq
+}
+
+// IEX-TP sequence numbers and stream offsets are signed 64-bit integers
+// (the specification's "Long"); a segment whose messages or bytes would run
+// past 2^63-1 is malformed. Rejecting it keeps the continuity arithmetic and
+// Event.Seq from wrapping. Shared, immutable values: do not modify.
+var (
+	errIEXSeqRange = &codec.Error{Reason: codec.ReasonMalformed, Field: "first_message_sequence_number",
+		Detail: "pcap: IEX-TP sequence numbers of the segment run past 2^63-1", Offset: 24}
+	errIEXOffsetRange = &codec.Error{Reason: codec.ReasonMalformed, Field: "stream_offset",
+		Detail: "pcap: IEX-TP stream offset of the segment runs past 2^63-1", Offset: 16}
+)
+
+// errPcapSeqSpace ends a replay whose Event.Seq numbering is used up.
+var errPcapSeqSpace = errors.New("feeds: pcap: Event.Seq would pass 2^64-1 (sequence resets or streams near 2^63)")
+
+// iexCheckRange checks that the segment's sequence numbers and stream
+// offsets stay within IEX-TP's signed 64-bit range.
+func iexCheckRange(h *codec.IEXHeader) error {
+	switch {
+	case h.FirstSeq > math.MaxInt64-uint64(h.MessageCount):
+		return errIEXSeqRange
+	case h.StreamOffset > math.MaxInt64-uint64(h.PayloadLen):
+		return errIEXOffsetRange
+	}
+	return nil
 }
 
 // iexMaxTimestamp returns the newest message timestamp of the IEX-TP
