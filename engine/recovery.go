@@ -388,7 +388,7 @@ const detachAux = math.MaxUint64
 // onDetach handles a Publisher's detach event: its watermarks up to here
 // have been applied; it no longer holds the shard's watermark back.
 func (s *shard) onDetach(src int, seq uint64) {
-	s.srcGone[src] = true
+	s.wm.Detach(src)
 	s.advance(seq)
 }
 
