@@ -11,16 +11,18 @@ import (
 const MaxDedupHorizon = 1 << 24
 
 // dedupSet is one shard's dedup horizon: the keys of the last `horizon`
-// messages that carried a message id, an idset.Set (FIFO eviction, fixed
-// memory of 24 bytes per entry, no allocation per message). A message whose
-// key is in the set is a duplicate. Owned by the shard goroutine.
+// messages that carried a message id, held in an idset.Set (FIFO eviction,
+// fixed memory of 24 bytes per entry, no allocation per message; its
+// encoding, count u32, horizon u32, keys oldest first, is the checkpoint's).
+// A message whose key is in the set is a duplicate. Owned by the shard
+// goroutine.
 //
 // The key is a 64-bit mix of the source's name and the message id hash, so
 // the same message id from two sources is not a duplicate, and the decision
 // is the same in a replay (the recovery publisher carries the source's name).
-// Its checkpoint encoding is idset's: count u32, horizon u32, keys oldest
-// first.
-type dedupSet struct{ set *idset.Set }
+type dedupSet struct {
+	set *idset.Set
+}
 
 func newDedupSet(horizon int) *dedupSet { return &dedupSet{set: idset.New(horizon)} }
 
