@@ -2,6 +2,7 @@ package idset
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"math/rand/v2"
 	"testing"
@@ -93,7 +94,7 @@ func TestSetMatchesOracle(t *testing.T) {
 			t.Fatalf("trial %d: state of %d bytes for %d ids", trial, len(st), len(o.fifo))
 		}
 		for i, id := range o.fifo {
-			if got := le64(st[8+8*i:]); got != id {
+			if got := binary.LittleEndian.Uint64(st[8+8*i:]); got != id {
 				t.Fatalf("trial %d: encoded id %d is %#x, want %#x", trial, i, got, id)
 			}
 		}
@@ -103,14 +104,6 @@ func TestSetMatchesOracle(t *testing.T) {
 		}
 		checkTable(t, r, o)
 	}
-}
-
-func le64(b []byte) uint64 {
-	var v uint64
-	for i := 7; i >= 0; i-- {
-		v = v<<8 | uint64(b[i])
-	}
-	return v
 }
 
 func TestSetZeroAndCap(t *testing.T) {
