@@ -274,5 +274,6 @@ func (s *shard) restore(src []byte) error {
 		}
 	}
 	s.wmNs = st.wmNs
+	s.wm.Restore(st.wmNs)
 	return nil
 }

@@ -97,6 +97,7 @@ func TestPublisherOffsetsContinueAfterRestart(t *testing.T) {
 		} else {
 			p.Close()
 		}
+		r.e.StopCheckpoints() // like a crash: the next life replays the WAL
 		stop(t, r.e)
 		r.w.Close()
 	}

@@ -440,7 +440,7 @@ const detachAux = math.MaxUint64
 // must not let the others' watermarks fire windows (and make later events
 // late) that the running stream had not fired.
 func (s *shard) onDetach(src int, seq uint64) {
-	s.srcGone[src] = true
+	s.wm.Detach(src)
 }
 
 // setupDurability wires the durable parts that do not need the shards.

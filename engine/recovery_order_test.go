@@ -139,6 +139,7 @@ func TestRecoveryReplaysSourcesInWALOrder(t *testing.T) {
 	}
 	pa.Detach()
 	pb.Detach()
+	r.e.StopCheckpoints() // like a crash: recovery replays the whole WAL
 	stop(t, r.e)
 	r.w.Close()
 	live := out.all() // after Stop: the firings of the last watermarks too
@@ -254,6 +255,7 @@ func TestPublisherIdle(t *testing.T) {
 	waitFired(t, out, 1, 35, "with b back at 35 ms and a at 40")
 	pa.Detach()
 	pb.Detach()
+	r.e.StopCheckpoints() // like a crash: recovery replays the whole WAL
 	stop(t, r.e)
 	r.w.Close()
 	live := out.all() // after Stop: the firings of the last watermarks too

@@ -60,8 +60,11 @@ type shard struct {
 	dlq    *ring.SPSC[deadLetter]
 
 	inputs []*ring.SPSC[codec.Event] // indexed by publisher id; refreshed from e.pubs
-	srcWm  []int64                   // last watermark per publisher (minInt64: none yet)
-	wmNs   int64                     // shard watermark: min over active sources, monotone
+	// wm combines the publishers' watermarks (ops.WatermarkTracker: min over
+	// active sources, idleness from each publisher's last flush, detached
+	// sources excluded); wmNs is its value as last given to the processor.
+	wm     *ops.WatermarkTracker
+	wmNs   int64 // shard watermark, monotone
 	outBuf []ops.Output
 
 	progress atomic.Uint64 // Seq of the last event whose outputs are all in out
@@ -82,8 +85,6 @@ type shard struct {
 	srcHash     []uint64                // per input: its publisher's name hash (output keys)
 	scopeHash   []uint64                // per input: its publisher's dedup scope hash (dedup keys)
 	keyed       SourceKeyedProcessor    // the processor, if its output keys name the source
-	srcGone     []bool                  // per input: its publisher detached (no watermark from it counts)
-	srcIdle     []bool                  // per input: its publisher is idle until its next watermark (Publisher.Idle)
 	dedup       *dedupSet               // nil unless Config.DedupHorizon > 0
 	cut         shardCut                // checkpoint alignment (checkpoint_shard.go)
 }
@@ -99,6 +100,8 @@ func newShard(e *Engine, id int, proc Processor, outWaiter *ring.Waiter) (*shard
 		lat:      newLatencyRecorder(),
 		batchBuf: make([]int64, 0, pollBatchMax),
 	}
+	// Publishers send their watermarks with the out-of-orderness applied.
+	s.wm = ops.NewWatermarkTracker(e.cfg.MaxProducers, 0, int64(e.cfg.IdleTimeout))
 	var err error
 	if s.out, err = ring.New[ops.Output](e.cfg.OutRingSize, outWaiter, s.waiter); err != nil {
 		return nil, fmt.Errorf("engine: output ring: %w", err)
@@ -142,11 +145,8 @@ func (s *shard) refreshInputs() {
 	pubs := *s.e.pubs.Load()
 	for i := len(s.inputs); i < len(pubs); i++ {
 		s.inputs = append(s.inputs, pubs[i].rings[s.id])
-		s.srcWm = append(s.srcWm, minInt64)
 		s.srcHash = append(s.srcHash, pubs[i].srcHash)
 		s.scopeHash = append(s.scopeHash, pubs[i].scopeHash)
-		s.srcGone = append(s.srcGone, false)
-		s.srcIdle = append(s.srcIdle, false)
 	}
 }
 
@@ -269,7 +269,9 @@ func (s *shard) processBatch(src int, batch []codec.Event) int {
 			continue
 		}
 		if ev.Kind == codec.KindWatermark && ev.Aux == idleAux {
-			s.srcIdle[src] = true
+			// Idle until its next watermark: in the tracker's terms a
+			// detach, which its next watermark (Advance) ends.
+			s.wm.Detach(src)
 			s.advance(ev.Seq)
 			lastSeq = ev.Seq
 			continue
@@ -312,35 +314,24 @@ func (s *shard) processBatch(src int, batch []codec.Event) int {
 // onWatermark records a source's watermark and advances the shard's when the
 // minimum over active sources moved.
 func (s *shard) onWatermark(src int, wm int64, seq uint64) {
-	if wm > s.srcWm[src] {
-		s.srcWm[src] = wm
-	}
-	s.srcIdle[src] = false
+	s.wm.Advance(src, wm) // also ends a detach or Idle: the source holds the watermark again
 	s.advance(seq)
 }
 
-// advance recomputes the shard watermark as the minimum over sources that
-// have sent one and are not idle, and fires the processor if it moved.
+// advance re-evaluates the shard watermark (the tracker's rule) and fires
+// the processor if it moved. With an idle timeout it reads the clock once
+// and gives the tracker each publisher's last flush as its last activity.
 func (s *shard) advance(seq uint64) {
-	wm := int64(math.MaxInt64)
-	any := false
-	idle := s.e.cfg.IdleTimeout
 	var now int64
-	if idle > 0 {
+	if s.e.cfg.IdleTimeout > 0 {
 		now = clock.MonoNs()
-	}
-	pubs := *s.e.pubs.Load()
-	for i, w := range s.srcWm {
-		if w == minInt64 || s.srcGone[i] || s.srcIdle[i] {
-			continue // never sent a watermark, detached or idle: does not hold others back
+		pubs := *s.e.pubs.Load()
+		for i := range s.inputs {
+			s.wm.Touch(i, pubs[i].lastActiveNs.Load())
 		}
-		if idle > 0 && w != math.MaxInt64 && now-pubs[i].lastActiveNs.Load() > int64(idle) {
-			continue // idle source: stops holding the watermark back
-		}
-		any = true
-		wm = min(wm, w)
 	}
-	if !any || wm <= s.wmNs {
+	wm, moved := s.wm.Tick(now)
+	if !moved {
 		return
 	}
 	s.wmNs = wm
@@ -382,9 +373,9 @@ func (s *shard) flushOutputs() {
 // finish runs at shutdown: the end of every source is +∞, so every open
 // window fires; then the output rings are closed for the collector.
 func (s *shard) finish() {
-	for i := range s.srcWm {
-		if !s.srcGone[i] { // a detached source did not end
-			s.srcWm[i] = math.MaxInt64
+	for i := range s.inputs {
+		if !s.wm.Detached(i) { // a detached source did not end
+			s.wm.Advance(i, math.MaxInt64)
 		}
 	}
 	s.advance(math.MaxUint64)

@@ -4,22 +4,40 @@ import "math"
 
 // WatermarkTracker combines per-source watermarks into the watermark of one
 // shard, as Flink's WatermarkStrategy.forBoundedOutOfOrderness with
-// withIdleness does.
+// withIdleness does. It is the one watermark rule of qstream: the engine's
+// shards run it over their Publishers' watermarks, and library users run it
+// over their own sources.
 //
 // A source's watermark is the largest event time it has sent minus the
 // configured out-of-orderness. The shard's watermark is the minimum over
 // active sources: a source becomes active with its first event; a source
-// that has sent nothing for longer than the idle timeout (in processing
-// time) stops holding the watermark back, and holds it again from its next
-// event on. The combined watermark never goes backwards: while a resumed
-// source catches up, the watermark stays where it was, and the resumed
-// source's events behind it are late. If every active source is idle the
-// watermark stays put. EndOfInput moves it to +∞ (math.MaxInt64).
+// that has shown no activity for longer than the idle timeout (in
+// processing time) stops holding the watermark back, and holds it again
+// from its next activity on. The combined watermark never goes backwards:
+// while a resumed source catches up, the watermark stays where it was, and
+// the resumed source's events behind it are late. If every active source is
+// idle the watermark stays put.
+//
+// A source that sent event time math.MaxInt64 has ended: its watermark is
+// +∞ (out-of-orderness does not apply) and, its end being a fact rather
+// than silence, it is never idle; once every other source has ended or is
+// idle, the watermark is +∞. A detached source (Detach, CloseSource)
+// stopped without ending: it no longer holds the watermark back, nor does
+// it count as active, until it sends again. EndOfInput moves the watermark
+// to +∞ (math.MaxInt64) whatever the sources.
+//
+// Each call either records (Advance, Touch, Detach: O(1), no re-evaluation)
+// or records and re-evaluates (Observe, CloseSource, Tick: O(number of
+// sources seen)); a caller that records several facts re-evaluates once
+// with Tick. Activity is an event (Observe) or whatever the caller counts
+// as a sign of life (Touch: the engine counts a Publisher's flushes).
 //
 // The tracker never reads a clock: the caller passes processing time
-// (monotonic nanoseconds, any origin) to Observe and Tick. Before any event
-// the watermark is math.MinInt64. It is not safe for concurrent use (one
-// per shard). Observe and Tick cost O(number of sources seen).
+// (monotonic nanoseconds, any origin). Before any event the watermark is
+// math.MinInt64. Its checkpointed state is the combined watermark
+// (Watermark, Restore); the sources re-announce theirs after a restart. It
+// is not safe for concurrent use (one per shard) and allocates nothing
+// after NewWatermarkTracker.
 type WatermarkTracker struct {
 	oooNs, idleNs int64
 	src           []wmSource
@@ -29,7 +47,7 @@ type WatermarkTracker struct {
 
 type wmSource struct {
 	maxTs   int64 // largest event time seen
-	lastNow int64 // processing time of the last event
+	lastNow int64 // processing time of the last activity
 	seen    bool
 	closed  bool
 }
@@ -53,34 +71,74 @@ func NewWatermarkTracker(maxSources int, outOfOrdernessNs, idleTimeoutNs int64) 
 // Watermark returns the current combined watermark.
 func (t *WatermarkTracker) Watermark() int64 { return t.wm }
 
+// Restore sets the combined watermark to watermarkNs, as saved by a
+// checkpoint (Watermark), before any source has sent anything again: the
+// watermark never goes below it.
+func (t *WatermarkTracker) Restore(watermarkNs int64) { t.wm = watermarkNs }
+
 // Observe records an event of source at eventTsNs, received at processing
 // time nowNs, and returns the combined watermark and whether it advanced.
-// A source index outside the tracker is ignored.
+// It is Advance, Touch and Tick in one. A source index outside the tracker
+// is ignored.
 func (t *WatermarkTracker) Observe(source int, eventTsNs, nowNs int64) (watermark int64, advanced bool) {
 	if source < 0 || source >= len(t.src) {
 		return t.wm, false
+	}
+	t.Advance(source, eventTsNs)
+	t.src[source].lastNow = nowNs
+	return t.recompute(nowNs)
+}
+
+// Advance records that source has sent event time eventTsNs (math.MaxInt64:
+// the source ended), without re-evaluating: the event-time half of Observe.
+// A detached source holds the watermark again. A source index outside the
+// tracker is ignored.
+func (t *WatermarkTracker) Advance(source int, eventTsNs int64) {
+	if source < 0 || source >= len(t.src) {
+		return
 	}
 	s := &t.src[source]
 	if !s.seen || eventTsNs > s.maxTs {
 		s.maxTs = eventTsNs
 	}
-	s.seen, s.closed, s.lastNow = true, false, nowNs
+	s.seen, s.closed = true, false
 	t.seen = max(t.seen, source+1)
-	return t.recompute(nowNs)
+}
+
+// Touch records activity of source at processing time nowNs without an
+// event time and without re-evaluating: the processing-time half of
+// Observe. It does not make a source that never sent an event active.
+func (t *WatermarkTracker) Touch(source int, nowNs int64) {
+	if source >= 0 && source < len(t.src) {
+		t.src[source].lastNow = nowNs
+	}
 }
 
 // Tick re-evaluates idleness at processing time nowNs (call it periodically
-// when no events arrive) and returns the watermark and whether it advanced.
+// when no events arrive, and after Advance, Touch or Detach) and returns
+// the watermark and whether it advanced.
 func (t *WatermarkTracker) Tick(nowNs int64) (watermark int64, advanced bool) {
 	return t.recompute(nowNs)
 }
 
-// CloseSource marks a finished source: it no longer holds the watermark
-// back (until it sends again).
-func (t *WatermarkTracker) CloseSource(source int, nowNs int64) (watermark int64, advanced bool) {
+// Detach records that source stopped without ending, without
+// re-evaluating: it no longer holds the watermark back (until it sends
+// again).
+func (t *WatermarkTracker) Detach(source int) {
 	if source >= 0 && source < len(t.src) {
 		t.src[source].closed = true
 	}
+}
+
+// Detached reports whether source was detached and has not sent since.
+func (t *WatermarkTracker) Detached(source int) bool {
+	return source >= 0 && source < len(t.src) && t.src[source].closed
+}
+
+// CloseSource marks a finished source: it no longer holds the watermark
+// back (until it sends again). It is Detach and Tick in one.
+func (t *WatermarkTracker) CloseSource(source int, nowNs int64) (watermark int64, advanced bool) {
+	t.Detach(source)
 	return t.recompute(nowNs)
 }
 
@@ -93,7 +151,7 @@ func (t *WatermarkTracker) EndOfInput() (watermark int64, advanced bool) {
 }
 
 // Idle reports whether source is currently not holding the watermark back
-// (never seen, closed, or idle at processing time nowNs).
+// (never seen, detached, or idle at processing time nowNs).
 func (t *WatermarkTracker) Idle(source int, nowNs int64) bool {
 	if source < 0 || source >= len(t.src) {
 		return true
@@ -102,19 +160,26 @@ func (t *WatermarkTracker) Idle(source int, nowNs int64) bool {
 }
 
 // SourceWatermark returns the watermark of one source alone
-// (math.MinInt64 before its first event).
+// (math.MinInt64 before its first event, math.MaxInt64 once it ended).
 func (t *WatermarkTracker) SourceWatermark(source int) int64 {
 	if source < 0 || source >= len(t.src) || !t.src[source].seen {
 		return math.MinInt64
 	}
-	return wmSatSub(t.src[source].maxTs, t.oooNs)
+	return t.sourceWm(&t.src[source])
+}
+
+func (t *WatermarkTracker) sourceWm(s *wmSource) int64 {
+	if s.maxTs == math.MaxInt64 {
+		return math.MaxInt64 // ended
+	}
+	return wmSatSub(s.maxTs, t.oooNs)
 }
 
 func (t *WatermarkTracker) holds(s *wmSource, nowNs int64) bool {
 	if !s.seen || s.closed {
 		return false
 	}
-	return t.idleNs <= 0 || nowNs-s.lastNow <= t.idleNs
+	return t.idleNs <= 0 || s.maxTs == math.MaxInt64 || nowNs-s.lastNow <= t.idleNs
 }
 
 func (t *WatermarkTracker) recompute(nowNs int64) (int64, bool) {
@@ -125,7 +190,7 @@ func (t *WatermarkTracker) recompute(nowNs int64) (int64, bool) {
 			continue
 		}
 		any = true
-		m = min(m, wmSatSub(s.maxTs, t.oooNs))
+		m = min(m, t.sourceWm(s))
 	}
 	if any && m > t.wm {
 		t.wm = m

@@ -3,6 +3,7 @@ package ops
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -117,5 +118,202 @@ func TestWindowIdleSourceDoesNotStall(t *testing.T) {
 	want := []int64{1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
 	if fmt.Sprint(fired) != fmt.Sprint(want) {
 		t.Fatalf("with a 2 s idle timeout: windows ending at %v s, want %v", fired, want)
+	}
+}
+
+// TestWatermarkTrackerEndedSourceNeverIdle: a source that ended (event time
+// +∞) is not silent, it is finished: with the other sources idle the
+// watermark goes to +∞, as in the engine (and Flink) when the last live
+// source ends while the others are idle. Out-of-orderness does not apply to
+// the end.
+func TestWatermarkTrackerEndedSourceNeverIdle(t *testing.T) {
+	tr := NewWatermarkTracker(2, 10, 100)
+	tr.Observe(0, 1000, 0)
+	tr.Observe(1, 2000, 0)
+	if w, adv := tr.Observe(1, math.MaxInt64, 1); w != 990 || adv {
+		t.Fatalf("source 1 ended, source 0 active: (%d, %v), want (990, false)", w, adv)
+	}
+	if got := tr.SourceWatermark(1); got != math.MaxInt64 {
+		t.Fatalf("ended source watermark %d, want +inf", got)
+	}
+	// Long after: source 0 is idle, source 1 ended long ago but is not idle.
+	if w, adv := tr.Tick(1000); w != math.MaxInt64 || !adv {
+		t.Fatalf("source 0 idle, source 1 ended: (%d, %v), want (+inf, true)", w, adv)
+	}
+	if tr.Idle(1, 1<<60) {
+		t.Fatal("an ended source reported idle")
+	}
+}
+
+// TestWatermarkTrackerRecordThenTick: Advance, Touch and Detach record
+// without re-evaluating; Tick re-evaluates; Observe is the three in one;
+// Restore sets the floor after a checkpoint.
+func TestWatermarkTrackerRecordThenTick(t *testing.T) {
+	tr := NewWatermarkTracker(3, 0, 100)
+	tr.Advance(0, 500)
+	tr.Advance(1, 700)
+	if tr.Watermark() != math.MinInt64 {
+		t.Fatal("Advance re-evaluated")
+	}
+	tr.Touch(0, 50)
+	tr.Touch(1, 50)
+	tr.Touch(2, 50) // never sent an event: stays inactive
+	if w, adv := tr.Tick(60); w != 500 || !adv {
+		t.Fatalf("Tick: (%d, %v), want (500, true)", w, adv)
+	}
+	tr.Touch(1, 200) // source 1 flushed again; source 0 silent since 50
+	if w, adv := tr.Tick(151); w != 700 || !adv {
+		t.Fatalf("source 0 idle: (%d, %v), want (700, true)", w, adv)
+	}
+	tr.Advance(0, 900) // an event time alone is not activity: source 0 stays idle
+	tr.Advance(1, 1000)
+	if w, _ := tr.Tick(152); w != 1000 {
+		t.Fatalf("watermark %d, want 1000 (source 0 idle)", w)
+	}
+	tr.Detach(1)
+	if !tr.Detached(1) || tr.Detached(0) || tr.Detached(99) {
+		t.Fatal("Detached")
+	}
+	tr.Touch(0, 300)
+	tr.Advance(0, 1500)
+	if w, adv := tr.Tick(301); w != 1500 || !adv {
+		t.Fatalf("source 1 detached: (%d, %v), want (1500, true)", w, adv)
+	}
+	tr.Advance(1, 1200) // a detached source that sends holds again
+	tr.Touch(1, 301)
+	if tr.Detached(1) {
+		t.Fatal("a source that sent after Detach is still detached")
+	}
+	tr.Advance(0, 3000)
+	if w, _ := tr.Tick(302); w != 1500 {
+		t.Fatalf("watermark %d, want 1500 (held by source 1 at 1200, never backwards)", w)
+	}
+
+	r := NewWatermarkTracker(2, 0, 0)
+	r.Restore(5000)
+	if w, adv := r.Observe(0, 4000, 0); w != 5000 || adv {
+		t.Fatalf("after Restore(5000): (%d, %v), want (5000, false)", w, adv)
+	}
+	if w, adv := r.Observe(0, 6000, 0); w != 6000 || !adv {
+		t.Fatalf("after Restore(5000): (%d, %v), want (6000, true)", w, adv)
+	}
+	// Out-of-range sources are ignored by every recording call.
+	r.Advance(-1, 1<<40)
+	r.Advance(2, 1<<40)
+	r.Touch(2, 1)
+	r.Detach(2)
+	if w, _ := r.Tick(0); w != 6000 {
+		t.Fatalf("an out-of-range source moved the watermark to %d", w)
+	}
+}
+
+// engineRule is the rule the engine's shards ran before they used
+// WatermarkTracker (engine/shard.go onWatermark/advance/finish and
+// onDetach, as of issue 8), kept as the oracle that the tracker reproduces
+// it: per-source watermarks (publishers apply the out-of-orderness), a
+// source idle when its publisher's last flush is older than the timeout
+// unless its watermark is +∞, detached sources excluded, monotone.
+type engineRule struct {
+	srcWm    []int64
+	gone     []bool
+	active   []int64 // the publishers' lastActiveNs
+	wmNs     int64
+	idleNs   int64
+	advanced int
+}
+
+func (e *engineRule) advance(now int64) {
+	wm, any := int64(math.MaxInt64), false
+	for i, w := range e.srcWm {
+		if w == math.MinInt64 || e.gone[i] {
+			continue
+		}
+		if e.idleNs > 0 && w != math.MaxInt64 && now-e.active[i] > e.idleNs {
+			continue
+		}
+		any = true
+		wm = min(wm, w)
+	}
+	if !any || wm <= e.wmNs {
+		return
+	}
+	e.wmNs = wm
+	e.advanced++
+}
+
+// Property: driven as the engine drives it (Advance and Touch, then Tick;
+// Detach; at the end +∞ for every source not detached), the tracker gives
+// the engine's former rule's watermark after every step.
+func TestWatermarkTrackerMatchesEngineRule(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(8, 8))
+	for trial := 0; trial < 500; trial++ {
+		n := 1 + rnd.IntN(5)
+		idle := int64(0)
+		if rnd.IntN(3) > 0 {
+			idle = 1 + rnd.Int64N(50)
+		}
+		o := &engineRule{srcWm: make([]int64, n), gone: make([]bool, n), active: make([]int64, n), wmNs: math.MinInt64, idleNs: idle}
+		for i := range o.srcWm {
+			o.srcWm[i] = math.MinInt64
+		}
+		tr := NewWatermarkTracker(n, 0, idle)
+		if rnd.IntN(4) == 0 { // restored from a checkpoint
+			w := rnd.Int64N(300)
+			o.wmNs = w
+			tr.Restore(w)
+		}
+		var now int64
+		tick := func() {
+			var n0 int64
+			if idle > 0 {
+				n0 = now
+				for i := range o.active {
+					tr.Touch(i, o.active[i])
+				}
+			}
+			o.advance(n0)
+			if w, _ := tr.Tick(n0); w != o.wmNs {
+				t.Fatalf("trial %d: tracker %d, engine rule %d (sources %v gone %v active %v now %d idle %d)",
+					trial, w, o.wmNs, o.srcWm, o.gone, o.active, now, idle)
+			}
+		}
+		for step := 0; step < 200; step++ {
+			now += rnd.Int64N(20)
+			src := rnd.IntN(n)
+			switch k := rnd.IntN(10); {
+			case k < 5: // a watermark from a publisher that has not detached
+				if o.gone[src] {
+					continue
+				}
+				wm := rnd.Int64N(1000)
+				if rnd.IntN(30) == 0 {
+					wm = math.MaxInt64 // Close
+				}
+				if wm > o.srcWm[src] {
+					o.srcWm[src] = wm
+				}
+				tr.Advance(src, wm)
+				tick()
+			case k < 8: // a flush without a new watermark
+				o.active[src] = now
+			case k < 9: // a periodic idle check
+				tick()
+			default:
+				if rnd.IntN(5) == 0 && !o.gone[src] {
+					o.gone[src] = true
+					tr.Detach(src)
+					tick()
+				}
+			}
+		}
+		for i := range o.srcWm { // finish
+			if !o.gone[i] {
+				o.srcWm[i] = math.MaxInt64
+			}
+			if !tr.Detached(i) {
+				tr.Advance(i, math.MaxInt64)
+			}
+		}
+		tick()
 	}
 }
