@@ -196,6 +196,8 @@ func (r *engRig) stop(t *testing.T, clean bool) {
 		if _, err := r.e.Checkpoint(context.Background()); err != nil {
 			t.Fatal(err)
 		}
+	} else {
+		r.e.StopCheckpoints() // a crash: no checkpoint at Stop either
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
