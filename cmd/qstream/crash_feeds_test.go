@@ -295,8 +295,15 @@ type feedHarness struct {
 	messages int
 	args     func(dir, addr string) []string // run's flags
 	env      []string
-	client   func(addr string, msgs []feedMsg) feedClient
+	client   func(addr string, msgs []feedMsg, rng *rand.Rand) feedClient
 	priming  bool
+}
+
+// feedCrashMessages is the number of messages of a feed harness:
+// QSTREAM_CRASH_FEED_MESSAGES, by default enough that most kills land
+// while the client is sending (an incarnation lives for 0.8s on average).
+func feedCrashMessages(t *testing.T) int {
+	return envInt(t, "QSTREAM_CRASH_FEED_MESSAGES", max(40_000, 8_000*envInt(t, "QSTREAM_CRASH_KILLS", 5)))
 }
 
 func freeLoopbackAddr(t *testing.T) string {
@@ -329,7 +336,7 @@ func runFeedCrash(t *testing.T, h feedHarness) {
 	addr := freeLoopbackAddr(t)
 	msgs, finalWm := feedSchedule(h.messages, feedCrashConns, h.priming, rng)
 	t.Logf("%s: %d kills over %d messages on %s, QSTREAM_CRASH_SEED=%d", h.name, kills, len(msgs), addr, seed)
-	client := h.client(addr, msgs)
+	client := h.client(addr, msgs, rand.New(rand.NewPCG(seed, 79)))
 
 	byPoint := map[string]int{}
 	done := 0
@@ -748,6 +755,7 @@ type tcpClient struct {
 	frames bool
 	msgs   []feedMsg
 	byConn [][]int // schedule indexes of each connection's messages, in order; [conns] is the priming connection
+	rng    *rand.Rand
 
 	mu    sync.Mutex
 	cond  *sync.Cond
@@ -755,8 +763,8 @@ type tcpClient struct {
 	sent  []int // per connection in this session: how many are sent
 }
 
-func newTCPClient(addr string, msgs []feedMsg, frames bool) feedClient {
-	c := &tcpClient{addr: addr, frames: frames, msgs: msgs, byConn: make([][]int, feedCrashConns+1),
+func newTCPClient(addr string, msgs []feedMsg, frames bool, rng *rand.Rand) feedClient {
+	c := &tcpClient{addr: addr, frames: frames, msgs: msgs, rng: rng, byConn: make([][]int, feedCrashConns+1),
 		acked: make([]int, feedCrashConns+1), sent: make([]int, feedCrashConns+1)}
 	c.cond = sync.NewCond(&c.mu)
 	for i := range msgs {
@@ -800,10 +808,9 @@ func (c *tcpClient) session(ctx context.Context) error {
 			return err
 		}
 	}
-	conns := make([]int, feedCrashConns)
-	for i := range conns {
-		conns[i] = i
-	}
+	// Dialled in a random order: which event loop a connection lands on
+	// changes from session to session, as with any client that reconnects.
+	conns := c.rng.Perm(feedCrashConns)
 	return c.runConns(ctx, conns, c.frames)
 }
 
@@ -1035,13 +1042,15 @@ func tcpHarness(t *testing.T, frames bool) feedHarness {
 	}
 	return feedHarness{
 		name:     name,
-		messages: envInt(t, "QSTREAM_CRASH_FEED_MESSAGES", 40_000),
+		messages: feedCrashMessages(t),
 		priming:  frames,
 		args: func(dir, addr string) []string {
 			return append([]string{"--feed", "tcp", "--tcp-addr", addr, "--tcp-format", format, "--tcp-ack", "--tcp-loops", "2"},
 				feedCrashCommon(dir)...)
 		},
-		client: func(addr string, msgs []feedMsg) feedClient { return newTCPClient(addr, msgs, frames) },
+		client: func(addr string, msgs []feedMsg, rng *rand.Rand) feedClient {
+			return newTCPClient(addr, msgs, frames, rng)
+		},
 	}
 }
 
@@ -1079,7 +1088,7 @@ type webhookClient struct {
 	redeliver int
 }
 
-func newWebhookClient(addr string, msgs []feedMsg) feedClient {
+func newWebhookClient(addr string, msgs []feedMsg, _ *rand.Rand) feedClient {
 	c := &webhookClient{url: "http://" + addr + feeds.DefaultWebhookPath, msgs: msgs,
 		deliveries: make([][][]int, feedCrashConns),
 		http:       &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: feedCrashConns}}}
@@ -1244,7 +1253,7 @@ func (c *webhookClient) deliver(ctx context.Context, w, r int) error {
 func TestCrashWebhook(t *testing.T) {
 	runFeedCrash(t, feedHarness{
 		name:     "webhook",
-		messages: envInt(t, "QSTREAM_CRASH_FEED_MESSAGES", 40_000),
+		messages: feedCrashMessages(t),
 		env:      []string{webhookSecretEnv + "=" + feedCrashWebhookSecret},
 		args: func(dir, addr string) []string {
 			return append([]string{"--feed", "webhook", "--webhook-addr", addr}, feedCrashCommon(dir)...)
