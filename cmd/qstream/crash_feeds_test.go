@@ -398,7 +398,7 @@ func runFeedCrash(t *testing.T, h feedHarness) {
 				if err := p.stop(t); err != nil {
 					t.Fatalf("last incarnation %d: exit after SIGTERM: %v\n%s", inc, err, tail(p.text(), 30))
 				}
-				t.Logf("incarnation %d: %s; stopped cleanly", inc, client.progress())
+				t.Logf("incarnation %d: %s; stopped cleanly%s", inc, client.progress(), recoveryLines(p.text()))
 				break
 			}
 		}
@@ -414,10 +414,21 @@ func runFeedCrash(t *testing.T, h feedHarness) {
 		} else {
 			byPoint["random"]++
 		}
-		t.Logf("incarnation %d: killed after %s (failpoint %q): %s", inc, time.Since(p.started).Round(time.Millisecond), fp, client.progress())
+		t.Logf("incarnation %d: killed after %s (failpoint %q): %s%s", inc, time.Since(p.started).Round(time.Millisecond), fp, client.progress(), recoveryLines(p.text()))
 	}
 	t.Logf("%d kills by point: %v", done, byPoint)
 	checkFeedCrashOutput(t, bin, dir, msgs, finalWm)
+}
+
+// recoveryLines picks what recovery reported from a run's stderr.
+func recoveryLines(stderr string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(stderr, "\n") {
+		if strings.HasPrefix(l, "qstream: recovered from") || strings.HasPrefix(l, "qstream: resume ") {
+			b.WriteString("\n\t" + l)
+		}
+	}
+	return b.String()
 }
 
 // checkFeedCrashOutput compares the run's output with `qstream replay`
@@ -757,10 +768,11 @@ type tcpClient struct {
 	byConn [][]int // schedule indexes of each connection's messages, in order; [conns] is the priming connection
 	rng    *rand.Rand
 
-	mu    sync.Mutex
-	cond  *sync.Cond
-	acked []int // per connection: how many of its messages are acknowledged
-	sent  []int // per connection in this session: how many are sent
+	mu         sync.Mutex
+	cond       *sync.Cond
+	acked      []int // per connection: how many of its messages are acknowledged
+	sent       []int // per connection in this session: how many are sent
+	reconnects int
 }
 
 func newTCPClient(addr string, msgs []feedMsg, frames bool, rng *rand.Rand) feedClient {
@@ -795,10 +807,30 @@ func (c *tcpClient) progress() string {
 	for _, a := range c.acked {
 		n += a
 	}
-	return fmt.Sprintf("%d of %d acknowledged (per connection %v)", n, len(c.msgs), c.acked)
+	return fmt.Sprintf("%d of %d acknowledged (per connection %v), %d reconnects", n, len(c.msgs), c.acked, c.reconnects)
 }
 
+// session reconnects after a failed connection (the process is gone, or
+// closed one) until everything is acknowledged or ctx ends.
 func (c *tcpClient) session(ctx context.Context) error {
+	for {
+		err := c.connect(ctx)
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		c.mu.Lock()
+		c.reconnects++
+		c.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// connect sends on one set of new connections.
+func (c *tcpClient) connect(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// The priming connection first: frames carry symbol ids, which the
