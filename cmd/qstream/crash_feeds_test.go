@@ -40,8 +40,9 @@ import (
 // and four window types, and an at-least-once client that gives every
 // message an id. The process is killed with SIGKILL at random moments
 // (half of the incarnations also arm a failpoint of the synthetic harness,
-// which kills the process at a named point when it is reached first) and
-// restarted on the SAME address and data directory, again and again; after
+// which kills the process at a named point when it is reached first), or
+// now and then stopped cleanly (SIGTERM) between the kills, and restarted
+// on the SAME address and data directory, again and again; after
 // the last kill it runs until the client has every message acknowledged,
 // and is then stopped with SIGTERM. The client resends everything it has
 // no acknowledgement for after each restart: the TCP client on new
@@ -339,15 +340,19 @@ func runFeedCrash(t *testing.T, h feedHarness) {
 	client := h.client(addr, msgs, rand.New(rand.NewPCG(seed, 79)))
 
 	byPoint := map[string]int{}
-	done := 0
+	done, cleanStops := 0, 0
 	for inc := 1; ; inc++ {
-		if inc > 4*kills+20 {
+		if inc > 5*kills+20 {
 			t.Fatalf("no completion after %d incarnations: %s", inc, client.progress())
 		}
 		env := append([]string{"QSTREAM_FAILPOINT="}, h.env...)
 		fp := ""
 		killAfter := time.Duration(0)
-		if done < kills {
+		// Some incarnations between the kills end with a clean stop
+		// (SIGTERM) instead: a stream suspended and resumed must go on
+		// as one that was never stopped.
+		clean := done < kills && rng.IntN(5) == 0
+		if done < kills && !clean {
 			if rng.IntN(2) == 0 {
 				fp = randomFailpoint(rng)
 				env = append([]string{"QSTREAM_FAILPOINT=" + fp}, h.env...)
@@ -355,6 +360,10 @@ func runFeedCrash(t *testing.T, h feedHarness) {
 			// Anywhere in a run, recovery included; the timer also ends
 			// a failpoint that the run does not reach.
 			killAfter = time.Duration(30+rng.IntN(1500)) * time.Millisecond
+		}
+		stopAfter := time.Duration(0)
+		if clean {
+			stopAfter = time.Duration(rng.IntN(1000)) * time.Millisecond
 		}
 		p := startFeedProc(t, bin, dir, inc, h.args(dir, addr), env)
 		var timer *time.Timer
@@ -375,6 +384,21 @@ func runFeedCrash(t *testing.T, h feedHarness) {
 			ctx, cancel := context.WithCancel(context.Background())
 			sessErr := make(chan error, 1)
 			go func() { sessErr <- client.session(ctx) }()
+			if clean {
+				select {
+				case <-p.done:
+				case <-time.After(stopAfter):
+				}
+				err := p.stop(t)
+				cancel()
+				<-sessErr
+				if err != nil {
+					t.Fatalf("incarnation %d: exit after SIGTERM: %v\n%s", inc, err, tail(p.text(), 30))
+				}
+				cleanStops++
+				t.Logf("incarnation %d: stopped cleanly after %s: %s%s", inc, time.Since(p.started).Round(time.Millisecond), client.progress(), recoveryLines(p.text()))
+				continue
+			}
 			if killAfter > 0 {
 				<-p.done
 				cancel()
@@ -416,7 +440,7 @@ func runFeedCrash(t *testing.T, h feedHarness) {
 		}
 		t.Logf("incarnation %d: killed after %s (failpoint %q): %s%s", inc, time.Since(p.started).Round(time.Millisecond), fp, client.progress(), recoveryLines(p.text()))
 	}
-	t.Logf("%d kills by point: %v", done, byPoint)
+	t.Logf("%d kills by point: %v; %d clean stops between them", done, byPoint, cleanStops)
 	checkFeedCrashOutput(t, bin, dir, msgs, finalWm)
 }
 
