@@ -44,14 +44,20 @@ bench:
 stress:
 	QSTREAM_STRESS=1 $(GO) test -count=1 -race -timeout 60m -run 'Stress' ./ring/... ./engine/...
 
-# The crash harness (cmd/qstream/crash_test.go): `qstream run` over 1M messages
-# with the WAL on, killed with SIGKILL at random moments and at named failpoints
-# (before a WAL write, before a sync, after a sync before the ack, during a
-# checkpoint), restarted until it completes, and compared with an uninterrupted
-# run. `make test` runs its short form (20 kills); this runs CRASH_KILLS.
-CRASH_KILLS ?= 200
+# The crash harnesses: `qstream run` with the WAL on, killed with SIGKILL at
+# random moments and at named failpoints (before a WAL write, before a sync,
+# after a sync before the ack, during a checkpoint) and restarted until it
+# completes: on the synthetic feed over 1M messages, compared with an
+# uninterrupted run (cmd/qstream/crash_test.go); on the TCP feed (JSON lines,
+# binary frames) and the webhook, restarted on the same address and data
+# directory while an at-least-once client resends, compared with `qstream
+# replay` of its messages (crash_feeds_test.go); and the JetStream end-to-end
+# test. `make test` runs their short forms (5 kills each, 20 in all); this
+# runs CRASH_KILLS in each of the four (200 in all).
+CRASH_KILLS ?= 50
 crash-test:
-	QSTREAM_CRASH_KILLS=$(CRASH_KILLS) $(GO) test -count=1 -timeout 90m -run '^TestCrashRecovery$$' -v ./cmd/qstream
+	QSTREAM_CRASH_KILLS=$(CRASH_KILLS) $(GO) test -count=1 -timeout 90m -v \
+		-run '^(TestCrashRecovery|TestCrashTCPLines|TestCrashTCPFrames|TestCrashWebhook|TestJetStreamTwoProcessesExactlyOnce)$$' ./cmd/qstream
 
 # The durability figures of BENCHMARKS.md: durable records/s per sync policy
 # and commit latency end to end through the engine, recovery replay records/s

@@ -43,11 +43,13 @@ import (
 // Each restart also re-sends the last --resend messages before its resume
 // offset (an at-least-once upstream); the dedup set must drop them.
 //
-// `make test` runs the short form: QSTREAM_CRASH_KILLS (default 20) kills
-// over QSTREAM_CRASH_MESSAGES (default 1,000,000) messages; `make
-// crash-test` runs 200 kills. QSTREAM_CRASH_SEED repeats a run.
+// `make test` runs the short form: QSTREAM_CRASH_KILLS (default 5) kills
+// over QSTREAM_CRASH_MESSAGES (default 1,000,000) messages, which with the
+// 5 of each feed harness (crash_feeds_test.go) makes 20 kills across feeds;
+// `make crash-test` runs 50 in each harness, 200 in all. QSTREAM_CRASH_SEED
+// repeats a run.
 func TestCrashRecovery(t *testing.T) {
-	kills := envInt(t, "QSTREAM_CRASH_KILLS", 20)
+	kills := envInt(t, "QSTREAM_CRASH_KILLS", 5)
 	messages := envInt(t, "QSTREAM_CRASH_MESSAGES", 1_000_000)
 	seed := uint64(envInt(t, "QSTREAM_CRASH_SEED", int(time.Now().UnixNano()&0xFFFFFFF)))
 	t.Logf("crash harness: %d kills over %d messages, QSTREAM_CRASH_SEED=%d", kills, messages, seed)
