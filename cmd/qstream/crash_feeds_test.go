@@ -680,10 +680,9 @@ func readFeedOutput(t *testing.T, path string) feedOutput {
 // value legitimately differs between a live feed and a replay of its
 // messages:
 //
-//   - "seq": the input position of the trade, which is the feed's numbering
-//     (a TCP line's number on its connection, which restarts on every new
-//     connection; the position a frame's sender gave it; the webhook's),
-//     while a replay numbers the lines of its input file;
+//   - "seq": the source offset of the trade, which a live feed numbers per
+//     Publisher (each TCP event loop, the webhook), continuing across
+//     restarts, while a replay numbers the lines of its input file;
 //   - "key": the idempotency key, if a line carries one, which may encode
 //     the source (a feed and its connection, or the replay's file).
 //
@@ -701,11 +700,14 @@ func canonicalLine(m map[string]any) string {
 }
 
 // outputKey is the output's idempotency key: its "key" field when the line
-// has one; else what ops.OutputKey hashes for an indicator line (symbol and
-// seq: the operator is the same for all) and what the window key hashes
-// for a window line (window, symbol, start, end; the firing ordinal is 0 for
-// the on-time firings here, and a second line for one window is a key
-// twice).
+// has one; else what the engine's key is made of. An indicator output of a
+// message with an id is keyed by (feed, message id) (engine/publisher.go),
+// and every message here has an id and a (symbol, event time) of its own,
+// so (symbol, ts) names its key; "seq" does not: it is the offset of the
+// event loop's Publisher, and two loops number their events independently.
+// A window line is keyed by (window, symbol, start, end; the firing ordinal
+// is 0 for the on-time firings here, so a second line for one window is a
+// key twice).
 func outputKey(m map[string]any) string {
 	if k, ok := m["key"]; ok {
 		return fmt.Sprint("key ", k)
@@ -713,7 +715,7 @@ func outputKey(m map[string]any) string {
 	if w, ok := m["window"]; ok {
 		return fmt.Sprint("window ", w, " ", m["symbol"], " ", m["start"], " ", m["end"])
 	}
-	return fmt.Sprint("indicators ", m["symbol"], " ", m["seq"])
+	return fmt.Sprint("indicators ", m["symbol"], " ", m["ts"])
 }
 
 func bySymbol(lines []feedLine) map[string][]string {
