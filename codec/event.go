@@ -105,7 +105,7 @@ type Symbol uint32
 type Event struct {
 	TsNs     int64   // event time
 	IngestNs int64   // processing time at ingest (monotonic ns); 0 if not measured
-	Seq      uint64  // the source's sequence or the input line number; orders outputs
+	Seq      uint64  // the source offset: increasing per source (0 = let the engine's Publisher number it); orders outputs
 	IDHash   uint64  // stable 64-bit hash of the message id (0 if the message has none)
 	Price    float64 // trade price, bar close, book level price
 	Volume   float64 // trade size, bar volume, book level size (fractional for crypto)

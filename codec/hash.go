@@ -27,3 +27,21 @@ func HashID(id []byte) uint64 {
 	}
 	return h
 }
+
+// Mix64 is the SplitMix64 finaliser (Steele, Lea and Flood, "Fast splittable
+// pseudorandom number generators", 2014; the constants of Vigna's splitmix64):
+// a bijection of uint64 with full avalanche, so that ids that are already
+// hashes and ids that are small counters both spread. It is qstream's one
+// hash mixer: dedup keys, output keys and hash tables all use it. Mix64(0)
+// is 0.
+//
+// Like HashID it is part of the WAL and output contract (dedup keys in
+// checkpoints, idempotent sink writes): it must never change.
+func Mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xBF58476D1CE4E5B9
+	x ^= x >> 27
+	x *= 0x94D049BB133111EB
+	x ^= x >> 31
+	return x
+}

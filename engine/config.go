@@ -154,8 +154,9 @@ type Config struct {
 	// Processor to be a StatefulProcessor.
 	Checkpoints *CheckpointConfig
 	// DedupHorizon, if > 0, makes each shard drop an event whose message id
-	// (Event.IDHash, from the same source) is among the last DedupHorizon
-	// ids it saw: exactly-once over at-least-once upstreams. Dropped events
+	// (Event.IDHash, from the same feed: Publishers named "<feed>/<member>"
+	// share their ids) is among the last DedupHorizon ids it saw:
+	// exactly-once over at-least-once upstreams. Dropped events
 	// go to the dead-letter output as ReasonDuplicate. At most
 	// MaxDedupHorizon; the ids are part of every checkpoint.
 	DedupHorizon int

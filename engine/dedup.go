@@ -3,6 +3,8 @@ package engine
 import (
 	"encoding/binary"
 	"fmt"
+
+	"qstream/codec"
 )
 
 // MaxDedupHorizon bounds Config.DedupHorizon.
@@ -36,23 +38,20 @@ func newDedupSet(horizon int) *dedupSet {
 	return &dedupSet{ring: make([]uint64, horizon), table: make([]uint64, size), mask: uint64(size - 1)}
 }
 
-// dedupKey mixes a source hash and a message id hash; never 0.
-func dedupKey(srcHash, idHash uint64) uint64 {
-	k := mix64(srcHash ^ mix64(idHash+0x9E3779B97F4A7C15))
+// dedupKey mixes a dedup scope hash (codec.HashID of dedupScope of the
+// publisher's name: the same message id resent through any publisher of one
+// feed is a duplicate, from two feeds it is not) and a message id hash;
+// never 0:
+//
+//	k = Mix64(scopeHash ^ Mix64(idHash + 0x9E3779B97F4A7C15)), 0 → 1
+//
+// Checkpoints hold these keys: the function must not change.
+func dedupKey(scopeHash, idHash uint64) uint64 {
+	k := codec.Mix64(scopeHash ^ codec.Mix64(idHash+0x9E3779B97F4A7C15))
 	if k == 0 {
 		k = 1
 	}
 	return k
-}
-
-// mix64 is the SplitMix64 finaliser.
-func mix64(x uint64) uint64 {
-	x ^= x >> 30
-	x *= 0xBF58476D1CE4E5B9
-	x ^= x >> 27
-	x *= 0x94D049BB133111EB
-	x ^= x >> 31
-	return x
 }
 
 // seen reports whether key is in the horizon and, if not, adds it. It does

@@ -27,6 +27,19 @@ const publishBatchMax = 256
 // the same shard, in publication order) and published in batches: they
 // become visible to the shards when a batch fills or at Flush.
 //
+// # Source offsets
+//
+// Event.Seq is the source offset of an event: per Publisher name, strictly
+// increasing, continuing across restarts (recovery restores the largest one
+// logged: Engine.SourceOffset). A feed with resumable offsets of its own
+// (the synthetic index, a JetStream stream sequence) sets Seq itself and
+// resumes after the restored offset; a feed without (TCP, webhook,
+// WebSocket) leaves Seq 0 and Publish assigns the next offset, one more
+// than the largest so far. The keys of per-input outputs are built from the
+// message id within the feed (see dedupScope) or, for a message without
+// one, from the Publisher's name and this offset (SourceKeyedProcessor), so
+// they are unique per input message and the same in a WAL replay.
+//
 // The Publisher is also a watermark source: it tracks the largest event time
 // it has published and, at each Flush where that moved, sends every shard a
 // KindWatermark event of (largest − out-of-orderness). Close sends +∞: the
@@ -68,20 +81,26 @@ type Publisher struct {
 	detached   atomic.Bool   // ended without an end-of-source watermark (Detach)
 	firstEpoch uint64        // the first cut epoch this Publisher takes part in
 	injected   atomic.Uint64 // the last cut epoch injected into its rings
-	srcHash    uint64        // codec.HashID of the name: the source part of dedup keys
+	srcHash    uint64        // codec.HashID of the name: the source identity in output keys
+	scopeHash  uint64        // codec.HashID of dedupScope(name): the source part of dedup keys
 	maxSeq     uint64        // the largest Seq published: the source offset
 	// resumeSeq is the offset a recovered source resumes after: while an
 	// at-least-once upstream re-sends events up to it (duplicates), Flush
 	// sends no watermark, so the restored one is not sent ahead of the
 	// position where the uninterrupted run would have sent it.
 	resumeSeq uint64
+	// idle: Idle was called and the source has not rejoined since (see
+	// Idle); idleAt is published at that call.
+	idle   bool
+	idleAt uint64
 }
 
 // Name returns the name the Publisher was created with.
 func (p *Publisher) Name() string { return p.name }
 
 // Publish copies ev into the ring of the shard that owns ev.Symbol. It
-// stamps IngestNs (once per batch) when the caller left it zero. It blocks
+// stamps IngestNs (once per batch) when the caller left it zero, and sets
+// ev.Seq to the next source offset when the caller left it zero. It blocks
 // while that ring is full (backpressure); it returns ErrStopped once the
 // Publisher is closed. With a WAL configured the event is appended first.
 func (p *Publisher) Publish(ev *codec.Event) error {
@@ -105,6 +124,9 @@ func (p *Publisher) publish(ev *codec.Event) error {
 		ev.IngestNs = p.nowNs
 	}
 	ev.Source = uint16(p.id)
+	if ev.Seq == 0 {
+		ev.Seq = p.maxSeq + 1 // before the WAL append: a replay sees the same offset
+	}
 	if d := p.e.cfg.Durability; d != nil && !p.replay {
 		if w := p.e.wal; w != nil && w.needSymbol(ev.Symbol) {
 			if err := w.logSymbols(ev.Symbol); err != nil {
@@ -193,11 +215,18 @@ func (p *Publisher) flush() error {
 	p.commitAll()
 	if p.maxTsNs != math.MinInt64 && p.lastSeq >= p.resumeSeq {
 		wm := p.maxTsNs - p.ooNs
-		if wm > p.sentWmNs {
+		// An idle source that published again rejoins with its
+		// watermark, moved or not (never behind what it sent).
+		rejoin := p.idle && p.published.Load() > p.idleAt
+		if rejoin {
+			wm = max(wm, p.sentWmNs)
+		}
+		if wm > p.sentWmNs || rejoin {
 			if err := p.logWatermark(wm); err != nil {
 				return err
 			}
 			p.broadcastWatermark(wm)
+			p.idle = false
 		}
 	}
 	p.nowNs = 0
@@ -212,6 +241,53 @@ func (p *Publisher) broadcastWatermark(wm int64) {
 		r.Put(&ev)
 	}
 }
+
+// Idle says the source has nothing to send for now (a TCP event loop
+// without connections): what it published is made visible and the shards
+// stop counting its watermark, which would otherwise hold theirs back for
+// as long as it stays silent. Once it publishes again, its next Flush sends
+// its watermark (never one behind what it sent before) and from there on it
+// counts again; events it publishes meanwhile are processed at the shards'
+// watermark (late if behind it, as for any source). A WAL record makes a
+// recovery replay do the same. Idle is for the Publisher's goroutine, like
+// Publish.
+func (p *Publisher) Idle() error {
+	if p.locked {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+	}
+	if p.closed {
+		return ErrStopped
+	}
+	if p.idle {
+		return nil
+	}
+	p.commitAll()
+	if err := p.logWatermark(idleWatermark); err != nil {
+		return err
+	}
+	p.putIdle()
+	p.idleAt = p.published.Load()
+	return nil
+}
+
+// idleWatermark is the watermark of the WAL record Idle logs: no real
+// watermark takes this value.
+const idleWatermark = math.MinInt64
+
+// putIdle puts the idle marker into every ring and marks p idle.
+func (p *Publisher) putIdle() {
+	p.idle = true
+	ev := codec.Event{Kind: codec.KindWatermark, Aux: idleAux, TsNs: p.sentWmNs, Seq: p.lastSeq, Source: uint16(p.id)}
+	for _, r := range p.rings {
+		r.Put(&ev)
+	}
+}
+
+// idleAux marks the watermark event Idle puts into each ring: from there on
+// the shard does not count the source's watermark until the next one it
+// sends. (Cut epochs never reach this value; detachAux is MaxUint64.)
+const idleAux = math.MaxUint64 - 1
 
 // Barrier flushes, then waits until every event published so far is durable.
 func (p *Publisher) Barrier(ctx context.Context) error {
@@ -264,3 +340,17 @@ func (p *Publisher) Close() error {
 
 // Published returns the number of events published.
 func (p *Publisher) Published() uint64 { return p.published.Load() }
+
+// dedupScope returns the part of a publisher name that scopes its message
+// ids: the name up to its first '/'. A feed that runs several publishers
+// names them "<feed>/<member>" (TCP event loops "tcp/loop0", JetStream
+// partitions "js/p1"), so one message id resent through any of them is one
+// message; publishers of different feeds never share ids.
+func dedupScope(name string) string {
+	for i := 0; i < len(name); i++ {
+		if name[i] == '/' {
+			return name[:i]
+		}
+	}
+	return name
+}

@@ -163,6 +163,7 @@ type replayer struct {
 	state     map[string]sourceState // per source: offset and watermark state
 	maxSymbol int
 	ev        codec.Event
+	last      *Publisher // the recovery publisher of the previous record
 }
 
 func (r *replayer) loadCheckpoint(ck *checkpoint.Checkpoint, walLast uint64) error {
@@ -303,15 +304,19 @@ func (r *replayer) record(rec wal.Record) error {
 	return nil
 }
 
-// publisher returns the recovery publisher of the source that logged src.
+// publisher returns the recovery publisher of the source that logged src,
+// after the shards have processed everything the previous record's
+// publisher handed them (see inOrder).
 func (r *replayer) publisher(src int) (*Publisher, error) {
 	name, ok := r.names[src]
 	if !ok {
 		return nil, stateErr("an event of publisher %d precedes its registration", src)
 	}
 	if p := r.pubs[name]; p != nil {
+		r.inOrder(p)
 		return p, nil
 	}
+	r.inOrder(nil)
 	p, err := r.e.newPublisher(name, true)
 	if err != nil {
 		return nil, err
@@ -320,7 +325,42 @@ func (r *replayer) publisher(src int) (*Publisher, error) {
 		p.maxTsNs, p.sentWmNs, p.maxSeq, p.lastSeq = st.maxTsNs, st.sentWmNs, st.offset, st.offset
 	}
 	r.pubs[name] = p
+	r.last = p
 	return p, nil
+}
+
+// inOrder keeps the shards processing the replay in WAL order across
+// sources: when the records switch to another source's publisher (next;
+// nil for a new one), it makes the previous publisher's events visible and
+// waits until the shards have consumed them. Without it each recovery
+// publisher's ring would be drained in its own bursts (all of one source,
+// then all of the next), so a shard's watermark (the minimum over the
+// sources) would run ahead of sources not yet replayed and mark their
+// events late, decisions the live run did not make. The live run's order
+// across sources is the WAL's up to the shards' lag; a switch costs one
+// hand-off to the shards, per batch of a source in the WAL.
+func (r *replayer) inOrder(next *Publisher) {
+	prev := r.last
+	r.last = next
+	if prev == nil || prev == next {
+		return
+	}
+	prev.commitAll()
+	for !prev.waiter.Wait(prev.ringsEmpty, 100*time.Millisecond) {
+		if r.e.stopping.Load() {
+			return
+		}
+	}
+}
+
+// ringsEmpty reports whether the shards have released every event of p.
+func (p *Publisher) ringsEmpty() bool {
+	for _, rg := range p.rings {
+		if rg.Len() > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // detachAll ends the recovery publishers without ending their sources and
@@ -337,13 +377,20 @@ func (r *replayer) detachAll() {
 	}
 }
 
-// replayWatermark sends a logged watermark from a recovery publisher.
+// replayWatermark sends a logged watermark from a recovery publisher, or
+// marks the source idle (Idle's record).
 func (p *Publisher) replayWatermark(wm int64, seq uint64) {
 	p.commitAll()
-	if wm <= p.sentWmNs {
+	if wm == idleWatermark {
+		if !p.idle {
+			p.putIdle()
+		}
 		return
 	}
-	p.sentWmNs = wm
+	if wm <= p.sentWmNs && !p.idle {
+		return
+	}
+	p.sentWmNs, p.idle = wm, false
 	ev := codec.Event{Kind: codec.KindWatermark, TsNs: wm, Seq: seq, Source: uint16(p.id)}
 	for _, rg := range p.rings {
 		rg.Put(&ev)
@@ -386,10 +433,14 @@ func (p *Publisher) Detach() error {
 const detachAux = math.MaxUint64
 
 // onDetach handles a Publisher's detach event: its watermarks up to here
-// have been applied; it no longer holds the shard's watermark back.
+// have been applied; it no longer holds the shard's watermark back, from
+// the next watermark of another source on. Detaching does not advance the
+// watermark by itself: sources are detached together (a stop, the end of a
+// recovery replay) in an order of no meaning, and the first ones leaving
+// must not let the others' watermarks fire windows (and make later events
+// late) that the running stream had not fired.
 func (s *shard) onDetach(src int, seq uint64) {
 	s.srcGone[src] = true
-	s.advance(seq)
 }
 
 // setupDurability wires the durable parts that do not need the shards.
@@ -441,6 +492,7 @@ func (e *Engine) initPublisher(p *Publisher, replay bool) error {
 	p.replay = replay
 	p.firstEpoch = e.cutEpoch + 1
 	p.srcHash = codec.HashID([]byte(p.name))
+	p.scopeHash = codec.HashID([]byte(dedupScope(p.name)))
 	p.locked = e.wal != nil
 	if e.wal == nil || replay {
 		return nil

@@ -29,6 +29,19 @@ const (
 	idleCheckEvery = 50 * time.Millisecond
 )
 
+// SourceKeyedProcessor is a Processor whose per-input outputs (indicator
+// lines) carry keys that name the input's source, so that they are unique
+// per input message across every Publisher of the engine. The shard calls
+// SetSourceKey before each batch of events from one Publisher with two
+// stable keys of it, the same in a recovery replay: src = codec.HashID of
+// its name (not its index, which depends on creation order), the namespace
+// of its offsets (Event.Seq); scope = codec.HashID of its dedup scope (the
+// name up to its first '/'), the namespace of its message ids
+// (Event.IDHash). *ops.Pipeline implements it.
+type SourceKeyedProcessor interface {
+	SetSourceKey(src, scope uint64)
+}
+
 // deadLetter is a rejection raised inside a shard (late event, symbol
 // capacity), carried to the collector through a bounded ring.
 type deadLetter struct {
@@ -66,8 +79,11 @@ type shard struct {
 	waitTimeout time.Duration           // longest sleep of an idle shard
 	ctl         mailbox                 // control functions from the API (api.go)
 	ctlFlag     atomic.Bool             // set while ctl holds work
-	srcHash     []uint64                // per input: its publisher's name hash (dedup keys)
+	srcHash     []uint64                // per input: its publisher's name hash (output keys)
+	scopeHash   []uint64                // per input: its publisher's dedup scope hash (dedup keys)
+	keyed       SourceKeyedProcessor    // the processor, if its output keys name the source
 	srcGone     []bool                  // per input: its publisher detached (no watermark from it counts)
+	srcIdle     []bool                  // per input: its publisher is idle until its next watermark (Publisher.Idle)
 	dedup       *dedupSet               // nil unless Config.DedupHorizon > 0
 	cut         shardCut                // checkpoint alignment (checkpoint_shard.go)
 }
@@ -91,6 +107,7 @@ func newShard(e *Engine, id int, proc Processor, outWaiter *ring.Waiter) (*shard
 		return nil, fmt.Errorf("engine: dead-letter ring: %w", err)
 	}
 	s.ready = s.inputReady
+	s.keyed, _ = proc.(SourceKeyedProcessor)
 	s.waitTimeout = idleCheckEvery
 	if pt, ok := proc.(ProcessingTimeProcessor); ok && e.cfg.ProcessingTimeTick > 0 {
 		s.ptProc = pt
@@ -127,7 +144,9 @@ func (s *shard) refreshInputs() {
 		s.inputs = append(s.inputs, pubs[i].rings[s.id])
 		s.srcWm = append(s.srcWm, minInt64)
 		s.srcHash = append(s.srcHash, pubs[i].srcHash)
+		s.scopeHash = append(s.scopeHash, pubs[i].scopeHash)
 		s.srcGone = append(s.srcGone, false)
+		s.srcIdle = append(s.srcIdle, false)
 	}
 }
 
@@ -237,12 +256,21 @@ func (s *shard) inputsDrained() bool {
 // consumed.
 func (s *shard) processBatch(src int, batch []codec.Event) int {
 	s.batchBuf = s.batchBuf[:0]
+	if s.keyed != nil {
+		s.keyed.SetSourceKey(s.srcHash[src], s.scopeHash[src])
+	}
 	var lastSeq uint64
 	consumed := len(batch)
 	for i := range batch {
 		ev := &batch[i]
 		if ev.Kind == codec.KindWatermark && ev.Aux == detachAux {
 			s.onDetach(src, ev.Seq)
+			lastSeq = ev.Seq
+			continue
+		}
+		if ev.Kind == codec.KindWatermark && ev.Aux == idleAux {
+			s.srcIdle[src] = true
+			s.advance(ev.Seq)
 			lastSeq = ev.Seq
 			continue
 		}
@@ -254,7 +282,7 @@ func (s *shard) processBatch(src int, batch []codec.Event) int {
 		s.byKind[ev.Kind%codec.Kind(codec.KindCount)].Add(1)
 		if ev.Kind == codec.KindWatermark {
 			s.onWatermark(src, ev.TsNs, ev.Seq)
-		} else if s.dedup != nil && ev.IDHash != 0 && s.dedup.seen(dedupKey(s.srcHash[src], ev.IDHash)) {
+		} else if s.dedup != nil && ev.IDHash != 0 && s.dedup.seen(dedupKey(s.scopeHash[src], ev.IDHash)) {
 			s.deadLetter(ev, codec.ReasonDuplicate)
 		} else {
 			var reason codec.Reason
@@ -287,6 +315,7 @@ func (s *shard) onWatermark(src int, wm int64, seq uint64) {
 	if wm > s.srcWm[src] {
 		s.srcWm[src] = wm
 	}
+	s.srcIdle[src] = false
 	s.advance(seq)
 }
 
@@ -302,8 +331,8 @@ func (s *shard) advance(seq uint64) {
 	}
 	pubs := *s.e.pubs.Load()
 	for i, w := range s.srcWm {
-		if w == minInt64 || s.srcGone[i] {
-			continue // never sent a watermark, or detached: does not hold others back
+		if w == minInt64 || s.srcGone[i] || s.srcIdle[i] {
+			continue // never sent a watermark, detached or idle: does not hold others back
 		}
 		if idle > 0 && w != math.MaxInt64 && now-pubs[i].lastActiveNs.Load() > int64(idle) {
 			continue // idle source: stops holding the watermark back

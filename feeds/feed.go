@@ -19,8 +19,10 @@ var ErrStopped = errors.New("feeds: engine stopped")
 // engine gives every producer its own Publisher, backed by its own SPSC ring
 // into each shard, so a Publisher must only ever be used by one goroutine.
 type Publisher interface {
-	// Publish copies ev into the engine (the engine routes it by symbol and
-	// stamps IngestNs when it is zero). It blocks while the target ring is
+	// Publish copies ev into the engine (the engine routes it by symbol,
+	// stamps IngestNs when it is zero, and sets a zero Seq to the source's
+	// next offset: a feed without resumable offsets of its own leaves Seq
+	// 0). It blocks while the target ring is
 	// full: that is the backpressure a network feed turns into not reading.
 	// Publication is batched: call Flush to make events visible promptly.
 	Publish(ev *codec.Event) error
@@ -37,9 +39,21 @@ type Publisher interface {
 	Reject(raw []byte, reason codec.Reason, pos Position, err error)
 }
 
+// SourceIdler is implemented by a Publisher (the engine's) whose source can
+// go idle. Idle says the producer has nothing to send for now (a TCP event
+// loop without connections): its watermark stops holding the engine's back
+// until it publishes again. Call it from the Publisher's goroutine.
+type SourceIdler interface {
+	Idle() error
+}
+
 // Publishers hands out Publishers, one per producing goroutine.
 type Publishers interface {
-	// NewPublisher returns a Publisher for one goroutine of the feed.
+	// NewPublisher returns a Publisher for one goroutine of the feed. A
+	// feed with several names them "<feed>/<member>" (TCP event loops,
+	// JetStream partitions): they share the feed's message ids, so a
+	// message resent through any of them is a duplicate. The name is the
+	// source's identity across restarts (offsets, output keys).
 	NewPublisher(name string) (Publisher, error)
 	// Symbols is the engine's shared symbol table (wrap it in a
 	// codec.SymbolCache per goroutine).

@@ -470,7 +470,7 @@ func (f *JetStreamFeed) decode(msg jetstream.Msg, meta *jetstream.MsgMetadata, p
 	case err == nil && ev.IDHash != 0:
 		return ev.IDHash, nil
 	}
-	return mix64(meta.Sequence.Stream) | 1, err
+	return codec.Mix64(meta.Sequence.Stream) | 1, err
 }
 
 // commit makes a batch durable and acknowledges its messages. The wait is

@@ -32,6 +32,7 @@ const (
 	DefaultTCPMaxMessageSize = 64 << 10
 	DefaultTCPReadBufferSize = 256 << 10
 	DefaultTCPStopTimeout    = 10 * time.Second
+	DefaultTCPIdleTimeout    = 5 * time.Minute
 )
 
 // tcpRejectRawMax bounds the raw bytes handed to Reject for an oversize
@@ -89,6 +90,14 @@ type TCPConfig struct {
 	// StopTimeout bounds the wait for the event loops when Run's context
 	// ends. Default 10s.
 	StopTimeout time.Duration
+	// IdleTimeout closes a connection that has sent nothing for this long
+	// (TCPStats.IdleClosed), so that idle clients cannot hold all MaxConns
+	// slots. It is checked about every IdleTimeout/4 (at most every second),
+	// so a connection is closed between IdleTimeout and IdleTimeout plus
+	// that period after its last read. Default 5 minutes; negative turns
+	// it off. Connections of a loop that is blocked publishing
+	// (backpressure) are not idle.
+	IdleTimeout time.Duration
 }
 
 // TCPServer is the TCP feed: a gnet/v2 server that reads newline-delimited
@@ -116,10 +125,24 @@ type TCPConfig struct {
 // offset, and the connection stays open. A message over MaxMessageSize, or a
 // frame stream that lost alignment, closes the connection: it is logged,
 // counted and rejected (ReasonOversize or ReasonMalformed, with its first
-// 256 bytes). Event.Seq is the line number (or frame index) on the
-// connection unless the message carries its own; Event.Source is
+// 256 bytes). A partial message still carried when a connection closes (the
+// client stopped mid-line or mid-frame) is counted (TCPStats.Truncated) and
+// rejected as ReasonMalformed with its bytes and position. Event.Source is
 // TCPConfig.Source. Frames carry interned symbol ids, so a binary client
 // must share the engine's symbol table; JSON lines carry names.
+//
+// # Sequence numbers and dedup
+//
+// Event.Seq is left 0 (a frame's own Seq is cleared): the loop's Publisher
+// numbers its events, continuing after a restart from the offset recovery
+// restored, which is what lets a restarted loop send watermarks at once.
+// The connection's line number and stream offset go into dead-letter
+// positions only. The loops' Publishers are named "<Name>/loop<i>", one
+// dedup scope: a message id resent on a new connection is a duplicate
+// whichever loop the connection lands on. When a loop's last connection
+// closes, its Publisher's source goes idle (SourceIdler), so that a loop the
+// clients have left does not hold the engine's watermark back; its next
+// connection's events make it count again.
 //
 // # Backpressure
 //
@@ -167,6 +190,8 @@ type TCPServer struct {
 	nClosed   uint64
 	oversize  atomic.Uint64
 	unaligned atomic.Uint64
+	truncated atomic.Uint64
+	idleClose uint64
 	errLoop   error // first failure to set up a loop
 }
 
@@ -180,6 +205,10 @@ type tcpLoop struct {
 	ev      codec.Event
 	ackBuf  []byte
 	stopped bool // the Publisher returned ErrStopped
+	conns   int  // open connections, under TCPServer.mu
+	// busy is set while the loop is inside OnTraffic (perhaps blocked on
+	// backpressure): its connections are not idle then.
+	busy atomic.Bool
 }
 
 // tcpConn is one connection slot. The splitter and the unexported plain
@@ -194,6 +223,12 @@ type tcpConn struct {
 	id     uint64
 	remote string
 	c      tcpCounters
+
+	// Idle tracking, under TCPServer.mu (set by open, read by closeIdle).
+	conn      gnet.Conn
+	idleBytes uint64    // c.bytes at the last check that saw it move
+	idleSince time.Time // when it last moved (or the connection opened)
+	idleShut  bool      // closed for idleness; the close is pending
 }
 
 type tcpCounters struct {
@@ -234,6 +269,11 @@ type TCPStats struct {
 	// Unaligned counts TCPFrames connections closed because the stream was
 	// not at a frame header (wrong magic byte).
 	Unaligned uint64
+	// Truncated counts connections that closed inside a message (a half
+	// line or half frame, rejected to the dead-letter output).
+	Truncated uint64
+	// IdleClosed counts connections closed after IdleTimeout without data.
+	IdleClosed uint64
 	// Totals over open and closed connections.
 	Messages, Bytes, Rejects, Errors uint64
 	Conns                            []TCPConnStats // the open connections, by ID
@@ -272,6 +312,9 @@ func NewTCPServer(cfg TCPConfig) (*TCPServer, error) {
 	}
 	if cfg.StopTimeout <= 0 {
 		cfg.StopTimeout = DefaultTCPStopTimeout
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = DefaultTCPIdleTimeout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -345,6 +388,11 @@ func (s *TCPServer) Run(ctx context.Context, pubs Publishers) error {
 			gnet.WithNumEventLoop(s.cfg.EventLoops),
 			gnet.WithReadBufferCap(s.cfg.ReadBufferSize),
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+			// SO_REUSEADDR: a restarted engine (after kill -9 too) binds
+			// its address at once, with the old connections in TIME_WAIT.
+			// Not SO_REUSEPORT: a second live server on the address must
+			// fail, not share the connections.
+			gnet.WithReuseAddr(true),
 			gnet.WithReusePort(false),
 			gnet.WithLogger(gnetLogger{s.log}),
 		)
@@ -356,6 +404,9 @@ func (s *TCPServer) Run(ctx context.Context, pubs Publishers) error {
 		}
 		return fmt.Errorf("tcp: %s: %w", s.cfg.Addr, err)
 	case <-s.ready:
+	}
+	if s.cfg.IdleTimeout > 0 {
+		go s.idleLoop(runCtx)
 	}
 	select {
 	case err := <-errc: // the engine stopped by itself
@@ -387,15 +438,17 @@ func (s *TCPServer) Stats() TCPStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := TCPStats{
-		Accepted:  s.accepted,
-		Refused:   s.refused,
-		Closed:    s.nClosed,
-		Oversize:  s.oversize.Load(),
-		Unaligned: s.unaligned.Load(),
-		Messages:  s.closed.messages.Load(),
-		Bytes:     s.closed.bytes.Load(),
-		Rejects:   s.closed.rejects.Load(),
-		Errors:    s.closed.errors.Load(),
+		Accepted:   s.accepted,
+		Refused:    s.refused,
+		Closed:     s.nClosed,
+		Oversize:   s.oversize.Load(),
+		Unaligned:  s.unaligned.Load(),
+		Truncated:  s.truncated.Load(),
+		IdleClosed: s.idleClose,
+		Messages:   s.closed.messages.Load(),
+		Bytes:      s.closed.bytes.Load(),
+		Rejects:    s.closed.rejects.Load(),
+		Errors:     s.closed.errors.Load(),
 	}
 	for i := range s.conns {
 		cs := &s.conns[i]
@@ -429,10 +482,11 @@ func sortTCPConnStats(cs []TCPConnStats) {
 // open assigns a slot (and, at the loop's first connection, the loop's
 // Publisher and parser) to a new connection. It runs on the loop's
 // goroutine.
-func (s *TCPServer) open(el gnet.EventLoop, remote string) (*tcpConn, error) {
+func (s *TCPServer) open(c gnet.Conn, remote string) (*tcpConn, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.accepted++
+	el := c.EventLoop()
 	if s.errLoop != nil {
 		return nil, s.errLoop
 	}
@@ -449,11 +503,12 @@ func (s *TCPServer) open(el gnet.EventLoop, remote string) (*tcpConn, error) {
 		if err != nil {
 			return nil, fmt.Errorf("tcp: publisher %s: %w", name, err)
 		}
-		l := tcpLoop{idx: li, pub: pub, decode: s.cfg.DecodeFrame}
+		s.loops = s.loops[:li+1] // within the preallocated capacity: loops never move
+		l := &s.loops[li]
+		l.idx, l.pub, l.decode = li, pub, s.cfg.DecodeFrame
 		if s.cfg.Format != TCPFrames {
 			l.parser = s.cfg.NewParser(s.pubs.Symbols())
 		}
-		s.loops = append(s.loops, l)
 		s.loopIdx[el] = li
 	}
 	if len(s.free) == 0 {
@@ -465,24 +520,47 @@ func (s *TCPServer) open(el gnet.EventLoop, remote string) (*tcpConn, error) {
 	cs := &s.conns[slot]
 	s.nextID++
 	cs.loop, cs.id, cs.remote = &s.loops[li], s.nextID, remote
+	s.loops[li].conns++
 	cs.taken, cs.acked = 0, 0
+	cs.conn, cs.idleBytes, cs.idleSince, cs.idleShut = c, 0, time.Now(), false
 	cs.split.reset()
 	cs.c.reset()
 	return cs, nil
 }
 
 // release returns a closed connection's slot, adding its counters to the
-// closed totals.
-func (s *TCPServer) release(cs *tcpConn) {
+// closed totals. It returns the connection's loop when that was the loop's
+// last open connection.
+func (s *TCPServer) release(cs *tcpConn) (emptied *tcpLoop) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if l := cs.loop; l != nil {
+		if l.conns--; l.conns == 0 {
+			emptied = l
+		}
+	}
 	s.closed.messages.Add(cs.c.messages.Load())
 	s.closed.bytes.Add(cs.c.bytes.Load())
 	s.closed.rejects.Add(cs.c.rejects.Load())
 	s.closed.errors.Add(cs.c.errors.Load())
 	s.nClosed++
-	cs.id, cs.remote, cs.loop = 0, "", nil
+	cs.id, cs.remote, cs.loop, cs.conn = 0, "", nil, nil
 	s.free = append(s.free, cs.slot)
+	return emptied
+}
+
+// loopIdle tells the engine that loop l has no connection left: its
+// Publisher's source goes idle (SourceIdler), so that its watermark does not
+// hold the engine's back while the clients are on other loops or away; the
+// next connection's events make it count again. It runs on l's goroutine.
+func (s *TCPServer) loopIdle(l *tcpLoop) {
+	ip, ok := l.pub.(SourceIdler)
+	if !ok || l.stopped {
+		return
+	}
+	if err := ip.Idle(); err != nil {
+		s.log.Warn("tcp: marking the loop's source idle failed", "loop", l.idx, "err", err)
+	}
 }
 
 // consume handles one read of connection cs: every complete message in buf
@@ -511,17 +589,18 @@ func (s *TCPServer) consume(cs *tcpConn, buf []byte) gnet.Action {
 			if len(msg) == 0 {
 				continue // blank line
 			}
-			ev.Seq, ev.IngestNs = uint64(sp.count), 0
+			ev.Seq, ev.IngestNs = 0, 0
 			perr = l.parser.ParseJSON(msg, ev)
-		} else if perr = l.decode(msg, ev); perr == nil && ev.Seq == 0 {
-			ev.Seq = uint64(sp.count)
+		} else {
+			perr = l.decode(msg, ev)
 		}
 		if perr != nil {
 			l.pub.Reject(msg, codec.ReasonOf(perr), sp.Pos(), perr)
 			rejected++
 			continue
 		}
-		ev.Source, ev.IngestNs = s.cfg.Source, 0
+		// Seq 0: the Publisher assigns the loop's next source offset.
+		ev.Seq, ev.Source, ev.IngestNs = 0, s.cfg.Source, 0
 		if err := l.pub.Publish(ev); err != nil {
 			s.publishFailed(l, cs, err)
 			errs++
@@ -613,6 +692,69 @@ func (s *TCPServer) closeBadStream(cs *tcpConn, prefix []byte, err error) {
 	}
 	raw := prefix[:min(len(prefix), tcpRejectRawMax)]
 	cs.loop.pub.Reject(raw, reason, Position{Offset: off}, err)
+	cs.split.dropCarry() // reported here; not a truncated message at close
+}
+
+// errTCPTruncated is the error of a partial message left at close.
+var errTCPTruncated = &codec.Error{Reason: codec.ReasonMalformed, Detail: "tcp: connection closed inside a message (truncated)", Offset: -1}
+
+// closeTruncated reports a partial message the connection's carry buffer still
+// holds as it closes: the client stopped mid-line or mid-frame. It runs on
+// the loop's goroutine (OnClose), which owns the loop's Publisher.
+func (s *TCPServer) closeTruncated(cs *tcpConn) {
+	sp := &cs.split
+	if sp.Carried() == 0 || cs.loop == nil {
+		return
+	}
+	s.truncated.Add(1)
+	pos := sp.carriedPos()
+	s.log.Warn("tcp: connection closed inside a message", "remote", cs.remote, "conn", cs.id,
+		"bytes", sp.Carried(), "offset", pos.Offset)
+	cs.loop.pub.Reject(sp.carry, codec.ReasonMalformed, pos, errTCPTruncated)
+	cs.c.rejects.Add(1)
+	sp.dropCarry()
+}
+
+// idleLoop closes idle connections until ctx ends.
+func (s *TCPServer) idleLoop(ctx context.Context) {
+	every := min(max(s.cfg.IdleTimeout/4, time.Millisecond), time.Second)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			s.closeIdle(now)
+		}
+	}
+}
+
+// closeIdle closes the connections that have read nothing for IdleTimeout.
+// A connection's byte count is its activity; a loop inside OnTraffic
+// (blocked on backpressure, say) keeps all its connections active. gnet's
+// Conn.Close is safe from any goroutine and ignores a connection that has
+// closed meanwhile.
+func (s *TCPServer) closeIdle(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.conns {
+		cs := &s.conns[i]
+		if cs.id == 0 || cs.conn == nil || cs.idleShut {
+			continue
+		}
+		if b := cs.c.bytes.Load(); b != cs.idleBytes || cs.loop.busy.Load() {
+			cs.idleBytes, cs.idleSince = b, now
+			continue
+		}
+		if now.Sub(cs.idleSince) < s.cfg.IdleTimeout {
+			continue
+		}
+		cs.idleShut = true
+		s.idleClose++
+		s.log.Info("tcp: closing idle connection", "remote", cs.remote, "conn", cs.id, "idle", now.Sub(cs.idleSince).Round(time.Millisecond))
+		_ = cs.conn.Close()
+	}
 }
 
 func (s *TCPServer) publishFailed(l *tcpLoop, cs *tcpConn, err error) {
@@ -657,7 +799,7 @@ func (h *tcpHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	if ra := c.RemoteAddr(); ra != nil {
 		remote = ra.String()
 	}
-	cs, err := s.open(c.EventLoop(), remote)
+	cs, err := s.open(c, remote)
 	if err != nil {
 		s.log.Error("tcp: refusing connection", "remote", remote, "err", err)
 		return nil, gnet.Close
@@ -673,7 +815,10 @@ func (h *tcpHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 func (h *tcpHandler) OnClose(c gnet.Conn, _ error) gnet.Action {
 	if cs, ok := c.Context().(*tcpConn); ok && cs != nil {
 		c.SetContext(nil)
-		h.s.release(cs)
+		h.s.closeTruncated(cs)
+		if l := h.s.release(cs); l != nil {
+			h.s.loopIdle(l)
+		}
 	}
 	return gnet.None
 }
@@ -687,11 +832,14 @@ func (h *tcpHandler) OnTraffic(c gnet.Conn) gnet.Action {
 	if len(buf) == 0 {
 		return gnet.None
 	}
+	l := cs.loop
+	l.busy.Store(true)
 	action := h.s.consume(cs, buf)
 	_, _ = c.Discard(len(buf)) // all of it: the splitter carries any partial message
 	if action == gnet.None && h.s.cfg.Ack {
 		action = h.s.ack(c, cs)
 	}
+	l.busy.Store(false)
 	return action
 }
 

@@ -45,6 +45,10 @@ type netRecorder struct {
 	pubs []*netRecPub
 }
 
+// netRecTsBase is the event time of message 0 in the tests' streams: a
+// message's number is its TsNs − netRecTsBase.
+const netRecTsBase = 1700000000000000000
+
 type netReject struct {
 	Raw    string
 	Reason codec.Reason
@@ -63,7 +67,7 @@ type netRecPub struct {
 	published int64
 	flushes   int64
 	barriers  int64
-	lastSeq   []uint64 // by Aux: the order check
+	lastSeq   []uint64 // by Aux: the order check (message numbers in TsNs − netRecTsBase)
 	count     []int64  // by Aux
 	orderErrs int
 	firstErr  string
@@ -131,13 +135,16 @@ func (p *netRecPub) Publish(ev *codec.Event) error {
 			p.lastSeq = append(p.lastSeq, 0)
 			p.count = append(p.count, 0)
 		}
-		if ev.Seq != p.lastSeq[k]+1 && p.orderErrs == 0 {
-			p.firstErr = fmt.Sprintf("key %d: seq %d after %d", k, ev.Seq, p.lastSeq[k])
+		// The sender's number is in the event time (tcpFrameEvent): the
+		// TCP feed leaves Seq to the engine's Publisher.
+		n := uint64(ev.TsNs - netRecTsBase)
+		if n != p.lastSeq[k]+1 && p.orderErrs == 0 {
+			p.firstErr = fmt.Sprintf("key %d: message %d after %d", k, n, p.lastSeq[k])
 		}
-		if ev.Seq != p.lastSeq[k]+1 {
+		if n != p.lastSeq[k]+1 {
 			p.orderErrs++
 		}
-		p.lastSeq[k] = ev.Seq
+		p.lastSeq[k] = n
 		p.count[k]++
 	}
 	p.mu.Unlock()

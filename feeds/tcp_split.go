@@ -112,6 +112,19 @@ func (s *tcpSplitter) pendingOff() int64 {
 // Carried returns the number of bytes of a partial message held over.
 func (s *tcpSplitter) Carried() int { return len(s.carry) }
 
+// carriedPos locates the partial message held over: the index it would
+// have had (Line, for TCPLines) and its stream offset.
+func (s *tcpSplitter) carriedPos() Position {
+	p := Position{Offset: s.carryOff}
+	if s.format == TCPLines {
+		p.Line = s.count + 1
+	}
+	return p
+}
+
+// dropCarry forgets the partial message held over.
+func (s *tcpSplitter) dropCarry() { s.carry = s.carry[:0] }
+
 // Pos locates the message last returned by Next: its 1-based index on the
 // connection (Line, for TCPLines) and its stream offset.
 func (s *tcpSplitter) Pos() Position {

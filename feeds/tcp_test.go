@@ -132,9 +132,11 @@ func TestTCPLines(t *testing.T) {
 	}{{"AAPL", 1, 189.25}, {"MSFT", 5, 410.5}, {"AAPL", 6, 189.5}}
 	for i, w := range want {
 		ev := sn.events[i]
-		if rec.syms.Name(ev.Symbol) != w.sym || ev.Seq != w.seq || ev.Price != w.price || ev.Kind != codec.KindTrade || ev.Source != 7 {
-			t.Errorf("event %d = %s seq %d price %v kind %v source %d; want %s seq %d price %v trade source 7",
-				i, rec.syms.Name(ev.Symbol), ev.Seq, ev.Price, ev.Kind, ev.Source, w.sym, w.seq, w.price)
+		// Seq is left 0 for the engine's Publisher to number (the source
+		// offset); the sender's number is in ts.
+		if rec.syms.Name(ev.Symbol) != w.sym || ev.Seq != 0 || ev.TsNs != netRecTsBase+int64(w.seq) || ev.Price != w.price || ev.Kind != codec.KindTrade || ev.Source != 7 {
+			t.Errorf("event %d = %s seq %d ts %d price %v kind %v source %d; want %s seq 0 ts +%d price %v trade source 7",
+				i, rec.syms.Name(ev.Symbol), ev.Seq, ev.TsNs, ev.Price, ev.Kind, ev.Source, w.sym, w.seq, w.price)
 		}
 		if ev.IDHash != codec.HashID([]byte(fmt.Sprintf("t-%d", w.seq))) {
 			t.Errorf("event %d IDHash %x, want the hash of its id", i, ev.IDHash)
@@ -174,7 +176,7 @@ func TestTCPLines(t *testing.T) {
 }
 
 func tcpFrameEvent(conn, seq int) codec.Event {
-	return codec.Event{Kind: codec.KindTrade, TsNs: int64(1700000000000000000 + seq), Seq: uint64(seq),
+	return codec.Event{Kind: codec.KindTrade, TsNs: netRecTsBase + int64(seq), Seq: uint64(seq),
 		Aux: uint64(conn), Symbol: codec.Symbol(1 + conn%3), Price: 100 + float64(seq%100)/4, Volume: float64(seq%7 + 1)}
 }
 
@@ -281,6 +283,7 @@ func TestTCPFramesBytewise(t *testing.T) {
 	sn := rec.snapshot()
 	for i, ev := range sn.events {
 		want := tcpFrameEvent(9, i+1)
+		want.Seq = 0 // the engine's Publisher numbers the events
 		if ev != want {
 			t.Errorf("frame %d = %+v, want %+v", i, ev, want)
 		}
@@ -312,8 +315,8 @@ func TestTCPFramesBadChecksum(t *testing.T) {
 	if r := sn.rejects[0]; r.Reason != codec.ReasonChecksum || r.Pos.Offset != codec.FrameSize || len(r.Raw) != codec.FrameSize {
 		t.Errorf("reject %+v, want checksum at offset %d with the frame", r, codec.FrameSize)
 	}
-	if sn.events[0].Seq != 1 || sn.events[1].Seq != 3 {
-		t.Errorf("events seq %d, %d, want 1, 3", sn.events[0].Seq, sn.events[1].Seq)
+	if n0, n1 := sn.events[0].TsNs-netRecTsBase, sn.events[1].TsNs-netRecTsBase; n0 != 1 || n1 != 3 || sn.events[0].Seq != 0 {
+		t.Errorf("events %d, %d (seq %d), want 1, 3 (seq 0: the Publisher numbers them)", n0, n1, sn.events[0].Seq)
 	}
 	netWaitFor(t, 10*time.Second, "connection counters", func() bool { return s.Stats().Rejects == 1 })
 	if st := s.Stats(); st.Open != 1 || st.Rejects != 1 {

@@ -140,6 +140,12 @@ type WebhookConfig struct {
 // has queued, calls Publisher.Barrier once for all of them (group commit),
 // and only then answers them; so 202 means durably accepted, and concurrent
 // requests share the cost of a sync.
+//
+// Events are published with Seq 0: the Publisher numbers them, one source
+// offset that continues after a restart (unique output keys, watermarks at
+// once after a restart). Redelivered events are caught by the delivery id
+// within the tolerance and, when they carry message ids, by the engine's
+// dedup.
 type Webhook struct {
 	cfg WebhookConfig
 	log *slog.Logger

@@ -120,6 +120,10 @@ type WSConfig struct {
 // sent to Publisher.Reject with ReasonSequenceGap, the message that revealed
 // it and its position (Line = message number in the feed); the event itself
 // is published.
+//
+// Events are published with Seq 0, after the gap check has used the
+// exchange's numbers: the engine's Publisher gives the feed one increasing
+// source offset, which output keys and restarts rely on.
 type WSFeed struct {
 	cfg WSConfig
 	log *slog.Logger
@@ -394,6 +398,11 @@ func (w *WSFeed) handle(msg []byte) error {
 				w.reportGap(msg, g)
 			}
 		}
+		// An exchange's sequence numbers (per symbol, restarting with a
+		// new connection) have served the gap check; Seq 0 lets the
+		// engine's Publisher number the feed's events as one increasing
+		// source offset (unique output keys, watermarks after a restart).
+		ev.Seq = 0
 		if err := w.pub.Publish(ev); err != nil {
 			return err
 		}

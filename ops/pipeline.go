@@ -40,6 +40,8 @@ type Pipeline struct {
 	nInd   int
 	quotes []quoteState // per slot
 	vals   [MaxValues]float64
+	// The source of the events being processed (SetSourceKey).
+	srcKey, scopeKey uint64
 
 	windows []*WindowOperator
 }
@@ -161,7 +163,7 @@ func (p *Pipeline) OnEvent(ev *codec.Event, watermarkNs int64, dst []Output) ([]
 				NValues:  uint8(p.nInd),
 				Symbol:   ev.Symbol,
 				Seq:      ev.Seq,
-				Key:      OutputKey(OutIndicators, 0, ev.Symbol, ev.Seq, 0),
+				Key:      p.inputKey(OutIndicators, 0, ev),
 				TsNs:     ev.TsNs,
 				Price:    ev.Price,
 				Volume:   ev.Volume,
@@ -199,24 +201,47 @@ func (p *Pipeline) OnProcessingTime(nowNs int64, seq uint64, dst []Output) []Out
 	return dst
 }
 
-// OutputKey is the deterministic idempotency key of an output: a stable
-// 64-bit mix of what identifies it (operator kind and index, symbol, and the
-// input sequence or window bounds). The same input always yields the same
-// keys, so sinks can upsert and absorb replayed duplicates.
-func OutputKey(kind OutKind, op uint16, sym codec.Symbol, a, b uint64) uint64 {
-	h := uint64(kind)<<56 ^ uint64(op)<<40 ^ uint64(sym)
-	h = mix64(h ^ mix64(a+0x9E3779B97F4A7C15))
-	return mix64(h ^ mix64(b+0xC2B2AE3D27D4EB4F))
+// SetSourceKey sets the identity of the source whose events follow: src
+// names the source's offsets (Event.Seq), scope the namespace of its
+// message ids (Event.IDHash); the engine passes codec.HashID of the
+// publisher's name and of its dedup scope before each batch (see
+// engine.SourceKeyedProcessor). They go into the keys of per-input outputs.
+// Zero values are valid keys for a pipeline that only ever sees one source.
+func (p *Pipeline) SetSourceKey(src, scope uint64) { p.srcKey, p.scopeKey = src, scope }
+
+// inputKey is the key of the output of operator (kind, op) for input ev:
+// by message id within the source's dedup scope when ev has one, else by
+// the source's offset. A message resent through another connection or
+// event loop of the same feed thus keeps its key whichever copy is
+// processed (copies in two publishers' rings are processed in either
+// order, live and in a recovery replay), and an input without an id is
+// keyed by its place in its source. The complemented scope keeps the two
+// namespaces apart.
+func (p *Pipeline) inputKey(kind OutKind, op uint16, ev *codec.Event) uint64 {
+	if ev.IDHash != 0 {
+		return OutputKey(kind, op, ev.Symbol, ev.IDHash, ^p.scopeKey)
+	}
+	return OutputKey(kind, op, ev.Symbol, ev.Seq, p.srcKey)
 }
 
-// mix64 is the SplitMix64 finaliser.
-func mix64(x uint64) uint64 {
-	x ^= x >> 30
-	x *= 0xBF58476D1CE4E5B9
-	x ^= x >> 27
-	x *= 0x94D049BB133111EB
-	x ^= x >> 31
-	return x
+// OutputKey is the deterministic idempotency key of an output: a stable
+// 64-bit mix of what identifies it (operator kind and index, symbol, and two
+// words a and b):
+//
+//	h = kind<<56 ^ op<<40 ^ sym
+//	h = Mix64(h ^ Mix64(a + 0x9E3779B97F4A7C15))
+//	key = Mix64(h ^ Mix64(b + 0xC2B2AE3D27D4EB4F))
+//
+// with codec.Mix64. Per-input outputs (indicator lines) pass a = the
+// message id hash and b = ^(source scope key) when the input has an id, else
+// a = the source offset (Event.Seq) and b = the source key (see
+// SetSourceKey): unique per input message and operator across every source
+// of an engine, and the same in a replay of the same input. Sinks rely on it
+// (upserts absorb replayed duplicates): it must not change.
+func OutputKey(kind OutKind, op uint16, sym codec.Symbol, a, b uint64) uint64 {
+	h := uint64(kind)<<56 ^ uint64(op)<<40 ^ uint64(sym)
+	h = codec.Mix64(h ^ codec.Mix64(a+0x9E3779B97F4A7C15))
+	return codec.Mix64(h ^ codec.Mix64(b+0xC2B2AE3D27D4EB4F))
 }
 
 // AddWindow adds a window operator over trades with the pipeline's

@@ -83,18 +83,76 @@ func TestPipelineOnEventDoesNotAllocate(t *testing.T) {
 }
 
 func TestOutputKeyStable(t *testing.T) {
-	// The key is part of the sink contract: it must never change for the same inputs.
-	if got := OutputKey(OutIndicators, 0, 1, 1, 0); got != OutputKey(OutIndicators, 0, 1, 1, 0) {
-		t.Fatal("OutputKey not deterministic")
+	// The key is part of the sink contract: these values are written down
+	// once (computed outside the code under test) and must never change.
+	const (
+		srcTCPLoop0 = 0xaf09c93a28206789 // codec.HashID("tcp/loop0")
+		srcTCPLoop1 = 0xaf09c83a282065d6 // codec.HashID("tcp/loop1")
+	)
+	for _, tc := range []struct {
+		kind OutKind
+		op   uint16
+		sym  codec.Symbol
+		a, b uint64
+		want uint64
+	}{
+		{OutIndicators, 0, 1, 1, 0, 0x5017e818ef243db4},
+		{OutIndicators, 0, 7, 42, srcTCPLoop0, 0x3f87d9307c4d43c5},
+		{OutIndicators, 0, 7, 42, srcTCPLoop1, 0x12b6797bb3275ae6},
+		{OutWindow, 3, 0xFFFFFFFF, math.MaxUint64, math.MaxUint64, 0x3307c4492b32f5ff},
+	} {
+		if got := OutputKey(tc.kind, tc.op, tc.sym, tc.a, tc.b); got != tc.want {
+			t.Errorf("OutputKey(%d, %d, %d, %#x, %#x) = %#x, want %#x", tc.kind, tc.op, tc.sym, tc.a, tc.b, got, tc.want)
+		}
 	}
 	seen := map[uint64]bool{}
-	for sym := codec.Symbol(1); sym < 50; sym++ {
-		for seq := uint64(1); seq < 200; seq++ {
-			k := OutputKey(OutIndicators, 0, sym, seq, 0)
-			if seen[k] {
-				t.Fatalf("key collision at symbol %d seq %d", sym, seq)
+	for src := uint64(0); src < 3; src++ {
+		for sym := codec.Symbol(1); sym < 50; sym++ {
+			for seq := uint64(1); seq < 200; seq++ {
+				k := OutputKey(OutIndicators, 0, sym, seq, codec.HashID([]byte{'s', byte(src)}))
+				if seen[k] {
+					t.Fatalf("key collision at source %d symbol %d seq %d", src, sym, seq)
+				}
+				seen[k] = true
 			}
-			seen[k] = true
+		}
+	}
+}
+
+// TestPipelineKeysNameTheSource: an input without an id is keyed by its
+// source and offset (two sources' offset 5 are two keys); an input with an
+// id by its dedup scope and id (the same message through two loops of one
+// feed is one key, through two feeds two). Vectors written down once.
+func TestPipelineKeysNameTheSource(t *testing.T) {
+	const (
+		loop0 = 0xaf09c93a28206789 // codec.HashID("tcp/loop0")
+		loop1 = 0xaf09c83a282065d6 // codec.HashID("tcp/loop1")
+		tcp   = 0x56d0b41944429590 // codec.HashID("tcp")
+		ws    = 0x08cb4507b56d0adf // codec.HashID("ws")
+	)
+	p, err := NewPipeline(PipelineConfig{MaxSymbolID: 4, EmitIndicators: true,
+		Indicators: []IndicatorSpec{{Kind: IndSMA, Period: 2}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	noID := codec.Event{Kind: codec.KindTrade, Symbol: 1, TsNs: 1, Seq: 5, Price: 10, Volume: 1}
+	withID := noID
+	withID.IDHash = codec.HashID([]byte("t-1"))
+	for _, tc := range []struct {
+		src, scope uint64
+		ev         codec.Event
+		want       uint64
+	}{
+		{loop0, tcp, noID, 0x37c5faf223136914},
+		{loop1, tcp, noID, 0x68379a8b889cef1f},
+		{loop0, tcp, withID, 0xf06298f4999cbd7f},
+		{loop1, tcp, withID, 0xf06298f4999cbd7f},
+		{ws, ws, withID, 0xc904bfc9a1be3584},
+	} {
+		p.SetSourceKey(tc.src, tc.scope)
+		out, _ := p.OnEvent(&tc.ev, 0, nil)
+		if len(out) != 1 || out[0].Key != tc.want || out[0].Seq != 5 {
+			t.Errorf("source %#x scope %#x id %#x: outputs %+v, want one with key %#x", tc.src, tc.scope, tc.ev.IDHash, out, tc.want)
 		}
 	}
 }

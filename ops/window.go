@@ -1168,12 +1168,7 @@ func winKey(op uint16, sym codec.Symbol, start, end int64, ord uint64) uint64 {
 	return winMix(h ^ ord)
 }
 
-func winMix(x uint64) uint64 {
-	x += 0x9E3779B97F4A7C15
-	x = (x ^ x>>30) * 0xBF58476D1CE4E5B9
-	x = (x ^ x>>27) * 0x94D049BB133111EB
-	return x ^ x>>31
-}
+func winMix(x uint64) uint64 { return codec.Mix64(x + 0x9E3779B97F4A7C15) }
 
 // --- heap of slots with something to fire, ordered by (key, symbol, slot).
 

@@ -58,6 +58,7 @@ type feedFlags struct {
 	tcpAddr, tcpFormat string
 	tcpAck             bool
 	tcpLoops           int
+	tcpIdleTimeout     time.Duration
 
 	wsURL, wsExchange string
 	wsSubscribe       stringList
@@ -92,6 +93,7 @@ func (ff *feedFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&ff.tcpFormat, "tcp-format", "auto", "tcp feed: wire format: lines (newline-delimited JSON ticks), frames (codec binary frames, length-prefixed), or auto (per connection, by its first byte)")
 	fs.BoolVar(&ff.tcpAck, "tcp-ack", false, "tcp feed: after each read, once its messages are durable, send the connection's cumulative count ({\"ack\":N} line or an ack frame)")
 	fs.IntVar(&ff.tcpLoops, "tcp-loops", 0, "tcp feed: gnet event loops, each with its own publisher (0: GOMAXPROCS)")
+	fs.DurationVar(&ff.tcpIdleTimeout, "tcp-idle-timeout", feeds.DefaultTCPIdleTimeout, "tcp feed: close a connection that sent nothing for this long, so idle clients cannot hold every connection slot (counted; 0: never)")
 	fs.StringVar(&ff.wsURL, "ws-url", "", "ws feed: ws:// or wss:// endpoint of the exchange")
 	fs.StringVar(&ff.wsExchange, "ws-exchange", "", "ws feed: message format: coinbase, binance or kraken (gap detection: coinbase trade_id, binance trade/aggTrade ids; kraken has none)")
 	fs.Var(&ff.wsSubscribe, "ws-subscribe", "ws feed: subscription message sent after every (re)connect: a JSON message, or @FILE with one JSON message per line; repeatable")
@@ -116,7 +118,7 @@ func (ff *feedFlags) register(fs *flag.FlagSet) {
 // setting one without selecting its feed is a usage error, not silently
 // ignored.
 var feedFlagOwners = map[string]string{
-	"tcp-addr": feedTCP, "tcp-format": feedTCP, "tcp-ack": feedTCP, "tcp-loops": feedTCP,
+	"tcp-addr": feedTCP, "tcp-format": feedTCP, "tcp-ack": feedTCP, "tcp-loops": feedTCP, "tcp-idle-timeout": feedTCP,
 	"ws-url": feedWS, "ws-exchange": feedWS, "ws-subscribe": feedWS, "ws-stale-after": feedWS,
 	"webhook-addr": feedWebhook, "webhook-path": feedWebhook, "webhook-secret-file": feedWebhook,
 	"js-url": feedJetStream, "js-stream": feedJetStream, "js-subject-prefix": feedJetStream, "js-partitions": feedJetStream,
@@ -231,7 +233,11 @@ func buildTCP(ff *feedFlags) (feeds.Feed, int, error) {
 	if loops == 0 {
 		loops = runtime.GOMAXPROCS(0)
 	}
-	s, err := feeds.NewTCPServer(feeds.TCPConfig{Addr: ff.tcpAddr, Format: format, Ack: ff.tcpAck, EventLoops: loops})
+	idle := ff.tcpIdleTimeout
+	if idle <= 0 {
+		idle = -1 // the flag's 0 is "never"; TCPConfig's 0 is the default
+	}
+	s, err := feeds.NewTCPServer(feeds.TCPConfig{Addr: ff.tcpAddr, Format: format, Ack: ff.tcpAck, EventLoops: loops, IdleTimeout: idle})
 	if err != nil {
 		return nil, 0, usageError{err}
 	}
@@ -573,8 +579,8 @@ func (s *feedSet) summary(w io.Writer) {
 			continue // the engine's summary says it all
 		case *feeds.TCPServer:
 			st := fd.Stats()
-			fmt.Fprintf(&b, " accepted=%d refused=%d messages=%d bytes=%d rejects=%d errors=%d oversize=%d unaligned=%d",
-				st.Accepted, st.Refused, st.Messages, st.Bytes, st.Rejects, st.Errors, st.Oversize, st.Unaligned)
+			fmt.Fprintf(&b, " accepted=%d refused=%d messages=%d bytes=%d rejects=%d errors=%d oversize=%d unaligned=%d truncated=%d idle_closed=%d",
+				st.Accepted, st.Refused, st.Messages, st.Bytes, st.Rejects, st.Errors, st.Oversize, st.Unaligned, st.Truncated, st.IdleClosed)
 		case *feeds.WSFeed:
 			st := fd.Stats()
 			fmt.Fprintf(&b, " dials=%d connects=%d messages=%d events=%d rejects=%d skipped=%d gaps=%d missing=%d stale=%d ping_failures=%d oversize=%d",

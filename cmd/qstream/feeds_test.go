@@ -287,6 +287,7 @@ func (r *runInProcess) addr(t *testing.T, feed string) string {
 type outputLine struct {
 	Seq    uint64  `json:"seq"`
 	Symbol string  `json:"symbol"`
+	Ts     int64   `json:"ts"`
 	Price  float64 `json:"price"`
 }
 
@@ -383,17 +384,17 @@ func TestRunFeedTCP(t *testing.T) {
 	if len(lines) != conns*perConn {
 		t.Fatalf("%d outputs, want %d", len(lines), conns*perConn)
 	}
-	next := map[string]uint64{}
+	next := map[string]int64{}
+	lastSeq := map[string]uint64{}
 	for _, o := range lines {
-		// Seq is the line number on the connection: the bad line took one.
+		// ts numbers a connection's trades; Seq is the source offset of
+		// the connection's event loop: increasing, shared by the loop's
+		// connections.
 		want := next[o.Symbol] + 1
-		if want == perConn/2+1 {
-			want++
+		if o.Ts != 1_700_000_000_000_000_000+want || o.Seq <= lastSeq[o.Symbol] {
+			t.Fatalf("%s: output ts %d seq %d after trade %d seq %d: not in connection order", o.Symbol, o.Ts, o.Seq, next[o.Symbol], lastSeq[o.Symbol])
 		}
-		if o.Seq != want {
-			t.Fatalf("%s: output seq %d after %d: not in connection order", o.Symbol, o.Seq, next[o.Symbol])
-		}
-		next[o.Symbol] = o.Seq
+		next[o.Symbol], lastSeq[o.Symbol] = want, o.Seq
 	}
 	for _, want := range []string{
 		fmt.Sprintf(": %d messages", conns*perConn),

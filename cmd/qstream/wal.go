@@ -285,7 +285,7 @@ func (d *durableFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&d.groupInterval, "group-interval", wal.DefaultGroupDelay, "WAL group commit: longest wait of a record for its fdatasync")
 	fs.StringVar(&d.checkpointDir, "checkpoint-dir", defaultCheckpointDir, "checkpoint directory (with --wal-dir)")
 	fs.DurationVar(&d.ckptInterval, "checkpoint-interval", 10*time.Second, "time between checkpoints of all operator state; WAL segments older than the kept checkpoints are deleted (0: only after recovery and at --final-checkpoint)")
-	fs.IntVar(&d.dedupHorizon, "dedup-horizon", 1<<16, "per shard, how many recent message ids (per source) are remembered to drop redelivered duplicates (0: off; with --wal-dir)")
+	fs.IntVar(&d.dedupHorizon, "dedup-horizon", 1<<16, "per shard, how many recent message ids (per feed: a resend on any connection of a feed is a duplicate) are remembered to drop redelivered duplicates (0: off; with --wal-dir)")
 	fs.StringVar(&d.dlqDir, "dlq-dir", defaultDLQDir, "dead-letter segments: every rejected input with its reason, source and offset (\"\": stderr only); see `qstream dlq`")
 	fs.StringVar(&d.dlqNATSURL, "dlq-nats-url", "", "also publish every dead letter as JSON to NATS at this URL (needs --dlq-nats-subject)")
 	fs.StringVar(&d.dlqNATSS, "dlq-nats-subject", "", "NATS subject of the dead letters")
