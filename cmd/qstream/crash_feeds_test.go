@@ -513,23 +513,29 @@ func checkFeedCrashOutput(t *testing.T, bin, dir string, msgs []feedMsg, finalWm
 
 	// No output key twice.
 	keys := map[string]int{}
-	dupKeys, dupLines := 0, 0
+	first := map[string]string{} // key -> the first line's content
+	dupKeys, dupLines, otherContent := 0, 0, 0
 	var dupExample string
 	for _, l := range append(append([]feedLine(nil), got.indicators...), got.windows...) {
 		keys[l.key]++
-		if keys[l.key] > 1 {
-			dupLines++
-			if keys[l.key] == 2 {
-				dupKeys++
-			}
-			if dupExample == "" {
-				dupExample = l.raw
-			}
+		if keys[l.key] == 1 {
+			first[l.key] = l.canon
+			continue
+		}
+		dupLines++
+		if keys[l.key] == 2 {
+			dupKeys++
+		}
+		if first[l.key] != l.canon {
+			otherContent++ // another message or window under the same key
+		}
+		if dupExample == "" {
+			dupExample = first[l.key] + " and " + l.raw
 		}
 	}
 	if dupLines > 0 {
-		t.Errorf("%d of %d output lines repeat the key of an earlier line (%d distinct keys); e.g. %s",
-			dupLines, len(got.indicators)+len(got.windows), dupKeys, dupExample)
+		t.Errorf("%d of %d output lines repeat the key of an earlier line (%d distinct keys; %d of them with other content: another message or window under the same key); e.g. %s",
+			dupLines, len(got.indicators)+len(got.windows), dupKeys, otherContent, dupExample)
 	}
 
 	// Indicator lines per symbol, in order, as the replay's.
