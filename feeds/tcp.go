@@ -129,7 +129,8 @@ type TCPConfig struct {
 // client stopped mid-line or mid-frame) is counted (TCPStats.Truncated) and
 // rejected as ReasonMalformed with its bytes and position. Event.Source is
 // TCPConfig.Source. Frames carry interned symbol ids, so a binary client
-// must share the engine's symbol table; JSON lines carry names.
+// must share the engine's symbol table (a frame whose id the table does not
+// hold is rejected as unknown_symbol); JSON lines carry names.
 //
 // # Sequence numbers and dedup
 //
@@ -202,6 +203,7 @@ type tcpLoop struct {
 	pub     Publisher
 	parser  JSONParser
 	decode  func([]byte, *codec.Event) error
+	symbols *codec.SymbolTable // the engine's: frames are checked against it
 	ev      codec.Event
 	ackBuf  []byte
 	stopped bool // the Publisher returned ErrStopped
@@ -360,6 +362,28 @@ func decodeCodecFrame(payload []byte, ev *codec.Event) error {
 	return nil
 }
 
+// errTCPFrameSymbol rejects a frame whose interned symbol id the engine's
+// symbol table does not hold: frames carry ids, not names, so the sender
+// must share the table (or register the names first, e.g. with JSON lines).
+var errTCPFrameSymbol = &codec.Error{Reason: codec.ReasonUnknownSymbol, Detail: "frame symbol id is not in the engine's symbol table"}
+
+// checkFrameSymbol rejects a decoded frame whose symbol id is unknown, so
+// that it is dead-lettered and counted instead of failing the Publisher
+// (the WAL refuses to log an event whose symbol it cannot name). Ids are
+// dense from 1; 0 is allowed only for kinds without a symbol.
+func checkFrameSymbol(symbols *codec.SymbolTable, ev *codec.Event) error {
+	if int(ev.Symbol) > symbols.Len() {
+		return errTCPFrameSymbol
+	}
+	if ev.Symbol == 0 {
+		switch ev.Kind {
+		case codec.KindTrade, codec.KindQuote, codec.KindBar, codec.KindBook, codec.KindStatus:
+			return errTCPFrameSymbol
+		}
+	}
+	return nil
+}
+
 var errTCPFrameTrailing = &codec.Error{Reason: codec.ReasonMalformed, Detail: "frame length differs from codec.FrameSize", Offset: 2}
 
 // Name implements Feed.
@@ -505,7 +529,7 @@ func (s *TCPServer) open(c gnet.Conn, remote string) (*tcpConn, error) {
 		}
 		s.loops = s.loops[:li+1] // within the preallocated capacity: loops never move
 		l := &s.loops[li]
-		l.idx, l.pub, l.decode = li, pub, s.cfg.DecodeFrame
+		l.idx, l.pub, l.decode, l.symbols = li, pub, s.cfg.DecodeFrame, s.pubs.Symbols()
 		if s.cfg.Format != TCPFrames {
 			l.parser = s.cfg.NewParser(s.pubs.Symbols())
 		}
@@ -591,8 +615,8 @@ func (s *TCPServer) consume(cs *tcpConn, buf []byte) gnet.Action {
 			}
 			ev.Seq, ev.IngestNs = 0, 0
 			perr = l.parser.ParseJSON(msg, ev)
-		} else {
-			perr = l.decode(msg, ev)
+		} else if perr = l.decode(msg, ev); perr == nil {
+			perr = checkFrameSymbol(l.symbols, ev)
 		}
 		if perr != nil {
 			l.pub.Reject(msg, codec.ReasonOf(perr), sp.Pos(), perr)

@@ -73,8 +73,12 @@ type netRecPub struct {
 	firstErr  string
 }
 
+// newNetRecorder returns a recorder whose symbol table names the ids of
+// tcpFrameEvent's frames (1..3) before any line interns its own.
 func newNetRecorder(t testing.TB, keep bool) *netRecorder {
-	return &netRecorder{t: t, syms: codec.NewSymbolTable(0), keep: keep, stopped: make(chan struct{}), reached: make(chan struct{})}
+	r := &netRecorder{t: t, syms: codec.NewSymbolTable(0), keep: keep, stopped: make(chan struct{}), reached: make(chan struct{})}
+	internFrameSymbols(t, r.syms)
+	return r
 }
 
 func (r *netRecorder) NewPublisher(name string) (Publisher, error) {

@@ -321,7 +321,7 @@ func FuzzTCPConsume(f *testing.F) {
 		rec := newNetRecorder(t, false)
 		pub, _ := rec.NewPublisher("fuzz")
 		cs := &s.conns[0]
-		cs.loop = &tcpLoop{pub: pub, parser: s.cfg.NewParser(rec.syms), decode: s.cfg.DecodeFrame}
+		cs.loop = &tcpLoop{pub: pub, parser: s.cfg.NewParser(rec.syms), decode: s.cfg.DecodeFrame, symbols: rec.syms}
 		var cuts []int
 		at := 0
 		for _, c := range cutBytes {

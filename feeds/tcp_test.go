@@ -180,6 +180,17 @@ func tcpFrameEvent(conn, seq int) codec.Event {
 		Aux: uint64(conn), Symbol: codec.Symbol(1 + conn%3), Price: 100 + float64(seq%100)/4, Volume: float64(seq%7 + 1)}
 }
 
+// internFrameSymbols names the symbol ids tcpFrameEvent uses (1..3): a frame
+// carries ids, and the feed rejects one whose id the table does not hold.
+func internFrameSymbols(t testing.TB, syms *codec.SymbolTable) {
+	t.Helper()
+	for _, name := range []string{"F1", "F2", "F3"} {
+		if _, err := syms.InternString(name); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // sendFrames writes frames [from, to] of connection conn in writes of about
 // batchBytes.
 func sendFrames(c net.Conn, conn, from, to, batchBytes int) error {
@@ -321,6 +332,43 @@ func TestTCPFramesBadChecksum(t *testing.T) {
 	netWaitFor(t, 10*time.Second, "connection counters", func() bool { return s.Stats().Rejects == 1 })
 	if st := s.Stats(); st.Open != 1 || st.Rejects != 1 {
 		t.Errorf("stats %+v, want the connection open with 1 reject", st)
+	}
+}
+
+// A frame whose symbol id the engine's table does not hold (frames carry
+// ids, not names) is dead-lettered as unknown_symbol, alone: the connection
+// stays open and the next frame is published. Before, it reached Publish,
+// whose WAL refused it ("symbol 1 is not in the symbol table"), and the
+// connection was closed with nothing dead-lettered.
+func TestTCPFramesUnknownSymbol(t *testing.T) {
+	rec := newNetRecorder(t, true) // ids 1..3 are named
+	s, _ := startTCPServer(t, TCPConfig{Format: TCPFrames, EventLoops: 1}, rec)
+	c := dialTCP(t, s)
+	var stream []byte
+	for i, sym := range []codec.Symbol{7, 0, 2} {
+		ev := tcpFrameEvent(1, i+1)
+		ev.Symbol = sym
+		stream = codec.AppendFrame(stream, &ev)
+	}
+	if _, err := c.Write(stream); err != nil {
+		t.Fatal(err)
+	}
+	netWaitFor(t, 10*time.Second, "1 frame and 2 rejects", func() bool {
+		sn := rec.snapshot()
+		return sn.published == 1 && len(sn.rejects) == 2
+	})
+	sn := rec.snapshot()
+	for i, r := range sn.rejects {
+		if r.Reason != codec.ReasonUnknownSymbol || r.Pos.Offset != int64(i*codec.FrameSize) || len(r.Raw) != codec.FrameSize {
+			t.Errorf("reject %d %+v, want unknown_symbol at offset %d with the frame", i, r, i*codec.FrameSize)
+		}
+	}
+	if ev := sn.events[0]; ev.Symbol != 2 || ev.TsNs != netRecTsBase+3 {
+		t.Errorf("published %+v, want frame 3 of symbol 2", ev)
+	}
+	netWaitFor(t, 10*time.Second, "connection counters", func() bool { return s.Stats().Rejects == 2 })
+	if st := s.Stats(); st.Open != 1 || st.Errors != 0 {
+		t.Errorf("stats %+v, want the connection open, no errors", st)
 	}
 }
 
@@ -609,8 +657,11 @@ func TestTCPConsumeNoAlloc(t *testing.T) {
 			t.Fatal(err)
 		}
 		syms := codec.NewSymbolTable(0)
+		if format == TCPFrames {
+			internFrameSymbols(t, syms)
+		}
 		pub := &tcpNullPub{}
-		l := &tcpLoop{pub: pub, parser: s.cfg.NewParser(syms), decode: s.cfg.DecodeFrame}
+		l := &tcpLoop{pub: pub, parser: s.cfg.NewParser(syms), decode: s.cfg.DecodeFrame, symbols: syms}
 		cs := &s.conns[0]
 		cs.loop = l
 		var stream []byte
