@@ -159,23 +159,7 @@ func TestRecoveryReplaysSourcesInWALOrder(t *testing.T) {
 	if late != 0 {
 		t.Errorf("recovery replay: %d late events, the live run had none", late)
 	}
-	want, _ := byKey(t, live)
-	got, _ := byKey(t, out2.all())
-	if len(got) != len(want) {
-		cnt := func(m map[uint64]ops.Output) map[string]int {
-			c := map[string]int{}
-			for _, o := range m {
-				c[fmt.Sprintf("k%d/op%d/s%d/%v", o.Kind, o.Op, o.Symbol, o.Timing)]++
-			}
-			return c
-		}
-		t.Errorf("recovery replay: %d outputs, the live run %d: %v vs %v; dl live %v replay %v", len(got), len(want), cnt(got), cnt(want), r.dl.n, r2.dl.n)
-	}
-	for k, w := range want {
-		if g, ok := got[k]; !ok || !sameResult(g, w) {
-			t.Fatalf("output %#x: replay %+v, live %+v", k, g, w)
-		}
-	}
+	sameAsLive(t, live, out2.all(), r.dl, r2.dl)
 	stop(t, r2.e)
 	r2.w.Close()
 }
@@ -265,23 +249,7 @@ func TestPublisherIdle(t *testing.T) {
 	if _, err := r2.e.Recover(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	want, _ := byKey(t, live)
-	got, _ := byKey(t, out2.all())
-	if len(got) != len(want) {
-		cnt := func(m map[uint64]ops.Output) map[string]int {
-			c := map[string]int{}
-			for _, o := range m {
-				c[fmt.Sprintf("k%d/op%d/s%d/%v", o.Kind, o.Op, o.Symbol, o.Timing)]++
-			}
-			return c
-		}
-		t.Errorf("recovery replay: %d outputs, the live run %d: %v vs %v; dl live %v replay %v", len(got), len(want), cnt(got), cnt(want), r.dl.n, r2.dl.n)
-	}
-	for k, w := range want {
-		if g, ok := got[k]; !ok || !sameResult(g, w) {
-			t.Fatalf("output %#x: replay %+v, live %+v", k, g, w)
-		}
-	}
+	sameAsLive(t, live, out2.all(), r.dl, r2.dl)
 	stop(t, r2.e)
 	r2.w.Close()
 }
@@ -342,5 +310,28 @@ func TestDetachFiresNothing(t *testing.T) {
 	r.w.Close()
 	if n := firedUpTo(out.all(), 1); n != 20 {
 		t.Errorf("%d windows fired after the detaches, want still 20", n)
+	}
+}
+
+// sameAsLive fails unless a recovery replay's outputs equal the live run's,
+// key by key; on a count mismatch it says which kinds differ.
+func sameAsLive(t *testing.T, live, replay []ops.Output, liveDL, replayDL *dlCollect) {
+	t.Helper()
+	want, _ := byKey(t, live)
+	got, _ := byKey(t, replay)
+	if len(got) != len(want) {
+		cnt := func(m map[uint64]ops.Output) map[string]int {
+			c := map[string]int{}
+			for _, o := range m {
+				c[fmt.Sprintf("k%d/op%d/s%d/%v", o.Kind, o.Op, o.Symbol, o.Timing)]++
+			}
+			return c
+		}
+		t.Errorf("recovery replay: %d outputs, the live run %d: %v vs %v; dl live %v replay %v", len(got), len(want), cnt(got), cnt(want), liveDL.n, replayDL.n)
+	}
+	for k, w := range want {
+		if g, ok := got[k]; !ok || !sameResult(g, w) {
+			t.Fatalf("output %#x: replay %+v, live %+v", k, g, w)
+		}
 	}
 }
