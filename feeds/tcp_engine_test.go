@@ -417,25 +417,7 @@ func TestTCPResendOnOtherLoopIsDuplicate(t *testing.T) {
 	c1.send("AAPL", 1, 3000, time.Millisecond)
 	loop1 := loopOf(t, s, c1)
 	c1.c.Close()
-	var c2 *tcpClient
-	for range 4 { // round robin: the next connection goes to the other loop
-		c := dialEngTCP(t, addr)
-		waitEng(t, 10*time.Second, "the connection to open", func() bool {
-			for _, cs := range s.Stats().Conns {
-				if cs.Remote == c.c.LocalAddr().String() {
-					return true
-				}
-			}
-			return false
-		})
-		if loopOf(t, s, c) != loop1 {
-			c2 = c
-			break
-		}
-	}
-	if c2 == nil {
-		t.Fatalf("no connection landed on the loop other than %d", loop1)
-	}
+	c2 := dialOtherLoop(t, s, addr, loop1)
 	// The copies may still be in loop 1's ring: the shard and a recovery
 	// replay may process either copy of an id first, with the same key.
 	c2.send("AAPL", 2001, 3000, time.Millisecond)
@@ -500,26 +482,7 @@ func TestTCPReconnectOnOtherLoopWindowsFire(t *testing.T) {
 	loop1 := loopOf(t, s, c1)
 	c1.c.Close()
 	waitEng(t, 10*time.Second, "the first connection to close", func() bool { return s.Stats().Open == 0 })
-	var c2 *tcpClient
-	for range 4 {
-		c := dialEngTCP(t, addr)
-		waitEng(t, 10*time.Second, "the connection to open", func() bool {
-			for _, cs := range s.Stats().Conns {
-				if cs.Remote == c.c.LocalAddr().String() {
-					return true
-				}
-			}
-			return false
-		})
-		if loopOf(t, s, c) != loop1 {
-			c2 = c
-			break
-		}
-		c.c.Close()
-	}
-	if c2 == nil {
-		t.Fatalf("no connection landed on the loop other than %d", loop1)
-	}
+	c2 := dialOtherLoop(t, s, addr, loop1)
 	for k := 101; k <= 200; k += 10 {
 		c2.send("AAPL", k, k+9, step)
 	}
@@ -531,4 +494,28 @@ func TestTCPReconnectOnOtherLoopWindowsFire(t *testing.T) {
 	if n := r.dl.count(codec.ReasonOversize); n != 0 {
 		t.Errorf("%d trades dead-lettered as oversize", n)
 	}
+}
+
+// dialOtherLoop dials until a connection lands on an event loop other than
+// loop (gnet hands connections out round robin), closing the ones that do
+// not, and returns it.
+func dialOtherLoop(t *testing.T, s *TCPServer, addr string, loop int) *tcpClient {
+	t.Helper()
+	for range 4 {
+		c := dialEngTCP(t, addr)
+		waitEng(t, 10*time.Second, "the connection to open", func() bool {
+			for _, cs := range s.Stats().Conns {
+				if cs.Remote == c.c.LocalAddr().String() {
+					return true
+				}
+			}
+			return false
+		})
+		if loopOf(t, s, c) != loop {
+			return c
+		}
+		c.c.Close()
+	}
+	t.Fatalf("no connection landed on the loop other than %d", loop)
+	return nil
 }
