@@ -1,0 +1,3 @@
+package sinks
+
+import _ "go.uber.org/goleak"
