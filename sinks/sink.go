@@ -43,7 +43,8 @@ type Writer interface {
 
 // StatusWriter is an optional interface of a Writer with counters of its own
 // (conflated updates, connected clients): AppendStatus appends them to the
-// sink's status as " name=value" pairs.
+// sink's status as " name=value" pairs. It is called from other goroutines
+// while WriteBatch runs: keep the counters in atomics.
 type StatusWriter interface {
 	AppendStatus(dst []byte) []byte
 }
