@@ -1,0 +1,38 @@
+package sinks
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseSinkURI(t *testing.T) {
+	u, pol, err := ParseSinkURI("redis://127.0.0.1:6379/2?ttl=30s&full=block&buffer=500&spill_max=2MiB&linger=1ms&breaker_timeout=3s", Policy{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Query().Get("ttl") != "30s" || u.Query().Has("full") || u.Path != "/2" {
+		t.Fatalf("writer URL %s: want ttl kept, framework parameters removed", u)
+	}
+	if pol.Full != FullBlock || pol.Buffer != 500 || pol.SpillMax != 2<<20 || pol.Linger != time.Millisecond || pol.BreakerTimeout != 3*time.Second {
+		t.Fatalf("policy %+v", pol)
+	}
+	for _, bad := range []string{
+		"redis://h:1?full=maybe", "redis://h:1?buffer=-1", "redis://h:1?buffer=99999999", "redis://h:1?linger=soon",
+		"redis://h:1?spill_max=12XB", "redis://h:1?batch=1&batch=2", "127.0.0.1:6379", "redis:///nohost",
+	} {
+		if _, _, err := ParseSinkURI(bad, Policy{}); err == nil {
+			t.Errorf("%s: accepted", bad)
+		}
+	}
+	u, _, err = ParseSinkURI("ws://u:secret@127.0.0.1:9000/feed?token=abc", Policy{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := redact(u); strings.Contains(r, "secret") || strings.Contains(r, "abc") {
+		t.Fatalf("redacted name %s shows a secret", r)
+	}
+	if _, err := OpenSink("nosuch://h:1", Env{}, t.TempDir(), nil); err == nil || !strings.Contains(err.Error(), "unknown scheme") {
+		t.Fatalf("unknown scheme: %v", err)
+	}
+}
