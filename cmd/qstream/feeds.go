@@ -655,7 +655,7 @@ func (o *runOutput) HandleOutputs(outs []ops.Output) error {
 //     synced. A recovery that fails before (a damaged WAL, an interrupt)
 //     leaves the file byte-identical; close removes the staging file.
 //
-// Write errors are sticky and permanent (engine.Permanent): after a failed
+// Write errors are sticky and permanent (sinks.Permanent): after a failed
 // write the file may end in a torn line, which only a recovery (the rewind
 // to the last mark) can repair, so retrying is never right. The error
 // names the path and wraps the system error (errors.Is(err,
@@ -699,7 +699,7 @@ const fileOutputMarkLen = 8
 // fail makes err sticky, naming the file, and returns it.
 func (o *fileOutput) fail(err error) error {
 	if o.err == nil {
-		o.err = engine.Permanent(fmt.Errorf("output %s: %w", o.path, err))
+		o.err = sinks.Permanent(fmt.Errorf("output %s: %w", o.path, err))
 	}
 	return o.err
 }

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"qstream/codec"
-	"qstream/engine"
 	"qstream/ops"
 	"qstream/sinks"
 )
@@ -328,8 +327,8 @@ func TestFileOutputDiskFullError(t *testing.T) {
 	if werr == nil {
 		t.Fatal("64 KiB took 100,000 lines")
 	}
-	if !errors.Is(werr, syscall.ENOSPC) || !errors.Is(werr, engine.ErrPermanent) || !strings.Contains(werr.Error(), path) {
-		t.Fatalf("error %v: want ENOSPC, engine.ErrPermanent and the path %s", werr, path)
+	if !errors.Is(werr, syscall.ENOSPC) || !errors.Is(werr, sinks.ErrPermanent) || !strings.Contains(werr.Error(), path) {
+		t.Fatalf("error %v: want ENOSPC, sinks.ErrPermanent and the path %s", werr, path)
 	}
 	if err := h.HandleOutputs(batch[:1]); err != werr {
 		t.Fatalf("after the failure: %v, want the same sticky error", err)

@@ -465,15 +465,6 @@ func (d *durable) status(st engine.Stats) string {
 			b = fmt.Appendf(b, " (%d failed)", c.Failed)
 		}
 	}
-	if o := st.Output; o.Breaker != "" {
-		b = fmt.Appendf(b, " | out breaker %s", o.Breaker)
-		if o.Halted {
-			b = append(b, " HALTED"...)
-		}
-		if o.Retries > 0 || o.SystemErrors > 0 {
-			b = fmt.Appendf(b, " retries %d errors %d", o.Retries, o.SystemErrors)
-		}
-	}
 	return string(b)
 }
 
