@@ -231,8 +231,8 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 	if err := dur.recover(ctx, eng, stderr); err != nil {
 		return err
 	}
-	if fo, ok := output.(*fileOutput); ok {
-		if err := fo.begin(); err != nil {
+	if fo, ok := output.(*sinks.FileOutput); ok {
+		if err := fo.Begin(); err != nil {
 			return err
 		}
 	}
