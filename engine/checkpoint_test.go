@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -64,17 +65,28 @@ func TestStopCheckpointsEndOfInput(t *testing.T) {
 	}
 }
 
-// downOutput is a memOutput whose sink is down: every write fails with a
-// system error, so the error policy's breaker opens and the output halts.
-type downOutput struct{ memOutput }
+// haltedOutput is a memOutput whose sink is down while its retry policy
+// holds the batch, as sinks.Guard does with an open circuit breaker: it
+// waits inside HandleOutputs until the engine stops or fails
+// (Engine.Stopping), then gives up with an error.
+type haltedOutput struct {
+	memOutput
+	e     atomic.Pointer[Engine]
+	calls atomic.Int64
+}
 
-func (d *downOutput) HandleOutputs([]ops.Output) error {
-	return errors.New("sink: connection refused")
+func (h *haltedOutput) HandleOutputs([]ops.Output) error {
+	h.calls.Add(1)
+	for !h.e.Load().Stopping() {
+		time.Sleep(time.Millisecond)
+	}
+	return errors.New("sink: connection refused; given up at stop")
 }
 
 // Stop after the end of input while the output is halted: the final
 // checkpoint cannot be taken (the output never takes the end-of-input
-// results), and Stop still returns when its context ends, with an error.
+// results), and Stop still returns when its context ends, with an error:
+// the context's end makes Stopping true, which releases the output.
 func TestStopWithHaltedOutputIsBounded(t *testing.T) {
 	dir := t.TempDir()
 	w, err := OpenWAL(filepath.Join(dir, "wal"), wal.Options{})
@@ -82,12 +94,13 @@ func TestStopWithHaltedOutputIsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	e, err := New(Config{Shards: 2, Processors: pipelineFactory(t), Output: &downOutput{}, Durability: w,
-		Checkpoints: &CheckpointConfig{Dir: filepath.Join(dir, "ckpt")}, Logger: quietLogger(),
-		ErrorPolicy: &ErrorPolicy{BreakerFailures: 1, BreakerTimeout: time.Hour, RetryDelay: func(int) time.Duration { return time.Millisecond }}})
+	out := &haltedOutput{}
+	e, err := New(Config{Shards: 2, Processors: pipelineFactory(t), Output: out, Durability: w,
+		Checkpoints: &CheckpointConfig{Dir: filepath.Join(dir, "ckpt")}, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
+	out.e.Store(e)
 	if _, err := e.Recover(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -107,5 +120,8 @@ func TestStopWithHaltedOutputIsBounded(t *testing.T) {
 	}
 	if st := e.CheckpointStats(); st.Taken != 1 { // the one after recovery
 		t.Fatalf("%d checkpoints taken, want only recovery's: a checkpoint covered outputs the sink never took", st.Taken)
+	}
+	if n := out.calls.Load(); n != 1 {
+		t.Fatalf("the halted output was called %d times, want once: outputs were delivered after its error", n)
 	}
 }

@@ -76,7 +76,9 @@ type ProcessorFactory func(shard int) (Processor, error)
 
 // OutputHandler receives operator outputs from the engine's collector
 // goroutine, one batch at a time. The slice is only valid during the call.
-// An error is sticky: the engine stops delivering and reports it from Wait.
+// An error is sticky: the engine stops delivering and reports it from Err
+// and Stop. A handler that retries (sinks.Guard) must give up once
+// Engine.Stopping is true.
 type OutputHandler interface {
 	HandleOutputs(outs []ops.Output) error
 }
@@ -88,7 +90,7 @@ type DeadLetter struct {
 	Pos    codec.Position
 	Raw    []byte // the raw input if the rejection happened at parse time (valid during the call); nil for events rejected by operators
 	Event  *codec.Event
-	Output *ops.Output // an output the sink rejected as poison (ErrorPolicy); nil otherwise
+	Output *ops.Output // an output the sink rejected as poison (Engine.DeadLetterOutput); nil otherwise
 	Err    error
 }
 
@@ -160,11 +162,6 @@ type Config struct {
 	// go to the dead-letter output as ReasonDuplicate. At most
 	// MaxDedupHorizon; the ids are part of every checkpoint.
 	DedupHorizon int
-	// ErrorPolicy, if set, is the recovery strategy of output delivery:
-	// transient errors retried with backoff, poison outputs dead-lettered,
-	// system errors counted by a circuit breaker that halts the stream while
-	// open. Nil keeps the first output error sticky.
-	ErrorPolicy *ErrorPolicy
 	// Logger for lifecycle messages. Default slog.Default().
 	Logger *slog.Logger
 }

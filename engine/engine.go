@@ -23,8 +23,10 @@
 // Config.Checkpoints the engine takes consistent checkpoints with aligned
 // barriers (checkpoint.go); Recover replaces Start and restores the newest
 // checkpoint and the WAL after it (recovery.go); Config.DedupHorizon drops
-// redelivered messages (dedup.go); Config.ErrorPolicy retries, dead-letters
-// and circuit-breaks output delivery (recovery_policy.go).
+// redelivered messages (dedup.go). The engine keeps no output policy: an
+// output error is sticky. Retries, dead-lettering of poison outputs and a
+// circuit breaker wrap the output from outside (sinks.Guard), through the
+// hooks Stopping and DeadLetterOutput.
 package engine
 
 import (
@@ -36,6 +38,7 @@ import (
 	"time"
 
 	"qstream/codec"
+	"qstream/ops"
 	"qstream/ring"
 )
 
@@ -70,7 +73,6 @@ type Engine struct {
 	cutEpoch   uint64                 // guarded by mu
 	restored   map[string]sourceState // source states recovered by name; guarded by mu
 	recovering bool                   // Recover runs: Start leaves the periodic checkpoints to it
-	guard      *outputGuard           // Config.ErrorPolicy's wrapper of Config.Output
 }
 
 // New builds an engine: its symbol table, its shards with their processors
@@ -268,8 +270,9 @@ func (e *Engine) Stop(ctx context.Context) error {
 	if clean && e.cut != nil {
 		e.Resume() // a cut needs running shards
 		// The cut waits for the output to take everything; a halted
-		// output is given up when ctx ends (the sticky error makes the
-		// guard stop waiting and the cut refuse).
+		// output is given up when ctx ends (the sticky error makes
+		// Stopping true, so a retrying output stops waiting, and the cut
+		// refuse).
 		unwatch := context.AfterFunc(ctx, func() {
 			e.setErr(fmt.Errorf("engine: stop: final checkpoint: %w", ctx.Err()))
 		})
@@ -335,6 +338,28 @@ func (e *Engine) Failed() <-chan struct{} { return e.failed }
 func (e *Engine) Fail(err error) {
 	e.setErr(err)
 	e.wakeShards()
+}
+
+// Stopping reports whether the engine stops (Stop was called and waits for
+// the shards) or has its sticky error (Fail, a failed output). An output
+// that waits and retries inside HandleOutputs (sinks.Guard) polls it and
+// gives up when it turns true, so that Stop and Fail complete in bounded
+// time and feeds blocked on backpressure can return.
+func (e *Engine) Stopping() bool { return e.stopping.Load() || e.hasErr.Load() }
+
+// DeadLetterOutput rejects o, an output the sink can never take (a poison
+// output): it is counted under reason (ReasonMalformed when reason is
+// ReasonNone or unknown) like every rejection, and handed to
+// Config.DeadLetters with Feed "output". Call it from inside HandleOutputs,
+// on the collector goroutine; o need only be valid during the call.
+func (e *Engine) DeadLetterOutput(o *ops.Output, reason codec.Reason, err error) {
+	if reason == codec.ReasonNone || int(reason) >= codec.ReasonCount {
+		reason = codec.ReasonMalformed
+	}
+	e.rejected[reason].Add(1)
+	if h := e.cfg.DeadLetters; h != nil {
+		h.HandleDeadLetter(&DeadLetter{Reason: reason, Feed: "output", Pos: codec.Position{Offset: -1}, Output: o, Err: err})
+	}
 }
 
 // waitForResume blocks a shard while the engine is paused.

@@ -3,7 +3,9 @@ package engine
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -483,3 +485,91 @@ func (nopProc) OnEvent(ev *codec.Event, wm int64, dst []ops.Output) ([]ops.Outpu
 	return append(dst, ops.Output{Kind: ops.OutIndicators, Seq: ev.Seq, Symbol: ev.Symbol, IngestNs: ev.IngestNs}), codec.ReasonNone
 }
 func (nopProc) OnWatermark(wm int64, seq uint64, dst []ops.Output) []ops.Output { return dst }
+
+// rejectingOutput dead-letters every trade's output it gets through the engine's
+// hook, with the reasons in turn, as a retrying output does with a poison
+// output.
+type rejectingOutput struct {
+	e       *Engine
+	reasons []codec.Reason
+	n       int
+}
+
+func (r *rejectingOutput) HandleOutputs(outs []ops.Output) error {
+	for i := range outs {
+		if outs[i].Kind != ops.OutIndicators {
+			continue // the echo's watermark outputs
+		}
+		r.e.DeadLetterOutput(&outs[i], r.reasons[r.n%len(r.reasons)], errors.New("sink: rejected"))
+		r.n++
+	}
+	return nil
+}
+
+type dlOutputs struct {
+	mu   sync.Mutex
+	outs []ops.Output
+	bad  []string
+}
+
+func (d *dlOutputs) HandleDeadLetter(dl *DeadLetter) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if dl.Output == nil || dl.Feed != "output" || dl.Pos.Offset != -1 || dl.Err == nil || dl.Err.Error() != "sink: rejected" {
+		d.bad = append(d.bad, fmt.Sprintf("%+v", *dl))
+		return
+	}
+	d.outs = append(d.outs, *dl.Output)
+}
+
+// DeadLetterOutput counts a poison output under its reason (malformed when
+// the reason is none or unknown) and hands it to the dead letters as an
+// output; Stopping turns true with the engine's sticky error.
+func TestDeadLetterOutputAndStopping(t *testing.T) {
+	out := &rejectingOutput{reasons: []codec.Reason{codec.ReasonBadPrice, codec.ReasonNone, codec.Reason(codec.ReasonCount + 3)}}
+	dl := &dlOutputs{}
+	e, err := New(Config{Shards: 1, Processors: func(i int) (Processor, error) { return newEcho(i), nil },
+		Output: out, DeadLetters: dl, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.e = e
+	e.Start()
+	if e.Stopping() {
+		t.Fatal("Stopping before Stop or Fail")
+	}
+	sym, _ := e.Symbols().InternString("X")
+	p, _ := e.NewPublisher("feed")
+	for i := 1; i <= 30; i++ {
+		ev := trade(uint64(i), sym, int64(i))
+		p.Publish(&ev)
+	}
+	p.Close()
+	stop(t, e)
+	if !e.Stopping() {
+		t.Fatal("not Stopping after Stop")
+	}
+	st := e.Stats()
+	if st.Rejected["bad_price"] != 10 || st.Rejected["malformed"] != 20 || st.DeadLetters != 30 {
+		t.Fatalf("rejections %v (%d dead letters), want bad_price 10, malformed 20", st.Rejected, st.DeadLetters)
+	}
+	if len(dl.bad) > 0 || len(dl.outs) != 30 {
+		t.Fatalf("dead letters: %d outputs, malformed ones %v", len(dl.outs), dl.bad)
+	}
+	for i, o := range dl.outs {
+		if o.Seq != uint64(i+1) {
+			t.Fatalf("dead letter %d is output seq %d", i, o.Seq)
+		}
+	}
+
+	f, err := New(Config{Shards: 1, Processors: func(i int) (Processor, error) { return newEcho(i), nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Start()
+	f.Fail(errors.New("interrupted"))
+	if !f.Stopping() {
+		t.Fatal("not Stopping after Fail")
+	}
+	f.Stop(context.Background())
+}

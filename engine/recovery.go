@@ -457,10 +457,6 @@ func (e *Engine) setupDurability() error {
 			return fmt.Errorf("%w: checkpoint directory is empty", ErrConfig)
 		}
 	}
-	if e.cfg.ErrorPolicy != nil && e.cfg.Output != nil {
-		e.guard = newOutputGuard(e, e.cfg.Output, *e.cfg.ErrorPolicy)
-		e.cfg.Output = e.guard
-	}
 	return nil
 }
 
@@ -479,9 +475,6 @@ func (e *Engine) setupShardDurability() error {
 	}
 	if e.wal != nil {
 		e.cut = newCutCoord(e, e.wal)
-		if e.guard != nil {
-			e.cut.output, _ = e.guard.inner.(CheckpointedOutput)
-		}
 	}
 	return nil
 }

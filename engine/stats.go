@@ -19,7 +19,6 @@ type Stats struct {
 	Symbols     int               // interned symbols
 	Shards      []ShardStats
 	Durability  DurabilityStats // zero without a *WAL
-	Output      OutputStats     // zero without an ErrorPolicy
 }
 
 // DurabilityStats describe the WAL and the checkpoints.
@@ -87,7 +86,6 @@ func (e *Engine) Stats() Stats {
 	if e.wal != nil {
 		st.Durability = DurabilityStats{LastLSN: e.wal.LastLSN(), DurableLSN: e.wal.DurableLSN(), Checkpoints: e.CheckpointStats()}
 	}
-	st.Output = e.OutputStats()
 	return st
 }
 

@@ -9,52 +9,12 @@ import (
 	"os"
 	"sort"
 	"strconv"
-	"sync"
 	"text/tabwriter"
 	"time"
 
 	"qstream/codec"
-	"qstream/engine"
 	"qstream/sinks"
 )
-
-// runDeadLetters is `qstream run`'s DeadLetterHandler: the first rejections
-// on stderr, every one into the DLQ segments, and optionally to NATS.
-type runDeadLetters struct {
-	mu     sync.Mutex
-	stderr io.Writer
-	shown  int
-	store  *sinks.DLQStore
-	nats   *sinks.DLQNATS
-	rec    sinks.DeadLetterRecord
-}
-
-func (r *runDeadLetters) HandleDeadLetter(dl *engine.DeadLetter) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.shown < maxStderrErrors {
-		r.shown++
-		msg := dl.Reason.String()
-		if dl.Err != nil {
-			msg = dl.Err.Error()
-		}
-		where := dl.Pos.String()
-		if dl.Event != nil {
-			where = fmt.Sprintf("message %d", dl.Event.Seq)
-		}
-		fmt.Fprintf(r.stderr, "qstream: dead letter: %s: %s: %s\n", dl.Feed, where, msg)
-		if r.shown == maxStderrErrors {
-			fmt.Fprintf(r.stderr, "qstream: further dead letters are counted and stored but not shown\n")
-		}
-	}
-	r.rec = sinks.DeadLetterRecord{Reason: dl.Reason, Feed: dl.Feed, Pos: dl.Pos, Err: dl.Err, Raw: dl.Raw, Event: dl.Event, Output: dl.Output}
-	if r.store != nil {
-		_ = r.store.Write(&r.rec) // sticky; reported at close
-	}
-	if r.nats != nil {
-		_ = r.nats.Write(&r.rec) // counted; the segments hold the record
-	}
-}
 
 func cmdDLQ(args []string, stdout, stderr io.Writer) int {
 	usage := func() {

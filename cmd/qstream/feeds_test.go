@@ -4,11 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"net/http"
 	"os"
@@ -22,11 +20,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"qstream/codec"
-	"qstream/engine"
 	"qstream/feeds"
-	"qstream/ops"
-	"qstream/sinks"
 )
 
 func TestParsePartitions(t *testing.T) {
@@ -618,165 +612,4 @@ func coinbaseCapture(t *testing.T) (sent, received []string) {
 		t.Fatalf("recording: %d sent, %d received messages", len(sent), len(received))
 	}
 	return sent, received
-}
-
-var _ engine.CheckpointedOutput = (*fileOutput)(nil)
-
-// TestFileOutputCheckpoint: the --output file keeps its previous content
-// until a start has succeeded: a recovery stages the replay's outputs and
-// its checkpoint commits them, rewinding the file to the mark (cutting off
-// what came after, a torn line included); a recovery that never commits
-// leaves the file byte-identical; a fresh run replaces it.
-func TestFileOutputCheckpoint(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "out.jsonl")
-	syms := codec.NewSymbolTable(16)
-	sym, _ := syms.InternString("X")
-	specs, _ := ops.ParseIndicators("sma:2")
-	outs := func(seqs ...uint64) []ops.Output {
-		var o []ops.Output
-		for _, s := range seqs {
-			o = append(o, ops.Output{Kind: ops.OutIndicators, Symbol: sym, Seq: s, Price: float64(s), NValues: 1, Values: [ops.MaxValues]float64{math.NaN()}})
-		}
-		return o
-	}
-	read := func() string {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(b)
-	}
-	line := func(seq int) string {
-		return fmt.Sprintf(`{"seq":%d,"symbol":"X","ts":0,"price":%d,"volume":0,"sma_2":null}`+"\n", seq, seq)
-	}
-	if err := os.WriteFile(path, []byte("stale content\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	open := func() *fileOutput {
-		h, _, err := openRunOutput(path, syms, sinks.JSONLConfig{Indicators: []string{specs[0].Name()}}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return h.(*fileOutput)
-	}
-
-	// A fresh run: the old content goes at the first write.
-	o := open()
-	if got := read(); got != "stale content\n" {
-		t.Fatalf("opening changed the file: %q", got)
-	}
-	if err := o.HandleOutputs(outs(1, 2)); err != nil {
-		t.Fatal(err)
-	}
-	if got, want := read(), line(1)+line(2); got != want {
-		t.Fatalf("after a batch (flushed at once): %q, want %q", got, want)
-	}
-	mark, err := o.CheckpointOutput()
-	if err != nil || len(mark) != fileOutputMarkLen || binary.LittleEndian.Uint64(mark) != uint64(len(line(1)+line(2))) {
-		t.Fatalf("CheckpointOutput = %x, %v; want the file length", mark, err)
-	}
-	if err := o.HandleOutputs(outs(3)); err != nil {
-		t.Fatal(err)
-	}
-	// A crash: the process dies with a torn line after output 3.
-	if _, err := o.f.WriteString(`{"seq":4,"sym`); err != nil {
-		t.Fatal(err)
-	}
-	o.f.Close()
-	crashed := line(1) + line(2) + line(3) + `{"seq":4,"sym`
-
-	// A recovery that fails after RestoreOutput (the replay hits a damaged
-	// record, or is interrupted): the file is as it was.
-	o = open()
-	if err := o.RestoreOutput(mark); err != nil {
-		t.Fatal(err)
-	}
-	if err := o.HandleOutputs(outs(3)); err != nil {
-		t.Fatal(err)
-	}
-	if got := read(); got != crashed {
-		t.Fatalf("during the replay: %q, want the file untouched %q", got, crashed)
-	}
-	if err := o.close(); err != nil {
-		t.Fatal(err)
-	}
-	if got := read(); got != crashed {
-		t.Fatalf("after a recovery that did not commit: %q, want %q", got, crashed)
-	}
-	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(path), ".out.jsonl.*")); len(left) != 0 {
-		t.Fatalf("staging files left: %v", left)
-	}
-
-	// Recovery rewinds to the mark at its checkpoint; the replay wrote 3
-	// again, the live run 4.
-	o = open()
-	if err := o.RestoreOutput(mark); err != nil {
-		t.Fatal(err)
-	}
-	if err := o.HandleOutputs(outs(3)); err != nil {
-		t.Fatal(err)
-	}
-	mark3, err := o.CheckpointOutput()
-	if err != nil || binary.LittleEndian.Uint64(mark3) != uint64(len(line(1)+line(2)+line(3))) {
-		t.Fatalf("the recovery's CheckpointOutput = %x, %v; want the length up to line 3", mark3, err)
-	}
-	if got, want := read(), line(1)+line(2)+line(3); got != want {
-		t.Fatalf("after the recovery's checkpoint: %q, want %q", got, want)
-	}
-	if err := o.HandleOutputs(outs(4)); err != nil {
-		t.Fatal(err)
-	}
-	if err := o.close(); err != nil {
-		t.Fatal(err)
-	}
-	if got, want := read(), line(1)+line(2)+line(3)+line(4); got != want {
-		t.Fatalf("after the replay: %q, want %q", got, want)
-	}
-
-	// A mark beyond the file: the file was changed behind qstream's back.
-	o = open()
-	if err := o.RestoreOutput(binary.LittleEndian.AppendUint64(nil, 1<<20)); err == nil || !strings.Contains(err.Error(), "shorter than the checkpoint's mark") {
-		t.Errorf("RestoreOutput beyond the end = %v", err)
-	}
-	if err := o.RestoreOutput([]byte{1}); err == nil {
-		t.Error("RestoreOutput of a 1-byte mark succeeded")
-	}
-	// Recovery without a checkpoint replays from the first record: empty,
-	// once it commits.
-	if err := o.RestoreOutput(nil); err != nil {
-		t.Fatal(err)
-	}
-	if got := read(); got == "" {
-		t.Errorf("RestoreOutput(nil) emptied the file before the commit")
-	}
-	if _, err := o.CheckpointOutput(); err != nil {
-		t.Fatal(err)
-	}
-	if got := read(); got != "" {
-		t.Errorf("after RestoreOutput(nil) and the commit: %q, want empty", got)
-	}
-	o.close()
-
-	// A fresh run that writes nothing still replaces the old content once
-	// it has started (begin); one that never started leaves it.
-	if err := os.WriteFile(path, []byte("old\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	o = open()
-	if err := o.close(); err != nil {
-		t.Fatal(err)
-	}
-	if got := read(); got != "old\n" {
-		t.Errorf("a run that never started left %q", got)
-	}
-	o = open()
-	if err := o.begin(); err != nil {
-		t.Fatal(err)
-	}
-	if err := o.close(); err != nil {
-		t.Fatal(err)
-	}
-	if got := read(); got != "" {
-		t.Errorf("fresh run without outputs left %q", got)
-	}
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
-	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,11 +11,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"qstream/codec"
-	"qstream/engine"
-	"qstream/ops"
-	"qstream/sinks"
 )
 
 // The checkpointed --output file of `qstream run` on its failure paths: a
@@ -301,40 +295,4 @@ func TestRunInterruptWithBlockedOutputIsBounded(t *testing.T) {
 		t.Fatalf("exit after SIGINT with a blocked output: %v, want status 1 and a message:\n%s", err, all.String())
 	}
 	t.Logf("stopped %s after SIGINT", took.Round(time.Millisecond))
-}
-
-// The file output's error on a full disk: it names the file, keeps ENOSPC
-// for errors.Is through every wrapping, is permanent for the engine's
-// error policy (never retried) and sticky.
-func TestFileOutputDiskFullError(t *testing.T) {
-	disk := t.TempDir()
-	mountTmpfs(t, disk, "64k")
-	path := filepath.Join(disk, "out.jsonl")
-	syms := codec.NewSymbolTable(16)
-	sym, _ := syms.InternString("X")
-	h, closeOut, err := openRunOutput(path, syms, sinks.JSONLConfig{Indicators: []string{"sma_2"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeOut()
-	batch := make([]ops.Output, 100)
-	for i := range batch {
-		batch[i] = ops.Output{Kind: ops.OutIndicators, Symbol: sym, Seq: uint64(i), NValues: 1, Values: [ops.MaxValues]float64{math.NaN()}}
-	}
-	var werr error
-	for i := 0; i < 1000 && werr == nil; i++ {
-		werr = h.HandleOutputs(batch)
-	}
-	if werr == nil {
-		t.Fatal("64 KiB took 100,000 lines")
-	}
-	if !errors.Is(werr, syscall.ENOSPC) || !errors.Is(werr, engine.ErrPermanent) || !strings.Contains(werr.Error(), path) {
-		t.Fatalf("error %v: want ENOSPC, engine.ErrPermanent and the path %s", werr, path)
-	}
-	if err := h.HandleOutputs(batch[:1]); err != werr {
-		t.Fatalf("after the failure: %v, want the same sticky error", err)
-	}
-	if _, err := h.(*fileOutput).CheckpointOutput(); err != werr {
-		t.Fatalf("a checkpoint after the failure: %v, want the sticky error", err)
-	}
 }

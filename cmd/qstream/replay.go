@@ -235,7 +235,7 @@ func replay(f *replayFlags, stdout, stderr io.Writer) error {
 // pump reads every record, numbering accepted events 1, 2, 3... in input
 // order (their Seq), and publishes them, flushing at fixed counts so that
 // watermarks advance at the same points on every run.
-func pump(r feeds.Reader, pub *engine.Publisher, dlq *deadLetterReporter) error {
+func pump(r feeds.Reader, pub *engine.Publisher, dlq *sinks.DeadLetters) error {
 	var ev codec.Event
 	var seq uint64
 	for {

@@ -5,65 +5,33 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sync"
 
 	"qstream/engine"
 	"qstream/feeds"
 	"qstream/sinks"
 )
 
-// deadLetterReporter is the engine's DeadLetterHandler for the CLI: a line on
-// stderr for the first maxStderrErrors rejections, and every one of them in
-// the dead-letter file when one is configured.
-type deadLetterReporter struct {
-	mu     sync.Mutex
-	stderr io.Writer
-	file   *sinks.DLQWriter
-	n      int
-	rec    sinks.DeadLetterRecord
-}
-
-func openDLQ(path string, stderr io.Writer) (*deadLetterReporter, func(), error) {
-	r := &deadLetterReporter{stderr: stderr}
+// openDLQ returns replay's dead-letter handler: a line on stderr for the
+// first maxStderrErrors rejections, and every one of them in the
+// dead-letter file at path when one is given. close flushes and closes the
+// file; call it after the engine has stopped.
+func openDLQ(path string, stderr io.Writer) (*sinks.DeadLetters, func(), error) {
+	d := &sinks.DeadLetters{Stderr: stderr, MaxShown: maxStderrErrors, Prefix: "qstream: ",
+		More: "qstream: further rejected records are counted (and written to --dlq) but not shown"}
 	if path == "" {
-		return r, func() {}, nil
+		return d, func() {}, nil
 	}
 	f, err := os.Create(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("dlq: %w", err)
 	}
-	r.file = sinks.NewDLQWriter(f, nil)
-	return r, func() {
-		if err := r.file.Flush(); err != nil {
+	d.File = sinks.NewDLQWriter(f, nil)
+	return d, func() {
+		if err := d.File.Flush(); err != nil {
 			fmt.Fprintf(stderr, "qstream: %v\n", err)
 		}
 		f.Close()
 	}, nil
-}
-
-// HandleDeadLetter implements engine.DeadLetterHandler.
-func (r *deadLetterReporter) HandleDeadLetter(dl *engine.DeadLetter) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.n++
-	if r.n <= maxStderrErrors {
-		where := dl.Pos.String()
-		if dl.Event != nil {
-			where = fmt.Sprintf("message %d", dl.Event.Seq)
-		}
-		msg := dl.Reason.String()
-		if dl.Err != nil {
-			msg = dl.Err.Error()
-		}
-		fmt.Fprintf(r.stderr, "qstream: %s: %s: %s\n", dl.Feed, where, msg)
-		if r.n == maxStderrErrors {
-			fmt.Fprintf(r.stderr, "qstream: further rejected records are counted (and written to --dlq) but not shown\n")
-		}
-	}
-	if r.file != nil {
-		r.rec = sinks.DeadLetterRecord{Reason: dl.Reason, Feed: dl.Feed, Pos: dl.Pos, Err: dl.Err, Raw: dl.Raw, Event: dl.Event}
-		_ = r.file.Write(&r.rec) // sticky; reported at close
-	}
 }
 
 // statsJSON is the --emit stats object. Field order is fixed by the struct;

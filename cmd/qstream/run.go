@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"os/signal"
 	"strconv"
@@ -18,10 +17,10 @@ import (
 
 	"qstream/codec"
 	"qstream/engine"
-	"qstream/feeds"
 	"qstream/internal/cpu"
 	"qstream/ops"
 	"qstream/ring"
+	"qstream/sinks"
 )
 
 type runFlags struct {
@@ -188,6 +187,15 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stderr, "qstream: output: %v\n", err)
 		}
 	}()
+	// The output's recovery policy (sinks.Guard, the default sinks.Policy):
+	// its Output is the engine's, and it is bound to the engine below,
+	// before the engine starts.
+	var guard *sinks.Guard
+	engOutput := output
+	if output != nil {
+		guard = sinks.NewGuard(output, sinks.Policy{})
+		engOutput = guard.Output()
+	}
 	pipeCfg := opers.pipe
 	var ptTick time.Duration
 	if e := f.ops.earlyEvery; e > 0 {
@@ -205,9 +213,8 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 		IdleTimeout:        f.idleTimeout,
 		Processors:         func(int) (engine.Processor, error) { return ops.NewPipeline(pipeCfg) },
 		ProcessingTimeTick: ptTick,
-		Output:             output,
+		Output:             engOutput,
 		MaxProducers:       2 * max(16, feedSet.producers), // and recovery's, one per source name
-		ErrorPolicy:        outputErrorPolicy(),
 	}
 	dur, err := openDurable(&f.durable, &cfg, symbols, stderr)
 	if err != nil {
@@ -218,11 +225,14 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if guard != nil {
+		guard.Bind(eng)
+	}
 	if err := dur.recover(ctx, eng, stderr); err != nil {
 		return err
 	}
-	if fo, ok := output.(*fileOutput); ok {
-		if err := fo.begin(); err != nil {
+	if fo, ok := output.(*sinks.FileOutput); ok {
+		if err := fo.Begin(); err != nil {
 			return err
 		}
 	}
@@ -269,6 +279,7 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 	status := newStatus(eng, stderr)
 	status.feeds = feedSet
 	status.durable = dur
+	status.guard = guard
 	tick := time.NewTicker(f.interval)
 	defer tick.Stop()
 	var ferr error
@@ -295,11 +306,11 @@ loop:
 			haltCheck := time.NewTicker(250 * time.Millisecond)
 			defer haltCheck.Stop()
 			halted = haltCheck.C
-			if failIfHalted(eng) {
+			if failIfHalted(eng, guard) {
 				halted = nil
 			}
 		case <-halted:
-			if failIfHalted(eng) {
+			if failIfHalted(eng, guard) {
 				halted = nil
 			}
 		}
@@ -326,8 +337,11 @@ const hardStopAfter = 10 * time.Second
 
 // failIfHalted gives up the output (Engine.Fail) if its circuit breaker
 // halts the stream, and reports whether it did.
-func failIfHalted(eng *engine.Engine) bool {
-	o := eng.OutputStats()
+func failIfHalted(eng *engine.Engine, guard *sinks.Guard) bool {
+	if guard == nil {
+		return false
+	}
+	o := guard.Stats()
 	if !o.Halted {
 		return false
 	}
@@ -348,8 +362,9 @@ type status struct {
 	w        io.Writer
 	last     engine.Stats
 	lastTime time.Time
-	feeds    *feedSet // per-feed counters; nil: none
-	durable  *durable // WAL, checkpoints, output breaker; nil: none
+	feeds    *feedSet     // per-feed counters; nil: none
+	durable  *durable     // WAL, checkpoints; nil: none
+	guard    *sinks.Guard // the output's breaker; nil: none
 }
 
 func newStatus(e *engine.Engine, w io.Writer) *status {
@@ -382,6 +397,16 @@ func (s *status) print(final bool) {
 	if s.durable != nil {
 		b.WriteString(s.durable.status(st))
 	}
+	if s.guard != nil {
+		o := s.guard.Stats()
+		fmt.Fprintf(&b, " | out breaker %s", o.Breaker)
+		if o.Halted {
+			b.WriteString(" HALTED")
+		}
+		if o.Retries > 0 || o.SystemErrors > 0 {
+			fmt.Fprintf(&b, " retries %d errors %d", o.Retries, o.SystemErrors)
+		}
+	}
 	fmt.Fprintln(s.w, b.String())
 	s.last, s.lastTime = st, now
 }
@@ -409,20 +434,5 @@ func dur(ns int64) string {
 		return fmt.Sprintf("%.0fµs", float64(ns)/1e3)
 	default:
 		return fmt.Sprintf("%.1fms", float64(ns)/1e6)
-	}
-}
-
-// outputErrorPolicy is run's recovery strategy for the output sink:
-// transient errors retried with capped exponential backoff and full jitter
-// (feeds.Backoff), system errors opening a circuit breaker that halts the
-// stream until the sink answers again.
-func outputErrorPolicy() *engine.ErrorPolicy {
-	b := feeds.Backoff{Base: 10 * time.Millisecond, Max: 2 * time.Second, Min: time.Millisecond}
-	rnd := rand.New(rand.NewPCG(rand.Uint64(), 2)) // used by the collector goroutine only
-	return &engine.ErrorPolicy{
-		MaxRetries:      5,
-		RetryDelay:      func(attempt int) time.Duration { return b.Delay(attempt-1, rnd) },
-		BreakerFailures: 3,
-		BreakerTimeout:  5 * time.Second,
 	}
 }

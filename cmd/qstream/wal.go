@@ -317,7 +317,7 @@ func (d *durableFlags) register(fs *flag.FlagSet) {
 type durable struct {
 	f     *durableFlags
 	wal   *engine.WAL
-	dlq   *runDeadLetters
+	dlq   *sinks.DeadLetters
 	nc    *nats.Conn
 	acks  *os.File
 	synth *durableSynthetic
@@ -328,14 +328,17 @@ type durable struct {
 // the WAL later ends the process with status 1: recovery runs on the next
 // start.
 func openDurable(f *durableFlags, cfg *engine.Config, symbols *codec.SymbolTable, stderr io.Writer) (*durable, error) {
-	d := &durable{f: f, dlq: &runDeadLetters{stderr: stderr}}
+	// Dead letters: the first ones on stderr, every one into the DLQ
+	// segments, and optionally to NATS.
+	d := &durable{f: f, dlq: &sinks.DeadLetters{Stderr: stderr, MaxShown: maxStderrErrors, Prefix: "qstream: dead letter: ",
+		More: "qstream: further dead letters are counted and stored but not shown"}}
 	cfg.DeadLetters = d.dlq
 	if f.dlqDir != "" {
 		store, err := sinks.OpenDLQ(f.dlqDir, sinks.DLQOptions{}, symbols)
 		if err != nil {
 			return nil, err
 		}
-		d.dlq.store = store
+		d.dlq.Store = store
 	}
 	if f.dlqNATSURL != "" || f.dlqNATSS != "" {
 		if f.dlqNATSURL == "" || f.dlqNATSS == "" {
@@ -348,7 +351,7 @@ func openDurable(f *durableFlags, cfg *engine.Config, symbols *codec.SymbolTable
 			return nil, fmt.Errorf("--dlq-nats-url: %w", err)
 		}
 		d.nc = nc
-		d.dlq.nats, _ = sinks.NewDLQNATS(nc, f.dlqNATSS, symbols)
+		d.dlq.NATS, _ = sinks.NewDLQNATS(nc, f.dlqNATSS, symbols)
 	}
 	if f.walDir == "" {
 		return d, nil
@@ -465,29 +468,20 @@ func (d *durable) status(st engine.Stats) string {
 			b = fmt.Appendf(b, " (%d failed)", c.Failed)
 		}
 	}
-	if o := st.Output; o.Breaker != "" {
-		b = fmt.Appendf(b, " | out breaker %s", o.Breaker)
-		if o.Halted {
-			b = append(b, " HALTED"...)
-		}
-		if o.Retries > 0 || o.SystemErrors > 0 {
-			b = fmt.Appendf(b, " retries %d errors %d", o.Retries, o.SystemErrors)
-		}
-	}
 	return string(b)
 }
 
 // close flushes and closes the DLQ, the NATS connection, the ack file and
 // the WAL. Call it after the engine has stopped.
 func (d *durable) close(stderr io.Writer) {
-	if d.dlq != nil && d.dlq.store != nil {
-		if err := d.dlq.store.Close(); err != nil {
+	if d.dlq != nil && d.dlq.Store != nil {
+		if err := d.dlq.Store.Close(); err != nil {
 			fmt.Fprintf(stderr, "qstream: %v\n", err)
 		}
-		fmt.Fprintf(stderr, "qstream: %d dead letters written to %s\n", d.dlq.store.Count(), d.f.dlqDir)
+		fmt.Fprintf(stderr, "qstream: %d dead letters written to %s\n", d.dlq.Store.Count(), d.f.dlqDir)
 	}
 	if d.nc != nil {
-		d.dlq.nats.Flush()
+		d.dlq.NATS.Flush()
 		d.nc.Close()
 	}
 	if d.acks != nil {
