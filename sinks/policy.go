@@ -21,7 +21,7 @@ import (
 // goroutine. With the error classes of sink.go:
 //
 //   - transient errors are retried with capped exponential backoff and full
-//     jitter (FullJitter), up to Policy.MaxRetries times per batch;
+//     jitter (FullJitter), up to GuardPolicy.MaxRetries times per batch;
 //   - a poison output (*PoisonError) goes to the engine's dead letters
 //     (GuardHost.DeadLetterOutput) with its reason and the rest of the batch
 //     is delivered;
@@ -34,7 +34,7 @@ import (
 //   - system errors (anything else, and transient errors past their retries)
 //     count towards a circuit breaker (github.com/sony/gobreaker/v2). While
 //     it is open the stream halts: the collector holds the batch and probes
-//     the output once per Policy.BreakerTimeout, outputs back up into the
+//     the output once per GuardPolicy.BreakerTimeout, outputs back up into the
 //     shards and the feeds feel backpressure; nothing is dropped. Opening is
 //     logged with the error. Stats shows the breaker and whether the stream
 //     is halted. When the engine stops or fails (GuardHost.Stopping) while
@@ -50,7 +50,7 @@ import (
 // and Bind(eng) is called once engine.New has returned, before Start or
 // Recover:
 //
-//	g := sinks.NewGuard(out, sinks.Policy{})
+//	g := sinks.NewGuard(out, sinks.GuardPolicy{})
 //	cfg.Output = g.Output()
 //	eng, err := engine.New(cfg)
 //	...
@@ -59,7 +59,7 @@ import (
 type Guard struct {
 	host      GuardHost
 	inner     engine.OutputHandler
-	pol       Policy
+	pol       GuardPolicy
 	log       *slog.Logger
 	cb        *gobreaker.CircuitBreaker[struct{}]
 	rnd       *rand.Rand // the default delay's; collector goroutine only
@@ -85,9 +85,9 @@ type GuardHost interface {
 	DeadLetterOutput(o *ops.Output, reason codec.Reason, err error)
 }
 
-// Policy configures a Guard. Zero fields take the defaults, which are
+// GuardPolicy configures a Guard. Zero fields take the defaults, which are
 // `qstream run`'s policy for its output.
-type Policy struct {
+type GuardPolicy struct {
 	// MaxRetries bounds the retries of a transient error per batch (default
 	// 5); past it the error counts as a system error.
 	MaxRetries int
@@ -105,7 +105,7 @@ type Policy struct {
 	Logger *slog.Logger
 }
 
-// Policy defaults.
+// GuardPolicy defaults.
 const (
 	DefaultMaxRetries      = 5
 	DefaultBreakerFailures = 3
@@ -124,7 +124,7 @@ type GuardStats struct {
 
 // NewGuard returns a guard of inner under pol. Bind it to its engine before
 // the engine starts.
-func NewGuard(inner engine.OutputHandler, pol Policy) *Guard {
+func NewGuard(inner engine.OutputHandler, pol GuardPolicy) *Guard {
 	if pol.MaxRetries <= 0 {
 		pol.MaxRetries = DefaultMaxRetries
 	}

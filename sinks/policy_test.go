@@ -92,7 +92,7 @@ func trade(seq uint64, sym codec.Symbol, ts int64) codec.Event {
 // newGuarded builds an engine whose output is cfg.Output under a Guard with
 // pol, wired as `qstream run` wires it: the guard's Output is the engine's,
 // and the guard is bound to the engine before it starts.
-func newGuarded(t *testing.T, cfg engine.Config, pol Policy) (*engine.Engine, *Guard) {
+func newGuarded(t *testing.T, cfg engine.Config, pol GuardPolicy) (*engine.Engine, *Guard) {
 	t.Helper()
 	pol.Logger = quietLogger()
 	g := NewGuard(cfg.Output, pol)
@@ -113,7 +113,7 @@ func TestGuardRetriesPoisonsAndBreaks(t *testing.T) {
 	dl := &dlKeep{}
 	e, g := newGuarded(t, engine.Config{Shards: 1, Processors: func(int) (engine.Processor, error) { return echoPrice{}, nil },
 		Output: sink, DeadLetters: dl},
-		Policy{MaxRetries: 5, BreakerFailures: 2, BreakerTimeout: 40 * time.Millisecond,
+		GuardPolicy{MaxRetries: 5, BreakerFailures: 2, BreakerTimeout: 40 * time.Millisecond,
 			RetryDelay: func(int) time.Duration { return time.Millisecond }})
 	e.Start()
 	sym, _ := e.Symbols().InternString("X")
@@ -198,7 +198,7 @@ func TestGuardPermanentErrorFailsAtOnce(t *testing.T) {
 	sink := &fullDisk{}
 	e, g := newGuarded(t, engine.Config{Shards: 1, Processors: func(int) (engine.Processor, error) { return echoPrice{}, nil },
 		Output: sink},
-		Policy{MaxRetries: 5, BreakerFailures: 3, BreakerTimeout: time.Minute,
+		GuardPolicy{MaxRetries: 5, BreakerFailures: 3, BreakerTimeout: time.Minute,
 			RetryDelay: func(int) time.Duration { return time.Millisecond }})
 	e.Start()
 	sym, _ := e.Symbols().InternString("X")
@@ -243,7 +243,7 @@ func TestFailWhileHaltedReleasesBackpressure(t *testing.T) {
 	sink.down.Store(true)
 	e, g := newGuarded(t, engine.Config{Shards: 1, RingSize: 64, OutRingSize: 64, Processors: func(int) (engine.Processor, error) { return echoPrice{}, nil },
 		Output: sink},
-		Policy{BreakerFailures: 1, BreakerTimeout: time.Hour, RetryDelay: func(int) time.Duration { return time.Millisecond }})
+		GuardPolicy{BreakerFailures: 1, BreakerTimeout: time.Hour, RetryDelay: func(int) time.Duration { return time.Millisecond }})
 	e.Start()
 	sym, _ := e.Symbols().InternString("X")
 	p, _ := e.NewPublisher("feed")
@@ -338,11 +338,11 @@ func (m *markedOutput) RestoreOutput(hwm []byte) error {
 // The guard's Output is an engine.CheckpointedOutput exactly when the
 // guarded output is one, and passes checkpoints through to it.
 func TestGuardOutputCheckpointedExactlyWhenInner(t *testing.T) {
-	if _, ok := NewGuard(&fullDisk{}, Policy{}).Output().(engine.CheckpointedOutput); ok {
+	if _, ok := NewGuard(&fullDisk{}, GuardPolicy{}).Output().(engine.CheckpointedOutput); ok {
 		t.Fatal("a guard over a plain output claims checkpoints")
 	}
 	m := &markedOutput{n: 7}
-	co, ok := NewGuard(m, Policy{}).Output().(engine.CheckpointedOutput)
+	co, ok := NewGuard(m, GuardPolicy{}).Output().(engine.CheckpointedOutput)
 	if !ok {
 		t.Fatal("a guard over a checkpointed output hides its checkpoints")
 	}
@@ -377,7 +377,7 @@ func TestGuardStopWithHaltedOutputIsBounded(t *testing.T) {
 			return ops.NewPipeline(ops.PipelineConfig{Indicators: specs, EmitIndicators: true, MaxSymbolID: 64, MaxSlots: 64})
 		},
 		Checkpoints: &engine.CheckpointConfig{Dir: filepath.Join(dir, "ckpt")}},
-		Policy{BreakerFailures: 1, BreakerTimeout: time.Hour, RetryDelay: func(int) time.Duration { return time.Millisecond }})
+		GuardPolicy{BreakerFailures: 1, BreakerTimeout: time.Hour, RetryDelay: func(int) time.Duration { return time.Millisecond }})
 	if _, err := e.Recover(context.Background()); err != nil {
 		t.Fatal(err)
 	}

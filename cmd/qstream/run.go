@@ -187,13 +187,13 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stderr, "qstream: output: %v\n", err)
 		}
 	}()
-	// The output's recovery policy (sinks.Guard, the default sinks.Policy):
+	// The output's recovery policy (sinks.Guard, the default sinks.GuardPolicy):
 	// its Output is the engine's, and it is bound to the engine below,
 	// before the engine starts.
 	var guard *sinks.Guard
 	engOutput := output
 	if output != nil {
-		guard = sinks.NewGuard(output, sinks.Policy{})
+		guard = sinks.NewGuard(output, sinks.GuardPolicy{})
 		engOutput = guard.Output()
 	}
 	pipeCfg := opers.pipe
