@@ -46,6 +46,9 @@ type Set struct {
 
 	stop      chan struct{} // closed by Close: FullBlock pushes give up
 	closeOnce sync.Once
+
+	only    map[ops.OutKind]bool // nil: every kind goes to the sinks
+	scratch []ops.Output
 }
 
 // Carry files kept per sink beyond the newest: older checkpoints
@@ -83,6 +86,10 @@ func SinkDir(dir, name string) string {
 	return filepath.Join(dir, fmt.Sprintf("%s-%08x", b.String(), h.Sum32()))
 }
 
+// OnlyKinds restricts what the asynchronous sinks get to these kinds (the
+// primary output filters for itself). Call it before Start.
+func (s *Set) OnlyKinds(kinds map[ops.OutKind]bool) { s.only = kinds }
+
 // Sinks returns the asynchronous sinks.
 func (s *Set) Sinks() []*Sink { return s.sinks }
 
@@ -100,6 +107,15 @@ func (s *Set) HandleOutputs(outs []ops.Output) error {
 		if err := s.primary.HandleOutputs(outs); err != nil {
 			return err
 		}
+	}
+	if s.only != nil {
+		s.scratch = s.scratch[:0]
+		for i := range outs {
+			if s.only[outs[i].Kind] {
+				s.scratch = append(s.scratch, outs[i])
+			}
+		}
+		outs = s.scratch
 	}
 	for _, k := range s.sinks {
 		if err := k.push(s.next, outs, s.stop); err != nil {

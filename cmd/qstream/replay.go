@@ -32,6 +32,7 @@ const maxStderrErrors = 100
 
 type replayFlags struct {
 	input, format, emit, output, dlq string
+	sinks                            sinkFlags
 	ops                              operatorFlags
 	outOfOrderness, idleTimeout      time.Duration
 	shards, maxSymbols, maxLine      int
@@ -47,6 +48,7 @@ func replayFlagSet(f *replayFlags, stderr io.Writer) *flag.FlagSet {
 	fs.Uint64Var(&f.fromLSN, "from-lsn", 0, "--format wal: replay the events from this LSN on")
 	fs.StringVar(&f.fromTime, "from-time", "", "--format wal: replay from the first event whose event time is at or after this (RFC 3339 or integer nanoseconds)")
 	f.ops.register(fs, false)
+	f.sinks.register(fs, 30*time.Second, false)
 	fs.DurationVar(&f.outOfOrderness, "out-of-orderness", 0, "the watermark is the largest event time seen minus this")
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", 0, "a source silent this long (processing time) stops holding the watermark back; 0 disables")
 	fs.StringVar(&f.emit, "emit", "indicators", "what to write: indicators|windows|stats|all, or a comma-separated list (patterns and news come with their operators)")
@@ -178,13 +180,22 @@ func replay(f *replayFlags, stdout, stderr io.Writer) error {
 		},
 		DeadLetters: dlq,
 	}
+	var primary engine.OutputHandler
 	if len(emit.kinds) > 0 {
-		cfg.Output = writer
+		primary = writer
 	}
-	eng, err := engine.New(cfg)
+	var eng *engine.Engine
+	outSinks, err := openSinks(f.sinks.uris, jcfg, "", primary, poisonTo(&eng), slog.New(slog.NewTextHandler(stderr, nil)))
 	if err != nil {
 		return err
 	}
+	defer outSinks.removeTmp()
+	cfg.Output = outSinks.output(primary)
+	eng, err = engine.New(cfg)
+	if err != nil {
+		return err
+	}
+	outSinks.start()
 
 	in, err := openInput(f.input)
 	if err != nil {
@@ -215,6 +226,9 @@ func replay(f *replayFlags, stdout, stderr io.Writer) error {
 	pub.Close()
 	stopErr := eng.Stop(context.Background())
 	if err := writer.Flush(); err != nil && stopErr == nil {
+		stopErr = err
+	}
+	if err := outSinks.close(f.sinks.drain, stderr); err != nil && stopErr == nil {
 		stopErr = err
 	}
 	if emit.stats {

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strconv"
@@ -34,6 +35,7 @@ type runFlags struct {
 	outOfOrderness, idleTimeout       time.Duration
 	feeds                             feedFlags    // --feed and each feed's flags (feeds.go)
 	durable                           durableFlags // WAL, checkpoints, dedup, DLQ (wal.go)
+	sinks                             sinkFlags    // --sink (sinks.go)
 }
 
 func runFlagSet(f *runFlags, stderr io.Writer) *flag.FlagSet {
@@ -57,6 +59,7 @@ func runFlagSet(f *runFlags, stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&f.interval, "status-interval", time.Second, "how often to print the status line")
 	f.feeds.register(fs)
 	f.durable.register(fs)
+	f.sinks.register(fs, 10*time.Second, true)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, `Usage: qstream run [flags]
 
@@ -196,6 +199,23 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 		guard = sinks.NewGuard(output, sinks.GuardPolicy{})
 		engOutput = guard.Output()
 	}
+	var eng *engine.Engine
+	sinkJSONL := opers.jsonl()
+	sinkJSONL.Symbols = symbols
+	outSinks, err := openSinks(f.sinks.uris, sinkJSONL, sinkStateDir(&f.sinks, f.durable.walDir), engOutput, poisonTo(&eng),
+		slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	if err != nil {
+		return err
+	}
+	sinksClosed := false
+	closeSinks := func() error {
+		if sinksClosed {
+			return nil
+		}
+		sinksClosed = true
+		return outSinks.close(f.sinks.drain, stderr)
+	}
+	defer closeSinks()
 	pipeCfg := opers.pipe
 	var ptTick time.Duration
 	if e := f.ops.earlyEvery; e > 0 {
@@ -213,7 +233,7 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 		IdleTimeout:        f.idleTimeout,
 		Processors:         func(int) (engine.Processor, error) { return ops.NewPipeline(pipeCfg) },
 		ProcessingTimeTick: ptTick,
-		Output:             engOutput,
+		Output:             outSinks.output(engOutput),
 		MaxProducers:       2 * max(16, feedSet.producers), // and recovery's, one per source name
 	}
 	dur, err := openDurable(&f.durable, &cfg, symbols, stderr)
@@ -221,13 +241,14 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer dur.close(stderr)
-	eng, err := engine.New(cfg)
+	eng, err = engine.New(cfg)
 	if err != nil {
 		return err
 	}
 	if guard != nil {
 		guard.Bind(eng)
 	}
+	outSinks.start() // recovery's replay goes through the sinks
 	if err := dur.recover(ctx, eng, stderr); err != nil {
 		return err
 	}
@@ -280,6 +301,7 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 	status.feeds = feedSet
 	status.durable = dur
 	status.guard = guard
+	status.sinks = outSinks
 	tick := time.NewTicker(f.interval)
 	defer tick.Stop()
 	var ferr error
@@ -321,6 +343,14 @@ loop:
 	serr := eng.Stop(stopCtx)
 	if ck := eng.CheckpointStats(); ck.Taken > ckBefore && serr == nil {
 		fmt.Fprintf(stderr, "qstream: checkpoint %d at stop (LSN %d)\n", ck.LastID, ck.LastLSN)
+	}
+	if err := closeSinks(); err != nil {
+		if dur.wal == nil && serr == nil {
+			serr = fmt.Errorf("sinks: %w (no WAL: they are lost)", err)
+		} else {
+			// Left in their spill and the checkpoint: the next start delivers them.
+			fmt.Fprintf(stderr, "qstream: %v; the next start delivers them\n", err)
+		}
 	}
 	status.summary(time.Since(start))
 	feedSet.summary(stderr)
@@ -365,6 +395,7 @@ type status struct {
 	feeds    *feedSet     // per-feed counters; nil: none
 	durable  *durable     // WAL, checkpoints; nil: none
 	guard    *sinks.Guard // the output's breaker; nil: none
+	sinks    *outputSinks // --sink; nil: none
 }
 
 func newStatus(e *engine.Engine, w io.Writer) *status {
@@ -406,6 +437,9 @@ func (s *status) print(final bool) {
 		if o.Retries > 0 || o.SystemErrors > 0 {
 			fmt.Fprintf(&b, " retries %d errors %d", o.Retries, o.SystemErrors)
 		}
+	}
+	if s.sinks != nil {
+		s.sinks.status(&b)
 	}
 	fmt.Fprintln(s.w, b.String())
 	s.last, s.lastTime = st, now

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"qstream/codec"
+	"qstream/engine"
+	"qstream/ops"
+	"qstream/sinks"
+)
+
+// sinkFlags are the --sink flags of run and replay.
+type sinkFlags struct {
+	uris  stringList
+	dir   string
+	drain time.Duration
+}
+
+func (s *sinkFlags) register(fs *flag.FlagSet, drainDefault time.Duration, withDir bool) {
+	fs.Var(&s.uris, "sink", "also write every output to this sink, asynchronously and once per output key (repeatable): "+
+		"redis://HOST:PORT[/DB][?ttl=60s], clickhouse://HOST:9000/DB, clickhouse+http://HOST:8123/DB, nats://HOST:4222, "+
+		"ws://HOST:PORT/PATH[?token=T], archive://DIR (the raw input events); every sink also takes "+
+		"full=spill|block|shed, buffer=N, spill_max=SIZE, batch=N, linger=DUR, retries=N, breaker_timeout=DUR (see README)")
+	if withDir {
+		fs.StringVar(&s.dir, "sink-dir", "", "where sinks keep their spill and checkpointed queues (default: sinks/ beside --wal-dir; without a WAL a temporary directory)")
+	}
+	fs.DurationVar(&s.drain, "sink-drain", drainDefault, "at stop, how long the sinks may take to deliver what they queued (what is left stays in their spill for the next start when the WAL is on)")
+}
+
+// outputSinks is the wiring of the --sink flags: the asynchronous sinks
+// in a sinks.Set with the primary output, and the archive of input events.
+type outputSinks struct {
+	set     *sinks.Set
+	tmpDir  string // removed at close
+	archive []string
+}
+
+// openSinks builds the sinks of uris (not connected yet: a server that is
+// down at start is retried by its sink). stateDir "" takes a temporary
+// directory, removed at close. poison gets the outputs a writer refuses.
+func openSinks(uris []string, jcfg sinks.JSONLConfig, stateDir string, primary engine.OutputHandler, poison sinks.PoisonFunc, log *slog.Logger) (*outputSinks, error) {
+	o := &outputSinks{}
+	if len(uris) == 0 {
+		return o, nil
+	}
+	if stateDir == "" {
+		d, err := os.MkdirTemp("", "qstream-sinks-")
+		if err != nil {
+			return nil, fmt.Errorf("--sink: %w", err)
+		}
+		stateDir, o.tmpDir = d, d
+	}
+	only := jcfg.Kinds // the sinks get what --output gets (the Set filters)
+	jcfg.Kinds = nil
+	env := sinks.Env{JSONL: jcfg, Logger: log}
+	var list []*sinks.Sink
+	seen := map[string]bool{}
+	for _, u := range uris {
+		if dir, ok := strings.CutPrefix(u, "archive://"); ok {
+			o.archive = append(o.archive, dir)
+			continue
+		}
+		s, err := sinks.OpenSink(u, env, stateDir, poison)
+		if err != nil {
+			o.removeTmp()
+			return nil, usageError{err}
+		}
+		if seen[s.Name()] {
+			o.removeTmp()
+			return nil, usageError{fmt.Errorf("--sink %s given twice", s.Name())}
+		}
+		seen[s.Name()] = true
+		list = append(list, s)
+	}
+	if len(list) > 0 {
+		o.set = sinks.NewSet(primary, list)
+		if only != nil {
+			o.set.OnlyKinds(only)
+		}
+	}
+	return o, nil
+}
+
+func (o *outputSinks) removeTmp() {
+	if o.tmpDir != "" {
+		os.RemoveAll(o.tmpDir)
+	}
+}
+
+// output returns the engine's output: the Set when there are sinks, else
+// primary.
+func (o *outputSinks) output(primary engine.OutputHandler) engine.OutputHandler {
+	if o.set != nil {
+		return o.set
+	}
+	return primary
+}
+
+// start starts the sinks' writers; before recovery, whose replay feeds them.
+func (o *outputSinks) start() {
+	if o.set != nil {
+		o.set.Start()
+	}
+}
+
+// close lets the sinks deliver what they queued, for at most drain, and
+// reports what they could not.
+func (o *outputSinks) close(drain time.Duration, stderr io.Writer) error {
+	defer o.removeTmp()
+	if o.set == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	err := o.set.Close(ctx)
+	for _, st := range o.set.Stats() {
+		fmt.Fprintf(stderr, "qstream: sink %s: %d written in %d batches, %d retries, %d errors, %d shed, %d poisoned, deepest queue %d%s\n",
+			st.Name, st.Written, st.Batches, st.Retries, st.Errors, st.Shed, st.Poisoned, st.MaxDepth, st.Writer)
+	}
+	return err
+}
+
+// status appends the sinks' part of the status line.
+func (o *outputSinks) status(b *strings.Builder) {
+	if o.set != nil {
+		b.Write(o.set.AppendStatus(nil))
+	}
+}
+
+// sinkStateDir is where run's sinks keep their state: --sink-dir, else
+// sinks/ beside the WAL directory ("" without a WAL: a temporary one).
+func sinkStateDir(f *sinkFlags, walDir string) string {
+	if f.dir != "" || walDir == "" {
+		return f.dir
+	}
+	return filepath.Join(filepath.Dir(filepath.Clean(walDir)), "sinks")
+}
+
+// poisonTo returns the PoisonFunc that hands refused outputs to the
+// engine's dead letters once *eng is set.
+func poisonTo(eng **engine.Engine) sinks.PoisonFunc {
+	return func(o *ops.Output, reason codec.Reason, err error) {
+		if e := *eng; e != nil {
+			e.DeadLetterOutput(o, reason, err)
+		}
+	}
+}
