@@ -1,0 +1,150 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestCrashSinksExactlyOnce: `qstream run` with the WAL and three sinks
+// (NATS with a JetStream stream, ClickHouse over HTTP, Redis) killed with
+// SIGKILL at random moments and restarted on the same data directory until
+// its finite feed completes. Each restart recovers every sink's
+// unacknowledged outputs from the checkpoint (its carry file and spill) and
+// the WAL replay; what a sink wrote twice carries the same key. At the end
+// every sink holds each output of the --output file exactly once: the
+// stream one message per line (payload = the line, Nats-Msg-Id unique),
+// ClickHouse one row per indicator line and window line under FINAL with
+// the same values, Redis the newest features per symbol.
+func TestCrashSinksExactlyOnce(t *testing.T) {
+	kills := envInt(t, "QSTREAM_SINK_CRASH_KILLS", 4)
+	seed := uint64(envInt(t, "QSTREAM_CRASH_SEED", int(time.Now().UnixNano()&0xFFFFFFF)))
+	t.Logf("%d kills, QSTREAM_CRASH_SEED=%d", kills, seed)
+	rng := rand.New(rand.NewPCG(seed, 91))
+	bin := qstreamBinary(t)
+	ns := startNATS(t)
+	ns.stream(t, "CRASH")
+	db := chDatabase(t)
+	rdb := redisClient(t, 12)
+	rdb.FlushDB(t.Context())
+	dir := t.TempDir()
+	args := []string{"run", "--count", "150000", "--rate", "40000", "--seed", "11", "--symbols", "30", "--max-symbols", "256",
+		"--shards", "2", "--status-interval", "1h", "--windows", "tumbling:100ms:ohlcv,hopping:200ms/100ms:vwap",
+		"--wal-dir", filepath.Join(dir, "wal"), "--checkpoint-dir", filepath.Join(dir, "ckpt"), "--dlq-dir", filepath.Join(dir, "dlq"),
+		"--checkpoint-interval", "300ms", "--output", filepath.Join(dir, "out.jsonl"),
+		"--sink", ns.url() + "?buffer=2048",
+		"--sink", "clickhouse+http://" + chHTTPAddr + "/" + db + "?buffer=2048",
+		"--sink", "redis://" + redisAddr + "/12?buffer=2048"}
+	var logs bytes.Buffer
+	done, killed := false, 0
+	for i := 0; !done; i++ {
+		if i > kills+10 {
+			t.Fatalf("no completion after %d runs:\n%s", i, tail(logs.String(), 40))
+		}
+		cmd := exec.Command(bin, args...)
+		cmd.Dir = dir
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		var timer *time.Timer
+		if killed < kills {
+			timer = time.AfterFunc(time.Duration(500+rng.IntN(2500))*time.Millisecond, func() { cmd.Process.Signal(syscall.SIGKILL) })
+		}
+		hang := time.AfterFunc(3*time.Minute, func() { cmd.Process.Signal(syscall.SIGKILL) })
+		err := cmd.Wait()
+		hang.Stop()
+		if timer != nil {
+			timer.Stop()
+		}
+		fmt.Fprintf(&logs, "=== run %d: %v\n%s", i, err, stderr.String())
+		var ee *exec.ExitError
+		switch {
+		case err == nil:
+			done = true
+		case errors.As(err, &ee) && ee.Sys().(syscall.WaitStatus).Signaled():
+			killed++
+		default:
+			t.Fatalf("run %d: %v:\n%s", i, err, tail(stderr.String(), 30))
+		}
+	}
+	_, raw, torn := readOutputs(t, filepath.Join(dir, "out.jsonl"))
+	if torn || len(raw) == 0 {
+		t.Fatalf("output: %d lines, torn %v", len(raw), torn)
+	}
+	if d := diffMultiset(uniqueLines(raw), raw); d != "" {
+		t.Fatalf("the output file repeats lines:\n%s", d)
+	}
+
+	// NATS: one message per output line.
+	msgs := ns.messages(t, "CRASH")
+	payloads := make([]string, len(msgs))
+	ids := map[string]bool{}
+	for i, m := range msgs {
+		payloads[i] = m.data
+		if ids[m.id] {
+			t.Fatalf("Nats-Msg-Id %s twice", m.id)
+		}
+		ids[m.id] = true
+	}
+	if d := diffMultiset(payloads, raw); d != "" {
+		t.Fatalf("stream: %d messages, output %d lines; differences:\n%s", len(payloads), len(raw), d)
+	}
+
+	// ClickHouse: one row per line under FINAL, with the line's values.
+	ind := indicatorLines(t, raw)
+	rows := chRows(t, "SELECT symbol, ts, price, volume, seq FROM "+db+".qstream_indicators FINAL")
+	if len(rows) != len(ind) {
+		t.Fatalf("ClickHouse: %d indicator rows under FINAL, output %d indicator lines", len(rows), len(ind))
+	}
+	for _, r := range rows {
+		k := fmt.Sprint(r["symbol"], "/", r["seq"])
+		l, ok := ind[k]
+		if !ok {
+			t.Fatalf("ClickHouse row %v is not an output line", r)
+		}
+		if num(t, r["ts"]) != num(t, l["ts"]) || num(t, r["price"]) != num(t, l["price"]) || num(t, r["volume"]) != num(t, l["volume"]) {
+			t.Fatalf("ClickHouse row %v, output line %v", r, l)
+		}
+	}
+	if n, w := chCount(t, "SELECT count() FROM "+db+".qstream_windows FINAL"), countKind(raw, `{"window":`); n != w {
+		t.Fatalf("ClickHouse: %d window rows under FINAL, output %d window lines", n, w)
+	}
+
+	// Redis: the features of every symbol are its newest indicator line.
+	checkRedisFeatures(t, rdb, ind)
+	t.Logf("%d kills; %d output lines: %d stream messages, %d ClickHouse indicator rows", killed, len(raw), len(msgs), len(rows))
+}
+
+func uniqueLines(lines []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, l := range lines {
+		if !seen[l] {
+			seen[l] = true
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// num reads a JSON number or a quoted one (ClickHouse quotes 64-bit
+// integers in JSON) as a float64.
+func num(t *testing.T, v any) float64 {
+	t.Helper()
+	s := strings.Trim(fmt.Sprint(v), `"`)
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		t.Fatalf("not a number: %v", v)
+	}
+	return f
+}
