@@ -55,13 +55,14 @@ ch_alive() { # the pid file names a clickhouse-server that is not a zombie
     [ "$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null)" != Z ]
 }
 if ! up 8123; then
+  PATH="$PATH:/usr/sbin:/sbin" # the server's binary is in /usr/sbin
   need_pkg clickhouse-server clickhouse-server
   need_pkg clickhouse-client clickhouse-client
   for _ in $(seq 1 100); do ch_alive && ! up 8123 || break; sleep 0.1; done
   if ! up 8123; then
     ch_alive && { echo "services: clickhouse-server $(cat "$chpid") runs but does not answer on 8123" >&2; exit 1; }
     rm -f "$chpid"
-    start="cd /var/lib/clickhouse && exec clickhouse-server --config-file=/etc/clickhouse-server/config.xml"
+    start="cd /var/lib/clickhouse && exec $(command -v clickhouse-server) --config-file=/etc/clickhouse-server/config.xml"
     start="$start --pid-file=$chpid --daemon"
     if [ "$(id -u)" = 0 ]; then
       install -d -o clickhouse -g clickhouse /var/lib/clickhouse /var/log/clickhouse-server

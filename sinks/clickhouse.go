@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go"
@@ -28,6 +29,12 @@ const (
 	CHTableWindows    = "qstream_windows"
 	CHTablePatterns   = "qstream_patterns"
 	CHTableNews       = "qstream_news"
+)
+
+// Server error codes on which the writer creates its tables again.
+const (
+	chUnknownTable    = 60
+	chUnknownDatabase = 81
 )
 
 // Bounds of one INSERT: a WriteBatch sends one INSERT per table, split into
@@ -69,6 +76,8 @@ const (
 // a system error that counts towards the breaker. No output can be poison:
 // every column is typed binary that any value of ops.Output fits. After an
 // error on the native connection it is closed and reopened by the next call.
+// An unknown table or database (dropped, or a server restarted on empty
+// storage) is transient too: the next WriteBatch runs Open again first.
 //
 // Encoding reuses per-table buffers: after the first batches, WriteBatch
 // allocates per request (the HTTP request, clickhouse-go's per-insert block
@@ -92,7 +101,9 @@ type ClickHouseWriter struct {
 
 	rowsMax, bytesMax int
 	scratch           []byte
-	idx               []int32 // positions of one kind's outputs in the batch
+	rows, inserts     atomic.Uint64 // acknowledged, for AppendStatus
+	missing           bool          // a table or the database vanished: Open again before writing
+	idx               []int32       // positions of one kind's outputs in the batch
 }
 
 type chTable struct {
@@ -274,6 +285,12 @@ func (w *ClickHouseWriter) columns(ctx context.Context, t string) (map[string]bo
 // WriteBatch implements Writer: one INSERT per table that has outputs in
 // outs (more when a table's share exceeds the request bounds).
 func (w *ClickHouseWriter) WriteBatch(ctx context.Context, outs []ops.Output) error {
+	if w.missing {
+		if err := w.Open(ctx); err != nil {
+			return err
+		}
+		w.missing = false
+	}
 	for ti := range w.tables {
 		t := &w.tables[ti]
 		w.idx = w.idx[:0]
@@ -287,6 +304,8 @@ func (w *ClickHouseWriter) WriteBatch(ctx context.Context, outs []ops.Output) er
 			if err != nil {
 				return err
 			}
+			w.rows.Add(uint64(n))
+			w.inserts.Add(1)
 			start += n
 		}
 	}
@@ -392,10 +411,14 @@ func (w *ClickHouseWriter) post(ctx context.Context, q string, body io.Reader, o
 	}
 	resp, err := w.client.Do(req)
 	if err != nil {
-		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
-			return fmt.Errorf("sinks: clickhouse: %w", err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // without the URL: the query can be long
 		}
-		return fmt.Errorf("sinks: clickhouse: %w: %w", ErrTransient, err)
+		if errors.Is(err, context.Canceled) {
+			return fmt.Errorf("sinks: clickhouse: POST %s: %w", req.URL.Host, err)
+		}
+		return fmt.Errorf("sinks: clickhouse: POST %s: %w (%w)", req.URL.Host, err, ErrTransient)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusOK {
@@ -405,16 +428,44 @@ func (w *ClickHouseWriter) post(ctx context.Context, q string, body io.Reader, o
 			_, err = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 		}
 		if err != nil {
-			return fmt.Errorf("sinks: clickhouse: %w: reading the response: %w", ErrTransient, err)
+			return fmt.Errorf("sinks: clickhouse: reading the response: %w (%w)", err, ErrTransient)
 		}
 		return nil
 	}
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
 	err = fmt.Errorf("sinks: clickhouse: HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(msg))
+	if code := chHTTPErrorCode(resp.Header, msg); code == chUnknownTable || code == chUnknownDatabase {
+		w.missing = true
+		return fmt.Errorf("%w (%w)", err, ErrTransient)
+	}
 	if resp.StatusCode >= 500 {
 		return fmt.Errorf("%w (%w)", err, ErrTransient)
 	}
 	return err
+}
+
+// chHTTPErrorCode returns the server's error code of a failed HTTP request:
+// the X-ClickHouse-Exception-Code header of current servers, else the
+// "Code: NN" that starts the message (18.16 writes "Code: 60, e.displayText()
+// = ...", current servers "Code: 60. DB::Exception: ..."); -1 if neither.
+func chHTTPErrorCode(h http.Header, msg []byte) int {
+	if v := h.Get("X-ClickHouse-Exception-Code"); v != "" {
+		if n, err := strconv.Atoi(v); err == nil {
+			return n
+		}
+	}
+	rest, ok := bytes.CutPrefix(bytes.TrimSpace(msg), []byte("Code: "))
+	if !ok {
+		return -1
+	}
+	n, i := 0, 0
+	for ; i < len(rest) && i < 6 && rest[i] >= '0' && rest[i] <= '9'; i++ {
+		n = n*10 + int(rest[i]-'0')
+	}
+	if i == 0 {
+		return -1
+	}
+	return n
 }
 
 // exec runs a statement without a result.
@@ -478,7 +529,7 @@ func (w *ClickHouseWriter) connect() error {
 	}
 	c, err := clickhouse.OpenDirect(w.dsn)
 	if err != nil {
-		return fmt.Errorf("sinks: clickhouse: connect: %w: %w", ErrTransient, err)
+		return fmt.Errorf("sinks: clickhouse: connect: %w (%w)", err, ErrTransient)
 	}
 	w.conn = c
 	return nil
@@ -514,6 +565,10 @@ func (w *ClickHouseWriter) nativeErr(err error) error {
 	}
 	var ex *clickhouse.Exception
 	if errors.As(err, &ex) {
+		if ex.Code == chUnknownTable || ex.Code == chUnknownDatabase {
+			w.missing = true
+			return fmt.Errorf("sinks: clickhouse: %w (%w)", err, ErrTransient)
+		}
 		return fmt.Errorf("sinks: clickhouse: %w", err)
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
@@ -522,7 +577,7 @@ func (w *ClickHouseWriter) nativeErr(err error) error {
 	var ne net.Error
 	if errors.As(err, &ne) || errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.EOF) ||
 		errors.Is(err, io.ErrUnexpectedEOF) {
-		return fmt.Errorf("sinks: clickhouse: %w: %w", ErrTransient, err)
+		return fmt.Errorf("sinks: clickhouse: %w (%w)", err, ErrTransient)
 	}
 	return fmt.Errorf("sinks: clickhouse: %w", err)
 }
@@ -606,6 +661,16 @@ func (w *ClickHouseWriter) writeNativeRow(b *chdata.Block, o *ops.Output) error 
 	keep(b.WriteUInt64(c, o.Seq))
 	keep(b.WriteUInt64(c, o.Key))
 	return err
+}
+
+// AppendStatus implements StatusWriter: rows and INSERTs acknowledged by
+// the server (rows written again by a retry count again). It may be called
+// concurrently with WriteBatch.
+func (w *ClickHouseWriter) AppendStatus(dst []byte) []byte {
+	dst = append(dst, " rows="...)
+	dst = strconv.AppendUint(dst, w.rows.Load(), 10)
+	dst = append(dst, " inserts="...)
+	return strconv.AppendUint(dst, w.inserts.Load(), 10)
 }
 
 // Close implements Writer.

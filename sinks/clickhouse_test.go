@@ -315,6 +315,9 @@ func TestClickHouseWritesComputedValues(t *testing.T) {
 				t.Fatal(err)
 			}
 			s.checkTables(t, db, chExpected(env, outs))
+			if got := string(w.AppendStatus(nil)); got != " rows=200 inserts=4" {
+				t.Errorf("status %q, want \" rows=200 inserts=4\"", got)
+			}
 			// One INSERT per table for the batch: four parts, one per table.
 			parts := s.query(t, "SELECT count() FROM system.parts WHERE active AND database = '"+db+"'")
 			if strings.TrimSpace(parts) != "4" {
@@ -332,7 +335,7 @@ func TestClickHouseDuplicatesLeaveOneRow(t *testing.T) {
 			env := chTestEnv(t, "sma_2", "ema_3")
 			w := openCH(t, s.sinkURL(scheme, db), env)
 			ctx := context.Background()
-			outs := chOutputs(1000, 2)
+			outs := chOutputs(400, 2)
 			write := func(outs []ops.Output, batch func() int) {
 				for len(outs) > 0 {
 					n := min(batch(), len(outs))
@@ -342,12 +345,12 @@ func TestClickHouseDuplicatesLeaveOneRow(t *testing.T) {
 					outs = outs[n:]
 				}
 			}
-			write(outs, func() int { return 100 })
-			write(outs, func() int { return 100 }) // a retried batch, a replay
+			write(outs, func() int { return 200 })
+			write(outs, func() int { return 200 }) // a retried batch, a replay
 			r := mrand.New(mrand.NewPCG(3, 3))
 			shuffled := append([]ops.Output(nil), outs...)
 			r.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
-			write(shuffled, func() int { return 1 + r.IntN(300) })
+			write(shuffled, func() int { return 50 + r.IntN(200) })
 
 			// A late re-firing shares its window's key; the higher seq
 			// wins under FINAL whatever the order of arrival.
@@ -458,10 +461,7 @@ func freePort(t testing.TB) string {
 }
 
 func startOwnClickHouse(t testing.TB) *ownClickHouse {
-	bin, err := exec.LookPath("clickhouse-server")
-	if err != nil {
-		t.Fatalf("clickhouse-server is not installed: install it with `make services`")
-	}
+	bin := clickHouseServerBin(t)
 	o := &ownClickHouse{t: t, dir: t.TempDir()}
 	o.httpAddr, o.nativeAddr = freePort(t), freePort(t)
 	_, hp, _ := net.SplitHostPort(o.httpAddr)
@@ -483,6 +483,19 @@ func startOwnClickHouse(t testing.TB) *ownClickHouse {
 	o.start(bin)
 	t.Cleanup(o.stop)
 	return o
+}
+
+// clickHouseServerBin finds the server binary, also when /usr/sbin is not
+// on PATH.
+func clickHouseServerBin(t testing.TB) string {
+	if bin, err := exec.LookPath("clickhouse-server"); err == nil {
+		return bin
+	}
+	if _, err := os.Stat("/usr/sbin/clickhouse-server"); err == nil {
+		return "/usr/sbin/clickhouse-server"
+	}
+	t.Fatalf("clickhouse-server is not installed: install it with `make services`")
+	return ""
 }
 
 func (o *ownClickHouse) start(bin string) {
@@ -525,7 +538,7 @@ func (o *ownClickHouse) stop() {
 func TestClickHouseServerGoesAway(t *testing.T) {
 	sharedClickHouse(t) // the package must be installed: the same hint
 	srv := startOwnClickHouse(t)
-	bin, _ := exec.LookPath("clickhouse-server")
+	bin := clickHouseServerBin(t)
 	for _, scheme := range chSchemes {
 		t.Run(scheme, func(t *testing.T) {
 			db := srv.testDB(t)
@@ -541,6 +554,7 @@ func TestClickHouseServerGoesAway(t *testing.T) {
 			if err == nil || !IsTransient(err) {
 				t.Fatalf("WriteBatch with the server gone = %v, want a transient error", err)
 			}
+			t.Logf("server gone: %v", err)
 			var pe *PoisonError
 			if errors.As(err, &pe) {
 				t.Fatalf("server gone reported as poison: %v", err)
@@ -597,5 +611,51 @@ func TestClickHouseEncodeAllocatesNothing(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("RowBinary encoding of 100 outputs allocates %v times, want 0", allocs)
+	}
+}
+
+func TestClickHouseRecreatesDroppedTables(t *testing.T) {
+	s := sharedClickHouse(t)
+	for _, scheme := range chSchemes {
+		t.Run(scheme, func(t *testing.T) {
+			db := s.testDB(t)
+			env := chTestEnv(t, "sma_2")
+			w := openCH(t, s.sinkURL(scheme, db), env)
+			ctx := context.Background()
+			outs := chOutputs(100, 12)
+			if err := w.WriteBatch(ctx, outs[:50]); err != nil {
+				t.Fatal(err)
+			}
+			s.query(t, "DROP DATABASE "+db) // a server restarted on empty storage
+			err := w.WriteBatch(ctx, outs[50:])
+			if err == nil || !IsTransient(err) {
+				t.Fatalf("WriteBatch into a dropped database = %v, want a transient error", err)
+			}
+			if err := w.WriteBatch(ctx, outs[50:]); err != nil {
+				t.Fatalf("WriteBatch retried: %v (the tables were not created again)", err)
+			}
+			s.checkTables(t, db, chExpected(env, outs[50:]))
+		})
+	}
+}
+
+func TestCHHTTPErrorCode(t *testing.T) {
+	for _, c := range []struct {
+		hdr, msg string
+		want     int
+	}{
+		{"", "Code: 60, e.displayText() = DB::Exception: Table x.y doesn't exist., e.what() = DB::Exception", 60},
+		{"", "Code: 81. DB::Exception: Database x does not exist. (UNKNOWN_DATABASE)", 81},
+		{"62", "Code: 62. DB::Exception: Syntax error", 62},
+		{"", "Bad Gateway", -1},
+		{"", "Code: x", -1},
+	} {
+		h := http.Header{}
+		if c.hdr != "" {
+			h.Set("X-ClickHouse-Exception-Code", c.hdr)
+		}
+		if got := chHTTPErrorCode(h, []byte(c.msg)); got != c.want {
+			t.Errorf("chHTTPErrorCode(%q, %q) = %d, want %d", c.hdr, c.msg, got, c.want)
+		}
 	}
 }
