@@ -477,7 +477,11 @@ func (w *ClickHouseWriter) exec(ctx context.Context, q string) error {
 		return err
 	}
 	err := w.nativeStmt(ctx, q, func(st driver.Stmt) error {
-		_, err := st.Exec(nil)
+		ex, ok := st.(driver.StmtExecContext)
+		if !ok {
+			return errors.New("driver statement without ExecContext")
+		}
+		_, err := ex.ExecContext(ctx, nil)
 		return err
 	})
 	return w.nativeErr(err)
@@ -502,7 +506,11 @@ func (w *ClickHouseWriter) query(ctx context.Context, q string) ([]string, error
 		return nil, err
 	}
 	err := w.nativeStmt(ctx, q, func(st driver.Stmt) error {
-		rows, err := st.Query(nil)
+		qc, ok := st.(driver.StmtQueryContext)
+		if !ok {
+			return errors.New("driver statement without QueryContext")
+		}
+		rows, err := qc.QueryContext(ctx, nil)
 		if err != nil {
 			return err
 		}
