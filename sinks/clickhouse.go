@@ -162,7 +162,6 @@ func NewClickHouse(u *url.URL, env Env) (*ClickHouseWriter, error) {
 		secs := strconv.FormatFloat(w.timeout.Seconds(), 'f', -1, 64)
 		q.Set("read_timeout", secs)
 		q.Set("write_timeout", secs)
-		q.Set("block_size", strconv.Itoa(chInsertRowsMax+1))
 		w.dsn = "tcp://" + u.Host + "?" + q.Encode()
 	} else {
 		q := url.Values{}
