@@ -1,0 +1,10 @@
+package sinks
+
+import "net/url"
+
+// The --sink schemes and their writers.
+func init() {
+	ch := func(u *url.URL, env Env) (Writer, error) { return NewClickHouse(u, env) }
+	registerWriter("clickhouse", ch)
+	registerWriter("clickhouse+http", ch)
+}
