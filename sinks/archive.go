@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -131,7 +132,8 @@ type ArchiveStats struct {
 // Archive writes raw input events to rotating zstd-compressed files in a
 // directory, in the format feeds/archive.go describes: every record with its
 // position, length and CRC-32C, files named by their first and last
-// positions. It is for one goroutine.
+// positions. Append, AppendAt, Sync and Close are for one goroutine; the
+// counters (Last, Durable, Stats, AppendStatus) may be read from any.
 //
 // Crash safety: the file being written is <first>.qarc.partial; rotation
 // (by size or age) and Close finish the zstd stream, fsync, and rename it to
@@ -159,18 +161,20 @@ type Archive struct {
 	nameBuf []byte
 	names   []string
 	last    uint64
-	stats   ArchiveStats
 	err     error // sticky
+
+	// Counters, read by other goroutines (the status line, RetainLSN).
+	events, files, bytes, recovered, lastPos, durable atomic.Uint64
 }
 
 type countWriter struct {
 	w io.Writer
-	n *uint64
+	n *atomic.Uint64
 }
 
 func (c countWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
-	*c.n += uint64(n)
+	c.n.Add(uint64(n))
 	return n, err
 }
 
@@ -195,7 +199,7 @@ func OpenArchive(dir string, opts ArchiveOptions) (*Archive, error) {
 	}
 	a := &Archive{dir: dir, o: o, lock: lock, enc: enc, rec: make([]byte, 0, feeds.ArchiveRecordHeader+codec.FrameSize+codec.MaxSymbolLen),
 		nameBuf: make([]byte, 0, codec.MaxSymbolLen)}
-	a.cw.n = &a.stats.Bytes
+	a.cw.n = &a.bytes
 	if err := a.recover(); err != nil {
 		enc.Close()
 		lock.Close()
@@ -235,7 +239,8 @@ func (a *Archive) recover() error {
 			return err
 		}
 	}
-	a.stats.Last, a.stats.Durable = a.last, a.last
+	a.lastPos.Store(a.last)
+	a.durable.Store(a.last)
 	return nil
 }
 
@@ -288,7 +293,7 @@ func (a *Archive) recoverPartial(p feeds.ArchiveFile) error {
 	if err := syncDir(a.dir); err != nil {
 		return err
 	}
-	a.stats.Recovered += kept
+	a.recovered.Add(kept)
 	a.o.Logger.Warn("sinks: archive: recovered the partial file of an interrupted run",
 		"file", p.Path, "records", kept, "already_archived", skipped, "ended_at", fmt.Sprint(why))
 	return nil
@@ -335,8 +340,8 @@ func (a *Archive) finish() error {
 	if err := syncDir(a.dir); err != nil {
 		return a.fail(err)
 	}
-	a.stats.Files++
-	a.stats.Durable = a.last
+	a.files.Add(1)
+	a.durable.Store(a.last)
 	a.first = 0
 	return nil
 }
@@ -391,8 +396,8 @@ func (a *Archive) appendAt(pos uint64, ev *codec.Event, name string, nameB []byt
 		return a.fail(err)
 	}
 	a.last = pos
-	a.stats.Last = pos
-	a.stats.Events++
+	a.lastPos.Store(pos)
+	a.events.Add(1)
 	a.rawSize += int64(len(rec))
 	a.nAppend++
 	if a.rawSize >= a.o.MaxFileBytes {
@@ -416,7 +421,7 @@ func (a *Archive) Sync() error {
 	if time.Since(a.opened) >= a.o.MaxFileAge {
 		return a.finish()
 	}
-	if a.stats.Durable == a.last {
+	if a.durable.Load() == a.last {
 		return nil
 	}
 	if err := a.enc.Flush(); err != nil {
@@ -425,27 +430,31 @@ func (a *Archive) Sync() error {
 	if err := a.f.Sync(); err != nil {
 		return a.fail(err)
 	}
-	a.stats.Durable = a.last
+	a.durable.Store(a.last)
 	return nil
 }
 
-// Last returns the last archived position (0: none).
-func (a *Archive) Last() uint64 { return a.last }
+// Last returns the last archived position (0: none). Last, Durable, Stats
+// and AppendStatus are safe to call from any goroutine.
+func (a *Archive) Last() uint64 { return a.lastPos.Load() }
 
 // Durable returns the last position known to be on disk.
-func (a *Archive) Durable() uint64 { return a.stats.Durable }
+func (a *Archive) Durable() uint64 { return a.durable.Load() }
 
 // Stats returns the counters.
-func (a *Archive) Stats() ArchiveStats { return a.stats }
+func (a *Archive) Stats() ArchiveStats {
+	return ArchiveStats{Events: a.events.Load(), Files: a.files.Load(), Bytes: a.bytes.Load(),
+		Recovered: a.recovered.Load(), Last: a.lastPos.Load(), Durable: a.durable.Load()}
+}
 
 // AppendStatus appends " events=N files=N bytes=N" for the status line.
 func (a *Archive) AppendStatus(dst []byte) []byte {
 	dst = append(dst, " events="...)
-	dst = strconv.AppendUint(dst, a.stats.Events, 10)
+	dst = strconv.AppendUint(dst, a.events.Load(), 10)
 	dst = append(dst, " files="...)
-	dst = strconv.AppendUint(dst, a.stats.Files, 10)
+	dst = strconv.AppendUint(dst, a.files.Load(), 10)
 	dst = append(dst, " bytes="...)
-	dst = strconv.AppendUint(dst, a.stats.Bytes, 10)
+	dst = strconv.AppendUint(dst, a.bytes.Load(), 10)
 	return dst
 }
 

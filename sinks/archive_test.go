@@ -22,6 +22,7 @@ import (
 	"qstream/codec"
 	"qstream/engine"
 	"qstream/feeds"
+	"qstream/ops"
 	"qstream/wal"
 )
 
@@ -714,4 +715,117 @@ func BenchmarkArchiveAppend(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 	})
+}
+
+type nopProcessor struct{}
+
+func (nopProcessor) OnEvent(_ *codec.Event, _ int64, dst []ops.Output) ([]ops.Output, codec.Reason) {
+	return dst, codec.ReasonNone
+}
+func (nopProcessor) OnWatermark(_ int64, _ uint64, dst []ops.Output) []ops.Output { return dst }
+func (nopProcessor) AppendState(dst []byte) []byte                                { return dst }
+func (nopProcessor) LoadState([]byte) error                                       { return nil }
+
+// TestFollowWALRetainsSegments: with the follower's RetainLSN as the
+// checkpoints' RetainWAL, a checkpoint deletes no segment the archive has
+// not synced; once it has, the next checkpoint deletes them, and the
+// archive holds every event without a gap.
+func TestFollowWALRetainsSegments(t *testing.T) {
+	dir := t.TempDir()
+	w, err := engine.OpenWAL(filepath.Join(dir, "wal"), wal.Options{SegmentSize: 64 << 10, MaxRecordSize: 4 << 10, BufferSize: 16 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	a, err := OpenArchive(filepath.Join(dir, "archive"), ArchiveOptions{Logger: quietArchiveLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	var fp atomic.Pointer[WALFollower] // set after Recover: until then keep every segment
+	retain := func() uint64 {
+		if f := fp.Load(); f != nil {
+			return f.RetainLSN()
+		}
+		return 0
+	}
+	e, err := engine.New(engine.Config{Shards: 1, Durability: w, Logger: quietArchiveLog(),
+		Processors:  func(int) (engine.Processor, error) { return nopProcessor{}, nil },
+		Checkpoints: &engine.CheckpointConfig{Dir: filepath.Join(dir, "ckpt"), Keep: 1, RetainWAL: retain}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := e.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f, err := NewWALFollower(filepath.Join(dir, "wal"), a, FollowOptions{Durable: w.DurableLSN, Symbols: e.Symbols(), Logger: quietArchiveLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp.Store(f)
+	for _, s := range archiveSymbols {
+		if _, err := e.Symbols().InternString(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, _ := e.NewPublisher("feed")
+	const n = 3000 // ~160 bytes a record: several 64 KiB segments
+	for i := 1; i <= n; i++ {
+		ev := archiveEvent(i)
+		if err := p.Publish(&ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Barrier(ctx); err != nil {
+		t.Fatal(err)
+	}
+	segs := len(w.Writer().Segments())
+	if _, err := e.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(w.Writer().Segments()); got != segs || segs < 3 {
+		t.Fatalf("a checkpoint deleted segments the archive had not read: %d of %d left", got, segs)
+	}
+	if err := f.CatchUp(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	f.durable.Store(a.Durable())
+	if _, err := e.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(w.Writer().Segments()); got >= segs {
+		t.Fatalf("no segment deleted once archived: %d of %d left", got, segs)
+	}
+	p.Close()
+	if err := e.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.CatchUp(); err != nil {
+		t.Fatal(err)
+	}
+	if f.Gaps() != 0 || f.Events() != n {
+		t.Fatalf("%d gaps, %d events archived, want 0 and %d", f.Gaps(), f.Events(), n)
+	}
+}
+
+// TestArchiveAppendAllocs: appending allocates nothing once a file is open.
+func TestArchiveAppendAllocs(t *testing.T) {
+	a, err := OpenArchive(t.TempDir(), ArchiveOptions{Symbols: archiveTable(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ev := archiveEvent(1)
+	a.Append(&ev)
+	if n := testing.AllocsPerRun(10000, func() {
+		if err := a.Append(&ev); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Fatalf("%v allocations per Append", n)
+	}
 }

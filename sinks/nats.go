@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -96,7 +97,8 @@ type NATSWriter struct {
 	futures  []jetstream.PubAckFuture
 	subjects [5][]natsSubject // by ops.OutKind, then symbol id
 
-	published, acked, duplicates, coreMsgs, chunks uint64
+	// Counters; AppendStatus may run on another goroutine.
+	published, acked, duplicates, coreMsgs atomic.Uint64
 }
 
 // natsSubject is the cached subject of one kind and symbol.
@@ -258,15 +260,14 @@ func (w *NATSWriter) writeChunk(ctx context.Context, outs []ops.Output, base int
 			}
 			core++
 		}
-		w.published++
+		w.published.Add(1)
 	}
-	w.chunks++
 	deadline := time.Now().Add(w.timeout)
 	if core > 0 {
 		if err := w.nc.FlushTimeout(w.timeout); err != nil {
 			return fmt.Errorf("sinks: nats: flush: %w (%w)", err, ErrTransient)
 		}
-		w.coreMsgs += uint64(core)
+		w.coreMsgs.Add(uint64(core))
 	}
 	if err := w.waitAcks(ctx, deadline); err != nil {
 		return err
@@ -301,9 +302,9 @@ func (w *NATSWriter) waitAcks(ctx context.Context, deadline time.Time) error {
 	for i, f := range w.futures {
 		select {
 		case ack := <-f.Ok():
-			w.acked++
+			w.acked.Add(1)
 			if ack.Duplicate {
-				w.duplicates++
+				w.duplicates.Add(1)
 			}
 		case err := <-f.Err():
 			if firstErr == nil {
@@ -402,13 +403,13 @@ func (w *NATSWriter) Close() error {
 // AppendStatus implements StatusWriter.
 func (w *NATSWriter) AppendStatus(dst []byte) []byte {
 	dst = append(dst, " published="...)
-	dst = strconv.AppendUint(dst, w.published, 10)
+	dst = strconv.AppendUint(dst, w.published.Load(), 10)
 	dst = append(dst, " acked="...)
-	dst = strconv.AppendUint(dst, w.acked, 10)
+	dst = strconv.AppendUint(dst, w.acked.Load(), 10)
 	dst = append(dst, " duplicates="...)
-	dst = strconv.AppendUint(dst, w.duplicates, 10)
+	dst = strconv.AppendUint(dst, w.duplicates.Load(), 10)
 	dst = append(dst, " core="...)
-	dst = strconv.AppendUint(dst, w.coreMsgs, 10)
+	dst = strconv.AppendUint(dst, w.coreMsgs.Load(), 10)
 	return dst
 }
 

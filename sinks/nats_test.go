@@ -186,8 +186,8 @@ func TestNATSJetStreamPayloadHeaderDedup(t *testing.T) {
 	if info.State.Msgs != uint64(len(outs)) {
 		t.Fatalf("stream holds %d messages, want %d (one per key)", info.State.Msgs, len(outs))
 	}
-	if w.acked != 2*uint64(len(outs)) || w.duplicates != uint64(len(outs)) || w.coreMsgs != 0 {
-		t.Fatalf("acked %d duplicates %d core %d, want %d, %d, 0", w.acked, w.duplicates, w.coreMsgs, 2*len(outs), len(outs))
+	if w.acked.Load() != 2*uint64(len(outs)) || w.duplicates.Load() != uint64(len(outs)) || w.coreMsgs.Load() != 0 {
+		t.Fatalf("acked %d duplicates %d core %d, want %d, %d, 0", w.acked.Load(), w.duplicates.Load(), w.coreMsgs.Load(), 2*len(outs), len(outs))
 	}
 	enc := NewJSONLWriter(nil, env.JSONL)
 	for i := range outs {
@@ -255,8 +255,8 @@ func TestNATSCoreSubscribers(t *testing.T) {
 		t.Fatal(err)
 	default:
 	}
-	if got.Load() != int64(len(outs)) || w.coreMsgs != uint64(len(outs)) || w.acked != 0 {
-		t.Fatalf("subscribers got %d, core %d, acked %d; want %d core", got.Load(), w.coreMsgs, w.acked, len(outs))
+	if got.Load() != int64(len(outs)) || w.coreMsgs.Load() != uint64(len(outs)) || w.acked.Load() != 0 {
+		t.Fatalf("subscribers got %d, core %d, acked %d; want %d core", got.Load(), w.coreMsgs.Load(), w.acked.Load(), len(outs))
 	}
 }
 
@@ -271,8 +271,8 @@ func TestNATSUnknownSymbolIsPoison(t *testing.T) {
 	if !errors.As(err, &pe) || pe.Index != 3 || pe.Reason != codec.ReasonUnknownSymbol {
 		t.Fatalf("err %v, want a PoisonError at 3 (unknown_symbol)", err)
 	}
-	if w.coreMsgs != 3 {
-		t.Fatalf("%d published before the poison, want 3", w.coreMsgs)
+	if w.coreMsgs.Load() != 3 {
+		t.Fatalf("%d published before the poison, want 3", w.coreMsgs.Load())
 	}
 }
 
