@@ -28,6 +28,8 @@ import (
 //	<first>-<last>.qarc      complete: records with positions first..last
 //	<first>.qarc.partial     the file being written (at most one)
 //	*.tmp                    a file being finalised; removed on open
+//	*.qarc.partial.torn      a partial file cut by a crash, kept after its
+//	                         readable records were recovered; never read
 //
 // first and last are 16 lower-case hex digits, so names sort in position
 // order. A file is written under its .partial name and renamed when it is

@@ -140,7 +140,7 @@ type ArchiveStats struct {
 // <first>-<last>.qarc, then fsync the directory. OpenArchive recovers a
 // partial file left by a crash: its records up to the first damaged or
 // truncated one are written to a complete file (through a .tmp name) and
-// the partial file is removed, so the archive resumes at Last()+1 with no
+// the partial file is removed (renamed to <name>.torn when it was cut), so the archive resumes at Last()+1 with no
 // duplicate and, as long as its source still holds what followed (the WAL,
 // see FollowWAL), no gap. Sync makes everything appended so far durable
 // (it ends a zstd block, so the partial file decodes up to there).
@@ -252,7 +252,7 @@ func (a *Archive) recoverPartial(p feeds.ArchiveFile) error {
 		return err
 	}
 	defer sc.Close()
-	var kept, skipped uint64
+	var recovered, skipped uint64
 	var why error
 	if err := sc.Reset(p.Path, p.First); err != nil {
 		why = err
@@ -280,22 +280,31 @@ func (a *Archive) recoverPartial(p feeds.ArchiveFile) error {
 		}
 		a.rawSize += int64(len(r.Raw))
 		a.last = r.Pos
-		kept++
+		recovered++
 	}
 	if a.f != nil {
 		if err := a.finish(); err != nil {
 			return err
 		}
 	}
-	if err := os.Remove(p.Path); err != nil {
+	// A file that ended cleanly (finished, not yet renamed) goes; a cut
+	// one is kept aside as <name>.torn, as the WAL keeps its torn tails.
+	kept := ""
+	if why == nil {
+		err = os.Remove(p.Path)
+	} else {
+		kept = p.Path + ".torn"
+		err = os.Rename(p.Path, kept)
+	}
+	if err != nil {
 		return fmt.Errorf("sinks: archive: %w", err)
 	}
 	if err := syncDir(a.dir); err != nil {
 		return err
 	}
-	a.recovered.Add(kept)
+	a.recovered.Add(recovered)
 	a.o.Logger.Warn("sinks: archive: recovered the partial file of an interrupted run",
-		"file", p.Path, "records", kept, "already_archived", skipped, "ended_at", fmt.Sprint(why))
+		"file", p.Path, "records", recovered, "already_archived", skipped, "ended_at", fmt.Sprint(why), "copy", kept)
 	return nil
 }
 

@@ -481,6 +481,29 @@ func TestArchiveDamage(t *testing.T) {
 	}
 }
 
+func benchArchiveAppend(b *testing.B, level zstd.EncoderLevel, evs []codec.Event) {
+	a, err := OpenArchive(b.TempDir(), ArchiveOptions{Level: level, Symbols: archiveTable(b), Logger: quietArchiveLog()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := a.Append(&evs[i%len(evs)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := a.Close(); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	if a.Stats().Events != uint64(b.N) {
+		b.Fatalf("%d events archived, want %d", a.Stats().Events, b.N)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(a.Stats().Bytes)/float64(b.N), "bytes/event")
+}
+
 // walWriter writes a WAL the way the engine does: a symbol record before
 // the first event of each symbol, then event frames.
 type walWriter struct {
@@ -708,28 +731,9 @@ func BenchmarkArchiveAppend(b *testing.B) {
 	for i := range evs {
 		evs[i] = archiveEvent(i + 1)
 	}
-	b.Run("Archive", func(b *testing.B) {
-		a, err := OpenArchive(b.TempDir(), ArchiveOptions{Symbols: archiveTable(b), Logger: quietArchiveLog()})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.ReportAllocs()
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			if err := a.Append(&evs[i%len(evs)]); err != nil {
-				b.Fatal(err)
-			}
-		}
-		if err := a.Close(); err != nil {
-			b.Fatal(err)
-		}
-		b.StopTimer()
-		if a.Stats().Events != uint64(b.N) {
-			b.Fatalf("%d events archived, want %d", a.Stats().Events, b.N)
-		}
-		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
-		b.ReportMetric(float64(a.Stats().Bytes)/float64(b.N), "bytes/event")
-	})
+	for _, level := range []zstd.EncoderLevel{zstd.SpeedFastest, zstd.SpeedDefault} {
+		b.Run("Archive/"+level.String(), func(b *testing.B) { benchArchiveAppend(b, level, evs) })
+	}
 	b.Run("Baseline", func(b *testing.B) {
 		f, err := os.Create(filepath.Join(b.TempDir(), "raw"))
 		if err != nil {
@@ -870,4 +874,75 @@ func TestArchiveAppendAllocs(t *testing.T) {
 	}); n != 0 {
 		t.Fatalf("%v allocations per Append", n)
 	}
+}
+
+// BenchmarkFollowWAL: events/s archived by the follower catching up on a
+// WAL (the engine's record mix: symbol records, a watermark every 50
+// events), beside a Baseline that only reads the same WAL.
+func BenchmarkFollowWAL(b *testing.B) {
+	const n = 200_000
+	walDir := b.TempDir()
+	t := &testing.T{}
+	w, err := wal.Open(walDir, wal.Options{SegmentSize: 16 << 20, MaxRecordSize: 4 << 10, OnFatal: func(err error) { panic(err) }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ww := &walWriter{w: w, logged: map[codec.Symbol]bool{}, lsnOf: map[int]uint64{}}
+	for i := 1; i <= n; i++ {
+		ww.event(t, i)
+	}
+	if err := w.Close(); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("Follow", func(b *testing.B) {
+		b.ReportAllocs()
+		var events uint64
+		for i := 0; i < b.N; i++ {
+			a, err := OpenArchive(b.TempDir(), ArchiveOptions{Logger: quietArchiveLog()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			f, err := NewWALFollower(walDir, a, FollowOptions{Logger: quietArchiveLog()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := f.CatchUp(); err != nil {
+				b.Fatal(err)
+			}
+			if err := a.Close(); err != nil {
+				b.Fatal(err)
+			}
+			if f.Events() != n {
+				b.Fatalf("%d of %d events archived", f.Events(), n)
+			}
+			events += f.Events()
+		}
+		b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
+	})
+	b.Run("Baseline", func(b *testing.B) {
+		var events uint64
+		for i := 0; i < b.N; i++ {
+			r, err := wal.OpenReader(walDir, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for {
+				rec, err := r.Next()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				if rec.Type == engine.RecordEvent {
+					events++
+				}
+			}
+			r.Close()
+		}
+		if events != uint64(b.N)*n {
+			b.Fatalf("read %d events, want %d", events, uint64(b.N)*n)
+		}
+		b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
+	})
 }

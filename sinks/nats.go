@@ -288,7 +288,16 @@ func (w *NATSWriter) publishErr(i, base int, err error) error {
 		}
 		return &PoisonError{Index: base + i, Reason: codec.ReasonOversize, Err: fmt.Errorf("sinks: nats: %w", err)}
 	}
+	w.abandon()
 	return fmt.Errorf("sinks: nats: publish: %w (%w)", err, ErrTransient)
+}
+
+// abandon drops the chunk's messages and payloads after a failure: nats.go
+// may still hold unresolved futures that point at them (and retry them), so
+// the next chunk gets new ones rather than overwriting these.
+func (w *NATSWriter) abandon() {
+	w.futures = w.futures[:0]
+	w.msgs, w.arena = nil, nil
 }
 
 // waitAcks waits for the acknowledgement of every future of the chunk.
@@ -315,15 +324,16 @@ func (w *NATSWriter) waitAcks(ctx context.Context, deadline time.Time) error {
 			}
 		case <-t.C:
 			n := len(w.futures)
-			w.futures = w.futures[:0]
+			w.abandon()
 			return fmt.Errorf("sinks: nats: %d of %d JetStream acknowledgements missing after %s: %w", n-i, n, w.timeout, ErrTransient)
 		case <-ctx.Done():
-			w.futures = w.futures[:0]
+			w.abandon()
 			return fmt.Errorf("sinks: nats: %w", ctx.Err())
 		}
 	}
 	w.futures = w.futures[:0]
 	if firstErr != nil {
+		w.abandon()
 		return fmt.Errorf("sinks: nats: JetStream publish: %w (%w)", firstErr, ErrTransient)
 	}
 	return nil

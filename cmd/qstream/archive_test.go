@@ -128,7 +128,13 @@ func TestReplayArchiveMatchesCapture(t *testing.T) {
 				if got != want {
 					t.Fatalf("replay of the archive %s (%d files) differs from the capture's:\n%s", c.dir, len(files), firstDiff(got, want))
 				}
-				t.Logf("%s: %d events, %d archive files, %d output bytes identical", c.dir, n, len(files), len(got))
+				var size int64
+				for _, f := range files {
+					if fi, err := os.Stat(f.Path); err == nil {
+						size += fi.Size()
+					}
+				}
+				t.Logf("%s: %d events in %d archive files (%.1f bytes/event compressed), %d output bytes identical", c.dir, n, len(files), float64(size)/float64(n), len(got))
 			}
 		})
 	}
