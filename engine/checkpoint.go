@@ -92,6 +92,11 @@ type CheckpointConfig struct {
 	// FS is the file system (default wal.OSFS; wrapped for crash points
 	// when they are armed).
 	FS wal.FS
+	// RetainWAL, if set, returns the lowest LSN that another reader of the
+	// WAL still needs (sinks.WALFollower.RetainLSN: the archive): segments
+	// holding it or later records are kept even when no checkpoint needs
+	// them. It is called from the checkpointing goroutine.
+	RetainWAL func() uint64
 }
 
 // DefaultCheckpointKeep is CheckpointConfig.Keep's default.
@@ -321,7 +326,11 @@ func (c *cutCoord) checkpointLocked() (checkpoint.Info, error) {
 	kept, _, err := c.store.Prune(c.cfg.Keep)
 	var deleted int
 	if err == nil && len(kept) > 0 {
-		deleted, err = c.wal.Writer().DeleteBefore(kept[0].LSN + 1)
+		below := kept[0].LSN + 1
+		if c.cfg.RetainWAL != nil {
+			below = min(below, c.cfg.RetainWAL())
+		}
+		deleted, err = c.wal.Writer().DeleteBefore(below)
 	}
 	c.statsMu.Lock()
 	c.stats.Taken++

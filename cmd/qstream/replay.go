@@ -44,7 +44,7 @@ func replayFlagSet(f *replayFlags, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&f.input, "input", "", "input file, or - for standard input (required)")
-	fs.StringVar(&f.format, "format", "auto", "input format: auto|jsonl|csv|pcap|wal|coinbase|binance|kraken (pcap: IEX TOPS/DEEP over UDP, pcap or pcapng, gzip or not; wal: a qstream WAL directory; exchanges: raw WebSocket lines or cryptofeed recordings)")
+	fs.StringVar(&f.format, "format", "auto", "input format: auto|jsonl|csv|pcap|wal|archive|coinbase|binance|kraken (pcap: IEX TOPS/DEEP over UDP, pcap or pcapng, gzip or not; wal: a qstream WAL directory; archive: an archive://DIR sink's directory or one of its files; exchanges: raw WebSocket lines or cryptofeed recordings)")
 	fs.Uint64Var(&f.fromLSN, "from-lsn", 0, "--format wal: replay the events from this LSN on")
 	fs.StringVar(&f.fromTime, "from-time", "", "--format wal: replay from the first event whose event time is at or after this (RFC 3339 or integer nanoseconds)")
 	f.ops.register(fs, false)
@@ -297,6 +297,13 @@ func openReader(format, path string, in io.Reader, opts codec.ParserOptions, fro
 	if format == "wal" || (format == "auto" && isWALDir(path)) {
 		return openWALReader(path, opts.Symbols, from)
 	}
+	if format == "archive" || (format == "auto" && feeds.IsArchive(path)) {
+		r, err := feeds.OpenArchiveReader(path, feeds.ArchiveReaderOptions{Symbols: opts.Symbols})
+		if err != nil {
+			return nil, fmt.Errorf("input: %w", err)
+		}
+		return r, nil
+	}
 	br := bufio.NewReaderSize(in, 64<<10)
 	if format == "auto" {
 		format = detectFormat(path, br)
@@ -315,7 +322,7 @@ func openReader(format, path string, in io.Reader, opts codec.ParserOptions, fro
 		}
 		return feeds.NewCaptureReader(br, feeds.CaptureOptions{Exchange: exchange, Symbols: opts.Symbols, MaxLine: opts.MaxMessageSize})
 	}
-	return nil, usageError{fmt.Errorf("--format: unknown format %q (want auto, jsonl, csv, pcap, wal, coinbase, binance or kraken)", format)}
+	return nil, usageError{fmt.Errorf("--format: unknown format %q (want auto, jsonl, csv, pcap, wal, archive, coinbase, binance or kraken)", format)}
 }
 
 func detectFormat(path string, br *bufio.Reader) string {
