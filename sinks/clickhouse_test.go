@@ -451,19 +451,10 @@ type ownClickHouse struct {
 	done chan struct{}
 }
 
-func freePort(t testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 func startOwnClickHouse(t testing.TB) *ownClickHouse {
 	bin := clickHouseServerBin(t)
 	o := &ownClickHouse{t: t, dir: t.TempDir()}
-	o.httpAddr, o.nativeAddr = freePort(t), freePort(t)
+	o.httpAddr, o.nativeAddr = freeAddr(t), freeAddr(t)
 	_, hp, _ := net.SplitHostPort(o.httpAddr)
 	_, np, _ := net.SplitHostPort(o.nativeAddr)
 	users := "/etc/clickhouse-server/users.xml"

@@ -295,6 +295,9 @@ func freePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// freeAddr returns a loopback address with a port free right now.
+func freeAddr(t testing.TB) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t))) }
+
 func startNATSServer(t testing.TB, port int, storeDir string) *natsServer {
 	t.Helper()
 	bin, err := exec.LookPath("nats-server")

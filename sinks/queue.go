@@ -576,15 +576,6 @@ func (q *queue) writeCarryLocked(dir string, id uint64) (bool, error) {
 
 func carryName(id uint64) string { return fmt.Sprintf("carry-%016x.q", id) }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
 // readCarry reads a carry file's entries.
 func readCarry(dir string, id uint64) ([]entry, error) {
 	name := filepath.Join(dir, carryName(id))

@@ -7,4 +7,5 @@ func init() {
 	ch := func(u *url.URL, env Env) (Writer, error) { return NewClickHouse(u, env) }
 	registerWriter("clickhouse", ch)
 	registerWriter("clickhouse+http", ch)
+	registerWriter("nats", func(u *url.URL, env Env) (Writer, error) { return NewNATS(u, env) })
 }

@@ -8,15 +8,15 @@ import (
 	"qstream/ops"
 )
 
-// countWriter counts what it is given.
-type countWriter struct{ n atomic.Int64 }
+// countingSink counts what it is given.
+type countingSink struct{ n atomic.Int64 }
 
-func (w *countWriter) Open(context.Context) error { return nil }
-func (w *countWriter) WriteBatch(_ context.Context, outs []ops.Output) error {
+func (w *countingSink) Open(context.Context) error { return nil }
+func (w *countingSink) WriteBatch(_ context.Context, outs []ops.Output) error {
 	w.n.Add(int64(len(outs)))
 	return nil
 }
-func (w *countWriter) Close() error { return nil }
+func (w *countingSink) Close() error { return nil }
 
 // The hand-off from the engine's collector to an asynchronous sink: a
 // batch of 256 outputs pushed into the sink's queue and taken by its writer
@@ -26,7 +26,7 @@ func BenchmarkSinkHandOff(b *testing.B) {
 	const batch = 256
 	outs := outputs(0, batch)
 	b.Run("set", func(b *testing.B) {
-		w := &countWriter{}
+		w := &countingSink{}
 		s, err := NewSink("count", w, Policy{Buffer: 1 << 16, Full: FullBlock, BatchMax: 4096, Linger: -1}, "", nil, quiet())
 		if err != nil {
 			b.Fatal(err)
