@@ -4,5 +4,4 @@ package sinks
 // go.mod lists them for every branch (removed once the writers import them).
 import (
 	_ "github.com/klauspost/compress/zstd"
-	_ "github.com/redis/go-redis/v9"
 )
