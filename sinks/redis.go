@@ -101,9 +101,10 @@ type RedisWriter struct {
 
 	// Conflation: best[sym] is the index in the batch of the newest
 	// indicator output of sym when stamp[sym] == gen.
-	best  []int32
-	stamp []uint32
-	gen   uint32
+	best       []int32
+	stamp      []uint32
+	gen        uint32
+	nconflated uint64
 
 	arena  []byte
 	ents   []redisEntry
@@ -371,13 +372,26 @@ func (w *RedisWriter) WriteBatch(ctx context.Context, outs []ops.Output) error {
 	w.published.Add(published)
 	w.stale.Add(stale)
 	w.dup.Add(dup)
-	if first != nil {
-		return first
+	var pe *PoisonError
+	switch {
+	case first != nil:
+		pe = first
+	case perr != nil:
+		pe = perr
+	default:
+		w.conflated.Add(w.nconflated)
+		return nil
 	}
-	if perr != nil {
-		return perr
+	// The framework retries the outputs after the poison one: count only
+	// what conflated before it.
+	n := uint64(0)
+	for i := range outs[:pe.Index] {
+		if o := &outs[i]; o.Kind == ops.OutIndicators && w.best[o.Symbol] != int32(i) {
+			n++
+		}
 	}
-	return nil
+	w.conflated.Add(n)
+	return pe
 }
 
 // exec runs the chunks of the encoded batch in one pipeline, and once
@@ -448,9 +462,9 @@ func (w *RedisWriter) exec(ctx context.Context) error {
 // output it cannot name and returns a *PoisonError for it (the outputs
 // before it are encoded). It does not allocate once its buffers have grown
 // to the batch size and the symbols' names are cached.
-func (w *RedisWriter) encode(outs []ops.Output) error {
+func (w *RedisWriter) encode(outs []ops.Output) *PoisonError {
 	w.arena, w.ents, w.chunks = w.arena[:0], w.ents[:0], w.chunks[:0]
-	var perr error
+	var perr *PoisonError
 	n := len(outs)
 	for i := range outs {
 		if reason, err := w.check(&outs[i]); err != nil {
@@ -594,7 +608,8 @@ func (w *RedisWriter) nameSymbol(id codec.Symbol) error {
 }
 
 // conflate marks in best the newest indicator output of each symbol of
-// outs, and counts the others.
+// outs, and counts the others in nconflated (added to the counter once the
+// batch is written: a retried batch counts once).
 func (w *RedisWriter) conflate(outs []ops.Output) {
 	w.gen++
 	if w.gen == 0 { // wrapped: old stamps could collide
@@ -605,7 +620,7 @@ func (w *RedisWriter) conflate(outs []ops.Output) {
 		w.best = append(w.best, make([]int32, need-len(w.best))...)
 		w.stamp = append(w.stamp, make([]uint32, need-len(w.stamp))...)
 	}
-	var conflated uint64
+	w.nconflated = 0
 	for i := range outs {
 		o := &outs[i]
 		if o.Kind != ops.OutIndicators {
@@ -616,12 +631,11 @@ func (w *RedisWriter) conflate(outs []ops.Output) {
 			w.stamp[s], w.best[s] = w.gen, int32(i)
 			continue
 		}
-		conflated++
+		w.nconflated++
 		if b := &outs[w.best[s]]; o.TsNs > b.TsNs || o.TsNs == b.TsNs && o.Seq >= b.Seq {
 			w.best[s] = int32(i)
 		}
 	}
-	w.conflated.Add(conflated)
 }
 
 // appendFeatures appends the feature cache object of an indicator output:

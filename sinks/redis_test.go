@@ -697,6 +697,15 @@ func TestRedisPoison(t *testing.T) {
 	if IsTransient(err) {
 		t.Error("a poison output is transient")
 	}
+	// seq 1 conflated into seq 3, which the framework retries after the
+	// poison output: counted once, now.
+	if st := w.Stats(); st.Conflated != 1 || st.Written != 1 {
+		t.Errorf("stats %+v, want conflated 1 written 1", st)
+	}
+	write(t, w, batch[2:]...)
+	if st := w.Stats(); st.Conflated != 1 || st.Duplicate != 1 {
+		t.Errorf("after the retry of the rest: stats %+v, want conflated 1 dup 1", st)
+	}
 	if got := get(t, c, "features:"+a+":realtime"); !strings.HasSuffix(got, `"seq":3}`) {
 		t.Errorf("the other symbol's key %s, want seq 3", got)
 	}
