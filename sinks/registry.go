@@ -7,5 +7,6 @@ func init() {
 	ch := func(u *url.URL, env Env) (Writer, error) { return NewClickHouse(u, env) }
 	registerWriter("clickhouse", ch)
 	registerWriter("clickhouse+http", ch)
+	registerWriter("redis", func(u *url.URL, env Env) (Writer, error) { return NewRedis(u, env) })
 	registerWriter("nats", func(u *url.URL, env Env) (Writer, error) { return NewNATS(u, env) })
 }
