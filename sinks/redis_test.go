@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net"
 	"net/url"
 	"os/exec"
 	"path/filepath"
@@ -724,15 +723,6 @@ type redisServer struct {
 	cmd  *exec.Cmd
 	port int
 	dir  string
-}
-
-func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func startRedisServer(t testing.TB, dir string, port int) *redisServer {
