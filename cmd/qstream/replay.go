@@ -196,6 +196,11 @@ func replay(f *replayFlags, stdout, stderr io.Writer) error {
 		return err
 	}
 	outSinks.start()
+	arch, err := openArchives(outSinks.archive, eng.Symbols(), slog.New(slog.NewTextHandler(stderr, nil)))
+	if err != nil {
+		return err
+	}
+	defer arch.close(stderr)
 
 	in, err := openInput(f.input)
 	if err != nil {
@@ -222,13 +227,20 @@ func replay(f *replayFlags, stdout, stderr io.Writer) error {
 	if err := eng.Start(); err != nil {
 		return err
 	}
-	readErr := pump(reader, pub, dlq)
+	var tap func(*codec.Event) error
+	if len(outSinks.archive) > 0 {
+		tap = arch.appendEvent
+	}
+	readErr := pump(reader, pub, dlq, tap)
 	pub.Close()
 	stopErr := eng.Stop(context.Background())
 	if err := writer.Flush(); err != nil && stopErr == nil {
 		stopErr = err
 	}
 	if err := outSinks.close(f.sinks.drain, stderr); err != nil && stopErr == nil {
+		stopErr = err
+	}
+	if err := arch.close(stderr); err != nil && stopErr == nil {
 		stopErr = err
 	}
 	if emit.stats {
@@ -249,7 +261,7 @@ func replay(f *replayFlags, stdout, stderr io.Writer) error {
 // pump reads every record, numbering accepted events 1, 2, 3... in input
 // order (their Seq), and publishes them, flushing at fixed counts so that
 // watermarks advance at the same points on every run.
-func pump(r feeds.Reader, pub *engine.Publisher, dlq *sinks.DeadLetters) error {
+func pump(r feeds.Reader, pub *engine.Publisher, dlq *sinks.DeadLetters, tap func(*codec.Event) error) error {
 	var ev codec.Event
 	var seq uint64
 	for {
@@ -267,6 +279,11 @@ func pump(r feeds.Reader, pub *engine.Publisher, dlq *sinks.DeadLetters) error {
 		}
 		seq++
 		ev.Seq = seq
+		if tap != nil {
+			if err := tap(&ev); err != nil { // before Publish, which may reuse the event
+				return err
+			}
+		}
 		if err := pub.Publish(&ev); err != nil {
 			return err
 		}

@@ -241,6 +241,18 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer dur.close(stderr)
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	arch, err := openArchives(outSinks.archive, symbols, logger)
+	if err != nil {
+		return err
+	}
+	defer arch.close(stderr)
+	if len(outSinks.archive) > 0 {
+		if dur.wal == nil || cfg.Checkpoints == nil {
+			return usageError{errors.New("--sink archive:// follows the WAL: it needs --wal-dir")}
+		}
+		cfg.Checkpoints.RetainWAL = arch.retain // the WAL keeps what the archive has not synced
+	}
 	eng, err = engine.New(cfg)
 	if err != nil {
 		return err
@@ -251,6 +263,11 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 	outSinks.start() // recovery's replay goes through the sinks
 	if err := dur.recover(ctx, eng, stderr); err != nil {
 		return err
+	}
+	if len(outSinks.archive) > 0 {
+		if err := arch.follow(f.durable.walDir, dur.wal.DurableLSN, eng.Symbols(), logger); err != nil {
+			return err
+		}
 	}
 	if fo, ok := output.(*sinks.FileOutput); ok {
 		if err := fo.Begin(); err != nil {
@@ -302,6 +319,7 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 	status.durable = dur
 	status.guard = guard
 	status.sinks = outSinks
+	status.archives = arch
 	tick := time.NewTicker(f.interval)
 	defer tick.Stop()
 	var ferr error
@@ -343,6 +361,9 @@ loop:
 	serr := eng.Stop(stopCtx)
 	if ck := eng.CheckpointStats(); ck.Taken > ckBefore && serr == nil {
 		fmt.Fprintf(stderr, "qstream: checkpoint %d at stop (LSN %d)\n", ck.LastID, ck.LastLSN)
+	}
+	if err := arch.close(stderr); err != nil && serr == nil {
+		serr = err
 	}
 	if err := closeSinks(); err != nil {
 		if dur.wal == nil && serr == nil {
@@ -396,6 +417,7 @@ type status struct {
 	durable  *durable     // WAL, checkpoints; nil: none
 	guard    *sinks.Guard // the output's breaker; nil: none
 	sinks    *outputSinks // --sink; nil: none
+	archives *archives    // --sink archive://; nil: none
 }
 
 func newStatus(e *engine.Engine, w io.Writer) *status {
@@ -440,6 +462,9 @@ func (s *status) print(final bool) {
 	}
 	if s.sinks != nil {
 		s.sinks.status(&b)
+	}
+	if s.archives != nil {
+		s.archives.status(&b)
 	}
 	fmt.Fprintln(s.w, b.String())
 	s.last, s.lastTime = st, now

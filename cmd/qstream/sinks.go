@@ -2,13 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"qstream/codec"
@@ -39,8 +42,8 @@ func (s *sinkFlags) register(fs *flag.FlagSet, drainDefault time.Duration, withD
 // in a sinks.Set with the primary output, and the archive of input events.
 type outputSinks struct {
 	set     *sinks.Set
-	tmpDir  string // removed at close
-	archive []string
+	tmpDir  string   // removed at close
+	archive []string // archive:// URIs
 }
 
 // openSinks builds the sinks of uris (not connected yet: a server that is
@@ -64,8 +67,8 @@ func openSinks(uris []string, jcfg sinks.JSONLConfig, stateDir string, primary e
 	var list []*sinks.Sink
 	seen := map[string]bool{}
 	for _, u := range uris {
-		if dir, ok := strings.CutPrefix(u, "archive://"); ok {
-			o.archive = append(o.archive, dir)
+		if strings.HasPrefix(u, "archive://") {
+			o.archive = append(o.archive, u)
 			continue
 		}
 		s, err := sinks.OpenSink(u, env, stateDir, poison)
@@ -151,5 +154,117 @@ func poisonTo(eng **engine.Engine) sinks.PoisonFunc {
 		if e := *eng; e != nil {
 			e.DeadLetterOutput(o, reason, err)
 		}
+	}
+}
+
+// archives are the archive:// sinks: the raw input events in rotating
+// compressed files. In run they follow the WAL (every acknowledged event,
+// once, at its LSN, across crashes); in replay they take the events read.
+type archives struct {
+	list      []*sinks.Archive
+	followers []*sinks.WALFollower
+	started   atomic.Bool
+	cancel    context.CancelFunc
+	done      chan error
+}
+
+// openArchives opens the archives of uris (none: an empty set).
+func openArchives(uris []string, symbols *codec.SymbolTable, log *slog.Logger) (*archives, error) {
+	a := &archives{}
+	for _, raw := range uris {
+		u, err := url.Parse(raw)
+		if err != nil {
+			a.close(io.Discard)
+			return nil, usageError{fmt.Errorf("--sink %s: %w", raw, err)}
+		}
+		dir, opts, err := sinks.ArchiveURL(u)
+		if err != nil {
+			a.close(io.Discard)
+			return nil, usageError{fmt.Errorf("--sink %s: %w", raw, err)}
+		}
+		opts.Symbols, opts.Logger = symbols, log
+		ar, err := sinks.OpenArchive(dir, opts)
+		if err != nil {
+			a.close(io.Discard)
+			return nil, fmt.Errorf("--sink %s: %w", raw, err)
+		}
+		a.list = append(a.list, ar)
+	}
+	return a, nil
+}
+
+// retain is engine.CheckpointConfig.RetainWAL: the WAL keeps what the
+// followers have not archived (everything until they started).
+func (a *archives) retain() uint64 {
+	if !a.started.Load() {
+		return 0
+	}
+	lsn := ^uint64(0)
+	for _, f := range a.followers {
+		lsn = min(lsn, f.RetainLSN())
+	}
+	return lsn
+}
+
+// follow starts following the WAL, after recovery.
+func (a *archives) follow(walDir string, durable func() uint64, symbols *codec.SymbolTable, log *slog.Logger) error {
+	if len(a.list) == 0 {
+		return nil
+	}
+	for _, ar := range a.list {
+		f, err := sinks.NewWALFollower(walDir, ar, sinks.FollowOptions{Durable: durable, Symbols: symbols, Logger: log})
+		if err != nil {
+			return fmt.Errorf("archive: %w", err)
+		}
+		a.followers = append(a.followers, f)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a.cancel, a.done = cancel, make(chan error, len(a.followers))
+	for _, f := range a.followers {
+		go func() { a.done <- f.Run(ctx) }()
+	}
+	a.started.Store(true)
+	return nil
+}
+
+// appendEvent archives one event read by replay.
+func (a *archives) appendEvent(ev *codec.Event) error {
+	for _, ar := range a.list {
+		if err := ar.Append(ev); err != nil {
+			return fmt.Errorf("archive: %w", err)
+		}
+	}
+	return nil
+}
+
+// close stops the followers (each catches up with the durable WAL first)
+// and closes the archives.
+func (a *archives) close(stderr io.Writer) error {
+	var errs []error
+	if a.cancel != nil {
+		a.cancel()
+		for range a.followers {
+			if err := <-a.done; err != nil && !errors.Is(err, context.Canceled) {
+				errs = append(errs, err)
+			}
+		}
+		a.cancel = nil
+	}
+	for _, ar := range a.list {
+		if err := ar.Close(); err != nil {
+			errs = append(errs, err)
+		}
+		st := ar.Stats()
+		fmt.Fprintf(stderr, "qstream: archive: %d events in %d files, %d bytes\n", st.Events, st.Files, st.Bytes)
+	}
+	a.list = nil
+	return errors.Join(errs...)
+}
+
+// status appends the archives' part of the status line.
+func (a *archives) status(b *strings.Builder) {
+	for _, ar := range a.list {
+		b.WriteString(" | archive")
+		b.Write(ar.AppendStatus(nil))
 	}
 }

@@ -59,7 +59,7 @@ func writeWAL(t *testing.T, dir, input, format string) int {
 	}
 	pub, _ := e.NewPublisher("replay")
 	dlq, _, _ := openDLQ("", io.Discard)
-	if err := pump(r, pub, dlq); err != nil {
+	if err := pump(r, pub, dlq, nil); err != nil {
 		t.Fatal(err)
 	}
 	pub.Close()
