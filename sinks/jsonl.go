@@ -1,6 +1,12 @@
-// Package sinks holds qstream's output writers: JSON Lines files and the
-// dead-letter file today; Redis, ClickHouse, NATS and WebSocket writers build
-// on the same encoders.
+// Package sinks is qstream's output side. The engine hands its outputs to one
+// handler, a Set: the primary output (the --output file, FileOutput, under a
+// Guard's retries and breaker) and the asynchronous sinks (Sink: a bounded
+// queue with a spill, batching, retries, a breaker, checkpoint marks), each
+// writing through a Writer: Redis (the feature cache), ClickHouse, NATS,
+// WebSocket clients. The archive records raw input events; DeadLetters fans
+// rejected inputs out to stderr, the DLQ segments or file and NATS. Every
+// writer encodes outputs with the JSON Lines encoder of this file, so a
+// sink's payload is the --output line.
 package sinks
 
 import (
