@@ -27,7 +27,7 @@ func BenchmarkSinkHandOff(b *testing.B) {
 	outs := outputs(0, batch)
 	b.Run("set", func(b *testing.B) {
 		w := &countingSink{}
-		s, err := NewSink("count", w, Policy{Buffer: 1 << 16, Full: FullBlock, BatchMax: 4096, Linger: -1}, "", nil, quiet())
+		s, err := NewSink("count", w, Policy{Buffer: 1 << 16, Full: FullBlock, BatchMax: 4096, Linger: -1}, "", nil, quietLogger())
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -76,7 +74,6 @@ func (w *recWriter) written() []uint64 {
 	return append([]uint64(nil), w.keys...)
 }
 
-func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // outputs returns n outputs keyed from+1 .. from+n.
 func outputs(from, n int) []ops.Output {
@@ -124,11 +121,11 @@ func TestSinkDownSpillsAndCatchesUp(t *testing.T) {
 	dead, healthy := &recWriter{}, &recWriter{}
 	dead.down.Store(true)
 	dir := t.TempDir()
-	ds, err := NewSink("dead", dead, fastPolicy(FullSpill, 100), SinkDir(dir, "dead"), nil, quiet())
+	ds, err := NewSink("dead", dead, fastPolicy(FullSpill, 100), SinkDir(dir, "dead"), nil, quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs, err := NewSink("healthy", healthy, fastPolicy(FullSpill, 100), SinkDir(dir, "healthy"), nil, quiet())
+	hs, err := NewSink("healthy", healthy, fastPolicy(FullSpill, 100), SinkDir(dir, "healthy"), nil, quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +167,7 @@ func TestSinkDownSpillsAndCatchesUp(t *testing.T) {
 // room and gives up at Close.
 func TestSinkShedAndBlock(t *testing.T) {
 	w := &recWriter{block: make(chan struct{})}
-	s, err := NewSink("shed", w, fastPolicy(FullShed, 10), "", nil, quiet())
+	s, err := NewSink("shed", w, fastPolicy(FullShed, 10), "", nil, quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +188,7 @@ func TestSinkShedAndBlock(t *testing.T) {
 	set.Close(context.Background())
 
 	bw := &recWriter{block: make(chan struct{})}
-	bs, err := NewSink("block", bw, fastPolicy(FullBlock, 10), "", nil, quiet())
+	bs, err := NewSink("block", bw, fastPolicy(FullBlock, 10), "", nil, quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +222,7 @@ func TestSinkRetriesAndPoison(t *testing.T) {
 		mu.Lock()
 		poisoned = append(poisoned, o.Key)
 		mu.Unlock()
-	}, quiet())
+	}, quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,7 +255,7 @@ func TestSinkCheckpointRestoreAfterCrash(t *testing.T) {
 	dir := t.TempDir()
 	w := &recWriter{}
 	pol := fastPolicy(FullSpill, 50)
-	s, _ := NewSink("redis://x", w, pol, SinkDir(dir, "redis://x"), nil, quiet())
+	s, _ := NewSink("redis://x", w, pol, SinkDir(dir, "redis://x"), nil, quietLogger())
 	set := NewSet(nil, []*Sink{s})
 	set.Start()
 	set.HandleOutputs(outputs(0, 100))
@@ -277,9 +274,9 @@ func TestSinkCheckpointRestoreAfterCrash(t *testing.T) {
 
 	w2 := &recWriter{}
 	w2.keys = w.written()
-	s2, _ := NewSink("redis://x", w2, pol, SinkDir(dir, "redis://x"), nil, quiet())
+	s2, _ := NewSink("redis://x", w2, pol, SinkDir(dir, "redis://x"), nil, quietLogger())
 	other := &recWriter{}
-	o2, _ := NewSink("nats://y", other, pol, SinkDir(dir, "nats://y"), nil, quiet()) // added after the checkpoint
+	o2, _ := NewSink("nats://y", other, pol, SinkDir(dir, "nats://y"), nil, quietLogger()) // added after the checkpoint
 	set2 := NewSet(nil, []*Sink{s2, o2})
 	set2.Start()
 	if err := set2.RestoreOutput(mark); err != nil {
@@ -298,7 +295,7 @@ func TestSinkCheckpointRestoreAfterCrash(t *testing.T) {
 
 	// A mark from no checkpoint (nil): everything again from ordinal 0, old
 	// spill files gone.
-	s3, _ := NewSink("redis://x", &recWriter{}, pol, SinkDir(dir, "redis://x"), nil, quiet())
+	s3, _ := NewSink("redis://x", &recWriter{}, pol, SinkDir(dir, "redis://x"), nil, quietLogger())
 	set3 := NewSet(nil, []*Sink{s3})
 	if err := set3.RestoreOutput(nil); err != nil || set3.next != 0 {
 		t.Fatalf("restore(nil): %v, next %d", err, set3.next)
@@ -313,7 +310,7 @@ func TestSinkCheckpointRestoreAfterCrash(t *testing.T) {
 func TestSinkCloseDeadlineWithDeadServer(t *testing.T) {
 	w := &recWriter{}
 	w.down.Store(true)
-	s, _ := NewSink("dead", w, fastPolicy(FullSpill, 10), SinkDir(t.TempDir(), "dead"), nil, quiet())
+	s, _ := NewSink("dead", w, fastPolicy(FullSpill, 10), SinkDir(t.TempDir(), "dead"), nil, quietLogger())
 	set := NewSet(nil, []*Sink{s})
 	set.Start()
 	set.HandleOutputs(outputs(0, 100))
