@@ -30,7 +30,7 @@ func TestRunSinkDownThirtySeconds(t *testing.T) {
 	ns.stream(t, "DOWN")
 	db := chDatabase(t)
 	out := filepath.Join(t.TempDir(), "out.jsonl")
-	r := startRun(t, "--rate", "2000", "--symbols", "20", "--shards", "1", "--output", out, "--windows", "tumbling:1s:ohlcv",
+	r := startRun(t, "--rate", "2000", "--symbols", "20", "--shards", "1", "--output", out, "--checkpoint-interval", "300ms", "--windows", "tumbling:1s:ohlcv",
 		"--sink", ns.url()+"?buffer=4096&breaker_timeout=1s&linger=5ms",
 		"--sink", "clickhouse+http://"+chHTTPAddr+"/"+db+"?linger=20ms")
 	waitLines(t, out, 2000, 20*time.Second)
