@@ -388,12 +388,12 @@ func (s *WSServer) WriteBatch(_ context.Context, outs []ops.Output) error {
 }
 
 // encode takes a message from the pool and writes o's JSON line with the
-// channel into it.
+// channel into it, as a WebSocket frame.
 func (s *WSServer) encode(o *ops.Output, ch int) *wsMsg {
 	m := wsMsgPool.Get().(*wsMsg)
-	b := s.enc.AppendOutput(m.buf[:0], o)
-	b = append(b[:len(b)-1], s.suffix[ch]...) // AppendOutput ends with '}'
-	m.buf = b
+	b := s.enc.AppendOutput(append(m.buf[:0], make([]byte, wsHeaderMax)...), o)
+	m.buf = append(b[:len(b)-1], s.suffix[ch]...) // AppendOutput ends with '}'
+	m.setPayloadLen()
 	m.key = uint64(ch)<<56 | uint64(o.Op)<<32 | uint64(o.Symbol)
 	return m
 }

@@ -11,14 +11,31 @@ import (
 )
 
 // wsMsg is one encoded output, shared by every client it goes to: WriteBatch
-// encodes it once, sets refs to the number of clients it hands it to, and
-// whoever drops the last reference (a writer after writing it, the queue when
-// a newer message of the same key replaces it, a closing client) puts it back
-// in the pool. buf is immutable between the hand-off and that last release.
+// encodes it once as a complete WebSocket text frame (buf[off:], the header
+// right before the JSON), sets refs to the number of clients it hands it to,
+// and whoever drops the last reference (a writer after writing it, the queue
+// when a newer message of the same key replaces it, a closing client) puts it
+// back in the pool. buf is immutable between the hand-off and that last
+// release.
 type wsMsg struct {
 	buf  []byte
+	off  int    // where the frame starts: buf[off:wsHeaderMax] is its header
 	key  uint64 // conflation key: channel, operator and symbol
 	refs atomic.Int32
+}
+
+// frame returns the message as a WebSocket frame.
+func (m *wsMsg) frame() []byte { return m.buf[m.off:] }
+
+// payload returns the message's JSON.
+func (m *wsMsg) payload() []byte { return m.buf[wsHeaderMax:] }
+
+// setPayloadLen writes the frame header for the payload in buf[wsHeaderMax:].
+func (m *wsMsg) setPayloadLen() {
+	var h [wsHeaderMax]byte
+	hdr := appendWSTextHeader(h[:0], len(m.buf)-wsHeaderMax)
+	m.off = wsHeaderMax - len(hdr)
+	copy(m.buf[m.off:], hdr)
 }
 
 // wsMsgBufMax keeps unusually large buffers out of the pool.
@@ -291,8 +308,8 @@ func (cl *wsClient) reply(b []byte) bool {
 	return true
 }
 
-// writeLoop drains the queue onto the connection, a round at a time: the
-// round's messages are written corked, so a round costs one system call.
+// writeLoop drains the queue onto the connection, a round at a time: a
+// round's frames go out in one system call (see wsConn.writeFrames).
 func (cl *wsClient) writeLoop() {
 	defer cl.s.wg.Done()
 	defer cl.finish()
@@ -333,24 +350,11 @@ func (cl *wsClient) writeLoop() {
 }
 
 func (cl *wsClient) write(msgs []*wsMsg, replies [][]byte) error {
-	ctx := context.Background() // no deadline: a stuck write is ended by closing the connection
-	cl.nc.cork()
-	var err error
-	for _, r := range replies {
-		if err = cl.conn.Write(ctx, websocket.MessageText, r); err != nil {
-			break
-		}
+	if err := cl.nc.writeFrames(replies, msgs); err != nil {
+		return err
 	}
-	for i := 0; err == nil && i < len(msgs); i++ {
-		err = cl.conn.Write(ctx, websocket.MessageText, msgs[i].buf)
-	}
-	if err2 := cl.nc.uncork(); err == nil {
-		err = err2
-	}
-	if err == nil {
-		cl.s.sent.Add(uint64(len(msgs)))
-	}
-	return err
+	cl.s.sent.Add(uint64(len(msgs)))
+	return nil
 }
 
 // finish closes the connection once the client is stopped.

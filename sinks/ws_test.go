@@ -419,6 +419,8 @@ func TestWSProtocol(t *testing.T) {
 	// Still subscribed as before the errors.
 	wsWrite(t, s, wsWin(wsTSLA, 13, 5))
 	wsExpect(t, c, wsWinLine("TSLA", "5"))
+	// The writer counts a round once written; the client may read it first.
+	waitFor(t, 5*time.Second, "9 outputs sent", func() bool { return s.Stats().Sent == 9 })
 	if st := s.Stats(); st.Clients != 1 || st.Sent != 9 {
 		t.Errorf("stats %+v: want 1 client and 9 outputs sent", st)
 	}
@@ -665,13 +667,13 @@ func wsReadMsg(ctx context.Context, c *websocket.Conn, buf []byte) ([]byte, erro
 	}
 }
 
-func wsP99(lat []int64) time.Duration {
+// wsQuantile returns the q quantile of lat (sorted in place).
+func wsQuantile(lat []int64, q float64) time.Duration {
 	if len(lat) == 0 {
 		return 0
 	}
-	s := slices.Clone(lat)
-	slices.Sort(s)
-	return time.Duration(s[len(s)*99/100])
+	slices.Sort(lat)
+	return time.Duration(lat[int(float64(len(lat)-1)*q)])
 }
 
 // TestWSSlowClient is the Must-show: a client reading one message a
@@ -685,7 +687,8 @@ func wsP99(lat []int64) time.Duration {
 // bursts can stall any run for tens of milliseconds, which moves a p99 by
 // itself; so the pair of runs is repeated (at most wsSlowAttempts times, a
 // new slow client each time) until one pair shows the fast clients receiving
-// every message and p99_with <= max(3·p99_without, p99_without+5ms). A slow
+// every message, a clean run without (p99 <= 10ms) and p99_with <=
+// max(3·p99_without, p99_without+5ms). A slow
 // client that held the fan-out back would fail every attempt. Everything else
 // is asserted on every attempt.
 func TestWSSlowClient(t *testing.T) {
@@ -695,7 +698,7 @@ func TestWSSlowClient(t *testing.T) {
 		perBatch       = 50
 		runFor         = 1500 * time.Millisecond
 		fast           = 3
-		wsSlowAttempts = 3
+		wsSlowAttempts = 4
 	)
 	s := newTestWS(t, "queue=4096&stall=1s&sndbuf=8192")
 	defer s.Close()
@@ -741,18 +744,24 @@ func TestWSSlowClient(t *testing.T) {
 		outs := make([]ops.Output, perBatch)
 		tick := time.NewTicker(time.Millisecond)
 		defer tick.Stop()
-		end := time.Now().Add(d)
+		start := time.Now()
+		batches := 0
 		for now := range tick.C {
-			if now.After(end) || int(seq)+perBatch > maxSeq {
+			// A tick the scheduler delayed is made up for, so the feed
+			// keeps its rate on average.
+			due := min(int(now.Sub(start)/time.Millisecond), int(d/time.Millisecond))
+			for ; batches < due && int(seq)+perBatch <= maxSeq; batches++ {
+				stampNs := time.Now().UnixNano()
+				for i := range outs {
+					seq++
+					outs[i] = wsInd(codec.Symbol(1+i%len(wsSyms)), seq, 100+float64(seq%100))
+					stamps[seq].Store(stampNs)
+				}
+				wsWrite(t, s, outs...)
+			}
+			if batches >= int(d/time.Millisecond) || int(seq)+perBatch > maxSeq {
 				break
 			}
-			stampNs := time.Now().UnixNano()
-			for i := range outs {
-				seq++
-				outs[i] = wsInd(codec.Symbol(1+i%len(wsSyms)), seq, 100+float64(seq%100))
-				stamps[seq].Store(stampNs)
-			}
-			wsWrite(t, s, outs...)
 		}
 		return first, seq
 	}
@@ -835,9 +844,10 @@ func TestWSSlowClient(t *testing.T) {
 		}
 		st := s.Stats()
 
-		p99Without, p99With := wsP99(latWithout), wsP99(latWith)
-		t.Logf("attempt %d: fast clients' p99 delivery latency %v without the slow client (%d deliveries, all: %v), %v with it (%d, all: %v)",
-			attempt, p99Without, len(latWithout), allWithout, p99With, len(latWith), allWith)
+		p99Without, p99With := wsQuantile(latWithout, 0.99), wsQuantile(latWith, 0.99)
+		t.Logf("attempt %d: fast clients' delivery latency p50/p99/max %v/%v/%v without the slow client (%d deliveries, all: %v), %v/%v/%v with it (%d, all: %v)",
+			attempt, wsQuantile(latWithout, 0.5), p99Without, wsQuantile(latWithout, 1), len(latWithout), allWithout,
+			wsQuantile(latWith, 0.5), p99With, wsQuantile(latWith, 1), len(latWith), allWith)
 		t.Logf("attempt %d: slow client read %d messages, then %v; server %+v", attempt, slowRead, slowErr, st)
 
 		if code := websocket.CloseStatus(slowErr); code != websocket.StatusPolicyViolation {
@@ -852,15 +862,15 @@ func TestWSSlowClient(t *testing.T) {
 		if st.QueueLenMax != queue {
 			t.Fatalf("longest queue %d: the slow client should have filled its queue of %d", st.QueueLenMax, queue)
 		}
-		if st.Clients != fast {
-			t.Fatalf("%d clients, want the %d fast ones", st.Clients, fast)
-		}
+		waitFor(t, 5*time.Second, "the slow client's handler to end", func() bool { return s.Stats().Clients == fast })
+		// An attempt whose run without the slow client was itself stalled
+		// (p99 over 10 ms) proves nothing: its bound would be loose.
 		bound := max(3*p99Without, p99Without+5*time.Millisecond)
-		if allWithout && allWith && p99With <= bound {
+		if allWithout && allWith && p99Without <= 10*time.Millisecond && p99With <= bound {
 			break
 		}
 		if attempt == wsSlowAttempts {
-			t.Fatalf("in %d attempts, never did the fast clients get every message with p99 with the slow client <= max(3·p99 without, p99 without + 5ms)", attempt)
+			t.Fatalf("in %d attempts, never did the fast clients get every message with a clean run without the slow client and p99 with it <= max(3·p99 without, p99 without + 5ms)", attempt)
 		}
 	}
 	if err := s.Close(); err != nil {
