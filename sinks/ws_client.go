@@ -186,6 +186,7 @@ type wsClient struct {
 	stopOnce sync.Once
 	code     websocket.StatusCode // set by the winning stop before done closes
 	reason   string
+	kill     *time.Timer   // armed by stop: closes the connection after wsCloseGrace
 	finished chan struct{} // closed once writeLoop has closed the connection
 }
 
@@ -200,12 +201,15 @@ func newWSClient(s *WSServer, conn *websocket.Conn, nc *wsConn) *wsClient {
 }
 
 // stop ends the client; code 0 closes the connection without a handshake.
-// It reports whether this call was the one that stopped it.
+// It reports whether this call was the one that stopped it. The connection
+// is closed within wsCloseGrace whatever the client does: the timer also
+// ends a write stuck on a socket the client does not read.
 func (cl *wsClient) stop(code websocket.StatusCode, reason string) bool {
 	won := false
 	cl.stopOnce.Do(func() {
 		won = true
 		cl.code, cl.reason = code, reason
+		cl.kill = time.AfterFunc(wsCloseGrace, func() { cl.nc.Conn.Close() })
 		close(cl.done)
 	})
 	return won
@@ -364,13 +368,12 @@ func (cl *wsClient) finish() {
 	cl.markDeadLocked()
 	cl.mu.Unlock()
 	<-cl.done
-	kill := time.AfterFunc(wsCloseGrace, func() { cl.nc.Conn.Close() })
 	if cl.code != 0 {
 		cl.conn.Close(cl.code, cl.reason)
 	} else {
 		cl.conn.CloseNow()
 	}
-	kill.Stop()
+	cl.kill.Stop()
 }
 
 // pingLoop pings every ping interval and drops a client whose pong does not
