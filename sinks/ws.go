@@ -82,7 +82,7 @@ type WSStats struct {
 	Clients     int64  // connected clients
 	Sent        uint64 // messages written to clients (data only, not replies)
 	Conflated   uint64 // queued messages replaced by a newer one of the same key, over all clients
-	ClosedSlow  uint64 // clients closed with 1008 for staying behind
+	ClosedSlow  uint64 // clients closed with 1008 for staying behind (or leaving wsRepliesMax replies unread)
 	ClosedPing  uint64 // clients dropped for not answering a ping in time
 	Rejected    uint64 // handshakes refused: token, origin, capacity, not a WebSocket request
 	BadRequests uint64 // client requests answered with {"error":...}
