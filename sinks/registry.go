@@ -8,5 +8,6 @@ func init() {
 	registerWriter("clickhouse", ch)
 	registerWriter("clickhouse+http", ch)
 	registerWriter("redis", func(u *url.URL, env Env) (Writer, error) { return NewRedis(u, env) })
+	registerWriter("ws", func(u *url.URL, env Env) (Writer, error) { return NewWSServer(u, env) })
 	registerWriter("nats", func(u *url.URL, env Env) (Writer, error) { return NewNATS(u, env) })
 }

@@ -74,7 +74,6 @@ func (w *recWriter) written() []uint64 {
 	return append([]uint64(nil), w.keys...)
 }
 
-
 // outputs returns n outputs keyed from+1 .. from+n.
 func outputs(from, n int) []ops.Output {
 	outs := make([]ops.Output, n)
@@ -82,17 +81,6 @@ func outputs(from, n int) []ops.Output {
 		outs[i] = ops.Output{Kind: ops.OutIndicators, Key: uint64(from + i + 1), Seq: uint64(from + i + 1)}
 	}
 	return outs
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 // checkExactlyInOrder asserts keys are 1..n, each once, in order.
@@ -144,14 +132,14 @@ func TestSinkDownSpillsAndCatchesUp(t *testing.T) {
 			t.Fatal("HandleOutputs blocked on a dead sink with full=spill")
 		}
 	}
-	waitFor(t, "the healthy sink", func() bool { return len(healthy.written()) == n })
-	waitFor(t, "the breaker to open", func() bool { return ds.Stats().Breaker == "open" })
+	waitFor(t, 10*time.Second, "the healthy sink", func() bool { return len(healthy.written()) == n })
+	waitFor(t, 10*time.Second, "the breaker to open", func() bool { return ds.Stats().Breaker == "open" })
 	st := ds.Stats()
 	if st.Spilled == 0 || st.Queued > 100+64 || st.MaxDepth < n-100-64 {
 		t.Fatalf("dead sink: spilled %d queued %d max depth %d: want the overflow in the spill", st.Spilled, st.Queued, st.MaxDepth)
 	}
 	dead.down.Store(false)
-	waitFor(t, "the dead sink to catch up", func() bool { return len(dead.written()) == n })
+	waitFor(t, 10*time.Second, "the dead sink to catch up", func() bool { return len(dead.written()) == n })
 	checkExactlyInOrder(t, dead.written(), n)
 	checkExactlyInOrder(t, healthy.written(), n)
 	if err := set.Close(context.Background()); err != nil {
@@ -176,7 +164,7 @@ func TestSinkShedAndBlock(t *testing.T) {
 	if err := set.HandleOutputs(outputs(0, 1)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the first batch in flight", func() bool { return w.calls.Load() == 1 })
+	waitFor(t, 10*time.Second, "the first batch in flight", func() bool { return w.calls.Load() == 1 })
 	if err := set.HandleOutputs(outputs(1, 25)); err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +172,7 @@ func TestSinkShedAndBlock(t *testing.T) {
 		t.Fatalf("shed %d queued %d, want 15 and 11", st.Shed, st.Queued)
 	}
 	close(w.block)
-	waitFor(t, "delivery", func() bool { return len(w.written()) == 11 })
+	waitFor(t, 10*time.Second, "delivery", func() bool { return len(w.written()) == 11 })
 	set.Close(context.Background())
 
 	bw := &recWriter{block: make(chan struct{})}
@@ -195,7 +183,7 @@ func TestSinkShedAndBlock(t *testing.T) {
 	bset := NewSet(nil, []*Sink{bs})
 	bset.Start()
 	bset.HandleOutputs(outputs(0, 1))
-	waitFor(t, "the first batch in flight", func() bool { return bw.calls.Load() == 1 })
+	waitFor(t, 10*time.Second, "the first batch in flight", func() bool { return bw.calls.Load() == 1 })
 	done := make(chan error, 1)
 	go func() { done <- bset.HandleOutputs(outputs(1, 30)) }()
 	select {
@@ -207,7 +195,7 @@ func TestSinkShedAndBlock(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "delivery", func() bool { return len(bw.written()) == 31 })
+	waitFor(t, 10*time.Second, "delivery", func() bool { return len(bw.written()) == 31 })
 	checkExactlyInOrder(t, bw.written(), 31)
 	bset.Close(context.Background())
 }
@@ -229,7 +217,7 @@ func TestSinkRetriesAndPoison(t *testing.T) {
 	set := NewSet(nil, []*Sink{s})
 	set.Start()
 	set.HandleOutputs(outputs(0, 20))
-	waitFor(t, "delivery", func() bool { return len(w.written()) == 19 })
+	waitFor(t, 10*time.Second, "delivery", func() bool { return len(w.written()) == 19 })
 	mu.Lock()
 	if len(poisoned) != 1 || poisoned[0] != 7 {
 		t.Fatalf("poisoned %v, want [7]", poisoned)
@@ -238,9 +226,9 @@ func TestSinkRetriesAndPoison(t *testing.T) {
 	w.down.Store(true)
 	w.transient.Store(true)
 	set.HandleOutputs(outputs(20, 5))
-	waitFor(t, "a retry", func() bool { return s.Stats().Retries >= 1 })
+	waitFor(t, 10*time.Second, "a retry", func() bool { return s.Stats().Retries >= 1 })
 	w.down.Store(false)
-	waitFor(t, "delivery", func() bool { return len(w.written()) == 24 })
+	waitFor(t, 10*time.Second, "delivery", func() bool { return len(w.written()) == 24 })
 	if st := s.Stats(); st.Breaker != "closed" || st.Poisoned != 1 || st.Written != 24 {
 		t.Fatalf("%+v", st)
 	}
@@ -259,10 +247,10 @@ func TestSinkCheckpointRestoreAfterCrash(t *testing.T) {
 	set := NewSet(nil, []*Sink{s})
 	set.Start()
 	set.HandleOutputs(outputs(0, 100))
-	waitFor(t, "delivery", func() bool { return len(w.written()) == 100 })
+	waitFor(t, 10*time.Second, "delivery", func() bool { return len(w.written()) == 100 })
 	w.down.Store(true)
 	set.HandleOutputs(outputs(100, 300)) // 50 in memory (some in flight), the rest spilled
-	waitFor(t, "a failed write", func() bool { return s.Stats().Errors >= 1 })
+	waitFor(t, 10*time.Second, "a failed write", func() bool { return s.Stats().Errors >= 1 })
 	mark, err := set.CheckpointOutput()
 	if err != nil {
 		t.Fatal(err)
@@ -286,9 +274,9 @@ func TestSinkCheckpointRestoreAfterCrash(t *testing.T) {
 		t.Fatalf("restored ordinal %d, want 400", set2.next)
 	}
 	set2.HandleOutputs(outputs(400, 10)) // the replay
-	waitFor(t, "catch-up", func() bool { return len(w2.written()) == 410 })
+	waitFor(t, 10*time.Second, "catch-up", func() bool { return len(w2.written()) == 410 })
 	checkExactlyInOrder(t, w2.written(), 410)
-	waitFor(t, "the new sink", func() bool { return len(other.written()) == 10 })
+	waitFor(t, 10*time.Second, "the new sink", func() bool { return len(other.written()) == 10 })
 	if err := set2.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
