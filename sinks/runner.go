@@ -245,6 +245,9 @@ func (s *Sink) push(first uint64, outs []ops.Output, stop <-chan struct{}) error
 
 func (s *Sink) run() {
 	defer close(s.done)
+	if !s.openLoop() {
+		return
+	}
 	for {
 		outs, err := s.q.take(s.pol.BatchMax)
 		if err != nil {
@@ -273,6 +276,59 @@ func (s *Sink) run() {
 			return
 		}
 	}
+}
+
+// openLoop opens the writer at start (a listener binds, a connection is
+// made, tables exist before the first output), retrying through the breaker
+// with backoff like a write. It gives up (false) when Close's deadline
+// passes, or at Close when nothing is queued.
+func (s *Sink) openLoop() bool {
+	attempt := 0
+	for !s.opened {
+		_, err := s.cb.Execute(func() (struct{}, error) {
+			ctx, cancel := context.WithTimeout(s.ctx, s.pol.WriteTimeout)
+			defer cancel()
+			err := s.w.Open(ctx)
+			if err != nil {
+				s.setLast(fmt.Errorf("open: %w", err))
+				return struct{}{}, err
+			}
+			s.opened = true
+			return struct{}{}, nil
+		})
+		if err == nil {
+			s.setState("ok")
+			return true
+		}
+		wait := s.pol.BreakerTimeout / 4
+		if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
+			s.setState("open")
+		} else {
+			attempt++
+			s.errs.Add(1)
+			s.setState("retrying")
+			wait = FullJitter(s.rnd, min(attempt, 30))
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-s.ctx.Done():
+			t.Stop()
+			return false
+		case <-s.drain:
+			t.Stop()
+			if in, r, sp := s.q.depth(); in+r+sp == 0 {
+				return false
+			}
+			// Closing with outputs queued: keep trying until the deadline.
+			select {
+			case <-time.After(wait):
+			case <-s.ctx.Done():
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // lingerWait waits up to Linger for a batch to fill.

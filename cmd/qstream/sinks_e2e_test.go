@@ -1,13 +1,17 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math"
+	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -245,6 +249,60 @@ func checkRedisWindows(t *testing.T, rdb *redis.Client, raw []string) {
 		}
 		if got != want {
 			t.Fatalf("%s = %s, want %s", k, got, want)
+		}
+	}
+}
+
+// TestRunWebSocketSink: `qstream run --sink ws://...` serves WebSocket
+// clients: one without the token is refused, one with it subscribes to the
+// indicators of two symbols and receives their --output lines with
+// "channel":"indicators" added, and nothing else.
+func TestRunWebSocketSink(t *testing.T) {
+	addr := freeLoopbackAddr(t)
+	out := filepath.Join(t.TempDir(), "out.jsonl")
+	r := startRun(t, "--rate", "2000", "--symbols", "10", "--output", out, "--sink", "ws://"+addr+"/stream?token=s3cret")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var c *websocket.Conn
+	waitUntil(t, "the WebSocket server", 10*time.Second, func() bool {
+		_, resp, err := websocket.Dial(ctx, "ws://"+addr+"/stream", nil)
+		return err != nil && resp != nil && resp.StatusCode == http.StatusUnauthorized
+	})
+	c, _, err := websocket.Dial(ctx, "ws://"+addr+"/stream", &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer s3cret"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	if err := c.Write(ctx, websocket.MessageText, []byte(`{"op":"subscribe","channels":["indicators"],"symbols":["SYN00001","SYN00002"]}`)); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for len(got) < 200 {
+		_, b, err := c.Read(ctx)
+		if err != nil {
+			t.Fatalf("after %d messages: %v", len(got), err)
+		}
+		m := parseLine(t, string(b))
+		if _, isReply := m["op"]; isReply {
+			continue
+		}
+		if m["channel"] != "indicators" || (m["symbol"] != "SYN00001" && m["symbol"] != "SYN00002") {
+			t.Fatalf("unexpected message %s", b)
+		}
+		got = append(got, strings.Replace(string(b), `,"channel":"indicators"`, "", 1))
+	}
+	c.Close(websocket.StatusNormalClosure, "")
+	if _, err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	_, raw, _ := readOutputs(t, out)
+	have := map[string]bool{}
+	for _, l := range raw {
+		have[l] = true
+	}
+	for _, g := range got {
+		if !have[g] {
+			t.Fatalf("WebSocket message %s (without its channel) is no --output line", g)
 		}
 	}
 }
