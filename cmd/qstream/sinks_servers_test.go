@@ -180,30 +180,39 @@ type natsMessage struct {
 	subject, id, data string
 }
 
+// openStream connects to the server and looks the stream up.
+func (s *natsServer) openStream(name string) (*nats.Conn, jetstream.Stream, int, error) {
+	nc, err := nats.Connect(s.url())
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	js, _ := jetstream.New(nc)
+	st, err := js.Stream(context.Background(), name)
+	if err != nil {
+		nc.Close()
+		return nil, nil, 0, err
+	}
+	info, err := st.Info(context.Background())
+	if err != nil {
+		nc.Close()
+		return nil, nil, 0, err
+	}
+	return nc, st, int(info.State.Msgs), nil
+}
+
 // messages reads every message of the stream.
 func (s *natsServer) messages(t *testing.T, name string) []natsMessage {
 	t.Helper()
-	nc, err := nats.Connect(s.url())
+	nc, st, n, err := s.openStream(name)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("stream %s: %v", name, err)
 	}
 	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	ctx := context.Background()
-	st, err := js.Stream(ctx, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := int(info.State.Msgs)
 	var out []natsMessage
 	if n == 0 {
 		return nil
 	}
-	c, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	c, err := st.OrderedConsumer(context.Background(), jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,23 +233,14 @@ func (s *natsServer) messages(t *testing.T, name string) []natsMessage {
 	return out
 }
 
+// count returns the stream's message count, -1 while it cannot be read.
 func (s *natsServer) count(t *testing.T, name string) int {
-	t.Helper()
-	nc, err := nats.Connect(s.url())
+	nc, _, n, err := s.openStream(name)
 	if err != nil {
 		return -1
 	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	st, err := js.Stream(context.Background(), name)
-	if err != nil {
-		return -1
-	}
-	info, err := st.Info(context.Background())
-	if err != nil {
-		return -1
-	}
-	return int(info.State.Msgs)
+	nc.Close()
+	return n
 }
 
 // sortedLines returns lines sorted, for multiset comparisons.
