@@ -375,7 +375,7 @@ func (s *Set) AppendStatus(dst []byte) []byte {
 		if st.Spilled > 0 {
 			dst = fmt.Appendf(dst, " spill=%d", st.Spilled)
 		}
-		dst = fmt.Appendf(dst, " written=%d", st.Written)
+		dst = fmt.Appendf(dst, " delivered=%d", st.Written)
 		if st.Retries > 0 || st.Errors > 0 {
 			dst = fmt.Appendf(dst, " retries=%d errors=%d", st.Retries, st.Errors)
 		}

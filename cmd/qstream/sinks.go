@@ -125,7 +125,7 @@ func (o *outputSinks) close(drain time.Duration, stderr io.Writer) error {
 	defer cancel()
 	err := o.set.Close(ctx)
 	for _, st := range o.set.Stats() {
-		fmt.Fprintf(stderr, "qstream: sink %s: %d written in %d batches, %d retries, %d errors, %d shed, %d poisoned, deepest queue %d%s\n",
+		fmt.Fprintf(stderr, "qstream: sink %s: %d delivered in %d batches, %d retries, %d errors, %d shed, %d poisoned, deepest queue %d%s\n",
 			st.Name, st.Written, st.Batches, st.Retries, st.Errors, st.Shed, st.Poisoned, st.MaxDepth, st.Writer)
 	}
 	return err

@@ -78,7 +78,7 @@ func TestRunSinkDownThirtySeconds(t *testing.T) {
 	}
 	// The summary of the NATS sink: it spilled past its 4,096 outputs of
 	// memory, it failed while the server was down, and wrote everything.
-	sum := regexp.MustCompile(`qstream: sink ` + regexp.QuoteMeta(ns.url()) + `: (\d+) written in \d+ batches, \d+ retries, (\d+) errors, (\d+) shed, \d+ poisoned, deepest queue (\d+)`).
+	sum := regexp.MustCompile(`qstream: sink ` + regexp.QuoteMeta(ns.url()) + `: (\d+) delivered in \d+ batches, \d+ retries, (\d+) errors, (\d+) shed, \d+ poisoned, deepest queue (\d+)`).
 		FindStringSubmatch(stderr)
 	if sum == nil {
 		t.Fatalf("no summary of the NATS sink:\n%s", tail(stderr, 20))
