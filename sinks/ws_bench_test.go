@@ -97,8 +97,7 @@ func benchWSFanout(b *testing.B, clients int) {
 	for i := range clients {
 		c := wsDial(b, s, nil)
 		defer c.CloseNow()
-		wsSend(b, c, `{"op":"subscribe","channels":["*"],"symbols":["*"]}`)
-		wsRecv(b, c)
+		wsSubscribeAll(b, c)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
