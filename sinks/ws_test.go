@@ -201,7 +201,13 @@ func wsWinLine(sym, value string) string {
 
 func wsWrite(t testing.TB, s *WSServer, outs ...ops.Output) {
 	t.Helper()
-	if err := s.WriteBatch(context.Background(), outs); err != nil {
+	mustWriteBatch(t, s, outs)
+}
+
+// mustWriteBatch writes outs with w and fails the test on an error.
+func mustWriteBatch(t testing.TB, w Writer, outs []ops.Output) {
+	t.Helper()
+	if err := w.WriteBatch(context.Background(), outs); err != nil {
 		t.Fatal(err)
 	}
 }
