@@ -142,11 +142,10 @@ func NewClickHouse(u *url.URL, env Env) (*ClickHouseWriter, error) {
 		return nil, fmt.Errorf("sinks: clickhouse: bad database name %q", w.db)
 	}
 	if s := u.Query().Get("timeout"); s != "" {
-		d, err := time.ParseDuration(s)
-		if err != nil || d <= 0 {
-			return nil, fmt.Errorf("sinks: clickhouse: bad timeout %q", s)
+		var err error
+		if w.timeout, err = durationParam("clickhouse", "timeout", s, time.Nanosecond, 0); err != nil {
+			return nil, err
 		}
-		w.timeout = d
 	}
 	user, pass := "", ""
 	if u.User != nil {
