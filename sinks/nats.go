@@ -127,14 +127,11 @@ func NewNATS(u *url.URL, env Env) (*NATSWriter, error) {
 		return nil, errors.New("sinks: nats: Env.JSONL.Symbols is required")
 	}
 	w := &NATSWriter{mode: natsJSAuto, timeout: DefaultNATSTimeout, maxPending: DefaultNATSMaxPending, env: env}
-	q, err := url.ParseQuery(u.RawQuery)
+	q, err := queryParams("nats", u)
 	if err != nil {
-		return nil, fmt.Errorf("sinks: nats: query: %w", err)
+		return nil, err
 	}
 	for k, vs := range q {
-		if len(vs) != 1 {
-			return nil, fmt.Errorf("sinks: nats: parameter %s given %d times", k, len(vs))
-		}
 		v := vs[0]
 		switch k {
 		case "jetstream":

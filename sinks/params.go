@@ -2,6 +2,8 @@ package sinks
 
 import (
 	"fmt"
+	"net/url"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -32,4 +34,19 @@ func durationParam(sink, key, v string, lo, hi time.Duration) (time.Duration, er
 		return 0, fmt.Errorf("sinks: %s: %s=%q: want a duration in [%s, %s]", sink, key, v, lo, hi)
 	}
 	return d, nil
+}
+
+// queryParams parses the query of a sink's URL; every parameter must be
+// given once, but those named in repeatable.
+func queryParams(sink string, u *url.URL, repeatable ...string) (url.Values, error) {
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return nil, fmt.Errorf("sinks: %s: query: %w", sink, err)
+	}
+	for k, vs := range q {
+		if len(vs) != 1 && !slices.Contains(repeatable, k) {
+			return nil, fmt.Errorf("sinks: %s: parameter %s given %d times", sink, k, len(vs))
+		}
+	}
+	return q, nil
 }

@@ -207,9 +207,9 @@ func parseWSURL(u *url.URL) (wsConfig, error) {
 	if cfg.path == "" {
 		cfg.path = "/"
 	}
-	q, err := url.ParseQuery(u.RawQuery)
+	q, err := queryParams("ws", u, "origin")
 	if err != nil {
-		return cfg, fmt.Errorf("sinks: ws: query: %w", err)
+		return cfg, err
 	}
 	for key, vals := range q {
 		if key == "origin" {
@@ -225,9 +225,6 @@ func parseWSURL(u *url.URL) (wsConfig, error) {
 				}
 			}
 			continue
-		}
-		if len(vals) != 1 {
-			return cfg, fmt.Errorf("sinks: ws: option %s given %d times", key, len(vals))
 		}
 		v := vals[0]
 		switch key {
