@@ -51,17 +51,34 @@ func archiveTable(t testing.TB) *codec.SymbolTable {
 
 func quietArchiveLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// readArchive reads every event of dir back, as `replay --format archive`
-// does, and checks event i (from first) against archiveEvent(i): every
-// field equal but IngestNs (0), Flags (+FlagReplay) and the symbol (by
-// name).
-func readArchive(t *testing.T, dir string, first, n int) feeds.ArchiveStats {
+// openArchiveReader opens path (an archive directory or one file) with a
+// new symbol table.
+func openArchiveReader(t *testing.T, path string) (*feeds.ArchiveReader, *codec.SymbolTable) {
 	t.Helper()
 	tab := codec.NewSymbolTable(64)
-	r, err := feeds.OpenArchiveReader(dir, feeds.ArchiveReaderOptions{Symbols: tab})
+	r, err := feeds.OpenArchiveReader(path, feeds.ArchiveReaderOptions{Symbols: tab})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return r, tab
+}
+
+// readArchive reads the n events of path (an archive directory or one of
+// its files) back, as `replay --format archive` does, checking each (see
+// readArchiveEvents).
+func readArchive(t *testing.T, path string, first, n int) {
+	t.Helper()
+	if got := readArchiveEvents(t, path, first); got != n {
+		t.Fatalf("%s: read %d events, want %d", path, got, n)
+	}
+}
+
+// readArchiveEvents reads path to its end and returns how many events it
+// read, checking event i (from first) against archiveEvent(i): every field
+// equal but IngestNs (0), Flags (+FlagReplay) and the symbol (by name).
+func readArchiveEvents(t *testing.T, path string, first int) int {
+	t.Helper()
+	r, tab := openArchiveReader(t, path)
 	defer r.Close()
 	var ev codec.Event
 	got := 0
@@ -83,10 +100,7 @@ func readArchive(t *testing.T, dir string, first, n int) feeds.ArchiveStats {
 		}
 		got++
 	}
-	if got != n {
-		t.Fatalf("read %d events, want %d", got, n)
-	}
-	return r.Stats()
+	return got
 }
 
 // checkContiguous checks that the complete files of dir cover 1..last
@@ -113,22 +127,36 @@ func checkContiguous(t *testing.T, dir string, last uint64) []feeds.ArchiveFile 
 	return files
 }
 
-func TestArchiveRoundTripRotatesBySize(t *testing.T) {
-	dir := t.TempDir()
-	a, err := OpenArchive(dir, ArchiveOptions{MaxFileBytes: 8 << 10, Symbols: archiveTable(t), Logger: quietArchiveLog()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	const n = 1000
-	for i := 1; i <= n; i++ {
+// appendArchiveEvents appends archiveEvent(from) .. archiveEvent(to) to a.
+func appendArchiveEvents(t *testing.T, a *Archive, from, to int) {
+	t.Helper()
+	for i := from; i <= to; i++ {
 		ev := archiveEvent(i)
 		if err := a.Append(&ev); err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+// writeTestArchive writes events 1..n to a new archive in dir with the
+// options o and closes it.
+func writeTestArchive(t *testing.T, dir string, o ArchiveOptions, n int) *Archive {
+	t.Helper()
+	a, err := OpenArchive(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendArchiveEvents(t, a, 1, n)
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
+	return a
+}
+
+func TestArchiveRoundTripRotatesBySize(t *testing.T) {
+	dir := t.TempDir()
+	const n = 1000
+	a := writeTestArchive(t, dir, ArchiveOptions{MaxFileBytes: 8 << 10, Symbols: archiveTable(t), Logger: quietArchiveLog()}, n)
 	st := a.Stats()
 	files := checkContiguous(t, dir, n)
 	// A record is 16 + 136 + len(name) bytes: 8 KiB holds about 50.
@@ -149,12 +177,9 @@ func TestArchiveRoundTripRotatesBySize(t *testing.T) {
 		t.Fatalf("status %q", s)
 	}
 	// One file alone reads too.
-	rs := readArchiveFile(t, files[1].Path)
-	if rs != int(files[1].Last-files[1].First+1) {
-		t.Fatalf("file %s: %d events", files[1].Path, rs)
-	}
+	readArchive(t, files[1].Path, int(files[1].First), int(files[1].Last-files[1].First+1))
 	// Reopening resumes after the last position.
-	a, err = OpenArchive(dir, ArchiveOptions{Symbols: archiveTable(t), Logger: quietArchiveLog()})
+	a, err := OpenArchive(dir, ArchiveOptions{Symbols: archiveTable(t), Logger: quietArchiveLog()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,25 +196,6 @@ func TestArchiveRoundTripRotatesBySize(t *testing.T) {
 	}
 }
 
-func readArchiveFile(t *testing.T, path string) int {
-	t.Helper()
-	r, err := feeds.OpenArchiveReader(path, feeds.ArchiveReaderOptions{Symbols: codec.NewSymbolTable(64)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	var ev codec.Event
-	n := 0
-	for {
-		if err := r.Next(&ev); err == io.EOF {
-			return n
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		n++
-	}
-}
-
 func TestArchiveRotatesByAge(t *testing.T) {
 	dir := t.TempDir()
 	a, err := OpenArchive(dir, ArchiveOptions{MaxFileAge: 100 * time.Millisecond, Symbols: archiveTable(t)})
@@ -197,12 +203,7 @@ func TestArchiveRotatesByAge(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	for i := 1; i <= 10; i++ {
-		ev := archiveEvent(i)
-		if err := a.Append(&ev); err != nil {
-			t.Fatal(err)
-		}
-	}
+	appendArchiveEvents(t, a, 1, 10)
 	if err := a.Sync(); err != nil || a.Stats().Files != 0 || a.Durable() != 10 {
 		t.Fatalf("Sync before the age: %v, stats %+v", err, a.Stats())
 	}
@@ -258,7 +259,10 @@ func TestArchiveCrashMidFile(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, uint64(time.Now().UnixNano())))
 	for iter := range 8 {
 		dir := t.TempDir()
-		a, err := OpenArchive(dir, ArchiveOptions{MaxFileBytes: 64 << 10, Symbols: archiveTable(t), Logger: quietArchiveLog()})
+		open := func() (*Archive, error) {
+			return OpenArchive(dir, ArchiveOptions{MaxFileBytes: 64 << 10, Symbols: archiveTable(t), Logger: quietArchiveLog()})
+		}
+		a, err := open()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -307,12 +311,12 @@ func TestArchiveCrashMidFile(t *testing.T) {
 		}
 		// Before the restart, a reader reads the archive up to the cut,
 		// quietly.
-		readable := readPrefix(t, dir)
+		readable := readArchiveEvents(t, dir, 1)
 		if readable < int(want) {
 			t.Fatalf("iteration %d: a reader of the crashed archive read %d events, want at least %d", iter, readable, want)
 		}
 		saved, _ := os.ReadFile(partial)
-		a, err = OpenArchive(dir, ArchiveOptions{MaxFileBytes: 64 << 10, Symbols: archiveTable(t), Logger: quietArchiveLog()})
+		a, err = open()
 		if err != nil {
 			t.Fatalf("iteration %d (cut %d of %d): %v", iter, cut, fi.Size(), err)
 		}
@@ -321,7 +325,7 @@ func TestArchiveCrashMidFile(t *testing.T) {
 			// partial file was removed: the next open finds both.
 			a.crash()
 			os.WriteFile(partial, saved, 0o644)
-			if a, err = OpenArchive(dir, ArchiveOptions{MaxFileBytes: 64 << 10, Symbols: archiveTable(t), Logger: quietArchiveLog()}); err != nil {
+			if a, err = open(); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -329,44 +333,13 @@ func TestArchiveCrashMidFile(t *testing.T) {
 			t.Fatalf("iteration %d: cut at %d of %d bytes: recovered up to %d, want at least %d", iter, cut, fi.Size(), a.Last(), want)
 		}
 		recovered := a.Last()
-		for i := int(a.Last()) + 1; i <= n; i++ { // the source resends what followed
-			ev := archiveEvent(i)
-			if err := a.Append(&ev); err != nil {
-				t.Fatal(err)
-			}
-		}
+		appendArchiveEvents(t, a, int(a.Last())+1, n) // the source resends what followed
 		if err := a.Close(); err != nil {
 			t.Fatal(err)
 		}
 		checkContiguous(t, dir, n)
 		readArchive(t, dir, 1, n)
 		t.Logf("iteration %d: cut at %d of %d bytes: recovered up to %d (at least %d), %d complete before", iter, cut, fi.Size(), recovered, want, complete)
-	}
-}
-
-// readPrefix reads dir with an ArchiveReader, checking each event, and
-// returns how many it read before the end.
-func readPrefix(t *testing.T, dir string) int {
-	t.Helper()
-	r, err := feeds.OpenArchiveReader(dir, feeds.ArchiveReaderOptions{Symbols: codec.NewSymbolTable(64)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	var ev codec.Event
-	n := 0
-	for {
-		err := r.Next(&ev)
-		if err == io.EOF {
-			return n
-		}
-		if err != nil {
-			t.Fatalf("after %d events: %v", n, err)
-		}
-		n++
-		if ev.Seq != uint64(n) {
-			t.Fatalf("event %d has Seq %d", n, ev.Seq)
-		}
 	}
 }
 
@@ -396,20 +369,8 @@ func rewriteArchiveFile(t *testing.T, path string, edit func([]byte)) {
 // reading with the file named.
 func TestArchiveDamage(t *testing.T) {
 	dir := t.TempDir()
-	a, err := OpenArchive(dir, ArchiveOptions{MaxFileBytes: 8 << 10, Symbols: archiveTable(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
 	const n = 200
-	for i := 1; i <= n; i++ {
-		ev := archiveEvent(i)
-		if err := a.Append(&ev); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := a.Close(); err != nil {
-		t.Fatal(err)
-	}
+	writeTestArchive(t, dir, ArchiveOptions{MaxFileBytes: 8 << 10, Symbols: archiveTable(t)}, n)
 	files := checkContiguous(t, dir, n)
 	// The third record of the second file: records are 16+136+len(name).
 	f := files[1]
@@ -419,10 +380,7 @@ func TestArchiveDamage(t *testing.T) {
 		off += int64(feeds.ArchiveRecordHeader + codec.FrameSize + len(archiveSymbols[ev.Symbol-1]))
 	}
 	rewriteArchiveFile(t, f.Path, func(b []byte) { b[off+60] ^= 0x10 }) // inside the frame's price
-	r, err := feeds.OpenArchiveReader(dir, feeds.ArchiveReaderOptions{Symbols: codec.NewSymbolTable(64)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, _ := openArchiveReader(t, dir)
 	var ev codec.Event
 	good, bad := 0, 0
 	for {
@@ -454,10 +412,7 @@ func TestArchiveDamage(t *testing.T) {
 	raw, _ := os.ReadFile(files[2].Path)
 	raw[len(raw)/2] ^= 0xff
 	os.WriteFile(files[2].Path, raw, 0o644)
-	r, err = feeds.OpenArchiveReader(dir, feeds.ArchiveReaderOptions{Symbols: codec.NewSymbolTable(64)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, _ = openArchiveReader(t, dir)
 	defer r.Close()
 	for {
 		err := r.Next(&ev)
@@ -519,10 +474,14 @@ func openTestWAL(t *testing.T, dir string) *walWriter {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newWALWriter(w)
+}
+
+func newWALWriter(w *wal.Writer) *walWriter {
 	return &walWriter{w: w, logged: map[codec.Symbol]bool{}, lsnOf: map[int]uint64{}}
 }
 
-func (ww *walWriter) event(t *testing.T, i int) {
+func (ww *walWriter) event(t testing.TB, i int) {
 	ev := archiveEvent(i)
 	if !ww.logged[ev.Symbol] {
 		if _, err := ww.w.Append(engine.RecordSymbol, engine.AppendSymbolRecord(nil, ev.Symbol, archiveSymbols[ev.Symbol-1])); err != nil {
@@ -882,14 +841,13 @@ func TestArchiveAppendAllocs(t *testing.T) {
 func BenchmarkFollowWAL(b *testing.B) {
 	const n = 200_000
 	walDir := b.TempDir()
-	t := &testing.T{}
 	w, err := wal.Open(walDir, wal.Options{SegmentSize: 16 << 20, MaxRecordSize: 4 << 10, OnFatal: func(err error) { panic(err) }})
 	if err != nil {
 		b.Fatal(err)
 	}
-	ww := &walWriter{w: w, logged: map[codec.Symbol]bool{}, lsnOf: map[int]uint64{}}
+	ww := newWALWriter(w)
 	for i := 1; i <= n; i++ {
-		ww.event(t, i)
+		ww.event(b, i)
 	}
 	if err := w.Close(); err != nil {
 		b.Fatal(err)

@@ -142,11 +142,10 @@ func NewClickHouse(u *url.URL, env Env) (*ClickHouseWriter, error) {
 		return nil, fmt.Errorf("sinks: clickhouse: bad database name %q", w.db)
 	}
 	if s := u.Query().Get("timeout"); s != "" {
-		d, err := time.ParseDuration(s)
-		if err != nil || d <= 0 {
-			return nil, fmt.Errorf("sinks: clickhouse: bad timeout %q", s)
+		var err error
+		if w.timeout, err = durationParam("clickhouse", "timeout", s, time.Nanosecond, 0); err != nil {
+			return nil, err
 		}
-		w.timeout = d
 	}
 	user, pass := "", ""
 	if u.User != nil {
@@ -206,18 +205,30 @@ func NewClickHouse(u *url.URL, env Env) (*ClickHouseWriter, error) {
 	}
 	for i := range w.tables {
 		t := &w.tables[i]
-		var b strings.Builder
-		b.WriteString("INSERT INTO " + chIdent(w.db) + "." + chIdent(t.name) + " (")
-		for j, c := range t.cols {
-			if j > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteString(chIdent(c.name))
-		}
-		b.WriteString(")")
-		t.insert = b.String()
+		t.insert = w.tableSQL("INSERT INTO", t, false)
 	}
 	return w, nil
+}
+
+// table returns the quoted db.name of table name.
+func (w *ClickHouseWriter) table(name string) string { return chIdent(w.db) + "." + chIdent(name) }
+
+// tableSQL returns "verb db.t (c1, c2, ...)", each column with its type if
+// typed.
+func (w *ClickHouseWriter) tableSQL(verb string, t *chTable, typed bool) string {
+	var b strings.Builder
+	b.WriteString(verb + " " + w.table(t.name) + " (")
+	for j, c := range t.cols {
+		if j > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(chIdent(c.name))
+		if typed {
+			b.WriteString(" " + c.typ)
+		}
+	}
+	b.WriteString(")")
+	return b.String()
 }
 
 // chIdent quotes a ClickHouse identifier with backquotes.
@@ -237,17 +248,8 @@ func (w *ClickHouseWriter) Open(ctx context.Context) error {
 		return err
 	}
 	for i := range w.tables {
-		t := &w.tables[i]
-		var b strings.Builder
-		b.WriteString("CREATE TABLE IF NOT EXISTS " + chIdent(w.db) + "." + chIdent(t.name) + " (")
-		for j, c := range t.cols {
-			if j > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteString(chIdent(c.name) + " " + c.typ)
-		}
-		b.WriteString(") ENGINE = ReplacingMergeTree(`seq`) ORDER BY `key`")
-		if err := w.exec(ctx, b.String()); err != nil {
+		create := w.tableSQL("CREATE TABLE IF NOT EXISTS", &w.tables[i], true) + " ENGINE = ReplacingMergeTree(`seq`) ORDER BY `key`"
+		if err := w.exec(ctx, create); err != nil {
 			return err
 		}
 	}
@@ -260,7 +262,7 @@ func (w *ClickHouseWriter) Open(ctx context.Context) error {
 		if have[c.name] {
 			continue
 		}
-		err := w.exec(ctx, "ALTER TABLE "+chIdent(w.db)+"."+chIdent(t.name)+" ADD COLUMN "+chIdent(c.name)+" "+c.typ)
+		err := w.exec(ctx, "ALTER TABLE "+w.table(t.name)+" ADD COLUMN "+chIdent(c.name)+" "+c.typ)
 		if err != nil {
 			// Another writer may have added it meanwhile.
 			if again, err2 := w.columns(ctx, t.name); err2 != nil || !again[c.name] {

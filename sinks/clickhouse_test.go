@@ -91,6 +91,18 @@ func (s chServer) sinkURL(scheme, db string) *url.URL {
 
 var chSchemes = []string{"clickhouse", "clickhouse+http"}
 
+// chEachScheme runs f as a subtest per scheme, with a fresh database on s
+// and a writer into it opened with the given indicators.
+func chEachScheme(t *testing.T, s chServer, indicators []string, f func(t *testing.T, db string, env Env, w *ClickHouseWriter)) {
+	for _, scheme := range chSchemes {
+		t.Run(scheme, func(t *testing.T) {
+			db := s.testDB(t)
+			env := chTestEnv(t, indicators...)
+			f(t, db, env, openCH(t, s.sinkURL(scheme, db), env))
+		})
+	}
+}
+
 func chTestEnv(t testing.TB, indicators ...string) Env {
 	syms := codec.NewSymbolTable(16)
 	for _, s := range []string{"BTC-USD", "ÄPFEL", `we"ird\sym`} {
@@ -305,68 +317,49 @@ func (s chServer) checkTables(t testing.TB, db string, want map[string]map[uint6
 
 func TestClickHouseWritesComputedValues(t *testing.T) {
 	s := sharedClickHouse(t)
-	for _, scheme := range chSchemes {
-		t.Run(scheme, func(t *testing.T) {
-			db := s.testDB(t)
-			env := chTestEnv(t, "sma_2", "ema_3", "rsi_14")
-			w := openCH(t, s.sinkURL(scheme, db), env)
-			outs := chOutputs(200, 1)
-			if err := w.WriteBatch(context.Background(), outs); err != nil {
-				t.Fatal(err)
-			}
-			s.checkTables(t, db, chExpected(env, outs))
-			if got := string(w.AppendStatus(nil)); got != " rows=200 inserts=4" {
-				t.Errorf("status %q, want \" rows=200 inserts=4\"", got)
-			}
-			// One INSERT per table for the batch: four parts, one per table.
-			parts := s.query(t, "SELECT count() FROM system.parts WHERE active AND database = '"+db+"'")
-			if strings.TrimSpace(parts) != "4" {
-				t.Errorf("%s parts after one batch, want 4 (one INSERT per table)", strings.TrimSpace(parts))
-			}
-		})
-	}
+	chEachScheme(t, s, []string{"sma_2", "ema_3", "rsi_14"}, func(t *testing.T, db string, env Env, w *ClickHouseWriter) {
+		outs := chOutputs(200, 1)
+		mustWriteBatch(t, w, outs)
+		s.checkTables(t, db, chExpected(env, outs))
+		if got := string(w.AppendStatus(nil)); got != " rows=200 inserts=4" {
+			t.Errorf("status %q, want \" rows=200 inserts=4\"", got)
+		}
+		// One INSERT per table for the batch: four parts, one per table.
+		parts := s.query(t, "SELECT count() FROM system.parts WHERE active AND database = '"+db+"'")
+		if strings.TrimSpace(parts) != "4" {
+			t.Errorf("%s parts after one batch, want 4 (one INSERT per table)", strings.TrimSpace(parts))
+		}
+	})
 }
 
 func TestClickHouseDuplicatesLeaveOneRow(t *testing.T) {
 	s := sharedClickHouse(t)
-	for _, scheme := range chSchemes {
-		t.Run(scheme, func(t *testing.T) {
-			db := s.testDB(t)
-			env := chTestEnv(t, "sma_2", "ema_3")
-			w := openCH(t, s.sinkURL(scheme, db), env)
-			ctx := context.Background()
-			outs := chOutputs(400, 2)
-			write := func(outs []ops.Output, batch func() int) {
-				for len(outs) > 0 {
-					n := min(batch(), len(outs))
-					if err := w.WriteBatch(ctx, outs[:n]); err != nil {
-						t.Fatal(err)
-					}
-					outs = outs[n:]
-				}
+	chEachScheme(t, s, []string{"sma_2", "ema_3"}, func(t *testing.T, db string, env Env, w *ClickHouseWriter) {
+		outs := chOutputs(400, 2)
+		write := func(outs []ops.Output, batch func() int) {
+			for len(outs) > 0 {
+				n := min(batch(), len(outs))
+				mustWriteBatch(t, w, outs[:n])
+				outs = outs[n:]
 			}
-			write(outs, func() int { return 200 })
-			write(outs, func() int { return 200 }) // a retried batch, a replay
-			r := mrand.New(mrand.NewPCG(3, 3))
-			shuffled := append([]ops.Output(nil), outs...)
-			r.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
-			write(shuffled, func() int { return 50 + r.IntN(200) })
+		}
+		write(outs, func() int { return 200 })
+		write(outs, func() int { return 200 }) // a retried batch, a replay
+		r := mrand.New(mrand.NewPCG(3, 3))
+		shuffled := append([]ops.Output(nil), outs...)
+		r.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+		write(shuffled, func() int { return 50 + r.IntN(200) })
 
-			// A late re-firing shares its window's key; the higher seq
-			// wins under FINAL whatever the order of arrival.
-			onTime := outs[2]
-			late := onTime
-			late.Timing, late.Seq, late.Count, late.Value = ops.TimingLate, onTime.Seq+5000, onTime.Count+1, 42.5
-			if err := w.WriteBatch(ctx, []ops.Output{late}); err != nil {
-				t.Fatal(err)
-			}
-			if err := w.WriteBatch(ctx, []ops.Output{onTime}); err != nil {
-				t.Fatal(err)
-			}
-			want := chExpected(env, append(append([]ops.Output(nil), outs...), late))
-			s.checkTables(t, db, want)
-		})
-	}
+		// A late re-firing shares its window's key; the higher seq
+		// wins under FINAL whatever the order of arrival.
+		onTime := outs[2]
+		late := onTime
+		late.Timing, late.Seq, late.Count, late.Value = ops.TimingLate, onTime.Seq+5000, onTime.Count+1, 42.5
+		mustWriteBatch(t, w, []ops.Output{late})
+		mustWriteBatch(t, w, []ops.Output{onTime})
+		want := chExpected(env, append(append([]ops.Output(nil), outs...), late))
+		s.checkTables(t, db, want)
+	})
 }
 
 func TestClickHouseAddsMissingIndicatorColumn(t *testing.T) {
@@ -374,12 +367,9 @@ func TestClickHouseAddsMissingIndicatorColumn(t *testing.T) {
 	for _, scheme := range chSchemes {
 		t.Run(scheme, func(t *testing.T) {
 			db := s.testDB(t)
-			ctx := context.Background()
 			old := chOutputs(50, 4)
 			w1 := openCH(t, s.sinkURL(scheme, db), chTestEnv(t, "sma_2"))
-			if err := w1.WriteBatch(ctx, old); err != nil {
-				t.Fatal(err)
-			}
+			mustWriteBatch(t, w1, old)
 			w1.Close()
 
 			env := chTestEnv(t, "sma_2", "rsi_14", "odd name`x")
@@ -394,9 +384,7 @@ func TestClickHouseAddsMissingIndicatorColumn(t *testing.T) {
 			for i := range fresh {
 				fresh[i].Key ^= 0x5555 // distinct from old keys
 			}
-			if err := w2.WriteBatch(ctx, fresh); err != nil {
-				t.Fatal(err)
-			}
+			mustWriteBatch(t, w2, fresh)
 			// Rows written before the column existed read NULL in it.
 			oldEnv := env
 			want := chExpected(oldEnv, fresh)
@@ -530,59 +518,43 @@ func TestClickHouseServerGoesAway(t *testing.T) {
 	sharedClickHouse(t) // the package must be installed: the same hint
 	srv := startOwnClickHouse(t)
 	bin := clickHouseServerBin(t)
-	for _, scheme := range chSchemes {
-		t.Run(scheme, func(t *testing.T) {
-			db := srv.testDB(t)
-			env := chTestEnv(t, "sma_2", "ema_3")
-			w := openCH(t, srv.sinkURL(scheme, db), env)
-			ctx := context.Background()
-			outs := chOutputs(300, 9)
-			if err := w.WriteBatch(ctx, outs[:100]); err != nil {
-				t.Fatal(err)
-			}
-			srv.stop()
-			err := w.WriteBatch(ctx, outs[100:200])
-			if err == nil || !IsTransient(err) {
-				t.Fatalf("WriteBatch with the server gone = %v, want a transient error", err)
-			}
-			t.Logf("server gone: %v", err)
-			var pe *PoisonError
-			if errors.As(err, &pe) {
-				t.Fatalf("server gone reported as poison: %v", err)
-			}
-			srv.start(bin)
-			// The framework retries the failed batch whole: same writer.
-			if err := w.WriteBatch(ctx, outs[100:200]); err != nil {
-				t.Fatalf("WriteBatch after the server returned: %v", err)
-			}
-			if err := w.WriteBatch(ctx, outs[200:]); err != nil {
-				t.Fatal(err)
-			}
-			srv.checkTables(t, db, chExpected(env, outs))
-		})
-	}
+	chEachScheme(t, srv.chServer, []string{"sma_2", "ema_3"}, func(t *testing.T, db string, env Env, w *ClickHouseWriter) {
+		ctx := context.Background()
+		outs := chOutputs(300, 9)
+		mustWriteBatch(t, w, outs[:100])
+		srv.stop()
+		err := w.WriteBatch(ctx, outs[100:200])
+		if err == nil || !IsTransient(err) {
+			t.Fatalf("WriteBatch with the server gone = %v, want a transient error", err)
+		}
+		t.Logf("server gone: %v", err)
+		var pe *PoisonError
+		if errors.As(err, &pe) {
+			t.Fatalf("server gone reported as poison: %v", err)
+		}
+		srv.start(bin)
+		// The framework retries the failed batch whole: same writer.
+		if err := w.WriteBatch(ctx, outs[100:200]); err != nil {
+			t.Fatalf("WriteBatch after the server returned: %v", err)
+		}
+		mustWriteBatch(t, w, outs[200:])
+		srv.checkTables(t, db, chExpected(env, outs))
+	})
 }
 
 func TestClickHouseSplitsLargeBatches(t *testing.T) {
 	s := sharedClickHouse(t)
-	for _, scheme := range chSchemes {
-		t.Run(scheme, func(t *testing.T) {
-			db := s.testDB(t)
-			env := chTestEnv(t, "sma_2")
-			w := openCH(t, s.sinkURL(scheme, db), env)
-			w.rowsMax, w.bytesMax = 70, 4096
-			outs := chOutputs(1000, 11)
-			if err := w.WriteBatch(context.Background(), outs); err != nil {
-				t.Fatal(err)
-			}
-			s.checkTables(t, db, chExpected(env, outs))
-			parts, _ := strconv.Atoi(strings.TrimSpace(s.query(t,
-				"SELECT count() FROM system.parts WHERE database = '"+db+"' AND table = '"+CHTableIndicators+"'")))
-			if parts < 400/70 {
-				t.Errorf("%d parts of %s, want >= %d: the batch was not split", parts, CHTableIndicators, 400/70)
-			}
-		})
-	}
+	chEachScheme(t, s, []string{"sma_2"}, func(t *testing.T, db string, env Env, w *ClickHouseWriter) {
+		w.rowsMax, w.bytesMax = 70, 4096
+		outs := chOutputs(1000, 11)
+		mustWriteBatch(t, w, outs)
+		s.checkTables(t, db, chExpected(env, outs))
+		parts, _ := strconv.Atoi(strings.TrimSpace(s.query(t,
+			"SELECT count() FROM system.parts WHERE database = '"+db+"' AND table = '"+CHTableIndicators+"'")))
+		if parts < 400/70 {
+			t.Errorf("%d parts of %s, want >= %d: the batch was not split", parts, CHTableIndicators, 400/70)
+		}
+	})
 }
 
 func TestClickHouseEncodeAllocatesNothing(t *testing.T) {
@@ -607,27 +579,20 @@ func TestClickHouseEncodeAllocatesNothing(t *testing.T) {
 
 func TestClickHouseRecreatesDroppedTables(t *testing.T) {
 	s := sharedClickHouse(t)
-	for _, scheme := range chSchemes {
-		t.Run(scheme, func(t *testing.T) {
-			db := s.testDB(t)
-			env := chTestEnv(t, "sma_2")
-			w := openCH(t, s.sinkURL(scheme, db), env)
-			ctx := context.Background()
-			outs := chOutputs(100, 12)
-			if err := w.WriteBatch(ctx, outs[:50]); err != nil {
-				t.Fatal(err)
-			}
-			s.query(t, "DROP DATABASE "+db) // a server restarted on empty storage
-			err := w.WriteBatch(ctx, outs[50:])
-			if err == nil || !IsTransient(err) {
-				t.Fatalf("WriteBatch into a dropped database = %v, want a transient error", err)
-			}
-			if err := w.WriteBatch(ctx, outs[50:]); err != nil {
-				t.Fatalf("WriteBatch retried: %v (the tables were not created again)", err)
-			}
-			s.checkTables(t, db, chExpected(env, outs[50:]))
-		})
-	}
+	chEachScheme(t, s, []string{"sma_2"}, func(t *testing.T, db string, env Env, w *ClickHouseWriter) {
+		ctx := context.Background()
+		outs := chOutputs(100, 12)
+		mustWriteBatch(t, w, outs[:50])
+		s.query(t, "DROP DATABASE "+db) // a server restarted on empty storage
+		err := w.WriteBatch(ctx, outs[50:])
+		if err == nil || !IsTransient(err) {
+			t.Fatalf("WriteBatch into a dropped database = %v, want a transient error", err)
+		}
+		if err := w.WriteBatch(ctx, outs[50:]); err != nil {
+			t.Fatalf("WriteBatch retried: %v (the tables were not created again)", err)
+		}
+		s.checkTables(t, db, chExpected(env, outs[50:]))
+	})
 }
 
 func TestCHHTTPErrorCode(t *testing.T) {

@@ -127,14 +127,11 @@ func NewNATS(u *url.URL, env Env) (*NATSWriter, error) {
 		return nil, errors.New("sinks: nats: Env.JSONL.Symbols is required")
 	}
 	w := &NATSWriter{mode: natsJSAuto, timeout: DefaultNATSTimeout, maxPending: DefaultNATSMaxPending, env: env}
-	q, err := url.ParseQuery(u.RawQuery)
+	q, err := queryParams("nats", u)
 	if err != nil {
-		return nil, fmt.Errorf("sinks: nats: query: %w", err)
+		return nil, err
 	}
 	for k, vs := range q {
-		if len(vs) != 1 {
-			return nil, fmt.Errorf("sinks: nats: parameter %s given %d times", k, len(vs))
-		}
 		v := vs[0]
 		switch k {
 		case "jetstream":
@@ -149,17 +146,13 @@ func NewNATS(u *url.URL, env Env) (*NATSWriter, error) {
 				return nil, fmt.Errorf("sinks: nats: jetstream=%q: want auto, on or off", v)
 			}
 		case "timeout":
-			d, err := time.ParseDuration(v)
-			if err != nil || d <= 0 || d > MaxNATSTimeout {
-				return nil, fmt.Errorf("sinks: nats: timeout=%q: want a duration in (0, %s]", v, MaxNATSTimeout)
+			if w.timeout, err = durationParam("nats", k, v, time.Nanosecond, MaxNATSTimeout); err != nil {
+				return nil, err
 			}
-			w.timeout = d
 		case "max_pending":
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 || n > MaxNATSMaxPending {
-				return nil, fmt.Errorf("sinks: nats: max_pending=%q: want 1..%d", v, MaxNATSMaxPending)
+			if w.maxPending, err = intParam("nats", k, v, 1, MaxNATSMaxPending); err != nil {
+				return nil, err
 			}
-			w.maxPending = n
 		default:
 			return nil, fmt.Errorf("sinks: nats: unknown parameter %q (want jetstream, timeout, max_pending)", k)
 		}

@@ -116,6 +116,16 @@ func natsStream(t testing.TB, nc *nats.Conn, subjects ...string) jetstream.Strea
 	return s
 }
 
+// natsStreamMsgs returns how many messages st holds.
+func natsStreamMsgs(t testing.TB, st jetstream.Stream) uint64 {
+	t.Helper()
+	info, err := st.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
 func TestNewNATSValidates(t *testing.T) {
 	env := natsEnv(t, "A")
 	for _, bad := range []string{
@@ -175,16 +185,10 @@ func TestNATSJetStreamPayloadHeaderDedup(t *testing.T) {
 	outs := natsOutputs(200, 2, 1<<40)
 	ctx := context.Background()
 	for range 2 {
-		if err := w.WriteBatch(ctx, outs); err != nil {
-			t.Fatal(err)
-		}
+		mustWriteBatch(t, w, outs)
 	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.State.Msgs != uint64(len(outs)) {
-		t.Fatalf("stream holds %d messages, want %d (one per key)", info.State.Msgs, len(outs))
+	if msgs := natsStreamMsgs(t, st); msgs != uint64(len(outs)) {
+		t.Fatalf("stream holds %d messages, want %d (one per key)", msgs, len(outs))
 	}
 	if w.acked.Load() != 2*uint64(len(outs)) || w.duplicates.Load() != uint64(len(outs)) || w.coreMsgs.Load() != 0 {
 		t.Fatalf("acked %d duplicates %d core %d, want %d, %d, 0", w.acked.Load(), w.duplicates.Load(), w.coreMsgs.Load(), 2*len(outs), len(outs))
@@ -243,9 +247,7 @@ func TestNATSCoreSubscribers(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := newTestNATS(t, testNATS+"?max_pending=300", env)
-	if err := w.WriteBatch(context.Background(), outs); err != nil {
-		t.Fatal(err)
-	}
+	mustWriteBatch(t, w, outs)
 	deadline := time.Now().Add(5 * time.Second)
 	for got.Load() < int64(len(outs)) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
@@ -357,9 +359,7 @@ func TestNATSServerGoesAway(t *testing.T) {
 	}
 	w := newTestNATS(t, u+"?timeout=1s", env)
 	first, second := natsOutputs(50, 1, 1000), natsOutputs(50, 1, 2000)
-	if err := w.WriteBatch(ctx, first); err != nil {
-		t.Fatal(err)
-	}
+	mustWriteBatch(t, w, first)
 	srv.kill()
 	start := time.Now()
 	err = w.WriteBatch(ctx, second)
@@ -388,15 +388,9 @@ func TestNATSServerGoesAway(t *testing.T) {
 	}
 	t.Logf("writes succeed again after %d failed retries", retries)
 	// Written again as a retry would: absorbed by the stream.
-	if err := w.WriteBatch(ctx, first); err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.State.Msgs != uint64(len(first)+len(second)) {
-		t.Fatalf("stream holds %d messages, want %d", info.State.Msgs, len(first)+len(second))
+	mustWriteBatch(t, w, first)
+	if msgs := natsStreamMsgs(t, st); msgs != uint64(len(first)+len(second)) {
+		t.Fatalf("stream holds %d messages, want %d", msgs, len(first)+len(second))
 	}
 }
 
@@ -453,13 +447,7 @@ func BenchmarkNATSWriter(b *testing.B) {
 	b.Run("JetStream", func(b *testing.B) {
 		run(b, "auto", writer, func(nc *nats.Conn, subject string) func() uint64 {
 			st := natsStream(b, nc, subject)
-			return func() uint64 {
-				info, err := st.Info(context.Background())
-				if err != nil {
-					b.Fatal(err)
-				}
-				return info.State.Msgs
-			}
+			return func() uint64 { return natsStreamMsgs(b, st) }
 		})
 	})
 	b.Run("Baseline", func(b *testing.B) {

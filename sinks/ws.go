@@ -207,9 +207,9 @@ func parseWSURL(u *url.URL) (wsConfig, error) {
 	if cfg.path == "" {
 		cfg.path = "/"
 	}
-	q, err := url.ParseQuery(u.RawQuery)
+	q, err := queryParams("ws", u, "origin")
 	if err != nil {
-		return cfg, fmt.Errorf("sinks: ws: query: %w", err)
+		return cfg, err
 	}
 	for key, vals := range q {
 		if key == "origin" {
@@ -226,9 +226,6 @@ func parseWSURL(u *url.URL) (wsConfig, error) {
 			}
 			continue
 		}
-		if len(vals) != 1 {
-			return cfg, fmt.Errorf("sinks: ws: option %s given %d times", key, len(vals))
-		}
 		v := vals[0]
 		switch key {
 		case "token":
@@ -237,21 +234,21 @@ func parseWSURL(u *url.URL) (wsConfig, error) {
 			}
 			cfg.token = v
 		case "queue":
-			cfg.queue, err = wsIntOption(key, v, 1, wsQueueMax)
+			cfg.queue, err = intParam("ws", key, v, 1, wsQueueMax)
 		case "max_msg":
-			cfg.maxMsg, err = wsIntOption(key, v, wsMaxMsgMin, wsMaxMsgMax)
+			cfg.maxMsg, err = intParam("ws", key, v, wsMaxMsgMin, wsMaxMsgMax)
 		case "max_symbols":
-			cfg.maxSymbols, err = wsIntOption(key, v, 1, wsMaxSymbolsMax)
+			cfg.maxSymbols, err = intParam("ws", key, v, 1, wsMaxSymbolsMax)
 		case "max_clients":
-			cfg.maxClients, err = wsIntOption(key, v, 1, wsMaxClientsMax)
+			cfg.maxClients, err = intParam("ws", key, v, 1, wsMaxClientsMax)
 		case "sndbuf":
-			cfg.sndbuf, err = wsIntOption(key, v, 0, wsSndbufMax)
+			cfg.sndbuf, err = intParam("ws", key, v, 0, wsSndbufMax)
 		case "ping":
-			cfg.ping, err = wsDurationOption(key, v)
+			cfg.ping, err = durationParam("ws", key, v, time.Millisecond, time.Hour)
 		case "pong":
-			cfg.pong, err = wsDurationOption(key, v)
+			cfg.pong, err = durationParam("ws", key, v, time.Millisecond, time.Hour)
 		case "stall":
-			cfg.stall, err = wsDurationOption(key, v)
+			cfg.stall, err = durationParam("ws", key, v, time.Millisecond, time.Hour)
 		default:
 			return cfg, fmt.Errorf("sinks: ws: unknown option %q (want token, origin, queue, stall, ping, pong, max_msg, max_symbols, max_clients, sndbuf)", key)
 		}
@@ -260,22 +257,6 @@ func parseWSURL(u *url.URL) (wsConfig, error) {
 		}
 	}
 	return cfg, nil
-}
-
-func wsIntOption(key, v string, lo, hi int) (int, error) {
-	n, err := strconv.Atoi(v)
-	if err != nil || n < lo || n > hi {
-		return 0, fmt.Errorf("sinks: ws: %s=%q: want an integer in [%d, %d]", key, v, lo, hi)
-	}
-	return n, nil
-}
-
-func wsDurationOption(key, v string) (time.Duration, error) {
-	d, err := time.ParseDuration(v)
-	if err != nil || d < time.Millisecond || d > time.Hour {
-		return 0, fmt.Errorf("sinks: ws: %s=%q: want a duration in [1ms, 1h]", key, v)
-	}
-	return d, nil
 }
 
 // Open binds the listener and starts serving. Calling it again after a

@@ -97,8 +97,7 @@ func benchWSFanout(b *testing.B, clients int) {
 	for i := range clients {
 		c := wsDial(b, s, nil)
 		defer c.CloseNow()
-		wsSend(b, c, `{"op":"subscribe","channels":["*"],"symbols":["*"]}`)
-		wsRecv(b, c)
+		wsSubscribeAll(b, c)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -116,23 +115,9 @@ func benchWSFanout(b *testing.B, clients int) {
 			}
 		}()
 	}
-	outs := make([]ops.Output, wsBenchBatch)
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	b.ReportAllocs()
-	b.ResetTimer()
-	start := time.Now()
-	for sent := 0; sent < b.N; {
-		k := min(wsBenchBatch, b.N-sent)
-		if !waitWindow(counters, progress, timer, uint64(sent), wsBenchWindow-wsBenchBatch) {
-			b.Fatalf("clients stopped reading at %d of %d outputs", counters[0].n.Load(), sent)
-		}
-		wsBenchOutputs(outs[:k], uint64(sent)+1)
-		if err := s.WriteBatch(context.Background(), outs[:k]); err != nil {
-			b.Fatal(err)
-		}
-		sent += k
-	}
+	start := wsBenchDrive(b, counters, progress, func(outs []ops.Output) error {
+		return s.WriteBatch(context.Background(), outs)
+	})
 	for i := range counters { // the last ones may not poke: poll
 		for deadline := time.Now().Add(10 * time.Second); counters[i].n.Load() < uint64(b.N); {
 			if time.Now().After(deadline) {
@@ -149,16 +134,10 @@ func benchWSFanout(b *testing.B, clients int) {
 		time.Sleep(time.Millisecond)
 	}
 	st := s.Stats()
-	for i := range counters {
-		if n, bad := counters[i].n.Load(), counters[i].bad.Load(); n != uint64(b.N) || bad != 0 {
-			b.Fatalf("client %d: %d outputs of %d, first out of order at seq %d", i, n, b.N, bad)
-		}
-	}
+	wsBenchReport(b, counters, "client", elapsed)
 	if st.Sent != want || st.Conflated != 0 || st.ClosedSlow != 0 {
 		b.Fatalf("server %+v: want %d sent and nothing conflated or closed", st, want)
 	}
-	b.ReportMetric(float64(clients)*float64(b.N)/elapsed.Seconds(), "msgs/s")
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "outputs/s")
 	s.Close()
 	wg.Wait()
 }
@@ -191,6 +170,29 @@ func benchChanFanout(b *testing.B, consumers int) {
 			}
 		}()
 	}
+	start := wsBenchDrive(b, counters, progress, func(outs []ops.Output) error {
+		for i := range outs {
+			m := s.encode(&outs[i], 0)
+			m.refs.Store(int32(consumers))
+			for _, ch := range chans {
+				ch <- m
+			}
+		}
+		return nil
+	})
+	for _, ch := range chans {
+		close(ch)
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	wsBenchReport(b, counters, "consumer", elapsed)
+}
+
+// wsBenchDrive hands b.N outputs to deliver in batches of wsBenchBatch,
+// keeping at most wsBenchWindow ahead of the slowest reader, and returns when
+// it started (the timer reset).
+func wsBenchDrive(b *testing.B, counters []wsBenchCounter, progress <-chan struct{}, deliver func([]ops.Output) error) time.Time {
 	outs := make([]ops.Output, wsBenchBatch)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -200,29 +202,25 @@ func benchChanFanout(b *testing.B, consumers int) {
 	for sent := 0; sent < b.N; {
 		k := min(wsBenchBatch, b.N-sent)
 		if !waitWindow(counters, progress, timer, uint64(sent), wsBenchWindow-wsBenchBatch) {
-			b.Fatal("consumers stopped")
+			b.Fatalf("readers stopped reading at %d of %d outputs", counters[0].n.Load(), sent)
 		}
 		wsBenchOutputs(outs[:k], uint64(sent)+1)
-		for i := range outs[:k] {
-			m := s.encode(&outs[i], 0)
-			m.refs.Store(int32(consumers))
-			for _, ch := range chans {
-				ch <- m
-			}
+		if err := deliver(outs[:k]); err != nil {
+			b.Fatal(err)
 		}
 		sent += k
 	}
-	for _, ch := range chans {
-		close(ch)
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
+	return start
+}
+
+// wsBenchReport fails unless every reader (a client or a consumer) got all
+// b.N outputs in order, and reports the rates.
+func wsBenchReport(b *testing.B, counters []wsBenchCounter, reader string, elapsed time.Duration) {
 	for i := range counters {
 		if n, bad := counters[i].n.Load(), counters[i].bad.Load(); n != uint64(b.N) || bad != 0 {
-			b.Fatalf("consumer %d: %d outputs of %d, first out of order at seq %d", i, n, b.N, bad)
+			b.Fatalf("%s %d: %d outputs of %d, first out of order at seq %d", reader, i, n, b.N, bad)
 		}
 	}
-	b.ReportMetric(float64(consumers)*float64(b.N)/elapsed.Seconds(), "msgs/s")
+	b.ReportMetric(float64(len(counters))*float64(b.N)/elapsed.Seconds(), "msgs/s")
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "outputs/s")
 }

@@ -95,13 +95,27 @@ func wsDialOpts(hdr http.Header, rcvbuf int) *websocket.DialOptions {
 
 func wsDial(t testing.TB, s *WSServer, hdr http.Header) *websocket.Conn {
 	t.Helper()
+	return wsDialRcvbuf(t, s, hdr, 0)
+}
+
+// wsDialRcvbuf dials s; rcvbuf > 0 sets the client's SO_RCVBUF.
+func wsDialRcvbuf(t testing.TB, s *WSServer, hdr http.Header, rcvbuf int) *websocket.Conn {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, _, err := websocket.Dial(ctx, wsURLOf(s), wsDialOpts(hdr, 0))
+	c, _, err := websocket.Dial(ctx, wsURLOf(s), wsDialOpts(hdr, rcvbuf))
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
 	return c
+}
+
+// wsSubscribeAll subscribes c to every channel and symbol and reads the
+// reply.
+func wsSubscribeAll(t testing.TB, c *websocket.Conn) {
+	t.Helper()
+	wsSend(t, c, `{"op":"subscribe","channels":["*"],"symbols":["*"]}`)
+	wsRecv(t, c)
 }
 
 // wsDialStatus dials and returns the HTTP status of a refused handshake
@@ -187,7 +201,13 @@ func wsWinLine(sym, value string) string {
 
 func wsWrite(t testing.TB, s *WSServer, outs ...ops.Output) {
 	t.Helper()
-	if err := s.WriteBatch(context.Background(), outs); err != nil {
+	mustWriteBatch(t, s, outs)
+}
+
+// mustWriteBatch writes outs with w and fails the test on an error.
+func mustWriteBatch(t testing.TB, w Writer, outs []ops.Output) {
+	t.Helper()
+	if err := w.WriteBatch(context.Background(), outs); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -803,12 +823,7 @@ func TestWSSlowClient(t *testing.T) {
 		// Run 2: with a slow client reading one message a second (a small
 		// receive buffer, and sndbuf=8192 on the server, keep the kernel
 		// from hiding the backlog: the queue fills within milliseconds).
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		slow, _, err := websocket.Dial(ctx, wsURLOf(s), wsDialOpts(nil, 8192))
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
+		slow := wsDialRcvbuf(t, s, nil, 8192)
 		defer slow.CloseNow()
 		wsSend(t, slow, subAll)
 		wsExpect(t, slow, ack)
@@ -914,8 +929,7 @@ func TestWSFanoutAllocs(t *testing.T) {
 	for range 4 {
 		c := wsDial(t, s, nil)
 		defer c.CloseNow()
-		wsSend(t, c, `{"op":"subscribe","channels":["*"],"symbols":["*"]}`)
-		wsRecv(t, c)
+		wsSubscribeAll(t, c)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -967,12 +981,7 @@ func TestWSOverflowDistinctKeys(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	s := newTestWS(t, "queue=4&sndbuf=4096")
 	defer s.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	c, _, err := websocket.Dial(ctx, wsURLOf(s), wsDialOpts(nil, 4096))
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := wsDialRcvbuf(t, s, nil, 4096)
 	defer c.CloseNow()
 	wsSend(t, c, `{"op":"subscribe","channels":["indicators"],"symbols":["*"]}`)
 	wsRecv(t, c)
@@ -993,7 +1002,7 @@ func TestWSOverflowDistinctKeys(t *testing.T) {
 			time.Sleep(time.Millisecond) // let the writer fill the socket
 		}
 	}
-	err = wsReadErr(c, 10*time.Second)
+	err := wsReadErr(c, 10*time.Second)
 	var ce websocket.CloseError
 	if !errors.As(err, &ce) || ce.Code != websocket.StatusPolicyViolation || ce.Reason != "slow consumer: queue full of distinct keys" {
 		t.Fatalf("client saw %v, want 1008 for a queue full of distinct keys", err)
@@ -1008,15 +1017,9 @@ func TestWSOverflowDistinctKeys(t *testing.T) {
 func TestWSCloseUnblocksStuckClient(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	s := newTestWS(t, "queue=100000&sndbuf=4096")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	c, _, err := websocket.Dial(ctx, wsURLOf(s), wsDialOpts(nil, 4096))
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := wsDialRcvbuf(t, s, nil, 4096)
 	defer c.CloseNow()
-	wsSend(t, c, `{"op":"subscribe","channels":["*"],"symbols":["*"]}`)
-	wsRecv(t, c)
+	wsSubscribeAll(t, c)
 	outs := make([]ops.Output, 100)
 	for i := range outs {
 		outs[i] = wsInd(wsAAPL, uint64(i+1), 1)
@@ -1061,8 +1064,7 @@ func TestWSKindsFilter(t *testing.T) {
 	defer s.Close()
 	c := wsDial(t, s, nil)
 	defer c.CloseNow()
-	wsSend(t, c, `{"op":"subscribe","channels":["*"],"symbols":["*"]}`)
-	wsRecv(t, c)
+	wsSubscribeAll(t, c)
 	wsWrite(t, s, wsInd(wsAAPL, 1, 1), wsWin(wsMSFT, 2, 3))
 	wsExpect(t, c, wsWinLine("MSFT", "3")) // the indicators output is not in --emit
 }
