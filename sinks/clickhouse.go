@@ -141,8 +141,16 @@ func NewClickHouse(u *url.URL, env Env) (*ClickHouseWriter, error) {
 	if strings.ContainsAny(w.db, "/`\\") {
 		return nil, fmt.Errorf("sinks: clickhouse: bad database name %q", w.db)
 	}
-	if s := u.Query().Get("timeout"); s != "" {
-		var err error
+	q, err := queryParams("clickhouse", u)
+	if err != nil {
+		return nil, err
+	}
+	for k := range q {
+		if k != "timeout" {
+			return nil, fmt.Errorf("sinks: clickhouse: unknown parameter %s (want timeout)", k)
+		}
+	}
+	if s := q.Get("timeout"); s != "" {
 		if w.timeout, err = durationParam("clickhouse", "timeout", s, time.Nanosecond, 0); err != nil {
 			return nil, err
 		}

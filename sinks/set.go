@@ -41,7 +41,6 @@ type Set struct {
 	primary engine.OutputHandler
 	pcp     engine.CheckpointedOutput
 	sinks   []*Sink
-	dir     string
 	next    uint64 // ordinal of the next output; collector goroutine and cut only
 
 	stop      chan struct{} // closed by Close: FullBlock pushes give up

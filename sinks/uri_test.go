@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"qstream/codec"
 )
 
 func TestParseSinkURI(t *testing.T) {
@@ -34,5 +36,18 @@ func TestParseSinkURI(t *testing.T) {
 	}
 	if _, err := OpenSink("nosuch://h:1", Env{}, t.TempDir(), nil); err == nil || !strings.Contains(err.Error(), "unknown scheme") {
 		t.Fatalf("unknown scheme: %v", err)
+	}
+}
+
+// Every writer refuses a parameter it does not know, naming it.
+func TestSinkURIUnknownParameter(t *testing.T) {
+	env := Env{JSONL: JSONLConfig{Symbols: codec.NewSymbolTable(16)}}
+	for _, raw := range []string{
+		"redis://127.0.0.1:6379/0?timout=5s", "clickhouse+http://127.0.0.1:8123/db?timout=5s",
+		"clickhouse://127.0.0.1:9000/db?timout=5s", "nats://127.0.0.1:4222?timout=5s", "ws://127.0.0.1:0/s?timout=5s",
+	} {
+		if _, err := OpenSink(raw, env, t.TempDir(), nil); err == nil || !strings.Contains(err.Error(), "timout") {
+			t.Errorf("%s: %v, want an error naming the parameter", raw, err)
+		}
 	}
 }
