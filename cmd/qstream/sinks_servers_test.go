@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -241,13 +240,6 @@ func (s *natsServer) count(t *testing.T, name string) int {
 	}
 	nc.Close()
 	return n
-}
-
-// sortedLines returns lines sorted, for multiset comparisons.
-func sortedLines(lines []string) []string {
-	s := append([]string(nil), lines...)
-	sort.Strings(s)
-	return s
 }
 
 // diffMultiset describes how two multisets of lines differ (empty: equal).
