@@ -44,6 +44,13 @@ var ratios = []ratio{
 	{name: "exact decimal parse vs strconv.ParseFloat", fast: "codec.ParseDecimal", slow: "codec.ParseDecimalStrconv", metric: "ns/op"},
 	{name: "WAL group-commit append vs raw write+fdatasync of the same bytes", fast: "wal.Append/group", slow: "wal.BaselineWriteSync", metric: "ns/op"},
 	{name: "durable publish through the engine (group commit) vs no WAL", fast: "engine.DurablePublish/group", slow: "engine.DurablePublish/nowal", metric: "ns/op"},
+	{name: "sink hand-off (Set -> sink queue -> writer goroutine, batches of 256) vs buffered channel", fast: "sinks.SinkHandOff/set", slow: "sinks.SinkHandOff/baseline-chan", metric: "ns/op"},
+	{name: "ClickHouse writer (native, 10k rows per insert) vs bare clickhouse-go insert of the same rows", fast: "sinks.ClickHouse/native/Writer", slow: "sinks.ClickHouse/native/Baseline", metric: "ns/op"},
+	{name: "ClickHouse writer (HTTP RowBinary, 10k rows per insert) vs bare HTTP POST of the same rows", fast: "sinks.ClickHouse/http/Writer", slow: "sinks.ClickHouse/http/Baseline", metric: "ns/op"},
+	{name: "NATS writer (core, flushed per batch) vs bare nc.Publish + Flush", fast: "sinks.NATSWriter/Core", slow: "sinks.NATSWriter/Baseline", metric: "ns/op"},
+	{name: "WebSocket fan-out to 100 clients vs 100 buffered channels", fast: "sinks.WSFanout/ws_100_clients", slow: "sinks.WSFanout/Baseline_chan_100", metric: "ns/op"},
+	{name: "archive append (zstd default) vs uncompressed write of the same records", fast: "sinks.ArchiveAppend/Archive/default", slow: "sinks.ArchiveAppend/Baseline", metric: "ns/op"},
+	{name: "archive WAL follower vs bare WAL read", fast: "sinks.FollowWAL/Follow", slow: "sinks.FollowWAL/Baseline", metric: "ns/op"},
 }
 
 type result struct {
