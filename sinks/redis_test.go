@@ -3,6 +3,7 @@ package sinks
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -11,6 +12,7 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -25,7 +27,10 @@ import (
 	"qstream/ops"
 )
 
-const redisTestAddr = "127.0.0.1:6379"
+// redisTestAddr is the server of `make services`; QSTREAM_TEST_REDIS_ADDR
+// points the tests and benchmarks at another one (a private server to
+// profile on).
+var redisTestAddr = cmp.Or(os.Getenv("QSTREAM_TEST_REDIS_ADDR"), "127.0.0.1:6379")
 
 // redisTestClient returns a client of the shared test server, failing the
 // test when it does not answer.
