@@ -7,27 +7,40 @@ package sinks
 // after a server restart the writer sees NOSCRIPT, loads it again and
 // repeats the calls that were refused.
 //
-// Call: EVALSHA sha numkeys KEY... TTLMS (MODE CHANNEL VALUE)...
+// Call: EVALSHA sha numkeys KEY... TTLMS LAYOUT ENTRY...
 //
 //   - TTLMS is the expiry of feature keys in milliseconds.
-//   - MODE "f": a feature cache key (features:{symbol}:realtime), written with
-//     PX TTLMS; "w": the latest window result of a spec (window:{spec}:{symbol}),
-//     no expiry; "p": publish only (pattern matches, news), no key. Each "f"
-//     and "w" entry takes the next KEY in order.
+//   - LAYOUT has one byte per entry, its mode, which says what the entry's
+//     arguments are:
+//   - "f" VALUE TSFROM TSTO TS: a feature cache key
+//     (features:{symbol}:realtime, the next KEY), written with PSETEX TTLMS
+//     and published on features:{symbol} (the key without ":realtime").
+//     TS is the value's "ts", TSFROM the offset of `"ts":` in the value
+//     and TSTO = TSFROM+25 (room for the longest int64 and a comma).
+//   - "w" CHANNEL VALUE END RANK COUNT: the latest window result of a spec
+//     (window:{spec}:{symbol}, the next KEY), no expiry; END and COUNT are
+//     the value's, RANK its timing's rank (early 0, on_time 1, late 2).
+//   - "p" CHANNEL VALUE: publish only (pattern matches, news), no key.
 //
-// The reply has one element per entry: 1 written and published (or
-// published, for "p"), 2 duplicate (the key holds these very bytes:
-// nothing done), 3 stale (the key holds a newer version: nothing done), or
-// the error of GET or SET on that key (WRONGTYPE when something else owns
-// the key), which does not stop the other entries.
+// The reply is an array: a string with one byte per entry, '1' written and
+// published (or published, for "p"), '2' duplicate (the key holds these very
+// bytes: nothing done), '3' stale (the key holds a newer version: nothing
+// done), 'E' the error of a command on that key (WRONGTYPE when something
+// else owns the key), which does not stop the other entries; then the
+// errors, one per 'E' in order.
 //
-// The version is read from the JSON values themselves, so that GET returns
-// exactly the JSON object and a key needs no companion:
+// The version of a key's value is read from its JSON, so that GET returns
+// exactly the JSON object and a key needs no companion; the new value's
+// version comes as arguments, so the script never parses it.
 //
 //   - features: ("ts", "seq") — event time first, then the input sequence.
-//     The first `"ts":` of the object is its ts field (the symbol before it is
-//     an escaped JSON string, in which a '"' is always preceded by '\'), and
-//     "seq" is the last field (the encoder puts it there).
+//     The key's symbol fixes the bytes before "ts", the object's second
+//     field, so the stored ts sits at TSFROM: GETRANGE reads those 26 bytes
+//     (not the whole value), and only when it holds the same ts (or is not
+//     laid out as the contract says) does the script GET the whole value, to
+//     tell a duplicate (the same bytes) and compare "seq", the last field.
+//     The first `"ts":` of such a value is its ts field (the symbol before it
+//     is an escaped JSON string, in which a '"' is always preceded by '\').
 //   - windows: ("end", timing rank early < on_time < late, "count"): a later
 //     window is newer; of one window, its final pane is newer than its early
 //     panes and its late re-firings newer than both, each late re-firing
@@ -37,28 +50,37 @@ package sinks
 // consecutive chunks share their first and last timestamps; two sources
 // with equal ts and seq) are resolved by the later write winning: a live
 // output is never dropped for it, at the price that a replay of such a pair
-// passes through the older one. Integers are compared as decimal strings
-// (sign, length, then two exact halves), because nanosecond timestamps do not
-// fit in the double that Lua's numbers are.
+// passes through the older one. Integers are compared exactly: two
+// timestamps whose doubles differ are ordered by them (rounding to a double
+// keeps the order), those whose doubles are equal as decimal strings (sign,
+// length, then two exact halves), because nanosecond timestamps do not fit
+// in the double that Lua's numbers are.
+//
+// A command's reply is a string, false (GET of a missing key) or a table
+// (a status {ok=...} or an error {err=...}); `r.err` reads nil on a string
+// (the string library is its index), which spares a call of type() per
+// command.
 const redisWriteScript = `
+local find, sub, byte, match = string.find, string.sub, string.byte, string.match
+
 local function cmpint(a, b)
   if a == nil or b == nil then return 1 end
   if a == b then return 0 end
-  local na, nb = string.byte(a, 1) == 45, string.byte(b, 1) == 45
+  local na, nb = byte(a, 1) == 45, byte(b, 1) == 45
   if na ~= nb then
     if na then return -1 end
     return 1
   end
-  if na then a, b = string.sub(a, 2), string.sub(b, 2) end
+  if na then a, b = sub(a, 2), sub(b, 2) end
   local r
   if #a ~= #b then
     if #a < #b then r = -1 else r = 1 end
   else
     local s = #a - 9
     if s < 1 then s = 1 end
-    local ha, hb = tonumber(string.sub(a, 1, s - 1)) or 0, tonumber(string.sub(b, 1, s - 1)) or 0
+    local ha, hb = tonumber(sub(a, 1, s - 1)) or 0, tonumber(sub(b, 1, s - 1)) or 0
     if ha == hb then
-      ha, hb = tonumber(string.sub(a, s)), tonumber(string.sub(b, s))
+      ha, hb = tonumber(sub(a, s)), tonumber(sub(b, s))
     end
     if ha < hb then r = -1 else r = 1 end
   end
@@ -66,69 +88,95 @@ local function cmpint(a, b)
   return r
 end
 
-local rank = {early = 0, on_time = 1, late = 2}
-
-local function newer(mode, new, old)
-  if new == old then return 0 end
-  local c
-  if mode == 'f' then
-    c = cmpint(string.match(new, '"ts":(%-?%d+)'), string.match(old, '"ts":(%-?%d+)'))
-    if c == 0 then
-      c = cmpint(string.match(new, '"seq":(%d+)}$'), string.match(old, '"seq":(%d+)}$'))
-    end
-  else
-    c = cmpint(string.match(new, '"end":(%-?%d+)'), string.match(old, '"end":(%-?%d+)'))
-    if c == 0 then
-      local rn = rank[string.match(new, '"timing":"([%a_]+)"}$')] or 3
-      local ro = rank[string.match(old, '"timing":"([%a_]+)"}$')] or -1
-      if rn < ro then c = -1 elseif rn > ro then c = 1 end
-    end
-    if c == 0 then
-      c = cmpint(string.match(new, '"count":(%d+)'), string.match(old, '"count":(%d+)'))
-    end
+-- fwhole compares a feature value with the whole one its key holds.
+local function fwhole(key, val, ts)
+  local old = redis.pcall('GET', key)
+  if not old then return 1 end
+  if old.err then return nil, old end
+  if old == val then return 0 end
+  local c = cmpint(ts, match(old, '"ts":(%-?%d+)'))
+  if c == 0 then
+    c = cmpint(match(val, '"seq":(%d+)}$', #val - 26), match(old, '"seq":(%d+)}$', #old - 26))
+    if c == 0 then c = 1 end
   end
-  if c == 0 then return 1 end
   return c
 end
 
-local ttl = ARGV[1]
-local res = {}
-local k = 0
-local n = (#ARGV - 1) / 3
-for i = 1, n do
-  local mode, ch, val = ARGV[3*i - 1], ARGV[3*i], ARGV[3*i + 1]
-  if mode == 'p' then
-    redis.call('PUBLISH', ch, val)
-    res[i] = 1
-  else
+local rank = {early = 0, on_time = 1, late = 2}
+
+local ttl, layout = ARGV[1], ARGV[2]
+local res, out = {}, {''}
+local k, j = 0, 3
+for i = 1, #layout do
+  local m = byte(layout, i)
+  local c, err, key, ch, val
+  if m == 102 then -- f
     k = k + 1
-    local key = KEYS[k]
-    local old = redis.pcall('GET', key)
-    if type(old) == 'table' and old.err then
-      res[i] = old
+    key, val = KEYS[k], ARGV[j]
+    local ts = ARGV[j + 3]
+    local r = redis.pcall('GETRANGE', key, ARGV[j + 1], ARGV[j + 2])
+    j = j + 4
+    if r.err then
+      err = r
+    elseif r == '' then
+      c = 1
     else
-      local c = 1
-      if old then c = newer(mode, val, old) end
-      if c > 0 then
-        local r
-        if mode == 'f' then
-          r = redis.pcall('SET', key, val, 'PX', ttl)
-        else
-          r = redis.pcall('SET', key, val)
-        end
-        if type(r) == 'table' and r.err then
-          res[i] = r
-        else
-          redis.call('PUBLISH', ch, val)
-          res[i] = 1
-        end
-      elseif c == 0 then
-        res[i] = 2
+      local _, _, o = find(r, '^"ts":(%-?%d+),')
+      if o and o ~= ts then
+        local d = ts - o
+        if d > 0 then c = 1 elseif d < 0 then c = -1 else c = cmpint(ts, o) end
       else
-        res[i] = 3
+        c, err = fwhole(key, val, ts)
       end
     end
+    if c and c > 0 then
+      local w = redis.pcall('PSETEX', key, ttl, val)
+      if w.err then err = w else ch = sub(key, 1, -10) end
+    end
+  elseif m == 119 then -- w
+    k = k + 1
+    key, ch, val = KEYS[k], ARGV[j], ARGV[j + 1]
+    local fin, rk, cnt = ARGV[j + 2], ARGV[j + 3], ARGV[j + 4]
+    j = j + 5
+    local old = redis.pcall('GET', key)
+    if not old then
+      c = 1
+    elseif old.err then
+      err = old
+    elseif old == val then
+      c = 0
+    else
+      c = cmpint(fin, match(old, '"end":(%-?%d+)'))
+      if c == 0 then
+        local ro, rn = rank[match(old, '"timing":"([%a_]+)"}$')] or -1, tonumber(rk)
+        if rn < ro then c = -1 elseif rn > ro then c = 1 end
+      end
+      if c == 0 then
+        c = cmpint(cnt, match(old, '"count":(%d+)'))
+        if c == 0 then c = 1 end
+      end
+    end
+    if c and c > 0 then
+      local w = redis.pcall('SET', key, val)
+      if w.err then err = w end
+    end
+  else -- p
+    ch, val = ARGV[j], ARGV[j + 1]
+    j = j + 2
+    c = 1
+  end
+  if err then
+    res[i] = 'E'
+    out[#out + 1] = err
+  elseif c > 0 then
+    redis.call('PUBLISH', ch, val)
+    res[i] = '1'
+  elseif c == 0 then
+    res[i] = '2'
+  else
+    res[i] = '3'
   end
 end
-return res
+out[1] = table.concat(res)
+return out
 `

@@ -3,6 +3,7 @@ package sinks
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -11,8 +12,10 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -25,7 +28,10 @@ import (
 	"qstream/ops"
 )
 
-const redisTestAddr = "127.0.0.1:6379"
+// redisTestAddr is the server of `make services`; QSTREAM_TEST_REDIS_ADDR
+// points the tests and benchmarks at another one (a private server to
+// profile on).
+var redisTestAddr = cmp.Or(os.Getenv("QSTREAM_TEST_REDIS_ADDR"), "127.0.0.1:6379")
 
 // redisTestClient returns a client of the shared test server, failing the
 // test when it does not answer.
@@ -823,6 +829,29 @@ func TestRedisEncodeAllocs(t *testing.T) {
 	if len(w.ents) != 3+12 || len(w.chunks) != 1 {
 		t.Fatalf("%d entries in %d chunks, want 15 in 1", len(w.ents), len(w.chunks))
 	}
+	// The arguments that spare the script parsing: where "ts" is in each
+	// feature object (the escaped name moves it), the version of each output.
+	layout := ""
+	for _, e := range w.ents {
+		layout += string(e.mode)
+		o, v := &batch[e.idx], string(w.arena[e.off:e.end])
+		v1, v2 := string(w.arena[e.v1Off:e.v1End]), string(w.arena[e.v2Off:e.v2End])
+		switch e.mode {
+		case 'f':
+			from, _ := strconv.Atoi(string(e.sym.tsFrom))
+			to, _ := strconv.Atoi(string(e.sym.tsTo))
+			if from != strings.Index(v, `"ts":`) || to != from+25 || v1 != strconv.FormatInt(o.TsNs, 10) {
+				t.Errorf("feature %s: TSFROM %d TSTO %d TS %s", v, from, to, v1)
+			}
+		case 'w':
+			if v1 != strconv.FormatInt(o.EndNs, 10) || v2 != strconv.FormatInt(o.Count, 10) || e.rank != 1 {
+				t.Errorf("window %s: END %s COUNT %s RANK %d", v, v1, v2, e.rank)
+			}
+		}
+	}
+	if got := string(w.arena[w.chunks[0].lyOff:w.chunks[0].lyEnd]); got != layout || layout != strings.Repeat("w", 12)+"fff" {
+		t.Errorf("layout %q, entries %q", got, layout)
+	}
 	allocs := testing.AllocsPerRun(50, func() {
 		if err := w.encode(batch); err != nil {
 			t.Fatal(err)
@@ -836,5 +865,289 @@ func TestRedisEncodeAllocs(t *testing.T) {
 	want := `{"symbol":"AAPL","ts":0,"price":100,"volume":1.5,"sma_5":1,"ema_12":2,"rsi_14":null,"vwap":4,"seq":0}`
 	if got != want {
 		t.Errorf("features %s, want %s", got, want)
+	}
+}
+
+// TestRedisVersionAcrossWidths: the script reads the stored ts at the
+// offset the symbol fixes, 26 bytes wide; versions whose ts have more or
+// fewer digits than the new one, or a sign, compare as integers. The
+// symbol needs escaping, which moves the offset.
+func TestRedisVersionAcrossWidths(t *testing.T) {
+	c := redisTestClient(t)
+	a := redisTestSymbol(t, "a") + `"q\u`
+	env, ids := redisTestEnv(t, []string{"sma_5"}, nil, a)
+	w := newTestRedis(t, "redis://"+redisTestAddr, env, a)
+	key := "features:" + a + ":realtime"
+	steps := []struct {
+		ts      int64
+		seq     uint64
+		applied bool
+	}{
+		{99, 1, true},
+		{100, 1, true},  // one digit more
+		{99, 5, false},  // one digit fewer
+		{1000, 1, true}, // again
+		{999, 9, false}, // fewer, larger digits
+		{-1, 9, false},  // negative
+		{1e18, 1, true}, // 19 digits
+		{1e18 - 1, 2, false},
+		{math.MaxInt64, 1, true},
+		{math.MaxInt64, 0, false}, // same ts, smaller seq
+		{math.MaxInt64, 2, true},  // same ts, larger seq
+		{math.MinInt64, 3, false}, // 20 bytes: the widest ts
+		{math.MaxInt64 - 1, 3, false},
+	}
+	var cur string
+	for i, st := range steps {
+		o := indOut(ids[0], st.ts, st.seq, 1, 1, 1)
+		before := w.Stats()
+		write(t, w, o)
+		after := w.Stats()
+		if st.applied {
+			cur = string(w.appendFeatures(nil, &o, a))
+		}
+		if got := get(t, c, key); got != cur {
+			t.Fatalf("step %d (ts %d seq %d): key %s, want %s", i, st.ts, st.seq, got, cur)
+		}
+		if st.applied && after.Written != before.Written+1 || !st.applied && after.Stale != before.Stale+1 {
+			t.Errorf("step %d (ts %d seq %d): stats %+v after %+v, applied %v", i, st.ts, st.seq, after, before, st.applied)
+		}
+	}
+
+	// From the widest negative ts upwards, on a fresh key.
+	b := redisTestSymbol(t, "b")
+	env, ids = redisTestEnv(t, []string{"sma_5"}, nil, b)
+	w = newTestRedis(t, "redis://"+redisTestAddr, env, b)
+	for i, ts := range []int64{math.MinInt64, math.MinInt64 + 1, -1e18, -99, 0, 7} {
+		o := indOut(ids[0], ts, 1, 1, 1, 1)
+		write(t, w, o)
+		if got, want := get(t, c, "features:"+b+":realtime"), string(w.appendFeatures(nil, &o, b)); got != want {
+			t.Fatalf("step %d (ts %d): key %s, want %s", i, ts, got, want)
+		}
+	}
+	if st := w.Stats(); st.Written != 6 || st.Stale != 0 {
+		t.Errorf("stats %+v, want 6 written", st)
+	}
+}
+
+// TestRedisForeignValues: a key that holds what this writer did not write
+// (another layout, not JSON, an empty string) is compared as the JSON it
+// holds, if any: by its first "ts" (and its "seq"), else it is overwritten.
+func TestRedisForeignValues(t *testing.T) {
+	c := redisTestClient(t)
+	ctx := context.Background()
+	a := redisTestSymbol(t, "a")
+	env, ids := redisTestEnv(t, []string{"sma_5"}, nil, a)
+	w := newTestRedis(t, "redis://"+redisTestAddr, env, a)
+	key := "features:" + a + ":realtime"
+	steps := []struct {
+		stored  string
+		ts      int64
+		seq     uint64
+		applied bool
+	}{
+		{"hello", 5, 1, true},
+		{"", 5, 1, true},
+		{strings.Repeat("x", 300), 5, 1, true},
+		{`{"ts":5000,"symbol":"` + a + `","seq":7}`, 4000, 9, false}, // another field order: its ts
+		{`{"ts":5000,"symbol":"` + a + `","seq":7}`, 6000, 1, true},
+		{`{"ts":5000,"symbol":"` + a + `","seq":7}`, 5000, 6, false}, // same ts: its seq
+		{`{"ts":5000,"symbol":"` + a + `","seq":7}`, 5000, 8, true},
+		{`{"symbol":"` + a + `","ts":5000}`, 5000, 1, true},       // no seq: overwritten
+		{`{"symbol":"` + a + `","ts":50x0,"seq":1}`, 1, 1, false}, // its first "ts": 50
+		{`{"symbol":"` + a + `","ts":50x0,"seq":1}`, 60, 1, true},
+	}
+	for i, st := range steps {
+		if err := c.Set(ctx, key, st.stored, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		o := indOut(ids[0], st.ts, st.seq, 1, 1, 1)
+		write(t, w, o)
+		want := st.stored
+		if st.applied {
+			want = string(w.appendFeatures(nil, &o, a))
+		}
+		if got := get(t, c, key); got != want {
+			t.Errorf("step %d: stored %q, wrote ts %d seq %d: key %s, want %s", i, st.stored, st.ts, st.seq, got, want)
+		}
+	}
+	if st := w.Stats(); st.Written != 7 || st.Stale != 3 {
+		t.Errorf("stats %+v, want 7 written 3 stale", st)
+	}
+}
+
+// TestRedisMixedChunks: one batch of features, windows and pattern matches
+// spanning three EVALSHA chunks, a window key of the wrong type in the
+// second: every other output is written, published and counted, the
+// poison one named; written again, the keys are duplicates.
+func TestRedisMixedChunks(t *testing.T) {
+	c := redisTestClient(t)
+	ctx := context.Background()
+	const n = 400
+	syms := make([]string, n)
+	base := redisTestSymbol(t, "")
+	for i := range syms {
+		syms[i] = base + strconv.Itoa(i)
+	}
+	metas := []WindowMeta{{Name: "tumbling:1s:avg"}}
+	env, ids := redisTestEnv(t, []string{"sma_5", "vwap"}, metas, syms...)
+	w := newTestRedis(t, "redis://"+redisTestAddr+"?ttl=7s", env, syms...)
+	const s = int64(1e9)
+	var batch []ops.Output
+	const poisonSym = 201 // has a window output (201 % 3 == 0), in the second chunk
+	poison := -1
+	nWin, nPat := 0, 0
+	for i := range n {
+		batch = append(batch, indOut(ids[i], int64(1000+i), uint64(i), float64(i), 1, float64(i), 2))
+		if i%3 == 0 {
+			batch = append(batch, winOut(0, ids[i], 10*s, 11*s, int64(i+1), float64(i), ops.TimingOnTime))
+			nWin++
+		}
+		if i%5 == 0 {
+			batch = append(batch, ops.Output{Kind: ops.OutPattern, Symbol: ids[i], Seq: uint64(i), TsNs: int64(i)})
+			nPat++
+		}
+		// A newer feature output of the same symbol later in the batch.
+		if i%7 == 0 {
+			batch = append(batch, indOut(ids[i], int64(2000+i), uint64(i), float64(-i), 1, float64(-i), 2))
+		}
+	}
+	for i := range batch {
+		if o := &batch[i]; o.Kind == ops.OutWindow && o.Symbol == ids[poisonSym] {
+			poison = i
+		}
+	}
+	if poison < 0 {
+		t.Fatal("no window output for the poison symbol")
+	}
+	pkey := "window:tumbling:1s:avg:" + syms[poisonSym]
+	if err := c.HSet(ctx, pkey, "x", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Del(context.Background(), pkey) })
+	if err := w.encode(batch); err != nil || len(w.chunks) != 3 {
+		t.Fatalf("encode: %v, %d chunks, want 3", err, len(w.chunks))
+	}
+	if e := slices.IndexFunc(w.ents, func(e redisEntry) bool { return e.idx == poison }); e/redisChunkMax != 1 {
+		t.Fatalf("the poison output is entry %d, want one of the second chunk", e)
+	}
+	idx := map[codec.Symbol]int{}
+	for i, id := range ids {
+		idx[id] = i
+	}
+	// Conflated: the indicator outputs that are not their symbol's newest.
+	best := map[codec.Symbol]int{}
+	for i := range batch {
+		if o := &batch[i]; o.Kind == ops.OutIndicators {
+			if b, ok := best[o.Symbol]; !ok || o.TsNs >= batch[b].TsNs {
+				best[o.Symbol] = i
+			}
+		}
+	}
+	conflatedBefore, conflated := uint64(0), uint64(0)
+	for i := range batch {
+		if o := &batch[i]; o.Kind == ops.OutIndicators && best[o.Symbol] != i {
+			conflated++
+			if i < poison {
+				conflatedBefore++
+			}
+		}
+	}
+	if conflated != uint64(len(batch)-n-nWin-nPat) || conflatedBefore == 0 {
+		t.Fatalf("conflated %d (%d before the poison output), want %d", conflated, conflatedBefore, len(batch)-n-nWin-nPat)
+	}
+	err := w.WriteBatch(ctx, batch)
+	var pe *PoisonError
+	if !errors.As(err, &pe) || pe.Index != poison || pe.Reason != codec.ReasonBadType {
+		t.Fatalf("WriteBatch = %v, want output %d poison (WRONGTYPE)", err, poison)
+	}
+	check := func() {
+		t.Helper()
+		jw := NewJSONLWriter(nil, env.JSONL)
+		for i := range batch {
+			if o := &batch[i]; o.Kind == ops.OutWindow && i != poison {
+				k := "window:tumbling:1s:avg:" + syms[idx[o.Symbol]]
+				if got, want := get(t, c, k), string(jw.AppendOutput(nil, o)); got != want {
+					t.Errorf("%s = %s, want %s", k, got, want)
+				}
+			}
+		}
+		for i, s := range syms {
+			o := &batch[best[ids[i]]]
+			if got, want := get(t, c, "features:"+s+":realtime"), string(w.appendFeatures(nil, o, s)); got != want {
+				t.Errorf("symbol %d: %s, want %s", i, got, want)
+			}
+		}
+	}
+	check()
+	if st := w.Stats(); st.Written != uint64(n+nWin-1) || st.Published != uint64(n+nWin-1+nPat) ||
+		st.Conflated != conflatedBefore || st.Stale != 0 || st.Duplicate != 0 {
+		t.Errorf("stats %+v, want written %d published %d conflated %d", st, n+nWin-1, n+nWin-1+nPat, conflatedBefore)
+	}
+	// The framework goes on after the poison output; then the whole batch
+	// again (a replay): duplicates, and the patterns published again.
+	write(t, w, batch[poison+1:]...)
+	c.Del(ctx, pkey)
+	write(t, w, batch...)
+	check()
+	st := w.Stats()
+	if st.Stale != 0 || st.Written != uint64(n+nWin) || st.Conflated != 2*conflated {
+		t.Errorf("stats %+v, want written %d (the poison window once its key is free), conflated %d", st, n+nWin, 2*conflated)
+	}
+	if pttl, err := c.PTTL(ctx, "features:"+syms[0]+":realtime").Result(); err != nil || pttl <= 0 || pttl > 7*time.Second {
+		t.Errorf("PTTL = %v, %v; want in (0, 7s]", pttl, err)
+	}
+}
+
+// redisFakeError is an error reply as go-redis returns one.
+type redisFakeError string
+
+func (e redisFakeError) Error() string { return string(e) }
+func (redisFakeError) RedisError()     {}
+
+// TestRedisReplyParse: the script's reply, one status byte per entry and
+// the errors of the 'E' ones, is read exactly; anything else is an error.
+func TestRedisReplyParse(t *testing.T) {
+	env, _ := redisTestEnv(t, nil, nil)
+	u, _ := url.Parse("redis://127.0.0.1:1")
+	w, err := NewRedis(u, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.ents = make([]redisEntry, 6)
+	ch := &redisChunk{first: 2, n: 4}
+	wrong := redisFakeError("WRONGTYPE Operation against a key holding the wrong kind of value")
+	if err := w.results(ch, []any{"1E23", wrong}); err != nil {
+		t.Fatal(err)
+	}
+	got := ""
+	for _, e := range w.ents[2:] {
+		got += string(e.res)
+	}
+	if got != "1E23" || w.ents[3].err != wrong || w.ents[2].err != nil || w.ents[0].res != 0 {
+		t.Errorf("entries %q, errors %v %v", got, w.ents[2].err, w.ents[3].err)
+	}
+	bad := []struct {
+		reply any
+		want  string
+	}{
+		{[]any{"123"}, "3 statuses for 4 entries"},
+		{[]any{"12345"}, "5 statuses"},
+		{[]any{"1E23"}, "fewer errors"},
+		{[]any{"1123", wrong}, "1 errors more"},
+		{[]any{"1E23", "x"}, "error element string"},
+		{[]any{"1x23"}, `status 'x'`},
+		{[]any{int64(1), int64(1), int64(1), int64(1)}, "statuses for 4 entries"},
+		{"1123", "statuses for 4 entries"},
+		{[]any{}, "0 statuses"},
+	}
+	for _, tc := range bad {
+		if err := w.results(ch, tc.reply); err == nil || !strings.Contains(err.Error(), tc.want) || IsTransient(err) {
+			t.Errorf("results(%v) = %v, want an error with %q", tc.reply, err, tc.want)
+		}
+	}
+	oom := redisFakeError("OOM command not allowed when used memory > 'maxmemory'.")
+	if err := w.results(ch, []any{"1E23", oom}); err == nil || !IsTransient(err) {
+		t.Errorf("results with an OOM entry = %v, want a transient error", err)
 	}
 }
