@@ -52,12 +52,14 @@ stress:
 # binary frames) and the webhook, restarted on the same address and data
 # directory while an at-least-once client resends, compared with `qstream
 # replay` of its messages (crash_feeds_test.go); and the JetStream end-to-end
-# test. `make test` runs their short forms (5 kills each, 20 in all); this
-# runs CRASH_KILLS in each of the four (200 in all).
+# test; and the sinks' harness (NATS, ClickHouse and Redis sinks, the NATS
+# server down across two kills: sinks_crash_test.go). `make test` runs their
+# short forms (5 kills each for the feeds, 4 for the sinks); this runs
+# CRASH_KILLS in each of the five (250 in all).
 CRASH_KILLS ?= 50
-crash-test:
-	QSTREAM_CRASH_KILLS=$(CRASH_KILLS) $(GO) test -count=1 -timeout 90m -v \
-		-run '^(TestCrashRecovery|TestCrashTCPLines|TestCrashTCPFrames|TestCrashWebhook|TestJetStreamTwoProcessesExactlyOnce)$$' ./cmd/qstream
+crash-test: services
+	QSTREAM_CRASH_KILLS=$(CRASH_KILLS) QSTREAM_SINK_CRASH_KILLS=$(CRASH_KILLS) $(GO) test -count=1 -timeout 90m -v \
+		-run '^(TestCrashRecovery|TestCrashTCPLines|TestCrashTCPFrames|TestCrashWebhook|TestJetStreamTwoProcessesExactlyOnce|TestCrashSinksExactlyOnce)$$' ./cmd/qstream
 
 # The durability figures of BENCHMARKS.md: durable records/s per sync policy
 # and commit latency end to end through the engine, recovery replay records/s

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -215,5 +217,51 @@ func TestRunArchiveAcrossCrashes(t *testing.T) {
 	if got != want {
 		t.Fatalf("the archive of a run killed twice replays differently (%d vs %d bytes): stats %s vs %s",
 			len(got), len(want), tail(got, 1), tail(want, 1))
+	}
+}
+
+// TestRunSinkSpillDiskFull: a sink whose server is down spills to a disk
+// that fills up. The run stops with status 1 and an error naming the spill
+// file and ENOSPC (nothing is dropped silently; the WAL keeps the input);
+// once the disk has room and the server is up, the restart recovers and the
+// sink delivers every output of the --output file exactly once.
+func TestRunSinkSpillDiskFull(t *testing.T) {
+	dir := t.TempDir()
+	disk := filepath.Join(dir, "sinkdisk")
+	if err := os.Mkdir(disk, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mountTmpfs(t, disk, "1m")
+	ns := startNATS(t)
+	ns.stop() // down: the sink spills
+	out := filepath.Join(dir, "out.jsonl")
+	args := outputRunArgs(dir, "--count", "60000", "--rate", "20000", "--seed", "7", "--symbols", "10", "--checkpoint-interval", "100ms",
+		"--output", out, "--sink-dir", disk, "--sink", ns.url()+"?buffer=1024")
+	s, rc := runBinary(t, dir, time.Minute, args...)
+	if rc == 0 || !strings.Contains(s, "spill") || !strings.Contains(s, disk) || !strings.Contains(s, syscall.ENOSPC.Error()) {
+		t.Fatalf("run with a full spill disk: exit %d, want non-zero with an error naming the spill in %s and %q:\n%s", rc, disk, syscall.ENOSPC.Error(), tail(s, 20))
+	}
+	t.Logf("full spill disk: exit %d: %s", rc, tail(s, 2))
+	if b, err := exec.Command("mount", "-o", "remount,size=256m", disk).CombinedOutput(); err != nil {
+		t.Fatalf("remount: %v: %s", err, b)
+	}
+	ns.start()
+	ns.stream(t, "SPILL")
+	s, rc = runBinary(t, dir, 2*time.Minute, args...)
+	if rc != 0 || !strings.Contains(s, "qstream: recovered from") {
+		t.Fatalf("restart with space: exit %d\n%s", rc, tail(s, 20))
+	}
+	t.Logf("restart: %s", regexp.MustCompile(`qstream: recovered from[^\n]*`).FindString(s))
+	_, raw, torn := readOutputs(t, out)
+	if torn || len(raw) == 0 {
+		t.Fatalf("output: %d lines, torn %v", len(raw), torn)
+	}
+	msgs := ns.messages(t, "SPILL")
+	payloads := make([]string, len(msgs))
+	for i, m := range msgs {
+		payloads[i] = m.data
+	}
+	if d := diffMultiset(payloads, raw); d != "" {
+		t.Fatalf("stream: %d messages, output %d lines:\n%s", len(payloads), len(raw), d)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -303,6 +304,30 @@ func TestRunWebSocketSink(t *testing.T) {
 	for _, g := range got {
 		if !have[g] {
 			t.Fatalf("WebSocket message %s (without its channel) is no --output line", g)
+		}
+	}
+}
+
+// A --sink that cannot be built refuses the start, naming the sink and the
+// parameter, before anything is written: the --output file keeps its
+// content and replay writes no line.
+func TestSinkRefusedStart(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.jsonl")
+	if err := os.WriteFile(out, []byte("previous content\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"redis://127.0.0.1:6379/0?ttl=forever", "clickhouse+http://127.0.0.1:8123/db?full=maybe", "kafka://127.0.0.1:9092", "ws://127.0.0.1:0/x?queue=0"} {
+		s, rc := runBinary(t, dir, time.Minute, outputRunArgs(dir, "--count", "1000", "--output", out, "--sink", bad)...)
+		if rc != 2 || !strings.Contains(s, "--sink") {
+			t.Fatalf("--sink %s: exit %d, want 2 with an error naming --sink:\n%s", bad, rc, s)
+		}
+		if b, _ := os.ReadFile(out); string(b) != "previous content\n" {
+			t.Fatalf("--sink %s: the refused start changed --output to %q", bad, b)
+		}
+		stdout, stderr, rc := qstream(t, "replay", "--input", "testdata/ticks.jsonl", "--sink", bad)
+		if rc != 2 || stdout != "" {
+			t.Fatalf("replay --sink %s: exit %d, %d bytes written:\n%s", bad, rc, len(stdout), stderr)
 		}
 	}
 }
