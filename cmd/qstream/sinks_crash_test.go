@@ -39,7 +39,10 @@ func TestCrashSinksExactlyOnce(t *testing.T) {
 	rdb := redisClient(t, 12)
 	rdb.FlushDB(t.Context())
 	dir := t.TempDir()
-	args := []string{"run", "--count", "150000", "--rate", "15000", "--seed", "11", "--symbols", "30", "--max-symbols", "256",
+	// About 2 s of feed per kill (kills land 0.4-2 s into a run), so that
+	// the feed completes only after the last one.
+	count := strconv.Itoa(max(150_000, 30_000*kills))
+	args := []string{"run", "--count", count, "--rate", "15000", "--seed", "11", "--symbols", "30", "--max-symbols", "256",
 		"--shards", "2", "--status-interval", "1h", "--windows", "tumbling:100ms:ohlcv,hopping:200ms/100ms:vwap",
 		"--wal-dir", filepath.Join(dir, "wal"), "--checkpoint-dir", filepath.Join(dir, "ckpt"), "--dlq-dir", filepath.Join(dir, "dlq"),
 		"--checkpoint-interval", "300ms", "--output", filepath.Join(dir, "out.jsonl"),
