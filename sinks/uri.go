@@ -55,41 +55,43 @@ func ParseSinkURI(raw string, def Policy) (*url.URL, Policy, error) {
 		return nil, def, fmt.Errorf("--sink %q: want SCHEME://HOST:PORT/... (schemes: %s, archive)", raw, strings.Join(Schemes(), ", "))
 	}
 	pol := def
-	q := u.Query()
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return nil, pol, fmt.Errorf("--sink %s: query: %w", redact(u), err)
+	}
 	for _, k := range policyParams {
-		vs, ok := q[k]
-		if !ok {
+		if !q.Has(k) {
 			continue
 		}
-		if len(vs) != 1 {
-			return nil, pol, fmt.Errorf("--sink %s: %s given %d times", redact(u), k, len(vs))
+		if n := len(q[k]); n > 1 {
+			return nil, pol, fmt.Errorf("--sink %s: %s given %d times", redact(u), k, n)
 		}
-		v := vs[0]
+		v := q.Get(k)
 		var perr error
 		switch k {
 		case "full":
 			pol.Full, perr = ParseFullPolicy(v)
 		case "buffer":
-			pol.Buffer, perr = positiveInt(v)
+			pol.Buffer, perr = intParam("sink", k, v, 1, maxBuffer)
 		case "batch":
-			pol.BatchMax, perr = positiveInt(v)
+			pol.BatchMax, perr = intParam("sink", k, v, 1, maxBatch)
 		case "retries":
-			pol.MaxRetries, perr = positiveInt(v)
+			pol.MaxRetries, perr = intParam("sink", k, v, 1, maxRetries)
 		case "breaker_failures":
 			var n int
-			n, perr = positiveInt(v)
-			pol.BreakerFailures = uint32(min(n, 1000))
+			n, perr = intParam("sink", k, v, 1, 1000)
+			pol.BreakerFailures = uint32(n)
 		case "spill_max":
 			pol.SpillMax, perr = parseBytes(v)
 		case "linger":
-			pol.Linger, perr = positiveDuration(v)
+			pol.Linger, perr = durationParam("sink", k, v, time.Nanosecond, time.Second)
 		case "breaker_timeout":
-			pol.BreakerTimeout, perr = positiveDuration(v)
+			pol.BreakerTimeout, perr = durationParam("sink", k, v, time.Nanosecond, maxBreakerT)
 		case "write_timeout":
-			pol.WriteTimeout, perr = positiveDuration(v)
+			pol.WriteTimeout, perr = durationParam("sink", k, v, time.Nanosecond, time.Hour)
 		}
 		if perr != nil {
-			return nil, pol, fmt.Errorf("--sink %s: %s=%s: %w", redact(u), k, v, perr)
+			return nil, pol, fmt.Errorf("--sink %s: %w", redact(u), perr)
 		}
 		q.Del(k)
 	}
@@ -100,22 +102,6 @@ func ParseSinkURI(raw string, def Policy) (*url.URL, Policy, error) {
 		return nil, pol, fmt.Errorf("--sink %s: %w", redact(u), err)
 	}
 	return u, pol, nil
-}
-
-func positiveInt(s string) (int, error) {
-	n, err := strconv.Atoi(s)
-	if err != nil || n <= 0 {
-		return 0, fmt.Errorf("want a positive integer")
-	}
-	return n, nil
-}
-
-func positiveDuration(s string) (time.Duration, error) {
-	d, err := time.ParseDuration(s)
-	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("want a positive duration such as 5s")
-	}
-	return d, nil
 }
 
 func parseBytes(s string) (int64, error) {

@@ -51,3 +51,15 @@ func TestSinkURIUnknownParameter(t *testing.T) {
 		}
 	}
 }
+
+// A writer's own repeatable parameter (ws origin=) survives the framework's
+// parsing.
+func TestParseSinkURIKeepsRepeatedWriterParameters(t *testing.T) {
+	u, _, err := ParseSinkURI("ws://127.0.0.1:0/s?origin=a.example&origin=b.example&buffer=10", Policy{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := u.Query()["origin"]; len(got) != 2 {
+		t.Fatalf("origin = %v, want both", got)
+	}
+}
