@@ -388,7 +388,10 @@ func (a *Analyzer) resolve(res *Result) {
 }
 
 // supported reports whether ambiguous name e refers to the company: its symbol
-// is tagged or named unambiguously elsewhere, a cue word is near, it carries a
+// is tagged or named unambiguously elsewhere, a cue word is near (cueWindow
+// tokens either side), a finance word follows (a lexicon term or an event
+// rule's first word within cueWindow tokens after it: "Apple beats"), another
+// company is named unambiguously within cueWindow tokens, it carries a
 // possessive, or it is capitalised in running text (not a sentence's first
 // word, the sentence not in title case or capitals).
 func (a *Analyzer) supported(res *Result, e *Entity) bool {
@@ -407,7 +410,21 @@ func (a *Analyzer) supported(res *Result, e *Entity) bool {
 			continue
 		}
 		tk := &toks[k]
-		if tk.sent == first.sent && tk.word >= 0 && a.info[tk.word].cue {
+		if tk.sent != first.sent || tk.word < 0 {
+			continue
+		}
+		inf := &a.info[tk.word]
+		if inf.cue || (k > int(e.tok) && (inf.finance || len(inf.evRules) > 0)) {
+			return true
+		}
+	}
+	// another company named unambiguously next to it: "Visa and Mastercard"
+	for i := range res.Entities {
+		o := &res.Entities[i]
+		if o.amb || o.sym == e.sym || toks[o.tok].sent != first.sent {
+			continue
+		}
+		if int(o.tok) >= lo && int(o.tok) < hi {
 			return true
 		}
 	}

@@ -40,6 +40,7 @@ type wordInfo struct {
 	lexStart bool  // starts a phrase in the lexicon trie
 	cue      bool  // a company cue word
 	exchange bool  // an exchange name (NYSE: T)
+	finance  bool  // starts a sentiment term of the lexicon
 	evRules  []int32
 }
 
@@ -271,6 +272,9 @@ func (a *Analyzer) loadLexicon(r io.Reader) error {
 			}
 			seen[key] = true
 			a.info[ws[0]].lexStart = true
+			if e.kind == lexSentiment {
+				a.info[ws[0]].finance = true
+			}
 			a.lex.insert(ws, int32(len(a.lexEntries)))
 			a.lexEntries = append(a.lexEntries, e)
 		}

@@ -20,17 +20,17 @@ type token struct {
 
 // token flags.
 const (
-	fCap     uint16 = 1 << iota // the first letter is upper case
-	fUpper                      // every letter is upper case (and there is one)
-	fCash                       // a cashtag: '$' then a letter
-	fSent                       // the first token of a sentence
-	fClause                     // a clause break (, ; : . ! ? newline, dash) lies between the previous token and this one
-	fHead                       // the token lies in the headline
-	fPoss                       // followed by 's (the possessive, removed from the token)
-	fParen                      // directly enclosed in parentheses: "(T)"
-	fColon                      // a ':' lies between the previous token and this one
-	fEntity                     // part of an accepted entity (not scored for sentiment)
-	fDot                        // holds an internal '.' (U.S, BRK.B, 3.5)
+	fCap    uint16 = 1 << iota // the first letter is upper case
+	fUpper                     // every letter is upper case (and there is one)
+	fCash                      // a cashtag: '$' then a letter
+	fSent                      // the first token of a sentence
+	fClause                    // a clause break (, ; : . ! ? newline, dash) lies between the previous token and this one
+	fHead                      // the token lies in the headline
+	fPoss                      // followed by 's (the possessive, removed from the token)
+	fParen                     // directly enclosed in parentheses: "(T)"
+	fColon                     // a ':' lies between the previous token and this one
+	fEntity                    // part of an accepted entity (not scored for sentiment)
+	fDot                       // holds an internal '.' (U.S, BRK.B, 3.5)
 )
 
 // sentence holds the statistics that say whether a sentence is in title case
