@@ -13,7 +13,8 @@ import (
 // the lexicon, and the event rules indexed by their first word. It is
 // read-only after New.
 type Analyzer struct {
-	words map[string]int32
+	words map[string]int32 // used while building; vocab serves lookups
+	vocab vocab
 	info  []wordInfo
 
 	syms     []symbolEntry
@@ -73,7 +74,6 @@ type Result struct {
 
 	toks   []token
 	sents  []sentence
-	lower  []byte
 	stats  []symStat
 	terms  []term
 	evm    []evMatch
@@ -169,10 +169,7 @@ func (a *Analyzer) lookup(res *Result) {
 		}
 		w := res.Text[ws:t.end]
 		if len(w) <= maxWordLen {
-			res.lower = appendLower(res.lower[:0], w)
-			if id, ok := a.words[string(res.lower)]; ok {
-				t.word = id
-			}
+			t.word = a.vocab.find(t.hash, w)
 		}
 		if t.flags&(fSent|fCash) == 0 && len(w) >= 4 && (t.flags&fUpper != 0 || w[0]-'a' < 26 || w[0]-'A' < 26) {
 			if t.word >= 0 && (a.info[t.word].entStart || a.info[t.word].ticker >= 0) {
@@ -449,7 +446,7 @@ func (a *Analyzer) sentiment(res *Result) {
 	for i := 0; i < len(toks); {
 		t := &toks[i]
 		if t.flags&fEntity != 0 || t.word < 0 || !a.info[t.word].lexStart {
-			if t.word < 0 && endsNT(res.Text[t.start:t.end]) {
+			if t.word < 0 && (res.Text[t.end-1]|0x20) == 't' && endsNT(res.Text[t.start:t.end]) {
 				t.role = roleNeg
 			}
 			i++

@@ -371,6 +371,7 @@ func New(d Data) (*Analyzer, error) {
 	if err := a.loadEvents(pick(d.Events, defaultEvents)); err != nil {
 		return nil, err
 	}
+	a.vocab = buildVocab(a.words)
 	for _, ws := range a.rules {
 		for _, s := range ws.slots {
 			sort.Slice(s.words, func(i, j int) bool { return s.words[i] < s.words[j] })

@@ -12,7 +12,8 @@ import (
 type token struct {
 	start, end int32
 	word       int32
-	sent       int32 // index of the sentence in Result.sents
+	sent       int32  // index of the sentence in Result.sents
+	hash       uint64 // hashLower of the word (without a cashtag's '$')
 	flags      uint16
 	role       uint8   // roleNone, roleNeg, roleIntens, roleClause: set by the lexicon pass
 	mult       float32 // an intensifier's factor
@@ -43,8 +44,49 @@ func (s sentence) titleCase() bool { return s.words == 0 || s.caps*10 >= s.words
 
 const maxWordLen = 48 // longer tokens are not looked up
 
-func isAlnum(c byte) bool {
-	return c-'a' < 26 || c-'A' < 26 || c-'0' < 10
+func isAlnum(c byte) bool { return byteClass[c]&(cUpper|cLower|cDigit) != 0 }
+
+// byte classes of ASCII bytes (0 for every other byte).
+const (
+	cUpper uint8 = 1 << iota
+	cLower
+	cDigit
+)
+
+var byteClass = func() (t [256]uint8) {
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = cUpper
+		t[c+'a'-'A'] = cLower
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = cDigit
+	}
+	return t
+}()
+
+// lowerByte maps ASCII upper case to lower case and keeps every other byte.
+var lowerByte = func() (t [256]byte) {
+	for i := range t {
+		t[i] = byte(i)
+		if i >= 'A' && i <= 'Z' {
+			t[i] = byte(i) + 'a' - 'A'
+		}
+	}
+	return t
+}()
+
+// FNV-1a over the lower-cased bytes of a word: the vocabulary's hash.
+const (
+	fnvOffset uint64 = 14695981039346656037
+	fnvPrime  uint64 = 1099511628211
+)
+
+func hashLower(w []byte) uint64 {
+	h := fnvOffset
+	for _, c := range w {
+		h = (h ^ uint64(lowerByte[c])) * fnvPrime
+	}
+	return h
 }
 
 // wordRune reports whether the rune at text[i] (non-ASCII) is a letter or
@@ -115,6 +157,10 @@ func tokenize(text []byte, headLen int, toks []token, sents []sentence) ([]token
 	colon := false
 	for i := 0; i < n; {
 		c := text[i]
+		if c == ' ' {
+			i++
+			continue
+		}
 		start := i
 		cash := false
 		if c == '$' && isWordAt(text, i+1) && !(text[i+1]-'0' < 10) {
@@ -164,25 +210,19 @@ func tokenize(text []byte, headLen int, toks []token, sents []sentence) ([]token
 		}
 		wordStart := i
 		upper, lower, poss := 0, 0, false
-		firstLetter := byte(0)
+		firstLetter := uint8(0)
 		for i < n {
 			c := text[i]
-			if c < utf8.RuneSelf {
-				if isAlnum(c) {
-					if c-'A' < 26 {
-						upper++
-						if firstLetter == 0 {
-							firstLetter = 'A'
-						}
-					} else if c-'a' < 26 {
-						lower++
-						if firstLetter == 0 {
-							firstLetter = 'a'
-						}
-					}
-					i++
-					continue
+			if cl := byteClass[c]; cl != 0 {
+				upper += int(cl & cUpper)
+				lower += int(cl>>1) & 1
+				if firstLetter == 0 {
+					firstLetter = cl & (cUpper | cLower)
 				}
+				i++
+				continue
+			}
+			if c < utf8.RuneSelf {
 				if (c == '.' || c == '&') && isWordAt(text, i+1) {
 					if c == '.' {
 						flags |= fDot
@@ -221,18 +261,18 @@ func tokenize(text []byte, headLen int, toks []token, sents []sentence) ([]token
 			if unicode.IsUpper(r) {
 				upper++
 				if firstLetter == 0 {
-					firstLetter = 'A'
+					firstLetter = cUpper
 				}
 			} else if unicode.IsLower(r) {
 				lower++
 				if firstLetter == 0 {
-					firstLetter = 'a'
+					firstLetter = cLower
 				}
 			}
 			i += size
 		}
-		_ = wordStart
 		end := i
+		h := hashLower(text[wordStart:end])
 		if poss {
 			flags |= fPoss
 			// skip 's (ASCII or U+2019 apostrophe)
@@ -242,7 +282,7 @@ func tokenize(text []byte, headLen int, toks []token, sents []sentence) ([]token
 				i += 4
 			}
 		}
-		if firstLetter == 'A' {
+		if firstLetter == cUpper {
 			flags |= fCap
 		}
 		if upper > 0 && lower == 0 {
@@ -263,7 +303,7 @@ func tokenize(text []byte, headLen int, toks []token, sents []sentence) ([]token
 		if start > 0 && text[start-1] == '(' && end < n && text[end] == ')' {
 			flags |= fParen
 		}
-		toks = append(toks, token{start: int32(start), end: int32(end), word: -1, sent: sent, flags: flags})
+		toks = append(toks, token{start: int32(start), end: int32(end), word: -1, sent: sent, flags: flags, hash: h})
 		newSent, clause, colon = false, false, false
 	}
 	return toks, sents
