@@ -35,10 +35,9 @@ type Entity struct {
 	Symbol     string
 	Start, End int
 
-	amb        bool  // an ambiguous alias awaiting support
-	tok, ntok  int32 // its tokens
-	sym        int32 // index into Result.Symbols
-	aliasFirst bool
+	amb       bool  // an ambiguous alias awaiting support
+	tok, ntok int32 // its tokens
+	sym       int32 // index into Result.Symbols
 }
 
 // Event is one market event: Result.Text[Start:End] is its evidence.
@@ -220,10 +219,7 @@ func (a *Analyzer) entities(res *Result) {
 	for i := 0; i < len(toks); {
 		t := &toks[i]
 		if t.word < 0 {
-			if a.extraTag(res, i) {
-				i++
-				continue
-			}
+			a.extraTag(res, i)
 			i++
 			continue
 		}
@@ -269,9 +265,7 @@ func (a *Analyzer) entities(res *Result) {
 			i += bestLen
 			continue
 		}
-		if !a.extraTag(res, i) {
-			// nothing
-		}
+		a.extraTag(res, i)
 		i++
 	}
 	a.resolve(res)
