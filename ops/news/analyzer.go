@@ -77,6 +77,7 @@ type Result struct {
 	terms  []term
 	evm    []evMatch
 	tagged []string
+	extra  int // tagged symbols the dictionary lacks
 }
 
 type symStat struct {
@@ -131,6 +132,7 @@ func (a *Analyzer) Analyze(res *Result, headline, body []byte, tagged []string) 
 	res.Entities = res.Entities[:0]
 	res.Events = res.Events[:0]
 	res.stats = res.stats[:0]
+	res.extra = 0
 	res.Sentiment = 0
 	res.toks, res.sents = tokenize(res.Text, len(headline), res.toks[:0], res.sents[:0])
 	a.lookup(res)
@@ -196,6 +198,9 @@ func (a *Analyzer) addSymbol(res *Result, name string, tagged bool) int32 {
 	dict := int32(-1)
 	if d, ok := a.symIndex[name]; ok {
 		dict = d
+	}
+	if dict < 0 && tagged {
+		res.extra++
 	}
 	res.Symbols = append(res.Symbols, name)
 	res.stats = append(res.stats, symStat{dict: dict, tagged: tagged, first: -1})
@@ -296,7 +301,7 @@ func (a *Analyzer) tickerOK(res *Result, i int, d int32) bool {
 // hold: as a cashtag (any case) or a bare capitalised token of 3+ bytes.
 func (a *Analyzer) extraTag(res *Result, i int) bool {
 	t := &res.toks[i]
-	if t.flags&(fCash|fUpper) == 0 {
+	if res.extra == 0 || t.flags&(fCash|fUpper) == 0 {
 		return false
 	}
 	w := res.Text[t.start:t.end]

@@ -23,6 +23,15 @@ func FuzzAnalyze(f *testing.F) {
 		}
 		var r Result
 		testAnalyzer.Analyze(&r, []byte(h), []byte(body), tagged)
+		for _, tk := range r.toks {
+			w := r.Text[tk.start:tk.end]
+			if tk.flags&fCash != 0 {
+				w = w[1:]
+			}
+			if tk.hash != hashLower(w) {
+				t.Fatalf("token %q hash %x, want %x", w, tk.hash, hashLower(w))
+			}
+		}
 		prevEnd := 0
 		for _, e := range r.Entities {
 			if e.Start < prevEnd || e.End <= e.Start || e.End > len(r.Text) {

@@ -81,8 +81,10 @@ const (
 	fnvPrime  uint64 = 1099511628211
 )
 
-func hashLower(w []byte) uint64 {
-	h := fnvOffset
+func hashLower(w []byte) uint64 { return hashMore(fnvOffset, w) }
+
+// hashMore continues hashLower's hash h over w.
+func hashMore(h uint64, w []byte) uint64 {
 	for _, c := range w {
 		h = (h ^ uint64(lowerByte[c])) * fnvPrime
 	}
@@ -208,9 +210,9 @@ func tokenize(text []byte, headLen int, toks []token, sents []sentence) ([]token
 		if cash {
 			flags |= fCash
 		}
-		wordStart := i
 		upper, lower, poss := 0, 0, false
 		firstLetter := uint8(0)
+		h := fnvOffset
 		for i < n {
 			c := text[i]
 			if cl := byteClass[c]; cl != 0 {
@@ -219,6 +221,7 @@ func tokenize(text []byte, headLen int, toks []token, sents []sentence) ([]token
 				if firstLetter == 0 {
 					firstLetter = cl & (cUpper | cLower)
 				}
+				h = (h ^ uint64(lowerByte[c])) * fnvPrime
 				i++
 				continue
 			}
@@ -227,6 +230,7 @@ func tokenize(text []byte, headLen int, toks []token, sents []sentence) ([]token
 					if c == '.' {
 						flags |= fDot
 					}
+					h = (h ^ uint64(c)) * fnvPrime
 					i++
 					continue
 				}
@@ -236,6 +240,7 @@ func tokenize(text []byte, headLen int, toks []token, sents []sentence) ([]token
 						break
 					}
 					if isWordAt(text, i+1) {
+						h = (h ^ uint64(c)) * fnvPrime
 						i++
 						continue
 					}
@@ -249,6 +254,7 @@ func tokenize(text []byte, headLen int, toks []token, sents []sentence) ([]token
 					break
 				}
 				if isWordAt(text, i+size) {
+					h = hashMore(h, text[i:i+size])
 					i += size
 					continue
 				}
@@ -269,10 +275,10 @@ func tokenize(text []byte, headLen int, toks []token, sents []sentence) ([]token
 					firstLetter = cLower
 				}
 			}
+			h = hashMore(h, text[i:i+size])
 			i += size
 		}
 		end := i
-		h := hashLower(text[wordStart:end])
 		if poss {
 			flags |= fPoss
 			// skip 's (ASCII or U+2019 apostrophe)
@@ -303,7 +309,11 @@ func tokenize(text []byte, headLen int, toks []token, sents []sentence) ([]token
 		if start > 0 && text[start-1] == '(' && end < n && text[end] == ')' {
 			flags |= fParen
 		}
-		toks = append(toks, token{start: int32(start), end: int32(end), word: -1, sent: sent, flags: flags, hash: h})
+		if len(toks) == cap(toks) {
+			toks = append(toks, token{})[:len(toks)]
+		}
+		toks = toks[:len(toks)+1]
+		toks[len(toks)-1] = token{start: int32(start), end: int32(end), word: -1, sent: sent, flags: flags, hash: h}
 		newSent, clause, colon = false, false, false
 	}
 	return toks, sents
