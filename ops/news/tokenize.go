@@ -210,14 +210,13 @@ func tokenize(text []byte, headLen int, toks []token, sents []sentence) ([]token
 		if cash {
 			flags |= fCash
 		}
-		upper, lower, poss := 0, 0, false
+		seen, poss := uint8(0), false // seen: the classes of the letters
 		firstLetter := uint8(0)
 		h := fnvOffset
 		for i < n {
 			c := text[i]
 			if cl := byteClass[c]; cl != 0 {
-				upper += int(cl & cUpper)
-				lower += int(cl>>1) & 1
+				seen |= cl
 				if firstLetter == 0 {
 					firstLetter = cl & (cUpper | cLower)
 				}
@@ -265,12 +264,12 @@ func tokenize(text []byte, headLen int, toks []token, sents []sentence) ([]token
 			}
 			r, _ := utf8.DecodeRune(text[i:])
 			if unicode.IsUpper(r) {
-				upper++
+				seen |= cUpper
 				if firstLetter == 0 {
 					firstLetter = cUpper
 				}
 			} else if unicode.IsLower(r) {
-				lower++
+				seen |= cLower
 				if firstLetter == 0 {
 					firstLetter = cLower
 				}
@@ -291,7 +290,7 @@ func tokenize(text []byte, headLen int, toks []token, sents []sentence) ([]token
 		if firstLetter == cUpper {
 			flags |= fCap
 		}
-		if upper > 0 && lower == 0 {
+		if seen&(cUpper|cLower) == cUpper {
 			flags |= fUpper
 		}
 		if newSent {
