@@ -109,15 +109,22 @@ type patEnt struct {
 
 // patTrail is one symbol's trailing set for one timeframe. Positions are
 // absolute counters; entry at position i is ents[i&mask]. The deques hold
-// positions of live entries, prices strictly decreasing (maxq) or
-// increasing (minq) from front to back.
+// the positions and prices of live entries, prices strictly decreasing
+// (maxq) or increasing (minq) from front to back; carrying the price makes
+// the extreme and the back comparisons one memory access each.
 type patTrail struct {
 	ents       []patEnt
-	maxq, minq []uint64
+	maxq, minq []patQ
 	head, tail uint64 // live entries are [head, tail)
 	mxh, mxt   uint64
 	mnh, mnt   uint64
 	vsum, vcmp float64
+}
+
+// patQ is a deque element: an entry's position and price.
+type patQ struct {
+	pos   uint64
+	price float64
 }
 
 func (tr *patTrail) n() int { return int(tr.tail - tr.head) }
@@ -125,10 +132,10 @@ func (tr *patTrail) n() int { return int(tr.tail - tr.head) }
 // popFront removes the oldest entry.
 func (tr *patTrail) popFront() {
 	m := uint64(len(tr.ents) - 1)
-	if tr.mxh != tr.mxt && tr.maxq[tr.mxh&m] == tr.head {
+	if tr.mxh != tr.mxt && tr.maxq[tr.mxh&m].pos == tr.head {
 		tr.mxh++
 	}
-	if tr.mnh != tr.mnt && tr.minq[tr.mnh&m] == tr.head {
+	if tr.mnh != tr.mnt && tr.minq[tr.mnh&m].pos == tr.head {
 		tr.mnh++
 	}
 	tr.vsum, tr.vcmp = indTwoSum(tr.vsum, tr.vcmp, -tr.ents[tr.head&m].volume)
@@ -164,15 +171,15 @@ func (tr *patTrail) push(e patEnt, capN int) (capped bool) {
 	pos := tr.tail
 	tr.ents[pos&m] = e
 	tr.tail++
-	for tr.mxt != tr.mxh && tr.ents[tr.maxq[(tr.mxt-1)&m]&m].price <= e.price {
+	for tr.mxt != tr.mxh && tr.maxq[(tr.mxt-1)&m].price <= e.price {
 		tr.mxt--
 	}
-	tr.maxq[tr.mxt&m] = pos
+	tr.maxq[tr.mxt&m] = patQ{pos, e.price}
 	tr.mxt++
-	for tr.mnt != tr.mnh && tr.ents[tr.minq[(tr.mnt-1)&m]&m].price >= e.price {
+	for tr.mnt != tr.mnh && tr.minq[(tr.mnt-1)&m].price >= e.price {
 		tr.mnt--
 	}
-	tr.minq[tr.mnt&m] = pos
+	tr.minq[tr.mnt&m] = patQ{pos, e.price}
 	tr.mnt++
 	tr.vsum, tr.vcmp = indTwoSum(tr.vsum, tr.vcmp, e.volume)
 	return capped
@@ -182,8 +189,8 @@ func (tr *patTrail) push(e patEnt, capN int) (capped bool) {
 func (tr *patTrail) grow() {
 	n := max(8, 2*len(tr.ents))
 	ents := make([]patEnt, n)
-	maxq := make([]uint64, n)
-	minq := make([]uint64, n)
+	maxq := make([]patQ, n)
+	minq := make([]patQ, n)
 	if len(tr.ents) > 0 {
 		om, nm := uint64(len(tr.ents)-1), uint64(n-1)
 		for i := tr.head; i != tr.tail; i++ {
@@ -199,15 +206,9 @@ func (tr *patTrail) grow() {
 	tr.ents, tr.maxq, tr.minq = ents, maxq, minq
 }
 
-func (tr *patTrail) high() float64 {
-	m := uint64(len(tr.ents) - 1)
-	return tr.ents[tr.maxq[tr.mxh&m]&m].price
-}
+func (tr *patTrail) high() float64 { return tr.maxq[tr.mxh&uint64(len(tr.ents)-1)].price }
 
-func (tr *patTrail) low() float64 {
-	m := uint64(len(tr.ents) - 1)
-	return tr.ents[tr.minq[tr.mnh&m]&m].price
-}
+func (tr *patTrail) low() float64 { return tr.minq[tr.mnh&uint64(len(tr.ents)-1)].price }
 
 // patRef is a pattern in a plan list with its precomputed factor: 1+threshold
 // (up), 1−threshold (down) or the multiplier (spike).
