@@ -58,12 +58,15 @@ import (
 // # State and bounds
 //
 // Trailing sets are per symbol and per distinct timeframe (patterns with the
-// same timeframe, of either type, share one): a ring of the trades within
-// the timeframe with two monotonic deques (highest, lowest) and a compensated
-// running volume sum, O(1) amortized per trade, never a rescan. Each ring
+// same timeframe, of either type, share one): a stretch of the symbol's ring
+// of recent trades (one ring for all its timeframes, as long as the longest
+// set) with two monotonic deques (highest, lowest) and a compensated
+// running volume sum, O(1) amortized per trade, never a rescan. Each set
 // holds at most MaxTradesPerSymbol trades (PatternOptions): beyond it the
 // oldest trade leaves the set early and is counted (PatternStats.Capped), so
 // the set is then the last MaxTradesPerSymbol trades within the timeframe.
+// A symbol's memory is thus at most about 24·MaxTradesPerSymbol·(1 + 2·its
+// timeframes) bytes (ring and deques, rounded up to powers of two).
 // Technical patterns share one IndicatorSet per pipeline (each distinct
 // indicator once) and per symbol the previous values.
 //
@@ -107,15 +110,17 @@ type patEnt struct {
 	price, volume float64
 }
 
-// patTrail is one symbol's trailing set for one timeframe. Positions are
-// absolute counters; entry at position i is ents[i&mask]. The deques hold
-// the positions and prices of live entries, prices strictly decreasing
-// (maxq) or increasing (minq) from front to back; carrying the price makes
-// the extreme and the back comparisons one memory access each.
+// patTrail is one symbol's trailing set for one timeframe: the entries
+// [head, patSlot.tail) of the symbol's ring, which every timeframe shares
+// (positions are absolute counters; position i is at ents[i&mask]). The
+// deques hold the positions and prices of the set's entries, prices strictly
+// decreasing (maxq) or increasing (minq) from front to back; carrying the
+// price makes the extreme and the back comparisons one memory access each.
+// They are as long as the ring.
 type patTrail struct {
-	ents       []patEnt
+	head       uint64
+	headTs     int64 // event time of the entry at head, when the set is not empty
 	maxq, minq []patQ
-	head, tail uint64 // live entries are [head, tail)
 	mxh, mxt   uint64
 	mnh, mnt   uint64
 	vsum, vcmp float64
@@ -127,50 +132,41 @@ type patQ struct {
 	price float64
 }
 
-func (tr *patTrail) n() int { return int(tr.tail - tr.head) }
-
-// popFront removes the oldest entry.
-func (tr *patTrail) popFront() {
-	m := uint64(len(tr.ents) - 1)
+// popFront removes the set's oldest entry.
+func (tr *patTrail) popFront(ents []patEnt, tail uint64) {
+	m := uint64(len(ents) - 1)
 	if tr.mxh != tr.mxt && tr.maxq[tr.mxh&m].pos == tr.head {
 		tr.mxh++
 	}
 	if tr.mnh != tr.mnt && tr.minq[tr.mnh&m].pos == tr.head {
 		tr.mnh++
 	}
-	tr.vsum, tr.vcmp = indTwoSum(tr.vsum, tr.vcmp, -tr.ents[tr.head&m].volume)
+	tr.vsum, tr.vcmp = indTwoSum(tr.vsum, tr.vcmp, -ents[tr.head&m].volume)
 	tr.head++
-	if tr.head == tr.tail {
+	if tr.head == tail {
 		tr.vsum, tr.vcmp = 0, 0 // exact again when empty
+	} else {
+		tr.headTs = ents[tr.head&m].ts // next to the entry just read
 	}
 }
 
 // evict drops the entries with event time <= t − tf.
-func (tr *patTrail) evict(t, tf int64) {
+func (tr *patTrail) evict(ents []patEnt, tail uint64, t, tf int64) {
 	if t < math.MinInt64+tf {
 		return // t − tf underflows: every entry is within
 	}
 	cut := t - tf
-	m := uint64(len(tr.ents) - 1)
-	for tr.head != tr.tail && tr.ents[tr.head&m].ts <= cut {
-		tr.popFront()
+	for tr.head != tail && tr.headTs <= cut {
+		tr.popFront(ents, tail)
 	}
 }
 
-// push appends a trade, evicting the oldest when capN are held; it reports
-// whether it did.
-func (tr *patTrail) push(e patEnt, capN int) (capped bool) {
-	if tr.n() >= capN {
-		tr.popFront()
-		capped = true
+// add appends the entry at pos (already in the ring) to the set's deques
+// and sum.
+func (tr *patTrail) add(m, pos uint64, e patEnt) {
+	if pos == tr.head { // the set was empty
+		tr.headTs = e.ts
 	}
-	if tr.n() == len(tr.ents) {
-		tr.grow()
-	}
-	m := uint64(len(tr.ents) - 1)
-	pos := tr.tail
-	tr.ents[pos&m] = e
-	tr.tail++
 	for tr.mxt != tr.mxh && tr.maxq[(tr.mxt-1)&m].price <= e.price {
 		tr.mxt--
 	}
@@ -182,33 +178,67 @@ func (tr *patTrail) push(e patEnt, capN int) (capped bool) {
 	tr.minq[tr.mnt&m] = patQ{pos, e.price}
 	tr.mnt++
 	tr.vsum, tr.vcmp = indTwoSum(tr.vsum, tr.vcmp, e.volume)
+}
+
+func (tr *patTrail) high(m uint64) float64 { return tr.maxq[tr.mxh&m].price }
+
+func (tr *patTrail) low(m uint64) float64 { return tr.minq[tr.mnh&m].price }
+
+// push appends a trade to the slot's ring and to every set, first evicting
+// the oldest entry of each set that holds capN; it returns how many did.
+// Precondition: trails are ordered by timeframe, longest first, so that
+// trails[0] holds the oldest live entry.
+func (st *patSlot) push(e patEnt, capN int) (capped uint64) {
+	for i := range st.trails {
+		if tr := &st.trails[i]; st.tail-tr.head >= uint64(capN) {
+			tr.popFront(st.ents, st.tail)
+			capped++
+		}
+	}
+	if len(st.trails) == 0 {
+		return capped
+	}
+	if st.tail-st.trails[0].head == uint64(len(st.ents)) {
+		st.grow()
+	}
+	m := uint64(len(st.ents) - 1)
+	pos := st.tail
+	st.ents[pos&m] = e
+	st.tail++
+	for i := range st.trails {
+		st.trails[i].add(m, pos, e)
+	}
 	return capped
 }
 
-// grow doubles the ring (a power of two, at least 8), keeping positions.
-func (tr *patTrail) grow() {
-	n := max(8, 2*len(tr.ents))
+// grow doubles the ring and the deques (a power of two, at least 8),
+// keeping positions.
+func (st *patSlot) grow() {
+	n := max(8, 2*len(st.ents))
 	ents := make([]patEnt, n)
-	maxq := make([]patQ, n)
-	minq := make([]patQ, n)
-	if len(tr.ents) > 0 {
-		om, nm := uint64(len(tr.ents)-1), uint64(n-1)
-		for i := tr.head; i != tr.tail; i++ {
-			ents[i&nm] = tr.ents[i&om]
-		}
-		for i := tr.mxh; i != tr.mxt; i++ {
-			maxq[i&nm] = tr.maxq[i&om]
-		}
-		for i := tr.mnh; i != tr.mnt; i++ {
-			minq[i&nm] = tr.minq[i&om]
+	nm := uint64(n - 1)
+	if len(st.ents) > 0 {
+		om := uint64(len(st.ents) - 1)
+		for i := st.trails[0].head; i != st.tail; i++ {
+			ents[i&nm] = st.ents[i&om]
 		}
 	}
-	tr.ents, tr.maxq, tr.minq = ents, maxq, minq
+	for j := range st.trails {
+		tr := &st.trails[j]
+		maxq, minq := make([]patQ, n), make([]patQ, n)
+		if len(st.ents) > 0 {
+			om := uint64(len(st.ents) - 1)
+			for i := tr.mxh; i != tr.mxt; i++ {
+				maxq[i&nm] = tr.maxq[i&om]
+			}
+			for i := tr.mnh; i != tr.mnt; i++ {
+				minq[i&nm] = tr.minq[i&om]
+			}
+		}
+		tr.maxq, tr.minq = maxq, minq
+	}
+	st.ents = ents
 }
-
-func (tr *patTrail) high() float64 { return tr.maxq[tr.mxh&uint64(len(tr.ents)-1)].price }
-
-func (tr *patTrail) low() float64 { return tr.minq[tr.mnh&uint64(len(tr.ents)-1)].price }
 
 // patRef is a pattern in a plan list with its precomputed factor: 1+threshold
 // (up), 1−threshold (down) or the multiplier (spike).
@@ -249,6 +279,8 @@ type patSlot struct {
 	plan      *patPlan // nil until the symbol's first trade
 	seen      bool
 	lastTs    int64
+	ents      []patEnt // the ring of trades the trailing sets share
+	tail      uint64
 	trails    []patTrail // parallel to plan.trails
 	prev      []float64  // previous pattern indicator values (NaN: none yet)
 	prevPrice float64
@@ -410,6 +442,16 @@ func (ps *patternSet) planFor(sym codec.Symbol) *patPlan {
 		}
 		return int(a.op) - int(b.op)
 	}
+	// Longest timeframe first: its set holds the ring's oldest entry.
+	slices.SortStableFunc(pl.trails, func(a, b trailPlan) int {
+		if ta, tb := ps.tfs[a.k], ps.tfs[b.k]; ta != tb {
+			if ta > tb {
+				return -1
+			}
+			return 1
+		}
+		return 0
+	})
 	for j := range pl.trails {
 		slices.SortFunc(pl.trails[j].up, byTh)
 		slices.SortFunc(pl.trails[j].down, byTh)
@@ -448,58 +490,68 @@ func (p *Pipeline) onPatterns(slot int, ev *codec.Event, dst []Output) []Output 
 	first := len(dst)
 	t, price, vol := ev.TsNs, ev.Price, ev.Volume
 	pl := st.plan
+	m := uint64(len(st.ents) - 1)
 	for i := range pl.trails {
 		tp := &pl.trails[i]
 		tr := &st.trails[i]
-		if len(tr.ents) > 0 {
-			tr.evict(t, ps.tfs[tp.k])
+		if tr.head == st.tail {
+			continue
 		}
-		if tr.head != tr.tail {
-			if len(tp.up) > 0 {
-				h := tr.high()
-				for _, r := range tp.up {
-					if !(price > h*r.f) {
-						break
-					}
-					frac := (price - h) / h
-					dst = p.patOut(dst, r.op, ev, patConfidence(frac, r.th), price, h, frac*100)
+		tr.evict(st.ents, st.tail, t, ps.tfs[tp.k])
+		if tr.head == st.tail {
+			continue
+		}
+		if len(tp.up) > 0 {
+			h := tr.high(m)
+			for _, r := range tp.up {
+				if !(price > h*r.f) {
+					break
 				}
-			}
-			if len(tp.down) > 0 {
-				l := tr.low()
-				for _, r := range tp.down {
-					if !(price < l*r.f) {
-						break
-					}
-					frac := (l - price) / l
-					dst = p.patOut(dst, r.op, ev, patConfidence(frac, r.th), price, l, frac*100)
-				}
-			}
-			if len(tp.spike) > 0 {
-				mean := (tr.vsum + tr.vcmp) / float64(tr.n())
-				for _, r := range tp.spike {
-					if !(vol > r.f*mean) {
-						break
-					}
-					ratio := math.Inf(1)
-					if mean != 0 {
-						ratio = vol / mean
-					}
-					dst = p.patOut(dst, r.op, ev, min(1, ratio/(2*r.f)), vol, mean, ratio)
-				}
+				frac := (price - h) / h
+				dst = p.patOut(dst, r.op, ev, patConfidence(frac, r.th), price, h, frac*100)
 			}
 		}
-		if tr.push(patEnt{ts: t, price: price, volume: vol}, ps.capN) {
-			ps.stats.Capped++
+		if len(tp.down) > 0 {
+			l := tr.low(m)
+			for _, r := range tp.down {
+				if !(price < l*r.f) {
+					break
+				}
+				frac := (l - price) / l
+				dst = p.patOut(dst, r.op, ev, patConfidence(frac, r.th), price, l, frac*100)
+			}
+		}
+		if len(tp.spike) > 0 {
+			mean := (tr.vsum + tr.vcmp) / float64(st.tail-tr.head)
+			for _, r := range tp.spike {
+				if !(vol > r.f*mean) {
+					break
+				}
+				ratio := math.Inf(1)
+				if mean != 0 {
+					ratio = vol / mean
+				}
+				dst = p.patOut(dst, r.op, ev, min(1, ratio/(2*r.f)), vol, mean, ratio)
+			}
 		}
 	}
+	ps.stats.Capped += st.push(patEnt{ts: t, price: price, volume: vol}, ps.capN)
 	if len(pl.tech) > 0 {
 		dst = p.onTechnical(slot, st, ev, dst)
 	}
-	if len(dst)-first > 1 {
+	if len(dst)-first > 1 && !patSortedByOp(dst[first:]) {
 		patSortByOp(dst[first:])
 	}
 	return dst
+}
+
+func patSortedByOp(m []Output) bool {
+	for i := 1; i < len(m); i++ {
+		if m[i].Op < m[i-1].Op {
+			return false
+		}
+	}
+	return true
 }
 
 // patSortByOp puts one trade's matches in pattern order (insertion sort:

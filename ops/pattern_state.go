@@ -25,13 +25,13 @@ var ErrPatternState = errors.New("ops: bad pattern state")
 //	slots     nslots × {
 //	            planned u8, seen u8, 6 zero bytes, lastTs i64, prevPrice u64,
 //	            ntrails u32, nprev u32, prev nprev × u64,
-//	            trails ntrails × { n u32, 4 zero bytes, vsum u64, vcmp u64, n × { ts i64, price u64, volume u64 } } }
+//	            nents u32, 4 zero bytes, ents nents × { ts i64, price u64, volume u64 } (the ring, oldest first),
+//	            trails ntrails × { n u32, 4 zero bytes, vsum u64, vcmp u64 } (each set is the last n entries) }
 //	indicator u64 length + IndicatorSet.AppendState when technical patterns exist
 //	crc       u32, CRC-32C of every byte above
 //
-// A trailing set is written as its live trades, oldest first; its deques
-// are rebuilt on load (they are a function of the trades) and its running
-// sum is restored bit for bit. A slot's plan is rebuilt from its symbol, so
+// The deques are rebuilt on load (they are a function of the set's trades)
+// and the running sums are restored bit for bit. A slot's plan is rebuilt from its symbol, so
 // the pipeline passes the snapshot's slot table (loadSyms).
 const (
 	patStateMagic   = "QPAT"
@@ -76,19 +76,25 @@ func (ps *patternSet) AppendState(dst []byte) []byte {
 		for _, v := range st.prev {
 			dst = le.AppendUint64(dst, math.Float64bits(v))
 		}
+		var oldest uint64 = st.tail
+		if len(st.trails) > 0 {
+			oldest = st.trails[0].head
+		}
+		dst = le.AppendUint32(dst, uint32(st.tail-oldest))
+		dst = le.AppendUint32(dst, 0)
+		m := uint64(len(st.ents) - 1)
+		for k := oldest; k != st.tail; k++ {
+			e := st.ents[k&m]
+			dst = le.AppendUint64(dst, uint64(e.ts))
+			dst = le.AppendUint64(dst, math.Float64bits(e.price))
+			dst = le.AppendUint64(dst, math.Float64bits(e.volume))
+		}
 		for j := range st.trails {
 			tr := &st.trails[j]
-			dst = le.AppendUint32(dst, uint32(tr.n()))
+			dst = le.AppendUint32(dst, uint32(st.tail-tr.head))
 			dst = le.AppendUint32(dst, 0)
 			dst = le.AppendUint64(dst, math.Float64bits(tr.vsum))
 			dst = le.AppendUint64(dst, math.Float64bits(tr.vcmp))
-			m := uint64(len(tr.ents) - 1)
-			for k := tr.head; k != tr.tail; k++ {
-				e := tr.ents[k&m]
-				dst = le.AppendUint64(dst, uint64(e.ts))
-				dst = le.AppendUint64(dst, math.Float64bits(e.price))
-				dst = le.AppendUint64(dst, math.Float64bits(e.volume))
-			}
 		}
 	}
 	if ps.ind != nil {
@@ -177,23 +183,45 @@ func (ps *patternSet) LoadState(src []byte) error {
 				st.prev[j] = r.f64()
 			}
 		}
+		nents := int(r.u32())
+		r.take(4)
+		if nents > ps.capN || nents*24 > len(r.b) || (ntr == 0 && nents != 0) {
+			return bad("slot %d: a ring of %d trades", i, nents)
+		}
+		ents := make([]patEnt, nents)
+		prevTs := int64(math.MinInt64)
+		for k := range ents {
+			ents[k] = patEnt{ts: int64(r.u64()), price: r.f64(), volume: r.f64()}
+			if ents[k].ts < prevTs || (st.seen && ents[k].ts > st.lastTs) {
+				return bad("slot %d: ring out of event-time order", i)
+			}
+			prevTs = ents[k].ts
+		}
 		st.trails = make([]patTrail, ntr)
+		if nents > 0 {
+			size := 8
+			for size < nents {
+				size *= 2
+			}
+			st.ents = make([]patEnt, size)
+			copy(st.ents, ents)
+		}
+		st.tail = uint64(nents)
+		last := nents
 		for j := range st.trails {
 			cnt := int(r.u32())
 			r.take(4)
 			vsum, vcmp := r.f64(), r.f64()
-			if cnt > ps.capN || cnt*24 > len(r.b) {
-				return bad("slot %d: trailing set of %d trades", i, cnt)
+			if cnt > last || (j == 0 && cnt != nents) {
+				return bad("slot %d: trailing set %d of %d trades in a ring of %d", i, j, cnt, nents)
 			}
+			last = cnt
 			tr := &st.trails[j]
-			prevTs := int64(math.MinInt64)
-			for k := 0; k < cnt; k++ {
-				e := patEnt{ts: int64(r.u64()), price: r.f64(), volume: r.f64()}
-				if e.ts < prevTs || (st.seen && e.ts > st.lastTs) {
-					return bad("slot %d: trailing set out of event-time order", i)
-				}
-				prevTs = e.ts
-				tr.push(e, ps.capN)
+			tr.head = uint64(nents - cnt)
+			tr.maxq, tr.minq = make([]patQ, len(st.ents)), make([]patQ, len(st.ents))
+			m := uint64(len(st.ents) - 1)
+			for k := tr.head; k != st.tail; k++ {
+				tr.add(m, k, st.ents[k&m])
 			}
 			tr.vsum, tr.vcmp = vsum, vcmp
 		}
