@@ -579,14 +579,14 @@ func (p *Pipeline) onTechnical(slot int, st *patSlot, ev *codec.Event, dst []Out
 	ps.ind.Update(slot, ev.TsNs, ev.Price, ev.Volume, vals)
 	for _, tp := range st.plan.tech {
 		c := &ps.conds[tp.c]
-		var dir, a, b, c1, c2, conf float64
+		// The cross is tested first; the details and the confidence are
+		// worked out only for a match.
+		var dir, a, b, c1, c2 float64
 		var nd uint8
 		switch c.sig {
 		case SigSMACross, SigEMACross:
-			f, s, pf, pz := vals[c.a], vals[c.b], st.prev[c.a], st.prev[c.b]
-			dir = patCross(pf, pz, f, s)
-			a, b, c1, c2, nd = f, s, pf, pz, 5
-			conf = patCrossConfidence(f-s, pf-pz)
+			a, b, c1, c2, nd = vals[c.a], vals[c.b], st.prev[c.a], st.prev[c.b], 5
+			dir = patCross(c1, c2, a, b)
 		case SigRSICross:
 			r, pr := vals[c.a], st.prev[c.a]
 			switch {
@@ -596,15 +596,18 @@ func (p *Pipeline) onTechnical(slot int, st *patSlot, ev *codec.Event, dst []Out
 				dir, c2 = -1, c.lo
 			}
 			a, b, c1, nd = r, pr, c2, 4
-			conf = patCrossConfidence(r-c2, pr-c2)
 		case SigVWAPCross:
-			v, pv := vals[c.a], st.prev[c.a]
-			dir = patCross(st.prevPrice, pv, ev.Price, v)
-			a, b, c1, c2, nd = ev.Price, v, st.prevPrice, pv, 5
-			conf = patCrossConfidence(ev.Price-v, st.prevPrice-pv)
+			a, b, c1, c2, nd = ev.Price, vals[c.a], st.prevPrice, st.prev[c.a], 5
+			dir = patCross(c1, c2, a, b)
 		}
 		if dir == 0 {
 			continue
+		}
+		var conf float64
+		if c.sig == SigRSICross {
+			conf = patCrossConfidence(a-c1, b-c1) // RSI now and before, against the level
+		} else {
+			conf = patCrossConfidence(a-b, c1-c2) // the gaps now and before
 		}
 		for _, op := range tp.ops {
 			dst = p.patOut(dst, op, ev, conf, dir, a, b, c1, c2)

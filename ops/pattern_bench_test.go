@@ -65,9 +65,12 @@ func patBenchSpecs(t testing.TB) []PatternSpec {
 }
 
 // patBenchTrades is a seeded random walk of 1<<16 trades over 1000 symbols
-// (time stamps are set when replayed).
-func patBenchTrades() []codec.Event {
+// (time stamps are set when replayed), the symbols drawn uniformly or, with
+// zipf, with Zipf's law (s = 1.1: a few symbols trade most, as on a real
+// market).
+func patBenchTrades(zipf bool) []codec.Event {
 	rng := rand.New(rand.NewPCG(1, 2))
+	z := rand.NewZipf(rng, 1.1, 1, patBenchSymbols-1)
 	px := make([]float64, patBenchSymbols+1)
 	for i := range px {
 		px[i] = 50 + float64(i%200)
@@ -75,6 +78,9 @@ func patBenchTrades() []codec.Event {
 	evs := make([]codec.Event, 1<<16)
 	for i := range evs {
 		s := 1 + rng.IntN(patBenchSymbols)
+		if zipf {
+			s = 1 + int(z.Uint64())
+		}
 		px[s] *= 1 + (rng.Float64()-0.5)*0.004
 		vol := float64(1 + rng.IntN(100))
 		if rng.IntN(50) == 0 {
@@ -90,10 +96,19 @@ func patBenchTrades() []codec.Event {
 // every applicable pattern checked on every event by rescanning the
 // symbol's trades within its timeframe (and its own indicators), as a
 // detector without shared state and index would. Both must produce matches.
+// Symbols are drawn uniformly (every symbol's state equally cold: the worst
+// case for caches) and, in the Zipf pair, skewed as markets are.
 func BenchmarkPatterns(b *testing.B) {
 	specs := patBenchSpecs(b)
-	evs := patBenchTrades()
-	b.Run("Indexed", func(b *testing.B) {
+	for _, dist := range []string{"", "Zipf"} {
+		evs := patBenchTrades(dist == "Zipf")
+		patBenchIndexed(b, "Indexed"+dist, specs, evs)
+		patBenchNaive(b, "Naive"+dist, specs, evs)
+	}
+}
+
+func patBenchIndexed(b *testing.B, name string, specs []PatternSpec, evs []codec.Event) {
+	b.Run(name, func(b *testing.B) {
 		p, err := NewPipeline(PipelineConfig{Patterns: specs, SymbolNames: patNames{}, MaxSymbolID: patBenchSymbols + 1})
 		if err != nil {
 			b.Fatal(err)
@@ -126,7 +141,10 @@ func BenchmarkPatterns(b *testing.B) {
 			b.Fatal("no matches: the benchmark measured nothing")
 		}
 	})
-	b.Run("Naive", func(b *testing.B) {
+}
+
+func patBenchNaive(b *testing.B, name string, specs []PatternSpec, evs []codec.Event) {
+	b.Run(name, func(b *testing.B) {
 		nv := newPatNaive(specs)
 		var ts int64
 		for i := range evs[:1<<14] {
