@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // patternFile writes a pattern file with one pattern of each built-in type
@@ -154,4 +156,67 @@ func TestPatternsRun(t *testing.T) {
 	if n["up"] == 0 || n["x"] == 0 {
 		t.Fatalf("matches %v in %d bytes of output; want both patterns", n, len(data))
 	}
+}
+
+// TestPatternsSinks: the sinks get the match lines --output gets: NATS one
+// message per line on qstream.patterns.<symbol>, ClickHouse one
+// qstream_patterns row per line with the line as payload, Redis one publish
+// per line on patterns:<symbol>.
+func TestPatternsSinks(t *testing.T) {
+	ns := startNATS(t)
+	ns.stream(t, "PATTERNS")
+	db := chDatabase(t)
+	rdb := redisClient(t, 12)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sub := rdb.PSubscribe(ctx, "patterns:*")
+	defer sub.Close()
+	if _, err := sub.Receive(ctx); err != nil { // the subscription is in place
+		t.Fatal(err)
+	}
+	stdout, stderr, rc := qstream(t, "replay", "--input", sharedTestdata(t, "pcap/iex_tops16_sample.pcap.gz"),
+		"--patterns", patternFile(t, ""), "--emit", "patterns",
+		"--sink", "redis://"+redisAddr+"/12", "--sink", "clickhouse+http://"+chHTTPAddr+"/"+db, "--sink", ns.url())
+	if rc != 0 {
+		t.Fatalf("replay exit %d:\n%s", rc, tail(stderr, 20))
+	}
+	lines := strings.Split(strings.TrimRight(stdout, "\n"), "\n")
+	if len(lines) < 100 {
+		t.Fatalf("only %d match lines", len(lines))
+	}
+	var payloads []string
+	for _, m := range ns.messages(t, "PATTERNS") {
+		if !strings.HasPrefix(m.subject, "qstream.patterns.") {
+			t.Fatalf("message on %s", m.subject)
+		}
+		payloads = append(payloads, m.data)
+	}
+	if d := diffMultiset(payloads, lines); d != "" {
+		t.Fatalf("NATS: %d messages are not the %d lines:\n%s", len(payloads), len(lines), d)
+	}
+	var rows []string
+	for _, r := range chRows(t, "SELECT payload FROM "+db+".qstream_patterns FINAL") {
+		rows = append(rows, r["payload"].(string))
+	}
+	if d := diffMultiset(rows, lines); d != "" {
+		t.Fatalf("ClickHouse: %d rows are not the %d lines:\n%s", len(rows), len(lines), d)
+	}
+	var pubs []string
+	ch := sub.Channel()
+	for len(pubs) < len(lines) {
+		select {
+		case m := <-ch:
+			var ml matchLine
+			if err := json.Unmarshal([]byte(m.Payload), &ml); err != nil || m.Channel != "patterns:"+ml.Symbol {
+				t.Fatalf("publish on %s: %s (%v)", m.Channel, m.Payload, err)
+			}
+			pubs = append(pubs, m.Payload)
+		case <-ctx.Done():
+			t.Fatalf("Redis: %d of %d publishes", len(pubs), len(lines))
+		}
+	}
+	if d := diffMultiset(pubs, lines); d != "" {
+		t.Fatalf("Redis: the publishes are not the lines:\n%s", d)
+	}
+	t.Logf("%d match lines in NATS, ClickHouse and Redis", len(lines))
 }
