@@ -65,8 +65,10 @@ import (
 // holds at most MaxTradesPerSymbol trades (PatternOptions): beyond it the
 // oldest trade leaves the set early and is counted (PatternStats.Capped), so
 // the set is then the last MaxTradesPerSymbol trades within the timeframe.
-// A symbol's memory is thus at most about 24·MaxTradesPerSymbol·(1 + 2·its
-// timeframes) bytes (ring and deques, rounded up to powers of two).
+// A symbol's memory is thus at most about MaxTradesPerSymbol·(24 + 32·its
+// timeframes) bytes (24-byte ring entries, 16-byte deque entries, rounded up
+// to powers of two: 2 MB for the default 10,000 and three timeframes), and
+// only symbols that trade hold any.
 // Technical patterns share one IndicatorSet per pipeline (each distinct
 // indicator once) and per symbol the previous values.
 //
