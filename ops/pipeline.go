@@ -19,6 +19,13 @@ type PipelineConfig struct {
 	// its outputs is its index here.
 	Windows       []WindowSpec
 	WindowOptions WindowOptions
+	// Patterns are the built-in complex-event patterns over trades (see
+	// pattern.go); a match's Op is the pattern's index here.
+	Patterns       []PatternSpec
+	PatternOptions PatternOptions
+	// SymbolNames names symbol ids for patterns restricted to symbols (the
+	// engine's symbol table); needed only when some pattern has Symbols.
+	SymbolNames SymbolNamer
 	// MaxSymbolID is the largest symbol id the pipeline may see (the symbol
 	// table's capacity): the symbol → slot index is preallocated to it.
 	MaxSymbolID int
@@ -44,6 +51,7 @@ type Pipeline struct {
 	srcKey, scopeKey uint64
 
 	windows []*WindowOperator
+	pat     *patternSet // nil without patterns
 }
 
 // quoteState is the latest top of book of a symbol; quotes update it, trades
@@ -90,6 +98,13 @@ func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
 			return nil, fmt.Errorf("ops: window %s: %w", spec, err)
 		}
 		p.windows = append(p.windows, w)
+	}
+	if len(cfg.Patterns) > 0 {
+		ps, err := newPatternSet(cfg.Patterns, cfg.PatternOptions, cfg.IndicatorOptions, cfg.SymbolNames, cfg.MaxSlots)
+		if err != nil {
+			return nil, err
+		}
+		p.pat = ps
 	}
 	return p, nil
 }
@@ -179,6 +194,9 @@ func (p *Pipeline) OnEvent(ev *codec.Event, watermarkNs int64, dst []Output) ([]
 		if r != codec.ReasonNone && reason == codec.ReasonNone {
 			reason = r
 		}
+	}
+	if p.pat != nil {
+		dst = p.onPatterns(slot, ev, dst)
 	}
 	return dst, reason
 }

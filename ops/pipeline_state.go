@@ -22,7 +22,7 @@ var ErrPipelineState = errors.New("ops: bad pipeline state")
 //	maxSymbol u32  (PipelineConfig.MaxSymbolID)
 //	maxSlots  u32  (PipelineConfig.MaxSlots after defaults)
 //	nslots    u32  slots in use
-//	nsubs     u32  operator sub-states that follow: the indicator set if configured, then each window operator
+//	nsubs     u32  operator sub-states that follow: the indicator set if configured, then each window operator, then the pattern detector if configured
 //	syms      nslots × u32, the symbol of each slot in slot order
 //	quotes    nslots × { bid u64, ask u64, ts i64 }
 //	subs      nsubs × { length u64, bytes }: IndicatorSet.AppendState, WindowOperator.AppendState...
@@ -140,6 +140,15 @@ func (p *Pipeline) LoadState(src []byte) error {
 	// Each operator checks its snapshot completely before changing. When a
 	// later one refuses, the earlier ones are put back from a copy of their
 	// state taken first, so that a failed LoadState leaves p unchanged.
+	if p.pat != nil {
+		// The pattern state is per slot of the snapshot: its plans follow
+		// from the snapshot's symbols.
+		p.pat.loadSyms = make([]codec.Symbol, nslots)
+		for i := range p.pat.loadSyms {
+			p.pat.loadSyms[i] = codec.Symbol(le.Uint32(syms[4*i:]))
+		}
+		defer func() { p.pat.loadSyms = nil }()
+	}
 	var backup [][]byte
 	if len(subs) > 1 {
 		backup = make([][]byte, len(subs))
@@ -184,7 +193,7 @@ type stateful interface {
 }
 
 // subStates lists the pipeline's operators in snapshot order: the indicator
-// set, then the window operators in spec order.
+// set, then the window operators in spec order, then the pattern detector.
 func (p *Pipeline) subStates() []stateful {
 	subs := make([]stateful, 0, 1+len(p.windows))
 	if p.ind != nil {
@@ -192,6 +201,9 @@ func (p *Pipeline) subStates() []stateful {
 	}
 	for _, w := range p.windows {
 		subs = append(subs, w)
+	}
+	if p.pat != nil {
+		subs = append(subs, p.pat)
 	}
 	return subs
 }

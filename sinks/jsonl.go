@@ -28,11 +28,33 @@ type WindowMeta struct {
 	Object bool   // the value is an OHLCV object rather than a number
 }
 
+// PatternMeta describes one pattern for the encoder of its matches.
+type PatternMeta struct {
+	ID      string   // the "pattern" value
+	Type    string   // the "type" value: price_breakout, volume_spike, technical_signal
+	Signal  string   // technical_signal only: written first in the details as "signal"
+	Details []string // keys of Output.Values[0:NValues]; a "direction" value of +1/−1 is written "up"/"down"
+}
+
+// PatternMetas returns the encoder's description of pipeline patterns,
+// indexed as their Op.
+func PatternMetas(specs []ops.PatternSpec) []PatternMeta {
+	metas := make([]PatternMeta, len(specs))
+	for i, s := range specs {
+		metas[i] = PatternMeta{ID: s.ID, Type: s.Type.String(), Details: s.DetailNames()}
+		if s.Type == ops.PatTechnical {
+			metas[i].Signal = s.Signal.String()
+		}
+	}
+	return metas
+}
+
 // JSONLConfig tells the encoder how to name what it writes.
 type JSONLConfig struct {
 	Symbols    *codec.SymbolTable
-	Indicators []string     // JSON keys of the indicator values, in order (sma_5, vwap, ...)
-	Windows    []WindowMeta // indexed by Output.Op of window outputs
+	Indicators []string      // JSON keys of the indicator values, in order (sma_5, vwap, ...)
+	Windows    []WindowMeta  // indexed by Output.Op of window outputs
+	Patterns   []PatternMeta // indexed by Output.Op of pattern matches
 	// Kinds selects which outputs are written; others are skipped.
 	Kinds map[ops.OutKind]bool
 }
@@ -45,6 +67,7 @@ type JSONLWriter struct {
 	buf   []byte
 	names []string // symbol names by id, refreshed from the table on a miss
 	keys  [][]byte // `,"sma_5":` prefixes
+	pats  []jsonlPattern
 	err   error
 	lines uint64
 }
@@ -55,7 +78,34 @@ func NewJSONLWriter(w io.Writer, cfg JSONLConfig) *JSONLWriter {
 	for _, k := range cfg.Indicators {
 		j.keys = append(j.keys, append(AppendString([]byte{','}, k), ':'))
 	}
+	for _, m := range cfg.Patterns {
+		p := jsonlPattern{head: append(AppendString(append(AppendString([]byte(`{"pattern":`), m.ID), `,"type":`...), m.Type), `,"symbol":`...)}
+		sep := byte('{')
+		if m.Signal != "" {
+			p.signal = append(AppendString([]byte(`{"signal":`), m.Signal), ',')
+			sep = 0
+		}
+		for i, d := range m.Details {
+			k := AppendString(nil, d)
+			if sep != 0 && i == 0 {
+				k = append([]byte{sep}, k...)
+			} else if i > 0 {
+				k = append([]byte{','}, k...)
+			}
+			p.keys = append(p.keys, append(k, ':'))
+			p.dir = append(p.dir, d == "direction")
+		}
+		j.pats = append(j.pats, p)
+	}
 	return j
+}
+
+// jsonlPattern holds the precomputed parts of one pattern's match lines.
+type jsonlPattern struct {
+	head   []byte   // {"pattern":"id","type":"t","symbol":
+	signal []byte   // {"signal":"sma_cross", or nil
+	keys   [][]byte // {"current_price": then ,"historical_high": ...
+	dir    []bool   // the detail is a direction
 }
 
 // Lines returns how many lines were written.
@@ -147,6 +197,9 @@ func (j *JSONLWriter) AppendOutput(dst []byte, o *ops.Output) []byte {
 		dst = append(dst, o.Timing.String()...)
 		return append(dst, `"}`...)
 	}
+	if o.Kind == ops.OutPattern && int(o.Op) < len(j.pats) {
+		return j.appendPattern(dst, o, &j.pats[o.Op])
+	}
 	dst = append(dst, `{"kind":`...)
 	dst = strconv.AppendUint(dst, uint64(o.Kind), 10)
 	dst = append(dst, `,"symbol":`...)
@@ -154,6 +207,38 @@ func (j *JSONLWriter) AppendOutput(dst []byte, o *ops.Output) []byte {
 	dst = append(dst, `,"seq":`...)
 	dst = strconv.AppendUint(dst, o.Seq, 10)
 	return append(dst, '}')
+}
+
+// appendPattern writes a match line (DESIGN.md "Patterns"):
+// {"pattern":"id","type":"price_breakout","symbol":"X","ts":NS,"confidence":c,"details":{...}}.
+func (j *JSONLWriter) appendPattern(dst []byte, o *ops.Output, p *jsonlPattern) []byte {
+	dst = append(dst, p.head...)
+	dst = AppendString(dst, j.symbol(o.Symbol))
+	dst = append(dst, `,"ts":`...)
+	dst = strconv.AppendInt(dst, o.TsNs, 10)
+	dst = append(dst, `,"confidence":`...)
+	dst = AppendFloat(dst, o.Value)
+	dst = append(dst, `,"details":`...)
+	n := min(int(o.NValues), len(p.keys))
+	if n == 0 {
+		if p.signal != nil {
+			return append(append(dst, p.signal[:len(p.signal)-1]...), "}}"...)
+		}
+		return append(dst, "{}}"...)
+	}
+	dst = append(dst, p.signal...)
+	for i := 0; i < n; i++ {
+		dst = append(dst, p.keys[i]...)
+		switch {
+		case !p.dir[i]:
+			dst = AppendFloat(dst, o.Values[i])
+		case o.Values[i] >= 0:
+			dst = append(dst, `"up"`...)
+		default:
+			dst = append(dst, `"down"`...)
+		}
+	}
+	return append(dst, "}}"...)
 }
 
 func appendOHLCV(dst []byte, v *[ops.MaxValues]float64) []byte {

@@ -3,8 +3,10 @@ package main
 import (
 	"flag"
 	"fmt"
+	"os"
 	"time"
 
+	"qstream/codec"
 	"qstream/ops"
 	"qstream/sinks"
 )
@@ -19,6 +21,8 @@ type operatorFlags struct {
 	earlyEvery                            time.Duration // processing time; run only
 	maxOpenWindows, maxBuffered, pctExact int
 	symbolTTL, allowedLateness            time.Duration
+	patterns                              string
+	patternMaxTrades                      int
 }
 
 // register adds the flags to fs. live adds those that only make sense on a
@@ -39,6 +43,8 @@ func (o *operatorFlags) register(fs *flag.FlagSet, live bool) {
 	fs.IntVar(&o.pctExact, "percentile-exact-max", ops.DefaultPercentileExactMax, "windows with at most this many trades get exact percentiles; larger ones a sketch with 1% relative error")
 	fs.DurationVar(&o.symbolTTL, "symbol-ttl", 0, "release a symbol's window state when its last trade is this far behind the watermark and nothing is left to fire; 0 keeps it")
 	fs.DurationVar(&o.allowedLateness, "allowed-lateness", 0, "events behind the watermark by at most this update their windows (late firings); later ones are dead-lettered as late")
+	fs.StringVar(&o.patterns, "patterns", "", "pattern file: a JSON list of price_breakout, volume_spike and technical_signal patterns (see README \"Patterns\"); matches are the patterns output")
+	fs.IntVar(&o.patternMaxTrades, "pattern-max-trades", ops.DefaultMaxPatternTradesPerSymbol, "trades kept per symbol in each pattern timeframe; beyond it the oldest leave early (counted)")
 }
 
 // operators is the parsed form of operatorFlags.
@@ -81,7 +87,19 @@ func (o *operatorFlags) parse(maxSymbols int, emitIndicators bool) (*operators, 
 	default:
 		return nil, usageError{fmt.Errorf("--window-emit: %q is not updates or final", o.windowEmit)}
 	}
+	var patterns []ops.PatternSpec
+	if o.patterns != "" {
+		data, err := os.ReadFile(o.patterns)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--patterns: %w", err)}
+		}
+		if patterns, err = ops.ParsePatterns(data); err != nil {
+			return nil, usageError{fmt.Errorf("--patterns %s: %w", o.patterns, err)}
+		}
+	}
 	cfg := ops.PipelineConfig{
+		Patterns:         patterns,
+		PatternOptions:   ops.PatternOptions{MaxTradesPerSymbol: o.patternMaxTrades},
 		Indicators:       specs,
 		IndicatorOptions: ops.IndicatorOptions{EMASeed: seed, SessionLengthNs: int64(o.vwapSession), SessionOffsetNs: int64(o.vwapSessionOffset)},
 		EmitIndicators:   emitIndicators,
@@ -96,10 +114,20 @@ func (o *operatorFlags) parse(maxSymbols int, emitIndicators bool) (*operators, 
 			WindowTrigger:              ops.WindowTrigger{EarlyEveryN: o.earlyEveryN, EarlyEveryNs: int64(o.earlyEvery), Emit: emit},
 		},
 	}
-	if _, err := ops.NewPipeline(cfg); err != nil {
+	check := cfg
+	check.SymbolNames = codec.NewSymbolTable(1) // pipeline() gives the engine's
+	if _, err := ops.NewPipeline(check); err != nil {
 		return nil, usageError{err} // a configuration the operators refuse (too much state, ...)
 	}
 	return &operators{pipe: cfg, specs: specs, windows: windows}, nil
+}
+
+// pipeline returns the pipeline configuration with the engine's symbol
+// table, which patterns restricted to symbols name them by.
+func (o *operators) pipeline(symbols *codec.SymbolTable) ops.PipelineConfig {
+	cfg := o.pipe
+	cfg.SymbolNames = symbols
+	return cfg
 }
 
 // jsonl returns the encoder configuration naming these operators' outputs.
@@ -111,5 +139,6 @@ func (o *operators) jsonl() sinks.JSONLConfig {
 	for _, w := range o.windows {
 		cfg.Windows = append(cfg.Windows, sinks.WindowMeta{Name: w.String(), Object: w.ValueIsObject()})
 	}
+	cfg.Patterns = sinks.PatternMetas(o.pipe.Patterns)
 	return cfg
 }

@@ -51,7 +51,7 @@ func replayFlagSet(f *replayFlags, stderr io.Writer) *flag.FlagSet {
 	f.sinks.register(fs, 30*time.Second, false)
 	fs.DurationVar(&f.outOfOrderness, "out-of-orderness", 0, "the watermark is the largest event time seen minus this")
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", 0, "a source silent this long (processing time) stops holding the watermark back; 0 disables")
-	fs.StringVar(&f.emit, "emit", "indicators", "what to write: indicators|windows|stats|all, or a comma-separated list (patterns and news come with their operators)")
+	fs.StringVar(&f.emit, "emit", "indicators", "what to write: indicators|windows|patterns|stats|all, or a comma-separated list (patterns need --patterns FILE; news comes with its operator)")
 	fs.StringVar(&f.output, "output", "-", "output file, or - for standard output")
 	fs.StringVar(&f.dlq, "dlq", "", "dead-letter output file (JSON Lines, one rejected record each with its reason); empty: counted and reported on stderr only")
 	fs.IntVar(&f.shards, "shards", 1, "number of shards; the output is the same for a given number of shards")
@@ -115,18 +115,21 @@ func parseEmit(s string) (emitSet, error) {
 			e.kinds[ops.OutIndicators] = true
 		case "windows":
 			e.kinds[ops.OutWindow] = true
-		case "patterns", "news":
-			// In the contract of DESIGN.md, but no pattern or news operator
-			// exists yet: say so rather than emit nothing.
-			return e, fmt.Errorf("--emit %s: %s operators are not built yet (indicators, windows and stats are)", part, part)
+		case "patterns":
+			e.kinds[ops.OutPattern] = true
+		case "news":
+			// In the contract of DESIGN.md, but no news operator exists
+			// yet: say so rather than emit nothing.
+			return e, fmt.Errorf("--emit %s: %s operators are not built yet (indicators, windows, patterns and stats are)", part, part)
 		case "stats":
 			e.stats = true
 		case "all":
 			e.kinds[ops.OutIndicators] = true
 			e.kinds[ops.OutWindow] = true
+			e.kinds[ops.OutPattern] = true
 			e.stats = true
 		default:
-			return e, fmt.Errorf("--emit: unknown output %q (want indicators, windows, stats or all)", part)
+			return e, fmt.Errorf("--emit: unknown output %q (want indicators, windows, patterns, stats or all)", part)
 		}
 	}
 	return e, nil
@@ -146,6 +149,9 @@ func replay(f *replayFlags, stdout, stderr io.Writer) error {
 	opers, err := f.ops.parse(f.maxSymbols, emit.kinds[ops.OutIndicators])
 	if err != nil {
 		return err
+	}
+	if emit.kinds[ops.OutPattern] && f.ops.patterns == "" && f.emit != "all" {
+		return usageError{fmt.Errorf("--emit patterns needs --patterns FILE")}
 	}
 
 	out := stdout
@@ -167,7 +173,7 @@ func replay(f *replayFlags, stdout, stderr io.Writer) error {
 	jcfg := opers.jsonl()
 	jcfg.Symbols, jcfg.Kinds = symbols, emit.kinds
 	writer := sinks.NewJSONLWriter(out, jcfg)
-	pipeCfg := opers.pipe
+	pipeCfg := opers.pipeline(symbols)
 	cfg := engine.Config{
 		Symbols:        symbols,
 		Shards:         f.shards,

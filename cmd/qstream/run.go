@@ -216,7 +216,7 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 		return outSinks.close(f.sinks.drain, stderr)
 	}
 	defer closeSinks()
-	pipeCfg := opers.pipe
+	pipeCfg := opers.pipeline(symbols)
 	var ptTick time.Duration
 	if e := f.ops.earlyEvery; e > 0 {
 		ptTick = max(time.Millisecond, e/4) // the window operators fire at most once per e themselves

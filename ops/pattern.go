@@ -1,0 +1,681 @@
+package ops
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+
+	"qstream/codec"
+)
+
+// This file holds the detector of the built-in patterns (price_breakout and
+// its mirror, volume_spike, technical_signal); the specs are in
+// pattern_spec.go, the checkpoint encoding in pattern_state.go.
+//
+// # Semantics
+//
+// Patterns see each symbol's trades in event-time order. A trade whose event
+// time is before the largest event time of the symbol's earlier trades
+// (arrival order) is late for patterns: it neither matches nor enters any
+// trailing set or pattern indicator, and is counted (PatternStats.Late).
+// Equal event times are in order. On that in-order subsequence, with t, p
+// and v the trade's event time, price and volume:
+//
+//   - price_breakout{threshold, timeframe}: the trailing set is the symbol's
+//     earlier trades with event time in (t − timeframe, t]; when it is not
+//     empty and its highest price H satisfies p > H·(1+threshold) the
+//     pattern matches: details current_price p, historical_high H,
+//     breakout_percentage (p−H)/H·100. direction down: lowest price L,
+//     p < L·(1−threshold), details current_price, historical_low,
+//     breakdown_percentage (L−p)/L·100.
+//   - volume_spike{multiplier, baseline}: the same trailing set over
+//     baseline, mean volume M (a compensated running sum over the set's
+//     count); matches when v > multiplier·M: details volume, baseline_mean,
+//     ratio v/M (null when M is 0).
+//   - technical_signal: the pattern's indicators (IndicatorSet, with the
+//     pipeline's IndicatorOptions) are updated with every in-order trade;
+//     it matches when a value crosses between the previous trade and this
+//     one: sma_cross/ema_cross when fast goes from <= slow to > slow (up) or
+//     from >= slow to < slow (down); rsi_cross when RSI goes from <=
+//     overbought to > overbought (up) or from >= oversold to < oversold
+//     (down); vwap_cross when the price goes from <= the session VWAP to >
+//     it (up) or from >= to < (down). Warm-up values (NaN) never cross.
+//
+// # Confidence
+//
+// Match lines carry a confidence in [0, 1]:
+//
+//   - price_breakout: with r the move past the extreme as a fraction ((p−H)/H,
+//     or (L−p)/L), min(1, r/(2·threshold)): 0.5 just past the threshold,
+//     1 at twice the threshold or beyond; 1 when the threshold is 0.
+//   - volume_spike: min(1, ratio/(2·multiplier)), the same shape.
+//   - technical_signal: 0.5 + 0.5·a/(a+b) with a how far the value is past
+//     the line now and b how far it was on the other side before (for
+//     crosses of two lines, the gaps between them): 0.5 for a hesitant cross
+//     that just touched the line, towards 1 for a decisive one.
+//
+// # State and bounds
+//
+// Trailing sets are per symbol and per distinct timeframe (patterns with the
+// same timeframe, of either type, share one): a stretch of the symbol's ring
+// of recent trades (one ring for all its timeframes, as long as the longest
+// set) with two monotonic deques (highest, lowest) and a compensated
+// running volume sum, O(1) amortized per trade, never a rescan. Each set
+// holds at most MaxTradesPerSymbol trades (PatternOptions): beyond it the
+// oldest trade leaves the set early and is counted (PatternStats.Capped), so
+// the set is then the last MaxTradesPerSymbol trades within the timeframe.
+// A symbol's memory is thus at most about MaxTradesPerSymbol·(24 + 32·its
+// timeframes) bytes (24-byte ring entries, 16-byte deque entries, rounded up
+// to powers of two: 2 MB for the default 10,000 and three timeframes), and
+// only symbols that trade hold any.
+// Technical patterns share one IndicatorSet per pipeline (each distinct
+// indicator once) and per symbol the previous values.
+//
+// # Index
+//
+// Per symbol (at its first trade) the patterns that apply are gathered into
+// a plan, shared by every symbol with the same applicable set: per trailing
+// set, the breakouts up sorted by threshold, the breakdowns sorted by
+// threshold and the spikes sorted by multiplier. The conditions are monotone
+// in those parameters, so each list is scanned only until its first
+// pattern that does not match: a trade costs one step per trailing set plus
+// one per match, however many patterns there are; technical patterns with
+// the same signal and parameters share one test.
+
+// DefaultMaxPatternTradesPerSymbol is PatternOptions.MaxTradesPerSymbol when
+// it is 0.
+const DefaultMaxPatternTradesPerSymbol = 10000
+
+// PatternOptions configure the pattern detector of a pipeline.
+type PatternOptions struct {
+	// MaxTradesPerSymbol bounds each trailing set of each symbol (see
+	// PatternStats.Capped); 0 means DefaultMaxPatternTradesPerSymbol.
+	MaxTradesPerSymbol int
+}
+
+// SymbolNamer names symbol ids; *codec.SymbolTable implements it. Patterns
+// restricted to symbols need it to match names at a symbol's first trade.
+type SymbolNamer interface {
+	Name(id codec.Symbol) string
+}
+
+// PatternStats counts what the detector did beyond matching.
+type PatternStats struct {
+	Late   uint64 // trades skipped by patterns because their event time went backwards
+	Capped uint64 // trades that left a trailing set early because it held MaxTradesPerSymbol
+}
+
+// patEnt is one trade of a trailing set.
+type patEnt struct {
+	ts            int64
+	price, volume float64
+}
+
+// patTrail is one symbol's trailing set for one timeframe: the entries
+// [head, patSlot.tail) of the symbol's ring, which every timeframe shares
+// (positions are absolute counters; position i is at ents[i&mask]). The
+// deques hold the positions and prices of the set's entries, prices strictly
+// decreasing (maxq) or increasing (minq) from front to back; carrying the
+// price makes the extreme and the back comparisons one memory access each.
+// They are as long as the ring.
+type patTrail struct {
+	head       uint64
+	headTs     int64 // event time of the entry at head, when the set is not empty
+	maxq, minq []patQ
+	mxh, mxt   uint64
+	mnh, mnt   uint64
+	vsum, vcmp float64
+}
+
+// patQ is a deque element: an entry's position and price.
+type patQ struct {
+	pos   uint64
+	price float64
+}
+
+// popFront removes the set's oldest entry.
+func (tr *patTrail) popFront(ents []patEnt, tail uint64) {
+	m := uint64(len(ents) - 1)
+	if tr.mxh != tr.mxt && tr.maxq[tr.mxh&m].pos == tr.head {
+		tr.mxh++
+	}
+	if tr.mnh != tr.mnt && tr.minq[tr.mnh&m].pos == tr.head {
+		tr.mnh++
+	}
+	tr.vsum, tr.vcmp = indTwoSum(tr.vsum, tr.vcmp, -ents[tr.head&m].volume)
+	tr.head++
+	if tr.head == tail {
+		tr.vsum, tr.vcmp = 0, 0 // exact again when empty
+	} else {
+		tr.headTs = ents[tr.head&m].ts // next to the entry just read
+	}
+}
+
+// evict drops the entries with event time <= t − tf.
+func (tr *patTrail) evict(ents []patEnt, tail uint64, t, tf int64) {
+	if t < math.MinInt64+tf {
+		return // t − tf underflows: every entry is within
+	}
+	cut := t - tf
+	for tr.head != tail && tr.headTs <= cut {
+		tr.popFront(ents, tail)
+	}
+}
+
+// add appends the entry at pos (already in the ring) to the set's deques
+// and sum.
+func (tr *patTrail) add(m, pos uint64, e patEnt) {
+	if pos == tr.head { // the set was empty
+		tr.headTs = e.ts
+	}
+	for tr.mxt != tr.mxh && tr.maxq[(tr.mxt-1)&m].price <= e.price {
+		tr.mxt--
+	}
+	tr.maxq[tr.mxt&m] = patQ{pos, e.price}
+	tr.mxt++
+	for tr.mnt != tr.mnh && tr.minq[(tr.mnt-1)&m].price >= e.price {
+		tr.mnt--
+	}
+	tr.minq[tr.mnt&m] = patQ{pos, e.price}
+	tr.mnt++
+	tr.vsum, tr.vcmp = indTwoSum(tr.vsum, tr.vcmp, e.volume)
+}
+
+func (tr *patTrail) high(m uint64) float64 { return tr.maxq[tr.mxh&m].price }
+
+func (tr *patTrail) low(m uint64) float64 { return tr.minq[tr.mnh&m].price }
+
+// push appends a trade to the slot's ring and to every set, first evicting
+// the oldest entry of each set that holds capN; it returns how many did.
+// Precondition: trails are ordered by timeframe, longest first, so that
+// trails[0] holds the oldest live entry.
+func (st *patSlot) push(e patEnt, capN int) (capped uint64) {
+	for i := range st.trails {
+		if tr := &st.trails[i]; st.tail-tr.head >= uint64(capN) {
+			tr.popFront(st.ents, st.tail)
+			capped++
+		}
+	}
+	if len(st.trails) == 0 {
+		return capped
+	}
+	if st.tail-st.trails[0].head == uint64(len(st.ents)) {
+		st.grow()
+	}
+	m := uint64(len(st.ents) - 1)
+	pos := st.tail
+	st.ents[pos&m] = e
+	st.tail++
+	for i := range st.trails {
+		st.trails[i].add(m, pos, e)
+	}
+	return capped
+}
+
+// grow doubles the ring and the deques (a power of two, at least 8),
+// keeping positions.
+func (st *patSlot) grow() {
+	n := max(8, 2*len(st.ents))
+	ents := make([]patEnt, n)
+	nm := uint64(n - 1)
+	if len(st.ents) > 0 {
+		om := uint64(len(st.ents) - 1)
+		for i := st.trails[0].head; i != st.tail; i++ {
+			ents[i&nm] = st.ents[i&om]
+		}
+	}
+	for j := range st.trails {
+		tr := &st.trails[j]
+		maxq, minq := make([]patQ, n), make([]patQ, n)
+		if len(st.ents) > 0 {
+			om := uint64(len(st.ents) - 1)
+			for i := tr.mxh; i != tr.mxt; i++ {
+				maxq[i&nm] = tr.maxq[i&om]
+			}
+			for i := tr.mnh; i != tr.mnt; i++ {
+				minq[i&nm] = tr.minq[i&om]
+			}
+		}
+		tr.maxq, tr.minq = maxq, minq
+	}
+	st.ents = ents
+}
+
+// patRef is a pattern in a plan list with its precomputed factor: 1+threshold
+// (up), 1−threshold (down) or the multiplier (spike).
+type patRef struct {
+	f  float64
+	th float64 // the threshold or multiplier, for the confidence
+	op uint16
+}
+
+// trailPlan is what one trailing set of a slot is checked for.
+type trailPlan struct {
+	k               int // trail index (timeframe) in patternSet.tfs
+	up, down, spike []patRef
+}
+
+// techPlan is one distinct technical condition and the patterns it stands for.
+type techPlan struct {
+	c   int
+	ops []uint16
+}
+
+// patPlan is the index of the patterns that apply to a set of symbols.
+type patPlan struct {
+	trails []trailPlan
+	tech   []techPlan
+}
+
+// techCond is a distinct technical condition over the pattern indicator
+// values: indices a, b into them (b unused for RSI and VWAP).
+type techCond struct {
+	sig    TechnicalSignal
+	a, b   int
+	hi, lo float64 // RSI levels
+}
+
+// patSlot is one symbol's pattern state.
+type patSlot struct {
+	plan      *patPlan // nil until the symbol's first trade
+	seen      bool
+	lastTs    int64
+	ents      []patEnt // the ring of trades the trailing sets share
+	tail      uint64
+	trails    []patTrail // parallel to plan.trails
+	prev      []float64  // previous pattern indicator values (NaN: none yet)
+	prevPrice float64
+}
+
+// patternSet is a pipeline's pattern detector.
+type patternSet struct {
+	specs    []PatternSpec
+	names    SymbolNamer
+	capN     int
+	tfs      []int64 // distinct timeframes
+	patTrail []int   // pattern → index in tfs (-1: technical)
+	conds    []techCond
+	patCond  []int // pattern → index in conds (-1: not technical)
+	ind      *IndicatorSet
+	indSpecs []IndicatorSpec
+	vals     []float64
+	slots    []patSlot
+	plans    map[string]*patPlan
+	stats    PatternStats
+	// loadSyms is the slot table of a snapshot being loaded (set by
+	// Pipeline.LoadState), to rebuild plans before checking the state.
+	loadSyms []codec.Symbol
+}
+
+func newPatternSet(specs []PatternSpec, opts PatternOptions, indOpts IndicatorOptions, names SymbolNamer, maxSlots int) (*patternSet, error) {
+	if len(specs) > MaxPatterns {
+		return nil, fmt.Errorf("%w: %d patterns, at most %d", ErrPatternSpec, len(specs), MaxPatterns)
+	}
+	ps := &patternSet{
+		specs: slices.Clone(specs),
+		names: names,
+		capN:  opts.MaxTradesPerSymbol,
+		plans: map[string]*patPlan{},
+		slots: make([]patSlot, maxSlots),
+	}
+	if ps.capN == 0 {
+		ps.capN = DefaultMaxPatternTradesPerSymbol
+	}
+	if ps.capN < 1 || ps.capN > 1<<24 {
+		return nil, fmt.Errorf("%w: max trades per symbol %d outside 1..%d", ErrPatternSpec, ps.capN, 1<<24)
+	}
+	ids := map[string]bool{}
+	addInd := func(s IndicatorSpec) int {
+		if i := slices.Index(ps.indSpecs, s); i >= 0 {
+			return i
+		}
+		ps.indSpecs = append(ps.indSpecs, s)
+		return len(ps.indSpecs) - 1
+	}
+	for i, s := range specs {
+		if err := s.validate(); err != nil {
+			return nil, fmt.Errorf("%w: pattern %q (#%d): %w", ErrPatternSpec, s.ID, i+1, err)
+		}
+		if ids[s.ID] {
+			return nil, fmt.Errorf("%w: pattern %q (#%d): id: duplicate", ErrPatternSpec, s.ID, i+1)
+		}
+		ids[s.ID] = true
+		if len(s.Symbols) > 0 && names == nil {
+			return nil, fmt.Errorf("%w: pattern %q: symbols given but the pipeline has no SymbolNames", ErrPatternSpec, s.ID)
+		}
+		ps.patTrail = append(ps.patTrail, -1)
+		ps.patCond = append(ps.patCond, -1)
+		if s.Type != PatTechnical {
+			k := slices.Index(ps.tfs, s.TimeframeNs)
+			if k < 0 {
+				k = len(ps.tfs)
+				ps.tfs = append(ps.tfs, s.TimeframeNs)
+			}
+			ps.patTrail[i] = k
+			continue
+		}
+		var c techCond
+		c.sig = s.Signal
+		switch s.Signal {
+		case SigSMACross:
+			c.a, c.b = addInd(IndicatorSpec{IndSMA, s.Fast}), addInd(IndicatorSpec{IndSMA, s.Slow})
+		case SigEMACross:
+			c.a, c.b = addInd(IndicatorSpec{IndEMA, s.Fast}), addInd(IndicatorSpec{IndEMA, s.Slow})
+		case SigRSICross:
+			c.a, c.hi, c.lo = addInd(IndicatorSpec{IndRSI, s.Period}), s.Overbought, s.Oversold
+		case SigVWAPCross:
+			c.a = addInd(IndicatorSpec{Kind: IndVWAP})
+		}
+		j := slices.Index(ps.conds, c)
+		if j < 0 {
+			j = len(ps.conds)
+			ps.conds = append(ps.conds, c)
+		}
+		ps.patCond[i] = j
+	}
+	if len(ps.indSpecs) > MaxValues {
+		return nil, fmt.Errorf("%w: technical patterns need %d distinct indicators, at most %d", ErrPatternSpec, len(ps.indSpecs), MaxValues)
+	}
+	if len(ps.indSpecs) > 0 {
+		ind, err := NewIndicatorSet(ps.indSpecs, indOpts, maxSlots)
+		if err != nil {
+			return nil, fmt.Errorf("ops: technical patterns: %w", err)
+		}
+		ps.ind = ind
+		ps.vals = make([]float64, len(ps.indSpecs))
+	}
+	return ps, nil
+}
+
+// planFor returns the (shared) plan of the patterns that apply to sym. It
+// allocates on first sight of a new applicable set only.
+func (ps *patternSet) planFor(sym codec.Symbol) *patPlan {
+	var name string
+	if ps.names != nil {
+		name = ps.names.Name(sym)
+	}
+	var key strings.Builder
+	var apply []int
+	for i, s := range ps.specs {
+		if len(s.Symbols) == 0 || slices.Contains(s.Symbols, name) {
+			apply = append(apply, i)
+			fmt.Fprintf(&key, "%d,", i)
+		}
+	}
+	if pl, ok := ps.plans[key.String()]; ok {
+		return pl
+	}
+	pl := &patPlan{}
+	for _, i := range apply {
+		s := &ps.specs[i]
+		if k := ps.patTrail[i]; k >= 0 {
+			j := slices.IndexFunc(pl.trails, func(t trailPlan) bool { return t.k == k })
+			if j < 0 {
+				j = len(pl.trails)
+				pl.trails = append(pl.trails, trailPlan{k: k})
+			}
+			tp := &pl.trails[j]
+			switch {
+			case s.Type == PatVolumeSpike:
+				tp.spike = append(tp.spike, patRef{f: s.Multiplier, th: s.Multiplier, op: uint16(i)})
+			case s.Down:
+				tp.down = append(tp.down, patRef{f: 1 - s.Threshold, th: s.Threshold, op: uint16(i)})
+			default:
+				tp.up = append(tp.up, patRef{f: 1 + s.Threshold, th: s.Threshold, op: uint16(i)})
+			}
+			continue
+		}
+		c := ps.patCond[i]
+		j := slices.IndexFunc(pl.tech, func(t techPlan) bool { return t.c == c })
+		if j < 0 {
+			j = len(pl.tech)
+			pl.tech = append(pl.tech, techPlan{c: c})
+		}
+		pl.tech[j].ops = append(pl.tech[j].ops, uint16(i))
+	}
+	// Stable sorts keep pattern order among equal parameters.
+	byTh := func(a, b patRef) int {
+		if a.th != b.th {
+			if a.th < b.th {
+				return -1
+			}
+			return 1
+		}
+		return int(a.op) - int(b.op)
+	}
+	// Longest timeframe first: its set holds the ring's oldest entry.
+	slices.SortStableFunc(pl.trails, func(a, b trailPlan) int {
+		if ta, tb := ps.tfs[a.k], ps.tfs[b.k]; ta != tb {
+			if ta > tb {
+				return -1
+			}
+			return 1
+		}
+		return 0
+	})
+	for j := range pl.trails {
+		slices.SortFunc(pl.trails[j].up, byTh)
+		slices.SortFunc(pl.trails[j].down, byTh)
+		slices.SortFunc(pl.trails[j].spike, byTh)
+	}
+	ps.plans[key.String()] = pl
+	return pl
+}
+
+// initSlot gives slot the plan of sym and empty state.
+func (ps *patternSet) initSlot(slot int, sym codec.Symbol) {
+	st := &ps.slots[slot]
+	st.plan = ps.planFor(sym)
+	st.trails = make([]patTrail, len(st.plan.trails))
+	if len(st.plan.tech) > 0 {
+		st.prev = make([]float64, len(ps.indSpecs))
+		for i := range st.prev {
+			st.prev[i] = math.NaN()
+		}
+		st.prevPrice = math.NaN()
+	}
+}
+
+// onTrade runs the patterns on one trade of slot and appends the matches.
+func (p *Pipeline) onPatterns(slot int, ev *codec.Event, dst []Output) []Output {
+	ps := p.pat
+	st := &ps.slots[slot]
+	if st.plan == nil {
+		ps.initSlot(slot, ev.Symbol)
+	}
+	if st.seen && ev.TsNs < st.lastTs {
+		ps.stats.Late++
+		return dst
+	}
+	st.seen, st.lastTs = true, ev.TsNs
+	first := len(dst)
+	t, price, vol := ev.TsNs, ev.Price, ev.Volume
+	pl := st.plan
+	m := uint64(len(st.ents) - 1)
+	for i := range pl.trails {
+		tp := &pl.trails[i]
+		tr := &st.trails[i]
+		if tr.head == st.tail {
+			continue
+		}
+		tr.evict(st.ents, st.tail, t, ps.tfs[tp.k])
+		if tr.head == st.tail {
+			continue
+		}
+		if len(tp.up) > 0 {
+			h := tr.high(m)
+			for _, r := range tp.up {
+				if !(price > h*r.f) {
+					break
+				}
+				frac := (price - h) / h
+				dst = p.patOut(dst, r.op, ev, patConfidence(frac, r.th), price, h, frac*100)
+			}
+		}
+		if len(tp.down) > 0 {
+			l := tr.low(m)
+			for _, r := range tp.down {
+				if !(price < l*r.f) {
+					break
+				}
+				frac := (l - price) / l
+				dst = p.patOut(dst, r.op, ev, patConfidence(frac, r.th), price, l, frac*100)
+			}
+		}
+		if len(tp.spike) > 0 {
+			mean := (tr.vsum + tr.vcmp) / float64(st.tail-tr.head)
+			for _, r := range tp.spike {
+				if !(vol > r.f*mean) {
+					break
+				}
+				ratio := math.Inf(1)
+				if mean != 0 {
+					ratio = vol / mean
+				}
+				dst = p.patOut(dst, r.op, ev, min(1, ratio/(2*r.f)), vol, mean, ratio)
+			}
+		}
+	}
+	ps.stats.Capped += st.push(patEnt{ts: t, price: price, volume: vol}, ps.capN)
+	if len(pl.tech) > 0 {
+		dst = p.onTechnical(slot, st, ev, dst)
+	}
+	if len(dst)-first > 1 && !patSortedByOp(dst[first:]) {
+		patSortByOp(dst[first:])
+	}
+	return dst
+}
+
+func patSortedByOp(m []Output) bool {
+	for i := 1; i < len(m); i++ {
+		if m[i].Op < m[i-1].Op {
+			return false
+		}
+	}
+	return true
+}
+
+// patSortByOp puts one trade's matches in pattern order (insertion sort:
+// few elements, no allocation).
+func patSortByOp(m []Output) {
+	for i := 1; i < len(m); i++ {
+		for j := i; j > 0 && m[j].Op < m[j-1].Op; j-- {
+			m[j], m[j-1] = m[j-1], m[j]
+		}
+	}
+}
+
+// patConfidence is min(1, frac/(2·threshold)), 1 for a zero threshold.
+func patConfidence(frac, th float64) float64 {
+	if th == 0 {
+		return 1
+	}
+	return min(1, frac/(2*th))
+}
+
+// onTechnical updates the pattern indicators and tests the crosses.
+func (p *Pipeline) onTechnical(slot int, st *patSlot, ev *codec.Event, dst []Output) []Output {
+	ps := p.pat
+	vals := ps.vals
+	ps.ind.Update(slot, ev.TsNs, ev.Price, ev.Volume, vals)
+	for _, tp := range st.plan.tech {
+		c := &ps.conds[tp.c]
+		// The cross is tested first; the details and the confidence are
+		// worked out only for a match.
+		var dir, a, b, c1, c2 float64
+		var nd uint8
+		switch c.sig {
+		case SigSMACross, SigEMACross:
+			a, b, c1, c2, nd = vals[c.a], vals[c.b], st.prev[c.a], st.prev[c.b], 5
+			dir = patCross(c1, c2, a, b)
+		case SigRSICross:
+			r, pr := vals[c.a], st.prev[c.a]
+			switch {
+			case pr <= c.hi && r > c.hi:
+				dir, c2 = 1, c.hi
+			case pr >= c.lo && r < c.lo:
+				dir, c2 = -1, c.lo
+			}
+			a, b, c1, nd = r, pr, c2, 4
+		case SigVWAPCross:
+			a, b, c1, c2, nd = ev.Price, vals[c.a], st.prevPrice, st.prev[c.a], 5
+			dir = patCross(c1, c2, a, b)
+		}
+		if dir == 0 {
+			continue
+		}
+		var conf float64
+		if c.sig == SigRSICross {
+			conf = patCrossConfidence(a-c1, b-c1) // RSI now and before, against the level
+		} else {
+			conf = patCrossConfidence(a-b, c1-c2) // the gaps now and before
+		}
+		for _, op := range tp.ops {
+			dst = p.patOut(dst, op, ev, conf, dir, a, b, c1, c2)
+			dst[len(dst)-1].NValues = nd
+		}
+	}
+	copy(st.prev, vals)
+	st.prevPrice = ev.Price
+	return dst
+}
+
+// patCross is +1 when x goes from <= y to > y, −1 from >= y to < y, else 0
+// (NaN compares false: no cross during warm-up).
+func patCross(px, py, x, y float64) float64 {
+	switch {
+	case px <= py && x > y:
+		return 1
+	case px >= py && x < y:
+		return -1
+	}
+	return 0
+}
+
+// patCrossConfidence is 0.5 + 0.5·|now|/(|now|+|before|).
+func patCrossConfidence(now, before float64) float64 {
+	a, b := math.Abs(now), math.Abs(before)
+	if a+b == 0 {
+		return 0.5
+	}
+	return 0.5 + 0.5*(a/(a+b))
+}
+
+// patOut appends a match of pattern op for ev with confidence conf and up to
+// five details. A trade's matches are then put in pattern order.
+func (p *Pipeline) patOut(dst []Output, op uint16, ev *codec.Event, conf, d0, d1, d2 float64, more ...float64) []Output {
+	dst = append(dst, Output{
+		Kind:     OutPattern,
+		NValues:  uint8(3 + len(more)),
+		Op:       op,
+		Symbol:   ev.Symbol,
+		Seq:      ev.Seq,
+		Key:      p.inputKey(OutPattern, op, ev),
+		TsNs:     ev.TsNs,
+		Price:    ev.Price,
+		Volume:   ev.Volume,
+		Value:    conf,
+		IngestNs: ev.IngestNs,
+	})
+	o := &dst[len(dst)-1]
+	o.Values[0], o.Values[1], o.Values[2] = d0, d1, d2
+	copy(o.Values[3:], more)
+	return dst
+}
+
+// Patterns returns the pipeline's pattern specs, indexed by Op.
+func (p *Pipeline) Patterns() []PatternSpec {
+	if p.pat == nil {
+		return nil
+	}
+	return slices.Clone(p.pat.specs)
+}
+
+// PatternStats returns the pattern detector's counters.
+func (p *Pipeline) PatternStats() PatternStats {
+	if p.pat == nil {
+		return PatternStats{}
+	}
+	return p.pat.stats
+}

@@ -1,0 +1,251 @@
+package ops
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"math"
+
+	"qstream/codec"
+)
+
+// ErrPatternState is wrapped by every error of the pattern detector's
+// LoadState.
+var ErrPatternState = errors.New("ops: bad pattern state")
+
+// Pattern state encoding, version 1, little-endian, floats as IEEE-754 bits
+// (a restore is bit-exact):
+//
+//	magic     [4]byte "QPAT"
+//	version   u16 (1), reserved u16 (0)
+//	config    u64, codec.HashID of the specs and MaxTradesPerSymbol
+//	nslots    u32, slots that follow (the pipeline's slots in use)
+//	late      u64, capped u64
+//	slots     nslots × {
+//	            planned u8, seen u8, 6 zero bytes, lastTs i64, prevPrice u64,
+//	            ntrails u32, nprev u32, prev nprev × u64,
+//	            nents u32, 4 zero bytes, ents nents × { ts i64, price u64, volume u64 } (the ring, oldest first),
+//	            trails ntrails × { n u32, 4 zero bytes, vsum u64, vcmp u64 } (each set is the last n entries) }
+//	indicator u64 length + IndicatorSet.AppendState when technical patterns exist
+//	crc       u32, CRC-32C of every byte above
+//
+// The deques are rebuilt on load (they are a function of the set's trades)
+// and the running sums are restored bit for bit. A slot's plan is rebuilt from its symbol, so
+// the pipeline passes the snapshot's slot table (loadSyms).
+const (
+	patStateMagic   = "QPAT"
+	patStateVersion = 1
+)
+
+func (ps *patternSet) configHash() uint64 {
+	return codec.HashID(fmt.Appendf(nil, "%+v|%d", ps.specs, ps.capN))
+}
+
+// AppendState appends the detector's state for the pipeline's slots in use.
+func (ps *patternSet) AppendState(dst []byte) []byte {
+	start := len(dst)
+	le := binary.LittleEndian
+	n := 0
+	for i := range ps.slots {
+		if ps.slots[i].plan != nil {
+			n = i + 1
+		}
+	}
+	dst = append(dst, patStateMagic...)
+	dst = le.AppendUint16(dst, patStateVersion)
+	dst = le.AppendUint16(dst, 0)
+	dst = le.AppendUint64(dst, ps.configHash())
+	dst = le.AppendUint32(dst, uint32(n))
+	dst = le.AppendUint64(dst, ps.stats.Late)
+	dst = le.AppendUint64(dst, ps.stats.Capped)
+	for i := range ps.slots[:n] {
+		st := &ps.slots[i]
+		var planned, seen byte
+		if st.plan != nil {
+			planned = 1
+		}
+		if st.seen {
+			seen = 1
+		}
+		dst = append(dst, planned, seen, 0, 0, 0, 0, 0, 0)
+		dst = le.AppendUint64(dst, uint64(st.lastTs))
+		dst = le.AppendUint64(dst, math.Float64bits(st.prevPrice))
+		dst = le.AppendUint32(dst, uint32(len(st.trails)))
+		dst = le.AppendUint32(dst, uint32(len(st.prev)))
+		for _, v := range st.prev {
+			dst = le.AppendUint64(dst, math.Float64bits(v))
+		}
+		var oldest uint64 = st.tail
+		if len(st.trails) > 0 {
+			oldest = st.trails[0].head
+		}
+		dst = le.AppendUint32(dst, uint32(st.tail-oldest))
+		dst = le.AppendUint32(dst, 0)
+		m := uint64(len(st.ents) - 1)
+		for k := oldest; k != st.tail; k++ {
+			e := st.ents[k&m]
+			dst = le.AppendUint64(dst, uint64(e.ts))
+			dst = le.AppendUint64(dst, math.Float64bits(e.price))
+			dst = le.AppendUint64(dst, math.Float64bits(e.volume))
+		}
+		for j := range st.trails {
+			tr := &st.trails[j]
+			dst = le.AppendUint32(dst, uint32(st.tail-tr.head))
+			dst = le.AppendUint32(dst, 0)
+			dst = le.AppendUint64(dst, math.Float64bits(tr.vsum))
+			dst = le.AppendUint64(dst, math.Float64bits(tr.vcmp))
+		}
+	}
+	if ps.ind != nil {
+		at := len(dst)
+		dst = le.AppendUint64(dst, 0)
+		dst = ps.ind.AppendState(dst)
+		le.PutUint64(dst[at:], uint64(len(dst)-at-8))
+	}
+	return le.AppendUint32(dst, crc32.Checksum(dst[start:], pipeCRCTable))
+}
+
+// patReader reads the encoding with one sticky error.
+type patReader struct {
+	b   []byte
+	err error
+}
+
+func (r *patReader) take(n int) []byte {
+	if r.err != nil || n < 0 || len(r.b) < n {
+		if r.err == nil {
+			r.err = errors.New("truncated")
+		}
+		return make([]byte, max(n, 0))
+	}
+	out := r.b[:n]
+	r.b = r.b[n:]
+	return out
+}
+func (r *patReader) u32() uint32  { return binary.LittleEndian.Uint32(r.take(4)) }
+func (r *patReader) u64() uint64  { return binary.LittleEndian.Uint64(r.take(8)) }
+func (r *patReader) f64() float64 { return math.Float64frombits(r.u64()) }
+
+// LoadState replaces the detector's state with a snapshot of AppendState,
+// checked completely first: on error the detector is unchanged. The
+// pipeline sets loadSyms to the snapshot's slot table before calling it.
+func (ps *patternSet) LoadState(src []byte) error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s", ErrPatternState, fmt.Sprintf(format, a...))
+	}
+	if len(src) < 36 || string(src[:4]) != patStateMagic {
+		return bad("not a pattern snapshot")
+	}
+	le := binary.LittleEndian
+	body := src[:len(src)-4]
+	if crc32.Checksum(body, pipeCRCTable) != le.Uint32(src[len(body):]) {
+		return bad("checksum mismatch")
+	}
+	r := &patReader{b: body[4:]}
+	if v := le.Uint16(r.take(2)); v != patStateVersion {
+		return bad("version %d, this build reads %d", v, patStateVersion)
+	}
+	r.take(2)
+	if h := r.u64(); h != ps.configHash() {
+		return bad("taken with other patterns or limits")
+	}
+	n := int(r.u32())
+	if n > len(ps.slots) || n > len(ps.loadSyms) {
+		return bad("%d slots, the pipeline holds %d", n, len(ps.loadSyms))
+	}
+	stats := PatternStats{Late: r.u64(), Capped: r.u64()}
+	slots := make([]patSlot, n)
+	for i := range slots {
+		flags := r.take(8)
+		st := &slots[i]
+		st.seen = flags[1] == 1
+		st.lastTs = int64(r.u64())
+		st.prevPrice = r.f64()
+		ntr, nprev := int(r.u32()), int(r.u32())
+		if flags[0] == 0 {
+			if ntr != 0 || nprev != 0 || st.seen {
+				return bad("slot %d: state without a plan", i)
+			}
+			continue
+		}
+		st.plan = ps.planFor(ps.loadSyms[i])
+		wantPrev := 0
+		if len(st.plan.tech) > 0 {
+			wantPrev = len(ps.indSpecs)
+		}
+		if ntr != len(st.plan.trails) || nprev != wantPrev {
+			return bad("slot %d: %d trailing sets and %d indicator values, its patterns have %d and %d", i, ntr, nprev, len(st.plan.trails), wantPrev)
+		}
+		if nprev > 0 {
+			st.prev = make([]float64, nprev)
+			for j := range st.prev {
+				st.prev[j] = r.f64()
+			}
+		}
+		nents := int(r.u32())
+		r.take(4)
+		if nents > ps.capN || nents*24 > len(r.b) || (ntr == 0 && nents != 0) {
+			return bad("slot %d: a ring of %d trades", i, nents)
+		}
+		ents := make([]patEnt, nents)
+		prevTs := int64(math.MinInt64)
+		for k := range ents {
+			ents[k] = patEnt{ts: int64(r.u64()), price: r.f64(), volume: r.f64()}
+			if ents[k].ts < prevTs || (st.seen && ents[k].ts > st.lastTs) {
+				return bad("slot %d: ring out of event-time order", i)
+			}
+			prevTs = ents[k].ts
+		}
+		st.trails = make([]patTrail, ntr)
+		if nents > 0 {
+			size := 8
+			for size < nents {
+				size *= 2
+			}
+			st.ents = make([]patEnt, size)
+			copy(st.ents, ents)
+		}
+		st.tail = uint64(nents)
+		last := nents
+		for j := range st.trails {
+			cnt := int(r.u32())
+			r.take(4)
+			vsum, vcmp := r.f64(), r.f64()
+			if cnt > last || (j == 0 && cnt != nents) {
+				return bad("slot %d: trailing set %d of %d trades in a ring of %d", i, j, cnt, nents)
+			}
+			last = cnt
+			tr := &st.trails[j]
+			tr.head = uint64(nents - cnt)
+			tr.maxq, tr.minq = make([]patQ, len(st.ents)), make([]patQ, len(st.ents))
+			m := uint64(len(st.ents) - 1)
+			for k := tr.head; k != st.tail; k++ {
+				tr.add(m, k, st.ents[k&m])
+			}
+			tr.vsum, tr.vcmp = vsum, vcmp
+		}
+		if r.err != nil {
+			return bad("slot %d: %v", i, r.err)
+		}
+	}
+	var indState []byte
+	if ps.ind != nil {
+		indState = r.take(int(min(r.u64(), uint64(len(r.b)))))
+	}
+	if r.err != nil {
+		return bad("%v", r.err)
+	}
+	if len(r.b) != 0 {
+		return bad("%d trailing bytes", len(r.b))
+	}
+	if ps.ind != nil {
+		if err := ps.ind.LoadState(indState); err != nil {
+			return fmt.Errorf("%w: %w", ErrPatternState, err)
+		}
+	}
+	clear(ps.slots)
+	copy(ps.slots, slots)
+	ps.stats = stats
+	return nil
+}
