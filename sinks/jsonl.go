@@ -16,9 +16,9 @@ import (
 	"io"
 	"math"
 	"strconv"
-	"unicode/utf8"
 
 	"qstream/codec"
+	"qstream/internal/jsontext"
 	"qstream/ops"
 )
 
@@ -260,28 +260,9 @@ func appendOHLCV(dst []byte, v *[ops.MaxValues]float64) []byte {
 
 // AppendFloat appends f as encoding/json writes a float64 (shortest
 // round-trip form, exponent only outside [1e-6, 1e21)), and null for NaN or
-// ±Inf, which JSON cannot represent.
-func AppendFloat(dst []byte, f float64) []byte {
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return append(dst, "null"...)
-	}
-	abs := math.Abs(f)
-	format := byte('f')
-	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
-		format = 'e'
-	}
-	start := len(dst)
-	dst = strconv.AppendFloat(dst, f, format, -1, 64)
-	if format == 'e' {
-		// clean up e-09 to e-9, as encoding/json does
-		n := len(dst) - start
-		if n >= 4 && dst[len(dst)-4] == 'e' && dst[len(dst)-3] == '-' && dst[len(dst)-2] == '0' {
-			dst[len(dst)-2] = dst[len(dst)-1]
-			dst = dst[:len(dst)-1]
-		}
-	}
-	return dst
-}
+// ±Inf, which JSON cannot represent (internal/jsontext, which every output
+// line is written with).
+func AppendFloat(dst []byte, f float64) []byte { return jsontext.AppendFloat(dst, f) }
 
 // AppendString appends s as a JSON string that is always valid UTF-8 JSON,
 // whatever s holds: quotes and backslashes are escaped, control characters
@@ -289,35 +270,9 @@ func AppendFloat(dst []byte, f float64) []byte {
 // valid UTF-8 sequence becomes \ufffd (the replacement character, as
 // encoding/json does). Parsers reject such names at the door (see
 // codec.ValidSymbolName), so this is the guard for text that got in another
-// way: an old WAL or checkpoint, a flag, an error message. Plain ASCII is
-// copied as it is; it does not allocate beyond growing dst.
-func AppendString(dst []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				dst = append(dst, '\\', c)
-			case c < 0x20 || c == 0x7f:
-				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
-			default:
-				dst = append(dst, c)
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, `\ufffd`...)
-		} else {
-			dst = append(dst, s[i:i+size]...)
-		}
-		i += size
-	}
-	return append(dst, '"')
-}
+// way: an old WAL or checkpoint, a flag, an error message. It does not
+// allocate beyond growing dst.
+func AppendString(dst []byte, s string) []byte { return jsontext.AppendString(dst, s) }
 
 // ErrClosed is returned by writers used after Close.
 var ErrClosed = errors.New("sinks: closed")
