@@ -16,12 +16,13 @@ import (
 // PatternType names a built-in pattern.
 type PatternType uint8
 
-// Built-in pattern types. news_impact and sequence patterns are in the
+// Built-in pattern types. news_impact patterns are in the
 // contract but not built: ParsePatterns refuses them by name.
 const (
 	PatBreakout    PatternType = iota + 1 // price_breakout (Direction up or down)
 	PatVolumeSpike                        // volume_spike
 	PatTechnical                          // technical_signal
+	PatSequence                           // sequence (sequence_spec.go)
 )
 
 // String returns the type's name in the pattern file and the match line.
@@ -33,6 +34,8 @@ func (t PatternType) String() string {
 		return "volume_spike"
 	case PatTechnical:
 		return "technical_signal"
+	case PatSequence:
+		return "sequence"
 	}
 	return "invalid"
 }
@@ -91,6 +94,7 @@ type PatternSpec struct {
 	Period      int
 	Overbought  float64
 	Oversold    float64
+	Sequence    SequenceSpec // PatSequence (sequence_spec.go)
 }
 
 // DetailNames returns the JSON keys of a match's details, in the order of
@@ -113,6 +117,8 @@ func (s PatternSpec) DetailNames() []string {
 		case SigVWAPCross:
 			return []string{"direction", "price", "vwap", "previous_price", "previous_vwap"}
 		}
+	case PatSequence:
+		return s.Sequence.seqDetailNames()
 	}
 	return nil
 }
@@ -159,8 +165,8 @@ type patternJSON struct {
 // Unknown fields, a parameter of another type, missing or out-of-range
 // values and duplicate ids are errors that name the pattern (its id, or its
 // position) and the field; they wrap ErrPatternSpec. YAML is not read (it
-// would need a dependency). The news_impact and sequence types are refused
-// as not built yet.
+// would need a dependency). The news_impact type is refused as not built
+// yet; sequence patterns are read by parseSequenceJSON (sequence_spec.go).
 func ParsePatterns(data []byte) ([]PatternSpec, error) {
 	var raws []json.RawMessage
 	if err := json.Unmarshal(data, &raws); err != nil {
@@ -172,6 +178,22 @@ func ParsePatterns(data []byte) ([]PatternSpec, error) {
 	specs := make([]PatternSpec, 0, len(raws))
 	ids := make(map[string]int, len(raws))
 	for i, raw := range raws {
+		if isSequenceJSON(raw) { // sequence_spec.go
+			spec, err := parseSequenceJSON(raw)
+			if err != nil {
+				name := fmt.Sprintf("#%d", i+1)
+				if spec.ID != "" {
+					name = fmt.Sprintf("%q (#%d)", spec.ID, i+1)
+				}
+				return nil, fmt.Errorf("%w: pattern %s: %w", ErrPatternSpec, name, err)
+			}
+			if j, dup := ids[spec.ID]; dup {
+				return nil, fmt.Errorf("%w: pattern %q (#%d): id: already used by pattern #%d", ErrPatternSpec, spec.ID, i+1, j+1)
+			}
+			ids[spec.ID] = i
+			specs = append(specs, spec)
+			continue
+		}
 		dec := json.NewDecoder(bytes.NewReader(raw))
 		dec.DisallowUnknownFields()
 		var pj patternJSON
@@ -335,12 +357,12 @@ func (pj *patternJSON) spec() (PatternSpec, error) {
 		default:
 			return s, fmt.Errorf("signal: %q is not sma_cross, ema_cross, rsi_cross or vwap_cross", *pj.Signal)
 		}
-	case "news_impact", "sequence":
+	case "news_impact":
 		return s, fmt.Errorf("type: %s patterns are not built yet (price_breakout, volume_spike and technical_signal are)", pj.Type)
 	case "":
 		return s, errors.New("type: missing")
 	default:
-		return s, fmt.Errorf("type: %q is not price_breakout, volume_spike or technical_signal", pj.Type)
+		return s, fmt.Errorf("type: %q is not price_breakout, volume_spike, technical_signal or sequence", pj.Type)
 	}
 	if pj.Keywords != nil || pj.SentimentThreshold != nil || pj.Move != nil || pj.Steps != nil || pj.Within != nil {
 		return s, fmt.Errorf("keywords/sentiment_threshold/move/steps/within: not parameters of %s", pj.Type)
@@ -402,6 +424,8 @@ func (s PatternSpec) validate() error {
 			return fmt.Errorf("signal: %d unknown", s.Signal)
 		}
 		return nil
+	case PatSequence:
+		return s.Sequence.validate()
 	default:
 		return fmt.Errorf("type: %d unknown", s.Type)
 	}

@@ -51,7 +51,9 @@ type Pipeline struct {
 	srcKey, scopeKey uint64
 
 	windows []*WindowOperator
-	pat     *patternSet // nil without patterns
+	pat     *patternSet // nil without built-in patterns
+	patOps  []uint16    // built-in pattern index → Op, when sequences come before some (nil: the same)
+	seq     *seqSet     // nil without sequence patterns (sequence.go)
 }
 
 // quoteState is the latest top of book of a symbol; quotes update it, trades
@@ -100,11 +102,22 @@ func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
 		p.windows = append(p.windows, w)
 	}
 	if len(cfg.Patterns) > 0 {
-		ps, err := newPatternSet(cfg.Patterns, cfg.PatternOptions, cfg.IndicatorOptions, cfg.SymbolNames, cfg.MaxSlots)
+		builtin, patOps, nseq, err := seqSplit(cfg.Patterns)
 		if err != nil {
 			return nil, err
 		}
-		p.pat = ps
+		if len(builtin) > 0 {
+			ps, err := newPatternSet(builtin, cfg.PatternOptions, cfg.IndicatorOptions, cfg.SymbolNames, cfg.MaxSlots)
+			if err != nil {
+				return nil, err
+			}
+			p.pat, p.patOps = ps, patOps
+		}
+		if nseq > 0 {
+			if p.seq, err = newSeqSet(cfg.Patterns, cfg.IndicatorOptions, cfg.SymbolNames, cfg.MaxSlots); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return p, nil
 }
@@ -151,6 +164,10 @@ func (p *Pipeline) Symbols() int { return p.nslots }
 func (p *Pipeline) OnEvent(ev *codec.Event, watermarkNs int64, dst []Output) ([]Output, codec.Reason) {
 	switch ev.Kind {
 	case codec.KindTrade, codec.KindQuote:
+	case codec.KindBar:
+		if p.seq == nil {
+			return dst, codec.ReasonNone
+		}
 	default:
 		return dst, codec.ReasonNone // news, status, system events: no per-symbol operators yet
 	}
@@ -167,7 +184,13 @@ func (p *Pipeline) OnEvent(ev *codec.Event, watermarkNs int64, dst []Output) ([]
 			q.ask = ev.Ask
 		}
 		q.tsNs = ev.TsNs
+		if p.seq != nil {
+			dst = p.onSequences(slot, ev, dst)
+		}
 		return dst, codec.ReasonNone
+	}
+	if ev.Kind == codec.KindBar {
+		return p.onSequences(slot, ev, dst), codec.ReasonNone
 	}
 	if p.ind != nil {
 		vals := p.vals[:p.nInd]
@@ -195,17 +218,28 @@ func (p *Pipeline) OnEvent(ev *codec.Event, watermarkNs int64, dst []Output) ([]
 			reason = r
 		}
 	}
+	if p.seq != nil {
+		dst = p.onSequences(slot, ev, dst)
+	}
 	if p.pat != nil {
+		first := len(dst)
 		dst = p.onPatterns(slot, ev, dst)
+		if p.patOps != nil {
+			p.remapPatternOps(ev, dst[first:])
+		}
 	}
 	return dst, reason
 }
 
 // OnWatermark advances event time for every operator; windows whose end the
-// watermark reached fire, in spec order, each in its own deterministic order.
+// watermark reached fire, in spec order, each in its own deterministic order;
+// then the absences of sequence patterns whose deadline it passed.
 func (p *Pipeline) OnWatermark(watermarkNs int64, seq uint64, dst []Output) []Output {
 	for _, w := range p.windows {
 		dst = w.OnWatermark(watermarkNs, seq, dst)
+	}
+	if p.seq != nil {
+		dst = p.seqOnWatermark(watermarkNs, seq, dst)
 	}
 	return dst
 }

@@ -22,7 +22,7 @@ var ErrPipelineState = errors.New("ops: bad pipeline state")
 //	maxSymbol u32  (PipelineConfig.MaxSymbolID)
 //	maxSlots  u32  (PipelineConfig.MaxSlots after defaults)
 //	nslots    u32  slots in use
-//	nsubs     u32  operator sub-states that follow: the indicator set if configured, then each window operator, then the pattern detector if configured
+//	nsubs     u32  operator sub-states that follow: the indicator set if configured, then each window operator, then the pattern detector if configured, then the sequence detector if configured
 //	syms      nslots × u32, the symbol of each slot in slot order
 //	quotes    nslots × { bid u64, ask u64, ts i64 }
 //	subs      nsubs × { length u64, bytes }: IndicatorSet.AppendState, WindowOperator.AppendState...
@@ -193,7 +193,8 @@ type stateful interface {
 }
 
 // subStates lists the pipeline's operators in snapshot order: the indicator
-// set, then the window operators in spec order, then the pattern detector.
+// set, then the window operators in spec order, then the pattern detector,
+// then the sequence detector.
 func (p *Pipeline) subStates() []stateful {
 	subs := make([]stateful, 0, 1+len(p.windows))
 	if p.ind != nil {
@@ -204,6 +205,9 @@ func (p *Pipeline) subStates() []stateful {
 	}
 	if p.pat != nil {
 		subs = append(subs, p.pat)
+	}
+	if p.seq != nil {
+		subs = append(subs, p.seq)
 	}
 	return subs
 }

@@ -34,6 +34,7 @@ type PatternMeta struct {
 	Type    string   // the "type" value: price_breakout, volume_spike, technical_signal
 	Signal  string   // technical_signal only: written first in the details as "signal"
 	Details []string // keys of Output.Values[0:NValues]; a "direction" value of +1/−1 is written "up"/"down"
+	Times   []bool   // per detail: an event time carried as int64 bits (ops.PatternSpec.DetailIsTime), written as an integer
 }
 
 // PatternMetas returns the encoder's description of pipeline patterns,
@@ -41,7 +42,7 @@ type PatternMeta struct {
 func PatternMetas(specs []ops.PatternSpec) []PatternMeta {
 	metas := make([]PatternMeta, len(specs))
 	for i, s := range specs {
-		metas[i] = PatternMeta{ID: s.ID, Type: s.Type.String(), Details: s.DetailNames()}
+		metas[i] = PatternMeta{ID: s.ID, Type: s.Type.String(), Details: s.DetailNames(), Times: s.DetailIsTime()}
 		if s.Type == ops.PatTechnical {
 			metas[i].Signal = s.Signal.String()
 		}
@@ -94,6 +95,7 @@ func NewJSONLWriter(w io.Writer, cfg JSONLConfig) *JSONLWriter {
 			}
 			p.keys = append(p.keys, append(k, ':'))
 			p.dir = append(p.dir, d == "direction")
+			p.time = append(p.time, i < len(m.Times) && m.Times[i])
 		}
 		j.pats = append(j.pats, p)
 	}
@@ -106,6 +108,7 @@ type jsonlPattern struct {
 	signal []byte   // {"signal":"sma_cross", or nil
 	keys   [][]byte // {"current_price": then ,"historical_high": ...
 	dir    []bool   // the detail is a direction
+	time   []bool   // the detail is an event time (int64 bits)
 }
 
 // Lines returns how many lines were written.
@@ -230,6 +233,8 @@ func (j *JSONLWriter) appendPattern(dst []byte, o *ops.Output, p *jsonlPattern) 
 	for i := 0; i < n; i++ {
 		dst = append(dst, p.keys[i]...)
 		switch {
+		case p.time[i]:
+			dst = strconv.AppendInt(dst, ops.SeqDetailTime(o.Values[i]), 10)
 		case !p.dir[i]:
 			dst = AppendFloat(dst, o.Values[i])
 		case o.Values[i] >= 0:
