@@ -473,7 +473,9 @@ func (p *Pipeline) seqEvent(st *seqSlot, pat *seqPat, run *seqRun, x *seqEv, ev 
 			if pat.strict {
 				pt.confirmed = true
 			}
-			parts[w] = *pt
+			if w != r {
+				parts[w] = *pt
+			}
 			w++
 			continue
 		}
@@ -502,7 +504,9 @@ func (p *Pipeline) seqEvent(st *seqSlot, pat *seqPat, run *seqRun, x *seqEv, ev 
 			sq.stats.Broken++
 			continue
 		}
-		parts[w] = *pt
+		if w != r {
+			parts[w] = *pt
+		}
 		w++
 	}
 	parts = parts[:w]
@@ -551,7 +555,9 @@ func (p *Pipeline) seqFireDue(pat *seqPat, run *seqRun, sym codec.Symbol, limit 
 				continue
 			}
 		}
-		parts[w] = *pt
+		if w != r {
+			parts[w] = *pt
+		}
 		w++
 	}
 	run.parts = parts[:w]

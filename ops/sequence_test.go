@@ -359,3 +359,71 @@ func TestSeqOnEventDoesNotAllocate(t *testing.T) {
 		t.Fatalf("%v allocations per event", allocs)
 	}
 }
+
+// seqBenchSpecs is the benchmark's 10 sequence patterns: followed-by with
+// indicator and field conditions, relaxed and strict, both skip strategies,
+// three steps, and absences.
+func seqBenchSpecs(t testing.TB) []PatternSpec {
+	return mustParsePatterns(t, `[
+	{"id":"dip","type":"sequence","within":"2s","steps":[{"where":["price < vwap","rsi_14 < 45"]},{"where":["price > vwap"]}]},
+	{"id":"cross","type":"sequence","within":"5s","skip":"no_skip","max_partial":16,"steps":[{"where":["sma_5 < sma_20"]},{"where":["sma_5 > sma_20"]}]},
+	{"id":"strict_up","type":"sequence","within":"1s","contiguity":"strict","steps":[{"where":["price > sma_5"]},{"where":["price > sma_5"]},{"where":["price > sma_5"]}]},
+	{"id":"vol","type":"sequence","within":"3s","steps":[{"where":["volume >= 500"]},{"where":["volume < 20","price > sma_20"]}]},
+	{"id":"rsi","type":"sequence","within":"10s","steps":[{"where":["rsi_14 > 60"]},{"where":["rsi_14 < 40"]}]},
+	{"id":"ema","type":"sequence","within":"4s","skip":"no_skip","max_partial":8,"steps":[{"where":["price < ema_12"]},{"where":["price > ema_12"]},{"where":["price < ema_12"]}]},
+	{"id":"stall","type":"sequence","within":"1s","max_partial":8,"steps":[{"where":["price > sma_5"]},{"absent":true,"where":["price < sma_5"]}]},
+	{"id":"quiet","type":"sequence","within":"500ms","max_partial":8,"steps":[{"where":["volume > 1500"]},{"absent":true,"where":["volume > 1500"]}]},
+	{"id":"drop","type":"sequence","within":"2s","skip":"no_skip","max_partial":8,"steps":[{"where":["price < sma_20"]},{"absent":true,"where":["price > vwap"]}]},
+	{"id":"hi","type":"sequence","within":"3s","steps":[{"where":["price > 200"]},{"where":["price < 150"]}]}]`)
+}
+
+// BenchmarkSequencePatterns: events/s of 10 sequence patterns over 1,000
+// symbols through Pipeline.OnEvent, with a watermark every 256 events (as
+// replay flushes), against Baseline: the same pipeline without patterns
+// (slot lookup only). The indexed run must produce matches and allocate
+// nothing per event.
+func BenchmarkSequencePatterns(b *testing.B) {
+	evs := patBenchTrades(false)
+	for _, name := range []string{"Sequences10", "Baseline"} {
+		b.Run(name, func(b *testing.B) {
+			var specs []PatternSpec
+			if name != "Baseline" {
+				specs = seqBenchSpecs(b)
+			}
+			p, err := NewPipeline(PipelineConfig{Patterns: specs, SymbolNames: patNames{}, MaxSymbolID: patBenchSymbols + 1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			out := make([]Output, 0, 1024)
+			var ts int64
+			step := func(i int) int {
+				ev := evs[i&(len(evs)-1)]
+				ts += patBenchStepNs
+				ev.TsNs = ts
+				ev.Seq = uint64(i + 1)
+				out, _ = p.OnEvent(&ev, 0, out[:0])
+				n := len(out)
+				if i%256 == 255 {
+					out = p.OnWatermark(ts, ev.Seq, out[:0])
+					n += len(out)
+				}
+				return n
+			}
+			for i := range 4 * len(evs) { // warm-up: partial matches grown to their working size
+				step(i)
+			}
+			matches := 0
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				matches += step(i)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+			b.ReportMetric(float64(matches)/float64(b.N), "matches/event")
+			if specs != nil && matches == 0 && b.N > 1000 {
+				b.Fatal("no matches: the benchmark measured nothing")
+			}
+		})
+	}
+}
