@@ -427,3 +427,30 @@ func BenchmarkSequencePatterns(b *testing.B) {
 		})
 	}
 }
+
+// A corrupted sequence snapshot (with a valid checksum) is refused or
+// loaded, never a panic; a refused one leaves the detector unchanged.
+func TestSeqStateCorruptionNeverPanics(t *testing.T) {
+	specs := seqStateSpecs(t)
+	p := patPipeline(t, specs, PatternOptions{})
+	runEvents(p, realTradeEvents(t)[:3000])
+	snap := p.seq.AppendState(nil)
+	before := string(snap)
+	for i := 4; i < len(snap)-4; i += 1 + i/64 {
+		for _, x := range []byte{1, 0x80, 0xff} {
+			b := slices.Clone(snap)
+			b[i] ^= x
+			b = withCRC(b)
+			q := patPipeline(t, specs, PatternOptions{})
+			if err := q.seq.LoadState(snap); err != nil {
+				t.Fatal(err)
+			}
+			if err := q.seq.LoadState(b); err != nil && string(q.seq.AppendState(nil)) != before {
+				t.Fatalf("byte %d ^ %x: a refused snapshot changed the detector", i, x)
+			}
+		}
+		if i > 4000 {
+			break
+		}
+	}
+}
