@@ -532,33 +532,43 @@ func (p *Pipeline) seqEvent(st *seqSlot, pat *seqPat, run *seqRun, x *seqEv, ev 
 // seqFireDue fires the pending absences of run whose deadline is before
 // limit (an event time or the watermark), oldest first, and discards what
 // skip_past_last_event says. It returns the ordinal cut: partial matches
-// that started at or before it are discarded.
+// that started at or before it are discarded. Partial matches are in start
+// order, so their deadlines and start ordinals ascend: what is due and what
+// is discarded are prefixes, and the scan stops at the first partial match
+// that is neither.
 func (p *Pipeline) seqFireDue(pat *seqPat, run *seqRun, sym codec.Symbol, limit int64, seq uint64, ingest int64, dst []Output) ([]Output, uint64) {
 	sq := p.seq
 	var cut uint64
 	parts := run.parts
-	w := 0
-	for r := range parts {
+	w, r := 0, 0
+	for ; r < len(parts); r++ {
 		pt := &parts[r]
 		if pt.n0 <= cut {
 			sq.stats.Skipped++
 			continue
 		}
+		d := seqDeadline(pt.ts[0], pat.within)
+		if d >= limit {
+			break
+		}
 		if int(pt.k) == pat.npos {
-			if d := seqDeadline(pt.ts[0], pat.within); limit > d {
-				dst = p.seqOut(dst, pat, pt, sym, d, seq, ingest, 1)
-				if pat.skipPast {
-					sq.stats.Skipped += uint64(w)
-					w = 0
-					cut = pt.nl
-				}
-				continue
+			dst = p.seqOut(dst, pat, pt, sym, d, seq, ingest, 1)
+			if pat.skipPast {
+				sq.stats.Skipped += uint64(w)
+				w = 0
+				cut = pt.nl
 			}
+			continue
 		}
 		if w != r {
 			parts[w] = *pt
 		}
 		w++
+	}
+	if w != r {
+		w += copy(parts[w:], parts[r:])
+	} else {
+		w = len(parts)
 	}
 	run.parts = parts[:w]
 	return dst, cut
