@@ -457,6 +457,19 @@ func (p *Pipeline) seqEvent(st *seqSlot, pat *seqPat, run *seqRun, x *seqEv, ev 
 		return okMask&(1<<k) != 0
 	}
 	parts := run.parts
+	if len(parts) > 0 && cut == 0 && !pat.strict && !seqAnyLaterStep(pat, ok) {
+		// Fast path: the event advances and cancels nothing, so only
+		// expiry changes the list, and the expired are a prefix.
+		r := 0
+		for r < len(parts) && t > seqDeadline(parts[r].ts[0], pat.within) {
+			r++
+		}
+		if r > 0 {
+			sq.stats.Expired += uint64(r)
+			parts = parts[:copy(parts, parts[r:])]
+		}
+		return p.seqStart(st, pat, run, parts, n, cut, t, px, ev, ok, dst)
+	}
 	w := 0
 	for r := range parts {
 		pt := &parts[r]
@@ -509,7 +522,24 @@ func (p *Pipeline) seqEvent(st *seqSlot, pat *seqPat, run *seqRun, x *seqEv, ev 
 		}
 		w++
 	}
-	parts = parts[:w]
+	return p.seqStart(st, pat, run, parts[:w], n, cut, t, px, ev, ok, dst)
+}
+
+// seqAnyLaterStep reports whether the event satisfies a step after the
+// first (the absent one included).
+func seqAnyLaterStep(pat *seqPat, ok func(int) bool) bool {
+	for k := 1; k < len(pat.steps); k++ {
+		if ok(k) {
+			return true
+		}
+	}
+	return false
+}
+
+// seqStart starts a partial match at event ordinal n when the event
+// satisfies the first step and no match ended at it, and stores parts.
+func (p *Pipeline) seqStart(st *seqSlot, pat *seqPat, run *seqRun, parts []seqPart, n, cut uint64, t int64, px float64, ev *codec.Event, ok func(int) bool, dst []Output) []Output {
+	sq := p.seq
 	if n > cut && ok(0) {
 		if len(parts) >= pat.maxPart {
 			copy(parts, parts[1:])
