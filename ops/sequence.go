@@ -51,8 +51,20 @@ import (
 //
 // Each symbol holds at most MaxPartial partial matches per pattern:
 // starting one more drops the oldest (SequenceStats.Dropped). The memory of
-// a symbol is thus at most about patterns × MaxPartial × 136 bytes,
-// allocated as partial matches appear and reused afterwards.
+// a symbol is thus at most about patterns × MaxPartial × 144 bytes (a
+// partial match; the slice grows by doubling, so up to twice that),
+// allocated as partial matches appear and reused afterwards: no allocation
+// per event in steady state.
+//
+// # Cost
+//
+// Per event, for each pattern that applies to the symbol and names the
+// event's kind: each step's conditions at most once (memoized for the
+// event), then a scan of the symbol's partial matches only when the event
+// satisfies a step after the first or the contiguity is strict; otherwise
+// only the expired (and due) prefix is touched. A watermark does nothing
+// until it passes the earliest pending deadline of the pipeline, then visits
+// the slots with a passed deadline.
 //
 // # Output
 //
