@@ -18,8 +18,8 @@ import (
 //
 // A pattern sees the events of each symbol it applies to whose kind one of
 // its steps names (trades, quotes, bars), in arrival order. An event whose
-// event time is before the latest one of its symbol's earlier events is late
-// for sequences: it is skipped and counted (SequenceStats.Late). Indicators
+// event time is before the latest one of its symbol's earlier events
+// (trades, quotes and bars alike) is late for sequences: it is skipped and counted (SequenceStats.Late). Indicators
 // are those of the symbol's in-order trades.
 //
 // A partial match holds the steps matched so far (their event times and
@@ -63,8 +63,8 @@ import (
 // event), then a scan of the symbol's partial matches only when the event
 // satisfies a step after the first or the contiguity is strict; otherwise
 // only the expired (and due) prefix is touched. A watermark does nothing
-// until it passes the earliest pending deadline of the pipeline, then visits
-// the slots with a passed deadline.
+// until it passes the earliest pending deadline of the pipeline; then it
+// compares every slot's earliest deadline and scans the slots it passed.
 //
 // # Output
 //
