@@ -43,7 +43,7 @@ func (o *operatorFlags) register(fs *flag.FlagSet, live bool) {
 	fs.IntVar(&o.pctExact, "percentile-exact-max", ops.DefaultPercentileExactMax, "windows with at most this many trades get exact percentiles; larger ones a sketch with 1% relative error")
 	fs.DurationVar(&o.symbolTTL, "symbol-ttl", 0, "release a symbol's window state when its last trade is this far behind the watermark and nothing is left to fire; 0 keeps it")
 	fs.DurationVar(&o.allowedLateness, "allowed-lateness", 0, "events behind the watermark by at most this update their windows (late firings); later ones are dead-lettered as late")
-	fs.StringVar(&o.patterns, "patterns", "", "pattern file: a JSON list of price_breakout, volume_spike and technical_signal patterns (see README \"Patterns\"); matches are the patterns output")
+	fs.StringVar(&o.patterns, "patterns", "", "pattern file: a JSON list of price_breakout, volume_spike, technical_signal and sequence patterns (see README \"Patterns\"); matches are the patterns output")
 	fs.IntVar(&o.patternMaxTrades, "pattern-max-trades", ops.DefaultMaxPatternTradesPerSymbol, "trades kept per symbol in each pattern timeframe; beyond it the oldest leave early (counted)")
 }
 
