@@ -106,25 +106,25 @@ type PatternStats struct {
 	Capped uint64 // trades that left a trailing set early because it held MaxTradesPerSymbol
 }
 
-// patEnt is one trade of a trailing set.
+// patEnt is one trade of a slot's ring (its price is in patSlot.prices: the
+// trailing sets read only event times and volumes from the ring).
 type patEnt struct {
-	ts            int64
-	price, volume float64
+	ts     int64
+	volume float64
 }
 
 // patTrail is one symbol's trailing set for one timeframe: the entries
 // [head, patSlot.tail) of the symbol's ring, which every timeframe shares
 // (positions are absolute counters; position i is at ents[i&mask]). The
-// deques hold the positions and prices of the set's entries, prices strictly
-// decreasing (maxq) or increasing (minq) from front to back; carrying the
-// price makes the extreme and the back comparisons one memory access each.
-// They are as long as the ring.
+// highest and lowest prices come from the slot's two monotonic deques, also
+// shared: a deque over the longest set holds, for every suffix of the ring,
+// the suffix's extreme as its first element at or after the suffix's start,
+// so each set keeps only its index into each deque (qx, qn: the first
+// element with position >= head; the deque's tail when the set is empty).
 type patTrail struct {
 	head       uint64
 	headTs     int64 // event time of the entry at head, when the set is not empty
-	maxq, minq []patQ
-	mxh, mxt   uint64
-	mnh, mnt   uint64
+	qx, qn     uint64
 	vsum, vcmp float64
 }
 
@@ -134,15 +134,9 @@ type patQ struct {
 	price float64
 }
 
-// popFront removes the set's oldest entry.
-func (tr *patTrail) popFront(ents []patEnt, tail uint64) {
-	m := uint64(len(ents) - 1)
-	if tr.mxh != tr.mxt && tr.maxq[tr.mxh&m].pos == tr.head {
-		tr.mxh++
-	}
-	if tr.mnh != tr.mnt && tr.minq[tr.mnh&m].pos == tr.head {
-		tr.mnh++
-	}
+// popFront removes the set's oldest entry from its sum; the caller moves
+// the deque indices (seek).
+func (tr *patTrail) popFront(ents []patEnt, m, tail uint64) {
 	tr.vsum, tr.vcmp = indTwoSum(tr.vsum, tr.vcmp, -ents[tr.head&m].volume)
 	tr.head++
 	if tr.head == tail {
@@ -152,63 +146,75 @@ func (tr *patTrail) popFront(ents []patEnt, tail uint64) {
 	}
 }
 
+// seek moves the set's deque indices past the elements before head.
+func (tr *patTrail) seek(st *patSlot, m uint64) {
+	for tr.qx != st.mxt && st.maxq[tr.qx&m].pos < tr.head {
+		tr.qx++
+	}
+	for tr.qn != st.mnt && st.minq[tr.qn&m].pos < tr.head {
+		tr.qn++
+	}
+}
+
 // evict drops the entries with event time <= t − tf.
-func (tr *patTrail) evict(ents []patEnt, tail uint64, t, tf int64) {
+func (tr *patTrail) evict(st *patSlot, m uint64, t, tf int64) {
 	if t < math.MinInt64+tf {
 		return // t − tf underflows: every entry is within
 	}
 	cut := t - tf
-	for tr.head != tail && tr.headTs <= cut {
-		tr.popFront(ents, tail)
+	if tr.headTs > cut {
+		return
 	}
+	for tr.head != st.tail && tr.headTs <= cut {
+		tr.popFront(st.ents, m, st.tail)
+	}
+	tr.seek(st, m)
 }
 
-// add appends the entry at pos (already in the ring) to the set's deques
-// and sum.
-func (tr *patTrail) add(m, pos uint64, e patEnt) {
-	if pos == tr.head { // the set was empty
-		tr.headTs = e.ts
+// push appends a trade to the slot's ring, deques and every set, first
+// evicting the oldest entry of each set that holds capN; it returns how
+// many did. Precondition: trails are ordered by timeframe, longest first,
+// so that trails[0] holds the oldest live entry (and its deque indices are
+// the deques' fronts).
+func (st *patSlot) push(t int64, price, vol float64, capN int) (capped uint64) {
+	if len(st.trails) == 0 {
+		return 0
 	}
-	for tr.mxt != tr.mxh && tr.maxq[(tr.mxt-1)&m].price <= e.price {
-		tr.mxt--
-	}
-	tr.maxq[tr.mxt&m] = patQ{pos, e.price}
-	tr.mxt++
-	for tr.mnt != tr.mnh && tr.minq[(tr.mnt-1)&m].price >= e.price {
-		tr.mnt--
-	}
-	tr.minq[tr.mnt&m] = patQ{pos, e.price}
-	tr.mnt++
-	tr.vsum, tr.vcmp = indTwoSum(tr.vsum, tr.vcmp, e.volume)
-}
-
-func (tr *patTrail) high(m uint64) float64 { return tr.maxq[tr.mxh&m].price }
-
-func (tr *patTrail) low(m uint64) float64 { return tr.minq[tr.mnh&m].price }
-
-// push appends a trade to the slot's ring and to every set, first evicting
-// the oldest entry of each set that holds capN; it returns how many did.
-// Precondition: trails are ordered by timeframe, longest first, so that
-// trails[0] holds the oldest live entry.
-func (st *patSlot) push(e patEnt, capN int) (capped uint64) {
+	m := uint64(len(st.ents) - 1)
 	for i := range st.trails {
 		if tr := &st.trails[i]; st.tail-tr.head >= uint64(capN) {
-			tr.popFront(st.ents, st.tail)
+			tr.popFront(st.ents, m, st.tail)
+			tr.seek(st, m)
 			capped++
 		}
 	}
-	if len(st.trails) == 0 {
-		return capped
-	}
 	if st.tail-st.trails[0].head == uint64(len(st.ents)) {
 		st.grow()
+		m = uint64(len(st.ents) - 1)
 	}
-	m := uint64(len(st.ents) - 1)
 	pos := st.tail
-	st.ents[pos&m] = e
+	st.ents[pos&m] = patEnt{t, vol}
+	st.prices[pos&m] = price
 	st.tail++
+	mxt, front := st.mxt, st.trails[0].qx
+	for mxt != front && st.maxq[(mxt-1)&m].price <= price {
+		mxt--
+	}
+	st.maxq[mxt&m] = patQ{pos, price}
+	st.mxt = mxt + 1
+	mnt, front := st.mnt, st.trails[0].qn
+	for mnt != front && st.minq[(mnt-1)&m].price >= price {
+		mnt--
+	}
+	st.minq[mnt&m] = patQ{pos, price}
+	st.mnt = mnt + 1
 	for i := range st.trails {
-		st.trails[i].add(m, pos, e)
+		tr := &st.trails[i]
+		if tr.head == pos { // the set was empty
+			tr.headTs = t
+		}
+		tr.qx, tr.qn = min(tr.qx, mxt), min(tr.qn, mnt)
+		tr.vsum, tr.vcmp = indTwoSum(tr.vsum, tr.vcmp, vol)
 	}
 	return capped
 }
@@ -217,29 +223,22 @@ func (st *patSlot) push(e patEnt, capN int) (capped uint64) {
 // keeping positions.
 func (st *patSlot) grow() {
 	n := max(8, 2*len(st.ents))
-	ents := make([]patEnt, n)
+	ents, prices := make([]patEnt, n), make([]float64, n)
+	maxq, minq := make([]patQ, n), make([]patQ, n)
 	nm := uint64(n - 1)
 	if len(st.ents) > 0 {
 		om := uint64(len(st.ents) - 1)
 		for i := st.trails[0].head; i != st.tail; i++ {
-			ents[i&nm] = st.ents[i&om]
+			ents[i&nm], prices[i&nm] = st.ents[i&om], st.prices[i&om]
+		}
+		for i := st.trails[0].qx; i != st.mxt; i++ {
+			maxq[i&nm] = st.maxq[i&om]
+		}
+		for i := st.trails[0].qn; i != st.mnt; i++ {
+			minq[i&nm] = st.minq[i&om]
 		}
 	}
-	for j := range st.trails {
-		tr := &st.trails[j]
-		maxq, minq := make([]patQ, n), make([]patQ, n)
-		if len(st.ents) > 0 {
-			om := uint64(len(st.ents) - 1)
-			for i := tr.mxh; i != tr.mxt; i++ {
-				maxq[i&nm] = tr.maxq[i&om]
-			}
-			for i := tr.mnh; i != tr.mnt; i++ {
-				minq[i&nm] = tr.minq[i&om]
-			}
-		}
-		tr.maxq, tr.minq = maxq, minq
-	}
-	st.ents = ents
+	st.ents, st.prices, st.maxq, st.minq = ents, prices, maxq, minq
 }
 
 // patRef is a pattern in a plan list with its precomputed factor: 1+threshold
@@ -281,8 +280,12 @@ type patSlot struct {
 	plan      *patPlan // nil until the symbol's first trade
 	seen      bool
 	lastTs    int64
-	ents      []patEnt // the ring of trades the trailing sets share
 	tail      uint64
+	mxt, mnt  uint64     // the deques' tails (their fronts are trails[0].qx, .qn)
+	ents      []patEnt   // the ring of trades the trailing sets share
+	prices    []float64  // the ring's prices
+	maxq      []patQ     // prices strictly decreasing from front to back
+	minq      []patQ     // prices strictly increasing
 	trails    []patTrail // parallel to plan.trails
 	prev      []float64  // previous pattern indicator values (NaN: none yet)
 	prevPrice float64
@@ -499,12 +502,12 @@ func (p *Pipeline) onPatterns(slot int, ev *codec.Event, dst []Output) []Output 
 		if tr.head == st.tail {
 			continue
 		}
-		tr.evict(st.ents, st.tail, t, ps.tfs[tp.k])
+		tr.evict(st, m, t, ps.tfs[tp.k])
 		if tr.head == st.tail {
 			continue
 		}
 		if len(tp.up) > 0 {
-			h := tr.high(m)
+			h := st.maxq[tr.qx&m].price
 			for _, r := range tp.up {
 				if !(price > h*r.f) {
 					break
@@ -514,7 +517,7 @@ func (p *Pipeline) onPatterns(slot int, ev *codec.Event, dst []Output) []Output 
 			}
 		}
 		if len(tp.down) > 0 {
-			l := tr.low(m)
+			l := st.minq[tr.qn&m].price
 			for _, r := range tp.down {
 				if !(price < l*r.f) {
 					break
@@ -537,7 +540,7 @@ func (p *Pipeline) onPatterns(slot int, ev *codec.Event, dst []Output) []Output 
 			}
 		}
 	}
-	ps.stats.Capped += st.push(patEnt{ts: t, price: price, volume: vol}, ps.capN)
+	ps.stats.Capped += st.push(t, price, vol, ps.capN)
 	if len(pl.tech) > 0 {
 		dst = p.onTechnical(slot, st, ev, dst)
 	}

@@ -86,7 +86,7 @@ func (ps *patternSet) AppendState(dst []byte) []byte {
 		for k := oldest; k != st.tail; k++ {
 			e := st.ents[k&m]
 			dst = le.AppendUint64(dst, uint64(e.ts))
-			dst = le.AppendUint64(dst, math.Float64bits(e.price))
+			dst = le.AppendUint64(dst, math.Float64bits(st.prices[k&m]))
 			dst = le.AppendUint64(dst, math.Float64bits(e.volume))
 		}
 		for j := range st.trails {
@@ -189,9 +189,10 @@ func (ps *patternSet) LoadState(src []byte) error {
 			return bad("slot %d: a ring of %d trades", i, nents)
 		}
 		ents := make([]patEnt, nents)
+		prices := make([]float64, nents)
 		prevTs := int64(math.MinInt64)
 		for k := range ents {
-			ents[k] = patEnt{ts: int64(r.u64()), price: r.f64(), volume: r.f64()}
+			ents[k].ts, prices[k], ents[k].volume = int64(r.u64()), r.f64(), r.f64()
 			if ents[k].ts < prevTs || (st.seen && ents[k].ts > st.lastTs) {
 				return bad("slot %d: ring out of event-time order", i)
 			}
@@ -203,10 +204,28 @@ func (ps *patternSet) LoadState(src []byte) error {
 			for size < nents {
 				size *= 2
 			}
-			st.ents = make([]patEnt, size)
+			st.ents, st.prices = make([]patEnt, size), make([]float64, size)
+			st.maxq, st.minq = make([]patQ, size), make([]patQ, size)
 			copy(st.ents, ents)
+			copy(st.prices, prices)
 		}
 		st.tail = uint64(nents)
+		// The deques over the whole ring (the longest set's), then each
+		// set's indices into them.
+		m := uint64(len(st.ents) - 1)
+		for k := range uint64(nents) {
+			p := prices[k]
+			for st.mxt != 0 && st.maxq[st.mxt-1].price <= p {
+				st.mxt--
+			}
+			st.maxq[st.mxt] = patQ{k, p}
+			st.mxt++
+			for st.mnt != 0 && st.minq[st.mnt-1].price >= p {
+				st.mnt--
+			}
+			st.minq[st.mnt] = patQ{k, p}
+			st.mnt++
+		}
 		last := nents
 		for j := range st.trails {
 			cnt := int(r.u32())
@@ -218,11 +237,10 @@ func (ps *patternSet) LoadState(src []byte) error {
 			last = cnt
 			tr := &st.trails[j]
 			tr.head = uint64(nents - cnt)
-			tr.maxq, tr.minq = make([]patQ, len(st.ents)), make([]patQ, len(st.ents))
-			m := uint64(len(st.ents) - 1)
-			for k := tr.head; k != st.tail; k++ {
-				tr.add(m, k, st.ents[k&m])
+			if cnt > 0 {
+				tr.headTs = ents[tr.head].ts
 			}
+			tr.seek(st, m)
 			tr.vsum, tr.vcmp = vsum, vcmp
 		}
 		if r.err != nil {
