@@ -263,8 +263,12 @@ type techPlan struct {
 
 // patPlan is the index of the patterns that apply to a set of symbols.
 type patPlan struct {
-	trails []trailPlan
-	tech   []techPlan
+	trails []trailPlan // longest timeframe first
+	// check is the order in which the trailing sets are checked: by their
+	// first pattern, so that a trade's matches usually come out in pattern
+	// order already (they are sorted otherwise).
+	check []int
+	tech  []techPlan
 }
 
 // techCond is a distinct technical condition over the pattern indicator
@@ -462,6 +466,19 @@ func (ps *patternSet) planFor(sym codec.Symbol) *patPlan {
 		slices.SortFunc(pl.trails[j].down, byTh)
 		slices.SortFunc(pl.trails[j].spike, byTh)
 	}
+	firstOp := func(tp *trailPlan) int {
+		op := math.MaxInt
+		for _, l := range [][]patRef{tp.up, tp.down, tp.spike} {
+			for _, r := range l {
+				op = min(op, int(r.op))
+			}
+		}
+		return op
+	}
+	for j := range pl.trails {
+		pl.check = append(pl.check, j)
+	}
+	slices.SortStableFunc(pl.check, func(a, b int) int { return firstOp(&pl.trails[a]) - firstOp(&pl.trails[b]) })
 	ps.plans[key.String()] = pl
 	return pl
 }
@@ -496,7 +513,7 @@ func (p *Pipeline) onPatterns(slot int, ev *codec.Event, dst []Output) []Output 
 	t, price, vol := ev.TsNs, ev.Price, ev.Volume
 	pl := st.plan
 	m := uint64(len(st.ents) - 1)
-	for i := range pl.trails {
+	for _, i := range pl.check {
 		tp := &pl.trails[i]
 		tr := &st.trails[i]
 		if tr.head == st.tail {
