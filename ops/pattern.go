@@ -147,11 +147,12 @@ func (tr *patTrail) popFront(ents []patEnt, m, tail uint64) {
 }
 
 // seek moves the set's deque indices past the elements before head.
-func (tr *patTrail) seek(st *patSlot, m uint64) {
-	for tr.qx != st.mxt && st.maxq[tr.qx&m].pos < tr.head {
+func (tr *patTrail) seek(st *patSlot) {
+	xm, nm := uint64(len(st.maxq)-1), uint64(len(st.minq)-1)
+	for tr.qx != st.mxt && st.maxq[tr.qx&xm].pos < tr.head {
 		tr.qx++
 	}
-	for tr.qn != st.mnt && st.minq[tr.qn&m].pos < tr.head {
+	for tr.qn != st.mnt && st.minq[tr.qn&nm].pos < tr.head {
 		tr.qn++
 	}
 }
@@ -168,7 +169,7 @@ func (tr *patTrail) evict(st *patSlot, m uint64, t, tf int64) {
 	for tr.head != st.tail && tr.headTs <= cut {
 		tr.popFront(st.ents, m, st.tail)
 	}
-	tr.seek(st, m)
+	tr.seek(st)
 }
 
 // push appends a trade to the slot's ring, deques and every set, first
@@ -184,7 +185,7 @@ func (st *patSlot) push(t int64, price, vol float64, capN int) (capped uint64) {
 	for i := range st.trails {
 		if tr := &st.trails[i]; st.tail-tr.head >= uint64(capN) {
 			tr.popFront(st.ents, m, st.tail)
-			tr.seek(st, m)
+			tr.seek(st)
 			capped++
 		}
 	}
@@ -197,16 +198,26 @@ func (st *patSlot) push(t int64, price, vol float64, capN int) (capped uint64) {
 	st.prices[pos&m] = price
 	st.tail++
 	mxt, front := st.mxt, st.trails[0].qx
-	for mxt != front && st.maxq[(mxt-1)&m].price <= price {
+	xm := uint64(len(st.maxq) - 1)
+	for mxt != front && st.maxq[(mxt-1)&xm].price <= price {
 		mxt--
 	}
-	st.maxq[mxt&m] = patQ{pos, price}
+	if mxt-front == uint64(len(st.maxq)) {
+		st.maxq = patGrowQ(st.maxq, front, mxt)
+		xm = uint64(len(st.maxq) - 1)
+	}
+	st.maxq[mxt&xm] = patQ{pos, price}
 	st.mxt = mxt + 1
 	mnt, front := st.mnt, st.trails[0].qn
-	for mnt != front && st.minq[(mnt-1)&m].price >= price {
+	nm := uint64(len(st.minq) - 1)
+	for mnt != front && st.minq[(mnt-1)&nm].price >= price {
 		mnt--
 	}
-	st.minq[mnt&m] = patQ{pos, price}
+	if mnt-front == uint64(len(st.minq)) {
+		st.minq = patGrowQ(st.minq, front, mnt)
+		nm = uint64(len(st.minq) - 1)
+	}
+	st.minq[mnt&nm] = patQ{pos, price}
 	st.mnt = mnt + 1
 	for i := range st.trails {
 		tr := &st.trails[i]
@@ -219,26 +230,30 @@ func (st *patSlot) push(t int64, price, vol float64, capN int) (capped uint64) {
 	return capped
 }
 
-// grow doubles the ring and the deques (a power of two, at least 8),
-// keeping positions.
+// grow doubles the ring (a power of two, at least 8), keeping positions.
 func (st *patSlot) grow() {
 	n := max(8, 2*len(st.ents))
 	ents, prices := make([]patEnt, n), make([]float64, n)
-	maxq, minq := make([]patQ, n), make([]patQ, n)
 	nm := uint64(n - 1)
 	if len(st.ents) > 0 {
 		om := uint64(len(st.ents) - 1)
 		for i := st.trails[0].head; i != st.tail; i++ {
 			ents[i&nm], prices[i&nm] = st.ents[i&om], st.prices[i&om]
 		}
-		for i := st.trails[0].qx; i != st.mxt; i++ {
-			maxq[i&nm] = st.maxq[i&om]
-		}
-		for i := st.trails[0].qn; i != st.mnt; i++ {
-			minq[i&nm] = st.minq[i&om]
-		}
 	}
-	st.ents, st.prices, st.maxq, st.minq = ents, prices, maxq, minq
+	st.ents, st.prices = ents, prices
+}
+
+// patGrowQ returns a deque twice as long (at least 8) with the elements
+// [front, tail) of q at the same indices.
+func patGrowQ(q []patQ, front, tail uint64) []patQ {
+	n := max(8, 2*len(q))
+	nq := make([]patQ, n)
+	nm, om := uint64(n-1), uint64(len(q)-1)
+	for i := front; i != tail; i++ {
+		nq[i&nm] = q[i&om]
+	}
+	return nq
 }
 
 // patRef is a pattern in a plan list with its precomputed factor: 1+threshold
@@ -288,7 +303,7 @@ type patSlot struct {
 	mxt, mnt  uint64     // the deques' tails (their fronts are trails[0].qx, .qn)
 	ents      []patEnt   // the ring of trades the trailing sets share
 	prices    []float64  // the ring's prices
-	maxq      []patQ     // prices strictly decreasing from front to back
+	maxq      []patQ     // prices strictly decreasing from front to back; a power of two long, as short as its elements allow
 	minq      []patQ     // prices strictly increasing
 	trails    []patTrail // parallel to plan.trails
 	prev      []float64  // previous pattern indicator values (NaN: none yet)
@@ -310,6 +325,7 @@ type patternSet struct {
 	slots    []patSlot
 	plans    map[string]*patPlan
 	stats    PatternStats
+	touch    uint64 // sink of the loads that bring a slot's lines in
 	// loadSyms is the slot table of a snapshot being loaded (set by
 	// Pipeline.LoadState), to rebuild plans before checking the state.
 	loadSyms []codec.Symbol
@@ -513,6 +529,19 @@ func (p *Pipeline) onPatterns(slot int, ev *codec.Event, dst []Output) []Output 
 	t, price, vol := ev.TsNs, ev.Price, ev.Volume
 	pl := st.plan
 	m := uint64(len(st.ents) - 1)
+	if st.tail != 0 {
+		// Touch every line the sets will read, without a branch that
+		// depends on them: the cache misses overlap instead of following
+		// one another.
+		var x uint64
+		xm, nm := uint64(len(st.maxq)-1), uint64(len(st.minq)-1)
+		for i := range st.trails {
+			tr := &st.trails[i]
+			x += uint64(st.ents[tr.head&m].ts) + st.maxq[tr.qx&xm].pos + st.minq[tr.qn&nm].pos
+		}
+		x += st.maxq[(st.mxt-1)&xm].pos + st.minq[(st.mnt-1)&nm].pos + uint64(st.ents[st.tail&m].ts)
+		ps.touch = x
+	}
 	for _, i := range pl.check {
 		tp := &pl.trails[i]
 		tr := &st.trails[i]
@@ -524,7 +553,7 @@ func (p *Pipeline) onPatterns(slot int, ev *codec.Event, dst []Output) []Output 
 			continue
 		}
 		if len(tp.up) > 0 {
-			h := st.maxq[tr.qx&m].price
+			h := st.maxq[tr.qx&uint64(len(st.maxq)-1)].price
 			for _, r := range tp.up {
 				if !(price > h*r.f) {
 					break
@@ -534,7 +563,7 @@ func (p *Pipeline) onPatterns(slot int, ev *codec.Event, dst []Output) []Output 
 			}
 		}
 		if len(tp.down) > 0 {
-			l := st.minq[tr.qn&m].price
+			l := st.minq[tr.qn&uint64(len(st.minq)-1)].price
 			for _, r := range tp.down {
 				if !(price < l*r.f) {
 					break

@@ -200,31 +200,33 @@ func (ps *patternSet) LoadState(src []byte) error {
 		}
 		st.trails = make([]patTrail, ntr)
 		if nents > 0 {
-			size := 8
-			for size < nents {
-				size *= 2
-			}
+			size := patPow2(nents)
 			st.ents, st.prices = make([]patEnt, size), make([]float64, size)
-			st.maxq, st.minq = make([]patQ, size), make([]patQ, size)
 			copy(st.ents, ents)
 			copy(st.prices, prices)
 		}
 		st.tail = uint64(nents)
 		// The deques over the whole ring (the longest set's), then each
 		// set's indices into them.
-		m := uint64(len(st.ents) - 1)
+		maxq, minq := make([]patQ, nents), make([]patQ, nents)
 		for k := range uint64(nents) {
 			p := prices[k]
-			for st.mxt != 0 && st.maxq[st.mxt-1].price <= p {
+			for st.mxt != 0 && maxq[st.mxt-1].price <= p {
 				st.mxt--
 			}
-			st.maxq[st.mxt] = patQ{k, p}
+			maxq[st.mxt] = patQ{k, p}
 			st.mxt++
-			for st.mnt != 0 && st.minq[st.mnt-1].price >= p {
+			for st.mnt != 0 && minq[st.mnt-1].price >= p {
 				st.mnt--
 			}
-			st.minq[st.mnt] = patQ{k, p}
+			minq[st.mnt] = patQ{k, p}
 			st.mnt++
+		}
+		if nents > 0 {
+			st.maxq = make([]patQ, patPow2(int(st.mxt)))
+			st.minq = make([]patQ, patPow2(int(st.mnt)))
+			copy(st.maxq, maxq[:st.mxt])
+			copy(st.minq, minq[:st.mnt])
 		}
 		last := nents
 		for j := range st.trails {
@@ -240,7 +242,7 @@ func (ps *patternSet) LoadState(src []byte) error {
 			if cnt > 0 {
 				tr.headTs = ents[tr.head].ts
 			}
-			tr.seek(st, m)
+			tr.seek(st)
 			tr.vsum, tr.vcmp = vsum, vcmp
 		}
 		if r.err != nil {
@@ -266,4 +268,13 @@ func (ps *patternSet) LoadState(src []byte) error {
 	copy(ps.slots, slots)
 	ps.stats = stats
 	return nil
+}
+
+// patPow2 is the smallest power of two >= max(n, 8).
+func patPow2(n int) int {
+	size := 8
+	for size < n {
+		size *= 2
+	}
+	return size
 }
