@@ -694,20 +694,19 @@ func patCrossConfidence(now, before float64) float64 {
 // patOut appends a match of pattern op for ev with confidence conf and up to
 // five details. A trade's matches are then put in pattern order.
 func (p *Pipeline) patOut(dst []Output, op uint16, ev *codec.Event, conf, d0, d1, d2 float64, more ...float64) []Output {
-	dst = append(dst, Output{
-		Kind:     OutPattern,
-		NValues:  uint8(3 + len(more)),
-		Op:       op,
-		Symbol:   ev.Symbol,
-		Seq:      ev.Seq,
-		Key:      p.inputKey(OutPattern, op, ev),
-		TsNs:     ev.TsNs,
-		Price:    ev.Price,
-		Volume:   ev.Volume,
-		Value:    conf,
-		IngestNs: ev.IngestNs,
-	})
-	o := &dst[len(dst)-1]
+	key := p.inputKey(OutPattern, op, ev)
+	// Written in place: an Output is 224 bytes, built once.
+	n := len(dst)
+	if n < cap(dst) {
+		dst = dst[:n+1]
+	} else {
+		dst = append(dst, Output{})
+	}
+	o := &dst[n]
+	*o = Output{} // zeroed in place (a literal with fields is built on the stack and copied)
+	o.Kind, o.NValues, o.Op, o.Symbol = OutPattern, uint8(3+len(more)), op, ev.Symbol
+	o.Seq, o.Key, o.TsNs, o.IngestNs = ev.Seq, key, ev.TsNs, ev.IngestNs
+	o.Price, o.Volume, o.Value = ev.Price, ev.Volume, conf
 	o.Values[0], o.Values[1], o.Values[2] = d0, d1, d2
 	copy(o.Values[3:], more)
 	return dst
