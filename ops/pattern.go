@@ -106,8 +106,8 @@ type PatternStats struct {
 	Capped uint64 // trades that left a trailing set early because it held MaxTradesPerSymbol
 }
 
-// patEnt is one trade of a slot's ring (its price is in patSlot.prices: the
-// trailing sets read only event times and volumes from the ring).
+// patEnt is one trade of a slot's ring. Its price is in the deques while it
+// can still be a set's highest or lowest, and needed nowhere else.
 type patEnt struct {
 	ts     int64
 	volume float64
@@ -195,7 +195,6 @@ func (st *patSlot) push(t int64, price, vol float64, capN int) (capped uint64) {
 	}
 	pos := st.tail
 	st.ents[pos&m] = patEnt{t, vol}
-	st.prices[pos&m] = price
 	st.tail++
 	mxt, front := st.mxt, st.trails[0].qx
 	xm := uint64(len(st.maxq) - 1)
@@ -233,15 +232,15 @@ func (st *patSlot) push(t int64, price, vol float64, capN int) (capped uint64) {
 // grow doubles the ring (a power of two, at least 8), keeping positions.
 func (st *patSlot) grow() {
 	n := max(8, 2*len(st.ents))
-	ents, prices := make([]patEnt, n), make([]float64, n)
+	ents := make([]patEnt, n)
 	nm := uint64(n - 1)
 	if len(st.ents) > 0 {
 		om := uint64(len(st.ents) - 1)
 		for i := st.trails[0].head; i != st.tail; i++ {
-			ents[i&nm], prices[i&nm] = st.ents[i&om], st.prices[i&om]
+			ents[i&nm] = st.ents[i&om]
 		}
 	}
-	st.ents, st.prices = ents, prices
+	st.ents = ents
 }
 
 // patGrowQ returns a deque twice as long (at least 8) with the elements
@@ -302,7 +301,6 @@ type patSlot struct {
 	tail      uint64
 	mxt, mnt  uint64     // the deques' tails (their fronts are trails[0].qx, .qn)
 	ents      []patEnt   // the ring of trades the trailing sets share
-	prices    []float64  // the ring's prices
 	maxq      []patQ     // prices strictly decreasing from front to back; a power of two long, as short as its elements allow
 	minq      []patQ     // prices strictly increasing
 	trails    []patTrail // parallel to plan.trails
