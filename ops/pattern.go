@@ -323,7 +323,6 @@ type patternSet struct {
 	slots    []patSlot
 	plans    map[string]*patPlan
 	stats    PatternStats
-	touch    uint64 // sink of the loads that bring a slot's lines in
 	// loadSyms is the slot table of a snapshot being loaded (set by
 	// Pipeline.LoadState), to rebuild plans before checking the state.
 	loadSyms []codec.Symbol
@@ -527,19 +526,6 @@ func (p *Pipeline) onPatterns(slot int, ev *codec.Event, dst []Output) []Output 
 	t, price, vol := ev.TsNs, ev.Price, ev.Volume
 	pl := st.plan
 	m := uint64(len(st.ents) - 1)
-	if st.tail != 0 {
-		// Touch every line the sets will read, without a branch that
-		// depends on them: the cache misses overlap instead of following
-		// one another.
-		var x uint64
-		xm, nm := uint64(len(st.maxq)-1), uint64(len(st.minq)-1)
-		for i := range st.trails {
-			tr := &st.trails[i]
-			x += uint64(st.ents[tr.head&m].ts) + st.maxq[tr.qx&xm].pos + st.minq[tr.qn&nm].pos
-		}
-		x += st.maxq[(st.mxt-1)&xm].pos + st.minq[(st.mnt-1)&nm].pos + uint64(st.ents[st.tail&m].ts)
-		ps.touch = x
-	}
 	for _, i := range pl.check {
 		tp := &pl.trails[i]
 		tr := &st.trails[i]
