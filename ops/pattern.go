@@ -60,15 +60,18 @@ import (
 // Trailing sets are per symbol and per distinct timeframe (patterns with the
 // same timeframe, of either type, share one): a stretch of the symbol's ring
 // of recent trades (one ring for all its timeframes, as long as the longest
-// set) with two monotonic deques (highest, lowest) and a compensated
-// running volume sum, O(1) amortized per trade, never a rescan. Each set
-// holds at most MaxTradesPerSymbol trades (PatternOptions): beyond it the
-// oldest trade leaves the set early and is counted (PatternStats.Capped), so
-// the set is then the last MaxTradesPerSymbol trades within the timeframe.
-// A symbol's memory is thus at most about MaxTradesPerSymbol·(24 + 32·its
-// timeframes) bytes (24-byte ring entries, 16-byte deque entries, rounded up
-// to powers of two: 2 MB for the default 10,000 and three timeframes), and
-// only symbols that trade hold any.
+// set) with a compensated running volume sum. The highest and lowest prices
+// come from two monotonic deques per symbol (highest, lowest) over the
+// longest set, which answer every shorter set too: each set keeps its index
+// of the first deque element inside it. O(1) amortized per trade, never a
+// rescan. Each set holds at most MaxTradesPerSymbol trades (PatternOptions):
+// beyond it the oldest trade leaves the set early and is counted
+// (PatternStats.Capped), so the set is then the last MaxTradesPerSymbol
+// trades within the timeframe. A symbol's memory is thus at most about
+// MaxTradesPerSymbol·48 bytes (16-byte ring entries, 16-byte deque entries,
+// rounded up to powers of two: 768 KB for the default 10,000; in practice the
+// deques hold a few dozen prices) plus 48 bytes per timeframe, and only
+// symbols that trade hold any.
 // Technical patterns share one IndicatorSet per pipeline (each distinct
 // indicator once) and per symbol the previous values.
 //
