@@ -60,15 +60,18 @@ import (
 // Trailing sets are per symbol and per distinct timeframe (patterns with the
 // same timeframe, of either type, share one): a stretch of the symbol's ring
 // of recent trades (one ring for all its timeframes, as long as the longest
-// set) with two monotonic deques (highest, lowest) and a compensated
-// running volume sum, O(1) amortized per trade, never a rescan. Each set
-// holds at most MaxTradesPerSymbol trades (PatternOptions): beyond it the
-// oldest trade leaves the set early and is counted (PatternStats.Capped), so
-// the set is then the last MaxTradesPerSymbol trades within the timeframe.
-// A symbol's memory is thus at most about MaxTradesPerSymbol·(24 + 32·its
-// timeframes) bytes (24-byte ring entries, 16-byte deque entries, rounded up
-// to powers of two: 2 MB for the default 10,000 and three timeframes), and
-// only symbols that trade hold any.
+// set) with a compensated running volume sum. The highest and lowest prices
+// come from two monotonic deques per symbol (highest, lowest) over the
+// longest set, which answer every shorter set too: each set keeps its index
+// of the first deque element inside it. O(1) amortized per trade, never a
+// rescan. Each set holds at most MaxTradesPerSymbol trades (PatternOptions):
+// beyond it the oldest trade leaves the set early and is counted
+// (PatternStats.Capped), so the set is then the last MaxTradesPerSymbol
+// trades within the timeframe. A symbol's memory is thus at most about
+// MaxTradesPerSymbol·48 bytes (16-byte ring entries, 16-byte deque entries,
+// rounded up to powers of two: 768 KB for the default 10,000; in practice the
+// deques hold a few dozen prices) plus 48 bytes per timeframe, and only
+// symbols that trade hold any.
 // Technical patterns share one IndicatorSet per pipeline (each distinct
 // indicator once) and per symbol the previous values.
 //
@@ -106,25 +109,25 @@ type PatternStats struct {
 	Capped uint64 // trades that left a trailing set early because it held MaxTradesPerSymbol
 }
 
-// patEnt is one trade of a trailing set.
+// patEnt is one trade of a slot's ring. Its price is in the deques while it
+// can still be a set's highest or lowest, and needed nowhere else.
 type patEnt struct {
-	ts            int64
-	price, volume float64
+	ts     int64
+	volume float64
 }
 
 // patTrail is one symbol's trailing set for one timeframe: the entries
 // [head, patSlot.tail) of the symbol's ring, which every timeframe shares
 // (positions are absolute counters; position i is at ents[i&mask]). The
-// deques hold the positions and prices of the set's entries, prices strictly
-// decreasing (maxq) or increasing (minq) from front to back; carrying the
-// price makes the extreme and the back comparisons one memory access each.
-// They are as long as the ring.
+// highest and lowest prices come from the slot's two monotonic deques, also
+// shared: a deque over the longest set holds, for every suffix of the ring,
+// the suffix's extreme as its first element at or after the suffix's start,
+// so each set keeps only its index into each deque (qx, qn: the first
+// element with position >= head; the deque's tail when the set is empty).
 type patTrail struct {
 	head       uint64
 	headTs     int64 // event time of the entry at head, when the set is not empty
-	maxq, minq []patQ
-	mxh, mxt   uint64
-	mnh, mnt   uint64
+	qx, qn     uint64
 	vsum, vcmp float64
 }
 
@@ -134,15 +137,9 @@ type patQ struct {
 	price float64
 }
 
-// popFront removes the set's oldest entry.
-func (tr *patTrail) popFront(ents []patEnt, tail uint64) {
-	m := uint64(len(ents) - 1)
-	if tr.mxh != tr.mxt && tr.maxq[tr.mxh&m].pos == tr.head {
-		tr.mxh++
-	}
-	if tr.mnh != tr.mnt && tr.minq[tr.mnh&m].pos == tr.head {
-		tr.mnh++
-	}
+// popFront removes the set's oldest entry from its sum; the caller moves
+// the deque indices (seek).
+func (tr *patTrail) popFront(ents []patEnt, m, tail uint64) {
 	tr.vsum, tr.vcmp = indTwoSum(tr.vsum, tr.vcmp, -ents[tr.head&m].volume)
 	tr.head++
 	if tr.head == tail {
@@ -152,69 +149,90 @@ func (tr *patTrail) popFront(ents []patEnt, tail uint64) {
 	}
 }
 
+// seek moves the set's deque indices past the elements before head.
+func (tr *patTrail) seek(st *patSlot) {
+	xm, nm := uint64(len(st.maxq)-1), uint64(len(st.minq)-1)
+	for tr.qx != st.mxt && st.maxq[tr.qx&xm].pos < tr.head {
+		tr.qx++
+	}
+	for tr.qn != st.mnt && st.minq[tr.qn&nm].pos < tr.head {
+		tr.qn++
+	}
+}
+
 // evict drops the entries with event time <= t − tf.
-func (tr *patTrail) evict(ents []patEnt, tail uint64, t, tf int64) {
+func (tr *patTrail) evict(st *patSlot, m uint64, t, tf int64) {
 	if t < math.MinInt64+tf {
 		return // t − tf underflows: every entry is within
 	}
 	cut := t - tf
-	for tr.head != tail && tr.headTs <= cut {
-		tr.popFront(ents, tail)
+	if tr.headTs > cut {
+		return
 	}
+	for tr.head != st.tail && tr.headTs <= cut {
+		tr.popFront(st.ents, m, st.tail)
+	}
+	tr.seek(st)
 }
 
-// add appends the entry at pos (already in the ring) to the set's deques
-// and sum.
-func (tr *patTrail) add(m, pos uint64, e patEnt) {
-	if pos == tr.head { // the set was empty
-		tr.headTs = e.ts
+// push appends a trade to the slot's ring, deques and every set, first
+// evicting the oldest entry of each set that holds capN; it returns how
+// many did. Precondition: trails are ordered by timeframe, longest first,
+// so that trails[0] holds the oldest live entry (and its deque indices are
+// the deques' fronts).
+func (st *patSlot) push(t int64, price, vol float64, capN int) (capped uint64) {
+	if len(st.trails) == 0 {
+		return 0
 	}
-	for tr.mxt != tr.mxh && tr.maxq[(tr.mxt-1)&m].price <= e.price {
-		tr.mxt--
-	}
-	tr.maxq[tr.mxt&m] = patQ{pos, e.price}
-	tr.mxt++
-	for tr.mnt != tr.mnh && tr.minq[(tr.mnt-1)&m].price >= e.price {
-		tr.mnt--
-	}
-	tr.minq[tr.mnt&m] = patQ{pos, e.price}
-	tr.mnt++
-	tr.vsum, tr.vcmp = indTwoSum(tr.vsum, tr.vcmp, e.volume)
-}
-
-func (tr *patTrail) high(m uint64) float64 { return tr.maxq[tr.mxh&m].price }
-
-func (tr *patTrail) low(m uint64) float64 { return tr.minq[tr.mnh&m].price }
-
-// push appends a trade to the slot's ring and to every set, first evicting
-// the oldest entry of each set that holds capN; it returns how many did.
-// Precondition: trails are ordered by timeframe, longest first, so that
-// trails[0] holds the oldest live entry.
-func (st *patSlot) push(e patEnt, capN int) (capped uint64) {
+	m := uint64(len(st.ents) - 1)
 	for i := range st.trails {
 		if tr := &st.trails[i]; st.tail-tr.head >= uint64(capN) {
-			tr.popFront(st.ents, st.tail)
+			tr.popFront(st.ents, m, st.tail)
+			tr.seek(st)
 			capped++
 		}
 	}
-	if len(st.trails) == 0 {
-		return capped
-	}
 	if st.tail-st.trails[0].head == uint64(len(st.ents)) {
 		st.grow()
+		m = uint64(len(st.ents) - 1)
 	}
-	m := uint64(len(st.ents) - 1)
 	pos := st.tail
-	st.ents[pos&m] = e
+	st.ents[pos&m] = patEnt{t, vol}
 	st.tail++
+	mxt, front := st.mxt, st.trails[0].qx
+	xm := uint64(len(st.maxq) - 1)
+	for mxt != front && st.maxq[(mxt-1)&xm].price <= price {
+		mxt--
+	}
+	if mxt-front == uint64(len(st.maxq)) {
+		st.maxq = patGrowQ(st.maxq, front, mxt)
+		xm = uint64(len(st.maxq) - 1)
+	}
+	st.maxq[mxt&xm] = patQ{pos, price}
+	st.mxt = mxt + 1
+	mnt, front := st.mnt, st.trails[0].qn
+	nm := uint64(len(st.minq) - 1)
+	for mnt != front && st.minq[(mnt-1)&nm].price >= price {
+		mnt--
+	}
+	if mnt-front == uint64(len(st.minq)) {
+		st.minq = patGrowQ(st.minq, front, mnt)
+		nm = uint64(len(st.minq) - 1)
+	}
+	st.minq[mnt&nm] = patQ{pos, price}
+	st.mnt = mnt + 1
 	for i := range st.trails {
-		st.trails[i].add(m, pos, e)
+		tr := &st.trails[i]
+		if tr.head == pos { // the set was empty
+			tr.headTs = t
+		}
+		tr.qx, tr.qn = min(tr.qx, mxt), min(tr.qn, mnt)
+		tr.vsum, tr.vcmp = indTwoSum(tr.vsum, tr.vcmp, vol)
 	}
 	return capped
 }
 
-// grow doubles the ring and the deques (a power of two, at least 8),
-// keeping positions.
+// grow doubles the ring (a power of two, at least 8), keeping positions.
 func (st *patSlot) grow() {
 	n := max(8, 2*len(st.ents))
 	ents := make([]patEnt, n)
@@ -225,21 +243,19 @@ func (st *patSlot) grow() {
 			ents[i&nm] = st.ents[i&om]
 		}
 	}
-	for j := range st.trails {
-		tr := &st.trails[j]
-		maxq, minq := make([]patQ, n), make([]patQ, n)
-		if len(st.ents) > 0 {
-			om := uint64(len(st.ents) - 1)
-			for i := tr.mxh; i != tr.mxt; i++ {
-				maxq[i&nm] = tr.maxq[i&om]
-			}
-			for i := tr.mnh; i != tr.mnt; i++ {
-				minq[i&nm] = tr.minq[i&om]
-			}
-		}
-		tr.maxq, tr.minq = maxq, minq
-	}
 	st.ents = ents
+}
+
+// patGrowQ returns a deque twice as long (at least 8) with the elements
+// [front, tail) of q at the same indices.
+func patGrowQ(q []patQ, front, tail uint64) []patQ {
+	n := max(8, 2*len(q))
+	nq := make([]patQ, n)
+	nm, om := uint64(n-1), uint64(len(q)-1)
+	for i := front; i != tail; i++ {
+		nq[i&nm] = q[i&om]
+	}
+	return nq
 }
 
 // patRef is a pattern in a plan list with its precomputed factor: 1+threshold
@@ -264,8 +280,12 @@ type techPlan struct {
 
 // patPlan is the index of the patterns that apply to a set of symbols.
 type patPlan struct {
-	trails []trailPlan
-	tech   []techPlan
+	trails []trailPlan // longest timeframe first
+	// check is the order in which the trailing sets are checked: by their
+	// first pattern, so that a trade's matches usually come out in pattern
+	// order already (they are sorted otherwise).
+	check []int
+	tech  []techPlan
 }
 
 // techCond is a distinct technical condition over the pattern indicator
@@ -281,8 +301,11 @@ type patSlot struct {
 	plan      *patPlan // nil until the symbol's first trade
 	seen      bool
 	lastTs    int64
-	ents      []patEnt // the ring of trades the trailing sets share
 	tail      uint64
+	mxt, mnt  uint64     // the deques' tails (their fronts are trails[0].qx, .qn)
+	ents      []patEnt   // the ring of trades the trailing sets share
+	maxq      []patQ     // prices strictly decreasing from front to back; a power of two long, as short as its elements allow
+	minq      []patQ     // prices strictly increasing
 	trails    []patTrail // parallel to plan.trails
 	prev      []float64  // previous pattern indicator values (NaN: none yet)
 	prevPrice float64
@@ -459,6 +482,19 @@ func (ps *patternSet) planFor(sym codec.Symbol) *patPlan {
 		slices.SortFunc(pl.trails[j].down, byTh)
 		slices.SortFunc(pl.trails[j].spike, byTh)
 	}
+	firstOp := func(tp *trailPlan) int {
+		op := math.MaxInt
+		for _, l := range [][]patRef{tp.up, tp.down, tp.spike} {
+			for _, r := range l {
+				op = min(op, int(r.op))
+			}
+		}
+		return op
+	}
+	for j := range pl.trails {
+		pl.check = append(pl.check, j)
+	}
+	slices.SortStableFunc(pl.check, func(a, b int) int { return firstOp(&pl.trails[a]) - firstOp(&pl.trails[b]) })
 	ps.plans[key.String()] = pl
 	return pl
 }
@@ -493,18 +529,18 @@ func (p *Pipeline) onPatterns(slot int, ev *codec.Event, dst []Output) []Output 
 	t, price, vol := ev.TsNs, ev.Price, ev.Volume
 	pl := st.plan
 	m := uint64(len(st.ents) - 1)
-	for i := range pl.trails {
+	for _, i := range pl.check {
 		tp := &pl.trails[i]
 		tr := &st.trails[i]
 		if tr.head == st.tail {
 			continue
 		}
-		tr.evict(st.ents, st.tail, t, ps.tfs[tp.k])
+		tr.evict(st, m, t, ps.tfs[tp.k])
 		if tr.head == st.tail {
 			continue
 		}
 		if len(tp.up) > 0 {
-			h := tr.high(m)
+			h := st.maxq[tr.qx&uint64(len(st.maxq)-1)].price
 			for _, r := range tp.up {
 				if !(price > h*r.f) {
 					break
@@ -514,7 +550,7 @@ func (p *Pipeline) onPatterns(slot int, ev *codec.Event, dst []Output) []Output 
 			}
 		}
 		if len(tp.down) > 0 {
-			l := tr.low(m)
+			l := st.minq[tr.qn&uint64(len(st.minq)-1)].price
 			for _, r := range tp.down {
 				if !(price < l*r.f) {
 					break
@@ -537,7 +573,7 @@ func (p *Pipeline) onPatterns(slot int, ev *codec.Event, dst []Output) []Output 
 			}
 		}
 	}
-	ps.stats.Capped += st.push(patEnt{ts: t, price: price, volume: vol}, ps.capN)
+	ps.stats.Capped += st.push(t, price, vol, ps.capN)
 	if len(pl.tech) > 0 {
 		dst = p.onTechnical(slot, st, ev, dst)
 	}
@@ -645,20 +681,19 @@ func patCrossConfidence(now, before float64) float64 {
 // patOut appends a match of pattern op for ev with confidence conf and up to
 // five details. A trade's matches are then put in pattern order.
 func (p *Pipeline) patOut(dst []Output, op uint16, ev *codec.Event, conf, d0, d1, d2 float64, more ...float64) []Output {
-	dst = append(dst, Output{
-		Kind:     OutPattern,
-		NValues:  uint8(3 + len(more)),
-		Op:       op,
-		Symbol:   ev.Symbol,
-		Seq:      ev.Seq,
-		Key:      p.inputKey(OutPattern, op, ev),
-		TsNs:     ev.TsNs,
-		Price:    ev.Price,
-		Volume:   ev.Volume,
-		Value:    conf,
-		IngestNs: ev.IngestNs,
-	})
-	o := &dst[len(dst)-1]
+	key := p.inputKey(OutPattern, op, ev)
+	// Written in place: an Output is 224 bytes, built once.
+	n := len(dst)
+	if n < cap(dst) {
+		dst = dst[:n+1]
+	} else {
+		dst = append(dst, Output{})
+	}
+	o := &dst[n]
+	*o = Output{} // zeroed in place (a literal with fields is built on the stack and copied)
+	o.Kind, o.NValues, o.Op, o.Symbol = OutPattern, uint8(3+len(more)), op, ev.Symbol
+	o.Seq, o.Key, o.TsNs, o.IngestNs = ev.Seq, key, ev.TsNs, ev.IngestNs
+	o.Price, o.Volume, o.Value = ev.Price, ev.Volume, conf
 	o.Values[0], o.Values[1], o.Values[2] = d0, d1, d2
 	copy(o.Values[3:], more)
 	return dst

@@ -171,10 +171,16 @@ func patBenchNaive(b *testing.B, name string, specs []PatternSpec, evs []codec.E
 	})
 }
 
+// patNaiveEnt is a trade the naive detector keeps.
+type patNaiveEnt struct {
+	ts            int64
+	price, volume float64
+}
+
 // patNaive checks every pattern on every trade of its symbols by rescanning.
 type patNaive struct {
 	specs   []PatternSpec
-	hist    map[codec.Symbol][]patEnt
+	hist    map[codec.Symbol][]patNaiveEnt
 	ind     []*IndicatorSet // per pattern, its own indicators
 	prev    map[[2]int][3]float64
 	maxTf   int64
@@ -183,7 +189,7 @@ type patNaive struct {
 }
 
 func newPatNaive(specs []PatternSpec) *patNaive {
-	nv := &patNaive{specs: specs, hist: map[codec.Symbol][]patEnt{}, prev: map[[2]int][3]float64{}}
+	nv := &patNaive{specs: specs, hist: map[codec.Symbol][]patNaiveEnt{}, prev: map[[2]int][3]float64{}}
 	for _, s := range specs {
 		nv.maxTf = max(nv.maxTf, s.TimeframeNs)
 		var is []IndicatorSpec
@@ -256,5 +262,5 @@ func (nv *patNaive) onTrade(ev *codec.Event) {
 	if cut > 0 {
 		h = append(h[:0], h[cut:]...)
 	}
-	nv.hist[ev.Symbol] = append(h, patEnt{ts: ev.TsNs, price: ev.Price, volume: ev.Volume})
+	nv.hist[ev.Symbol] = append(h, patNaiveEnt{ts: ev.TsNs, price: ev.Price, volume: ev.Volume})
 }

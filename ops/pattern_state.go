@@ -14,28 +14,33 @@ import (
 // LoadState.
 var ErrPatternState = errors.New("ops: bad pattern state")
 
-// Pattern state encoding, version 1, little-endian, floats as IEEE-754 bits
+// Pattern state encoding, version 2, little-endian, floats as IEEE-754 bits
 // (a restore is bit-exact):
 //
 //	magic     [4]byte "QPAT"
-//	version   u16 (1), reserved u16 (0)
+//	version   u16 (2), reserved u16 (0)
 //	config    u64, codec.HashID of the specs and MaxTradesPerSymbol
 //	nslots    u32, slots that follow (the pipeline's slots in use)
 //	late      u64, capped u64
 //	slots     nslots × {
 //	            planned u8, seen u8, 6 zero bytes, lastTs i64, prevPrice u64,
 //	            ntrails u32, nprev u32, prev nprev × u64,
-//	            nents u32, 4 zero bytes, ents nents × { ts i64, price u64, volume u64 } (the ring, oldest first),
+//	            nents u32, 4 zero bytes, ents nents × { ts i64, volume u64 } (the ring, oldest first),
+//	            nmax u32, nmin u32, maxq nmax × { at u64, price u64 }, minq nmin × { at u64, price u64 }
+//	              (the deques, front first; at is the entry's index in ents),
 //	            trails ntrails × { n u32, 4 zero bytes, vsum u64, vcmp u64 } (each set is the last n entries) }
 //	indicator u64 length + IndicatorSet.AppendState when technical patterns exist
 //	crc       u32, CRC-32C of every byte above
 //
-// The deques are rebuilt on load (they are a function of the set's trades)
-// and the running sums are restored bit for bit. A slot's plan is rebuilt from its symbol, so
-// the pipeline passes the snapshot's slot table (loadSyms).
+// Version 1 (still read) had no deques and a price in each ring entry
+// ({ ts i64, price u64, volume u64 }): its deques are rebuilt on load. The
+// ring keeps no prices since version 2: an entry in neither deque can never
+// be a set's extreme. The running sums are restored bit for bit. A slot's
+// plan is rebuilt from its symbol, so the pipeline passes the snapshot's
+// slot table (loadSyms).
 const (
 	patStateMagic   = "QPAT"
-	patStateVersion = 1
+	patStateVersion = 2
 )
 
 func (ps *patternSet) configHash() uint64 {
@@ -86,8 +91,24 @@ func (ps *patternSet) AppendState(dst []byte) []byte {
 		for k := oldest; k != st.tail; k++ {
 			e := st.ents[k&m]
 			dst = le.AppendUint64(dst, uint64(e.ts))
-			dst = le.AppendUint64(dst, math.Float64bits(e.price))
 			dst = le.AppendUint64(dst, math.Float64bits(e.volume))
+		}
+		var mxh, mnh uint64 = st.mxt, st.mnt
+		if len(st.trails) > 0 {
+			mxh, mnh = st.trails[0].qx, st.trails[0].qn
+		}
+		dst = le.AppendUint32(dst, uint32(st.mxt-mxh))
+		dst = le.AppendUint32(dst, uint32(st.mnt-mnh))
+		for _, q := range [2]struct {
+			q          []patQ
+			head, tail uint64
+		}{{st.maxq, mxh, st.mxt}, {st.minq, mnh, st.mnt}} {
+			qm := uint64(len(q.q) - 1)
+			for k := q.head; k != q.tail; k++ {
+				e := q.q[k&qm]
+				dst = le.AppendUint64(dst, e.pos-oldest)
+				dst = le.AppendUint64(dst, math.Float64bits(e.price))
+			}
 		}
 		for j := range st.trails {
 			tr := &st.trails[j]
@@ -143,8 +164,9 @@ func (ps *patternSet) LoadState(src []byte) error {
 		return bad("checksum mismatch")
 	}
 	r := &patReader{b: body[4:]}
-	if v := le.Uint16(r.take(2)); v != patStateVersion {
-		return bad("version %d, this build reads %d", v, patStateVersion)
+	version := le.Uint16(r.take(2))
+	if version != 1 && version != patStateVersion {
+		return bad("version %d, this build reads 1 and %d", version, patStateVersion)
 	}
 	r.take(2)
 	if h := r.u64(); h != ps.configHash() {
@@ -185,28 +207,47 @@ func (ps *patternSet) LoadState(src []byte) error {
 		}
 		nents := int(r.u32())
 		r.take(4)
-		if nents > ps.capN || nents*24 > len(r.b) || (ntr == 0 && nents != 0) {
+		entSize := 16
+		if version == 1 {
+			entSize = 24
+		}
+		if nents > ps.capN || nents*entSize > len(r.b) || (ntr == 0 && nents != 0) {
 			return bad("slot %d: a ring of %d trades", i, nents)
 		}
-		ents := make([]patEnt, nents)
+		var ents []patEnt
+		var prices []float64 // version 1
+		if nents > 0 {
+			ents = make([]patEnt, patPow2(nents))
+		}
+		if version == 1 {
+			prices = make([]float64, nents)
+		}
 		prevTs := int64(math.MinInt64)
-		for k := range ents {
-			ents[k] = patEnt{ts: int64(r.u64()), price: r.f64(), volume: r.f64()}
+		for k := range nents {
+			ents[k].ts = int64(r.u64())
+			if version == 1 {
+				prices[k] = r.f64()
+			}
+			ents[k].volume = r.f64()
 			if ents[k].ts < prevTs || (st.seen && ents[k].ts > st.lastTs) {
 				return bad("slot %d: ring out of event-time order", i)
 			}
 			prevTs = ents[k].ts
 		}
-		st.trails = make([]patTrail, ntr)
-		if nents > 0 {
-			size := 8
-			for size < nents {
-				size *= 2
+		st.ents, st.tail = ents, uint64(nents)
+		if version == 1 {
+			st.maxq, st.minq, st.mxt, st.mnt = patRebuildQ(prices)
+		} else {
+			nmax, nmin := int(r.u32()), int(r.u32())
+			var err error
+			if st.maxq, st.mxt, err = patReadQ(r, nents, nmax, func(back, p float64) bool { return back <= p }); err != nil {
+				return bad("slot %d: highs: %v", i, err)
 			}
-			st.ents = make([]patEnt, size)
-			copy(st.ents, ents)
+			if st.minq, st.mnt, err = patReadQ(r, nents, nmin, func(back, p float64) bool { return back >= p }); err != nil {
+				return bad("slot %d: lows: %v", i, err)
+			}
 		}
-		st.tail = uint64(nents)
+		st.trails = make([]patTrail, ntr)
 		last := nents
 		for j := range st.trails {
 			cnt := int(r.u32())
@@ -218,11 +259,10 @@ func (ps *patternSet) LoadState(src []byte) error {
 			last = cnt
 			tr := &st.trails[j]
 			tr.head = uint64(nents - cnt)
-			tr.maxq, tr.minq = make([]patQ, len(st.ents)), make([]patQ, len(st.ents))
-			m := uint64(len(st.ents) - 1)
-			for k := tr.head; k != st.tail; k++ {
-				tr.add(m, k, st.ents[k&m])
+			if cnt > 0 {
+				tr.headTs = ents[tr.head].ts
 			}
+			tr.seek(st)
 			tr.vsum, tr.vcmp = vsum, vcmp
 		}
 		if r.err != nil {
@@ -248,4 +288,60 @@ func (ps *patternSet) LoadState(src []byte) error {
 	copy(ps.slots, slots)
 	ps.stats = stats
 	return nil
+}
+
+// patRebuildQ builds the deques over a ring's prices (version 1).
+func patRebuildQ(prices []float64) (maxq, minq []patQ, mxt, mnt uint64) {
+	if len(prices) == 0 {
+		return nil, nil, 0, 0
+	}
+	maxq, minq = make([]patQ, len(prices)), make([]patQ, len(prices))
+	for k, p := range prices {
+		for mxt != 0 && maxq[mxt-1].price <= p {
+			mxt--
+		}
+		maxq[mxt] = patQ{uint64(k), p}
+		mxt++
+		for mnt != 0 && minq[mnt-1].price >= p {
+			mnt--
+		}
+		minq[mnt] = patQ{uint64(k), p}
+		mnt++
+	}
+	qx, qn := make([]patQ, patPow2(int(mxt))), make([]patQ, patPow2(int(mnt)))
+	copy(qx, maxq[:mxt])
+	copy(qn, minq[:mnt])
+	return qx, qn, mxt, mnt
+}
+
+// patReadQ reads a deque of n elements over a ring of nents entries: at
+// strictly increasing, the last at the newest entry, and no element that the
+// next would have popped (pops(back, p) is push's test).
+func patReadQ(r *patReader, nents, n int, pops func(back, p float64) bool) ([]patQ, uint64, error) {
+	if n > nents || n*16 > len(r.b) || (n == 0) != (nents == 0) {
+		return nil, 0, fmt.Errorf("%d elements over %d trades", n, nents)
+	}
+	if n == 0 {
+		return nil, 0, nil
+	}
+	q := make([]patQ, patPow2(n))
+	for k := range n {
+		q[k] = patQ{r.u64(), r.f64()}
+		if q[k].pos >= uint64(nents) || (k > 0 && (q[k].pos <= q[k-1].pos || pops(q[k-1].price, q[k].price))) {
+			return nil, 0, fmt.Errorf("element %d of %d out of order", k, n)
+		}
+	}
+	if q[n-1].pos != uint64(nents-1) {
+		return nil, 0, errors.New("the newest trade is missing")
+	}
+	return q, uint64(n), nil
+}
+
+// patPow2 is the smallest power of two >= max(n, 8).
+func patPow2(n int) int {
+	size := 8
+	for size < n {
+		size *= 2
+	}
+	return size
 }
