@@ -701,10 +701,7 @@ func (p *Pipeline) patOut(dst []Output, op uint16, ev *codec.Event, conf, d0, d1
 
 // Patterns returns the pipeline's pattern specs, indexed by Op.
 func (p *Pipeline) Patterns() []PatternSpec {
-	if p.pat == nil {
-		return nil
-	}
-	return slices.Clone(p.pat.specs)
+	return slices.Clone(p.cfg.Patterns) // built-in and sequence patterns, indexed by Output.Op
 }
 
 // PatternStats returns the pattern detector's counters.

@@ -454,3 +454,21 @@ func TestSeqStateCorruptionNeverPanics(t *testing.T) {
 		}
 	}
 }
+
+// Patterns lists every pattern of the configuration, sequences included,
+// in Op order.
+func TestPipelinePatternsListsSequences(t *testing.T) {
+	specs, err := ParsePatterns([]byte(`[{"id":"s","type":"sequence","within":"1s","steps":[{"name":"a"},{"name":"b"}]},
+		{"id":"b","type":"price_breakout","threshold":0.01,"timeframe":"1m"}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewPipeline(PipelineConfig{Patterns: specs, MaxSymbolID: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := p.Patterns()
+	if len(got) != 2 || got[0].ID != "s" || got[1].ID != "b" {
+		t.Fatalf("Patterns() = %+v", got)
+	}
+}
