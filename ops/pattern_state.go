@@ -43,8 +43,31 @@ const (
 	patStateVersion = 2
 )
 
+// patHashSpec is what the built-in detector's configuration hash covers: the
+// built-in patterns' own fields, printed with %+v (the form of the first
+// snapshots, which had exactly these fields), so that fields added to
+// PatternSpec for other pattern types do not change it.
+type patHashSpec struct {
+	ID          string
+	Type        PatternType
+	Symbols     []string
+	Threshold   float64
+	TimeframeNs int64
+	Down        bool
+	Multiplier  float64
+	Signal      TechnicalSignal
+	Fast, Slow  int
+	Period      int
+	Overbought  float64
+	Oversold    float64
+}
+
 func (ps *patternSet) configHash() uint64 {
-	return codec.HashID(fmt.Appendf(nil, "%+v|%d", ps.specs, ps.capN))
+	hs := make([]patHashSpec, len(ps.specs))
+	for i, s := range ps.specs {
+		hs[i] = patHashSpec{s.ID, s.Type, s.Symbols, s.Threshold, s.TimeframeNs, s.Down, s.Multiplier, s.Signal, s.Fast, s.Slow, s.Period, s.Overbought, s.Oversold}
+	}
+	return codec.HashID(fmt.Appendf(nil, "%+v|%d", hs, ps.capN))
 }
 
 // AppendState appends the detector's state for the pipeline's slots in use.
