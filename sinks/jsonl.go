@@ -156,24 +156,34 @@ func (j *JSONLWriter) symbol(id codec.Symbol) string {
 	return ""
 }
 
+// appendTradeFields appends the fields of an indicator output shared by the
+// --output line and the Redis feature object:
+// "symbol":S,"ts":T,"price":P,"volume":V followed by the indicators, keys
+// holding their `,"name":` prefixes.
+func appendTradeFields(dst []byte, name string, o *ops.Output, keys [][]byte) []byte {
+	dst = append(dst, `"symbol":`...)
+	dst = AppendString(dst, name)
+	dst = append(dst, `,"ts":`...)
+	dst = strconv.AppendInt(dst, o.TsNs, 10)
+	dst = append(dst, `,"price":`...)
+	dst = AppendFloat(dst, o.Price)
+	dst = append(dst, `,"volume":`...)
+	dst = AppendFloat(dst, o.Volume)
+	for i := 0; i < int(o.NValues) && i < len(keys); i++ {
+		dst = append(dst, keys[i]...)
+		dst = AppendFloat(dst, o.Values[i])
+	}
+	return dst
+}
+
 // AppendOutput appends the JSON object of o (without a newline).
 func (j *JSONLWriter) AppendOutput(dst []byte, o *ops.Output) []byte {
 	switch o.Kind {
 	case ops.OutIndicators:
 		dst = append(dst, `{"seq":`...)
 		dst = strconv.AppendUint(dst, o.Seq, 10)
-		dst = append(dst, `,"symbol":`...)
-		dst = AppendString(dst, j.symbol(o.Symbol))
-		dst = append(dst, `,"ts":`...)
-		dst = strconv.AppendInt(dst, o.TsNs, 10)
-		dst = append(dst, `,"price":`...)
-		dst = AppendFloat(dst, o.Price)
-		dst = append(dst, `,"volume":`...)
-		dst = AppendFloat(dst, o.Volume)
-		for i := 0; i < int(o.NValues) && i < len(j.keys); i++ {
-			dst = append(dst, j.keys[i]...)
-			dst = AppendFloat(dst, o.Values[i])
-		}
+		dst = append(dst, ',')
+		dst = appendTradeFields(dst, j.symbol(o.Symbol), o, j.keys)
 		return append(dst, '}')
 	case ops.OutWindow:
 		var meta WindowMeta

@@ -98,7 +98,6 @@ type RedisWriter struct {
 	shaArg any
 
 	jsonl   *JSONLWriter // the --output line of windows, patterns, news
-	indKeys [][]byte     // `,"sma_5":`
 
 	names []string          // symbol names by id, refreshed from the table on a miss
 	syms  []redisSymNames   // by symbol id
@@ -276,9 +275,6 @@ func NewRedis(u *url.URL, env Env) (*RedisWriter, error) {
 	w.shaArg = w.sha
 	w.ttlArg = strconv.AppendInt(nil, ttl.Milliseconds(), 10)
 	w.jsonl = NewJSONLWriter(io.Discard, env.JSONL)
-	for _, k := range env.JSONL.Indicators {
-		w.indKeys = append(w.indKeys, append(AppendString([]byte{','}, k), ':'))
-	}
 	return w, nil
 }
 
@@ -725,18 +721,8 @@ func (w *RedisWriter) conflate(outs []ops.Output) {
 // {"symbol","ts","price","volume",<indicators>,"seq"}. seq is last: the
 // write script reads it there.
 func (w *RedisWriter) appendFeatures(dst []byte, o *ops.Output, name string) []byte {
-	dst = append(dst, `{"symbol":`...)
-	dst = AppendString(dst, name)
-	dst = append(dst, `,"ts":`...)
-	dst = strconv.AppendInt(dst, o.TsNs, 10)
-	dst = append(dst, `,"price":`...)
-	dst = AppendFloat(dst, o.Price)
-	dst = append(dst, `,"volume":`...)
-	dst = AppendFloat(dst, o.Volume)
-	for i := 0; i < int(o.NValues) && i < len(w.indKeys); i++ {
-		dst = append(dst, w.indKeys[i]...)
-		dst = AppendFloat(dst, o.Values[i])
-	}
+	dst = append(dst, '{')
+	dst = appendTradeFields(dst, name, o, w.jsonl.keys)
 	dst = append(dst, `,"seq":`...)
 	dst = strconv.AppendUint(dst, o.Seq, 10)
 	return append(dst, '}')
