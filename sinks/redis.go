@@ -97,7 +97,7 @@ type RedisWriter struct {
 	sha    string
 	shaArg any
 
-	jsonl   *JSONLWriter // the --output line of windows, patterns, news
+	jsonl *JSONLWriter // the --output line of windows, patterns, news
 
 	names []string          // symbol names by id, refreshed from the table on a miss
 	syms  []redisSymNames   // by symbol id
