@@ -171,6 +171,22 @@ func (r *patReader) u32() uint32  { return binary.LittleEndian.Uint32(r.take(4))
 func (r *patReader) u64() uint64  { return binary.LittleEndian.Uint64(r.take(8)) }
 func (r *patReader) f64() float64 { return math.Float64frombits(r.u64()) }
 
+// finish reads the end of a snapshot: the indicator state when withInd
+// (u64 length, bytes), then nothing more.
+func (r *patReader) finish(withInd bool) ([]byte, error) {
+	var ind []byte
+	if withInd {
+		ind = r.take(int(min(r.u64(), uint64(len(r.b)))))
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	if len(r.b) != 0 {
+		return nil, fmt.Errorf("%d trailing bytes", len(r.b))
+	}
+	return ind, nil
+}
+
 // LoadState replaces the detector's state with a snapshot of AppendState,
 // checked completely first: on error the detector is unchanged. The
 // pipeline sets loadSyms to the snapshot's slot table before calling it.
@@ -292,15 +308,9 @@ func (ps *patternSet) LoadState(src []byte) error {
 			return bad("slot %d: %v", i, r.err)
 		}
 	}
-	var indState []byte
-	if ps.ind != nil {
-		indState = r.take(int(min(r.u64(), uint64(len(r.b)))))
-	}
-	if r.err != nil {
-		return bad("%v", r.err)
-	}
-	if len(r.b) != 0 {
-		return bad("%d trailing bytes", len(r.b))
+	indState, err := r.finish(ps.ind != nil)
+	if err != nil {
+		return bad("%v", err)
 	}
 	if ps.ind != nil {
 		if err := ps.ind.LoadState(indState); err != nil {

@@ -205,15 +205,9 @@ func (sq *seqSet) LoadState(src []byte) error {
 			return bad("slot %d: %v", i, r.err)
 		}
 	}
-	var indState []byte
-	if sq.ind != nil {
-		indState = r.take(int(min(r.u64(), uint64(len(r.b)))))
-	}
-	if r.err != nil {
-		return bad("%v", r.err)
-	}
-	if len(r.b) != 0 {
-		return bad("%d trailing bytes", len(r.b))
+	indState, err := r.finish(sq.ind != nil)
+	if err != nil {
+		return bad("%v", err)
 	}
 	if sq.ind != nil {
 		if err := sq.ind.LoadState(indState); err != nil {
