@@ -151,6 +151,7 @@ type queue struct {
 
 	// counters (under mu)
 	shed     uint64
+	next     uint64 // the ordinal after the last one pushed
 	spilled  uint64 // entries written to the spill, ever
 	maxDepth int    // highest ring+spill depth seen
 }
@@ -182,6 +183,7 @@ var errQueueClosed = errors.New("sinks: queue closed")
 func (q *queue) push(first uint64, outs []ops.Output, stop <-chan struct{}) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.next = first + uint64(len(outs))
 	for i := 0; i < len(outs); {
 		if q.closed {
 			return errQueueClosed

@@ -495,7 +495,7 @@ func (s *Sink) Stats() SinkStats {
 	}
 	st.MaxDepth = s.q.maxDepth
 	st.Shed = s.q.shed
-	st.HWM = s.q.hwmLocked(0)
+	st.HWM = s.q.hwmLocked(s.q.next)
 	s.q.mu.Unlock()
 	if sw, ok := s.w.(StatusWriter); ok {
 		st.Writer = string(sw.AppendStatus(nil))

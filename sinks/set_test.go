@@ -229,7 +229,7 @@ func TestSinkRetriesAndPoison(t *testing.T) {
 	waitFor(t, 10*time.Second, "a retry", func() bool { return s.Stats().Retries >= 1 })
 	w.down.Store(false)
 	waitFor(t, 10*time.Second, "delivery", func() bool { return len(w.written()) == 24 })
-	if st := s.Stats(); st.Breaker != "closed" || st.Poisoned != 1 || st.Written != 24 {
+	if st := s.Stats(); st.Breaker != "closed" || st.Poisoned != 1 || st.Written != 24 || st.HWM != 25 {
 		t.Fatalf("%+v", st)
 	}
 	set.Close(context.Background())
