@@ -191,7 +191,8 @@ func replay(f *replayFlags, stdout, stderr io.Writer) error {
 		primary = writer
 	}
 	var eng *engine.Engine
-	outSinks, err := openSinks(f.sinks.uris, jcfg, "", primary, poisonTo(&eng), slog.New(slog.NewTextHandler(stderr, nil)))
+	logger := slog.New(slog.NewTextHandler(stderr, nil)) // sinks, archives, the pcap reader
+	outSinks, err := openSinks(f.sinks.uris, jcfg, "", primary, poisonTo(&eng), logger)
 	if err != nil {
 		return err
 	}
@@ -202,7 +203,7 @@ func replay(f *replayFlags, stdout, stderr io.Writer) error {
 		return err
 	}
 	outSinks.start()
-	arch, err := openArchives(outSinks.archive, eng.Symbols(), slog.New(slog.NewTextHandler(stderr, nil)))
+	arch, err := openArchives(outSinks.archive, eng.Symbols(), logger)
 	if err != nil {
 		return err
 	}
@@ -223,7 +224,7 @@ func replay(f *replayFlags, stdout, stderr io.Writer) error {
 	}
 	defer reader.Close()
 	if pr, ok := reader.(*feeds.PcapReader); ok {
-		pr.SetLogger(slog.New(slog.NewTextHandler(stderr, nil))) // truncation, sequence resets
+		pr.SetLogger(logger) // truncation, sequence resets
 	}
 
 	pub, err := eng.NewPublisher("replay")

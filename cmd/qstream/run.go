@@ -200,10 +200,11 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 		engOutput = guard.Output()
 	}
 	var eng *engine.Engine
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo})) // sinks and archives
 	sinkJSONL := opers.jsonl()
 	sinkJSONL.Symbols = symbols
 	outSinks, err := openSinks(f.sinks.uris, sinkJSONL, sinkStateDir(&f.sinks, f.durable.walDir), engOutput, poisonTo(&eng),
-		slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
+		logger)
 	if err != nil {
 		return err
 	}
@@ -241,7 +242,6 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer dur.close(stderr)
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	arch, err := openArchives(outSinks.archive, symbols, logger)
 	if err != nil {
 		return err
