@@ -516,7 +516,8 @@ func (s *spill) restore(gen uint64, rOff, wOff int64) (bool, error) {
 	return true, nil
 }
 
-// close closes the file; an empty spill's file is removed.
+// close flushes and closes the file; it stays for the next start, which
+// keeps what a checkpoint references and removes the rest.
 func (s *spill) close() {
 	if s.f != nil {
 		s.w.Flush()

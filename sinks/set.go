@@ -58,8 +58,7 @@ const carryKeep = 8
 const setMarkVersion = 1
 
 // NewSet returns the output of the engine: primary (nil for none) and the
-// sinks. dir is where sinks keep their state (Sink's dir, one folder per
-// sink under it).
+// sinks (each with its own state folder, see SinkDir).
 func NewSet(primary engine.OutputHandler, sinks []*Sink) *Set {
 	s := &Set{primary: primary, sinks: sinks, stop: make(chan struct{})}
 	s.pcp, _ = primary.(engine.CheckpointedOutput)
