@@ -81,6 +81,7 @@ type nopPublisher struct{ n int }
 func (p *nopPublishers) NewPublisher(string) (feeds.Publisher, error) { return &nopPublisher{}, nil }
 func (p *nopPublishers) Symbols() *codec.SymbolTable                  { return p.syms }
 func (p *nopPublisher) Publish(*codec.Event) error                    { p.n++; return nil }
+func (p *nopPublisher) PublishText(*codec.Event, []byte) error        { p.n++; return nil }
 func (p *nopPublisher) Flush() error                                  { return nil }
 func (p *nopPublisher) Barrier(context.Context) error                 { return nil }
 func (p *nopPublisher) Reject([]byte, codec.Reason, feeds.Position, error) {

@@ -25,6 +25,7 @@ const (
 	KindCustom         // the specification's CustomEvent
 	KindStatus         // trading status / halt for a symbol
 	KindWatermark      // engine-internal: event time has advanced to TsNs
+	KindText           // a chunk of the text of the event before it (see text.go)
 	kindCount
 )
 
@@ -40,6 +41,7 @@ var kindNames = [kindCount]string{
 	KindCustom:    "custom",
 	KindStatus:    "status",
 	KindWatermark: "watermark",
+	KindText:      "text",
 }
 
 // String returns the lower-case name used in JSON output and stats.
@@ -88,6 +90,14 @@ const (
 	FlagSell                     // aggressor (or book side) is the seller
 	FlagReplay                   // the event was re-read from a WAL or capture
 	FlagLast                     // last event of a batch that the source groups (IEX packet, Coinbase last_match)
+	// FlagBroadcast: the engine hands the event (and its text) to every
+	// shard, not only the one that owns its Symbol (news: the symbols an
+	// article is about are known only once its text is analysed).
+	FlagBroadcast
+	// FlagPrimary is set by the engine on the one copy of a broadcast event
+	// that reaches the shard owning its Symbol: that copy emits the
+	// event's own output; the others only update state.
+	FlagPrimary
 )
 
 // Symbol is an interned instrument name. Ids are dense and start at 1; 0
@@ -122,7 +132,10 @@ type Event struct {
 	Kind     Kind
 	Status   Status
 	Flags    Flags
-	_        [7]byte
+	_        [3]byte
+	// TextLen is the length of the event's text (see text.go) carried by
+	// the KindText events that follow it; 0 when it has none.
+	TextLen uint32
 }
 
 // EventSize is the size of an Event in memory: two cache lines.

@@ -30,11 +30,13 @@ import (
 //	   126    1 Kind
 //	   127    1 Status
 //	   128    1 Flags
-//	   129    7 reserved, zero
+//	   129    3 reserved, zero
+//	   132    4 TextLen      (uint32)
 //
 // Every field is copied bit for bit (floats by their IEEE bits, so -0 and NaN
 // payloads survive too), so DecodeFrame(AppendFrame(ev)) == ev for every
-// valid event. A news article's text is not part of the frame.
+// valid event. An event's text is not part of its frame: it travels in the
+// KindText events that follow it, each a frame of its own.
 const (
 	FrameSize    = 136
 	FrameMagic   = 0xF5
@@ -97,7 +99,8 @@ func AppendFrame(dst []byte, ev *Event) []byte {
 	b[126] = byte(ev.Kind)
 	b[127] = byte(ev.Status)
 	b[128] = byte(ev.Flags)
-	clear(b[129:136])
+	clear(b[129:132])
+	le.PutUint32(b[132:], ev.TextLen)
 	le.PutUint32(b[4:], crc32.Checksum(b[frameBody:], frameCRCTable))
 	return dst
 }
@@ -120,7 +123,7 @@ func DecodeFrame(src []byte, ev *Event) (n int, err error) {
 	}
 	kind, status := Kind(b[126]), Status(b[127])
 	if kind == KindInvalid || kind >= kindCount || status >= statusCount ||
-		le.Uint32(b[129:]) != 0 || b[133] != 0 || b[134] != 0 || b[135] != 0 {
+		b[129] != 0 || b[130] != 0 || b[131] != 0 {
 		return 0, ErrFrameContent
 	}
 	*ev = Event{
@@ -143,6 +146,7 @@ func DecodeFrame(src []byte, ev *Event) (n int, err error) {
 		Kind:     kind,
 		Status:   status,
 		Flags:    Flags(b[128]),
+		TextLen:  le.Uint32(b[132:]),
 	}
 	return FrameSize, nil
 }

@@ -68,8 +68,8 @@ func TestFrameLayout(t *testing.T) {
 			t.Errorf("offset %d: %#x, want %#x", w.off, w.got, w.want)
 		}
 	}
-	if !bytes.Equal(b[129:], make([]byte, 7)) {
-		t.Errorf("reserved bytes %x", b[129:])
+	if !bytes.Equal(b[129:132], make([]byte, 3)) || le.Uint32(b[132:]) != 0 {
+		t.Errorf("reserved bytes and TextLen %x", b[129:])
 	}
 }
 
@@ -166,7 +166,7 @@ func TestFrameErrors(t *testing.T) {
 		"kind invalid": reseal(func(b []byte) { b[126] = 0 }),
 		"kind unknown": reseal(func(b []byte) { b[126] = byte(kindCount) }),
 		"status":       reseal(func(b []byte) { b[127] = byte(statusCount) }),
-		"reserved":     reseal(func(b []byte) { b[135] = 1 }),
+		"reserved":     reseal(func(b []byte) { b[131] = 1 }),
 	} {
 		if n, err := DecodeFrame(b, &out); n != 0 || err != ErrFrameContent {
 			t.Errorf("%s: %d, %v", name, n, err)

@@ -117,6 +117,7 @@ func (s SignalType) String() string {
 // of symbols, ParseJSON does not allocate, rejections included.
 func (p *Parser) ParseJSON(msg []byte, ev *Event) error {
 	p.newsOK = false
+	p.evText = p.evText[:0]
 	if len(msg) > p.maxSize {
 		return p.fail(ReasonOversize, "", "message larger than MaxMessageSize")
 	}
@@ -181,6 +182,9 @@ const (
 	jkSignalType
 	jkStrength
 	jkEventType
+	jkStreamID
+	jkMessageType
+	jkMetadata
 	jkCount
 )
 
@@ -216,6 +220,9 @@ var jsonKeyNames = [jkCount]string{
 	jkSignalType:   "signal_type",
 	jkStrength:     "strength",
 	jkEventType:    "event_type",
+	jkStreamID:     "stream_id",
+	jkMessageType:  "message_type",
+	jkMetadata:     "metadata",
 }
 
 // jsonKeyOf maps a key to its slot; the switch on string(k) does not allocate.
@@ -279,6 +286,12 @@ func jsonKeyOf(k []byte) jsonKey {
 		return jkStrength
 	case "event_type":
 		return jkEventType
+	case "stream_id":
+		return jkStreamID
+	case "message_type":
+		return jkMessageType
+	case "metadata":
+		return jkMetadata
 	}
 	return jkNone
 }
@@ -298,8 +311,8 @@ type jsonVal struct {
 // Only the bit masks are reset per object; vals[k] is valid when present has
 // bit k.
 type jsonFields struct {
-	present uint32 // keys with a non-null value
-	seen    uint32 // keys that occurred, null included (duplicate detection)
+	present uint64 // keys with a non-null value
+	seen    uint64 // keys that occurred, null included (duplicate detection)
 	dup     jsonKey
 	vals    [jkCount]jsonVal
 }
@@ -308,9 +321,12 @@ func (f *jsonFields) reset() { f.present, f.seen, f.dup = 0, 0, jkNone }
 
 func (f *jsonFields) has(k jsonKey) bool { return f.present&(1<<k) != 0 }
 
+// jsonFields' masks hold one bit per key.
+var _ [64 - jkCount]struct{}
+
 // add records key k; a repeated key is remembered in dup (the first one).
 func (f *jsonFields) add(k jsonKey, t fastjson.Type, raw []byte, v *fastjson.Value) {
-	bit := uint32(1) << k
+	bit := uint64(1) << k
 	if f.seen&bit != 0 {
 		if f.dup == jkNone {
 			f.dup = k
@@ -705,7 +721,10 @@ func (p *Parser) compactNews(ev *Event, f *jsonFields) error {
 	if a.Body, _, err = p.text(f, jkBody); err != nil {
 		return err
 	}
-	return p.newsSymbols(ev, f)
+	if err := p.newsSymbols(ev, f); err != nil {
+		return err
+	}
+	return p.newsText(ev, nil, nil)
 }
 
 // newsSymbols reads the optional "symbols" array of f into p.news, sets
@@ -830,7 +849,8 @@ func (p *Parser) streamMessage(ev *Event, f *jsonFields) error {
 	if variant == jsonVariantCustomEvent {
 		ev.Kind = KindCustom
 		if io == nil {
-			return nil // any JSON value is a valid CustomEvent
+			// any JSON value is a valid CustomEvent
+			return p.eventText(ev, f, id, inner, jkPayload)
 		}
 	} else if io == nil {
 		return p.fail(ReasonBadType, "payload", "want an object")
@@ -855,7 +875,9 @@ func (p *Parser) streamMessage(ev *Event, f *jsonFields) error {
 	case jsonVariantNewsData:
 		return p.newsData(ev, f, g, id)
 	case jsonVariantTradingSignal:
-		return p.signal(ev, g)
+		if err := p.signal(ev, g); err != nil {
+			return err
+		}
 	case jsonVariantSystemEvent:
 		ev.Kind = KindSystem
 		et, err := p.reqText(g, jkEventType)
@@ -863,17 +885,20 @@ func (p *Parser) streamMessage(ev *Event, f *jsonFields) error {
 			return err
 		}
 		ev.Aux = HashID(et)
-		ev.Symbol, err = p.sym(g, jkSymbol, false)
-		return err
+		if ev.Symbol, err = p.sym(g, jkSymbol, false); err != nil {
+			return err
+		}
 	default: // CustomEvent object
 		et, _, err := p.text(g, jkEventType)
 		if err != nil {
 			return err
 		}
 		ev.Aux = HashID(et)
-		ev.Symbol, err = p.sym(g, jkSymbol, false)
-		return err
+		if ev.Symbol, err = p.sym(g, jkSymbol, false); err != nil {
+			return err
+		}
 	}
+	return p.eventText(ev, f, id, inner, jkPayload)
 }
 
 // newsData fills a news event from a NewsData payload g in the envelope f;
@@ -907,7 +932,10 @@ func (p *Parser) newsData(ev *Event, f, g *jsonFields, messageID []byte) error {
 	if a.Sentiment, a.HasSentiment, err = p.num(g, jkSentiment); err != nil {
 		return err
 	}
-	return p.newsSymbols(ev, g)
+	if err := p.newsSymbols(ev, g); err != nil {
+		return err
+	}
+	return p.newsText(ev, f, messageID)
 }
 
 // signal fills a KindSignal event from a TradingSignal payload g.

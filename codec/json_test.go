@@ -101,10 +101,22 @@ func TestParseJSONShapes(t *testing.T) {
 			with(base(KindCustom), func(e *Event) { e.Symbol, e.TsNs, e.IDHash = 0, t0, HashID([]byte("m8")) })},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ev, _, err := jsonParse(t, tc.msg)
+			ev, p, err := jsonParse(t, tc.msg)
 			if err != nil {
 				t.Fatalf("ParseJSON: %v", err)
 			}
+			// The text is tested in text_test.go; here only that its
+			// length is the event's and that news is broadcast.
+			if int(ev.TextLen) != len(p.Text()) {
+				t.Fatalf("TextLen %d, text %d bytes", ev.TextLen, len(p.Text()))
+			}
+			if hasText := ev.Kind == KindNews || ev.Kind == KindSignal || ev.Kind == KindSystem || ev.Kind == KindCustom; hasText != (ev.TextLen > 0) {
+				t.Fatalf("%v event with TextLen %d", ev.Kind, ev.TextLen)
+			}
+			if (ev.Kind == KindNews) != (ev.Flags&FlagBroadcast != 0) {
+				t.Fatalf("%v event with flags %b", ev.Kind, ev.Flags)
+			}
+			ev.TextLen, ev.Flags = 0, ev.Flags&^FlagBroadcast
 			if ev != tc.want {
 				t.Fatalf("got  %+v\nwant %+v", ev, tc.want)
 			}

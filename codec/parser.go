@@ -178,6 +178,7 @@ type Parser struct {
 	newsBuf  []byte // the current article's text; grows to the largest article seen
 	newsSyms [MaxNewsSymbols]Symbol
 	newsOK   bool
+	evText   []byte // the last event's text (text.go); grows to the largest seen
 }
 
 // NewParser returns a Parser configured by opts. It pre-sizes the JSON
@@ -213,6 +214,18 @@ func (p *Parser) warm() {
 		b = append(b, ' ')
 	}
 	_, _ = p.jp.ParseBytes(b)
+}
+
+// Text returns the text (see text.go) of the event parsed by the last
+// ParseJSON call, or nil when it has none: news articles, and signal,
+// system and custom events of a StreamMessage carry one; market data does
+// not. ev.TextLen is its length. The slice is owned by the parser and valid
+// until its next ParseJSON call; Publisher.PublishText takes both.
+func (p *Parser) Text() []byte {
+	if len(p.evText) == 0 {
+		return nil
+	}
+	return p.evText
 }
 
 // Symbols returns the shared symbol table behind the parser.

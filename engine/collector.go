@@ -35,6 +35,14 @@ type collector struct {
 
 	delivered atomic.Uint64
 	dead      atomic.Uint64
+
+	// Outputs with text are groups (ops.GroupLen) that reach the handler
+	// whole: stage[i] holds the start of a group from shard i whose rest is
+	// not in its ring yet (unordered mode); in ordered mode open is the
+	// shard whose group c.buf ends inside (-1 if none), which is the only
+	// shard taken from until the group is complete.
+	stage [][]ops.Output
+	open  int
 }
 
 func newCollector(e *Engine, w *ring.Waiter) *collector {
@@ -45,6 +53,8 @@ func newCollector(e *Engine, w *ring.Waiter) *collector {
 		buf:    make([]ops.Output, 0, collectBatchMax),
 		stamps: make([]int64, 0, collectBatchMax),
 		done:   make(chan struct{}),
+		stage:  make([][]ops.Output, len(e.shards)),
+		open:   -1,
 	}
 	c.ready = c.anyReady
 	return c
@@ -84,12 +94,12 @@ func (c *collector) allDrained() bool {
 func (c *collector) runUnordered() {
 	for {
 		n := c.drainDeadLetters()
-		for _, s := range c.e.shards {
+		for i, s := range c.e.shards {
 			batch := s.out.Poll(collectBatchMax)
 			if len(batch) == 0 {
 				continue
 			}
-			c.deliver(batch)
+			c.deliverGroups(i, batch)
 			s.out.Release(len(batch))
 			n += len(batch)
 		}
@@ -124,12 +134,20 @@ func (c *collector) runOrdered() {
 					best, bestSeq = j, h[0].Seq
 				}
 			}
+			if c.open >= 0 {
+				// The rest of a group: its shard pushes it before it
+				// moves on, so wait for nothing else.
+				if !hasHead[c.open] {
+					break
+				}
+				best, bestSeq = c.open, shards[c.open].out.Poll(1)[0].Seq
+			}
 			if best < 0 {
 				break
 			}
 			ok := true
 			for j := range shards {
-				if j != best && !hasHead[j] && prog[j] < bestSeq {
+				if c.open < 0 && j != best && !hasHead[j] && prog[j] < bestSeq {
 					ok = false // shard j may still produce outputs with Seq ≤ bestSeq
 					break
 				}
@@ -147,6 +165,10 @@ func (c *collector) runOrdered() {
 			c.buf = append(c.buf, h[:k]...)
 			s.out.Release(k)
 			moved = true
+			c.open = -1
+			if g := ops.CompleteGroups(c.buf); g < len(c.buf) {
+				c.open = best
+			}
 			if len(c.buf) == collectBatchMax {
 				c.deliverBuf()
 			}
@@ -162,10 +184,31 @@ func (c *collector) runOrdered() {
 	}
 }
 
+// deliverBuf delivers the whole groups in c.buf and keeps the rest.
 func (c *collector) deliverBuf() {
-	if len(c.buf) > 0 {
-		c.deliver(c.buf)
-		c.buf = c.buf[:0]
+	g := ops.CompleteGroups(c.buf)
+	if g > 0 {
+		c.deliver(c.buf[:g])
+	}
+	c.buf = c.buf[:copy(c.buf, c.buf[g:])]
+}
+
+// deliverGroups delivers the whole groups of batch, from shard i, after
+// what is staged for that shard, and stages the rest.
+func (c *collector) deliverGroups(i int, batch []ops.Output) {
+	st := c.stage[i]
+	if len(st) > 0 {
+		st = append(st, batch...)
+		batch = st
+	}
+	g := ops.CompleteGroups(batch)
+	if g > 0 {
+		c.deliver(batch[:g])
+	}
+	if len(st) > 0 {
+		c.stage[i] = st[:copy(st, batch[g:])]
+	} else {
+		c.stage[i] = append(st, batch[g:]...)
 	}
 }
 

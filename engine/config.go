@@ -63,6 +63,15 @@ type Processor interface {
 	OnWatermark(watermarkNs int64, seq uint64, dst []ops.Output) []ops.Output
 }
 
+// TextProcessor is a Processor that takes events with text (news articles,
+// signal, system and custom events; see codec/text.go). The shard gathers
+// an event's KindText chunks and calls OnText once with the whole text
+// (valid during the call); a Processor without it gets OnEvent and no
+// text. *ops.Pipeline implements it.
+type TextProcessor interface {
+	OnText(ev *codec.Event, text []byte, watermarkNs int64, dst []ops.Output) ([]ops.Output, codec.Reason)
+}
+
 // ProcessingTimeProcessor is a Processor with processing-time triggers
 // (early window firings). The shard calls OnProcessingTime about every
 // Config.ProcessingTimeTick with its monotonic clock; seq is the last input

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -113,10 +114,42 @@ func (p *Publisher) Publish(ev *codec.Event) error {
 	return p.publish(ev)
 }
 
+// PublishText publishes ev followed by the KindText events that carry its
+// text (see codec/text.go), as one group: a checkpoint never falls inside
+// it, and the WAL holds the event and its chunks in order, so recovery
+// replays the same group. ev.TextLen is set to len(text), which must be at
+// most codec.MaxText. With no text it is Publish (ev.TextLen is left alone:
+// a WAL replay publishes chunks as the events that follow).
+func (p *Publisher) PublishText(ev *codec.Event, text []byte) error {
+	if len(text) == 0 {
+		return p.Publish(ev) // its chunks, if it has any (a WAL replay), follow as events
+	}
+	if len(text) > codec.MaxText {
+		return fmt.Errorf("engine: event text of %d bytes, the limit is %d", len(text), codec.MaxText)
+	}
+	if p.locked {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+	}
+	ev.TextLen = uint32(len(text))
+	if err := p.publish(ev); err != nil {
+		return err
+	}
+	var c codec.Event
+	for off := 0; off < len(text); {
+		off += codec.SetTextChunk(&c, ev, text, off)
+		if err := p.publish(&c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (p *Publisher) publish(ev *codec.Event) error {
 	if p.closed {
 		return ErrStopped
 	}
+	ev.Flags &^= codec.FlagPrimary // the engine's to set (route)
 	if ev.IngestNs == 0 {
 		if p.nowNs == 0 {
 			p.nowNs = clock.MonoNs()
@@ -141,13 +174,21 @@ func (p *Publisher) publish(ev *codec.Event) error {
 		p.lastLSN = lsn
 	}
 	s := p.e.route(ev.Symbol)
-	if p.fill[s] == len(p.claim[s]) {
-		if err := p.reclaim(s); err != nil {
+	if ev.Flags&codec.FlagBroadcast == 0 {
+		if err := p.put(s, ev); err != nil {
 			return err
 		}
+	} else {
+		// Every shard gets a copy; the owner's is the primary one.
+		for r := range p.rings {
+			if err := p.put(r, ev); err != nil {
+				return err
+			}
+			if r == s {
+				p.claim[r][p.fill[r]-1].Flags |= codec.FlagPrimary
+			}
+		}
 	}
-	p.claim[s][p.fill[s]] = *ev
-	p.fill[s]++
 	if ev.TsNs > p.maxTsNs {
 		p.maxTsNs = ev.TsNs
 	}
@@ -155,7 +196,21 @@ func (p *Publisher) publish(ev *codec.Event) error {
 	if ev.Seq > p.maxSeq {
 		p.maxSeq = ev.Seq
 	}
-	p.published.Add(1)
+	if ev.Kind != codec.KindText {
+		p.published.Add(1)
+	}
+	return nil
+}
+
+// put writes ev into the claim of shard s's ring.
+func (p *Publisher) put(s int, ev *codec.Event) error {
+	if p.fill[s] == len(p.claim[s]) {
+		if err := p.reclaim(s); err != nil {
+			return err
+		}
+	}
+	p.claim[s][p.fill[s]] = *ev
+	p.fill[s]++
 	return nil
 }
 

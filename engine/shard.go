@@ -87,6 +87,17 @@ type shard struct {
 	keyed       SourceKeyedProcessor    // the processor, if its output keys name the source
 	dedup       *dedupSet               // nil unless Config.DedupHorizon > 0
 	cut         shardCut                // checkpoint alignment (checkpoint_shard.go)
+	texts       []textAsm               // per input: the event whose text chunks are arriving
+	textProc    TextProcessor           // the processor, if it takes text
+}
+
+// textAsm gathers the text of one event from its KindText chunks. A
+// Publisher puts an event and its chunks into a ring back to back, so at
+// most one is open per input.
+type textAsm struct {
+	head codec.Event
+	buf  []byte // grows to the largest text seen, at most codec.MaxText
+	open bool
 }
 
 func newShard(e *Engine, id int, proc Processor, outWaiter *ring.Waiter) (*shard, error) {
@@ -111,6 +122,7 @@ func newShard(e *Engine, id int, proc Processor, outWaiter *ring.Waiter) (*shard
 	}
 	s.ready = s.inputReady
 	s.keyed, _ = proc.(SourceKeyedProcessor)
+	s.textProc, _ = proc.(TextProcessor)
 	s.waitTimeout = idleCheckEvery
 	if pt, ok := proc.(ProcessingTimeProcessor); ok && e.cfg.ProcessingTimeTick > 0 {
 		s.ptProc = pt
@@ -281,16 +293,26 @@ func (s *shard) processBatch(src int, batch []codec.Event) int {
 			lastSeq, consumed = ev.Seq, i+1
 			break
 		}
+		if ev.Kind == codec.KindText || (src < len(s.texts) && s.texts[src].open) || ev.TextLen > 0 {
+			if ev = s.gatherText(src, ev); ev == nil {
+				lastSeq = batch[i].Seq
+				continue // the text is not complete yet
+			}
+		}
 		s.byKind[ev.Kind%codec.Kind(codec.KindCount)].Add(1)
 		if ev.Kind == codec.KindWatermark {
 			s.onWatermark(src, ev.TsNs, ev.Seq)
 		} else if s.dedup != nil && ev.IDHash != 0 && s.dedup.seen(dedupKey(s.scopeHash[src], ev.IDHash)) {
-			s.deadLetter(ev, codec.ReasonDuplicate)
+			s.deadLetterOnce(ev, codec.ReasonDuplicate)
 		} else {
 			var reason codec.Reason
-			s.outBuf, reason = s.proc.OnEvent(ev, s.wmNs, s.outBuf)
+			if ev.TextLen > 0 && s.textProc != nil {
+				s.outBuf, reason = s.textProc.OnText(ev, s.texts[src].buf, s.wmNs, s.outBuf)
+			} else {
+				s.outBuf, reason = s.proc.OnEvent(ev, s.wmNs, s.outBuf)
+			}
 			if reason != codec.ReasonNone {
-				s.deadLetter(ev, reason)
+				s.deadLetterOnce(ev, reason)
 			}
 			if ev.IngestNs != 0 {
 				s.batchBuf = append(s.batchBuf, ev.IngestNs)
@@ -309,6 +331,45 @@ func (s *shard) processBatch(src int, batch []codec.Event) int {
 		s.lat.recordBatch(stageShard, clock.MonoNs(), s.batchBuf)
 	}
 	return consumed
+}
+
+// gatherText takes an event with text or a chunk of one from input src. It
+// returns the event to process once its text is complete in
+// s.texts[src].buf (the event itself when it is not part of a text), and
+// nil while chunks are outstanding. A chunk without an open event, an
+// event whose chunks stop short (a source that crashed mid-group and was
+// replayed up to there) and an over-long text go to the dead letters.
+func (s *shard) gatherText(src int, ev *codec.Event) *codec.Event {
+	for len(s.texts) <= src {
+		s.texts = append(s.texts, textAsm{})
+	}
+	t := &s.texts[src]
+	if ev.Kind == codec.KindText {
+		if !t.open || ev.Seq != t.head.Seq {
+			s.deadLetterOnce(ev, codec.ReasonMalformed) // a chunk of no event
+			return nil
+		}
+		need := int(t.head.TextLen) - len(t.buf)
+		t.buf = append(t.buf, codec.TextChunk(ev)[:min(need, codec.TextChunkSize)]...)
+		if len(t.buf) < int(t.head.TextLen) {
+			return nil
+		}
+		t.open = false
+		return &t.head
+	}
+	if t.open { // the last event's text stopped short
+		t.open = false
+		s.deadLetterOnce(&t.head, codec.ReasonMalformed)
+	}
+	if ev.TextLen == 0 {
+		return ev
+	}
+	if ev.TextLen > codec.MaxText {
+		s.deadLetterOnce(ev, codec.ReasonOversize)
+		return nil
+	}
+	t.head, t.buf, t.open = *ev, t.buf[:0], true
+	return nil
 }
 
 // onWatermark records a source's watermark and advances the shard's when the
@@ -342,6 +403,15 @@ func (s *shard) advance(seq uint64) {
 func (s *shard) checkIdle() {
 	s.advance(s.progress.Load())
 	s.flushOutputs()
+}
+
+// deadLetterOnce dead-letters ev unless it is a copy of a broadcast event
+// that another shard's primary copy reports (see codec.FlagBroadcast): one
+// input, one dead letter.
+func (s *shard) deadLetterOnce(ev *codec.Event, reason codec.Reason) {
+	if ev.Flags&codec.FlagBroadcast == 0 || ev.Flags&codec.FlagPrimary != 0 {
+		s.deadLetter(ev, reason)
+	}
 }
 
 func (s *shard) deadLetter(ev *codec.Event, reason codec.Reason) {

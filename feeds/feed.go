@@ -26,6 +26,9 @@ type Publisher interface {
 	// full: that is the backpressure a network feed turns into not reading.
 	// Publication is batched: call Flush to make events visible promptly.
 	Publish(ev *codec.Event) error
+	// PublishText publishes ev with its text (codec/text.go), both as one
+	// group; with no text it is Publish.
+	PublishText(ev *codec.Event, text []byte) error
 	// Flush makes every event published so far visible to the shards.
 	Flush() error
 	// Barrier flushes and then returns once every event published so far is

@@ -424,7 +424,11 @@ func (f *JetStreamFeed) consume(ctx context.Context, part *jsPartition, c jetstr
 				f.st.rejected.Add(1)
 				continue
 			}
-			if err := pub.Publish(&ev); err != nil {
+			var text []byte
+			if f.cfg.Format != JetStreamFrames {
+				text = parsedText(parser)
+			}
+			if err := pub.PublishText(&ev, text); err != nil {
 				return fmt.Errorf("jetstream: %s: %w", part.durable, err)
 			}
 			f.st.published.Add(1)

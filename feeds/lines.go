@@ -24,6 +24,7 @@ type LineReader struct {
 	br      *bufio.Reader
 	closer  io.Closer
 	decode  LineDecoder
+	text    func() []byte // the text of the last decoded event (JSON Lines), or nil
 	maxLine int
 	line    int64
 	offset  int64
@@ -125,7 +126,19 @@ func (lr *LineReader) Close() error {
 // NewJSONLReader reads JSON Lines (either JSON shape of the contract, and news).
 func NewJSONLReader(r io.Reader, opts codec.ParserOptions) *LineReader {
 	p := codec.NewParser(opts)
-	return NewLineReader(r, p.ParseJSON, opts.MaxMessageSize)
+	lr := NewLineReader(r, p.ParseJSON, opts.MaxMessageSize)
+	lr.text = p.Text
+	return lr
+}
+
+// Text returns the text of the event the last Next decoded (news articles,
+// signal, system and custom events of JSON Lines; see codec.Parser.Text),
+// valid until the next call to Next; nil when it has none.
+func (lr *LineReader) Text() []byte {
+	if lr.text == nil {
+		return nil
+	}
+	return lr.text()
 }
 
 // NewCSVReader reads CSV ticks: a header row, then ts,symbol,price,volume[,bid,ask].

@@ -1141,3 +1141,6 @@ func TestPcapReaderAllocsDuplicates(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 }
+
+// PublishText publishes ev; the fake keeps no text.
+func (p *pcapTestPubs) PublishText(ev *codec.Event, _ []byte) error { return p.Publish(ev) }

@@ -26,6 +26,22 @@ type JSONParser interface {
 	ParseJSON(msg []byte, ev *codec.Event) error
 }
 
+// TextParser is a JSONParser that keeps the text of the events it parses
+// (codec.Parser.Text): feeds publish it with the event
+// (engine.Publisher.PublishText), so news articles and the StreamMessage
+// fields of signals, system and custom events reach the operators.
+type TextParser interface {
+	Text() []byte
+}
+
+// parsedText returns the text of the event p parsed last, if p keeps text.
+func parsedText(p JSONParser) []byte {
+	if tp, ok := p.(TextParser); ok {
+		return tp.Text()
+	}
+	return nil
+}
+
 // Defaults of TCPConfig.
 const (
 	DefaultTCPMaxConns       = 1024
@@ -625,7 +641,11 @@ func (s *TCPServer) consume(cs *tcpConn, buf []byte) gnet.Action {
 		}
 		// Seq 0: the Publisher assigns the loop's next source offset.
 		ev.Seq, ev.Source, ev.IngestNs = 0, s.cfg.Source, 0
-		if err := l.pub.Publish(ev); err != nil {
+		var text []byte
+		if sp.format == TCPLines {
+			text = parsedText(l.parser)
+		}
+		if err := l.pub.PublishText(ev, text); err != nil {
 			s.publishFailed(l, cs, err)
 			errs++
 			action = gnet.Close

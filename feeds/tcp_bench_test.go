@@ -208,3 +208,6 @@ func tcpNetBaselineConn(c net.Conn, pubs *tcpBenchPubs) {
 		}
 	}
 }
+
+// PublishText publishes ev; the fake keeps no text.
+func (p *tcpBenchPub) PublishText(ev *codec.Event, _ []byte) error { return p.Publish(ev) }

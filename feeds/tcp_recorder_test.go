@@ -262,3 +262,6 @@ func netWaitFor(t testing.TB, timeout time.Duration, what string, cond func() bo
 }
 
 var errNetTestBarrier = errors.New("test: barrier failed")
+
+// PublishText publishes ev; the fake keeps no text.
+func (p *netRecPub) PublishText(ev *codec.Event, _ []byte) error { return p.Publish(ev) }

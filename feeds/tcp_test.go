@@ -700,3 +700,6 @@ func ExampleAppendTCPAck() {
 	// {"ack":42}
 	// f6 01 0c 00 2a 00 00 00 00 00 00 00
 }
+
+// PublishText publishes ev; the fake keeps no text.
+func (p *tcpNullPub) PublishText(ev *codec.Event, _ []byte) error { return p.Publish(ev) }

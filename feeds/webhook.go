@@ -166,8 +166,12 @@ type Webhook struct {
 // body buffer and events, and the channel its result comes back on.
 type webhookSlot struct {
 	parser JSONParser
-	body   []byte
-	events []codec.Event
+	// texts holds the events' texts back to back; textEnd[i] is where
+	// events[i]'s ends (its start is the previous one's end).
+	texts   []byte
+	textEnd []int
+	body    []byte
+	events  []codec.Event
 	// A rejection to hand to Publisher.Reject instead of events.
 	reject    bool
 	rejRaw    []byte
@@ -382,7 +386,11 @@ func (w *Webhook) publishLoop(ctx context.Context, pub Publisher) {
 				continue
 			}
 			for i := range s.events {
-				if err = pub.Publish(&s.events[i]); err != nil {
+				start := 0
+				if i > 0 {
+					start = s.textEnd[i-1]
+				}
+				if err = pub.PublishText(&s.events[i], s.texts[start:s.textEnd[i]]); err != nil {
 					break
 				}
 				n++
@@ -550,6 +558,7 @@ func (w *Webhook) serveHTTP(rw http.ResponseWriter, r *http.Request) {
 // prepares s's rejection.
 func (w *Webhook) parse(s *webhookSlot, body []byte) (code int, reason, detail string, idx int) {
 	s.events = s.events[:0]
+	s.texts, s.textEnd = s.texts[:0], s.textEnd[:0]
 	it := jsonArrayIter{b: body}
 	if err := it.start(); err != nil {
 		return http.StatusBadRequest, "malformed_json", err.Error(), -1
@@ -575,6 +584,8 @@ func (w *Webhook) parse(s *webhookSlot, body []byte) (code int, reason, detail s
 			return http.StatusUnprocessableEntity, r.String(), perr.Error(), i
 		}
 		ev.Source = w.cfg.Source
+		s.texts = append(s.texts, parsedText(s.parser)...)
+		s.textEnd = append(s.textEnd, len(s.texts))
 	}
 	if len(s.events) == 0 {
 		return http.StatusUnprocessableEntity, "no_events", "the array is empty", -1

@@ -16,13 +16,13 @@ import (
 // PatternType names a built-in pattern.
 type PatternType uint8
 
-// Built-in pattern types. news_impact patterns are in the
-// contract but not built: ParsePatterns refuses them by name.
+// Built-in pattern types.
 const (
 	PatBreakout    PatternType = iota + 1 // price_breakout (Direction up or down)
 	PatVolumeSpike                        // volume_spike
 	PatTechnical                          // technical_signal
 	PatSequence                           // sequence (sequence_spec.go)
+	PatNewsImpact                         // news_impact (pattern_news.go)
 )
 
 // String returns the type's name in the pattern file and the match line.
@@ -36,6 +36,8 @@ func (t PatternType) String() string {
 		return "technical_signal"
 	case PatSequence:
 		return "sequence"
+	case PatNewsImpact:
+		return "news_impact"
 	}
 	return "invalid"
 }
@@ -95,6 +97,11 @@ type PatternSpec struct {
 	Overbought  float64
 	Oversold    float64
 	Sequence    SequenceSpec // PatSequence (sequence_spec.go)
+	// PatNewsImpact (pattern_news.go): Keywords (none: any article),
+	// SentimentThreshold in [0, 1], Move (a fraction ≥ 0) within TimeframeNs.
+	Keywords           []string
+	SentimentThreshold float64
+	Move               float64
 }
 
 // DetailNames returns the JSON keys of a match's details, in the order of
@@ -119,6 +126,8 @@ func (s PatternSpec) DetailNames() []string {
 		}
 	case PatSequence:
 		return s.Sequence.seqDetailNames()
+	case PatNewsImpact:
+		return []string{"sentiment", "reference_price", "current_price", "move_percentage", "news_ts"}
 	}
 	return nil
 }
@@ -165,8 +174,11 @@ type patternJSON struct {
 // Unknown fields, a parameter of another type, missing or out-of-range
 // values and duplicate ids are errors that name the pattern (its id, or its
 // position) and the field; they wrap ErrPatternSpec. YAML is not read (it
-// would need a dependency). The news_impact type is refused as not built
-// yet; sequence patterns are read by parseSequenceJSON (sequence_spec.go).
+// would need a dependency). Sequence patterns are read by parseSequenceJSON
+// (sequence_spec.go), news_impact ones by newsImpactSpec (pattern_news.go):
+//
+//	{"id":"earn","type":"news_impact","keywords":["earnings","guidance"],
+//	 "sentiment_threshold":0.3,"timeframe":"15m","move":0.01}
 func ParsePatterns(data []byte) ([]PatternSpec, error) {
 	var raws []json.RawMessage
 	if err := json.Unmarshal(data, &raws); err != nil {
@@ -358,11 +370,11 @@ func (pj *patternJSON) spec() (PatternSpec, error) {
 			return s, fmt.Errorf("signal: %q is not sma_cross, ema_cross, rsi_cross or vwap_cross", *pj.Signal)
 		}
 	case "news_impact":
-		return s, fmt.Errorf("type: %s patterns are not built yet (price_breakout, volume_spike and technical_signal are)", pj.Type)
+		return newsImpactSpec(s, pj, only)
 	case "":
 		return s, errors.New("type: missing")
 	default:
-		return s, fmt.Errorf("type: %q is not price_breakout, volume_spike, technical_signal or sequence", pj.Type)
+		return s, fmt.Errorf("type: %q is not price_breakout, volume_spike, technical_signal, news_impact or sequence", pj.Type)
 	}
 	if pj.Keywords != nil || pj.SentimentThreshold != nil || pj.Move != nil || pj.Steps != nil || pj.Within != nil {
 		return s, fmt.Errorf("keywords/sentiment_threshold/move/steps/within: not parameters of %s", pj.Type)

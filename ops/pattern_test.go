@@ -444,7 +444,7 @@ func TestParsePatternsErrors(t *testing.T) {
 		{`[{"id":"a","type":"technical_signal","signal":"sma_cross","fast":20,"slow":5}]`, `"a" (#1): slow: 5 must be greater`},
 		{`[{"id":"a","type":"technical_signal","signal":"macd"}]`, `signal: "macd"`},
 		{`[{"id":"a","type":"technical_signal","signal":"rsi_cross","overbought":20,"oversold":30}]`, `oversold: 30 must be in`},
-		{`[{"id":"a","type":"news_impact","keywords":["x"]}]`, `type: news_impact patterns are not built yet`},
+		{`[{"id":"a","type":"news_impact","keywords":["x"]}]`, `timeframe: missing`},
 		{`[{"id":"a","type":"teleport"}]`, `type: "teleport"`},
 		{`[{"id":"a","type":"volume_spike","multiplier":2,"baseline":"1m","symbols":[]}]`, `symbols: empty list`},
 		{`[{"id":"a","type":"volume_spike","multiplier":2,"baseline":"1m"},{"id":"a","type":"volume_spike","multiplier":3,"baseline":"1m"}]`, `"a" (#2): id: already used by pattern #1`},

@@ -6,6 +6,7 @@ import (
 	"math"
 
 	"qstream/codec"
+	"qstream/ops/news"
 )
 
 // PipelineConfig configures the operator chain of one shard.
@@ -32,6 +33,12 @@ type PipelineConfig struct {
 	// MaxSlots bounds how many distinct symbols this pipeline holds state
 	// for. A new symbol beyond it is rejected with ReasonUnknownSymbol.
 	MaxSlots int
+	// News analyses news articles (text.go): each article becomes a news
+	// line (OutNews) and feeds the news_impact patterns, which need it.
+	// Nil: articles are passed over.
+	News *news.Analyzer
+	// Events makes signal, system and custom events event lines (OutEvent).
+	Events bool
 }
 
 // Pipeline is one shard's operator chain: quote state, indicators, windows
@@ -54,6 +61,8 @@ type Pipeline struct {
 	pat     *patternSet // nil without built-in patterns
 	patOps  []uint16    // built-in pattern index → Op, when sequences come before some (nil: the same)
 	seq     *seqSet     // nil without sequence patterns (sequence.go)
+	nimp    *newsImpactSet
+	text    textState
 }
 
 // quoteState is the latest top of book of a symbol; quotes update it, trades
@@ -118,6 +127,21 @@ func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
 				return nil, err
 			}
 		}
+		var nspecs []PatternSpec
+		var nops []uint16
+		for i, s := range cfg.Patterns {
+			if s.Type == PatNewsImpact {
+				nspecs, nops = append(nspecs, s), append(nops, uint16(i))
+			}
+		}
+		if len(nspecs) > 0 {
+			if cfg.News == nil {
+				return nil, fmt.Errorf("%w: news_impact patterns need the news analyser (PipelineConfig.News)", ErrPipelineConfig)
+			}
+			if p.nimp, err = newNewsImpactSet(nspecs, nops, cfg.SymbolNames, cfg.MaxSlots); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return p, nil
 }
@@ -149,6 +173,9 @@ func (p *Pipeline) slot(sym codec.Symbol) (int, bool) {
 	p.nslots++
 	p.slotOf[sym] = int32(s)
 	p.syms[s] = sym
+	if p.nimp != nil {
+		p.nimp.newSlot(s, sym)
+	}
 	return s, true
 }
 
@@ -227,6 +254,9 @@ func (p *Pipeline) OnEvent(ev *codec.Event, watermarkNs int64, dst []Output) ([]
 		if p.patOps != nil {
 			p.remapPatternOps(ev, dst[first:])
 		}
+	}
+	if p.nimp != nil {
+		dst = p.nimp.onTrade(p, slot, ev, dst)
 	}
 	return dst, reason
 }

@@ -163,8 +163,14 @@ func (p *Pipeline) LoadState(src []byte) error {
 					panic(fmt.Sprintf("ops: restoring operator %d's own snapshot failed: %v", j, rerr)) // a bug
 				}
 			}
+			if p.nimp != nil {
+				p.nimp.rebuildSlots(p)
+			}
 			return fmt.Errorf("%w: operator state %d: %w", ErrPipelineState, i, err)
 		}
+	}
+	if p.nimp != nil {
+		defer p.nimp.rebuildSlots(p)
 	}
 	for i := range p.slotOf {
 		p.slotOf[i] = -1
@@ -208,6 +214,9 @@ func (p *Pipeline) subStates() []stateful {
 	}
 	if p.seq != nil {
 		subs = append(subs, p.seq)
+	}
+	if p.nimp != nil {
+		subs = append(subs, p.nimp)
 	}
 	return subs
 }

@@ -251,6 +251,10 @@ func seqSplit(specs []PatternSpec) (builtin []PatternSpec, ops []uint16, nseq in
 			nseq++
 			continue
 		}
+		if s.Type == PatNewsImpact {
+			identity = false
+			continue
+		}
 		if len(builtin) != i {
 			identity = false
 		}

@@ -430,6 +430,9 @@ func (q *SequenceSpec) seqDetailNames() []string {
 // bits of the int64 (math.Float64frombits(uint64(ns))) so that it is exact;
 // SeqDetailTime reads it back. Only sequence patterns have such details.
 func (s PatternSpec) DetailIsTime() []bool {
+	if s.Type == PatNewsImpact {
+		return []bool{false, false, false, false, true} // news_ts
+	}
 	if s.Type != PatSequence {
 		return nil
 	}

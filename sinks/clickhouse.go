@@ -29,6 +29,7 @@ const (
 	CHTableWindows    = "qstream_windows"
 	CHTablePatterns   = "qstream_patterns"
 	CHTableNews       = "qstream_news"
+	CHTableEvents     = "qstream_events"
 )
 
 // Server error codes on which the writer creates its tables again.
@@ -92,7 +93,7 @@ type ClickHouseWriter struct {
 	timeout time.Duration
 	names   []string // indicator column names, as env.JSONL.Indicators
 	jsonl   *JSONLWriter
-	tables  [4]chTable // by kind-1
+	tables  [5]chTable // by kind-1
 
 	// HTTP
 	client *http.Client
@@ -205,11 +206,12 @@ func NewClickHouse(u *url.URL, env Env) (*ClickHouseWriter, error) {
 		{"count", "UInt64"}, {"value", "Nullable(Float64)"}, {"value_json", "String"}, {"timing", "String"},
 		{"seq", "UInt64"}, {"key", "UInt64"}}
 	payload := []chCol{{"symbol", "String"}, {"ts", "Int64"}, {"payload", "String"}, {"seq", "UInt64"}, {"key", "UInt64"}}
-	w.tables = [4]chTable{
+	w.tables = [5]chTable{
 		{name: CHTableIndicators, kind: ops.OutIndicators, cols: ind},
 		{name: CHTableWindows, kind: ops.OutWindow, cols: win},
 		{name: CHTablePatterns, kind: ops.OutPattern, cols: payload},
 		{name: CHTableNews, kind: ops.OutNews, cols: payload},
+		{name: CHTableEvents, kind: ops.OutEvent, cols: payload},
 	}
 	for i := range w.tables {
 		t := &w.tables[i]
@@ -337,7 +339,7 @@ func (w *ClickHouseWriter) insert(ctx context.Context, t *chTable, outs []ops.Ou
 		if n == w.rowsMax || (n > 0 && len(t.buf) >= w.bytesMax) {
 			break
 		}
-		t.buf = w.appendRowBinary(t.buf, &outs[i])
+		t.buf = w.appendRowBinary(t.buf, outs[i:])
 		n++
 	}
 	w.body.Reset(t.buf)
@@ -345,7 +347,9 @@ func (w *ClickHouseWriter) insert(ctx context.Context, t *chTable, outs []ops.Ou
 }
 
 // appendRowBinary appends o as one RowBinary row of its table.
-func (w *ClickHouseWriter) appendRowBinary(dst []byte, o *ops.Output) []byte {
+// o is outs[0]; an output with text has its OutText outputs after it.
+func (w *ClickHouseWriter) appendRowBinary(dst []byte, outs []ops.Output) []byte {
+	o := &outs[0]
 	switch o.Kind {
 	case ops.OutIndicators:
 		dst = chAppendString(dst, w.jsonl.symbol(o.Symbol))
@@ -374,7 +378,7 @@ func (w *ClickHouseWriter) appendRowBinary(dst []byte, o *ops.Output) []byte {
 	default:
 		dst = chAppendString(dst, w.jsonl.symbol(o.Symbol))
 		dst = binary.LittleEndian.AppendUint64(dst, uint64(o.TsNs))
-		w.scratch = w.jsonl.AppendOutput(w.scratch[:0], o)
+		w.scratch = w.jsonl.AppendGroup(w.scratch[:0], outs)
 		dst = binary.AppendUvarint(dst, uint64(len(w.scratch)))
 		dst = append(dst, w.scratch...)
 	}
@@ -623,7 +627,7 @@ func (w *ClickHouseWriter) insertNative(ctx context.Context, t *chTable, outs []
 			if n == w.rowsMax || (n > 0 && size >= w.bytesMax) {
 				break
 			}
-			rowBytes, err := w.writeNativeRow(block, &outs[i])
+			rowBytes, err := w.writeNativeRow(block, outs[i:])
 			if err != nil {
 				return err
 			}
@@ -639,7 +643,8 @@ func (w *ClickHouseWriter) insertNative(ctx context.Context, t *chTable, outs []
 // writeNativeRow appends o to the columns of block, in the order of the
 // table's INSERT column list, and returns the bytes it added (as in
 // RowBinary, near enough for the request bound).
-func (w *ClickHouseWriter) writeNativeRow(b *chdata.Block, o *ops.Output) (int, error) {
+func (w *ClickHouseWriter) writeNativeRow(b *chdata.Block, outs []ops.Output) (int, error) {
+	o := &outs[0]
 	c, strBytes := 0, 0
 	// The column writers write into bytes.Buffers and never fail; the
 	// first error, if any, is kept.
@@ -692,7 +697,7 @@ func (w *ClickHouseWriter) writeNativeRow(b *chdata.Block, o *ops.Output) (int, 
 	default:
 		str(w.jsonl.symbol(o.Symbol))
 		keep(b.WriteInt64(c, o.TsNs))
-		w.scratch = w.jsonl.AppendOutput(w.scratch[:0], o)
+		w.scratch = w.jsonl.AppendGroup(w.scratch[:0], outs)
 		raw(w.scratch)
 	}
 	keep(b.WriteUInt64(c, o.Seq))

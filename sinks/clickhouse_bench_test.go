@@ -107,7 +107,7 @@ func chBenchBaselineHTTP(b *testing.B, s chServer, env Env) {
 		chBenchKeys(outs, it)
 		body = body[:0]
 		for i := range outs {
-			body = w.appendRowBinary(body, &outs[i])
+			body = w.appendRowBinary(body, outs[i:])
 		}
 		rd.Reset(body)
 		b.StartTimer()
@@ -200,7 +200,7 @@ func BenchmarkClickHouseEncode(b *testing.B) {
 		if len(buf) > 1<<20-256 {
 			buf = buf[:0]
 		}
-		buf = w.appendRowBinary(buf, &outs[i%len(outs)])
+		buf = w.appendRowBinary(buf, outs[i%len(outs):])
 		rows++
 	}
 	b.StopTimer()

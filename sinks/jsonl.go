@@ -119,12 +119,12 @@ func (j *JSONLWriter) HandleOutputs(outs []ops.Output) error {
 	if j.err != nil {
 		return j.err
 	}
-	for i := range outs {
+	for i := 0; i < len(outs); i += ops.GroupLen(&outs[i]) {
 		o := &outs[i]
 		if j.cfg.Kinds != nil && !j.cfg.Kinds[o.Kind] {
 			continue
 		}
-		j.buf = j.AppendOutput(j.buf[:0], o)
+		j.buf = j.AppendGroup(j.buf[:0], outs[i:])
 		j.buf = append(j.buf, '\n')
 		if _, err := j.w.Write(j.buf); err != nil {
 			j.err = fmt.Errorf("sinks: jsonl: %w", err)
@@ -176,7 +176,24 @@ func appendTradeFields(dst []byte, name string, o *ops.Output, keys [][]byte) []
 	return dst
 }
 
-// AppendOutput appends the JSON object of o (without a newline).
+// AppendGroup appends the JSON object of outs[0] (without a newline). An
+// output with text (news, signal, system and custom events) is a group:
+// its line is the text its OutText outputs carry, which follow it in outs
+// (see ops.GroupLen). Callers step over a group with ops.GroupLen.
+func (j *JSONLWriter) AppendGroup(dst []byte, outs []ops.Output) []byte {
+	switch outs[0].Kind {
+	case ops.OutNews, ops.OutEvent:
+		if n := len(dst); ops.GroupLen(&outs[0]) <= len(outs) {
+			if dst = ops.AppendGroupText(dst, outs); len(dst) > n {
+				return dst
+			}
+		}
+	}
+	return j.AppendOutput(dst, &outs[0])
+}
+
+// AppendOutput appends the JSON object of o (without a newline); for an
+// output with text, whose line is in the outputs after it, use AppendGroup.
 func (j *JSONLWriter) AppendOutput(dst []byte, o *ops.Output) []byte {
 	switch o.Kind {
 	case ops.OutIndicators:

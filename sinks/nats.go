@@ -201,6 +201,9 @@ func (w *NATSWriter) WriteBatch(ctx context.Context, outs []ops.Output) error {
 	}
 	for start := 0; start < len(outs); start += w.maxPending {
 		end := min(start+w.maxPending, len(outs))
+		for end < len(outs) && outs[end].Kind == ops.OutText {
+			end++ // a news or event line's text goes with it
+		}
 		if err := w.writeChunk(ctx, outs[start:end], start); err != nil {
 			return err
 		}
@@ -215,7 +218,9 @@ func (w *NATSWriter) writeChunk(ctx context.Context, outs []ops.Output, base int
 	// JetStream keeps each message until it is acknowledged.
 	w.arena, w.ends = w.arena[:0], w.ends[:0]
 	for i := range outs {
-		w.arena = w.enc.AppendOutput(w.arena, &outs[i])
+		if outs[i].Kind != ops.OutText { // a text is encoded with its line's output
+			w.arena = w.enc.AppendGroup(w.arena, outs[i:])
+		}
 		w.ends = append(w.ends, len(w.arena))
 	}
 	for len(w.msgs) < len(outs) {
@@ -228,6 +233,9 @@ func (w *NATSWriter) writeChunk(ctx context.Context, outs []ops.Output, base int
 	begin := 0
 	for i := range outs {
 		o := &outs[i]
+		if o.Kind == ops.OutText {
+			continue
+		}
 		sub, perr := w.subject(ctx, o, &now)
 		if perr != nil {
 			if errors.Is(perr, ErrTransient) {
@@ -349,6 +357,9 @@ func (w *NATSWriter) subject(ctx context.Context, o *ops.Output, now *time.Time)
 	s := &w.subjects[k][id]
 	if s.subject == "" {
 		name := w.env.JSONL.Symbols.Name(o.Symbol)
+		if o.Symbol == 0 && (o.Kind == ops.OutNews || o.Kind == ops.OutEvent) {
+			name = "_" // an article or event about no symbol
+		}
 		if name == "" {
 			return nil, &codec.Error{Reason: codec.ReasonUnknownSymbol, Detail: fmt.Sprintf("sinks: nats: symbol id %d has no name", id), Offset: -1}
 		}

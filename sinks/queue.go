@@ -257,18 +257,27 @@ func (q *queue) take(max int) ([]ops.Output, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.inflightOrd, q.inflightOut, q.done = q.inflightOrd[:0], q.inflightOut[:0], 0
-	for q.n > 0 && len(q.inflightOrd) < max {
+	// A batch never ends inside a group (an output and the text after it,
+	// ops.GroupLen): owed counts the text outputs the last one still needs,
+	// taken beyond max.
+	owed := 0
+	for q.n > 0 && (len(q.inflightOrd) < max || owed > 0) {
 		e := &q.ring[q.head]
 		q.inflightOrd = append(q.inflightOrd, e.ord)
 		q.inflightOut = append(q.inflightOut, e.out)
+		owed = textOwed(&e.out, owed)
 		q.head = (q.head + 1) % len(q.ring)
 		q.n--
 	}
-	if q.n == 0 && q.sp != nil && q.sp.n > 0 && len(q.inflightOrd) < max {
+	for q.n == 0 && q.sp != nil && q.sp.n > 0 && (len(q.inflightOrd) < max || owed > 0) {
+		first := len(q.inflightOut)
 		var err error
-		q.inflightOrd, q.inflightOut, err = q.sp.read(q.inflightOrd, q.inflightOut, max-len(q.inflightOrd))
+		q.inflightOrd, q.inflightOut, err = q.sp.read(q.inflightOrd, q.inflightOut, limitOwed(max-len(q.inflightOrd), owed))
 		if err != nil {
 			return nil, err
+		}
+		for i := first; i < len(q.inflightOut); i++ {
+			owed = textOwed(&q.inflightOut[i], owed)
 		}
 	}
 	if len(q.inflightOrd) > 0 {
@@ -625,3 +634,18 @@ func pruneCarry(dir string, keep int) {
 		ids = ids[1:]
 	}
 }
+
+// textOwed returns how many text outputs are still owed to the group being
+// taken after o, given owed before it.
+func textOwed(o *ops.Output, owed int) int {
+	switch {
+	case o.Kind == ops.OutText:
+		return max(owed-1, 0)
+	default:
+		return ops.GroupLen(o) - 1
+	}
+}
+
+// limitOwed is how many records to read from a spill: what the batch has
+// room for, or at least what the last group still needs.
+func limitOwed(room, owed int) int { return max(room, owed) }

@@ -552,10 +552,15 @@ func (w *RedisWriter) encode(outs []ops.Output) *PoisonError {
 			e.mode, e.ch = 'p', w.syms[o.Symbol].patCh
 			w.arena = w.jsonl.AppendOutput(w.arena, o)
 			e.end = len(w.arena)
-		case ops.OutNews:
+		case ops.OutNews, ops.OutEvent:
 			e.mode, e.ch = 'p', redisNewsChannel
-			w.arena = w.jsonl.AppendOutput(w.arena, o)
+			if o.Kind == ops.OutEvent {
+				e.ch = redisEventsChannel
+			}
+			w.arena = w.jsonl.AppendGroup(w.arena, outs[i:])
 			e.end = len(w.arena)
+		default: // OutText: part of the news or event line before it
+			continue
 		}
 		w.ents = append(w.ents, e)
 	}
@@ -626,7 +631,8 @@ func (w *RedisWriter) encode(outs []ops.Output) *PoisonError {
 	return perr
 }
 
-var redisNewsChannel = []byte("news")
+// The channels of news lines and of event lines (signal, system, custom).
+var redisNewsChannel, redisEventsChannel = []byte("news"), []byte("events")
 
 // redisTSWidth is how many bytes of a stored feature object the write script
 // reads to find its ts: `"ts":`, the longest int64 and a comma.
@@ -636,12 +642,12 @@ const redisTSWidth = len(`"ts":`) + len("-9223372036854775808") + 1
 // caching the names of keys and channels on first sight.
 func (w *RedisWriter) check(o *ops.Output) (codec.Reason, error) {
 	switch o.Kind {
-	case ops.OutIndicators, ops.OutWindow, ops.OutPattern, ops.OutNews:
+	case ops.OutIndicators, ops.OutWindow, ops.OutPattern, ops.OutNews, ops.OutEvent, ops.OutText:
 	default:
 		return codec.ReasonUnknownKind, fmt.Errorf("sinks: redis: output kind %d", o.Kind)
 	}
-	if o.Kind == ops.OutNews {
-		return codec.ReasonNone, nil // on the one channel "news": no symbol needed
+	if o.Kind == ops.OutNews || o.Kind == ops.OutEvent || o.Kind == ops.OutText {
+		return codec.ReasonNone, nil // on the one channel "news" or "events": no symbol needed
 	}
 	if id := int(o.Symbol); id >= len(w.syms) || w.syms[id].feat == nil {
 		if err := w.nameSymbol(o.Symbol); err != nil {

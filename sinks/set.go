@@ -108,8 +108,12 @@ func (s *Set) HandleOutputs(outs []ops.Output) error {
 	}
 	if s.only != nil {
 		s.scratch = s.scratch[:0]
+		keep := false
 		for i := range outs {
-			if s.only[outs[i].Kind] {
+			if k := outs[i].Kind; k != ops.OutText { // a line's text goes with it
+				keep = s.only[k]
+			}
+			if keep {
 				s.scratch = append(s.scratch, outs[i])
 			}
 		}

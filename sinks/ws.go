@@ -338,7 +338,7 @@ func (s *WSServer) WriteBatch(_ context.Context, outs []ops.Output) error {
 		if len(all) == 0 && len(named) == 0 {
 			continue
 		}
-		m := s.encode(o, ch)
+		m := s.encode(outs[i:], ch)
 		n := int32(0)
 		for _, cl := range all {
 			if len(cl.pending) == 0 {
@@ -370,9 +370,11 @@ func (s *WSServer) WriteBatch(_ context.Context, outs []ops.Output) error {
 
 // encode takes a message from the pool and writes o's JSON line with the
 // channel into it, as a WebSocket frame.
-func (s *WSServer) encode(o *ops.Output, ch int) *wsMsg {
+// o is outs[0]; a news or event line's text follows it in outs.
+func (s *WSServer) encode(outs []ops.Output, ch int) *wsMsg {
+	o := &outs[0]
 	m := wsMsgPool.Get().(*wsMsg)
-	b := s.enc.AppendOutput(append(m.buf[:0], make([]byte, wsHeaderMax)...), o)
+	b := s.enc.AppendGroup(append(m.buf[:0], make([]byte, wsHeaderMax)...), outs)
 	m.buf = append(b[:len(b)-1], s.suffix[ch]...) // AppendOutput ends with '}'
 	m.setPayloadLen()
 	m.key = uint64(ch)<<56 | uint64(o.Op)<<32 | uint64(o.Symbol)

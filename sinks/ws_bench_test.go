@@ -172,7 +172,7 @@ func benchChanFanout(b *testing.B, consumers int) {
 	}
 	start := wsBenchDrive(b, counters, progress, func(outs []ops.Output) error {
 		for i := range outs {
-			m := s.encode(&outs[i], 0)
+			m := s.encode(outs[i:], 0)
 			m.refs.Store(int32(consumers))
 			for _, ch := range chans {
 				ch <- m

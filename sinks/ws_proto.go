@@ -32,16 +32,16 @@ import (
 // "symbols":[...]} echoing the request, or {"error":"..."} for a request that
 // changed nothing (malformed JSON, unknown fields, op or channel, an invalid
 // symbol name, too many symbols, a binary message). Outputs are text
-// messages: the output's JSON line (JSONLWriter.AppendOutput) with
+// messages: the output's JSON line (JSONLWriter.AppendGroup) with
 // "channel":"<channel>" added as its last member.
 
 // wsChannels is the number of channels; channel c carries output kind c+1.
-const wsChannels = 4
+const wsChannels = 5
 
 // wsKinds is the highest output kind the server publishes.
-const wsKinds = ops.OutNews
+const wsKinds = ops.OutEvent
 
-var wsChannelNames = [wsChannels]string{"indicators", "windows", "patterns", "news"}
+var wsChannelNames = [wsChannels]string{"indicators", "windows", "patterns", "news", "events"}
 
 const wsAllChannels = uint8(1)<<wsChannels - 1
 

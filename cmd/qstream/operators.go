@@ -4,10 +4,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"qstream/codec"
 	"qstream/ops"
+	"qstream/ops/news"
 	"qstream/sinks"
 )
 
@@ -114,12 +116,25 @@ func (o *operatorFlags) parse(maxSymbols int, emitIndicators bool) (*operators, 
 			WindowTrigger:              ops.WindowTrigger{EarlyEveryN: o.earlyEveryN, EarlyEveryNs: int64(o.earlyEvery), Emit: emit},
 		},
 	}
+	if slices.ContainsFunc(patterns, func(s ops.PatternSpec) bool { return s.Type == ops.PatNewsImpact }) {
+		cfg.News = news.Default() // news_impact joins on the analysis of articles
+	}
 	check := cfg
 	check.SymbolNames = codec.NewSymbolTable(1) // pipeline() gives the engine's
 	if _, err := ops.NewPipeline(check); err != nil {
 		return nil, usageError{err} // a configuration the operators refuse (too much state, ...)
 	}
 	return &operators{pipe: cfg, specs: specs, windows: windows}, nil
+}
+
+// withText turns on the analysis of news articles for the news lines (the
+// news_impact patterns turned it on already) and the event lines of signal,
+// system and custom events.
+func (o *operators) withText(newsLines, events bool) {
+	if newsLines {
+		o.pipe.News = news.Default()
+	}
+	o.pipe.Events = events
 }
 
 // pipeline returns the pipeline configuration with the engine's symbol

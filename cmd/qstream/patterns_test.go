@@ -108,7 +108,7 @@ func TestPatternsFileErrors(t *testing.T) {
 	for _, tc := range []struct{ body, want string }{
 		{`[{"id":"up","type":"price_breakout","timeframe":"1m"}]`, `pattern "up" (#1): threshold: missing`},
 		{`[{"id":"a","type":"volume_spike","multiplier":2,"baseline":"1m"},{"id":"b","type":"volume_spike","multiplier":2,"baseline":"often"}]`, `pattern "b" (#2): baseline: "often"`},
-		{`[{"id":"n","type":"news_impact"}]`, `news_impact patterns are not built yet`},
+		{`[{"id":"n","type":"news_impact"}]`, `timeframe: missing`},
 		{`id: up`, `JSON array`},
 	} {
 		_, stderr, rc := qstream(t, "replay", "--input", input, "--patterns", patternFile(t, tc.body), "--emit", "patterns")

@@ -51,7 +51,7 @@ func replayFlagSet(f *replayFlags, stderr io.Writer) *flag.FlagSet {
 	f.sinks.register(fs, 30*time.Second, false)
 	fs.DurationVar(&f.outOfOrderness, "out-of-orderness", 0, "the watermark is the largest event time seen minus this")
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", 0, "a source silent this long (processing time) stops holding the watermark back; 0 disables")
-	fs.StringVar(&f.emit, "emit", "indicators", "what to write: indicators|windows|patterns|stats|all, or a comma-separated list (patterns need --patterns FILE; news comes with its operator)")
+	fs.StringVar(&f.emit, "emit", "indicators", "what to write: indicators|windows|patterns|news|events|stats|all, or a comma-separated list (patterns need --patterns FILE; news is the analysis of each article; events are signal, system and custom events)")
 	fs.StringVar(&f.output, "output", "-", "output file, or - for standard output")
 	fs.StringVar(&f.dlq, "dlq", "", "dead-letter output file (JSON Lines, one rejected record each with its reason); empty: counted and reported on stderr only")
 	fs.IntVar(&f.shards, "shards", 1, "number of shards; the output is the same for a given number of shards")
@@ -118,18 +118,20 @@ func parseEmit(s string) (emitSet, error) {
 		case "patterns":
 			e.kinds[ops.OutPattern] = true
 		case "news":
-			// In the contract of DESIGN.md, but no news operator exists
-			// yet: say so rather than emit nothing.
-			return e, fmt.Errorf("--emit %s: %s operators are not built yet (indicators, windows, patterns and stats are)", part, part)
+			e.kinds[ops.OutNews] = true
+		case "events":
+			e.kinds[ops.OutEvent] = true
 		case "stats":
 			e.stats = true
 		case "all":
 			e.kinds[ops.OutIndicators] = true
 			e.kinds[ops.OutWindow] = true
 			e.kinds[ops.OutPattern] = true
+			e.kinds[ops.OutNews] = true
+			e.kinds[ops.OutEvent] = true
 			e.stats = true
 		default:
-			return e, fmt.Errorf("--emit: unknown output %q (want indicators, windows, patterns, stats or all)", part)
+			return e, fmt.Errorf("--emit: unknown output %q (want indicators, windows, patterns, news, events, stats or all)", part)
 		}
 	}
 	return e, nil
@@ -150,6 +152,7 @@ func replay(f *replayFlags, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	opers.withText(emit.kinds[ops.OutNews], emit.kinds[ops.OutEvent])
 	if emit.kinds[ops.OutPattern] && f.ops.patterns == "" && f.emit != "all" {
 		return usageError{fmt.Errorf("--emit patterns needs --patterns FILE")}
 	}
@@ -271,6 +274,8 @@ func replay(f *replayFlags, stdout, stderr io.Writer) error {
 func pump(r feeds.Reader, pub *engine.Publisher, dlq *sinks.DeadLetters, tap func(*codec.Event) error) error {
 	var ev codec.Event
 	var seq uint64
+	tr, _ := r.(interface{ Text() []byte })
+	chunks := 0 // text chunks of the last event still to come (a WAL's): no flush inside a group
 	for {
 		err := r.Next(&ev)
 		if err == io.EOF {
@@ -284,17 +289,29 @@ func pump(r feeds.Reader, pub *engine.Publisher, dlq *sinks.DeadLetters, tap fun
 			}
 			return fmt.Errorf("input: %w", err)
 		}
-		seq++
+		if ev.Kind != codec.KindText { // a WAL's text chunks keep their event's number
+			seq++
+			chunks = 0
+			if text := (tr != nil && tr.Text() != nil); !text {
+				chunks = codec.TextChunks(int(ev.TextLen))
+			}
+		} else if chunks > 0 {
+			chunks--
+		}
 		ev.Seq = seq
 		if tap != nil {
 			if err := tap(&ev); err != nil { // before Publish, which may reuse the event
 				return err
 			}
 		}
-		if err := pub.Publish(&ev); err != nil {
+		var text []byte
+		if tr != nil {
+			text = tr.Text()
+		}
+		if err := pub.PublishText(&ev, text); err != nil {
 			return err
 		}
-		if seq%replayFlushEvery == 0 {
+		if seq%replayFlushEvery == 0 && chunks == 0 {
 			if err := pub.Flush(); err != nil {
 				return err
 			}

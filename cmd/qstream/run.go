@@ -36,6 +36,7 @@ type runFlags struct {
 	feeds                             feedFlags    // --feed and each feed's flags (feeds.go)
 	durable                           durableFlags // WAL, checkpoints, dedup, DLQ (wal.go)
 	sinks                             sinkFlags    // --sink (sinks.go)
+	emit                              string
 }
 
 func runFlagSet(f *runFlags, stderr io.Writer) *flag.FlagSet {
@@ -53,6 +54,7 @@ func runFlagSet(f *runFlags, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&f.pin, "pin", "", "pin shards to CPUs: a list like 2,3 or 'auto' (allowed CPUs after the first); refusal is logged, not fatal")
 	fs.IntVar(&f.maxSymbols, "max-symbols", 1<<16, "capacity of the symbol table")
 	f.ops.register(fs, true)
+	fs.StringVar(&f.emit, "emit", "all", "what --output gets: a comma-separated list of indicators, windows, patterns, news (the analysis of each article), events (signal, system and custom events), or all")
 	fs.DurationVar(&f.outOfOrderness, "out-of-orderness", 0, "bounded out-of-orderness of event time")
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", 0, "a source silent this long stops holding the watermark back (0: never)")
 	fs.DurationVar(&f.duration, "duration", 0, "stop after this long (0: until Ctrl-C)")
@@ -169,9 +171,17 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 	if err != nil {
 		return usageError{err}
 	}
+	emit, err := parseEmit(f.emit)
+	if err != nil || emit.stats {
+		return usageError{fmt.Errorf("--emit: %q: want a list of indicators, windows, patterns, news, events (or all)", f.emit)}
+	}
 	opers, err := f.ops.parse(f.maxSymbols, true)
 	if err != nil {
 		return err
+	}
+	opers.withText(emit.kinds[ops.OutNews], emit.kinds[ops.OutEvent])
+	if f.emit == "all" {
+		emit.kinds = nil // everything the operators produce
 	}
 	feedSet, err := buildFeeds(f, os.Getenv)
 	if err != nil {
@@ -181,7 +191,9 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 		mode = engine.ModeRealTime // an explicit --wait asks for a polling loop
 	}
 	symbols := codec.NewSymbolTable(f.maxSymbols)
-	output, closeOutput, err := openRunOutput(f.feeds.output, symbols, opers.jsonl(), stdout)
+	outJSONL := opers.jsonl()
+	outJSONL.Kinds = emit.kinds
+	output, closeOutput, err := openRunOutput(f.feeds.output, symbols, outJSONL, stdout)
 	if err != nil {
 		return err
 	}
