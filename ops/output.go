@@ -19,6 +19,7 @@ const (
 	OutWindow                        // a window result: StartNs, EndNs, Count, Value (or OHLCV in Values[0:5])
 	OutPattern                       // a complex-event match
 	OutNews                          // a news analytics result
+	OutMovement                      // a price movement (movement.go): Value the move, Values[0:2] reference price and ts
 )
 
 // Timing is a window pane's timing, as Beam names it.
