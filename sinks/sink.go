@@ -69,6 +69,8 @@ func Channel(k ops.OutKind) string {
 		return "patterns"
 	case ops.OutNews:
 		return "news"
+	case ops.OutMovement:
+		return "movements"
 	}
 	return "unknown"
 }
