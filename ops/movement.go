@@ -7,6 +7,7 @@ import (
 	"math/bits"
 	"strconv"
 	"strings"
+	"time"
 
 	"qstream/codec"
 )
@@ -65,7 +66,8 @@ import (
 // One OutMovement per event: Op the spec's index, Symbol, TsNs and Price of
 // the trade, Value the move m (a signed fraction), Values[0] the reference
 // price, Values[1] float64(reference ts) (rounded; StartNs holds it
-// exactly), StartNs the reference's event time, EndNs = TsNs, Seq the
+// exactly), Values[2] the spec's threshold and Count its horizon in ns
+// (MovementSpecOf), StartNs the reference's event time, EndNs = TsNs, Seq the
 // trade's input sequence, Key the pipeline's per-input key of the trade
 // (Pipeline.inputKey: OutputKey(OutMovement, op, symbol, seq or id hash,
 // source)). The outputs of one trade are in spec order.
@@ -111,8 +113,33 @@ type MovementStats struct {
 var ErrMovementSpec = errors.New("ops: bad movement spec")
 
 // String returns the spec as --movements writes it: "5m:1%".
-func (s MovementSpec) String() string {
-	return FormatWindowDuration(s.Horizon) + ":" + strconv.FormatFloat(s.Threshold*100, 'g', 12, 64) + "%"
+func (s MovementSpec) String() string { return string(s.AppendTo(nil)) }
+
+// AppendTo appends the spec as String writes it (the horizon as
+// FormatWindowDuration does, the threshold as a percentage with 12
+// significant digits), without allocating beyond growing dst.
+func (s MovementSpec) AppendTo(dst []byte) []byte {
+	units := [...]struct {
+		n int64
+		s string
+	}{{24 * int64(time.Hour), "d"}, {int64(time.Hour), "h"}, {int64(time.Minute), "m"},
+		{int64(time.Second), "s"}, {int64(time.Millisecond), "ms"}, {int64(time.Microsecond), "us"}, {1, "ns"}}
+	for _, u := range units {
+		if s.Horizon%u.n == 0 && s.Horizon != 0 || u.n == 1 {
+			dst = strconv.AppendInt(dst, s.Horizon/u.n, 10)
+			dst = append(dst, u.s...)
+			break
+		}
+	}
+	dst = append(dst, ':')
+	dst = strconv.AppendFloat(dst, s.Threshold*100, 'g', 12, 64)
+	return append(dst, '%')
+}
+
+// MovementSpecOf returns the spec of a movement output (Count and Values[2]
+// carry it, so that an encoder names the event without configuration).
+func MovementSpecOf(o *Output) MovementSpec {
+	return MovementSpec{Horizon: o.Count, Threshold: o.Values[2]}
 }
 
 // ParseMovement reads one spec, HORIZON:THRESHOLD: a duration ("30s",
@@ -306,7 +333,7 @@ func (m *movementSet) onTrade(slot int, ev *codec.Event, dst []Output) []Output 
 					m.stats.Events++
 					dst = append(dst, Output{
 						Kind:    OutMovement,
-						NValues: 2,
+						NValues: 3,
 						Op:      uint16(i),
 						Symbol:  ev.Symbol,
 						Seq:     ev.Seq,
@@ -315,9 +342,10 @@ func (m *movementSet) onTrade(slot int, ev *codec.Event, dst []Output) []Output 
 						Value:   move,
 						StartNs: ref.ts,
 						EndNs:   t,
+						Count:   s.Horizon,
 					})
 					o := &dst[len(dst)-1]
-					o.Values[0], o.Values[1] = ref.price, float64(ref.ts)
+					o.Values[0], o.Values[1], o.Values[2] = ref.price, float64(ref.ts), s.Threshold
 				}
 			}
 		}

@@ -21,11 +21,22 @@ func TestParseMovements(t *testing.T) {
 		t.Fatalf("got %+v, want %+v", got, want)
 	}
 	for i, s := range []string{"5m:1%", "30s:0.5%", "1h:2%", "250ms:0.1%"} {
+		if got[i].String() != string(got[i].AppendTo([]byte{})) {
+			t.Errorf("String and AppendTo differ")
+		}
 		if got[i].String() != s {
 			t.Errorf("spec %d prints %q, want %q", i, got[i].String(), s)
 		}
 		if back, err := ParseMovement(got[i].String()); err != nil || back != got[i] {
 			t.Errorf("%s does not round-trip: %+v %v", s, back, err)
+		}
+	}
+	for _, c := range []struct {
+		s    MovementSpec
+		want string
+	}{{MovementSpec{1, 0.07}, "1ns:7%"}, {MovementSpec{1500e6, 0.007}, "1500ms:0.7%"}, {MovementSpec{2 * 86400e9, 1}, "2d:100%"}} {
+		if c.s.String() != c.want || c.s.String() != FormatWindowDuration(c.s.Horizon)+c.want[len(FormatWindowDuration(c.s.Horizon)):] {
+			t.Errorf("%+v prints %q, want %q", c.s, c.s.String(), c.want)
 		}
 	}
 	for _, bad := range []string{"", "5m", "5:1%", "5m:", "5m:x%", "5m:0%", "5m:-1%", "-5m:1%", "0s:1%", "5m:NaN", "5m:1%,5m:1%", "400d:1%"} {
@@ -79,7 +90,8 @@ func movOracle(specs []MovementSpec, evs []codec.Event) []Output {
 					s.dir[k] = -1
 				}
 				out = append(out, Output{Kind: OutMovement, Op: uint16(k), Symbol: ev.Symbol, Seq: ev.Seq, TsNs: ev.TsNs,
-					Price: ev.Price, Value: m, StartNs: s.ts[ref], NValues: 2, Values: [MaxValues]float64{s.price[ref], float64(s.ts[ref])}})
+					Price: ev.Price, Value: m, StartNs: s.ts[ref], Count: sp.Horizon, NValues: 3,
+					Values: [MaxValues]float64{s.price[ref], float64(s.ts[ref]), sp.Threshold}})
 			}
 		}
 		s.ts = append(s.ts, ev.TsNs)
@@ -159,7 +171,7 @@ func TestMovementOracleRealTrades(t *testing.T) {
 			t.Fatalf("key of %+v", o)
 		}
 		keys[o.Key] = true
-		if MovementRefTs(&o) != o.StartNs || o.EndNs != o.TsNs {
+		if MovementRefTs(&o) != o.StartNs || o.EndNs != o.TsNs || MovementSpecOf(&o) != specs[o.Op] {
 			t.Fatalf("times of %+v", o)
 		}
 	}
