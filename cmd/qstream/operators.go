@@ -23,6 +23,8 @@ type operatorFlags struct {
 	symbolTTL, allowedLateness            time.Duration
 	patterns                              string
 	patternMaxTrades                      int
+	movements                             string
+	movementMaxTrades                     int
 }
 
 // register adds the flags to fs. live adds those that only make sense on a
@@ -45,6 +47,8 @@ func (o *operatorFlags) register(fs *flag.FlagSet, live bool) {
 	fs.DurationVar(&o.allowedLateness, "allowed-lateness", 0, "events behind the watermark by at most this update their windows (late firings); later ones are dead-lettered as late")
 	fs.StringVar(&o.patterns, "patterns", "", "pattern file: a JSON list of price_breakout, volume_spike, technical_signal and sequence patterns (see README \"Patterns\"); matches are the patterns output")
 	fs.IntVar(&o.patternMaxTrades, "pattern-max-trades", ops.DefaultMaxPatternTradesPerSymbol, "trades kept per symbol in each pattern timeframe; beyond it the oldest leave early (counted)")
+	fs.StringVar(&o.movements, "movements", "", "price movements over trades, comma-separated HORIZON:THRESHOLD (5m:1%,1h:2%): an event when a trade's price moved by at least THRESHOLD against the latest trade at or before HORIZON earlier, once until the move falls back below half the threshold; the movements output")
+	fs.IntVar(&o.movementMaxTrades, "movement-max-trades", ops.DefaultMaxMovementTrades, "trades kept per symbol and movement horizon; beyond it older ones are thinned (see README \"Movements\")")
 }
 
 // operators is the parsed form of operatorFlags.
@@ -97,7 +101,15 @@ func (o *operatorFlags) parse(maxSymbols int, emitIndicators bool) (*operators, 
 			return nil, usageError{fmt.Errorf("--patterns %s: %w", o.patterns, err)}
 		}
 	}
+	var movements []ops.MovementSpec
+	if o.movements != "" {
+		if movements, err = ops.ParseMovements(o.movements); err != nil {
+			return nil, usageError{fmt.Errorf("--movements: %w", err)}
+		}
+	}
 	cfg := ops.PipelineConfig{
+		Movements:        movements,
+		MovementOptions:  ops.MovementOptions{MaxTradesPerSymbol: o.movementMaxTrades},
 		Patterns:         patterns,
 		PatternOptions:   ops.PatternOptions{MaxTradesPerSymbol: o.patternMaxTrades},
 		Indicators:       specs,

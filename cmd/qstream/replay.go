@@ -51,7 +51,7 @@ func replayFlagSet(f *replayFlags, stderr io.Writer) *flag.FlagSet {
 	f.sinks.register(fs, 30*time.Second, false)
 	fs.DurationVar(&f.outOfOrderness, "out-of-orderness", 0, "the watermark is the largest event time seen minus this")
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", 0, "a source silent this long (processing time) stops holding the watermark back; 0 disables")
-	fs.StringVar(&f.emit, "emit", "indicators", "what to write: indicators|windows|patterns|stats|all, or a comma-separated list (patterns need --patterns FILE; news comes with its operator)")
+	fs.StringVar(&f.emit, "emit", "indicators", "what to write: indicators|windows|patterns|movements|stats|all, or a comma-separated list (patterns need --patterns FILE, movements --movements SPECS; news comes with its operator)")
 	fs.StringVar(&f.output, "output", "-", "output file, or - for standard output")
 	fs.StringVar(&f.dlq, "dlq", "", "dead-letter output file (JSON Lines, one rejected record each with its reason); empty: counted and reported on stderr only")
 	fs.IntVar(&f.shards, "shards", 1, "number of shards; the output is the same for a given number of shards")
@@ -117,6 +117,8 @@ func parseEmit(s string) (emitSet, error) {
 			e.kinds[ops.OutWindow] = true
 		case "patterns":
 			e.kinds[ops.OutPattern] = true
+		case "movements":
+			e.kinds[ops.OutMovement] = true
 		case "news":
 			// In the contract of DESIGN.md, but no news operator exists
 			// yet: say so rather than emit nothing.
@@ -127,9 +129,10 @@ func parseEmit(s string) (emitSet, error) {
 			e.kinds[ops.OutIndicators] = true
 			e.kinds[ops.OutWindow] = true
 			e.kinds[ops.OutPattern] = true
+			e.kinds[ops.OutMovement] = true
 			e.stats = true
 		default:
-			return e, fmt.Errorf("--emit: unknown output %q (want indicators, windows, patterns, stats or all)", part)
+			return e, fmt.Errorf("--emit: unknown output %q (want indicators, windows, patterns, movements, stats or all)", part)
 		}
 	}
 	return e, nil
@@ -152,6 +155,9 @@ func replay(f *replayFlags, stdout, stderr io.Writer) error {
 	}
 	if emit.kinds[ops.OutPattern] && f.ops.patterns == "" && f.emit != "all" {
 		return usageError{fmt.Errorf("--emit patterns needs --patterns FILE")}
+	}
+	if emit.kinds[ops.OutMovement] && f.ops.movements == "" && f.emit != "all" {
+		return usageError{fmt.Errorf("--emit movements needs --movements SPECS")}
 	}
 
 	out := stdout
