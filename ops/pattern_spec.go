@@ -164,8 +164,8 @@ type patternJSON struct {
 //
 // Unknown fields, a parameter of another type, missing or out-of-range
 // values and duplicate ids are errors that name the pattern (its id, or its
-// position) and the field; they wrap ErrPatternSpec. YAML is not read (it
-// would need a dependency). The news_impact type is refused as not built
+// position) and the field; they wrap ErrPatternSpec. ParsePatternsFile
+// (pattern_yaml.go) reads YAML files through it. The news_impact type is refused as not built
 // yet; sequence patterns are read by parseSequenceJSON (sequence_spec.go).
 func ParsePatterns(data []byte) ([]PatternSpec, error) {
 	var raws []json.RawMessage

@@ -45,7 +45,7 @@ func (o *operatorFlags) register(fs *flag.FlagSet, live bool) {
 	fs.IntVar(&o.pctExact, "percentile-exact-max", ops.DefaultPercentileExactMax, "windows with at most this many trades get exact percentiles; larger ones a sketch with 1% relative error")
 	fs.DurationVar(&o.symbolTTL, "symbol-ttl", 0, "release a symbol's window state when its last trade is this far behind the watermark and nothing is left to fire; 0 keeps it")
 	fs.DurationVar(&o.allowedLateness, "allowed-lateness", 0, "events behind the watermark by at most this update their windows (late firings); later ones are dead-lettered as late")
-	fs.StringVar(&o.patterns, "patterns", "", "pattern file: a JSON list of price_breakout, volume_spike, technical_signal and sequence patterns (see README \"Patterns\"); matches are the patterns output")
+	fs.StringVar(&o.patterns, "patterns", "", "pattern file: a JSON or YAML (.yaml, .yml) list of price_breakout, volume_spike, technical_signal and sequence patterns (see README \"Patterns\"); matches are the patterns output")
 	fs.IntVar(&o.patternMaxTrades, "pattern-max-trades", ops.DefaultMaxPatternTradesPerSymbol, "trades kept per symbol in each pattern timeframe; beyond it the oldest leave early (counted)")
 	fs.StringVar(&o.movements, "movements", "", "price movements over trades, comma-separated HORIZON:THRESHOLD (5m:1%,1h:2%): an event when a trade's price moved by at least THRESHOLD against the latest trade at or before HORIZON earlier, once until the move falls back below half the threshold; the movements output")
 	fs.IntVar(&o.movementMaxTrades, "movement-max-trades", ops.DefaultMaxMovementTrades, "trades kept per symbol and movement horizon; beyond it older ones are thinned (see README \"Movements\")")
@@ -97,8 +97,8 @@ func (o *operatorFlags) parse(maxSymbols int, emitIndicators bool) (*operators, 
 		if err != nil {
 			return nil, usageError{fmt.Errorf("--patterns: %w", err)}
 		}
-		if patterns, err = ops.ParsePatterns(data); err != nil {
-			return nil, usageError{fmt.Errorf("--patterns %s: %w", o.patterns, err)}
+		if patterns, err = ops.ParsePatternsFile(o.patterns, data); err != nil {
+			return nil, usageError{fmt.Errorf("--patterns: %w", err)} // the error names the file (and the YAML line)
 		}
 	}
 	var movements []ops.MovementSpec
