@@ -3,6 +3,7 @@ package ops
 import (
 	"errors"
 	"fmt"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -145,5 +146,17 @@ func TestParsePatternsFileYAMLAliasBomb(t *testing.T) {
 	_, err := ParsePatternsFile("bomb.yaml", []byte(bomb))
 	if err == nil || !errors.Is(err, ErrPatternSpec) || !strings.Contains(err.Error(), "nodes") {
 		t.Fatalf("alias bomb: %v", err)
+	}
+}
+
+// The example file of the repository parses.
+func TestPatternsYAMLExample(t *testing.T) {
+	data, err := os.ReadFile("../examples/patterns.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs, err := ParsePatternsFile("examples/patterns.yaml", data)
+	if err != nil || len(specs) != 6 || specs[5].Type != PatSequence {
+		t.Fatalf("examples/patterns.yaml: %d patterns, %v", len(specs), err)
 	}
 }
