@@ -51,15 +51,18 @@ import (
 // and popped once: amortised O(1) per trade and spec, no rescans. The ring
 // starts at movRingInit entries and doubles (an allocation, during warm-up
 // only) up to MovementOptions.MaxTradesPerSymbol (rounded up to a power of
-// two, at least 16). A push onto a full ring first thins it: with bucket
-// width g = ⌈H/(cap/2)⌉ of event time, it keeps the front and the last trade
-// of each bucket floor(ts/g), which leaves at most cap/2 + 2 entries (the
-// entries after the front are within (t−H, t]); MovementStats.Thinned counts
-// these. Thinning costs O(cap) once per at least cap/2 − 2 pushes, so the
-// cost stays amortised O(1). After thinning a reference can be an older
-// trade than the exact one: the latest kept trade before t−H's bucket, less
-// than g (plus any gap without trades) older. A symbol with fewer than
-// cap/2 trades per horizon is never thinned and is exact.
+// two, at least 16) while the operator's rings hold at most
+// MovementOptions.MaxStateBytes in all (the first movRingInit entries of a
+// ring are always granted). A push onto a full ring that may not grow first
+// thins it: with its capacity c and bucket width g = ⌈H/(c/2)⌉ of event
+// time, it keeps the front and the last trade of each bucket floor(ts/g),
+// which leaves at most c/2 + 2 entries (the entries after the front are
+// within (t−H, t]); MovementStats.Thinned counts these. Thinning costs O(c)
+// once per at least c/2 − 2 pushes, so the cost stays amortised O(1). After
+// thinning a reference can be an older trade than the exact one: the latest
+// kept trade before t−H's bucket, less than g (plus any gap without trades)
+// older. A symbol with fewer than c/2 trades per horizon is never thinned
+// and is exact.
 //
 // # Output
 //
@@ -85,6 +88,9 @@ const MaxMovements = 64
 // DefaultMaxMovementTrades is MovementOptions.MaxTradesPerSymbol when 0.
 const DefaultMaxMovementTrades = 4096
 
+// DefaultMaxMovementStateBytes is MovementOptions.MaxStateBytes when 0.
+const DefaultMaxMovementStateBytes = 256 << 20
+
 // maxMovementTrades bounds MovementOptions.MaxTradesPerSymbol.
 const maxMovementTrades = 1 << 24
 
@@ -98,6 +104,10 @@ type MovementOptions struct {
 	// thinned (see the package comment of movement.go). 0 means
 	// DefaultMaxMovementTrades.
 	MaxTradesPerSymbol int
+	// MaxStateBytes bounds the memory of the operator's rings beyond their
+	// first movRingInit entries each (16 bytes a trade); a ring that may
+	// not grow is thinned instead. 0 means DefaultMaxMovementStateBytes.
+	MaxStateBytes int64
 }
 
 // MovementStats counts what the movement operator did besides detecting.
@@ -106,6 +116,7 @@ type MovementStats struct {
 	Late    uint64 // trades skipped: their event time went backwards for their symbol
 	Invalid uint64 // trades skipped: price not finite and positive
 	Thinned uint64 // rings thinned because they were full
+	Bytes   uint64 // memory held by the rings (16 bytes a trade of capacity)
 }
 
 // ErrMovementSpec is wrapped by every error of ParseMovements and of a
@@ -220,11 +231,12 @@ type movRing struct {
 type movementSet struct {
 	specs  []MovementSpec
 	capN   int       // ring capacity bound, a power of two
-	bucket []int64   // per spec: thinning bucket width g
+	budget int64     // MaxStateBytes
 	rings  []movRing // slot*len(specs) + spec
 	seen   []bool    // per slot: a trade was remembered
 	lastTs []int64   // per slot: event time of that latest trade
 	used   int       // slots below this may hold state
+	bytes  int64     // 16 × the capacity beyond movRingInit of every grown ring, against budget
 	stats  MovementStats
 }
 
@@ -239,10 +251,18 @@ func newMovementSet(specs []MovementSpec, opts MovementOptions, maxSlots int) (*
 	if n < 0 || n > maxMovementTrades {
 		return nil, fmt.Errorf("%w: max trades per symbol %d outside 1..%d", ErrMovementSpec, n, maxMovementTrades)
 	}
-	capN := max(16, 1<<bits.Len(uint(n-1)))
+	capN := max(movRingInit, 1<<bits.Len(uint(n-1)))
+	budget := opts.MaxStateBytes
+	if budget == 0 {
+		budget = DefaultMaxMovementStateBytes
+	}
+	if budget < 0 {
+		return nil, fmt.Errorf("%w: max state bytes %d is negative", ErrMovementSpec, budget)
+	}
 	m := &movementSet{
 		specs:  append([]MovementSpec(nil), specs...),
 		capN:   capN,
+		budget: budget,
 		rings:  make([]movRing, maxSlots*len(specs)),
 		seen:   make([]bool, maxSlots),
 		lastTs: make([]int64, maxSlots),
@@ -251,8 +271,6 @@ func newMovementSet(specs []MovementSpec, opts MovementOptions, maxSlots int) (*
 		if err := s.validate(); err != nil {
 			return nil, fmt.Errorf("%w: %s: %w", ErrMovementSpec, s, err)
 		}
-		half := int64(capN / 2)
-		m.bucket = append(m.bucket, (s.Horizon+half-1)/half)
 		for j := range specs[:i] {
 			if specs[j] == s {
 				return nil, fmt.Errorf("%w: %s given twice", ErrMovementSpec, s)
@@ -356,11 +374,15 @@ func (m *movementSet) onTrade(slot int, ev *codec.Event, dst []Output) []Output 
 
 // push appends e at the back of r, growing or thinning it when full.
 func (m *movementSet) push(r *movRing, spec int, e movEnt) {
-	if int(r.n) == len(r.ents) {
-		if len(r.ents) < m.capN {
-			m.grow(r, max(movRingInit, 2*len(r.ents)))
-		} else {
-			m.thin(r, m.bucket[spec])
+	if c := len(r.ents); int(r.n) == c {
+		switch {
+		case c == 0:
+			m.grow(r, movRingInit)
+		case c < m.capN && m.bytes+16*int64(c) <= m.budget:
+			m.grow(r, 2*c)
+		default:
+			half := int64(c / 2)
+			m.thin(r, (m.specs[spec].Horizon+half-1)/half)
 		}
 	}
 	r.ents[(r.head+r.n)&uint32(len(r.ents)-1)] = e
@@ -370,6 +392,9 @@ func (m *movementSet) push(r *movRing, spec int, e movEnt) {
 // grow moves r's entries into a new ring of capacity n (a power of two),
 // front first at index 0.
 func (m *movementSet) grow(r *movRing, n int) {
+	if len(r.ents) > 0 {
+		m.bytes += 16 * int64(n-len(r.ents))
+	}
 	ents := make([]movEnt, n)
 	mask := uint32(len(r.ents) - 1)
 	for i := uint32(0); i < r.n; i++ {
@@ -430,5 +455,19 @@ func (p *Pipeline) MovementStats() MovementStats {
 	if p.mov == nil {
 		return MovementStats{}
 	}
-	return p.mov.stats
+	st := p.mov.stats
+	st.Bytes = uint64(p.mov.bytes + 16*movRingInit*int64(p.mov.rings16()))
+	return st
+}
+
+// rings16 counts the rings that hold memory (each at least movRingInit
+// entries); not a hot-path call.
+func (m *movementSet) rings16() int {
+	n := 0
+	for i := range m.rings[:m.used*len(m.specs)] {
+		if m.rings[i].ents != nil {
+			n++
+		}
+	}
+	return n
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math"
-	"math/bits"
 
 	"qstream/codec"
 )
@@ -20,25 +19,26 @@ var ErrMovementState = errors.New("ops: bad movement state")
 //
 //	magic     [4]byte "QMOV"
 //	version   u16 (1), reserved u16 (0)
-//	config    u64, codec.HashID of the specs and the ring capacity bound
+//	config    u64, codec.HashID of the specs, the ring capacity bound and MaxStateBytes
 //	nspecs    u32, nslots u32 (slots that follow)
 //	stats     events u64, late u64, invalid u64, thinned u64
 //	slots     nslots × { seen u8, 7 zero bytes, lastTs i64,
-//	            rings nspecs × { dir i8, 3 zero bytes, n u32, ents n × { ts i64, price u64 } (front first) } }
+//	            rings nspecs × { dir i8, 3 zero bytes, n u32, capacity u32, 4 zero bytes,
+//	                             ents n × { ts i64, price u64 } (front first) } }
 //	crc       u32, CRC-32C of every byte above
 //
 // It is the last operator state of a pipeline snapshot (pipeline_state.go);
 // a snapshot taken before movements existed has none, and a pipeline with
-// movements loads it with empty movement state. A ring is rebuilt with the
-// smallest power-of-two capacity that holds its entries: its capacity only
-// decides when it grows, never what it outputs.
+// movements loads it with empty movement state. A ring is rebuilt with its
+// capacity (0, or a power of two from movRingInit to the bound), which
+// decides when it grows or thins.
 const (
 	movStateMagic   = "QMOV"
 	movStateVersion = 1
 )
 
 func (m *movementSet) configHash() uint64 {
-	return codec.HashID(fmt.Appendf(nil, "%+v|%d", m.specs, m.capN))
+	return codec.HashID(fmt.Appendf(nil, "%+v|%d|%d", m.specs, m.capN, m.budget))
 }
 
 // AppendState appends the operator's state for the slots it used.
@@ -66,6 +66,8 @@ func (m *movementSet) AppendState(dst []byte) []byte {
 			r := &m.rings[slot*ns+i]
 			dst = append(dst, byte(r.dir), 0, 0, 0)
 			dst = le.AppendUint32(dst, r.n)
+			dst = le.AppendUint32(dst, uint32(len(r.ents)))
+			dst = le.AppendUint32(dst, 0)
 			for k := uint32(0); k < r.n; k++ {
 				e := r.ents[(r.head+k)&uint32(len(r.ents)-1)]
 				dst = le.AppendUint64(dst, uint64(e.ts))
@@ -111,6 +113,7 @@ func (m *movementSet) LoadState(src []byte) error {
 	seen := make([]bool, used)
 	lastTs := make([]int64, used)
 	rings := make([]movRing, used*ns)
+	var bytes int64
 	for slot := 0; slot < used; slot++ {
 		f := r.take(8)
 		seen[slot] = f[0] == 1
@@ -122,17 +125,21 @@ func (m *movementSet) LoadState(src []byte) error {
 			rg := &rings[slot*ns+i]
 			h := r.take(4)
 			rg.dir = int8(h[0])
-			n := int(r.u32())
-			if rg.dir < -1 || rg.dir > 1 || h[1] != 0 || h[2] != 0 || h[3] != 0 {
+			n, c := int(r.u32()), int(r.u32())
+			if rg.dir < -1 || rg.dir > 1 || h[1] != 0 || h[2] != 0 || h[3] != 0 || r.u32() != 0 {
 				return bad("slot %d spec %d: bad hysteresis state", slot, i)
 			}
-			if n > m.capN || n*16 > len(r.b) || (n > 0 && !seen[slot]) {
-				return bad("slot %d spec %d: %d trades, at most %d", slot, i, n, m.capN)
+			if n > c || c > m.capN || (c != 0 && (c < movRingInit || c&(c-1) != 0)) || n*16 > len(r.b) || (c > 0 && !seen[slot]) {
+				return bad("slot %d spec %d: %d trades in a ring of %d, at most %d", slot, i, n, c, m.capN)
 			}
-			if n == 0 {
+			if c == 0 {
 				continue
 			}
-			rg.ents = make([]movEnt, max(movRingInit, 1<<bits.Len(uint(n-1))))
+			bytes += 16 * int64(c-movRingInit)
+			if bytes > m.budget {
+				return bad("slot %d spec %d: the rings exceed %d bytes", slot, i, m.budget)
+			}
+			rg.ents = make([]movEnt, c)
 			rg.n = uint32(n)
 			prev := int64(math.MinInt64)
 			for k := 0; k < n; k++ {
@@ -155,7 +162,7 @@ func (m *movementSet) LoadState(src []byte) error {
 	copy(m.seen, seen)
 	copy(m.lastTs, lastTs)
 	copy(m.rings, rings)
-	m.used, m.stats = used, stats
+	m.used, m.stats, m.bytes = used, stats, bytes
 	return nil
 }
 
@@ -164,5 +171,5 @@ func (m *movementSet) reset() {
 	clear(m.seen)
 	clear(m.lastTs)
 	clear(m.rings)
-	m.used, m.stats = 0, MovementStats{}
+	m.used, m.stats, m.bytes = 0, MovementStats{}, 0
 }

@@ -275,6 +275,36 @@ func TestMovementThinningBound(t *testing.T) {
 			t.Fatalf("event at %d: reference at %d outside [%d, %d]", o.TsNs, o.StartNs, lo, q)
 		}
 	}
+	// A memory budget instead of a ring bound: rings stop growing at the
+	// budget and thin; the state stays within it; references stay at or
+	// before t−H; a snapshot restores the capacities (identical output).
+	budget := int64(4 << 10)
+	bp := movPipeline(t, "5m:0.1%,30s:0.05%", MovementOptions{MaxStateBytes: budget})
+	cut := len(evs) / 3
+	var bo []Output
+	for i := range evs[:cut] {
+		bo, _ = bp.OnEvent(&evs[i], 0, bo)
+	}
+	restored := movPipeline(t, "5m:0.1%,30s:0.05%", MovementOptions{MaxStateBytes: budget})
+	if err := restored.LoadState(bp.AppendState(nil)); err != nil {
+		t.Fatal(err)
+	}
+	var ro []Output
+	for i := range evs[cut:] {
+		bo, _ = bp.OnEvent(&evs[cut+i], 0, bo)
+		ro, _ = restored.OnEvent(&evs[cut+i], 0, ro)
+	}
+	sameOutputs(t, ro, bo[len(bo)-len(ro):])
+	bst := bp.MovementStats()
+	t.Logf("budget %d: %+v", budget, bst)
+	if bst.Thinned == 0 || bst.Events == 0 || int64(bst.Bytes) > budget+16*movRingInit*2*5 || restored.MovementStats() != bst {
+		t.Fatalf("budget %d: stats %+v (restored %+v)", budget, bst, restored.MovementStats())
+	}
+	for _, o := range bo {
+		if o.StartNs > o.TsNs-MovementSpecOf(&o).Horizon {
+			t.Fatalf("reference at %d is after t−H for %+v", o.StartNs, o)
+		}
+	}
 	// With the default bound the same input is exact (no thinning).
 	specs, _ := ParseMovements("5m:0.1%")
 	exact := movPipeline(t, "5m:0.1%", MovementOptions{})
