@@ -298,11 +298,14 @@ func (p *Pipeline) initMovements() error {
 func (p *Pipeline) onMovements(slot int, ev *codec.Event, dst []Output) []Output {
 	first := len(dst)
 	dst = p.mov.onTrade(slot, ev, dst)
-	for i := first; i < len(dst); i++ {
+	end := len(dst)
+	for i := first; i < end; i++ {
 		o := &dst[i]
 		o.Key = p.inputKey(OutMovement, o.Op, ev)
 		o.IngestNs = ev.IngestNs
-		if p.seq != nil {
+	}
+	if p.seq != nil {
+		for i := first; i < end; i++ { // the matches go after the movements
 			dst = p.onSequenceMovement(slot, ev, i, dst)
 		}
 	}

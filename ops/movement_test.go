@@ -444,14 +444,48 @@ func TestMovementSequenceSteps(t *testing.T) {
 			if SeqDetailTime(o.Values[0]) != 60*sec || o.Values[1] != 102 || SeqDetailTime(o.Values[2]) != 90*sec || o.Values[3] != 100 {
 				t.Errorf("match details %v", o.Values[:4])
 			}
-			if o.Key == OutputKey(OutPattern, 0, 1, 3, 0) {
-				t.Errorf("the match's key is its trade's: movements must be keyed apart")
+			// Started by the movement of trade 3 (spec 0): the trade's key
+			// mixed with the spec, apart from a start by the trade itself.
+			if want := OutputKey(OutPattern, 0, 1, OutputKey(OutPattern, 0, 1, 3, 0), 1); o.Key != want || o.Seq != 4 {
+				t.Errorf("match key %x seq %d, want %x and 4", o.Key, o.Seq, want)
 			}
 		}
 	}
 	want := []string{"mov:1@60", "mov:1@90", "pat:1@90", "mov:2@60"}
 	if !slices.Equal(kinds, want) {
 		t.Fatalf("outputs %v, want %v", kinds, want)
+	}
+	// One trade, two specs firing: two movements, each starts its own
+	// partial match (no_skip), the next big trade completes both, with
+	// distinct keys.
+	pats2 := mustParsePatterns(t, `[{"id":"move_then_volume","type":"sequence","within":"1m","skip":"no_skip","steps":[
+		{"name":"move","kind":"movement","where":["change_pct >= 1"]},{"name":"big","where":["volume > 5"]}]}]`)
+	ms2, _ := ParseMovements("1m:1%,30s:1%")
+	p2, err := NewPipeline(PipelineConfig{Patterns: pats2, Movements: ms2, MaxSymbolID: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out2 := seqFeed(p2, []codec.Event{
+		{Kind: codec.KindTrade, Symbol: 1, TsNs: 0, Price: 100, Volume: 1},
+		{Kind: codec.KindTrade, Symbol: 1, TsNs: 30 * sec, Price: 100, Volume: 1},
+		{Kind: codec.KindTrade, Symbol: 1, TsNs: 60 * sec, Price: 102, Volume: 9}, // both specs fire; its volume comes before its movements
+		{Kind: codec.KindTrade, Symbol: 1, TsNs: 70 * sec, Price: 102, Volume: 9}, // completes both
+	})
+	var keys []uint64
+	nmov := 0
+	for _, o := range out2 {
+		switch o.Kind {
+		case OutMovement:
+			nmov++
+		case OutPattern:
+			if o.TsNs != 70*sec || SeqDetailTime(o.Values[0]) != 60*sec {
+				t.Errorf("match %+v", o)
+			}
+			keys = append(keys, o.Key)
+		}
+	}
+	if nmov != 2 || len(keys) != 2 || keys[0] == keys[1] {
+		t.Fatalf("%d movements, match keys %x: want 2 movements and 2 distinct keys", nmov, keys)
 	}
 	// A movement step without movement specs, and movement fields on a trade step, are refused.
 	if _, err := NewPipeline(PipelineConfig{Patterns: pats, MaxSymbolID: 8}); !errors.Is(err, ErrPatternSpec) {
