@@ -495,3 +495,40 @@ func TestMovementSequenceSteps(t *testing.T) {
 		t.Fatalf("change_pct on a trade step: %v", err)
 	}
 }
+
+// A damaged movement snapshot (with a valid checksum) is refused or loaded,
+// never a panic, and a refused one changes nothing.
+func TestMovementStateCorruptionNeverPanics(t *testing.T) {
+	evs := realTradeEvents(t)[:1500]
+	p := movPipeline(t, "30s:0.05%,5m:0.1%", MovementOptions{})
+	for i := range evs {
+		p.OnEvent(&evs[i], 0, nil)
+	}
+	snap := p.mov.AppendState(nil)
+	q := movPipeline(t, "30s:0.05%,5m:0.1%", MovementOptions{})
+	if err := q.mov.LoadState(snap); err != nil {
+		t.Fatal(err)
+	}
+	before := string(q.mov.AppendState(nil))
+	refused := 0
+	for i := 4; i < len(snap)-4; i += 1 + i/97 {
+		for _, x := range []byte{1, 0x80, 0xff} {
+			b := slices.Clone(snap)
+			b[i] ^= x
+			if err := q.mov.LoadState(withCRC(b)); err != nil {
+				refused++
+				if string(q.mov.AppendState(nil)) != before {
+					t.Fatalf("byte %d ^ %x: a refused snapshot changed the operator", i, x)
+				}
+			} else if err := q.mov.LoadState(snap); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if refused == 0 {
+		t.Fatal("no damaged snapshot was refused")
+	}
+	if err := q.mov.LoadState(snap[:len(snap)-9]); !errors.Is(err, ErrMovementState) {
+		t.Fatalf("truncated: %v", err)
+	}
+}
