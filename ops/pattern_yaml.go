@@ -336,6 +336,22 @@ func (l *yamlLines) locate(name string, err error) error {
 		return e
 	}
 	e.Field = field
+	if !strings.ContainsAny(field, ".[") {
+		if _, top := paths[field]; !top {
+			// A nested field (an unknown key in a step): the first place
+			// the file has it.
+			best := 0
+			for p, line := range paths {
+				if strings.HasSuffix(p, "."+field) && (best == 0 || line < best) {
+					best = line
+				}
+			}
+			if best > 0 {
+				e.Line = best
+				return e
+			}
+		}
+	}
 	// The most specific path that the file has: steps[1].where, then
 	// steps[1], then steps.
 	for p := field; p != ""; {

@@ -109,6 +109,8 @@ func TestParsePatternsFileYAMLErrors(t *testing.T) {
 		{"bad duration", "- id: a\n  type: price_breakout\n  threshold: 0.1\n  timeframe: soon\n", `p.yaml:4: field "timeframe": `},
 		{"sequence step", "- id: s\n  type: sequence\n  within: 1m\n  steps:\n    - where: [\"price < 1\"]\n    - where: [\"price >< 2\"]\n", `p.yaml:6: field "steps[1].where": `},
 		{"sequence step kind", "- id: s\n  type: sequence\n  within: 1m\n  steps:\n    - where: [\"price < 1\"]\n    - kind: trades\n", `p.yaml:6: field "steps[1].kind": `},
+		{"unknown field in a step", "- id: s\n  type: sequence\n  within: 1m\n  steps:\n    - where: [\"price < 1\"]\n    - name: b\n      wher: [\"price > 2\"]\n", `p.yaml:7: field "wher": `},
+		{"wrong type in a step", "- id: s\n  type: sequence\n  within: 1m\n  steps:\n    - where: [\"price < 1\"]\n    - name: b\n      where: \"price > 2\"\n", `p.yaml:4: field "steps.where": `},
 		{"duplicate id", "- {id: a, type: volume_spike, multiplier: 2, baseline: 1m}\n- {id: a, type: volume_spike, multiplier: 3, baseline: 1m}\n", `p.yaml:2: field "id": `},
 		{"duplicate key", "- id: a\n  type: volume_spike\n  type: price_breakout\n", `p.yaml:3: field "type": given twice (first on line 2)`},
 		{"not a list", "id: a\ntype: volume_spike\n", "p.yaml:1: the file must be a list"},
