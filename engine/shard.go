@@ -426,7 +426,13 @@ func (s *shard) flushOutputs() {
 	if len(s.outBuf) == 0 {
 		return
 	}
-	s.outputs.Add(uint64(len(s.outBuf)))
+	n := len(s.outBuf)
+	for i := range s.outBuf {
+		if s.outBuf[i].Kind == ops.OutText {
+			n-- // a line's text: the line counts once
+		}
+	}
+	s.outputs.Add(uint64(n))
 	rest := s.outBuf
 	for len(rest) > 0 {
 		dst := s.out.ClaimWait(len(rest))

@@ -22,8 +22,12 @@ const (
 	OutPattern                       // a complex-event match
 	OutNews                          // a news analytics result: its JSON line is its text
 	OutEvent                         // a signal, system or custom event: its JSON line is its text
+	OutMovement                      // a price movement (movement.go): Value the move, Values[0:2] reference price and ts
 	OutText                          // a chunk of the text of the OutNews or OutEvent before it
 )
+
+// OutKinds is one more than the largest OutKind: tables indexed by kind.
+const OutKinds = int(OutText) + 1
 
 // Timing is a window pane's timing, as Beam names it.
 type Timing uint8

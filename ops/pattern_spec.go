@@ -173,9 +173,10 @@ type patternJSON struct {
 //
 // Unknown fields, a parameter of another type, missing or out-of-range
 // values and duplicate ids are errors that name the pattern (its id, or its
-// position) and the field; they wrap ErrPatternSpec. YAML is not read (it
-// would need a dependency). Sequence patterns are read by parseSequenceJSON
-// (sequence_spec.go), news_impact ones by newsImpactSpec (pattern_news.go):
+// position) and the field; they wrap ErrPatternSpec. ParsePatternsFile
+// (pattern_yaml.go) reads YAML files through it. Sequence patterns are read
+// by parseSequenceJSON (sequence_spec.go), news_impact ones by
+// newsImpactSpec (pattern_news.go):
 //
 //	{"id":"earn","type":"news_impact","keywords":["earnings","guidance"],
 //	 "sentiment_threshold":0.3,"timeframe":"15m","move":0.01}

@@ -24,6 +24,10 @@ type PipelineConfig struct {
 	// pattern.go); a match's Op is the pattern's index here.
 	Patterns       []PatternSpec
 	PatternOptions PatternOptions
+	// Movements are price-movement detectors over trades (movement.go); an
+	// event's Op is the spec's index here.
+	Movements       []MovementSpec
+	MovementOptions MovementOptions
 	// SymbolNames names symbol ids for patterns restricted to symbols (the
 	// engine's symbol table); needed only when some pattern has Symbols.
 	SymbolNames SymbolNamer
@@ -63,6 +67,8 @@ type Pipeline struct {
 	seq     *seqSet     // nil without sequence patterns (sequence.go)
 	nimp    *newsImpactSet
 	text    textState
+
+	mov *movementSet // nil without movement specs (movement.go)
 }
 
 // quoteState is the latest top of book of a symbol; quotes update it, trades
@@ -142,6 +148,9 @@ func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
 				return nil, err
 			}
 		}
+	}
+	if err := p.initMovements(); err != nil {
+		return nil, err
 	}
 	return p, nil
 }
@@ -247,6 +256,9 @@ func (p *Pipeline) OnEvent(ev *codec.Event, watermarkNs int64, dst []Output) ([]
 	}
 	if p.seq != nil {
 		dst = p.onSequences(slot, ev, dst)
+	}
+	if p.mov != nil {
+		dst = p.onMovements(slot, ev, dst)
 	}
 	if p.pat != nil {
 		first := len(dst)

@@ -22,7 +22,7 @@ var ErrPipelineState = errors.New("ops: bad pipeline state")
 //	maxSymbol u32  (PipelineConfig.MaxSymbolID)
 //	maxSlots  u32  (PipelineConfig.MaxSlots after defaults)
 //	nslots    u32  slots in use
-//	nsubs     u32  operator sub-states that follow: the indicator set if configured, then each window operator, then the pattern detector if configured, then the sequence detector if configured
+//	nsubs     u32  operator sub-states that follow: the indicator set if configured, then each window operator, then the pattern detector if configured, then the sequence detector if configured, then the movement operator if configured (last: a snapshot taken before movements existed lacks it and loads with empty movement state)
 //	syms      nslots × u32, the symbol of each slot in slot order
 //	quotes    nslots × { bid u64, ask u64, ts i64 }
 //	subs      nsubs × { length u64, bytes }: IndicatorSet.AppendState, WindowOperator.AppendState...
@@ -102,6 +102,10 @@ func (p *Pipeline) LoadState(src []byte) error {
 	}
 	nslots, nsubs := int(le.Uint32(src[16:])), int(le.Uint32(src[20:]))
 	subs := p.subStates()
+	noMov := p.mov != nil && nsubs == len(subs)-1 // taken before movements: they restart empty
+	if noMov {
+		subs = subs[:nsubs]
+	}
 	if nsubs != len(subs) {
 		return bad("%d operator states, this pipeline has %d", nsubs, len(subs))
 	}
@@ -172,6 +176,9 @@ func (p *Pipeline) LoadState(src []byte) error {
 	if p.nimp != nil {
 		defer p.nimp.rebuildSlots(p)
 	}
+	if noMov {
+		p.mov.reset()
+	}
 	for i := range p.slotOf {
 		p.slotOf[i] = -1
 	}
@@ -200,7 +207,7 @@ type stateful interface {
 
 // subStates lists the pipeline's operators in snapshot order: the indicator
 // set, then the window operators in spec order, then the pattern detector,
-// then the sequence detector.
+// then the sequence detector, then the movement operator.
 func (p *Pipeline) subStates() []stateful {
 	subs := make([]stateful, 0, 1+len(p.windows))
 	if p.ind != nil {
@@ -217,6 +224,9 @@ func (p *Pipeline) subStates() []stateful {
 	}
 	if p.nimp != nil {
 		subs = append(subs, p.nimp)
+	}
+	if p.mov != nil {
+		subs = append(subs, p.mov) // last: older snapshots without it still load (LoadState)
 	}
 	return subs
 }

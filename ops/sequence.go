@@ -172,6 +172,7 @@ type seqEv struct {
 	kind                                     SeqKind
 	price, volume, open, high, low, bid, ask float64
 	vals                                     []float64
+	chg, ref                                 float64 // movements only (movement_seq.go)
 }
 
 func (x *seqEv) value(o *seqOpC) float64 {
@@ -199,6 +200,8 @@ func (x *seqEv) value(o *seqOpC) float64 {
 		return (x.ask + x.bid) / 2
 	case SeqIndicator:
 		return x.vals[o.ind]
+	case SeqChangePct, SeqRefPrice:
+		return x.movementValue(o.field)
 	}
 	return nan
 }

@@ -26,11 +26,13 @@ import (
 //
 // steps: 2..MaxSequenceSteps objects, each with an optional name (default
 // s1, s2, ...; letters, digits and _), a kind (trade, the default; quote;
-// bar; any) and where, a list of conditions that must all hold (empty: any
-// event of the kind). A condition is "OPERAND OP OPERAND", OP one of < <= >
+// bar; any; movement: an event of --movements, see movement_seq.go) and
+// where, a list of conditions that must all hold (empty: any event of the
+// kind). A condition is "OPERAND OP OPERAND", OP one of < <= >
 // >= == !=, an operand a number, an event field (price: the trade price or
 // the bar close; volume; open, high, low: bars; bid, ask, spread, mid: the
-// symbol's top of book after the event) or an indicator of the symbol
+// symbol's top of book after the event; change_pct, reference_price:
+// movements) or an indicator of the symbol
 // (sma_N, ema_N, rsi_N, vwap, vwap_N, as in --indicators, updated by its
 // trades, the event itself included). A value that does not exist yet (warm-up, no quote yet, a bar
 // field on a trade) makes the condition false. The last step may be
@@ -59,6 +61,10 @@ const (
 	SeqBar
 	SeqAny = SeqTrade | SeqQuote | SeqBar
 )
+
+// SeqMovement is the kind of a step on the movement operator's events
+// (movement_seq.go); "any" does not include it.
+const SeqMovement SeqKind = 1 << 3
 
 // SeqContiguity says what may come between two steps.
 type SeqContiguity uint8
@@ -105,10 +111,12 @@ const (
 	SeqSpread                    // ask − bid
 	SeqMid                       // (bid + ask) / 2
 	SeqIndicator                 // the indicator Ind of the symbol
+	SeqChangePct                 // a movement's change in percent, signed (NaN on other events)
+	SeqRefPrice                  // a movement's reference price (NaN on other events)
 	seqFieldEnd
 )
 
-var seqFieldNames = [seqFieldEnd]string{"", "price", "volume", "open", "high", "low", "bid", "ask", "spread", "mid", ""}
+var seqFieldNames = [seqFieldEnd]string{"", "price", "volume", "open", "high", "low", "bid", "ask", "spread", "mid", "", "change_pct", "reference_price"}
 
 // SeqOperand is one side of a condition.
 type SeqOperand struct {
@@ -226,7 +234,7 @@ func parseSeqOperand(s string) (SeqOperand, error) {
 	}
 	spec, err := indParseItem(item)
 	if err != nil || strings.ContainsAny(s, ":") {
-		return SeqOperand{}, fmt.Errorf("%q: not a number, a field (price volume open high low bid ask spread mid) or an indicator (sma_N ema_N rsi_N vwap vwap_N)", s)
+		return SeqOperand{}, fmt.Errorf("%q: not a number, a field (price volume open high low bid ask spread mid change_pct reference_price) or an indicator (sma_N ema_N rsi_N vwap vwap_N)", s)
 	}
 	return SeqOperand{Field: SeqIndicator, Ind: spec}, nil
 }
@@ -323,8 +331,10 @@ func parseSequenceJSON(raw []byte) (PatternSpec, error) {
 				st.Kind = SeqBar
 			case "any":
 				st.Kind = SeqAny
+			case "movement":
+				st.Kind = SeqMovement
 			default:
-				return s, fmt.Errorf("steps[%d].kind: %q is not trade, quote, bar or any", i, *js.Kind)
+				return s, fmt.Errorf("steps[%d].kind: %q is not trade, quote, bar, any or movement", i, *js.Kind)
 			}
 		}
 		for _, w := range js.Where {
@@ -362,7 +372,7 @@ func (q *SequenceSpec) validate() error {
 		if st.Absent && i != n-1 {
 			return fmt.Errorf("steps[%d].absent: only the last step can be absent", i)
 		}
-		if st.Kind > SeqAny {
+		if st.Kind > SeqAny && st.Kind != SeqMovement {
 			return fmt.Errorf("steps[%d].kind: %d unknown", i, st.Kind)
 		}
 		name := q.stepName(i)
@@ -385,6 +395,8 @@ func (q *SequenceSpec) validate() error {
 					return fmt.Errorf("steps[%d].where: %s: unknown field", i, c)
 				case o.Field == SeqConst && (math.IsNaN(o.Const) || math.IsInf(o.Const, 0)):
 					return fmt.Errorf("steps[%d].where: %s: not a finite constant", i, c)
+				case (o.Field == SeqChangePct || o.Field == SeqRefPrice) && st.Kind != SeqMovement:
+					return fmt.Errorf("steps[%d].where: %s: %s is a field of movement steps only", i, c, o)
 				case o.Field == SeqIndicator:
 					if err := o.Ind.validate(); err != nil {
 						return fmt.Errorf("steps[%d].where: %s: %w", i, c, err)

@@ -30,6 +30,7 @@ const (
 	CHTablePatterns   = "qstream_patterns"
 	CHTableNews       = "qstream_news"
 	CHTableEvents     = "qstream_events"
+	CHTableMovements  = "qstream_movements"
 )
 
 // Server error codes on which the writer creates its tables again.
@@ -93,7 +94,7 @@ type ClickHouseWriter struct {
 	timeout time.Duration
 	names   []string // indicator column names, as env.JSONL.Indicators
 	jsonl   *JSONLWriter
-	tables  [5]chTable // by kind-1
+	tables  [6]chTable // by kind-1
 
 	// HTTP
 	client *http.Client
@@ -206,12 +207,13 @@ func NewClickHouse(u *url.URL, env Env) (*ClickHouseWriter, error) {
 		{"count", "UInt64"}, {"value", "Nullable(Float64)"}, {"value_json", "String"}, {"timing", "String"},
 		{"seq", "UInt64"}, {"key", "UInt64"}}
 	payload := []chCol{{"symbol", "String"}, {"ts", "Int64"}, {"payload", "String"}, {"seq", "UInt64"}, {"key", "UInt64"}}
-	w.tables = [5]chTable{
+	w.tables = [6]chTable{
 		{name: CHTableIndicators, kind: ops.OutIndicators, cols: ind},
 		{name: CHTableWindows, kind: ops.OutWindow, cols: win},
 		{name: CHTablePatterns, kind: ops.OutPattern, cols: payload},
 		{name: CHTableNews, kind: ops.OutNews, cols: payload},
 		{name: CHTableEvents, kind: ops.OutEvent, cols: payload},
+		{name: CHTableMovements, kind: ops.OutMovement, cols: payload},
 	}
 	for i := range w.tables {
 		t := &w.tables[i]

@@ -226,6 +226,8 @@ func (j *JSONLWriter) AppendOutput(dst []byte, o *ops.Output) []byte {
 		dst = append(dst, `,"timing":"`...)
 		dst = append(dst, o.Timing.String()...)
 		return append(dst, `"}`...)
+	case ops.OutMovement:
+		return j.appendMovement(dst, o)
 	}
 	if o.Kind == ops.OutPattern && int(o.Op) < len(j.pats) {
 		return j.appendPattern(dst, o, &j.pats[o.Op])

@@ -95,7 +95,7 @@ type NATSWriter struct {
 	ends     []int        // end offset of each payload in arena
 	msgs     []nats.Msg   // one per chunk slot; Header maps reused
 	futures  []jetstream.PubAckFuture
-	subjects [5][]natsSubject // by ops.OutKind, then symbol id
+	subjects [ops.OutKinds][]natsSubject // by ops.OutKind, then symbol id
 
 	// Counters; AppendStatus may run on another goroutine.
 	published, acked, duplicates, coreMsgs atomic.Uint64

@@ -136,9 +136,9 @@ type RedisStats struct {
 // redisSymNames are the key and channel names of one symbol, and where
 // "ts" sits in its feature objects.
 type redisSymNames struct {
-	feat, winCh, patCh []byte
-	tsAt               int      // offset of the ts digits in a feature object
-	tsFrom, tsTo       redisArg // TSFROM, TSTO of redisWriteScript
+	feat, winCh, patCh, movCh []byte
+	tsAt                      int      // offset of the ts digits in a feature object
+	tsFrom, tsTo              redisArg // TSFROM, TSTO of redisWriteScript
 }
 
 type redisEntry struct {
@@ -548,8 +548,11 @@ func (w *RedisWriter) encode(outs []ops.Output) *PoisonError {
 			w.arena = strconv.AppendInt(w.arena, o.Count, 10)
 			e.v2End = len(w.arena)
 			e.rank = byte(redisRank(o.Timing))
-		case ops.OutPattern:
+		case ops.OutPattern, ops.OutMovement:
 			e.mode, e.ch = 'p', w.syms[o.Symbol].patCh
+			if o.Kind == ops.OutMovement {
+				e.ch = w.syms[o.Symbol].movCh
+			}
 			w.arena = w.jsonl.AppendOutput(w.arena, o)
 			e.end = len(w.arena)
 		case ops.OutNews, ops.OutEvent:
@@ -642,7 +645,7 @@ const redisTSWidth = len(`"ts":`) + len("-9223372036854775808") + 1
 // caching the names of keys and channels on first sight.
 func (w *RedisWriter) check(o *ops.Output) (codec.Reason, error) {
 	switch o.Kind {
-	case ops.OutIndicators, ops.OutWindow, ops.OutPattern, ops.OutNews, ops.OutEvent, ops.OutText:
+	case ops.OutIndicators, ops.OutWindow, ops.OutPattern, ops.OutMovement, ops.OutNews, ops.OutEvent, ops.OutText:
 	default:
 		return codec.ReasonUnknownKind, fmt.Errorf("sinks: redis: output kind %d", o.Kind)
 	}
@@ -685,6 +688,7 @@ func (w *RedisWriter) nameSymbol(id codec.Symbol) error {
 		feat:   []byte("features:" + name + ":realtime"),
 		winCh:  []byte("windows:" + name),
 		patCh:  []byte("patterns:" + name),
+		movCh:  []byte("movements:" + name),
 		tsAt:   from + len(`"ts":`),
 		tsFrom: strconv.AppendInt(nil, int64(from), 10),
 		tsTo:   strconv.AppendInt(nil, int64(from+redisTSWidth-1), 10),

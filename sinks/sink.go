@@ -71,6 +71,8 @@ func Channel(k ops.OutKind) string {
 		return "news"
 	case ops.OutEvent:
 		return "events"
+	case ops.OutMovement:
+		return "movements"
 	}
 	return "unknown"
 }

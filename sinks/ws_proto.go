@@ -36,12 +36,12 @@ import (
 // "channel":"<channel>" added as its last member.
 
 // wsChannels is the number of channels; channel c carries output kind c+1.
-const wsChannels = 5
+const wsChannels = 6
 
 // wsKinds is the highest output kind the server publishes.
-const wsKinds = ops.OutEvent
+const wsKinds = ops.OutMovement
 
-var wsChannelNames = [wsChannels]string{"indicators", "windows", "patterns", "news", "events"}
+var wsChannelNames = [wsChannels]string{"indicators", "windows", "patterns", "news", "events", "movements"}
 
 const wsAllChannels = uint8(1)<<wsChannels - 1
 

@@ -409,7 +409,7 @@ func TestWSProtocol(t *testing.T) {
 		{`{"op":"dance","channels":["news"],"symbols":["*"]}`, `{"error":"unknown op \"dance\"`},
 		{`{"op":"subscribe","channels":["trades"],"symbols":["*"]}`, `{"error":"unknown channel \"trades\"`},
 		{`{"op":"subscribe","symbols":["*"]}`, `{"error":"missing \"channels\"`},
-		{`{"op":"subscribe","channels":["news","news","news","news","news","news"],"symbols":["*"]}`, `{"error":"too many channels`},
+		{`{"op":"subscribe","channels":[` + strings.Repeat(`"news",`, wsChannels) + `"news"],"symbols":["*"]}`, `{"error":"too many channels`},
 		{`{"op":"subscribe","channels":["news"],"symbols":[]}`, `{"error":"missing \"symbols\"`},
 		{`{"op":"subscribe","channels":["news"],"symbols":["A","B","C"]}`, `{"error":"too many symbols: 3, max_symbols is 2`},
 		{`{"op":"subscribe","channels":["news"],"symbols":["A\u0001"]}`, `{"error":"invalid symbol`},

@@ -25,6 +25,8 @@ type operatorFlags struct {
 	symbolTTL, allowedLateness            time.Duration
 	patterns                              string
 	patternMaxTrades                      int
+	movements                             string
+	movementMaxTrades                     int
 }
 
 // register adds the flags to fs. live adds those that only make sense on a
@@ -45,8 +47,10 @@ func (o *operatorFlags) register(fs *flag.FlagSet, live bool) {
 	fs.IntVar(&o.pctExact, "percentile-exact-max", ops.DefaultPercentileExactMax, "windows with at most this many trades get exact percentiles; larger ones a sketch with 1% relative error")
 	fs.DurationVar(&o.symbolTTL, "symbol-ttl", 0, "release a symbol's window state when its last trade is this far behind the watermark and nothing is left to fire; 0 keeps it")
 	fs.DurationVar(&o.allowedLateness, "allowed-lateness", 0, "events behind the watermark by at most this update their windows (late firings); later ones are dead-lettered as late")
-	fs.StringVar(&o.patterns, "patterns", "", "pattern file: a JSON list of price_breakout, volume_spike, technical_signal and sequence patterns (see README \"Patterns\"); matches are the patterns output")
+	fs.StringVar(&o.patterns, "patterns", "", "pattern file: a JSON or YAML (.yaml, .yml) list of price_breakout, volume_spike, technical_signal and sequence patterns (see README \"Patterns\"); matches are the patterns output")
 	fs.IntVar(&o.patternMaxTrades, "pattern-max-trades", ops.DefaultMaxPatternTradesPerSymbol, "trades kept per symbol in each pattern timeframe; beyond it the oldest leave early (counted)")
+	fs.StringVar(&o.movements, "movements", "", "price movements over trades, comma-separated HORIZON:THRESHOLD (5m:1%,1h:2%): an event when a trade's price moved by at least THRESHOLD against the latest trade at or before HORIZON earlier, once until the move falls back below half the threshold; the movements output")
+	fs.IntVar(&o.movementMaxTrades, "movement-max-trades", ops.DefaultMaxMovementTrades, "trades kept per symbol and movement horizon; beyond it older ones are thinned (see README \"Movements\")")
 }
 
 // operators is the parsed form of operatorFlags.
@@ -95,11 +99,19 @@ func (o *operatorFlags) parse(maxSymbols int, emitIndicators bool) (*operators, 
 		if err != nil {
 			return nil, usageError{fmt.Errorf("--patterns: %w", err)}
 		}
-		if patterns, err = ops.ParsePatterns(data); err != nil {
-			return nil, usageError{fmt.Errorf("--patterns %s: %w", o.patterns, err)}
+		if patterns, err = ops.ParsePatternsFile(o.patterns, data); err != nil {
+			return nil, usageError{fmt.Errorf("--patterns: %w", err)} // the error names the file (and the YAML line)
+		}
+	}
+	var movements []ops.MovementSpec
+	if o.movements != "" {
+		if movements, err = ops.ParseMovements(o.movements); err != nil {
+			return nil, usageError{fmt.Errorf("--movements: %w", err)}
 		}
 	}
 	cfg := ops.PipelineConfig{
+		Movements:        movements,
+		MovementOptions:  ops.MovementOptions{MaxTradesPerSymbol: o.movementMaxTrades},
 		Patterns:         patterns,
 		PatternOptions:   ops.PatternOptions{MaxTradesPerSymbol: o.patternMaxTrades},
 		Indicators:       specs,

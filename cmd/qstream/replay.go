@@ -51,7 +51,7 @@ func replayFlagSet(f *replayFlags, stderr io.Writer) *flag.FlagSet {
 	f.sinks.register(fs, 30*time.Second, false)
 	fs.DurationVar(&f.outOfOrderness, "out-of-orderness", 0, "the watermark is the largest event time seen minus this")
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", 0, "a source silent this long (processing time) stops holding the watermark back; 0 disables")
-	fs.StringVar(&f.emit, "emit", "indicators", "what to write: indicators|windows|patterns|news|events|stats|all, or a comma-separated list (patterns need --patterns FILE; news is the analysis of each article; events are signal, system and custom events)")
+	fs.StringVar(&f.emit, "emit", "indicators", "what to write: indicators|windows|patterns|movements|news|events|stats|all, or a comma-separated list (patterns need --patterns FILE, movements --movements SPECS; news is the analysis of each article; events are signal, system and custom events)")
 	fs.StringVar(&f.output, "output", "-", "output file, or - for standard output")
 	fs.StringVar(&f.dlq, "dlq", "", "dead-letter output file (JSON Lines, one rejected record each with its reason); empty: counted and reported on stderr only")
 	fs.IntVar(&f.shards, "shards", 1, "number of shards; the output is the same for a given number of shards")
@@ -117,6 +117,8 @@ func parseEmit(s string) (emitSet, error) {
 			e.kinds[ops.OutWindow] = true
 		case "patterns":
 			e.kinds[ops.OutPattern] = true
+		case "movements":
+			e.kinds[ops.OutMovement] = true
 		case "news":
 			e.kinds[ops.OutNews] = true
 		case "events":
@@ -127,11 +129,12 @@ func parseEmit(s string) (emitSet, error) {
 			e.kinds[ops.OutIndicators] = true
 			e.kinds[ops.OutWindow] = true
 			e.kinds[ops.OutPattern] = true
+			e.kinds[ops.OutMovement] = true
 			e.kinds[ops.OutNews] = true
 			e.kinds[ops.OutEvent] = true
 			e.stats = true
 		default:
-			return e, fmt.Errorf("--emit: unknown output %q (want indicators, windows, patterns, news, events, stats or all)", part)
+			return e, fmt.Errorf("--emit: unknown output %q (want indicators, windows, patterns, movements, news, events, stats or all)", part)
 		}
 	}
 	return e, nil
@@ -155,6 +158,9 @@ func replay(f *replayFlags, stdout, stderr io.Writer) error {
 	opers.withText(emit.kinds[ops.OutNews], emit.kinds[ops.OutEvent])
 	if emit.kinds[ops.OutPattern] && f.ops.patterns == "" && f.emit != "all" {
 		return usageError{fmt.Errorf("--emit patterns needs --patterns FILE")}
+	}
+	if emit.kinds[ops.OutMovement] && f.ops.movements == "" && f.emit != "all" {
+		return usageError{fmt.Errorf("--emit movements needs --movements SPECS")}
 	}
 
 	out := stdout

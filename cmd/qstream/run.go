@@ -172,7 +172,7 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 		return usageError{err}
 	}
 	emit, err := parseEmit(f.emit)
-	if err != nil || emit.stats {
+	if err != nil || (emit.stats && f.emit != "all") {
 		return usageError{fmt.Errorf("--emit: %q: want a list of indicators, windows, patterns, news, events (or all)", f.emit)}
 	}
 	opers, err := f.ops.parse(f.maxSymbols, true)
