@@ -275,6 +275,12 @@ func (n *newsImpactSet) unlink(i int32) {
 // price as the next reference.
 func (n *newsImpactSet) onTrade(p *Pipeline, slot int, ev *codec.Event, dst []Output) []Output {
 	n.lastPx[slot] = ev.Price
+	first := len(dst)
+	defer func() {
+		if m := dst[first:]; len(m) > 1 && !patSortedByOp(m) {
+			patSortByOp(m) // one trade's matches in pattern order, as the other patterns'
+		}
+	}()
 	for i := n.head[slot]; i >= 0; {
 		e := &n.ents[i]
 		next := e.next

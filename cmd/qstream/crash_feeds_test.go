@@ -105,12 +105,30 @@ type feedMsg struct {
 	// time; sent once every other message is acknowledged, since it makes
 	// whatever arrives after it on the same event loop late.
 	sentinel bool
+	// news: the message is a news article tagged with symbol (JSON
+	// harnesses): its text travels as chunk events through the WAL.
+	news bool
+}
+
+// feedNewsHeadlines are the articles' headlines, %s the symbol; the body
+// repeats the headline's tone and grows with g, so texts span 1 to ~12
+// chunks.
+var feedNewsHeadlines = []string{
+	"%s beats earnings estimates and raises guidance",
+	"%s shares plunge after regulators open a probe",
+	"Analysts upgrade %s on strong demand",
+	"%s misses revenue forecasts, cuts outlook",
 }
 
 func (m *feedMsg) id() string { return "m-" + strconv.Itoa(m.g) }
 
 // jsonLine is the message as a generic JSON tick, without a newline.
 func (m *feedMsg) jsonLine() string {
+	if m.news {
+		h := fmt.Sprintf(feedNewsHeadlines[m.g%len(feedNewsHeadlines)], m.symbol)
+		body := strings.Repeat("The company said results were strong and shares rose. ", m.g%17)
+		return fmt.Sprintf(`{"type":"news","id":%q,"ts":%d,"source":"wire","headline":%q,"body":%q,"symbols":[%q]}`, m.id(), m.ts, h, body, m.symbol)
+	}
 	return fmt.Sprintf(`{"type":"trade","symbol":%q,"ts":%d,"price":%s,"volume":%s,"id":%q}`,
 		m.symbol, m.ts, strconv.FormatFloat(m.price, 'f', -1, 64), strconv.FormatFloat(m.volume, 'f', -1, 64), m.id())
 }
@@ -133,7 +151,10 @@ func feedCrashSymbol(conn, j int) string { return fmt.Sprintf("C%dS%d", conn, j)
 // feedCrashSentinelNs ahead. With priming, the first messages are one
 // trade per symbol for the priming connection (conn -1), which interns the
 // symbols in the order of the ids the frames use.
-func feedSchedule(n, conns int, priming bool, rng *rand.Rand) (msgs []feedMsg, watermarkNs int64) {
+//
+// With news, about one body message in 97 is a news article instead of a
+// trade (of the same connection and symbol).
+func feedSchedule(n, conns int, priming, news bool, rng *rand.Rand) (msgs []feedMsg, watermarkNs int64) {
 	nSyms := conns * feedCrashSymsPerConn
 	ids := map[string]codec.Symbol{}
 	for c := range conns {
@@ -165,7 +186,12 @@ func feedSchedule(n, conns int, priming bool, rng *rand.Rand) (msgs []feedMsg, w
 	body := n - conns - len(msgs)
 	for i := range body {
 		c := i % conns
-		add(c, feedCrashSymbol(c, (i/conns)%feedCrashSymsPerConn), tsOf(len(msgs)))
+		sym := feedCrashSymbol(c, (i/conns)%feedCrashSymsPerConn)
+		if news && i%97 == 50 {
+			msgs = append(msgs, feedMsg{g: len(msgs), conn: c, symbol: sym, symID: ids[sym], ts: tsOf(len(msgs)), news: true})
+			continue
+		}
+		add(c, sym, tsOf(len(msgs)))
 	}
 	sentinel := tsOf(len(msgs)) + feedCrashSentinelNs
 	for c := range conns {
@@ -298,6 +324,7 @@ type feedHarness struct {
 	env      []string
 	client   func(addr string, msgs []feedMsg, rng *rand.Rand) feedClient
 	priming  bool
+	news     bool // news articles among the trades (JSON harnesses)
 }
 
 // feedCrashMessages is the number of messages of a feed harness:
@@ -335,7 +362,7 @@ func runFeedCrash(t *testing.T, h feedHarness) {
 	bin := qstreamBinary(t)
 	dir := keepDir(t, h.name)
 	addr := freeLoopbackAddr(t)
-	msgs, finalWm := feedSchedule(h.messages, feedCrashConns, h.priming, rng)
+	msgs, finalWm := feedSchedule(h.messages, feedCrashConns, h.priming, h.news, rng)
 	t.Logf("%s: %d kills over %d messages on %s, QSTREAM_CRASH_SEED=%d", h.name, kills, len(msgs), addr, seed)
 	client := h.client(addr, msgs, rand.New(rand.NewPCG(seed, 79)))
 
@@ -469,7 +496,7 @@ func checkFeedCrashOutput(t *testing.T, bin, dir string, msgs []feedMsg, finalWm
 		t.Fatal(err)
 	}
 	out, err := exec.Command(bin, "replay", "--input", inPath, "--format", "jsonl", "--indicators", feedCrashIndicators,
-		"--windows", feedCrashWindows, "--out-of-orderness", feedCrashOOO, "--emit", "indicators,windows", "--output", wantPath).CombinedOutput()
+		"--windows", feedCrashWindows, "--out-of-orderness", feedCrashOOO, "--emit", "indicators,windows,news", "--output", wantPath).CombinedOutput()
 	if err != nil {
 		t.Fatalf("qstream replay: %v\n%s", err, out)
 	}
@@ -485,7 +512,12 @@ func checkFeedCrashOutput(t *testing.T, bin, dir string, msgs []feedMsg, finalWm
 		ts  int64
 	}
 	byMsg := make(map[symTs]int, len(msgs))
+	nNews := 0
 	for i := range msgs {
+		if msgs[i].news {
+			nNews++
+			continue
+		}
 		byMsg[symTs{msgs[i].symbol, msgs[i].ts}] = msgs[i].g
 	}
 	count := make([]int, len(msgs))
@@ -499,6 +531,9 @@ func checkFeedCrashOutput(t *testing.T, bin, dir string, msgs []feedMsg, finalWm
 	}
 	var lost, twice []int
 	for g, n := range count {
+		if msgs[g].news {
+			continue
+		}
 		switch {
 		case n == 0:
 			lost = append(lost, g)
@@ -516,7 +551,7 @@ func checkFeedCrashOutput(t *testing.T, bin, dir string, msgs []feedMsg, finalWm
 	first := map[string]string{} // key -> the first line's content
 	dupKeys, dupLines, otherContent := 0, 0, 0
 	var dupExample string
-	for _, l := range append(append([]feedLine(nil), got.indicators...), got.windows...) {
+	for _, l := range append(append(append([]feedLine(nil), got.indicators...), got.windows...), got.news...) {
 		keys[l.key]++
 		if keys[l.key] == 1 {
 			first[l.key] = l.canon
@@ -536,6 +571,29 @@ func checkFeedCrashOutput(t *testing.T, bin, dir string, msgs []feedMsg, finalWm
 	if dupLines > 0 {
 		t.Errorf("%d of %d output lines repeat the key of an earlier line (%d distinct keys; %d of them with other content: another message or window under the same key); e.g. %s",
 			dupLines, len(got.indicators)+len(got.windows), dupKeys, otherContent, dupExample)
+	}
+
+	// News lines: one per article, each equal to the replay's.
+	if len(want.news) != nNews {
+		t.Errorf("the replay has %d news lines for %d articles", len(want.news), nNews)
+	}
+	wantNews := map[string]string{}
+	for _, l := range want.news {
+		wantNews[l.key] = l.canon
+	}
+	newsOK := 0
+	for _, l := range got.news {
+		if w, ok := wantNews[l.key]; !ok || w != l.canon {
+			t.Errorf("news line not as the replay's:\n got %s\nwant %s", l.canon, w)
+		} else {
+			newsOK++
+		}
+	}
+	if len(got.news) != len(want.news) {
+		t.Errorf("%d news lines, the replay has %d", len(got.news), len(want.news))
+	}
+	if nNews > 0 {
+		t.Logf("%d news lines equal to the replay's", newsOK)
 	}
 
 	// Indicator lines per symbol, in order, as the replay's.
@@ -637,7 +695,7 @@ type feedLine struct {
 }
 
 type feedOutput struct {
-	indicators, windows []feedLine
+	indicators, windows, news []feedLine
 	torn                bool
 }
 
@@ -665,6 +723,10 @@ func readFeedOutput(t *testing.T, path string) feedOutput {
 		}
 		l := feedLine{raw: raw, canon: canonicalLine(m), key: outputKey(m)}
 		l.symbol, _ = m["symbol"].(string)
+		if _, ok := m["entities"]; ok {
+			out.news = append(out.news, l)
+			continue
+		}
 		if _, ok := m["window"]; ok {
 			l.end, _ = m["end"].(json.Number).Int64()
 			out.windows = append(out.windows, l)
@@ -720,6 +782,9 @@ func outputKey(m map[string]any) string {
 	}
 	if w, ok := m["window"]; ok {
 		return fmt.Sprint("window ", w, " ", m["symbol"], " ", m["start"], " ", m["end"])
+	}
+	if _, ok := m["entities"]; ok {
+		return fmt.Sprint("news ", m["id"])
 	}
 	return fmt.Sprint("indicators ", m["symbol"], " ", m["ts"])
 }
@@ -1108,6 +1173,7 @@ func tcpHarness(t *testing.T, frames bool) feedHarness {
 		name:     name,
 		messages: feedCrashMessages(t),
 		priming:  frames,
+		news:     !frames,
 		args: func(dir, addr string) []string {
 			return append([]string{"--feed", "tcp", "--tcp-addr", addr, "--tcp-format", format, "--tcp-ack", "--tcp-loops", "2"},
 				feedCrashCommon(dir)...)
@@ -1318,6 +1384,7 @@ func TestCrashWebhook(t *testing.T) {
 	runFeedCrash(t, feedHarness{
 		name:     "webhook",
 		messages: feedCrashMessages(t),
+		news:     true,
 		env:      []string{webhookSecretEnv + "=" + feedCrashWebhookSecret},
 		args: func(dir, addr string) []string {
 			return append([]string{"--feed", "webhook", "--webhook-addr", addr}, feedCrashCommon(dir)...)
