@@ -696,7 +696,7 @@ type feedLine struct {
 
 type feedOutput struct {
 	indicators, windows, news []feedLine
-	torn                bool
+	torn                      bool
 }
 
 // readFeedOutput reads a JSON Lines output file of run or replay.
