@@ -1151,3 +1151,42 @@ func TestRedisReplyParse(t *testing.T) {
 		t.Errorf("results with an OOM entry = %v, want a transient error", err)
 	}
 }
+
+// TestRedisTextGroups: a news line and an event line (outputs with text,
+// the text in the OutText outputs after them) are published whole on
+// "news" and "events"; a movement on "movements:<symbol>". Text outputs
+// publish nothing of their own.
+func TestRedisTextGroups(t *testing.T) {
+	c := redisTestClient(t)
+	a := redisTestSymbol(t, "a")
+	env, ids := redisTestEnv(t, nil, nil, a)
+	w := newTestRedis(t, "redis://"+redisTestAddr, env, a)
+	sub := subscribe(t, c, "news", "events", "movements:"+a)
+	newsLine := `{"id":"n-redis-groups","ts":80,"symbols":["X"],"entities":[],"sentiment":0.5,"relevance":{"X":1},"events":[],"pad":"` + strings.Repeat("é", 200) + `"}`
+	eventLine := `{"event":"signal","symbol":null,"ts":90,"message_id":"e-redis-groups"}`
+	var outs []ops.Output
+	outs = ops.AppendTextGroup(outs, &ops.Output{Kind: ops.OutNews, Seq: 8, TsNs: 80, Key: 1}, []byte(newsLine))
+	outs = ops.AppendTextGroup(outs, &ops.Output{Kind: ops.OutEvent, Seq: 9, TsNs: 90, Key: 2}, []byte(eventLine))
+	mov := ops.Output{Kind: ops.OutMovement, Symbol: ids[0], Seq: 10, TsNs: 100, Key: 3, Price: 101, Value: 0.01, Count: int64(time.Minute), NValues: 3}
+	mov.Values[0], mov.Values[2], mov.StartNs = 100, 0.01, 40
+	outs = append(outs, mov)
+	if len(outs) < 6 {
+		t.Fatalf("%d outputs: the news line should take several text outputs", len(outs))
+	}
+	write(t, w, outs...)
+	var got []string
+	for _, m := range sub.drain("movements:" + a) {
+		if (m.Channel == "news" || m.Channel == "events") && !strings.Contains(m.Payload, "redis-groups") {
+			continue // another test's or program's
+		}
+		got = append(got, m.Channel+" "+m.Payload)
+	}
+	jw := NewJSONLWriter(nil, env.JSONL)
+	want := []string{"news " + newsLine, "events " + eventLine, "movements:" + a + " " + string(jw.AppendOutput(nil, &mov))}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("published\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if st := w.Stats(); st.Published != 3 {
+		t.Errorf("stats %+v, want published 3", st)
+	}
+}

@@ -1068,3 +1068,24 @@ func TestWSKindsFilter(t *testing.T) {
 	wsWrite(t, s, wsInd(wsAAPL, 1, 1), wsWin(wsMSFT, 2, 3))
 	wsExpect(t, c, wsWinLine("MSFT", "3")) // the indicators output is not in --emit
 }
+
+// TestWSTextGroups: a client gets a news line and an event line whole (the
+// text of their OutText outputs) with the channel added; the text outputs
+// are no messages of their own.
+func TestWSTextGroups(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	s := newTestWS(t, "")
+	defer s.Close()
+	c := wsDial(t, s, nil)
+	defer c.CloseNow()
+	wsSend(t, c, `{"op":"subscribe","channels":["news","events"],"symbols":["*"]}`)
+	wsExpect(t, c, `{"op":"subscribed","channels":["news","events"],"symbols":["*"]}`)
+	newsLine := `{"id":"n1","ts":80,"symbols":["AAPL"],"entities":[],"sentiment":-0.25,"relevance":{"AAPL":1},"events":[],"pad":"` + strings.Repeat("x", 300) + `"}`
+	eventLine := `{"event":"system","symbol":"AAPL","ts":90,"message_id":"e1","payload":{"event_type":"halt"}}`
+	var outs []ops.Output
+	outs = ops.AppendTextGroup(outs, &ops.Output{Kind: ops.OutNews, Symbol: wsAAPL, Seq: 8, TsNs: 80, Key: 1}, []byte(newsLine))
+	outs = ops.AppendTextGroup(outs, &ops.Output{Kind: ops.OutEvent, Symbol: wsAAPL, Seq: 9, TsNs: 90, Key: 2}, []byte(eventLine))
+	wsWrite(t, s, outs...)
+	wsExpect(t, c, strings.TrimSuffix(newsLine, "}")+`,"channel":"news"}`)
+	wsExpect(t, c, strings.TrimSuffix(eventLine, "}")+`,"channel":"events"}`)
+}
