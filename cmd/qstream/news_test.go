@@ -228,3 +228,39 @@ func TestReplayNewsSinks(t *testing.T) {
 	}
 	t.Logf("%d lines in NATS and ClickHouse (%s)", len(lines), filepath.Base(newsInput))
 }
+
+// TestReplayNewsDictionary: --news-entities replaces the dictionary: a
+// company the built-in one does not know becomes an entity, one it knows
+// does not; a file that does not parse is a usage error.
+func TestReplayNewsDictionary(t *testing.T) {
+	dir := t.TempDir()
+	dict := filepath.Join(dir, "entities.txt")
+	if err := os.WriteFile(dict, []byte("ACME: Acme Widgets | Acme\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	in := filepath.Join(dir, "in.jsonl")
+	if err := os.WriteFile(in, []byte(`{"type":"news","id":"a1","ts":1,"headline":"Acme Widgets beats estimates, Apple Inc. falls"}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, rc := qstream(t, "replay", "--input", in, "--emit", "news", "--news-entities", dict)
+	if rc != 0 {
+		t.Fatalf("exit %d: %s", rc, stderr)
+	}
+	var n newsLine
+	if err := json.Unmarshal([]byte(out), &n); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(n.Symbols, []string{"ACME"}) || len(n.Entities) != 1 || n.Entities[0].Text != "Acme Widgets" {
+		t.Fatalf("with the custom dictionary: %s", out)
+	}
+	out, _, _ = qstream(t, "replay", "--input", in, "--emit", "news")
+	if !strings.Contains(out, `"symbols":["AAPL"]`) {
+		t.Fatalf("with the built-in dictionary: %s", out)
+	}
+	if err := os.WriteFile(dict, []byte("not a dictionary line\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, rc := qstream(t, "replay", "--input", in, "--emit", "news", "--news-entities", dict); rc != 2 || !strings.Contains(stderr, "--news-entities") {
+		t.Fatalf("a broken dictionary: exit %d, %s", rc, stderr)
+	}
+}

@@ -27,6 +27,7 @@ type operatorFlags struct {
 	patternMaxTrades                      int
 	movements                             string
 	movementMaxTrades                     int
+	newsEntities, newsLexicon, newsEvents string
 }
 
 // register adds the flags to fs. live adds those that only make sense on a
@@ -47,7 +48,10 @@ func (o *operatorFlags) register(fs *flag.FlagSet, live bool) {
 	fs.IntVar(&o.pctExact, "percentile-exact-max", ops.DefaultPercentileExactMax, "windows with at most this many trades get exact percentiles; larger ones a sketch with 1% relative error")
 	fs.DurationVar(&o.symbolTTL, "symbol-ttl", 0, "release a symbol's window state when its last trade is this far behind the watermark and nothing is left to fire; 0 keeps it")
 	fs.DurationVar(&o.allowedLateness, "allowed-lateness", 0, "events behind the watermark by at most this update their windows (late firings); later ones are dead-lettered as late")
-	fs.StringVar(&o.patterns, "patterns", "", "pattern file: a JSON or YAML (.yaml, .yml) list of price_breakout, volume_spike, technical_signal and sequence patterns (see README \"Patterns\"); matches are the patterns output")
+	fs.StringVar(&o.patterns, "patterns", "", "pattern file: a JSON or YAML (.yaml, .yml) list of price_breakout, volume_spike, technical_signal, news_impact and sequence patterns (see README \"Patterns\"); matches are the patterns output")
+	fs.StringVar(&o.newsEntities, "news-entities", "", "news analysis: the entity dictionary file (the format of ops/news/data/entities.txt); empty: the built-in one")
+	fs.StringVar(&o.newsLexicon, "news-lexicon", "", "news analysis: the sentiment lexicon file (the format of ops/news/data/lexicon.txt); empty: the built-in one")
+	fs.StringVar(&o.newsEvents, "news-events", "", "news analysis: the event rules file (the format of ops/news/data/events.txt); empty: the built-in one")
 	fs.IntVar(&o.patternMaxTrades, "pattern-max-trades", ops.DefaultMaxPatternTradesPerSymbol, "trades kept per symbol in each pattern timeframe; beyond it the oldest leave early (counted)")
 	fs.StringVar(&o.movements, "movements", "", "price movements over trades, comma-separated HORIZON:THRESHOLD (5m:1%,1h:2%): an event when a trade's price moved by at least THRESHOLD against the latest trade at or before HORIZON earlier, once until the move falls back below half the threshold; the movements output")
 	fs.IntVar(&o.movementMaxTrades, "movement-max-trades", ops.DefaultMaxMovementTrades, "trades kept per symbol and movement horizon; beyond it older ones are thinned (see README \"Movements\")")
@@ -55,6 +59,7 @@ func (o *operatorFlags) register(fs *flag.FlagSet, live bool) {
 
 // operators is the parsed form of operatorFlags.
 type operators struct {
+	news    *news.Analyzer // the analyser of --emit news and news_impact
 	pipe    ops.PipelineConfig
 	specs   []ops.IndicatorSpec
 	windows []ops.WindowSpec
@@ -128,15 +133,21 @@ func (o *operatorFlags) parse(maxSymbols int, emitIndicators bool) (*operators, 
 			WindowTrigger:              ops.WindowTrigger{EarlyEveryN: o.earlyEveryN, EarlyEveryNs: int64(o.earlyEvery), Emit: emit},
 		},
 	}
+	analyzer := news.Default()
+	if o.newsEntities != "" || o.newsLexicon != "" || o.newsEvents != "" {
+		if analyzer, err = news.NewFromFiles(o.newsEntities, o.newsLexicon, o.newsEvents); err != nil {
+			return nil, usageError{fmt.Errorf("--news-entities/--news-lexicon/--news-events: %w", err)}
+		}
+	}
 	if slices.ContainsFunc(patterns, func(s ops.PatternSpec) bool { return s.Type == ops.PatNewsImpact }) {
-		cfg.News = news.Default() // news_impact joins on the analysis of articles
+		cfg.News = analyzer // news_impact joins on the analysis of articles
 	}
 	check := cfg
 	check.SymbolNames = codec.NewSymbolTable(1) // pipeline() gives the engine's
 	if _, err := ops.NewPipeline(check); err != nil {
 		return nil, usageError{err} // a configuration the operators refuse (too much state, ...)
 	}
-	return &operators{pipe: cfg, specs: specs, windows: windows}, nil
+	return &operators{pipe: cfg, specs: specs, windows: windows, news: analyzer}, nil
 }
 
 // withText turns on the analysis of news articles for the news lines (the
@@ -144,7 +155,7 @@ func (o *operatorFlags) parse(maxSymbols int, emitIndicators bool) (*operators, 
 // system and custom events.
 func (o *operators) withText(newsLines, events bool) {
 	if newsLines {
-		o.pipe.News = news.Default()
+		o.pipe.News = o.news
 	}
 	o.pipe.Events = events
 }
