@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -90,6 +91,18 @@ const (
 	feedCrashIndicators  = "sma:5,ema:12,rsi:14,vwap"
 	feedCrashWindows     = "tumbling:1s:ohlcv,hopping:2s/500ms:vwap,session:20ms:count,sliding:500ms/100ms:max"
 	feedCrashRatePerConn = 3000 // messages per second and connection the client sends at most
+	// feedCrashPatterns are the harnesses' patterns: one of each kind,
+	// absence included, on the schedule's scale (a message every 200µs per
+	// harness, prices moving up to ±1 per trade around 100).
+	feedCrashPatterns = `[
+ {"id":"up","type":"price_breakout","threshold":0.01,"timeframe":"20ms"},
+ {"id":"down","type":"price_breakout","direction":"down","threshold":0.01,"timeframe":"20ms"},
+ {"id":"vol","type":"volume_spike","multiplier":2.5,"baseline":"20ms"},
+ {"id":"golden","type":"technical_signal","signal":"sma_cross","fast":3,"slow":8},
+ {"id":"rsi","type":"technical_signal","signal":"rsi_cross","period":6,"overbought":75,"oversold":25},
+ {"id":"dip_back","type":"sequence","within":"10ms","steps":[{"name":"dip","where":["rsi_6 < 30"]},{"name":"back","where":["rsi_6 > 60"]}]},
+ {"id":"no_bounce","type":"sequence","within":"5ms","steps":[{"name":"drop","where":["price < sma_8"]},{"name":"bounce","absent":true,"where":["price > sma_8"]}]},
+ {"id":"news","type":"news_impact","sentiment_threshold":0.1,"timeframe":"20ms","move":0.003}]`
 )
 
 // feedMsg is one message of a harness's schedule.
@@ -349,7 +362,7 @@ func freeLoopbackAddr(t *testing.T) string {
 // checkpoints (often, so kills land between them and recovery rewinds the
 // output) and dead letters in dir, operators, the output file.
 func feedCrashCommon(dir string) []string {
-	return []string{"--shards", "2", "--status-interval", "1h",
+	return []string{"--shards", "2", "--status-interval", "1h", "--patterns", filepath.Join(dir, "patterns.json"),
 		"--indicators", feedCrashIndicators, "--windows", feedCrashWindows, "--out-of-orderness", feedCrashOOO,
 		"--wal-dir", filepath.Join(dir, "wal"), "--checkpoint-dir", filepath.Join(dir, "ckpt"), "--dlq-dir", filepath.Join(dir, "dlq"),
 		"--checkpoint-interval", "200ms", "--output", filepath.Join(dir, "out.jsonl")}
@@ -363,6 +376,9 @@ func runFeedCrash(t *testing.T, h feedHarness) {
 	dir := keepDir(t, h.name)
 	addr := freeLoopbackAddr(t)
 	msgs, finalWm := feedSchedule(h.messages, feedCrashConns, h.priming, h.news, rng)
+	if err := os.WriteFile(filepath.Join(dir, "patterns.json"), []byte(feedCrashPatterns), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	t.Logf("%s: %d kills over %d messages on %s, QSTREAM_CRASH_SEED=%d", h.name, kills, len(msgs), addr, seed)
 	client := h.client(addr, msgs, rand.New(rand.NewPCG(seed, 79)))
 
@@ -496,7 +512,8 @@ func checkFeedCrashOutput(t *testing.T, bin, dir string, msgs []feedMsg, finalWm
 		t.Fatal(err)
 	}
 	out, err := exec.Command(bin, "replay", "--input", inPath, "--format", "jsonl", "--indicators", feedCrashIndicators,
-		"--windows", feedCrashWindows, "--out-of-orderness", feedCrashOOO, "--emit", "indicators,windows,news", "--output", wantPath).CombinedOutput()
+		"--windows", feedCrashWindows, "--out-of-orderness", feedCrashOOO, "--patterns", filepath.Join(dir, "patterns.json"),
+		"--emit", "indicators,windows,news,patterns", "--output", wantPath).CombinedOutput()
 	if err != nil {
 		t.Fatalf("qstream replay: %v\n%s", err, out)
 	}
@@ -594,6 +611,49 @@ func checkFeedCrashOutput(t *testing.T, bin, dir string, msgs []feedMsg, finalWm
 	}
 	if nNews > 0 {
 		t.Logf("%d news lines equal to the replay's", newsOK)
+	}
+
+	// Pattern matches: those fired by a trade per symbol in order, and the
+	// absences whose deadline the live run's watermark passed as a set,
+	// as the replay's.
+	var wantTrade, gotTrade, wantAbs, gotAbs []feedLine
+	for _, l := range want.patterns {
+		if l.end == 0 {
+			wantTrade = append(wantTrade, l)
+		} else {
+			wantAbs = append(wantAbs, l)
+		}
+	}
+	for _, l := range got.patterns {
+		if l.end == 0 {
+			gotTrade = append(gotTrade, l)
+		} else {
+			gotAbs = append(gotAbs, l)
+		}
+	}
+	if wb, gb := bySymbol(wantTrade), bySymbol(gotTrade); !reflect.DeepEqual(wb, gb) {
+		for sym, w := range wb {
+			if g := gb[sym]; !reflect.DeepEqual(g, w) {
+				t.Errorf("symbol %s: %d pattern matches, the replay %d (first differences: %v)", sym, len(g), len(w), firstDiff(strings.Join(g, "\n"), strings.Join(w, "\n")))
+				break
+			}
+		}
+	}
+	wa, ga := windowSet(wantAbs, finalWm), windowSet(gotAbs, finalWm)
+	if !reflect.DeepEqual(wa, ga) {
+		t.Errorf("absences: %d, the replay %d", len(ga), len(wa))
+	}
+	byPattern := map[string]int{}
+	for _, l := range want.patterns {
+		var m map[string]any
+		json.Unmarshal([]byte(l.raw), &m)
+		byPattern[m["pattern"].(string)]++
+	}
+	t.Logf("pattern matches equal to the replay's: %d on trades, %d absences; the replay's by pattern %v", len(gotTrade), len(ga), byPattern)
+	for _, id := range []string{"up", "down", "vol", "golden", "rsi", "dip_back", "no_bounce"} {
+		if byPattern[id] == 0 {
+			t.Errorf("pattern %s never matched in the replay: the harness tests nothing of it", id)
+		}
 	}
 
 	// Indicator lines per symbol, in order, as the replay's.
@@ -695,8 +755,8 @@ type feedLine struct {
 }
 
 type feedOutput struct {
-	indicators, windows, news []feedLine
-	torn                      bool
+	indicators, windows, news, patterns []feedLine
+	torn                                bool
 }
 
 // readFeedOutput reads a JSON Lines output file of run or replay.
@@ -725,6 +785,16 @@ func readFeedOutput(t *testing.T, path string) feedOutput {
 		l.symbol, _ = m["symbol"].(string)
 		if _, ok := m["entities"]; ok {
 			out.news = append(out.news, l)
+			continue
+		}
+		if _, ok := m["pattern"]; ok {
+			// An absence fires when the watermark passes its deadline:
+			// end says when (as for a window); other matches fire on a
+			// trade, whenever it is processed.
+			if d, ok := m["details"].(map[string]any)["deadline"].(json.Number); ok {
+				l.end, _ = d.Int64()
+			}
+			out.patterns = append(out.patterns, l)
 			continue
 		}
 		if _, ok := m["window"]; ok {
