@@ -264,3 +264,22 @@ func TestReplayNewsDictionary(t *testing.T) {
 		t.Fatalf("a broken dictionary: exit %d, %s", rc, stderr)
 	}
 }
+
+// TestReplayNewsArchive: an archive written by a replay of the news input
+// holds the articles' and events' texts (as the chunk events a WAL holds),
+// so replaying the archive gives the same lines.
+func TestReplayNewsArchive(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "archive")
+	args := []string{"--emit", "news,events,patterns", "--patterns", "testdata/news_patterns.json"}
+	want, stderr, rc := qstream(t, append([]string{"replay", "--input", newsInput, "--sink", "archive://" + dir}, args...)...)
+	if rc != 0 {
+		t.Fatalf("exit %d: %s", rc, stderr)
+	}
+	got, stderr, rc := qstream(t, append([]string{"replay", "--input", dir, "--format", "archive"}, args...)...)
+	if rc != 0 || strings.Contains(stderr, "malformed") {
+		t.Fatalf("archive replay: exit %d: %s", rc, stderr)
+	}
+	if strings.Count(want, `{"id":`) != 8 || got != want {
+		t.Fatalf("archive replay:\n%s\nwant\n%s", got, want)
+	}
+}

@@ -305,14 +305,23 @@ func pump(r feeds.Reader, pub *engine.Publisher, dlq *sinks.DeadLetters, tap fun
 			chunks--
 		}
 		ev.Seq = seq
+		var text []byte
+		if tr != nil {
+			text = tr.Text()
+		}
 		if tap != nil {
 			if err := tap(&ev); err != nil { // before Publish, which may reuse the event
 				return err
 			}
-		}
-		var text []byte
-		if tr != nil {
-			text = tr.Text()
+			// The text goes into the archive as the chunk events that
+			// follow the event in a WAL, so that the archive replays alike.
+			var c codec.Event
+			for off := 0; off < len(text); {
+				off += codec.SetTextChunk(&c, &ev, text, off)
+				if err := tap(&c); err != nil {
+					return err
+				}
+			}
 		}
 		if err := pub.PublishText(&ev, text); err != nil {
 			return err
