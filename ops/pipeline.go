@@ -67,6 +67,7 @@ type Pipeline struct {
 	seq     *seqSet     // nil without sequence patterns (sequence.go)
 	nimp    *newsImpactSet
 	text    textState
+	subsBuf []stateful // subStates' result, reused
 
 	mov *movementSet // nil without movement specs (movement.go)
 }

@@ -209,7 +209,7 @@ type stateful interface {
 // set, then the window operators in spec order, then the pattern detector,
 // then the sequence detector, then the movement operator.
 func (p *Pipeline) subStates() []stateful {
-	subs := make([]stateful, 0, 1+len(p.windows))
+	subs := p.subsBuf[:0] // reused: snapshots allocate nothing once it has grown
 	if p.ind != nil {
 		subs = append(subs, p.ind)
 	}
@@ -228,5 +228,6 @@ func (p *Pipeline) subStates() []stateful {
 	if p.mov != nil {
 		subs = append(subs, p.mov) // last: older snapshots without it still load (LoadState)
 	}
+	p.subsBuf = subs
 	return subs
 }
