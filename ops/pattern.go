@@ -160,15 +160,9 @@ func (tr *patTrail) seek(st *patSlot) {
 	}
 }
 
-// evict drops the entries with event time <= t − tf.
-func (tr *patTrail) evict(st *patSlot, m uint64, t, tf int64) {
-	if t < math.MinInt64+tf {
-		return // t − tf underflows: every entry is within
-	}
-	cut := t - tf
-	if tr.headTs > cut {
-		return
-	}
+// evict drops the entries with event time <= cut. The caller tests the
+// first (headTs <= cut) for the common case of a set with nothing to drop.
+func (tr *patTrail) evict(st *patSlot, m uint64, cut int64) {
 	for tr.head != st.tail && tr.headTs <= cut {
 		tr.popFront(st.ents, m, st.tail)
 	}
@@ -185,11 +179,15 @@ func (st *patSlot) push(t int64, price, vol float64, capN int) (capped uint64) {
 		return 0
 	}
 	m := uint64(len(st.ents) - 1)
-	for i := range st.trails {
-		if tr := &st.trails[i]; st.tail-tr.head >= uint64(capN) {
-			tr.popFront(st.ents, m, st.tail)
-			tr.seek(st)
-			capped++
+	// Every set is a suffix of the longest one, trails[0]: when it is under
+	// the cap, so are they all.
+	if st.tail-st.trails[0].head >= uint64(capN) {
+		for i := range st.trails {
+			if tr := &st.trails[i]; st.tail-tr.head >= uint64(capN) {
+				tr.popFront(st.ents, m, st.tail)
+				tr.seek(st)
+				capped++
+			}
 		}
 	}
 	if st.tail-st.trails[0].head == uint64(len(st.ents)) {
@@ -296,19 +294,46 @@ type techCond struct {
 	hi, lo float64 // RSI levels
 }
 
-// patSlot is one symbol's pattern state.
+// patInlineTrails is how many trailing sets a slot holds in itself; a slot
+// with more timeframes has them in a separate array.
+const patInlineTrails = 3
+
+// patSlot is one symbol's pattern state. The fields a trade reads come
+// first, and the trailing sets follow them in the slot itself (inl): with
+// three of them a slot is 320 bytes, five cache lines, so that a trade of a
+// symbol whose state went cold costs as few cache misses as possible.
 type patSlot struct {
 	plan      *patPlan // nil until the symbol's first trade
-	seen      bool
 	lastTs    int64
 	tail      uint64
 	mxt, mnt  uint64     // the deques' tails (their fronts are trails[0].qx, .qn)
 	ents      []patEnt   // the ring of trades the trailing sets share
 	maxq      []patQ     // prices strictly decreasing from front to back; a power of two long, as short as its elements allow
 	minq      []patQ     // prices strictly increasing
-	trails    []patTrail // parallel to plan.trails
+	trails    []patTrail // parallel to plan.trails: inl[:n] when n <= patInlineTrails (setTrails, rebase)
 	prev      []float64  // previous pattern indicator values (NaN: none yet)
 	prevPrice float64
+	seen      bool
+	inl       [patInlineTrails]patTrail
+}
+
+// setTrails gives the slot n empty trailing sets, in inl when they fit.
+func (st *patSlot) setTrails(n int) {
+	if n <= patInlineTrails {
+		st.inl = [patInlineTrails]patTrail{}
+		st.trails = st.inl[:n:n]
+		return
+	}
+	st.trails = make([]patTrail, n)
+}
+
+// rebase points trails at the slot's own inl after the slot was copied
+// (its trails still pointed into the original).
+func (st *patSlot) rebase() {
+	if n := len(st.trails); n <= patInlineTrails {
+		copy(st.inl[:n], st.trails)
+		st.trails = st.inl[:n:n]
+	}
 }
 
 // patternSet is a pipeline's pattern detector.
@@ -503,7 +528,7 @@ func (ps *patternSet) planFor(sym codec.Symbol) *patPlan {
 func (ps *patternSet) initSlot(slot int, sym codec.Symbol) {
 	st := &ps.slots[slot]
 	st.plan = ps.planFor(sym)
-	st.trails = make([]patTrail, len(st.plan.trails))
+	st.setTrails(len(st.plan.trails))
 	if len(st.plan.tech) > 0 {
 		st.prev = make([]float64, len(ps.indSpecs))
 		for i := range st.prev {
@@ -526,6 +551,7 @@ func (p *Pipeline) onPatterns(slot int, ev *codec.Event, dst []Output) []Output 
 	}
 	st.seen, st.lastTs = true, ev.TsNs
 	first := len(dst)
+	var kr patKeyer
 	t, price, vol := ev.TsNs, ev.Price, ev.Volume
 	pl := st.plan
 	m := uint64(len(st.ents) - 1)
@@ -535,7 +561,10 @@ func (p *Pipeline) onPatterns(slot int, ev *codec.Event, dst []Output) []Output 
 		if tr.head == st.tail {
 			continue
 		}
-		tr.evict(st, m, t, ps.tfs[tp.k])
+		// t − tf underflows when t < MinInt64 + tf: every entry is within.
+		if tf := ps.tfs[tp.k]; t >= math.MinInt64+tf && tr.headTs <= t-tf {
+			tr.evict(st, m, t-tf)
+		}
 		if tr.head == st.tail {
 			continue
 		}
@@ -546,7 +575,7 @@ func (p *Pipeline) onPatterns(slot int, ev *codec.Event, dst []Output) []Output 
 					break
 				}
 				frac := (price - h) / h
-				dst = p.patOut(dst, r.op, ev, patConfidence(frac, r.th), price, h, frac*100)
+				dst = p.patOut(dst, &kr, r.op, ev, patConfidence(frac, r.th), 3, price, h, frac*100, 0, 0)
 			}
 		}
 		if len(tp.down) > 0 {
@@ -556,7 +585,7 @@ func (p *Pipeline) onPatterns(slot int, ev *codec.Event, dst []Output) []Output 
 					break
 				}
 				frac := (l - price) / l
-				dst = p.patOut(dst, r.op, ev, patConfidence(frac, r.th), price, l, frac*100)
+				dst = p.patOut(dst, &kr, r.op, ev, patConfidence(frac, r.th), 3, price, l, frac*100, 0, 0)
 			}
 		}
 		if len(tp.spike) > 0 {
@@ -569,13 +598,13 @@ func (p *Pipeline) onPatterns(slot int, ev *codec.Event, dst []Output) []Output 
 				if mean != 0 {
 					ratio = vol / mean
 				}
-				dst = p.patOut(dst, r.op, ev, min(1, ratio/(2*r.f)), vol, mean, ratio)
+				dst = p.patOut(dst, &kr, r.op, ev, min(1, ratio/(2*r.f)), 3, vol, mean, ratio, 0, 0)
 			}
 		}
 	}
 	ps.stats.Capped += st.push(t, price, vol, ps.capN)
 	if len(pl.tech) > 0 {
-		dst = p.onTechnical(slot, st, ev, dst)
+		dst = p.onTechnical(slot, st, ev, &kr, dst)
 	}
 	if len(dst)-first > 1 && !patSortedByOp(dst[first:]) {
 		patSortByOp(dst[first:])
@@ -611,7 +640,7 @@ func patConfidence(frac, th float64) float64 {
 }
 
 // onTechnical updates the pattern indicators and tests the crosses.
-func (p *Pipeline) onTechnical(slot int, st *patSlot, ev *codec.Event, dst []Output) []Output {
+func (p *Pipeline) onTechnical(slot int, st *patSlot, ev *codec.Event, kr *patKeyer, dst []Output) []Output {
 	ps := p.pat
 	vals := ps.vals
 	ps.ind.Update(slot, ev.TsNs, ev.Price, ev.Volume, vals)
@@ -648,8 +677,7 @@ func (p *Pipeline) onTechnical(slot int, st *patSlot, ev *codec.Event, dst []Out
 			conf = patCrossConfidence(a-b, c1-c2) // the gaps now and before
 		}
 		for _, op := range tp.ops {
-			dst = p.patOut(dst, op, ev, conf, dir, a, b, c1, c2)
-			dst[len(dst)-1].NValues = nd
+			dst = p.patOut(dst, kr, op, ev, conf, nd, dir, a, b, c1, c2)
 		}
 	}
 	copy(st.prev, vals)
@@ -659,12 +687,20 @@ func (p *Pipeline) onTechnical(slot int, st *patSlot, ev *codec.Event, dst []Out
 
 // patCross is +1 when x goes from <= y to > y, −1 from >= y to < y, else 0
 // (NaN compares false: no cross during warm-up).
+//
+// It is branch-free: whether a line is crossed is close to random from one
+// trade to the next, and mispredicted branches cost more than the four
+// comparisons.
 func patCross(px, py, x, y float64) float64 {
-	switch {
-	case px <= py && x > y:
+	up := patB2i(px <= py) & patB2i(x > y)
+	down := patB2i(px >= py) & patB2i(x < y)
+	return float64(up - down)
+}
+
+// patB2i is 1 for true, 0 for false (compiled to a SETcc, no branch).
+func patB2i(b bool) int {
+	if b {
 		return 1
-	case px >= py && x < y:
-		return -1
 	}
 	return 0
 }
@@ -678,10 +714,32 @@ func patCrossConfidence(now, before float64) float64 {
 	return 0.5 + 0.5*(a/(a+b))
 }
 
-// patOut appends a match of pattern op for ev with confidence conf and up to
-// five details. A trade's matches are then put in pattern order.
-func (p *Pipeline) patOut(dst []Output, op uint16, ev *codec.Event, conf, d0, d1, d2 float64, more ...float64) []Output {
-	key := p.inputKey(OutPattern, op, ev)
+// patKeyer computes the output keys of one input's matches: OutputKey
+// with the parts that do not depend on the pattern (the two words' mixes)
+// worked out once, at the input's first match.
+type patKeyer struct {
+	ok         bool
+	h0, ma, mb uint64
+}
+
+// key is p.inputKey(OutPattern, op, ev) (TestPatKeyerIsOutputKey).
+func (k *patKeyer) key(p *Pipeline, op uint16, ev *codec.Event) uint64 {
+	if !k.ok {
+		a, b := ev.Seq, p.srcKey
+		if ev.IDHash != 0 {
+			a, b = ev.IDHash, ^p.scopeKey
+		}
+		k.h0 = uint64(OutPattern)<<56 ^ uint64(ev.Symbol)
+		k.ma, k.mb = codec.Mix64(a+0x9E3779B97F4A7C15), codec.Mix64(b+0xC2B2AE3D27D4EB4F)
+		k.ok = true
+	}
+	return codec.Mix64(codec.Mix64(k.h0^uint64(op)<<40^k.ma) ^ k.mb)
+}
+
+// patOut appends a match of pattern op for ev with confidence conf and
+// nd (3 or 5) details. A trade's matches are then put in pattern order.
+func (p *Pipeline) patOut(dst []Output, k *patKeyer, op uint16, ev *codec.Event, conf float64, nd uint8, d0, d1, d2, d3, d4 float64) []Output {
+	key := k.key(p, op, ev)
 	// Written in place: an Output is 224 bytes, built once.
 	n := len(dst)
 	if n < cap(dst) {
@@ -691,11 +749,13 @@ func (p *Pipeline) patOut(dst []Output, op uint16, ev *codec.Event, conf, d0, d1
 	}
 	o := &dst[n]
 	*o = Output{} // zeroed in place (a literal with fields is built on the stack and copied)
-	o.Kind, o.NValues, o.Op, o.Symbol = OutPattern, uint8(3+len(more)), op, ev.Symbol
+	o.Kind, o.NValues, o.Op, o.Symbol = OutPattern, nd, op, ev.Symbol
 	o.Seq, o.Key, o.TsNs, o.IngestNs = ev.Seq, key, ev.TsNs, ev.IngestNs
 	o.Price, o.Volume, o.Value = ev.Price, ev.Volume, conf
 	o.Values[0], o.Values[1], o.Values[2] = d0, d1, d2
-	copy(o.Values[3:], more)
+	if nd > 3 {
+		o.Values[3], o.Values[4] = d3, d4
+	}
 	return dst
 }
 

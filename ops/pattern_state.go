@@ -286,7 +286,7 @@ func (ps *patternSet) LoadState(src []byte) error {
 				return bad("slot %d: lows: %v", i, err)
 			}
 		}
-		st.trails = make([]patTrail, ntr)
+		st.setTrails(ntr)
 		last := nents
 		for j := range st.trails {
 			cnt := int(r.u32())
@@ -319,6 +319,9 @@ func (ps *patternSet) LoadState(src []byte) error {
 	}
 	clear(ps.slots)
 	copy(ps.slots, slots)
+	for i := range ps.slots[:n] {
+		ps.slots[i].rebase()
+	}
 	ps.stats = stats
 	return nil
 }
