@@ -163,9 +163,19 @@ func (tr *patTrail) seek(st *patSlot) {
 // evict drops the entries with event time <= cut. The caller tests the
 // first (headTs <= cut) for the common case of a set with nothing to drop.
 func (tr *patTrail) evict(st *patSlot, m uint64, cut int64) {
-	for tr.head != st.tail && tr.headTs <= cut {
-		tr.popFront(st.ents, m, st.tail)
+	// popFront's steps on locals: the loop carries no stores and reloads.
+	ents, tail := st.ents, st.tail
+	head, headTs, vsum, vcmp := tr.head, tr.headTs, tr.vsum, tr.vcmp
+	for head != tail && headTs <= cut {
+		vsum, vcmp = indTwoSum(vsum, vcmp, -ents[head&m].volume)
+		head++
+		if head == tail {
+			vsum, vcmp = 0, 0 // exact again when empty
+		} else {
+			headTs = ents[head&m].ts
+		}
 	}
+	tr.head, tr.headTs, tr.vsum, tr.vcmp = head, headTs, vsum, vcmp
 	tr.seek(st)
 }
 
@@ -266,7 +276,8 @@ type patRef struct {
 
 // trailPlan is what one trailing set of a slot is checked for.
 type trailPlan struct {
-	k               int // trail index (timeframe) in patternSet.tfs
+	k               int   // trail index (timeframe) in patternSet.tfs
+	tf              int64 // the timeframe, tfs[k]
 	up, down, spike []patRef
 }
 
@@ -461,7 +472,7 @@ func (ps *patternSet) planFor(sym codec.Symbol) *patPlan {
 			j := slices.IndexFunc(pl.trails, func(t trailPlan) bool { return t.k == k })
 			if j < 0 {
 				j = len(pl.trails)
-				pl.trails = append(pl.trails, trailPlan{k: k})
+				pl.trails = append(pl.trails, trailPlan{k: k, tf: ps.tfs[k]})
 			}
 			tp := &pl.trails[j]
 			switch {
@@ -562,7 +573,7 @@ func (p *Pipeline) onPatterns(slot int, ev *codec.Event, dst []Output) []Output 
 			continue
 		}
 		// t − tf underflows when t < MinInt64 + tf: every entry is within.
-		if tf := ps.tfs[tp.k]; t >= math.MinInt64+tf && tr.headTs <= t-tf {
+		if tf := tp.tf; t >= math.MinInt64+tf && tr.headTs <= t-tf {
 			tr.evict(st, m, t-tf)
 		}
 		if tr.head == st.tail {
