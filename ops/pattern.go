@@ -359,15 +359,29 @@ type patternSet struct {
 	ind      *IndicatorSet
 	indSpecs []IndicatorSpec
 	vals     []float64
-	slots    []patSlot
+	slots    []patSlot // maxSlots long, or grown on demand for a pattern added at run time (growSlots)
+	maxSlots int
 	plans    map[string]*patPlan
 	stats    PatternStats
+	// opOf maps a pattern's index in specs to its Op, for the detector of a
+	// pattern added at run time (nil: the index is the Op).
+	opOf []uint16
+	// retired marks the patterns removed at run time: plans hold no
+	// reference to them (their trailing sets and indicators stay, so that
+	// the plan's shape does not change).
+	retired []bool
 	// loadSyms is the slot table of a snapshot being loaded (set by
 	// Pipeline.LoadState), to rebuild plans before checking the state.
 	loadSyms []codec.Symbol
 }
 
 func newPatternSet(specs []PatternSpec, opts PatternOptions, indOpts IndicatorOptions, names SymbolNamer, maxSlots int) (*patternSet, error) {
+	return newPatternSetSlots(specs, opts, indOpts, names, maxSlots, maxSlots)
+}
+
+// newPatternSetSlots is newPatternSet with nslots slots allocated now; the
+// others are allocated as symbols appear (growSlots).
+func newPatternSetSlots(specs []PatternSpec, opts PatternOptions, indOpts IndicatorOptions, names SymbolNamer, maxSlots, nslots int) (*patternSet, error) {
 	if len(specs) > MaxPatterns {
 		return nil, fmt.Errorf("%w: %d patterns, at most %d", ErrPatternSpec, len(specs), MaxPatterns)
 	}
@@ -375,8 +389,9 @@ func newPatternSet(specs []PatternSpec, opts PatternOptions, indOpts IndicatorOp
 		specs: slices.Clone(specs),
 		names: names,
 		capN:  opts.MaxTradesPerSymbol,
-		plans: map[string]*patPlan{},
-		slots: make([]patSlot, maxSlots),
+		plans:    map[string]*patPlan{},
+		slots:    make([]patSlot, nslots),
+		maxSlots: maxSlots,
 	}
 	if ps.capN == 0 {
 		ps.capN = DefaultMaxPatternTradesPerSymbol
@@ -468,6 +483,7 @@ func (ps *patternSet) planFor(sym codec.Symbol) *patPlan {
 	pl := &patPlan{}
 	for _, i := range apply {
 		s := &ps.specs[i]
+		op, off := ps.op(i), ps.retired != nil && ps.retired[i]
 		if k := ps.patTrail[i]; k >= 0 {
 			j := slices.IndexFunc(pl.trails, func(t trailPlan) bool { return t.k == k })
 			if j < 0 {
@@ -476,12 +492,13 @@ func (ps *patternSet) planFor(sym codec.Symbol) *patPlan {
 			}
 			tp := &pl.trails[j]
 			switch {
+			case off:
 			case s.Type == PatVolumeSpike:
-				tp.spike = append(tp.spike, patRef{f: s.Multiplier, th: s.Multiplier, op: uint16(i)})
+				tp.spike = append(tp.spike, patRef{f: s.Multiplier, th: s.Multiplier, op: op})
 			case s.Down:
-				tp.down = append(tp.down, patRef{f: 1 - s.Threshold, th: s.Threshold, op: uint16(i)})
+				tp.down = append(tp.down, patRef{f: 1 - s.Threshold, th: s.Threshold, op: op})
 			default:
-				tp.up = append(tp.up, patRef{f: 1 + s.Threshold, th: s.Threshold, op: uint16(i)})
+				tp.up = append(tp.up, patRef{f: 1 + s.Threshold, th: s.Threshold, op: op})
 			}
 			continue
 		}
@@ -491,7 +508,9 @@ func (ps *patternSet) planFor(sym codec.Symbol) *patPlan {
 			j = len(pl.tech)
 			pl.tech = append(pl.tech, techPlan{c: c})
 		}
-		pl.tech[j].ops = append(pl.tech[j].ops, uint16(i))
+		if !off {
+			pl.tech[j].ops = append(pl.tech[j].ops, op)
+		}
 	}
 	// Stable sorts keep pattern order among equal parameters.
 	byTh := func(a, b patRef) int {
@@ -519,7 +538,7 @@ func (ps *patternSet) planFor(sym codec.Symbol) *patPlan {
 		slices.SortFunc(pl.trails[j].spike, byTh)
 	}
 	firstOp := func(tp *trailPlan) int {
-		op := math.MaxInt
+		op := math.MaxInt - 1 // a set without patterns (all retired) is checked last
 		for _, l := range [][]patRef{tp.up, tp.down, tp.spike} {
 			for _, r := range l {
 				op = min(op, int(r.op))
@@ -533,6 +552,51 @@ func (ps *patternSet) planFor(sym codec.Symbol) *patPlan {
 	slices.SortStableFunc(pl.check, func(a, b int) int { return firstOp(&pl.trails[a]) - firstOp(&pl.trails[b]) })
 	ps.plans[key.String()] = pl
 	return pl
+}
+
+// op is the Op of the pattern at index i of specs.
+func (ps *patternSet) op(i int) uint16 {
+	if ps.opOf != nil {
+		return ps.opOf[i]
+	}
+	return uint16(i)
+}
+
+// retire stops pattern i (an index into specs) from matching: it leaves
+// every plan, now and for symbols planned later. The trailing sets and
+// technical conditions it shared stay (their state is kept up to date, so
+// the plans' shape, and a snapshot's, do not change).
+func (ps *patternSet) retire(i int) {
+	if ps.retired == nil {
+		ps.retired = make([]bool, len(ps.specs))
+	}
+	ps.retired[i] = true
+	op := ps.op(i)
+	drop := func(l []patRef) []patRef {
+		return slices.DeleteFunc(l, func(r patRef) bool { return r.op == op })
+	}
+	for _, pl := range ps.plans {
+		for j := range pl.trails {
+			tp := &pl.trails[j]
+			tp.up, tp.down, tp.spike = drop(tp.up), drop(tp.down), drop(tp.spike)
+		}
+		for j := range pl.tech {
+			pl.tech[j].ops = slices.DeleteFunc(pl.tech[j].ops, func(o uint16) bool { return o == op })
+		}
+	}
+}
+
+// growSlots makes slot (< maxSlots) addressable in a detector whose slots
+// grow on demand (a pattern added at run time): the slot array doubles,
+// and the copied slots' inline trailing sets are rebased.
+func (ps *patternSet) growSlots(slot int) {
+	n := min(ps.maxSlots, max(64, 2*len(ps.slots), slot+1))
+	slots := make([]patSlot, n)
+	copy(slots, ps.slots)
+	for i := range ps.slots {
+		slots[i].rebase()
+	}
+	ps.slots = slots
 }
 
 // initSlot gives slot the plan of sym and empty state.
@@ -549,9 +613,18 @@ func (ps *patternSet) initSlot(slot int, sym codec.Symbol) {
 	}
 }
 
-// onTrade runs the patterns on one trade of slot and appends the matches.
+// onPatterns runs the pipeline's built-in patterns on one trade of slot and
+// appends the matches.
 func (p *Pipeline) onPatterns(slot int, ev *codec.Event, dst []Output) []Output {
-	ps := p.pat
+	return p.runPatterns(p.pat, slot, ev, dst)
+}
+
+// runPatterns runs the detector ps on one trade of slot and appends the
+// matches.
+func (p *Pipeline) runPatterns(ps *patternSet, slot int, ev *codec.Event, dst []Output) []Output {
+	if slot >= len(ps.slots) {
+		ps.growSlots(slot)
+	}
 	st := &ps.slots[slot]
 	if st.plan == nil {
 		ps.initSlot(slot, ev.Symbol)
@@ -615,7 +688,7 @@ func (p *Pipeline) onPatterns(slot int, ev *codec.Event, dst []Output) []Output 
 	}
 	ps.stats.Capped += st.push(t, price, vol, ps.capN)
 	if len(pl.tech) > 0 {
-		dst = p.onTechnical(slot, st, ev, &kr, dst)
+		dst = p.onTechnical(ps, slot, st, ev, &kr, dst)
 	}
 	if len(dst)-first > 1 && !patSortedByOp(dst[first:]) {
 		patSortByOp(dst[first:])
@@ -651,8 +724,7 @@ func patConfidence(frac, th float64) float64 {
 }
 
 // onTechnical updates the pattern indicators and tests the crosses.
-func (p *Pipeline) onTechnical(slot int, st *patSlot, ev *codec.Event, kr *patKeyer, dst []Output) []Output {
-	ps := p.pat
+func (p *Pipeline) onTechnical(ps *patternSet, slot int, st *patSlot, ev *codec.Event, kr *patKeyer, dst []Output) []Output {
 	vals := ps.vals
 	ps.ind.Update(slot, ev.TsNs, ev.Price, ev.Volume, vals)
 	for _, tp := range st.plan.tech {
@@ -770,15 +842,30 @@ func (p *Pipeline) patOut(dst []Output, k *patKeyer, op uint16, ev *codec.Event,
 	return dst
 }
 
-// Patterns returns the pipeline's pattern specs, indexed by Op.
+// Patterns returns the pipeline's pattern specs, indexed by Op: the
+// configured ones, then those added at run time (AddPattern), removed ones
+// included (PatternActive tells them apart).
 func (p *Pipeline) Patterns() []PatternSpec {
+	if p.rt != nil {
+		return slices.Clone(p.rt.specs)
+	}
 	return slices.Clone(p.cfg.Patterns) // built-in and sequence patterns, indexed by Output.Op
 }
 
-// PatternStats returns the pattern detector's counters.
+// PatternStats returns the built-in pattern detectors' counters (those of
+// patterns added at run time included).
 func (p *Pipeline) PatternStats() PatternStats {
-	if p.pat == nil {
-		return PatternStats{}
+	var st PatternStats
+	if p.pat != nil {
+		st = p.pat.stats
 	}
-	return p.pat.stats
+	if p.rt != nil {
+		for _, a := range p.rt.added {
+			if a.pat != nil {
+				st.Late += a.pat.stats.Late
+				st.Capped += a.pat.stats.Capped
+			}
+		}
+	}
+	return st
 }

@@ -103,6 +103,9 @@ func (p *Pipeline) LoadState(src []byte) error {
 	nslots, nsubs := int(le.Uint32(src[16:])), int(le.Uint32(src[20:]))
 	subs := p.subStates()
 	if nsubs != len(subs) {
+		if patRuntimeInState(body, nslots, nsubs) { // pattern_api.go
+			return fmt.Errorf("%w: %w", ErrPipelineState, ErrRuntimePatternState)
+		}
 		return bad("%d operator states, this pipeline has %d", nsubs, len(subs))
 	}
 	if nslots > p.cfg.MaxSlots || len(body)-pipeStateHeader < nslots*(4+24) {
@@ -208,6 +211,9 @@ func (p *Pipeline) subStates() []stateful {
 	}
 	if p.seq != nil {
 		subs = append(subs, p.seq)
+	}
+	if p.rt != nil {
+		subs = append(subs, p.rt) // a record that refuses to load (pattern_api.go)
 	}
 	return subs
 }
