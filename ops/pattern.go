@@ -386,9 +386,9 @@ func newPatternSetSlots(specs []PatternSpec, opts PatternOptions, indOpts Indica
 		return nil, fmt.Errorf("%w: %d patterns, at most %d", ErrPatternSpec, len(specs), MaxPatterns)
 	}
 	ps := &patternSet{
-		specs: slices.Clone(specs),
-		names: names,
-		capN:  opts.MaxTradesPerSymbol,
+		specs:    slices.Clone(specs),
+		names:    names,
+		capN:     opts.MaxTradesPerSymbol,
 		plans:    map[string]*patPlan{},
 		slots:    make([]patSlot, nslots),
 		maxSlots: maxSlots,
