@@ -174,6 +174,9 @@ func (c *collector) deliverBuf() {
 // and Stop reports the error.
 func (c *collector) deliver(batch []ops.Output) {
 	c.delivered.Add(uint64(len(batch)))
+	if r := c.e.patterns; r != nil {
+		r.record(batch) // before the handler: a match is readable once delivered
+	}
 	if h := c.e.cfg.Output; h != nil && c.e.Err() == nil {
 		if err := h.HandleOutputs(batch); err != nil {
 			c.e.setErr(err)
