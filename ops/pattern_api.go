@@ -164,6 +164,11 @@ func (p *Pipeline) RemovePattern(op uint16) error {
 	return nil
 }
 
+// sequences reports whether a sequence pattern was added.
+func (rt *patRuntime) sequences() bool {
+	return slices.ContainsFunc(rt.added, func(a patAdded) bool { return a.seq != nil })
+}
+
 // growSeqSlots makes slot addressable in an added sequence set.
 func (p *Pipeline) growSeqSlots(sq *seqSet, slot int) {
 	if slot < len(sq.slots) {
@@ -190,6 +195,14 @@ func (p *Pipeline) onEventRuntime(ev *codec.Event, watermarkNs int64, dst []Outp
 		return dst, reason
 	}
 	slot, ok := p.Slot(ev.Symbol)
+	if !ok && ev.Kind == codec.KindBar && reason == codec.ReasonNone && rt.sequences() {
+		// Without configured sequence patterns OnEvent ignores bars before
+		// giving the symbol a slot; a pipeline configured with the added
+		// sequence would not.
+		if slot, ok = p.slot(ev.Symbol); !ok {
+			reason = codec.ReasonUnknownSymbol
+		}
+	}
 	if !ok {
 		return dst, reason
 	}

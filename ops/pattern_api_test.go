@@ -320,3 +320,26 @@ func TestAddedPatternsDoNotAllocate(t *testing.T) {
 		t.Fatalf("%v allocations per event", allocs)
 	}
 }
+
+// A sequence over bars added to a pipeline without configured sequences
+// sees the bars of symbols that had no trade yet, as a pipeline configured
+// with it does.
+func TestAddedSequenceSeesBars(t *testing.T) {
+	spec := mustParsePatterns(t, `[{"id":"bars","type":"sequence","within":"1m","steps":[{"kind":"bar","where":["price < open"]},{"kind":"bar","where":["price > open"]}]}]`)[0]
+	var evs []codec.Event
+	for i := range 40 {
+		o := 100 + float64(i%3)
+		evs = append(evs, codec.Event{Kind: codec.KindBar, Symbol: codec.Symbol(1 + i%3), Seq: uint64(i + 1), TsNs: int64(i) * 1e9,
+			Open: o, High: o + 2, Low: o - 2, Price: o + float64(i%2*2-1), Volume: 10})
+	}
+	p := apiPipeline(t, apiBaseSpecs(t)[1:2])
+	if _, err := p.AddPattern(spec); err != nil {
+		t.Fatal(err)
+	}
+	got := patsOf(runEvents(p, evs), 1)
+	want := patsOf(runEvents(apiPipeline(t, []PatternSpec{spec}), evs), 0)
+	if len(want) == 0 {
+		t.Fatal("no match in the reference")
+	}
+	sameMatches(t, "bars", got, want)
+}
