@@ -124,9 +124,14 @@ type patEnt struct {
 // the suffix's extreme as its first element at or after the suffix's start,
 // so each set keeps only its index into each deque (qx, qn: the first
 // element with position >= head; the deque's tail when the set is empty).
+//
+// The entry at head is also held in the set itself (headTs, headVol): the
+// set tests and drops its oldest entry without reading the ring, whose
+// lines that far back have usually left the cache.
 type patTrail struct {
 	head       uint64
-	headTs     int64 // event time of the entry at head, when the set is not empty
+	headTs     int64   // event time of the entry at head, when the set is not empty
+	headVol    float64 // its volume
 	qx, qn     uint64
 	vsum, vcmp float64
 }
@@ -140,12 +145,13 @@ type patQ struct {
 // popFront removes the set's oldest entry from its sum; the caller moves
 // the deque indices (seek).
 func (tr *patTrail) popFront(ents []patEnt, m, tail uint64) {
-	tr.vsum, tr.vcmp = indTwoSum(tr.vsum, tr.vcmp, -ents[tr.head&m].volume)
+	tr.vsum, tr.vcmp = indTwoSum(tr.vsum, tr.vcmp, -tr.headVol)
 	tr.head++
 	if tr.head == tail {
 		tr.vsum, tr.vcmp = 0, 0 // exact again when empty
 	} else {
-		tr.headTs = ents[tr.head&m].ts // next to the entry just read
+		e := &ents[tr.head&m]
+		tr.headTs, tr.headVol = e.ts, e.volume
 	}
 }
 
@@ -165,17 +171,18 @@ func (tr *patTrail) seek(st *patSlot) {
 func (tr *patTrail) evict(st *patSlot, m uint64, cut int64) {
 	// popFront's steps on locals: the loop carries no stores and reloads.
 	ents, tail := st.ents, st.tail
-	head, headTs, vsum, vcmp := tr.head, tr.headTs, tr.vsum, tr.vcmp
+	head, headTs, headVol, vsum, vcmp := tr.head, tr.headTs, tr.headVol, tr.vsum, tr.vcmp
 	for head != tail && headTs <= cut {
-		vsum, vcmp = indTwoSum(vsum, vcmp, -ents[head&m].volume)
+		vsum, vcmp = indTwoSum(vsum, vcmp, -headVol)
 		head++
 		if head == tail {
 			vsum, vcmp = 0, 0 // exact again when empty
 		} else {
-			headTs = ents[head&m].ts
+			e := &ents[head&m]
+			headTs, headVol = e.ts, e.volume
 		}
 	}
-	tr.head, tr.headTs, tr.vsum, tr.vcmp = head, headTs, vsum, vcmp
+	tr.head, tr.headTs, tr.headVol, tr.vsum, tr.vcmp = head, headTs, headVol, vsum, vcmp
 	tr.seek(st)
 }
 
@@ -207,10 +214,15 @@ func (st *patSlot) push(t int64, price, vol float64, capN int) (capped uint64) {
 	pos := st.tail
 	st.ents[pos&m] = patEnt{t, vol}
 	st.tail++
+	// The back of both deques is the newest entry (st.back): they are read
+	// only when it leaves.
 	mxt, front := st.mxt, st.trails[0].qx
 	xm := uint64(len(st.maxq) - 1)
-	for mxt != front && st.maxq[(mxt-1)&xm].price <= price {
+	if mxt != front && st.back <= price {
 		mxt--
+		for mxt != front && st.maxq[(mxt-1)&xm].price <= price {
+			mxt--
+		}
 	}
 	if mxt-front == uint64(len(st.maxq)) {
 		st.maxq = patGrowQ(st.maxq, front, mxt)
@@ -220,8 +232,11 @@ func (st *patSlot) push(t int64, price, vol float64, capN int) (capped uint64) {
 	st.mxt = mxt + 1
 	mnt, front := st.mnt, st.trails[0].qn
 	nm := uint64(len(st.minq) - 1)
-	for mnt != front && st.minq[(mnt-1)&nm].price >= price {
+	if mnt != front && st.back >= price {
 		mnt--
+		for mnt != front && st.minq[(mnt-1)&nm].price >= price {
+			mnt--
+		}
 	}
 	if mnt-front == uint64(len(st.minq)) {
 		st.minq = patGrowQ(st.minq, front, mnt)
@@ -229,10 +244,11 @@ func (st *patSlot) push(t int64, price, vol float64, capN int) (capped uint64) {
 	}
 	st.minq[mnt&nm] = patQ{pos, price}
 	st.mnt = mnt + 1
+	st.back = price
 	for i := range st.trails {
 		tr := &st.trails[i]
 		if tr.head == pos { // the set was empty
-			tr.headTs = t
+			tr.headTs, tr.headVol = t, vol
 		}
 		tr.qx, tr.qn = min(tr.qx, mxt), min(tr.qn, mnt)
 		tr.vsum, tr.vcmp = indTwoSum(tr.vsum, tr.vcmp, vol)
@@ -309,23 +325,23 @@ type techCond struct {
 // with more timeframes has them in a separate array.
 const patInlineTrails = 3
 
-// patSlot is one symbol's pattern state. The fields a trade reads come
-// first, and the trailing sets follow them in the slot itself (inl): with
-// three of them a slot is 320 bytes, five cache lines, so that a trade of a
-// symbol whose state went cold costs as few cache misses as possible.
+// patSlot is one symbol's pattern state. The trailing sets follow the
+// header in the slot itself (inl): with three of them a slot is 320 bytes,
+// five cache lines, so that a trade of a symbol whose state went cold costs
+// as few cache misses as possible (the technical patterns' previous values
+// are in patternSet.prevs).
 type patSlot struct {
-	plan      *patPlan // nil until the symbol's first trade
-	lastTs    int64
-	tail      uint64
-	mxt, mnt  uint64     // the deques' tails (their fronts are trails[0].qx, .qn)
-	ents      []patEnt   // the ring of trades the trailing sets share
-	maxq      []patQ     // prices strictly decreasing from front to back; a power of two long, as short as its elements allow
-	minq      []patQ     // prices strictly increasing
-	trails    []patTrail // parallel to plan.trails: inl[:n] when n <= patInlineTrails (setTrails, rebase)
-	prev      []float64  // previous pattern indicator values (NaN: none yet)
-	prevPrice float64
-	seen      bool
-	inl       [patInlineTrails]patTrail
+	plan     *patPlan // nil until the symbol's first trade
+	lastTs   int64
+	tail     uint64
+	mxt, mnt uint64     // the deques' tails (their fronts are trails[0].qx, .qn)
+	back     float64    // the newest entry's price: the back of both deques when they are not empty
+	ents     []patEnt   // the ring of trades the trailing sets share
+	maxq     []patQ     // prices strictly decreasing from front to back; a power of two long, as short as its elements allow
+	minq     []patQ     // prices strictly increasing
+	trails   []patTrail // parallel to plan.trails: inl[:n] when n <= patInlineTrails (setTrails, rebase)
+	seen     bool
+	inl      [patInlineTrails]patTrail
 }
 
 // setTrails gives the slot n empty trailing sets, in inl when they fit.
@@ -359,6 +375,10 @@ type patternSet struct {
 	ind      *IndicatorSet
 	indSpecs []IndicatorSpec
 	vals     []float64
+	// prevs holds per slot (stride len(indSpecs)+1) the pattern indicator
+	// values after the symbol's previous trade, then its price; NaN: none
+	// yet. Only slots with technical patterns use theirs (zeros otherwise).
+	prevs []float64
 	slots    []patSlot // maxSlots long, or grown on demand for a pattern added at run time (growSlots)
 	maxSlots int
 	plans    map[string]*patPlan
@@ -458,6 +478,7 @@ func newPatternSetSlots(specs []PatternSpec, opts PatternOptions, indOpts Indica
 		}
 		ps.ind = ind
 		ps.vals = make([]float64, len(ps.indSpecs))
+		ps.prevs = make([]float64, nslots*ps.pstride())
 	}
 	return ps, nil
 }
@@ -597,6 +618,21 @@ func (ps *patternSet) growSlots(slot int) {
 		slots[i].rebase()
 	}
 	ps.slots = slots
+	if ps.prevs != nil {
+		prevs := make([]float64, n*ps.pstride())
+		copy(prevs, ps.prevs)
+		ps.prevs = prevs
+	}
+}
+
+// pstride is the length of a slot's range of prevs.
+func (ps *patternSet) pstride() int { return len(ps.indSpecs) + 1 }
+
+// prev returns slot's previous indicator values and, last, its previous
+// price.
+func (ps *patternSet) prev(slot int) []float64 {
+	n := ps.pstride()
+	return ps.prevs[slot*n : slot*n+n : slot*n+n]
 }
 
 // initSlot gives slot the plan of sym and empty state.
@@ -605,11 +641,10 @@ func (ps *patternSet) initSlot(slot int, sym codec.Symbol) {
 	st.plan = ps.planFor(sym)
 	st.setTrails(len(st.plan.trails))
 	if len(st.plan.tech) > 0 {
-		st.prev = make([]float64, len(ps.indSpecs))
-		for i := range st.prev {
-			st.prev[i] = math.NaN()
+		prev := ps.prev(slot)
+		for i := range prev {
+			prev[i] = math.NaN()
 		}
-		st.prevPrice = math.NaN()
 	}
 }
 
@@ -727,6 +762,8 @@ func patConfidence(frac, th float64) float64 {
 func (p *Pipeline) onTechnical(ps *patternSet, slot int, st *patSlot, ev *codec.Event, kr *patKeyer, dst []Output) []Output {
 	vals := ps.vals
 	ps.ind.Update(slot, ev.TsNs, ev.Price, ev.Volume, vals)
+	prev := ps.prev(slot)
+	prevPrice := prev[len(vals)]
 	for _, tp := range st.plan.tech {
 		c := &ps.conds[tp.c]
 		// The cross is tested first; the details and the confidence are
@@ -735,10 +772,10 @@ func (p *Pipeline) onTechnical(ps *patternSet, slot int, st *patSlot, ev *codec.
 		var nd uint8
 		switch c.sig {
 		case SigSMACross, SigEMACross:
-			a, b, c1, c2, nd = vals[c.a], vals[c.b], st.prev[c.a], st.prev[c.b], 5
+			a, b, c1, c2, nd = vals[c.a], vals[c.b], prev[c.a], prev[c.b], 5
 			dir = patCross(c1, c2, a, b)
 		case SigRSICross:
-			r, pr := vals[c.a], st.prev[c.a]
+			r, pr := vals[c.a], prev[c.a]
 			switch {
 			case pr <= c.hi && r > c.hi:
 				dir, c2 = 1, c.hi
@@ -747,7 +784,7 @@ func (p *Pipeline) onTechnical(ps *patternSet, slot int, st *patSlot, ev *codec.
 			}
 			a, b, c1, nd = r, pr, c2, 4
 		case SigVWAPCross:
-			a, b, c1, c2, nd = ev.Price, vals[c.a], st.prevPrice, st.prev[c.a], 5
+			a, b, c1, c2, nd = ev.Price, vals[c.a], prevPrice, prev[c.a], 5
 			dir = patCross(c1, c2, a, b)
 		}
 		if dir == 0 {
@@ -763,8 +800,8 @@ func (p *Pipeline) onTechnical(ps *patternSet, slot int, st *patSlot, ev *codec.
 			dst = p.patOut(dst, kr, op, ev, conf, nd, dir, a, b, c1, c2)
 		}
 	}
-	copy(st.prev, vals)
-	st.prevPrice = ev.Price
+	copy(prev, vals)
+	prev[len(vals)] = ev.Price
 	return dst
 }
 
