@@ -378,7 +378,7 @@ type patternSet struct {
 	// prevs holds per slot (stride len(indSpecs)+1) the pattern indicator
 	// values after the symbol's previous trade, then its price; NaN: none
 	// yet. Only slots with technical patterns use theirs (zeros otherwise).
-	prevs []float64
+	prevs    []float64
 	slots    []patSlot // maxSlots long, or grown on demand for a pattern added at run time (growSlots)
 	maxSlots int
 	plans    map[string]*patPlan
