@@ -70,10 +70,14 @@ import (
 // trades within the timeframe. A symbol's memory is thus at most about
 // MaxTradesPerSymbol·48 bytes (16-byte ring entries, 16-byte deque entries,
 // rounded up to powers of two: 768 KB for the default 10,000; in practice the
-// deques hold a few dozen prices) plus 48 bytes per timeframe, and only
-// symbols that trade hold any.
+// deques hold a few dozen prices) plus 56 bytes per timeframe, and only
+// symbols that trade hold any. The slot of a symbol with at most three
+// timeframes is 320 bytes with its trailing sets: a trade touches five
+// cache lines of it (with many symbols their state is not in the cache
+// when they trade again, so lines, not instructions, set the cost).
 // Technical patterns share one IndicatorSet per pipeline (each distinct
-// indicator once) and per symbol the previous values.
+// indicator once) and per symbol the previous values (an arena of 8 bytes
+// per indicator and symbol).
 //
 // # Index
 //
