@@ -804,7 +804,11 @@ func (p *Pipeline) onTechnical(ps *patternSet, slot int, st *patSlot, ev *codec.
 			dst = p.patOut(dst, kr, op, ev, conf, nd, dir, a, b, c1, c2)
 		}
 	}
-	copy(prev, vals)
+	// A loop, not copy: a handful of values, not worth a memmove call.
+	pv := prev[:len(vals)]
+	for i, v := range vals {
+		pv[i] = v
+	}
 	prev[len(vals)] = ev.Price
 	return dst
 }
