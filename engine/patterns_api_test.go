@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -334,4 +335,80 @@ func TestRecoverRefusesRegisteredPatterns(t *testing.T) {
 	}
 	t.Logf("refused: %v", err)
 	r.w.Close()
+}
+
+// Registering and removing patterns while a producer publishes: the
+// control calls interleave with batches on the shard goroutines (run it
+// with -race), matches appear, and a removed pattern matches no event
+// published after RemovePattern returned.
+func TestPatternAPIUnderLoad(t *testing.T) {
+	e, out := patAPIEngine(t, 0)
+	if err := e.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p, err := e.NewPublisher("feed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := testEvents(60_000, patAPISyms, 11)
+	var published atomic.Uint64
+	done := make(chan error, 1)
+	go func() {
+		for i := range evs {
+			// Stored before the call: an event with a larger Seq than
+			// the main goroutine read is published after that read.
+			published.Store(evs[i].Seq - 1)
+			if err := p.Publish(&evs[i]); err != nil {
+				done <- err
+				return
+			}
+			if i%64 == 63 {
+				p.Flush()
+			}
+			if i%1024 == 1023 {
+				time.Sleep(100 * time.Microsecond) // let the calls below land mid-stream
+			}
+		}
+		done <- p.Close()
+	}()
+	regs := patAPIRegistered(t)
+	var removedAfter []uint64 // per registered pattern: no event after this Seq was published before its removal returned
+	for round := range 6 {
+		for published.Load() < uint64((round+1)*8000) {
+			time.Sleep(100 * time.Microsecond)
+		}
+		s := regs[round%len(regs)]
+		id, err := e.RegisterPattern(s)
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		if int(id) != 1+round {
+			t.Fatalf("round %d: id %d", round, id)
+		}
+		time.Sleep(2 * time.Millisecond)
+		if err := e.RemovePattern(id); err != nil {
+			t.Fatal(err)
+		}
+		removedAfter = append(removedAfter, published.Load())
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	stop(t, e)
+	all := out.all()
+	matched := 0
+	for k, last := range removedAfter {
+		op := uint16(1 + k)
+		if late := matchesOf(all, op, last, math.MaxUint64); len(late) != 0 {
+			t.Fatalf("pattern %d matched %d events published after its removal (first Seq %d, removed after %d)", op, len(late), late[0].Seq, last)
+		}
+		matched += len(matchesOf(all, op, 0, math.MaxUint64))
+		if got := e.ListPatterns()[op].Matches; got != uint64(len(matchesOf(all, op, 0, math.MaxUint64))) {
+			t.Fatalf("pattern %d: %d matches counted, %d delivered", op, got, len(matchesOf(all, op, 0, math.MaxUint64)))
+		}
+	}
+	if matched == 0 {
+		t.Fatal("no registered pattern matched while it was active")
+	}
+	t.Logf("%d matches of patterns registered mid-stream", matched)
 }
