@@ -217,6 +217,9 @@ func (c *collector) deliverGroups(i int, batch []ops.Output) {
 // and Stop reports the error.
 func (c *collector) deliver(batch []ops.Output) {
 	c.delivered.Add(uint64(len(batch)))
+	if r := c.e.patterns; r != nil {
+		r.record(batch) // before the handler: a match is readable once delivered
+	}
 	if h := c.e.cfg.Output; h != nil && c.e.Err() == nil {
 		if err := h.HandleOutputs(batch); err != nil {
 			c.e.setErr(err)

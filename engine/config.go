@@ -173,6 +173,11 @@ type Config struct {
 	DedupHorizon int
 	// Logger for lifecycle messages. Default slog.Default().
 	Logger *slog.Logger
+	// PatternMatchBuffer is how many of each pattern's most recent matches
+	// Engine.DetectPatternMatches keeps (a ring preallocated per pattern):
+	// 0 means DefaultPatternMatchBuffer, negative none (matches are still
+	// counted); at most MaxPatternMatchBuffer.
+	PatternMatchBuffer int
 }
 
 // Durability is the WAL as the engine sees it: every published event is
@@ -246,6 +251,12 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	switch {
+	case cfg.PatternMatchBuffer == 0:
+		cfg.PatternMatchBuffer = DefaultPatternMatchBuffer
+	case cfg.PatternMatchBuffer > MaxPatternMatchBuffer:
+		return cfg, fmt.Errorf("%w: pattern match buffer %d above %d", ErrConfig, cfg.PatternMatchBuffer, MaxPatternMatchBuffer)
 	}
 	return cfg, nil
 }

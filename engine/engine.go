@@ -73,6 +73,8 @@ type Engine struct {
 	cutEpoch   uint64                 // guarded by mu
 	restored   map[string]sourceState // source states recovered by name; guarded by mu
 	recovering bool                   // Recover runs: Start leaves the periodic checkpoints to it
+
+	patterns *patternRegistry // api_patterns.go; nil when the processors cannot host patterns
 }
 
 // New builds an engine: its symbol table, its shards with their processors
@@ -112,6 +114,7 @@ func New(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e.collector = newCollector(e, outWaiter)
+	e.patterns = newPatternRegistry(e)
 	return e, nil
 }
 

@@ -70,10 +70,14 @@ import (
 // trades within the timeframe. A symbol's memory is thus at most about
 // MaxTradesPerSymbol·48 bytes (16-byte ring entries, 16-byte deque entries,
 // rounded up to powers of two: 768 KB for the default 10,000; in practice the
-// deques hold a few dozen prices) plus 48 bytes per timeframe, and only
-// symbols that trade hold any.
+// deques hold a few dozen prices) plus 56 bytes per timeframe, and only
+// symbols that trade hold any. The slot of a symbol with at most three
+// timeframes is 320 bytes with its trailing sets: a trade touches five
+// cache lines of it (with many symbols their state is not in the cache
+// when they trade again, so lines, not instructions, set the cost).
 // Technical patterns share one IndicatorSet per pipeline (each distinct
-// indicator once) and per symbol the previous values.
+// indicator once) and per symbol the previous values (an arena of 8 bytes
+// per indicator and symbol).
 //
 // # Index
 //
@@ -124,9 +128,14 @@ type patEnt struct {
 // the suffix's extreme as its first element at or after the suffix's start,
 // so each set keeps only its index into each deque (qx, qn: the first
 // element with position >= head; the deque's tail when the set is empty).
+//
+// The entry at head is also held in the set itself (headTs, headVol): the
+// set tests and drops its oldest entry without reading the ring, whose
+// lines that far back have usually left the cache.
 type patTrail struct {
 	head       uint64
-	headTs     int64 // event time of the entry at head, when the set is not empty
+	headTs     int64   // event time of the entry at head, when the set is not empty
+	headVol    float64 // its volume
 	qx, qn     uint64
 	vsum, vcmp float64
 }
@@ -140,12 +149,13 @@ type patQ struct {
 // popFront removes the set's oldest entry from its sum; the caller moves
 // the deque indices (seek).
 func (tr *patTrail) popFront(ents []patEnt, m, tail uint64) {
-	tr.vsum, tr.vcmp = indTwoSum(tr.vsum, tr.vcmp, -ents[tr.head&m].volume)
+	tr.vsum, tr.vcmp = indTwoSum(tr.vsum, tr.vcmp, -tr.headVol)
 	tr.head++
 	if tr.head == tail {
 		tr.vsum, tr.vcmp = 0, 0 // exact again when empty
 	} else {
-		tr.headTs = ents[tr.head&m].ts // next to the entry just read
+		e := &ents[tr.head&m]
+		tr.headTs, tr.headVol = e.ts, e.volume
 	}
 }
 
@@ -160,18 +170,23 @@ func (tr *patTrail) seek(st *patSlot) {
 	}
 }
 
-// evict drops the entries with event time <= t − tf.
-func (tr *patTrail) evict(st *patSlot, m uint64, t, tf int64) {
-	if t < math.MinInt64+tf {
-		return // t − tf underflows: every entry is within
+// evict drops the entries with event time <= cut. The caller tests the
+// first (headTs <= cut) for the common case of a set with nothing to drop.
+func (tr *patTrail) evict(st *patSlot, m uint64, cut int64) {
+	// popFront's steps on locals: the loop carries no stores and reloads.
+	ents, tail := st.ents, st.tail
+	head, headTs, headVol, vsum, vcmp := tr.head, tr.headTs, tr.headVol, tr.vsum, tr.vcmp
+	for head != tail && headTs <= cut {
+		vsum, vcmp = indTwoSum(vsum, vcmp, -headVol)
+		head++
+		if head == tail {
+			vsum, vcmp = 0, 0 // exact again when empty
+		} else {
+			e := &ents[head&m]
+			headTs, headVol = e.ts, e.volume
+		}
 	}
-	cut := t - tf
-	if tr.headTs > cut {
-		return
-	}
-	for tr.head != st.tail && tr.headTs <= cut {
-		tr.popFront(st.ents, m, st.tail)
-	}
+	tr.head, tr.headTs, tr.headVol, tr.vsum, tr.vcmp = head, headTs, headVol, vsum, vcmp
 	tr.seek(st)
 }
 
@@ -185,11 +200,15 @@ func (st *patSlot) push(t int64, price, vol float64, capN int) (capped uint64) {
 		return 0
 	}
 	m := uint64(len(st.ents) - 1)
-	for i := range st.trails {
-		if tr := &st.trails[i]; st.tail-tr.head >= uint64(capN) {
-			tr.popFront(st.ents, m, st.tail)
-			tr.seek(st)
-			capped++
+	// Every set is a suffix of the longest one, trails[0]: when it is under
+	// the cap, so are they all.
+	if st.tail-st.trails[0].head >= uint64(capN) {
+		for i := range st.trails {
+			if tr := &st.trails[i]; st.tail-tr.head >= uint64(capN) {
+				tr.popFront(st.ents, m, st.tail)
+				tr.seek(st)
+				capped++
+			}
 		}
 	}
 	if st.tail-st.trails[0].head == uint64(len(st.ents)) {
@@ -199,10 +218,15 @@ func (st *patSlot) push(t int64, price, vol float64, capN int) (capped uint64) {
 	pos := st.tail
 	st.ents[pos&m] = patEnt{t, vol}
 	st.tail++
+	// The back of both deques is the newest entry (st.back): they are read
+	// only when it leaves.
 	mxt, front := st.mxt, st.trails[0].qx
 	xm := uint64(len(st.maxq) - 1)
-	for mxt != front && st.maxq[(mxt-1)&xm].price <= price {
+	if mxt != front && st.back <= price {
 		mxt--
+		for mxt != front && st.maxq[(mxt-1)&xm].price <= price {
+			mxt--
+		}
 	}
 	if mxt-front == uint64(len(st.maxq)) {
 		st.maxq = patGrowQ(st.maxq, front, mxt)
@@ -212,8 +236,11 @@ func (st *patSlot) push(t int64, price, vol float64, capN int) (capped uint64) {
 	st.mxt = mxt + 1
 	mnt, front := st.mnt, st.trails[0].qn
 	nm := uint64(len(st.minq) - 1)
-	for mnt != front && st.minq[(mnt-1)&nm].price >= price {
+	if mnt != front && st.back >= price {
 		mnt--
+		for mnt != front && st.minq[(mnt-1)&nm].price >= price {
+			mnt--
+		}
 	}
 	if mnt-front == uint64(len(st.minq)) {
 		st.minq = patGrowQ(st.minq, front, mnt)
@@ -221,10 +248,11 @@ func (st *patSlot) push(t int64, price, vol float64, capN int) (capped uint64) {
 	}
 	st.minq[mnt&nm] = patQ{pos, price}
 	st.mnt = mnt + 1
+	st.back = price
 	for i := range st.trails {
 		tr := &st.trails[i]
 		if tr.head == pos { // the set was empty
-			tr.headTs = t
+			tr.headTs, tr.headVol = t, vol
 		}
 		tr.qx, tr.qn = min(tr.qx, mxt), min(tr.qn, mnt)
 		tr.vsum, tr.vcmp = indTwoSum(tr.vsum, tr.vcmp, vol)
@@ -268,7 +296,8 @@ type patRef struct {
 
 // trailPlan is what one trailing set of a slot is checked for.
 type trailPlan struct {
-	k               int // trail index (timeframe) in patternSet.tfs
+	k               int   // trail index (timeframe) in patternSet.tfs
+	tf              int64 // the timeframe, tfs[k]
 	up, down, spike []patRef
 }
 
@@ -296,19 +325,46 @@ type techCond struct {
 	hi, lo float64 // RSI levels
 }
 
-// patSlot is one symbol's pattern state.
+// patInlineTrails is how many trailing sets a slot holds in itself; a slot
+// with more timeframes has them in a separate array.
+const patInlineTrails = 3
+
+// patSlot is one symbol's pattern state. The trailing sets follow the
+// header in the slot itself (inl): with three of them a slot is 320 bytes,
+// five cache lines, so that a trade of a symbol whose state went cold costs
+// as few cache misses as possible (the technical patterns' previous values
+// are in patternSet.prevs).
 type patSlot struct {
-	plan      *patPlan // nil until the symbol's first trade
-	seen      bool
-	lastTs    int64
-	tail      uint64
-	mxt, mnt  uint64     // the deques' tails (their fronts are trails[0].qx, .qn)
-	ents      []patEnt   // the ring of trades the trailing sets share
-	maxq      []patQ     // prices strictly decreasing from front to back; a power of two long, as short as its elements allow
-	minq      []patQ     // prices strictly increasing
-	trails    []patTrail // parallel to plan.trails
-	prev      []float64  // previous pattern indicator values (NaN: none yet)
-	prevPrice float64
+	plan     *patPlan // nil until the symbol's first trade
+	lastTs   int64
+	tail     uint64
+	mxt, mnt uint64     // the deques' tails (their fronts are trails[0].qx, .qn)
+	back     float64    // the newest entry's price: the back of both deques when they are not empty
+	ents     []patEnt   // the ring of trades the trailing sets share
+	maxq     []patQ     // prices strictly decreasing from front to back; a power of two long, as short as its elements allow
+	minq     []patQ     // prices strictly increasing
+	trails   []patTrail // parallel to plan.trails: inl[:n] when n <= patInlineTrails (setTrails, rebase)
+	seen     bool
+	inl      [patInlineTrails]patTrail
+}
+
+// setTrails gives the slot n empty trailing sets, in inl when they fit.
+func (st *patSlot) setTrails(n int) {
+	if n <= patInlineTrails {
+		st.inl = [patInlineTrails]patTrail{}
+		st.trails = st.inl[:n:n]
+		return
+	}
+	st.trails = make([]patTrail, n)
+}
+
+// rebase points trails at the slot's own inl after the slot was copied
+// (its trails still pointed into the original).
+func (st *patSlot) rebase() {
+	if n := len(st.trails); n <= patInlineTrails {
+		copy(st.inl[:n], st.trails)
+		st.trails = st.inl[:n:n]
+	}
 }
 
 // patternSet is a pipeline's pattern detector.
@@ -323,24 +379,43 @@ type patternSet struct {
 	ind      *IndicatorSet
 	indSpecs []IndicatorSpec
 	vals     []float64
-	slots    []patSlot
+	// prevs holds per slot (stride len(indSpecs)+1) the pattern indicator
+	// values after the symbol's previous trade, then its price; NaN: none
+	// yet. Only slots with technical patterns use theirs (zeros otherwise).
+	prevs    []float64
+	slots    []patSlot // maxSlots long, or grown on demand for a pattern added at run time (growSlots)
+	maxSlots int
 	plans    map[string]*patPlan
 	stats    PatternStats
+	// opOf maps a pattern's index in specs to its Op, for the detector of a
+	// pattern added at run time (nil: the index is the Op).
+	opOf []uint16
+	// retired marks the patterns removed at run time: plans hold no
+	// reference to them (their trailing sets and indicators stay, so that
+	// the plan's shape does not change).
+	retired []bool
 	// loadSyms is the slot table of a snapshot being loaded (set by
 	// Pipeline.LoadState), to rebuild plans before checking the state.
 	loadSyms []codec.Symbol
 }
 
 func newPatternSet(specs []PatternSpec, opts PatternOptions, indOpts IndicatorOptions, names SymbolNamer, maxSlots int) (*patternSet, error) {
+	return newPatternSetSlots(specs, opts, indOpts, names, maxSlots, maxSlots)
+}
+
+// newPatternSetSlots is newPatternSet with nslots slots allocated now; the
+// others are allocated as symbols appear (growSlots).
+func newPatternSetSlots(specs []PatternSpec, opts PatternOptions, indOpts IndicatorOptions, names SymbolNamer, maxSlots, nslots int) (*patternSet, error) {
 	if len(specs) > MaxPatterns {
 		return nil, fmt.Errorf("%w: %d patterns, at most %d", ErrPatternSpec, len(specs), MaxPatterns)
 	}
 	ps := &patternSet{
-		specs: slices.Clone(specs),
-		names: names,
-		capN:  opts.MaxTradesPerSymbol,
-		plans: map[string]*patPlan{},
-		slots: make([]patSlot, maxSlots),
+		specs:    slices.Clone(specs),
+		names:    names,
+		capN:     opts.MaxTradesPerSymbol,
+		plans:    map[string]*patPlan{},
+		slots:    make([]patSlot, nslots),
+		maxSlots: maxSlots,
 	}
 	if ps.capN == 0 {
 		ps.capN = DefaultMaxPatternTradesPerSymbol
@@ -407,6 +482,7 @@ func newPatternSet(specs []PatternSpec, opts PatternOptions, indOpts IndicatorOp
 		}
 		ps.ind = ind
 		ps.vals = make([]float64, len(ps.indSpecs))
+		ps.prevs = make([]float64, nslots*ps.pstride())
 	}
 	return ps, nil
 }
@@ -432,20 +508,22 @@ func (ps *patternSet) planFor(sym codec.Symbol) *patPlan {
 	pl := &patPlan{}
 	for _, i := range apply {
 		s := &ps.specs[i]
+		op, off := ps.op(i), ps.retired != nil && ps.retired[i]
 		if k := ps.patTrail[i]; k >= 0 {
 			j := slices.IndexFunc(pl.trails, func(t trailPlan) bool { return t.k == k })
 			if j < 0 {
 				j = len(pl.trails)
-				pl.trails = append(pl.trails, trailPlan{k: k})
+				pl.trails = append(pl.trails, trailPlan{k: k, tf: ps.tfs[k]})
 			}
 			tp := &pl.trails[j]
 			switch {
+			case off:
 			case s.Type == PatVolumeSpike:
-				tp.spike = append(tp.spike, patRef{f: s.Multiplier, th: s.Multiplier, op: uint16(i)})
+				tp.spike = append(tp.spike, patRef{f: s.Multiplier, th: s.Multiplier, op: op})
 			case s.Down:
-				tp.down = append(tp.down, patRef{f: 1 - s.Threshold, th: s.Threshold, op: uint16(i)})
+				tp.down = append(tp.down, patRef{f: 1 - s.Threshold, th: s.Threshold, op: op})
 			default:
-				tp.up = append(tp.up, patRef{f: 1 + s.Threshold, th: s.Threshold, op: uint16(i)})
+				tp.up = append(tp.up, patRef{f: 1 + s.Threshold, th: s.Threshold, op: op})
 			}
 			continue
 		}
@@ -455,7 +533,9 @@ func (ps *patternSet) planFor(sym codec.Symbol) *patPlan {
 			j = len(pl.tech)
 			pl.tech = append(pl.tech, techPlan{c: c})
 		}
-		pl.tech[j].ops = append(pl.tech[j].ops, uint16(i))
+		if !off {
+			pl.tech[j].ops = append(pl.tech[j].ops, op)
+		}
 	}
 	// Stable sorts keep pattern order among equal parameters.
 	byTh := func(a, b patRef) int {
@@ -483,7 +563,7 @@ func (ps *patternSet) planFor(sym codec.Symbol) *patPlan {
 		slices.SortFunc(pl.trails[j].spike, byTh)
 	}
 	firstOp := func(tp *trailPlan) int {
-		op := math.MaxInt
+		op := math.MaxInt - 1 // a set without patterns (all retired) is checked last
 		for _, l := range [][]patRef{tp.up, tp.down, tp.spike} {
 			for _, r := range l {
 				op = min(op, int(r.op))
@@ -499,23 +579,91 @@ func (ps *patternSet) planFor(sym codec.Symbol) *patPlan {
 	return pl
 }
 
+// op is the Op of the pattern at index i of specs.
+func (ps *patternSet) op(i int) uint16 {
+	if ps.opOf != nil {
+		return ps.opOf[i]
+	}
+	return uint16(i)
+}
+
+// retire stops pattern i (an index into specs) from matching: it leaves
+// every plan, now and for symbols planned later. The trailing sets and
+// technical conditions it shared stay (their state is kept up to date, so
+// the plans' shape, and a snapshot's, do not change).
+func (ps *patternSet) retire(i int) {
+	if ps.retired == nil {
+		ps.retired = make([]bool, len(ps.specs))
+	}
+	ps.retired[i] = true
+	op := ps.op(i)
+	drop := func(l []patRef) []patRef {
+		return slices.DeleteFunc(l, func(r patRef) bool { return r.op == op })
+	}
+	for _, pl := range ps.plans {
+		for j := range pl.trails {
+			tp := &pl.trails[j]
+			tp.up, tp.down, tp.spike = drop(tp.up), drop(tp.down), drop(tp.spike)
+		}
+		for j := range pl.tech {
+			pl.tech[j].ops = slices.DeleteFunc(pl.tech[j].ops, func(o uint16) bool { return o == op })
+		}
+	}
+}
+
+// growSlots makes slot (< maxSlots) addressable in a detector whose slots
+// grow on demand (a pattern added at run time): the slot array doubles,
+// and the copied slots' inline trailing sets are rebased.
+func (ps *patternSet) growSlots(slot int) {
+	n := min(ps.maxSlots, max(64, 2*len(ps.slots), slot+1))
+	slots := make([]patSlot, n)
+	copy(slots, ps.slots)
+	for i := range ps.slots {
+		slots[i].rebase()
+	}
+	ps.slots = slots
+	if ps.prevs != nil {
+		prevs := make([]float64, n*ps.pstride())
+		copy(prevs, ps.prevs)
+		ps.prevs = prevs
+	}
+}
+
+// pstride is the length of a slot's range of prevs.
+func (ps *patternSet) pstride() int { return len(ps.indSpecs) + 1 }
+
+// prev returns slot's previous indicator values and, last, its previous
+// price.
+func (ps *patternSet) prev(slot int) []float64 {
+	n := ps.pstride()
+	return ps.prevs[slot*n : slot*n+n : slot*n+n]
+}
+
 // initSlot gives slot the plan of sym and empty state.
 func (ps *patternSet) initSlot(slot int, sym codec.Symbol) {
 	st := &ps.slots[slot]
 	st.plan = ps.planFor(sym)
-	st.trails = make([]patTrail, len(st.plan.trails))
+	st.setTrails(len(st.plan.trails))
 	if len(st.plan.tech) > 0 {
-		st.prev = make([]float64, len(ps.indSpecs))
-		for i := range st.prev {
-			st.prev[i] = math.NaN()
+		prev := ps.prev(slot)
+		for i := range prev {
+			prev[i] = math.NaN()
 		}
-		st.prevPrice = math.NaN()
 	}
 }
 
-// onTrade runs the patterns on one trade of slot and appends the matches.
+// onPatterns runs the pipeline's built-in patterns on one trade of slot and
+// appends the matches.
 func (p *Pipeline) onPatterns(slot int, ev *codec.Event, dst []Output) []Output {
-	ps := p.pat
+	return p.runPatterns(p.pat, slot, ev, dst)
+}
+
+// runPatterns runs the detector ps on one trade of slot and appends the
+// matches.
+func (p *Pipeline) runPatterns(ps *patternSet, slot int, ev *codec.Event, dst []Output) []Output {
+	if slot >= len(ps.slots) {
+		ps.growSlots(slot)
+	}
 	st := &ps.slots[slot]
 	if st.plan == nil {
 		ps.initSlot(slot, ev.Symbol)
@@ -526,6 +674,7 @@ func (p *Pipeline) onPatterns(slot int, ev *codec.Event, dst []Output) []Output 
 	}
 	st.seen, st.lastTs = true, ev.TsNs
 	first := len(dst)
+	var kr patKeyer
 	t, price, vol := ev.TsNs, ev.Price, ev.Volume
 	pl := st.plan
 	m := uint64(len(st.ents) - 1)
@@ -535,7 +684,10 @@ func (p *Pipeline) onPatterns(slot int, ev *codec.Event, dst []Output) []Output 
 		if tr.head == st.tail {
 			continue
 		}
-		tr.evict(st, m, t, ps.tfs[tp.k])
+		// t − tf underflows when t < MinInt64 + tf: every entry is within.
+		if tf := tp.tf; t >= math.MinInt64+tf && tr.headTs <= t-tf {
+			tr.evict(st, m, t-tf)
+		}
 		if tr.head == st.tail {
 			continue
 		}
@@ -546,7 +698,7 @@ func (p *Pipeline) onPatterns(slot int, ev *codec.Event, dst []Output) []Output 
 					break
 				}
 				frac := (price - h) / h
-				dst = p.patOut(dst, r.op, ev, patConfidence(frac, r.th), price, h, frac*100)
+				dst = p.patOut(dst, &kr, r.op, ev, patConfidence(frac, r.th), 3, price, h, frac*100, 0, 0)
 			}
 		}
 		if len(tp.down) > 0 {
@@ -556,7 +708,7 @@ func (p *Pipeline) onPatterns(slot int, ev *codec.Event, dst []Output) []Output 
 					break
 				}
 				frac := (l - price) / l
-				dst = p.patOut(dst, r.op, ev, patConfidence(frac, r.th), price, l, frac*100)
+				dst = p.patOut(dst, &kr, r.op, ev, patConfidence(frac, r.th), 3, price, l, frac*100, 0, 0)
 			}
 		}
 		if len(tp.spike) > 0 {
@@ -569,13 +721,13 @@ func (p *Pipeline) onPatterns(slot int, ev *codec.Event, dst []Output) []Output 
 				if mean != 0 {
 					ratio = vol / mean
 				}
-				dst = p.patOut(dst, r.op, ev, min(1, ratio/(2*r.f)), vol, mean, ratio)
+				dst = p.patOut(dst, &kr, r.op, ev, min(1, ratio/(2*r.f)), 3, vol, mean, ratio, 0, 0)
 			}
 		}
 	}
 	ps.stats.Capped += st.push(t, price, vol, ps.capN)
 	if len(pl.tech) > 0 {
-		dst = p.onTechnical(slot, st, ev, dst)
+		dst = p.onTechnical(ps, slot, st, ev, &kr, dst)
 	}
 	if len(dst)-first > 1 && !patSortedByOp(dst[first:]) {
 		patSortByOp(dst[first:])
@@ -611,10 +763,11 @@ func patConfidence(frac, th float64) float64 {
 }
 
 // onTechnical updates the pattern indicators and tests the crosses.
-func (p *Pipeline) onTechnical(slot int, st *patSlot, ev *codec.Event, dst []Output) []Output {
-	ps := p.pat
+func (p *Pipeline) onTechnical(ps *patternSet, slot int, st *patSlot, ev *codec.Event, kr *patKeyer, dst []Output) []Output {
 	vals := ps.vals
 	ps.ind.Update(slot, ev.TsNs, ev.Price, ev.Volume, vals)
+	prev := ps.prev(slot)
+	prevPrice := prev[len(vals)]
 	for _, tp := range st.plan.tech {
 		c := &ps.conds[tp.c]
 		// The cross is tested first; the details and the confidence are
@@ -623,10 +776,10 @@ func (p *Pipeline) onTechnical(slot int, st *patSlot, ev *codec.Event, dst []Out
 		var nd uint8
 		switch c.sig {
 		case SigSMACross, SigEMACross:
-			a, b, c1, c2, nd = vals[c.a], vals[c.b], st.prev[c.a], st.prev[c.b], 5
+			a, b, c1, c2, nd = vals[c.a], vals[c.b], prev[c.a], prev[c.b], 5
 			dir = patCross(c1, c2, a, b)
 		case SigRSICross:
-			r, pr := vals[c.a], st.prev[c.a]
+			r, pr := vals[c.a], prev[c.a]
 			switch {
 			case pr <= c.hi && r > c.hi:
 				dir, c2 = 1, c.hi
@@ -635,7 +788,7 @@ func (p *Pipeline) onTechnical(slot int, st *patSlot, ev *codec.Event, dst []Out
 			}
 			a, b, c1, nd = r, pr, c2, 4
 		case SigVWAPCross:
-			a, b, c1, c2, nd = ev.Price, vals[c.a], st.prevPrice, st.prev[c.a], 5
+			a, b, c1, c2, nd = ev.Price, vals[c.a], prevPrice, prev[c.a], 5
 			dir = patCross(c1, c2, a, b)
 		}
 		if dir == 0 {
@@ -648,23 +801,34 @@ func (p *Pipeline) onTechnical(slot int, st *patSlot, ev *codec.Event, dst []Out
 			conf = patCrossConfidence(a-b, c1-c2) // the gaps now and before
 		}
 		for _, op := range tp.ops {
-			dst = p.patOut(dst, op, ev, conf, dir, a, b, c1, c2)
-			dst[len(dst)-1].NValues = nd
+			dst = p.patOut(dst, kr, op, ev, conf, nd, dir, a, b, c1, c2)
 		}
 	}
-	copy(st.prev, vals)
-	st.prevPrice = ev.Price
+	// A loop, not copy: a handful of values, not worth a memmove call.
+	pv := prev[:len(vals)]
+	for i, v := range vals {
+		pv[i] = v
+	}
+	prev[len(vals)] = ev.Price
 	return dst
 }
 
 // patCross is +1 when x goes from <= y to > y, −1 from >= y to < y, else 0
 // (NaN compares false: no cross during warm-up).
+//
+// It is branch-free: whether a line is crossed is close to random from one
+// trade to the next, and mispredicted branches cost more than the four
+// comparisons.
 func patCross(px, py, x, y float64) float64 {
-	switch {
-	case px <= py && x > y:
+	up := patB2i(px <= py) & patB2i(x > y)
+	down := patB2i(px >= py) & patB2i(x < y)
+	return float64(up - down)
+}
+
+// patB2i is 1 for true, 0 for false (compiled to a SETcc, no branch).
+func patB2i(b bool) int {
+	if b {
 		return 1
-	case px >= py && x < y:
-		return -1
 	}
 	return 0
 }
@@ -678,10 +842,32 @@ func patCrossConfidence(now, before float64) float64 {
 	return 0.5 + 0.5*(a/(a+b))
 }
 
-// patOut appends a match of pattern op for ev with confidence conf and up to
-// five details. A trade's matches are then put in pattern order.
-func (p *Pipeline) patOut(dst []Output, op uint16, ev *codec.Event, conf, d0, d1, d2 float64, more ...float64) []Output {
-	key := p.inputKey(OutPattern, op, ev)
+// patKeyer computes the output keys of one input's matches: OutputKey
+// with the parts that do not depend on the pattern (the two words' mixes)
+// worked out once, at the input's first match.
+type patKeyer struct {
+	ok         bool
+	h0, ma, mb uint64
+}
+
+// key is p.inputKey(OutPattern, op, ev) (TestPatKeyerIsOutputKey).
+func (k *patKeyer) key(p *Pipeline, op uint16, ev *codec.Event) uint64 {
+	if !k.ok {
+		a, b := ev.Seq, p.srcKey
+		if ev.IDHash != 0 {
+			a, b = ev.IDHash, ^p.scopeKey
+		}
+		k.h0 = uint64(OutPattern)<<56 ^ uint64(ev.Symbol)
+		k.ma, k.mb = codec.Mix64(a+0x9E3779B97F4A7C15), codec.Mix64(b+0xC2B2AE3D27D4EB4F)
+		k.ok = true
+	}
+	return codec.Mix64(codec.Mix64(k.h0^uint64(op)<<40^k.ma) ^ k.mb)
+}
+
+// patOut appends a match of pattern op for ev with confidence conf and
+// nd (3 or 5) details. A trade's matches are then put in pattern order.
+func (p *Pipeline) patOut(dst []Output, k *patKeyer, op uint16, ev *codec.Event, conf float64, nd uint8, d0, d1, d2, d3, d4 float64) []Output {
+	key := k.key(p, op, ev)
 	// Written in place: an Output is 224 bytes, built once.
 	n := len(dst)
 	if n < cap(dst) {
@@ -691,23 +877,40 @@ func (p *Pipeline) patOut(dst []Output, op uint16, ev *codec.Event, conf, d0, d1
 	}
 	o := &dst[n]
 	*o = Output{} // zeroed in place (a literal with fields is built on the stack and copied)
-	o.Kind, o.NValues, o.Op, o.Symbol = OutPattern, uint8(3+len(more)), op, ev.Symbol
+	o.Kind, o.NValues, o.Op, o.Symbol = OutPattern, nd, op, ev.Symbol
 	o.Seq, o.Key, o.TsNs, o.IngestNs = ev.Seq, key, ev.TsNs, ev.IngestNs
 	o.Price, o.Volume, o.Value = ev.Price, ev.Volume, conf
 	o.Values[0], o.Values[1], o.Values[2] = d0, d1, d2
-	copy(o.Values[3:], more)
+	if nd > 3 {
+		o.Values[3], o.Values[4] = d3, d4
+	}
 	return dst
 }
 
-// Patterns returns the pipeline's pattern specs, indexed by Op.
+// Patterns returns the pipeline's pattern specs, indexed by Op: the
+// configured ones, then those added at run time (AddPattern), removed ones
+// included (PatternActive tells them apart).
 func (p *Pipeline) Patterns() []PatternSpec {
+	if p.rt != nil {
+		return slices.Clone(p.rt.specs)
+	}
 	return slices.Clone(p.cfg.Patterns) // built-in and sequence patterns, indexed by Output.Op
 }
 
-// PatternStats returns the pattern detector's counters.
+// PatternStats returns the built-in pattern detectors' counters (those of
+// patterns added at run time included).
 func (p *Pipeline) PatternStats() PatternStats {
-	if p.pat == nil {
-		return PatternStats{}
+	var st PatternStats
+	if p.pat != nil {
+		st = p.pat.stats
 	}
-	return p.pat.stats
+	if p.rt != nil {
+		for _, a := range p.rt.added {
+			if a.pat != nil {
+				st.Late += a.pat.stats.Late
+				st.Capped += a.pat.stats.Capped
+			}
+		}
+	}
+	return st
 }

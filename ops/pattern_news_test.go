@@ -212,3 +212,22 @@ func TestNewsImpactTradeAllocs(t *testing.T) {
 		t.Fatalf("%v allocations per trade and article with news_impact armed", n)
 	}
 }
+
+func TestNewsImpactNotAddedAtRunTime(t *testing.T) {
+	p, _ := niPipeline(t, `[{"id":"ni","type":"news_impact","timeframe":"10s","move":0.01}]`)
+	specs, err := ParsePatterns([]byte(`[{"id":"ni2","type":"news_impact","timeframe":"10s","move":0.01}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.AddPattern(specs[0]); err == nil || !strings.Contains(err.Error(), "run time") {
+		t.Fatalf("AddPattern(news_impact): %v", err)
+	}
+	// A configured one can be removed: its matches stop.
+	if err := p.RemovePattern(0); err != nil {
+		t.Fatal(err)
+	}
+	good := niArticle("Apple beats earnings estimates and raises guidance", "AAPL")
+	if m := niRun(t, p, []niStep{{0, 1, 100, nil}, {1000, 0, 0, good}, {2000, 1, 102, nil}}); len(m) != 0 {
+		t.Fatalf("a removed news_impact pattern matched: %v", m)
+	}
+}

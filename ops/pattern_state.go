@@ -97,11 +97,20 @@ func (ps *patternSet) AppendState(dst []byte) []byte {
 			seen = 1
 		}
 		dst = append(dst, planned, seen, 0, 0, 0, 0, 0, 0)
+		var prev []float64
+		prevPrice := 0.0
+		if ps.prevs != nil {
+			pv := ps.prev(i)
+			prevPrice = pv[len(pv)-1]
+			if st.plan != nil && len(st.plan.tech) > 0 {
+				prev = pv[:len(pv)-1]
+			}
+		}
 		dst = le.AppendUint64(dst, uint64(st.lastTs))
-		dst = le.AppendUint64(dst, math.Float64bits(st.prevPrice))
+		dst = le.AppendUint64(dst, math.Float64bits(prevPrice))
 		dst = le.AppendUint32(dst, uint32(len(st.trails)))
-		dst = le.AppendUint32(dst, uint32(len(st.prev)))
-		for _, v := range st.prev {
+		dst = le.AppendUint32(dst, uint32(len(prev)))
+		for _, v := range prev {
 			dst = le.AppendUint64(dst, math.Float64bits(v))
 		}
 		var oldest uint64 = st.tail
@@ -217,12 +226,19 @@ func (ps *patternSet) LoadState(src []byte) error {
 	}
 	stats := PatternStats{Late: r.u64(), Capped: r.u64()}
 	slots := make([]patSlot, n)
+	var prevs []float64 // the slots' range of ps.prevs
+	if ps.prevs != nil {
+		prevs = make([]float64, n*ps.pstride())
+	}
 	for i := range slots {
 		flags := r.take(8)
 		st := &slots[i]
 		st.seen = flags[1] == 1
 		st.lastTs = int64(r.u64())
-		st.prevPrice = r.f64()
+		prevPrice := r.f64()
+		if prevs != nil {
+			prevs[(i+1)*ps.pstride()-1] = prevPrice
+		}
 		ntr, nprev := int(r.u32()), int(r.u32())
 		if flags[0] == 0 {
 			if ntr != 0 || nprev != 0 || st.seen {
@@ -239,9 +255,8 @@ func (ps *patternSet) LoadState(src []byte) error {
 			return bad("slot %d: %d trailing sets and %d indicator values, its patterns have %d and %d", i, ntr, nprev, len(st.plan.trails), wantPrev)
 		}
 		if nprev > 0 {
-			st.prev = make([]float64, nprev)
-			for j := range st.prev {
-				st.prev[j] = r.f64()
+			for j := range nprev {
+				prevs[i*ps.pstride()+j] = r.f64()
 			}
 		}
 		nents := int(r.u32())
@@ -286,7 +301,10 @@ func (ps *patternSet) LoadState(src []byte) error {
 				return bad("slot %d: lows: %v", i, err)
 			}
 		}
-		st.trails = make([]patTrail, ntr)
+		if nents > 0 { // the deques end with the newest entry
+			st.back = st.maxq[(st.mxt-1)&uint64(len(st.maxq)-1)].price
+		}
+		st.setTrails(ntr)
 		last := nents
 		for j := range st.trails {
 			cnt := int(r.u32())
@@ -299,7 +317,7 @@ func (ps *patternSet) LoadState(src []byte) error {
 			tr := &st.trails[j]
 			tr.head = uint64(nents - cnt)
 			if cnt > 0 {
-				tr.headTs = ents[tr.head].ts
+				tr.headTs, tr.headVol = ents[tr.head].ts, ents[tr.head].volume
 			}
 			tr.seek(st)
 			tr.vsum, tr.vcmp = vsum, vcmp
@@ -319,6 +337,13 @@ func (ps *patternSet) LoadState(src []byte) error {
 	}
 	clear(ps.slots)
 	copy(ps.slots, slots)
+	if ps.prevs != nil {
+		clear(ps.prevs)
+		copy(ps.prevs, prevs)
+	}
+	for i := range ps.slots[:n] {
+		ps.slots[i].rebase()
+	}
 	ps.stats = stats
 	return nil
 }

@@ -70,6 +70,7 @@ type Pipeline struct {
 	subsBuf []stateful // subStates' result, reused
 
 	mov *movementSet // nil without movement specs (movement.go)
+	rt  *patRuntime  // patterns added or removed at run time (pattern_api.go); nil before the first
 }
 
 // quoteState is the latest top of book of a symbol; quotes update it, trades
@@ -199,6 +200,9 @@ func (p *Pipeline) Symbols() int { return p.nslots }
 // still have updated state that does not depend on event time (indicators,
 // which follow arrival order) and windows that accepted it.
 func (p *Pipeline) OnEvent(ev *codec.Event, watermarkNs int64, dst []Output) ([]Output, codec.Reason) {
+	if p.rt != nil {
+		return p.onEventRuntime(ev, watermarkNs, dst)
+	}
 	switch ev.Kind {
 	case codec.KindTrade, codec.KindQuote:
 	case codec.KindBar:
@@ -278,6 +282,9 @@ func (p *Pipeline) OnEvent(ev *codec.Event, watermarkNs int64, dst []Output) ([]
 // watermark reached fire, in spec order, each in its own deterministic order;
 // then the absences of sequence patterns whose deadline it passed.
 func (p *Pipeline) OnWatermark(watermarkNs int64, seq uint64, dst []Output) []Output {
+	if p.rt != nil {
+		return p.onWatermarkRuntime(watermarkNs, seq, dst)
+	}
 	for _, w := range p.windows {
 		dst = w.OnWatermark(watermarkNs, seq, dst)
 	}

@@ -107,6 +107,9 @@ func (p *Pipeline) LoadState(src []byte) error {
 		subs = subs[:nsubs]
 	}
 	if nsubs != len(subs) {
+		if patRuntimeInState(body, nslots, nsubs) { // pattern_api.go
+			return fmt.Errorf("%w: %w", ErrPipelineState, ErrRuntimePatternState)
+		}
 		return bad("%d operator states, this pipeline has %d", nsubs, len(subs))
 	}
 	if nslots > p.cfg.MaxSlots || len(body)-pipeStateHeader < nslots*(4+24) {
@@ -207,7 +210,8 @@ type stateful interface {
 
 // subStates lists the pipeline's operators in snapshot order: the indicator
 // set, then the window operators in spec order, then the pattern detector,
-// then the sequence detector, then the movement operator.
+// the sequence detector, the news_impact detector, the movement operator
+// and the record of run-time pattern changes (which refuses to load).
 func (p *Pipeline) subStates() []stateful {
 	subs := p.subsBuf[:0] // reused: snapshots allocate nothing once it has grown
 	if p.ind != nil {
@@ -227,6 +231,9 @@ func (p *Pipeline) subStates() []stateful {
 	}
 	if p.mov != nil {
 		subs = append(subs, p.mov) // last: older snapshots without it still load (LoadState)
+	}
+	if p.rt != nil {
+		subs = append(subs, p.rt) // a record that refuses to load (pattern_api.go)
 	}
 	p.subsBuf = subs
 	return subs
