@@ -806,6 +806,7 @@ func (p *Pipeline) onTechnical(ps *patternSet, slot int, st *patSlot, ev *codec.
 	}
 	// A loop, not copy: a handful of values, not worth a memmove call.
 	pv := prev[:len(vals)]
+	//lint:ignore S1001 a handful of values: the loop beats a memmove call per trade
 	for i, v := range vals {
 		pv[i] = v
 	}
