@@ -74,4 +74,7 @@ if ! up 8123; then
   fi
   wait_port 9000 clickhouse-server
 fi
+# Debian's Chromium for the dashboard's browser test (headless, no server to start).
+need_pkg chromium chromium
+
 echo "services: redis 127.0.0.1:6379, nats (JetStream) 127.0.0.1:4222 and clickhouse 127.0.0.1:8123 (http), :9000 (native) are up"
