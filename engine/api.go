@@ -99,8 +99,21 @@ func (s *shard) drainControl() {
 
 // CreateWindow adds a window operator with the given spec to every shard and
 // returns its id. The windows fire like configured ones: their results reach
-// the OutputHandler with Op = the id.
+// the OutputHandler with Op = the id. The window is recorded in checkpoints
+// (see defs.go): recovery creates it again before loading its state.
 func (e *Engine) CreateWindow(spec ops.WindowSpec) (WindowID, error) {
+	commit := e.lockDefs()
+	id, err := e.applyWindow(spec)
+	if err == nil {
+		e.addDef(definition{Kind: "window", Window: spec.String()})
+	}
+	if cerr := commit(err == nil); err == nil {
+		err = cerr
+	}
+	return id, err
+}
+
+func (e *Engine) applyWindow(spec ops.WindowSpec) (WindowID, error) {
 	ops := make([]uint16, len(e.shards))
 	err := e.onShards(func(i int, p Processor) error {
 		h, ok := p.(WindowHost)

@@ -172,12 +172,36 @@ func (e *Engine) patternRegistry() (*patternRegistry, error) {
 // ErrInvalidPattern (and ops.ErrPatternSpec), ErrDuplicatePattern (an active
 // pattern has spec.ID) or ErrNoPatternHost.
 //
-// A registered pattern is not recorded in checkpoints yet (nor is a removal,
-// nor a window created at run time): recovery from a checkpoint taken after
-// one refuses with an error wrapping ops.ErrRuntimePatternState rather than
-// restoring state under other patterns. Recovery of run-time definitions is
-// a later step.
+// The pattern (and a removal) is recorded in checkpoints (see defs.go):
+// recovery registers it again before loading its state.
 func (e *Engine) RegisterPattern(spec ops.PatternSpec) (PatternID, error) {
+	commit := e.lockDefs()
+	before := 0
+	if e.patterns != nil {
+		before = e.patternCount()
+	}
+	id, err := e.applyPattern(spec)
+	if e.patterns != nil && e.patternCount() > before {
+		// The id is taken (also when some shards refused it and it was
+		// retired at once): recovery must take it the same way.
+		e.addDef(definition{Kind: "pattern", Pattern: &spec})
+		if err != nil {
+			e.addDef(definition{Kind: "remove_pattern", ID: before})
+		}
+	}
+	if cerr := commit(e.patterns != nil && e.patternCount() > before); err == nil {
+		err = cerr
+	}
+	return id, err
+}
+
+func (e *Engine) patternCount() int {
+	e.patterns.mu.Lock()
+	defer e.patterns.mu.Unlock()
+	return len(e.patterns.entries)
+}
+
+func (e *Engine) applyPattern(spec ops.PatternSpec) (PatternID, error) {
 	r, err := e.patternRegistry()
 	if err != nil {
 		return 0, err
@@ -256,8 +280,21 @@ func anyTrue(b []bool) bool {
 // RemovePattern stops pattern id on every shard. Its id is not reused; its
 // matches stay readable through DetectPatternMatches. Matches produced
 // before the call may still be delivered after it. Errors wrap
-// ErrUnknownPattern (no active pattern id) or ErrNoPatternHost.
+// ErrUnknownPattern (no active pattern id) or ErrNoPatternHost. The removal
+// is recorded in checkpoints.
 func (e *Engine) RemovePattern(id PatternID) error {
+	commit := e.lockDefs()
+	err := e.applyRemovePattern(id)
+	if err == nil {
+		e.addDef(definition{Kind: "remove_pattern", ID: int(id)})
+	}
+	if cerr := commit(err == nil); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func (e *Engine) applyRemovePattern(id PatternID) error {
 	r, err := e.patternRegistry()
 	if err != nil {
 		return err

@@ -314,6 +314,11 @@ func (c *cutCoord) checkpointLocked() (checkpoint.Info, error) {
 	if res.hasHWM {
 		ck.Set(sectionOutput, res.hwm)
 	}
+	if defs, err := e.defsSection(); err != nil {
+		return checkpoint.Info{}, fmt.Errorf("engine: checkpoint: %w", err)
+	} else if defs != nil {
+		ck.Set(sectionDefs, defs)
+	}
 	// Never let a checkpoint refer to records a crash could still lose.
 	if err := c.wal.WaitDurable(res.maxLSN); err != nil {
 		return checkpoint.Info{}, fmt.Errorf("engine: checkpoint: %w", err)

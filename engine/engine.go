@@ -68,8 +68,10 @@ type Engine struct {
 	pinOnce  sync.Once
 
 	// Durability (durability.go, checkpoint.go, recovery.go).
-	wal        *WAL                   // Config.Durability when it is a *WAL
-	cut        *cutCoord              // cuts and checkpoints; nil without a *WAL
+	wal        *WAL      // Config.Durability when it is a *WAL
+	cut        *cutCoord // cuts and checkpoints; nil without a *WAL
+	defsMu     sync.Mutex
+	defs       []definition           // run-time definitions, in order (defs.go)
 	cutEpoch   uint64                 // guarded by mu
 	restored   map[string]sourceState // source states recovered by name; guarded by mu
 	recovering bool                   // Recover runs: Start leaves the periodic checkpoints to it

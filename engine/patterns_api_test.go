@@ -4,8 +4,10 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -300,41 +302,138 @@ func TestPatternAPIErrors(t *testing.T) {
 	}
 }
 
-// A checkpoint taken while a registered pattern exists is refused by
-// recovery, with a reason, rather than restored under other patterns.
-func TestRecoverRefusesRegisteredPatterns(t *testing.T) {
-	dir := t.TempDir()
-	r := openRig(t, dir, 2, &memOutput{}, 0)
+// Run-time definitions come back with recovery: a window created and two
+// patterns registered (one of them removed) while the engine runs, each
+// made durable by the checkpoint the call takes, then a crash (no final
+// checkpoint) and a recovery that replays the WAL after it. The outputs by
+// key equal one uninterrupted run that makes the same calls at the same
+// points, and the registry lists the patterns again.
+func TestRecoverBringsBackRunTimeDefinitions(t *testing.T) {
+	evs := testEvents(6000, recSyms, 3)
+	win, err := ops.ParseWindowSpecs("tumbling:500us:max")
+	if err != nil {
+		t.Fatal(err)
+	}
+	brk, err := ops.ParsePatterns([]byte(`[{"id":"brk","type":"price_breakout","threshold":0.002,"timeframe":"200us"},
+		{"id":"gone","type":"volume_spike","multiplier":2,"baseline":"100us"}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// settle makes every event published so far processed (a checkpoint's
+	// cut goes through the rings after them), so that a change applies at
+	// the same input position in every run.
+	settle := func(r *durableRig, p *Publisher) {
+		t.Helper()
+		if err := p.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.e.Checkpoint(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	changes := func(r *durableRig, p *Publisher) {
+		t.Helper()
+		publishRange(t, p, evs, 0, 1024)
+		settle(r, p)
+		if _, err := r.e.CreateWindow(win[0]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.e.RegisterPattern(brk[0]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.e.RegisterPattern(patAPIRegistered(t)[1]); err != nil { // a sequence
+			t.Fatal(err)
+		}
+		id, err := r.e.RegisterPattern(brk[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		publishRange(t, p, evs, 1024, 2048)
+		settle(r, p)
+		if err := r.e.RemovePattern(id); err != nil {
+			t.Fatal(err)
+		}
+		publishRange(t, p, evs, 2048, 3072)
+	}
+	// The reference: one incarnation.
+	want := func() map[uint64]ops.Output {
+		r := openRig(t, t.TempDir(), 2, &memOutput{}, 0)
+		if _, err := r.e.Recover(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		internSymbols(t, r.e, recSyms)
+		p, _ := r.e.NewPublisher("feed")
+		changes(r, p)
+		publishRange(t, p, evs, 3072, len(evs))
+		p.Close()
+		stop(t, r.e)
+		r.w.Close()
+		m, dups := byKey(t, r.out.all())
+		if dups != 0 {
+			t.Fatalf("reference: %d duplicate keys", dups)
+		}
+		return m
+	}()
+
+	dir, out := t.TempDir(), &memOutput{}
+	r := openRig(t, dir, 2, out, 0)
 	if _, err := r.e.Recover(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	internSymbols(t, r.e, recSyms)
-	if _, err := r.e.RegisterPattern(patAPIRegistered(t)[1]); err != nil {
-		t.Fatal(err)
-	}
-	p, err := r.e.NewPublisher("feed")
-	if err != nil {
-		t.Fatal(err)
-	}
-	evs := testEvents(2000, recSyms, 3)
-	publishRange(t, p, evs, 0, len(evs))
+	p, _ := r.e.NewPublisher("feed")
+	changes(r, p)
 	if err := p.Barrier(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.e.Checkpoint(context.Background()); err != nil {
-		t.Fatal(err)
+	// A crash: the publisher stays open and Stop gives up at once, so no
+	// final checkpoint is taken; recovery replays the WAL after the last.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = r.e.Stop(ctx)
+	r.w.Close()
+
+	r = openRig(t, dir, 2, out, 0)
+	rep, err := r.e.Recover(context.Background())
+	if err != nil {
+		t.Fatalf("recover: %v", err)
 	}
+	if rep.Events == 0 {
+		t.Fatal("recovery replayed nothing: the test does not show the WAL replay under the definitions")
+	}
+	list := r.e.ListPatterns()
+	var ids []string
+	for _, pi := range list {
+		ids = append(ids, fmt.Sprintf("%s:%v", pi.Spec.ID, pi.Active))
+	}
+	if got := strings.Join(ids, " "); got != "brk:true dip:true gone:false" {
+		t.Fatalf("patterns after recovery: %s", got)
+	}
+	internSymbols(t, r.e, recSyms)
+	off, _ := r.e.SourceOffset("feed")
+	p, _ = r.e.NewPublisher("feed")
+	publishRange(t, p, evs, int(off), len(evs))
 	p.Close()
 	stop(t, r.e)
 	r.w.Close()
-
-	r = openRig(t, dir, 2, &memOutput{}, 0)
-	_, err = r.e.Recover(context.Background())
-	if !errors.Is(err, ops.ErrRuntimePatternState) {
-		t.Fatalf("recover from a checkpoint with a registered pattern: %v", err)
+	got, dups := byKey(t, out.all())
+	if dups != 0 {
+		t.Fatalf("%d duplicate keys after recovery", dups)
 	}
-	t.Logf("refused: %v", err)
-	r.w.Close()
+	matches := map[uint16]int{}
+	for k, w := range want {
+		g, ok := got[k]
+		if !ok || !sameOutput(g, w) {
+			t.Fatalf("output %x: got %+v, want %+v", k, g, w)
+		}
+		if w.Kind == ops.OutPattern {
+			matches[w.Op]++
+		}
+	}
+	if len(got) != len(want) || matches[0] == 0 || matches[1] == 0 {
+		t.Fatalf("%d outputs, want %d; pattern matches by id %v", len(got), len(want), matches)
+	}
+	t.Logf("%d outputs equal, pattern matches by id %v, recovery replayed %d events", len(got), matches, rep.Events)
 }
 
 // Registering and removing patterns while a producer publishes: the

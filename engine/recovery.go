@@ -201,6 +201,11 @@ func (r *replayer) loadCheckpoint(ck *checkpoint.Checkpoint, walLast uint64) err
 			r.state[s.name] = s
 		}
 	}
+	if defs, ok := ck.Get(sectionDefs); ok {
+		if err := e.restoreDefs(defs); err != nil {
+			return err
+		}
+	}
 	for i, s := range e.shards {
 		sec, ok := ck.Get(shardSection(i))
 		if !ok {

@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -30,11 +31,13 @@ import (
 //
 // # Checkpoints
 //
-// Run-time changes are not recorded in checkpoints yet. A pipeline that had
-// one writes, after its other operator states, a record of its changes
-// which no pipeline loads: LoadState of such a snapshot fails with
-// ErrRuntimePatternState (recovery refuses rather than restoring state
-// under the wrong patterns).
+// A pipeline that had run-time changes writes, after its other operator
+// states, a record of them followed by the added detectors' states. Only a
+// pipeline with the same changes, made in the same order, loads it (the
+// engine records the changes in its checkpoints and makes them again
+// before loading: engine/defs.go); any other fails with
+// ErrRuntimePatternState rather than restoring state under the wrong
+// patterns.
 
 // Errors of AddPattern and RemovePattern (invalid specs wrap ErrPatternSpec).
 var (
@@ -44,7 +47,7 @@ var (
 	ErrNoPattern = errors.New("ops: no such active pattern")
 	// ErrRuntimePatternState is wrapped by LoadState errors of snapshots
 	// taken after patterns were added or removed at run time.
-	ErrRuntimePatternState = errors.New("ops: the snapshot was taken after patterns were added or removed at run time, which checkpoints do not record yet")
+	ErrRuntimePatternState = errors.New("ops: the snapshot was taken after patterns were added or removed at run time, and this pipeline has not had the same changes")
 )
 
 // patRuntime is the pipeline's record of run-time pattern changes.
@@ -92,8 +95,9 @@ func (p *Pipeline) runtime() *patRuntime {
 // detector: its per-symbol state for the symbols that appear, and for a
 // technical pattern or a sequence with indicator conditions an IndicatorSet
 // of MaxSlots symbols, as a configured pattern has. Call it from the
-// goroutine that owns the pipeline. The pattern is not recorded in
-// checkpoints (see the file comment).
+// goroutine that owns the pipeline. Its detector's state is in the
+// pipeline's snapshots, which load only into a pipeline that had the same
+// changes (see the file comment).
 func (p *Pipeline) AddPattern(spec PatternSpec) (uint16, error) {
 	if spec.Type == PatNewsImpact {
 		return 0, fmt.Errorf("%w: pattern %q: news_impact patterns are configured at start (--patterns); adding one at run time is not supported", ErrPatternSpec, spec.ID)
@@ -271,9 +275,29 @@ func (rt *patRuntime) dropRetired(dst []Output, first int) []Output {
 //	crc     u32, CRC-32C of every byte above
 const patRuntimeMagic = "QPRT"
 
-// AppendState appends the record of the run-time changes.
+// AppendState appends the record of the run-time changes, then the state
+// of each added pattern's detector (u64 length, its AppendState) in Op
+// order.
 func (rt *patRuntime) AppendState(dst []byte) []byte {
 	start := len(dst)
+	dst = rt.appendHeader(dst)
+	le := binary.LittleEndian
+	for _, a := range rt.added {
+		at := len(dst)
+		dst = le.AppendUint64(dst, 0)
+		if a.pat != nil {
+			dst = a.pat.AppendState(dst)
+		} else {
+			dst = a.seq.AppendState(dst)
+		}
+		le.PutUint64(dst[at:], uint64(len(dst)-at-8))
+	}
+	return le.AppendUint32(dst, crc32.Checksum(dst[start:], pipeCRCTable))
+}
+
+// appendHeader appends the list of the changes (the record without the
+// detectors' states and the CRC).
+func (rt *patRuntime) appendHeader(dst []byte) []byte {
 	le := binary.LittleEndian
 	dst = append(dst, patRuntimeMagic...)
 	dst = le.AppendUint16(dst, 1)
@@ -297,11 +321,47 @@ func (rt *patRuntime) AppendState(dst []byte) []byte {
 		n++
 	}
 	le.PutUint32(dst[at:], uint32(n))
-	return le.AppendUint32(dst, crc32.Checksum(dst[start:], pipeCRCTable))
+	return dst
 }
 
-// LoadState refuses: run-time changes cannot be restored yet.
-func (rt *patRuntime) LoadState([]byte) error { return ErrRuntimePatternState }
+// LoadState accepts only the record of the same run-time changes, which
+// the engine makes again, in order, before it loads a checkpoint (see
+// engine/defs.go), and then loads the added detectors' states; a pipeline
+// without the changes refuses it (Pipeline.LoadState). Before it,
+// Pipeline.LoadState gives the added pattern sets the snapshot's slots.
+func (rt *patRuntime) LoadState(src []byte) error {
+	le := binary.LittleEndian
+	if len(src) < 4 || le.Uint32(src[len(src)-4:]) != crc32.Checksum(src[:len(src)-4], pipeCRCTable) {
+		return fmt.Errorf("%w: run-time record: checksum mismatch", ErrPipelineState)
+	}
+	src = src[:len(src)-4]
+	head := rt.appendHeader(nil)
+	if !bytes.HasPrefix(src, head) {
+		return ErrRuntimePatternState
+	}
+	src = src[len(head):]
+	for _, a := range rt.added {
+		if len(src) < 8 || uint64(len(src)-8) < le.Uint64(src) {
+			return fmt.Errorf("%w: run-time record: truncated", ErrPipelineState)
+		}
+		n := le.Uint64(src)
+		st := src[8 : 8+n]
+		src = src[8+n:]
+		var err error
+		if a.pat != nil {
+			err = a.pat.LoadState(st)
+		} else {
+			err = a.seq.LoadState(st)
+		}
+		if err != nil {
+			return fmt.Errorf("run-time pattern %d: %w", a.op, err)
+		}
+	}
+	if len(src) != 0 {
+		return fmt.Errorf("%w: run-time record: %d trailing bytes", ErrPipelineState, len(src))
+	}
+	return nil
+}
 
 // patRuntimeInState reports whether a pipeline snapshot body (without its
 // CRC) of nslots slots and nsubs operator states holds a run-time record,

@@ -156,6 +156,31 @@ func (p *Pipeline) LoadState(src []byte) error {
 		}
 		defer func() { p.pat.loadSyms = nil }()
 	}
+	if p.rt != nil {
+		// The run-time patterns' detectors too (pattern_api.go); a
+		// sequence set's slots must hold the snapshot's.
+		loadSyms := make([]codec.Symbol, nslots)
+		for i := range loadSyms {
+			loadSyms[i] = codec.Symbol(le.Uint32(syms[4*i:]))
+		}
+		for _, a := range p.rt.added {
+			if a.pat != nil {
+				a.pat.loadSyms = loadSyms
+				if nslots > len(a.pat.slots) {
+					a.pat.growSlots(nslots - 1)
+				}
+			} else if nslots > 0 {
+				p.growSeqSlots(a.seq, nslots-1)
+			}
+		}
+		defer func() {
+			for _, a := range p.rt.added {
+				if a.pat != nil {
+					a.pat.loadSyms = nil
+				}
+			}
+		}()
+	}
 	var backup [][]byte
 	if len(subs) > 1 {
 		backup = make([][]byte, len(subs))
