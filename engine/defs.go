@@ -7,8 +7,8 @@ import (
 	"qstream/ops"
 )
 
-// Run-time definitions: windows created and patterns registered or removed
-// through the API change the shards' operators, so a checkpoint's shard
+// Run-time definitions: windows created, patterns registered or removed and
+// the stream's filter and transform set through the API change the shards' operators, so a checkpoint's shard
 // state only loads into operators built the same way. The engine keeps the
 // list of these changes in order, writes it into every checkpoint (section
 // "defs") and, on recovery, applies it to the fresh processors before their
@@ -26,10 +26,11 @@ const sectionDefs = "defs"
 
 // definition is one run-time change, as the checkpoint stores it (JSON).
 type definition struct {
-	Kind    string           `json:"kind"` // "window", "pattern", "remove_pattern"
+	Kind    string           `json:"kind"` // "window", "pattern", "remove_pattern", "filter", "transform"
 	Window  string           `json:"window,omitempty"`
 	Pattern *ops.PatternSpec `json:"pattern,omitempty"`
-	ID      int              `json:"id,omitempty"` // remove_pattern: the pattern's id
+	ID      int              `json:"id,omitempty"`   // remove_pattern: the pattern's id
+	Expr    string           `json:"expr,omitempty"` // filter, transform ("" removes)
 }
 
 // lockDefs serialises a definition change with checkpoints and returns the
@@ -98,6 +99,8 @@ func (e *Engine) restoreDefs(data []byte) error {
 			_, err = e.applyPattern(*d.Pattern)
 		case "remove_pattern":
 			err = e.applyRemovePattern(PatternID(d.ID))
+		case "filter", "transform":
+			err = e.applyStream(d)
 		default:
 			err = fmt.Errorf("unknown kind %q", d.Kind)
 		}

@@ -302,8 +302,9 @@ func TestPatternAPIErrors(t *testing.T) {
 	}
 }
 
-// Run-time definitions come back with recovery: a window created and two
-// patterns registered (one of them removed) while the engine runs, each
+// Run-time definitions come back with recovery: a window created, a filter
+// and a transform set, and patterns registered (one of them removed) while
+// the engine runs, each
 // made durable by the checkpoint the call takes, then a crash (no final
 // checkpoint) and a recovery that replays the WAL after it. The outputs by
 // key equal one uninterrupted run that makes the same calls at the same
@@ -337,6 +338,15 @@ func TestRecoverBringsBackRunTimeDefinitions(t *testing.T) {
 		settle(r, p)
 		if _, err := r.e.CreateWindow(win[0]); err != nil {
 			t.Fatal(err)
+		}
+		if err := r.e.FilterStream(DefaultStream, "kind != trade or volume < 90"); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.e.TransformStream(DefaultStream, "volume = volume * 2"); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.e.FilterStream("other", "price > 0"); !errors.Is(err, ErrUnknownStream) {
+			t.Fatalf("another stream: %v", err)
 		}
 		if _, err := r.e.RegisterPattern(brk[0]); err != nil {
 			t.Fatal(err)
@@ -429,6 +439,18 @@ func TestRecoverBringsBackRunTimeDefinitions(t *testing.T) {
 		if w.Kind == ops.OutPattern {
 			matches[w.Op]++
 		}
+	}
+	filtered := 0
+	for _, w := range want {
+		if w.Kind == ops.OutIndicators && w.Seq > 1024 {
+			// Filtered (volume < 90) and then transformed (× 2).
+			if w.Volume >= 180 || math.Mod(w.Volume, 2) != 0 {
+				filtered++
+			}
+		}
+	}
+	if filtered != 0 {
+		t.Fatalf("%d indicator outputs after the filter and transform that neither explains", filtered)
 	}
 	if len(got) != len(want) || matches[0] == 0 || matches[1] == 0 {
 		t.Fatalf("%d outputs, want %d; pattern matches by id %v", len(got), len(want), matches)

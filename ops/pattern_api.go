@@ -194,7 +194,7 @@ func (p *Pipeline) onEventRuntime(ev *codec.Event, watermarkNs int64, dst []Outp
 	rt := p.rt
 	first := len(dst)
 	p.rt = nil
-	dst, reason := p.OnEvent(ev, watermarkNs, dst)
+	dst, reason := p.onEvent(ev, watermarkNs, dst)
 	p.rt = rt
 	switch ev.Kind {
 	case codec.KindTrade, codec.KindQuote, codec.KindBar:

@@ -43,6 +43,9 @@ type PipelineConfig struct {
 	News *news.Analyzer
 	// Events makes signal, system and custom events event lines (OutEvent).
 	Events bool
+	// Filter and Transform are the stream's filter and transform
+	// (filter.go), run before every operator; empty: none.
+	Filter, Transform string
 }
 
 // Pipeline is one shard's operator chain: quote state, indicators, windows
@@ -67,6 +70,10 @@ type Pipeline struct {
 	seq     *seqSet     // nil without sequence patterns (sequence.go)
 	nimp    *newsImpactSet
 	text    textState
+	flt     *Filter    // the stream's filter (filter.go); nil: every event
+	xf      *Transform // the stream's transform; nil: none
+	xfEv    codec.Event
+	nfilt   uint64 // events the filter stopped
 	subsBuf []stateful // subStates' result, reused
 
 	mov *movementSet // nil without movement specs (movement.go)
@@ -154,6 +161,12 @@ func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
 	if err := p.initMovements(); err != nil {
 		return nil, err
 	}
+	if err := p.SetFilter(cfg.Filter); err != nil {
+		return nil, err
+	}
+	if err := p.SetTransform(cfg.Transform); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -200,9 +213,20 @@ func (p *Pipeline) Symbols() int { return p.nslots }
 // still have updated state that does not depend on event time (indicators,
 // which follow arrival order) and windows that accepted it.
 func (p *Pipeline) OnEvent(ev *codec.Event, watermarkNs int64, dst []Output) ([]Output, codec.Reason) {
+	if p.flt != nil || p.xf != nil {
+		var reason codec.Reason
+		if ev, reason = p.prefilter(ev); ev == nil {
+			return dst, reason
+		}
+	}
 	if p.rt != nil {
 		return p.onEventRuntime(ev, watermarkNs, dst)
 	}
+	return p.onEvent(ev, watermarkNs, dst)
+}
+
+// onEvent is OnEvent after the stream's filter and transform.
+func (p *Pipeline) onEvent(ev *codec.Event, watermarkNs int64, dst []Output) ([]Output, codec.Reason) {
 	switch ev.Kind {
 	case codec.KindTrade, codec.KindQuote:
 	case codec.KindBar:
