@@ -408,16 +408,20 @@ func transformAssign(toks []string) (func(*codec.Event), error) {
 // prefilter runs the stream's filter and transform on ev: nil when the
 // filter stops it or the transform made it invalid (with the reason), else
 // the event to process (a transformed copy).
-func (p *Pipeline) prefilter(ev *codec.Event) (*codec.Event, codec.Reason) {
+//
+// The closures see a copy in the pipeline, never the caller's event: an
+// event handed to a function value escapes, and the caller's would then be
+// allocated on every call.
+func (p *Pipeline) prefilter(in *codec.Event) (*codec.Event, codec.Reason) {
+	p.xfEv = *in
+	ev := &p.xfEv
 	if p.flt != nil && !p.flt.Pass(ev, p.cfg.SymbolNames) {
 		p.nfilt++
 		return nil, codec.ReasonNone
 	}
-	if p.xf == nil || ev.Kind == codec.KindWatermark {
+	if p.xf == nil {
 		return ev, codec.ReasonNone
 	}
-	p.xfEv = *ev
-	ev = &p.xfEv
 	p.xf.Apply(ev)
 	if ev.Kind == codec.KindTrade {
 		if !(ev.Price > 0) || math.IsInf(ev.Price, 0) {

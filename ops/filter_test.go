@@ -40,8 +40,8 @@ func TestFilter(t *testing.T) {
 		{"symbol == BTC-USD", "000100"},
 		{"symbol in (AAPL, MSFT) and kind == trade", "110000"},
 		{"symbol != AAPL", "010101"},
-		{"spread < 0.5", "001000"},  // a quote without an ask has no spread: NaN is false
-		{"bid != 0", "001001"},      // only set bids compare
+		{"spread < 0.5", "001000"}, // a quote without an ask has no spread: NaN is false
+		{"bid != 0", "001001"},     // only set bids compare
 		{"mid >= 190", "001000"},
 		{"volume >= 100 or price > 40000", "100100"},
 		{"kind == trade and volume < 10 or kind == news", "010110"},

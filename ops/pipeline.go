@@ -73,7 +73,7 @@ type Pipeline struct {
 	flt     *Filter    // the stream's filter (filter.go); nil: every event
 	xf      *Transform // the stream's transform; nil: none
 	xfEv    codec.Event
-	nfilt   uint64 // events the filter stopped
+	nfilt   uint64     // events the filter stopped
 	subsBuf []stateful // subStates' result, reused
 
 	mov *movementSet // nil without movement specs (movement.go)

@@ -87,9 +87,12 @@ func bytesString(b []byte) string { return unsafe.String(unsafe.SliceData(b), le
 // a signal, system or custom event becomes an event line when
 // PipelineConfig.Events is set. Other events go to OnEvent.
 func (p *Pipeline) OnText(ev *codec.Event, text []byte, watermarkNs int64, dst []Output) ([]Output, codec.Reason) {
-	if p.flt != nil && !p.flt.Pass(ev, p.cfg.SymbolNames) {
-		p.nfilt++
-		return dst, codec.ReasonNone
+	if p.flt != nil {
+		p.xfEv = *ev // the filter sees a copy (see prefilter)
+		if !p.flt.Pass(&p.xfEv, p.cfg.SymbolNames) {
+			p.nfilt++
+			return dst, codec.ReasonNone
+		}
 	}
 	switch ev.Kind {
 	case codec.KindNews:
