@@ -91,7 +91,6 @@ func trimPrefix(err error) error {
 		}
 	}
 	msg = strings.TrimPrefix(msg, "engine: ")
-	msg = strings.TrimPrefix(msg, "--sink ")
 	return errors.New(msg)
 }
 
@@ -192,7 +191,14 @@ func (d *decoder) stream(c *Config, s *StreamConfig, p string) {
 		ip := p + ".sinks[" + strconv.Itoa(i) + "]"
 		name, err := checkSink(u)
 		if err != nil {
-			d.failErr(ip, trimPrefix(err))
+			// The path and line say which sink: drop "--sink URI: ".
+			msg := err.Error()
+			if rest, ok := strings.CutPrefix(msg, "--sink "); ok {
+				if _, after, ok := strings.Cut(rest, ": "); ok {
+					msg = after
+				}
+			}
+			d.fail(d.line(ip), ip, "%s", msg)
 			continue
 		}
 		if first, dup := seenSinks[name]; dup {
