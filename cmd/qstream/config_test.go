@@ -272,7 +272,7 @@ func TestFindConfigFlag(t *testing.T) {
 		{[]string{"--config", "f.yaml", "--count", "5"}, 0, "f.yaml", 2, false},
 		{[]string{"--count", "5", "-config=f.yaml"}, 2, "f.yaml", 1, false},
 		{[]string{"--output", "--config", "--count", "5"}, -1, "", 0, false}, // --config is --output's value
-		{[]string{"--tcp-ack", "--config", "f.yaml"}, 1, "f.yaml", 2, false},  // a boolean takes no value
+		{[]string{"--tcp-ack", "--config", "f.yaml"}, 1, "f.yaml", 2, false}, // a boolean takes no value
 		{[]string{"--count", "5", "--", "--config", "f.yaml"}, -1, "", 0, false},
 		{[]string{"--config", "a", "--config", "b"}, 0, "", 0, true},
 	} {
