@@ -354,3 +354,27 @@ func FuzzParse(f *testing.F) {
 		c.Cleanup()
 	})
 }
+
+// TestConfigReadmeExample: the configuration shown in README.md checks.
+func TestConfigReadmeExample(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(readme), "### Configuration file")
+	if !ok {
+		t.Fatal(`README.md has no "Configuration file" section`)
+	}
+	_, rest, ok = strings.Cut(rest, "```yaml\n")
+	block, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("no yaml block in the section")
+	}
+	c, err := Parse("README.md", ".", []byte(block))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Streams) != 1 || len(c.Streams[0].Sinks) != 2 || len(c.Streams[0].Patterns) != 1 {
+		t.Fatalf("README example: %+v", c.Streams)
+	}
+}
