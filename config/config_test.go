@@ -378,3 +378,21 @@ func TestConfigReadmeExample(t *testing.T) {
 		t.Fatalf("README example: %+v", c.Streams)
 	}
 }
+
+// TestParseStream reads one StreamConfig on its own, as JSON.
+func TestParseStream(t *testing.T) {
+	s, err := ParseStream("body", ".", []byte(`{"name":"s1","source":{"synthetic":{"rate":0}},"windows":["tumbling:1m:avg"],"processing_mode":"micro-batch"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Name != "s1" || s.ProcessingMode != "micro-batch" || s.Source.Synthetic.Rate != 0 || s.Source.Synthetic.Symbols != 100 || s.BatchSize != 256 {
+		t.Fatalf("%+v", s)
+	}
+	_, err = ParseStream("body", ".", []byte("{\"name\":\"s1\",\n\"windows\":[\"tumbling:0s:avg\"]}"))
+	if err == nil || err.Error() != `body:2: windows[0]: "tumbling:0s:avg": size: duration "0s" outside 1ns..366d` {
+		t.Fatalf("error %v", err)
+	}
+	if _, err := ParseStream("body", ".", []byte(`{"nme":"x"}`)); err == nil || !strings.HasPrefix(err.Error(), "body:1: nme: unknown field") {
+		t.Fatalf("error %v", err)
+	}
+}

@@ -174,7 +174,9 @@ var yamlParserErrs = map[string]bool{
 	"found undefined tag handle":             true,
 }
 
-func (d *decoder) document(data []byte, c *Config) {
+// root parses data and returns its root node, or nil after reporting
+// why there is none.
+func (d *decoder) root(data []byte) *yaml.Node {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		msg := err.Error()
@@ -184,18 +186,26 @@ func (d *decoder) document(data []byte, c *Config) {
 				line = min(line+1, lastLine(data))
 			}
 			d.fail(line, "", "YAML: %s", m[2])
-			return
+			return nil
 		}
 		d.fail(0, "", "YAML: %s", strings.TrimPrefix(msg, "yaml: "))
-		return
+		return nil
 	}
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
 		d.fail(0, "", "empty file: want a mapping with at least streams (see `qstream config example`)")
-		return
+		return nil
 	}
 	root := doc.Content[0]
 	if root.Kind == yaml.ScalarNode && root.ShortTag() == "!!null" {
 		d.fail(root.Line, "", "empty file: want a mapping with at least streams (see `qstream config example`)")
+		return nil
+	}
+	return root
+}
+
+func (d *decoder) document(data []byte, c *Config) {
+	root := d.root(data)
+	if root == nil {
 		return
 	}
 	d.value(root, reflect.ValueOf(c).Elem(), "", 0)
@@ -206,6 +216,32 @@ func (d *decoder) document(data []byte, c *Config) {
 			d.fail(root.Line, "", "no streams: want a list under streams (see `qstream config example`)")
 		}
 	}
+}
+
+// ParseStream reads one stream on its own: a StreamConfig mapping, as an
+// item of a file's streams list (the body that a POST /api/streams would
+// take), with the engine-wide defaults. Its errors are Load's, with paths
+// relative to the stream ("windows[1]"); relative input paths are
+// resolved against dir.
+func ParseStream(name, dir string, data []byte) (*StreamConfig, error) {
+	d := &decoder{file: name, lines: map[string]int{}}
+	c := Default()
+	c.file, c.dir = name, dir
+	const at = "streams[0]"
+	if root := d.root(data); root != nil {
+		c.Streams = []StreamConfig{DefaultStream()}
+		d.value(root, reflect.ValueOf(&c.Streams[0]).Elem(), at, 0)
+	}
+	if len(d.errs) == 0 {
+		d.validate(&c)
+	}
+	if len(d.errs) > 0 {
+		for _, e := range d.errs {
+			e.Path = strings.TrimPrefix(strings.TrimPrefix(e.Path, at), ".")
+		}
+		return nil, d.errs
+	}
+	return &c.Streams[0], nil
 }
 
 func lastLine(data []byte) int {

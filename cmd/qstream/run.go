@@ -62,7 +62,7 @@ func runFlagSet(f *runFlags, stderr io.Writer) *flag.FlagSet {
 	f.feeds.register(fs)
 	f.durable.register(fs)
 	f.sinks.register(fs, 10*time.Second, true)
-	fs.String("config", "", "configuration file (qstream config example prints one): its stream's settings take the place of --config, so flags after it override them; expanded before parsing (config.go)")
+	fs.String("config", "", "configuration file (qstream config example prints one): its stream's settings take the place of --config, so flags after it override them (README \"Configuration file\")")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, `Usage: qstream run [flags]
 
