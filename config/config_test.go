@@ -175,6 +175,7 @@ func TestConfigErrors(t *testing.T) {
 		{"policy", "streams:\n  - error_handling:\n      policy: log\n      dead_letter_dir: d\n",
 			`f.yaml:4: streams[0].error_handling.dead_letter_dir: policy log keeps no dead-letter segments: leave dead_letter_dir out`},
 		{"emit", "streams:\n  - emit: [indicators, stats]\n", `f.yaml:2: streams[0].emit[1]: "stats": want indicators, windows, patterns, movements, news, events, all`},
+		{"emit all and more", "streams:\n  - emit: [all, windows]\n", `f.yaml:2: streams[0].emit: all goes alone: it is every output`},
 		{"wait", "wait: busy\nstreams: [{}]\n", `f.yaml:1: wait: "busy" (want spin, yield or park)`},
 		{"merge key", "base: &b {name: a}\nstreams: [{<<: *b}]\n", `f.yaml:1: base: unknown field`},
 		{"several errors", "streams:\n  - parallelism: x\n    batch_size: y\n",
@@ -394,5 +395,20 @@ func TestParseStream(t *testing.T) {
 	}
 	if _, err := ParseStream("body", ".", []byte(`{"nme":"x"}`)); err == nil || !strings.HasPrefix(err.Error(), "body:1: nme: unknown field") {
 		t.Fatalf("error %v", err)
+	}
+}
+
+// TestConfigEmptyPatternsWithFile: `patterns: []` (as the example has it)
+// beside a patterns_file is no inline list.
+func TestConfigEmptyPatternsWithFile(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "p.yaml"), []byte("- {id: v, type: volume_spike, multiplier: 3, baseline: 1m}\n"), 0o644)
+	c, err := Parse("q.yaml", dir, []byte("streams:\n  - patterns: []\n    patterns_file: p.yaml\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	args, _ := c.RunArgs(0)
+	if !slices.Contains(args, "--patterns="+filepath.Join(dir, "p.yaml")) {
+		t.Fatalf("RunArgs %q", args)
 	}
 }

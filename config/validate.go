@@ -213,6 +213,9 @@ func (d *decoder) stream(c *Config, s *StreamConfig, p string) {
 			d.fail(d.line(ip), ip, "%q: want %s", e, strings.Join(EmitNames, ", "))
 		}
 	}
+	if len(s.Emit) > 1 && slices.Contains(s.Emit, "all") {
+		d.fail(d.line(p+".emit"), p+".emit", "all goes alone: it is every output")
+	}
 	if len(s.Emit) == 0 {
 		d.fail(d.line(p+".emit"), p+".emit", "empty: want at least one of %s", strings.Join(EmitNames, ", "))
 	}
@@ -275,6 +278,7 @@ func checkSink(raw string) (string, error) {
 // that keeps the file's lines) or the patterns file.
 func (d *decoder) patternsCheck(c *Config, s *StreamConfig, p string) {
 	doc, inline := d.patternDocs[p+".patterns"]
+	inline = inline && len(s.Patterns) > 0 // patterns: [] is none
 	if inline && s.PatternsFile != "" {
 		d.fail(d.line(p+".patterns_file"), p+".patterns_file", "give patterns inline or in patterns_file, not both")
 		return
@@ -290,7 +294,7 @@ func (d *decoder) patternsCheck(c *Config, s *StreamConfig, p string) {
 		}
 		return
 	}
-	if !inline || len(s.Patterns) == 0 {
+	if !inline {
 		return
 	}
 	_, err := ops.ParsePatternsFile("inline.yaml", doc)
