@@ -5,6 +5,7 @@
 //	qstream replay   a file, capture or WAL through the operators, as JSON Lines
 //	qstream wal      inspect a write-ahead log
 //	qstream dlq      list, show and re-inject dead letters
+//	qstream config   print an example configuration file or check one
 package main
 
 import (
@@ -27,6 +28,7 @@ func init() {
 		{"replay", "replay a file or capture through the operators and emit JSON Lines", cmdReplay},
 		{"wal", "inspect a WAL directory: segments, LSN ranges, checkpoints, corruption", cmdWAL},
 		{"dlq", "list, show and re-inject dead letters", cmdDLQ},
+		{"config", "print an example configuration file (example) or validate one (check FILE)", cmdConfig},
 	}
 }
 

@@ -62,6 +62,7 @@ func runFlagSet(f *runFlags, stderr io.Writer) *flag.FlagSet {
 	f.feeds.register(fs)
 	f.durable.register(fs)
 	f.sinks.register(fs, 10*time.Second, true)
+	fs.String("config", "", "configuration file (qstream config example prints one): its stream's settings take the place of --config, so flags after it override them (README \"Configuration file\")")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, `Usage: qstream run [flags]
 
@@ -96,6 +97,12 @@ Flags:
 }
 
 func cmdRun(args []string, stdout, stderr io.Writer) int {
+	args, cleanup, err := expandRunConfig(args) // --config FILE (config.go)
+	if err != nil {
+		fmt.Fprintf(stderr, "qstream run: %v\n", err)
+		return 2
+	}
+	defer cleanup()
 	var f runFlags
 	fs := runFlagSet(&f, stderr)
 	if err := fs.Parse(args); err != nil {
