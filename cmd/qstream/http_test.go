@@ -220,6 +220,7 @@ func TestHTTPEndToEnd(t *testing.T) {
 	if v := scrapeValue(t, base, "qstream_paused"); v != 1 {
 		t.Fatalf("qstream_paused %v while paused", v)
 	}
+	b.waitLine("PAUSED (control API)", 10*time.Second) // the status line says so
 	if code, body := httpDo(t, "POST", base+"/api/streams/default/resume"); code != 200 || !strings.Contains(string(body), `"state":"running"`) {
 		t.Fatalf("resume: %d %s", code, body)
 	}

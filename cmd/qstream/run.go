@@ -538,6 +538,9 @@ func (s *status) print(final bool) {
 	if s.archives != nil {
 		s.archives.status(&b)
 	}
+	if s.e.Paused() {
+		b.WriteString(" | PAUSED (control API)")
+	}
 	fmt.Fprintln(s.w, b.String())
 	s.last, s.lastTime = st, now
 }
