@@ -302,7 +302,7 @@ func TestMetrics(t *testing.T) {
 	}
 	// The watermark is the newest trade's time (no out-of-orderness) and
 	// the server's clock is base+2s.
-	wantLag := base.Add(2*time.Second).Sub(base.Add(time.Duration(n)*time.Microsecond)).Seconds()
+	wantLag := base.Add(2 * time.Second).Sub(base.Add(time.Duration(n) * time.Microsecond)).Seconds()
 	if got, ok := metricLine(text, "qstream_watermark_lag_seconds", `stream="test-stream"`); !ok || math.Abs(got-wantLag) > 1e-9 {
 		t.Fatalf("watermark lag %v (%v), want %v", got, ok, wantLag)
 	}

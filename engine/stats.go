@@ -32,7 +32,7 @@ type DurabilityStats struct {
 type ShardStats struct {
 	Messages    uint64
 	WatermarkNs int64 // the shard's event-time watermark; math.MinInt64 before the first
-	InputLen    int // values waiting in the shard's input rings
+	InputLen    int   // values waiting in the shard's input rings
 	InputCap    int
 	OutputLen   int
 	OutputCap   int
