@@ -33,7 +33,7 @@ var base = time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
 // tumbling:1m:avg window and a volume_spike pattern), one publisher feeding
 // trades, and the control server over httptest.
 type fixture struct {
-	t      *testing.T
+	t      testing.TB
 	eng    *engine.Engine
 	pub    *engine.Publisher
 	srv    *Server
@@ -43,7 +43,7 @@ type fixture struct {
 	now    atomic.Int64         // the server's clock (Options.Now), Unix ns
 }
 
-func newFixture(t *testing.T, mod func(*Options)) *fixture {
+func newFixture(t testing.TB, mod func(*Options)) *fixture {
 	t.Helper()
 	symbols := codec.NewSymbolTable(64)
 	windows, err := ops.ParseWindowSpecs("tumbling:1m:avg")
@@ -692,4 +692,24 @@ func TestRunSamples(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// BenchmarkScrape measures one /metrics scrape of a two-shard engine that
+// has processed trades (the cost is paid per scrape, never per event), and
+// checks that the scrape holds the message counter.
+func BenchmarkScrape(b *testing.B) {
+	f := newFixture(b, nil)
+	f.trades(1000)
+	f.waitProcessed(1000)
+	req := httptest.NewRequest("GET", "/metrics", nil)
+	b.ReportAllocs()
+	var body string
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		f.srv.Handler().ServeHTTP(w, req)
+		body = w.Body.String()
+	}
+	if v, ok := metricLine(body, "qstream_messages_total", `feed="trades"`); !ok || v != 1000 {
+		b.Fatalf("scrape: qstream_messages_total %v (%v), want 1000", v, ok)
+	}
 }
