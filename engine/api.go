@@ -77,6 +77,10 @@ func (s *shard) post(c control) {
 	s.ctlFlag.Store(true)
 	s.ctl.mu.Unlock()
 	s.waiter.Wake()
+	// A paused shard waits on the pause condition, not on its waiter.
+	s.e.pauseMu.Lock()
+	s.e.pauseCv.Broadcast()
+	s.e.pauseMu.Unlock()
 }
 
 // runControl runs the pending control functions on the shard goroutine.
@@ -245,4 +249,36 @@ func sortWindowStats(s []ops.SymbolWindowStats) {
 		}
 		return cmp.Compare(a.StartNs, b.StartNs)
 	})
+}
+
+// WindowInfo describes one window operator of the shards' pipelines.
+type WindowInfo struct {
+	ID   WindowID
+	Spec ops.WindowSpec
+}
+
+// WindowLister is a Processor that lists its window operators.
+// *ops.Pipeline implements it.
+type WindowLister interface {
+	Windows() []*ops.WindowOperator
+}
+
+// ListWindows returns the window operators, configured and created at run
+// time, by id. Every shard has the same ones: it asks the first.
+func (e *Engine) ListWindows() ([]WindowInfo, error) {
+	var out []WindowInfo
+	err := e.onShards(func(i int, p Processor) error {
+		if i != 0 {
+			return nil
+		}
+		l, ok := p.(WindowLister)
+		if !ok {
+			return ErrNoWindowHost
+		}
+		for _, w := range l.Windows() {
+			out = append(out, WindowInfo{ID: WindowID(w.Op()), Spec: w.Spec()})
+		}
+		return nil
+	})
+	return out, err
 }

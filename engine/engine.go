@@ -77,6 +77,7 @@ type Engine struct {
 	recovering bool                   // Recover runs: Start leaves the periodic checkpoints to it
 
 	patterns *patternRegistry // api_patterns.go; nil when the processors cannot host patterns
+	latTotal latencyTotals    // latency.go: what Latency(true) cleared
 }
 
 // New builds an engine: its symbol table, its shards with their processors
@@ -170,6 +171,7 @@ func (e *Engine) newPublisher(name string, replay bool) (*Publisher, error) {
 		sentWmNs: minInt64,
 		ooNs:     int64(e.cfg.OutOfOrderness),
 	}
+	p.maxTsPub.Store(minInt64)
 	if err := e.initPublisher(p, replay); err != nil {
 		return nil, err
 	}
@@ -367,10 +369,13 @@ func (e *Engine) DeadLetterOutput(o *ops.Output, reason codec.Reason, err error)
 	}
 }
 
-// waitForResume blocks a shard while the engine is paused.
-func (e *Engine) waitForResume() {
+// waitForResume blocks a shard while the engine is paused. It returns
+// early when ctl is set (the shard's control mailbox has work: the window
+// and pattern API answer while the engine is paused); the shard runs it and
+// waits again.
+func (e *Engine) waitForResume(ctl *atomic.Bool) {
 	e.pauseMu.Lock()
-	for e.paused.Load() && !e.stopping.Load() {
+	for e.paused.Load() && !e.stopping.Load() && !ctl.Load() {
 		e.pauseCv.Wait()
 	}
 	e.pauseMu.Unlock()

@@ -84,14 +84,17 @@ type LatencySnapshot struct {
 // Latency merges every shard's histograms. With reset it clears them, for
 // interval reporting (the status line).
 func (e *Engine) Latency(reset bool) LatencySnapshot {
-	var merged [stageCount]*hdr.Histogram
-	for i := range merged {
-		merged[i] = hdr.New(latencyMinNs, latencyMaxNs, latencySigFigs)
-	}
+	merged := newStageHistograms()
+	e.latTotal.mu.Lock()
 	for _, s := range e.shards {
 		s.lat.mergeInto(&merged, reset)
 	}
 	e.collector.lat.mergeInto(&merged, reset)
+	if reset {
+		// What the reset clears stays in the totals (LatencyHistograms).
+		e.latTotal.fold(&merged)
+	}
+	e.latTotal.mu.Unlock()
 	var snap LatencySnapshot
 	for i, h := range merged {
 		snap.Stages[i] = Quantiles{
@@ -103,4 +106,78 @@ func (e *Engine) Latency(reset bool) LatencySnapshot {
 		}
 	}
 	return snap
+}
+
+func newStageHistograms() [stageCount]*hdr.Histogram {
+	var h [stageCount]*hdr.Histogram
+	for i := range h {
+		h[i] = hdr.New(latencyMinNs, latencyMaxNs, latencySigFigs)
+	}
+	return h
+}
+
+// latencyTotals keep what Latency(true) cleared from the recorders, so that
+// LatencyHistograms can report the latency since the engine was built while
+// the status line reports it per interval. mu also orders a reset against a
+// reader, so that nothing is counted twice or missed.
+type latencyTotals struct {
+	mu sync.Mutex
+	h  [stageCount]*hdr.Histogram // nil until the first reset
+}
+
+// fold adds merged to the totals. The caller holds mu.
+func (t *latencyTotals) fold(merged *[stageCount]*hdr.Histogram) {
+	if t.h[0] == nil {
+		t.h = newStageHistograms()
+	}
+	for i, h := range merged {
+		t.h[i].Merge(h)
+	}
+}
+
+// LatencyBuckets is the cumulative latency distribution of one stage since
+// the engine was built, in the shape of a Prometheus histogram.
+type LatencyBuckets struct {
+	Count int64
+	SumNs float64 // estimated from the recorded values (mean × count), at the histogram's precision
+	// Cumulative[i] counts the latencies ≤ the i-th bound given to
+	// LatencyHistograms (at the recorder's precision, 3 significant digits).
+	Cumulative []uint64
+}
+
+// LatencyHistograms returns, per stage (StageNames), the latency recorded
+// since the engine was built, counted into the upper bounds boundsNs
+// (ascending). Unlike Latency it never resets anything, so it can be
+// scraped while the status line takes interval snapshots. It allocates
+// (a merged histogram per stage): call it per scrape, not per event.
+func (e *Engine) LatencyHistograms(boundsNs []int64) [stageCount]LatencyBuckets {
+	merged := newStageHistograms()
+	e.latTotal.mu.Lock()
+	for _, s := range e.shards {
+		s.lat.mergeInto(&merged, false)
+	}
+	e.collector.lat.mergeInto(&merged, false)
+	if e.latTotal.h[0] != nil {
+		for i, h := range e.latTotal.h {
+			merged[i].Merge(h)
+		}
+	}
+	e.latTotal.mu.Unlock()
+	var out [stageCount]LatencyBuckets
+	for i, h := range merged {
+		lb := LatencyBuckets{Count: h.TotalCount(), Cumulative: make([]uint64, len(boundsNs))}
+		lb.SumNs = h.Mean() * float64(lb.Count)
+		for _, bar := range h.Distribution() {
+			if bar.Count == 0 {
+				continue
+			}
+			// A bar holds the values of [From, To]: it counts under every
+			// bound at or above its highest equivalent value.
+			for j := len(boundsNs) - 1; j >= 0 && boundsNs[j] >= bar.To; j-- {
+				lb.Cumulative[j] += uint64(bar.Count)
+			}
+		}
+		out[i] = lb
+	}
+	return out
 }

@@ -57,6 +57,7 @@ type Publisher struct {
 	frame     []byte // WAL frame buffer, reused
 	nowNs     int64  // ingest stamp for the current batch; 0 = read the clock on next Publish
 	maxTsNs   int64
+	maxTsPub  atomic.Int64 // maxTsNs for readers (Engine.Publishers), stored when the watermark moves
 	sentWmNs  int64
 	lastSeq   uint64
 	lastLSN   uint64
@@ -281,6 +282,7 @@ func (p *Publisher) flush() error {
 				return err
 			}
 			p.broadcastWatermark(wm)
+			p.maxTsPub.Store(p.maxTsNs)
 			p.idle = false
 		}
 	}

@@ -66,6 +66,9 @@ type shard struct {
 	wm     *ops.WatermarkTracker
 	wmNs   int64 // shard watermark, monotone
 	outBuf []ops.Output
+	// wmPub is wmNs for readers off the shard goroutine (Stats), stored
+	// when the watermark moves.
+	wmPub atomic.Int64
 
 	progress atomic.Uint64 // Seq of the last event whose outputs are all in out
 	lat      *latencyRecorder
@@ -111,6 +114,7 @@ func newShard(e *Engine, id int, proc Processor, outWaiter *ring.Waiter) (*shard
 		lat:      newLatencyRecorder(),
 		batchBuf: make([]int64, 0, pollBatchMax),
 	}
+	s.wmPub.Store(minInt64)
 	// Publishers send their watermarks with the out-of-orderness applied.
 	s.wm = ops.NewWatermarkTracker(e.cfg.MaxProducers, 0, int64(e.cfg.IdleTimeout))
 	var err error
@@ -179,7 +183,10 @@ func (s *shard) run() {
 			s.runControl()
 		}
 		if s.e.paused.Load() && !s.e.stopping.Load() {
-			s.e.waitForResume()
+			s.e.waitForResume(&s.ctlFlag)
+			if s.ctlFlag.Load() {
+				continue // run the control functions, then wait again
+			}
 		}
 		if len(*s.e.pubs.Load()) != len(s.inputs) {
 			s.refreshInputs()
@@ -396,6 +403,7 @@ func (s *shard) advance(seq uint64) {
 		return
 	}
 	s.wmNs = wm
+	s.wmPub.Store(wm)
 	s.outBuf = s.proc.OnWatermark(wm, seq, s.outBuf)
 }
 

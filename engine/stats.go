@@ -31,8 +31,8 @@ type DurabilityStats struct {
 // ShardStats are one shard's counters and ring occupancy.
 type ShardStats struct {
 	Messages    uint64
-	WatermarkNs int64
-	InputLen    int // values waiting in the shard's input rings
+	WatermarkNs int64 // the shard's event-time watermark; math.MinInt64 before the first
+	InputLen    int   // values waiting in the shard's input rings
 	InputCap    int
 	OutputLen   int
 	OutputCap   int
@@ -51,6 +51,7 @@ func (e *Engine) Stats() Stats {
 				ss.Messages += n
 			}
 		}
+		ss.WatermarkNs = s.wmPub.Load()
 		ss.OutputLen, ss.OutputCap = s.out.Len(), s.out.Cap()
 		for _, p := range *e.pubs.Load() {
 			r := p.rings[s.id]
@@ -99,4 +100,26 @@ func (e *Engine) feedName(id int) string {
 
 func posOf(ev *codec.Event) codec.Position {
 	return codec.Position{Offset: -1}
+}
+
+// PublisherStats describe one Publisher.
+type PublisherStats struct {
+	Name      string
+	Published uint64 // events accepted
+	// MaxEventNs is the largest event time the Publisher has flushed with a
+	// watermark; math.MinInt64 before the first.
+	MaxEventNs int64
+	Replay     bool // a recovery publisher (its events come from the WAL)
+	Ended      bool // closed or detached
+}
+
+// Publishers returns every Publisher's counters, in creation order. It reads
+// atomics only; call it at scrape time.
+func (e *Engine) Publishers() []PublisherStats {
+	pubs := *e.pubs.Load()
+	out := make([]PublisherStats, len(pubs))
+	for i, p := range pubs {
+		out[i] = PublisherStats{Name: p.name, Published: p.published.Load(), MaxEventNs: p.maxTsPub.Load(), Replay: p.replay, Ended: p.ended.Load()}
+	}
+	return out
 }

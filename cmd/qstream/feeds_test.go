@@ -236,6 +236,9 @@ func localStateArgs(t *testing.T) []string {
 			args = append(args, "--"+d.flag, filepath.Join(dir, d.sub))
 		}
 	}
+	if fs.Lookup("http") != nil {
+		args = append(args, "--http", "") // no control endpoint unless a test asks (a later --http)
+	}
 	return args
 }
 

@@ -253,7 +253,7 @@ func TestRunOutputDiskFull(t *testing.T) {
 // the process exits with status 1 and says so; the WAL recovers the rest.
 func TestRunInterruptWithBlockedOutputIsBounded(t *testing.T) {
 	dir := t.TempDir()
-	cmd := exec.Command(qstreamBinary(t), outputRunArgs(dir, "--rate", "0", "--symbols", "10", "--output", "-")...)
+	cmd := exec.Command(qstreamBinary(t), outputRunArgs(dir, "--rate", "0", "--symbols", "10", "--output", "-", "--stop-timeout", hardStopAfter.String())...)
 	cmd.Dir = dir
 	pr, pw, err := os.Pipe() // never read
 	if err != nil {

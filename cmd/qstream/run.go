@@ -13,10 +13,12 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"qstream/codec"
+	"qstream/control"
 	"qstream/engine"
 	"qstream/internal/cpu"
 	"qstream/ops"
@@ -37,6 +39,11 @@ type runFlags struct {
 	durable                           durableFlags // WAL, checkpoints, dedup, DLQ (wal.go)
 	sinks                             sinkFlags    // --sink (sinks.go)
 	emit                              string
+	http                              httpFlags     // --http, --http-token, --stream-name (http.go)
+	stopTimeout                       time.Duration // --stop-timeout
+	// onStop, when set (cmdRun), is called when the stop begins, by a
+	// signal or the control API: it starts the --stop-timeout watchdog.
+	onStop func()
 }
 
 func runFlagSet(f *runFlags, stderr io.Writer) *flag.FlagSet {
@@ -63,6 +70,8 @@ func runFlagSet(f *runFlags, stderr io.Writer) *flag.FlagSet {
 	f.durable.register(fs)
 	f.sinks.register(fs, 10*time.Second, true)
 	fs.String("config", "", "configuration file (qstream config example prints one): its stream's settings take the place of --config, so flags after it override them (README \"Configuration file\")")
+	f.http.register(fs)
+	fs.DurationVar(&f.stopTimeout, "stop-timeout", defaultStopTimeout, "longest clean stop after Ctrl-C, SIGTERM or the control API's stop; past it the process exits with status 1 (a second signal during the stop exits at once with 128+signal: 130 for SIGINT, 143 for SIGTERM)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, `Usage: qstream run [flags]
 
@@ -111,27 +120,21 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	if f.stopTimeout <= 0 {
+		fmt.Fprintf(stderr, "qstream run: --stop-timeout %s: want a positive duration\n", f.stopTimeout)
+		return 2
+	}
+	ctx, requestStop := context.WithCancel(context.Background())
+	defer requestStop()
 	done := make(chan struct{})
 	defer close(done)
-	go func() {
-		select {
-		case <-done:
-			return
-		case <-ctx.Done():
-		}
-		stop() // a second Ctrl-C ends the process at once
-		select {
-		case <-done:
-		case <-time.After(hardStopAfter):
-			// Something blocks the clean stop (an output stuck in a write).
-			// Exiting is as safe as a crash: the WAL holds what was
-			// acknowledged and the next start recovers.
-			fmt.Fprintf(stderr, "qstream run: not stopped %s after the interrupt; exiting with status 1 without a clean stop (the next start recovers from the WAL)\n", hardStopAfter)
-			os.Exit(1)
-		}
-	}()
+	stopBegan := make(chan struct{})
+	var stopOnce sync.Once
+	f.onStop = func() { stopOnce.Do(func() { close(stopBegan) }) }
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go stopWatchdog(sigs, requestStop, stopBegan, done, f.stopTimeout, stderr, os.Exit)
 	if err := run(ctx, &f, stdout, stderr); err != nil {
 		fmt.Fprintf(stderr, "qstream run: %v\n", err)
 		var ue usageError
@@ -194,6 +197,15 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The control endpoint is bound first: a busy address fails the start
+	// before anything is opened. It serves once the engine exists.
+	ctlHTTP, err := listenHTTP(&f.http, stderr)
+	if err != nil {
+		return err
+	}
+	defer ctlHTTP.close(stderr)
+	ctx, apiStop := context.WithCancel(ctx) // the control API's stop: the same as SIGTERM
+	defer apiStop()
 	if mode == engine.ModeEventDriven && wait != ring.Park {
 		mode = engine.ModeRealTime // an explicit --wait asks for a polling loop
 	}
@@ -279,6 +291,12 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 	if guard != nil {
 		guard.Bind(eng)
 	}
+	if err := ctlHTTP.serve(control.Options{
+		Engine: eng, StreamName: f.http.streamName, Token: httpToken(&f.http, os.Getenv),
+		Stop: apiStop, Feeds: feedSet.byteStats, Sinks: outSinks.sinkStats, Output: guardStats(guard),
+	}, stderr); err != nil {
+		return err
+	}
 	outSinks.start() // recovery's replay goes through the sinks
 	if err := dur.recover(ctx, eng, stderr); err != nil {
 		return err
@@ -331,6 +349,7 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 		}
 		feedErr <- err
 	}()
+	ctlHTTP.readyWhenFeedsUp(runCtx, feedSet)
 
 	start := time.Now()
 	status := newStatus(eng, stderr)
@@ -358,6 +377,11 @@ loop:
 			fmt.Fprintf(stderr, "qstream: stopping: %v\n", eng.Err())
 			cancelRun()
 		case <-interrupt:
+			ctlHTTP.stopping()
+			if f.onStop != nil {
+				f.onStop() // --stop-timeout runs from here
+			}
+			eng.Resume() // a paused stream drains: its feeds, blocked on full rings, can return
 			// Feeds blocked on the backpressure of a halted output would
 			// never see the interrupt: give the output up while it is
 			// halted (now or later), so that they can return.
@@ -375,7 +399,8 @@ loop:
 		}
 	}
 	ckBefore := eng.CheckpointStats().Taken
-	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctlHTTP.stopping()
+	stopCtx, cancel := context.WithTimeout(context.Background(), min(hardStopAfter, f.stopTimeout))
 	defer cancel()
 	serr := eng.Stop(stopCtx)
 	if ck := eng.CheckpointStats(); ck.Taken > ckBefore && serr == nil {
@@ -400,10 +425,45 @@ loop:
 	return serr
 }
 
-// hardStopAfter bounds a stop after Ctrl-C or SIGTERM: past it the process
+// defaultStopTimeout is --stop-timeout's default: the longest clean stop
+// after Ctrl-C, SIGTERM or the control API's stop. Past it the process
 // exits with status 1. A halted output is given up at once (Engine.Fail),
 // so only a stop blocked elsewhere (an output stuck in a write) gets there.
+const defaultStopTimeout = 30 * time.Second
+
+// hardStopAfter bounds the engine's drain at a stop (Engine.Stop's
+// context), within --stop-timeout.
 const hardStopAfter = 10 * time.Second
+
+// stopWatchdog turns the first SIGINT or SIGTERM into requestStop (the
+// clean stop: drain, final checkpoint). Once the stop has begun (that
+// signal, or the control API's stop through stopBegan) a further signal
+// exits at once with status 128+signal (130 for SIGINT, 143 for SIGTERM)
+// and a stop that lasts timeout exits with status 1. Exiting either way is
+// as safe as a crash: the WAL holds what was acknowledged and the next
+// start recovers. It returns when done is closed.
+func stopWatchdog(sigs <-chan os.Signal, requestStop func(), stopBegan, done <-chan struct{}, timeout time.Duration, stderr io.Writer, exit func(int)) {
+	select {
+	case <-done:
+		return
+	case <-sigs:
+		requestStop()
+	case <-stopBegan:
+	}
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case <-done:
+	case sig := <-sigs:
+		code := 128 + int(sig.(syscall.Signal))
+		fmt.Fprintf(stderr, "qstream run: %s during the stop: exiting at once with status %d without a clean stop (the next start recovers from the WAL)\n", sig, code)
+		exit(code)
+	case <-timer.C:
+		// Something blocks the clean stop (an output stuck in a write).
+		fmt.Fprintf(stderr, "qstream run: not stopped %s after the stop began (--stop-timeout); exiting with status 1 without a clean stop (the next start recovers from the WAL)\n", timeout)
+		exit(1)
+	}
+}
 
 // failIfHalted gives up the output (Engine.Fail) if its circuit breaker
 // halts the stream, and reports whether it did.
@@ -484,6 +544,9 @@ func (s *status) print(final bool) {
 	}
 	if s.archives != nil {
 		s.archives.status(&b)
+	}
+	if s.e.Paused() {
+		b.WriteString(" | PAUSED (control API)")
 	}
 	fmt.Fprintln(s.w, b.String())
 	s.last, s.lastTime = st, now

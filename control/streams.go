@@ -1,0 +1,535 @@
+package control
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	"qstream/engine"
+	"qstream/ops"
+)
+
+// streamJSON is a stream in GET /api/streams and the control calls' replies.
+type streamJSON struct {
+	ID        string `json:"id"`
+	Name      string `json:"name"`
+	State     string `json:"state"` // running, paused or stopped
+	Ready     bool   `json:"ready"`
+	Shards    int    `json:"shards"`
+	Messages  uint64 `json:"messages"`  // processed by the shards
+	Published uint64 `json:"published"` // accepted from the feeds
+	UptimeS   int64  `json:"uptime_s"`
+}
+
+func (s *Server) state() string {
+	switch {
+	case s.stopped.Load():
+		return "stopped"
+	case s.eng.Paused():
+		return "paused"
+	}
+	return "running"
+}
+
+func (s *Server) streamJSON() streamJSON {
+	st := s.eng.Stats()
+	return streamJSON{ID: StreamID, Name: s.opts.StreamName, State: s.state(), Ready: s.ready.Load(), Shards: s.eng.Shards(),
+		Messages: st.Messages, Published: st.Published, UptimeS: int64(s.opts.Now().Sub(s.started) / time.Second)}
+}
+
+// streams serves /api/streams: the list, and the creation of another
+// stream, which is not built yet.
+func (s *Server) streams(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		writeJSON(w, http.StatusOK, []streamJSON{s.streamJSON()})
+	case http.MethodPost:
+		writeError(w, http.StatusNotImplemented, "not_implemented", "several streams in one engine are not built yet")
+	default:
+		methodNotAllowed(w, r, http.MethodGet, http.MethodHead, http.MethodPost)
+	}
+}
+
+// stream wraps a handler of /api/streams/{id}/...: an unknown id is 404.
+func (s *Server) stream(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if id := r.PathValue("id"); id != StreamID {
+			writeError(w, http.StatusNotFound, "unknown_stream", "no stream "+strconv.Quote(id)+" (this engine runs the stream \""+StreamID+"\")")
+			return
+		}
+		h(w, r)
+	}
+}
+
+// live checks that the stream can take a control call: ready and not
+// stopped. It writes the error response and returns false otherwise.
+func (s *Server) live(w http.ResponseWriter) bool {
+	switch {
+	case s.stopped.Load():
+		writeError(w, http.StatusConflict, "stopped", "the stream stops")
+	case !s.ready.Load():
+		writeError(w, http.StatusServiceUnavailable, "not_ready", "recovery or the feeds' start is not done")
+	default:
+		return true
+	}
+	return false
+}
+
+func (s *Server) streamInfo(w http.ResponseWriter, r *http.Request) {
+	s.get(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, s.streamJSON())
+	})(w, r)
+}
+
+func (s *Server) pause(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		methodNotAllowed(w, r, http.MethodPost)
+		return
+	}
+	if !s.live(w) {
+		return
+	}
+	s.eng.Pause()
+	writeJSON(w, http.StatusOK, s.streamJSON())
+}
+
+func (s *Server) resume(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		methodNotAllowed(w, r, http.MethodPost)
+		return
+	}
+	if !s.live(w) {
+		return
+	}
+	s.eng.Resume()
+	writeJSON(w, http.StatusOK, s.streamJSON())
+}
+
+// stop asks for the stop SIGTERM makes: the reply (202) comes at once, the
+// stop (drain, final checkpoint) follows.
+func (s *Server) stop(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		methodNotAllowed(w, r, http.MethodPost)
+		return
+	}
+	if s.opts.Stop == nil {
+		writeError(w, http.StatusNotImplemented, "not_implemented", "this server cannot stop its stream")
+		return
+	}
+	if s.stopped.Swap(true) {
+		writeError(w, http.StatusConflict, "stopped", "the stream already stops")
+		return
+	}
+	s.eng.Resume() // a paused stream drains before it stops
+	s.opts.Stop()
+	writeJSON(w, http.StatusAccepted, s.streamJSON())
+}
+
+// metricsJSON is GET /api/streams/{id}/metrics.
+type metricsJSON struct {
+	Messages    uint64                     `json:"messages"`
+	Published   uint64                     `json:"published"`
+	ByKind      map[string]uint64          `json:"by_kind"`
+	ByFeed      map[string]uint64          `json:"by_feed"`
+	Outputs     uint64                     `json:"outputs"`
+	Delivered   uint64                     `json:"delivered"`
+	Errors      uint64                     `json:"errors"`
+	DeadLetters uint64                     `json:"dead_letters"`
+	Rejected    map[string]uint64          `json:"rejected"`
+	Symbols     int                        `json:"symbols"`
+	Latency     map[string]latencyJSON     `json:"latency"`
+	Rings       map[string]ringJSON        `json:"rings"`
+	Durability  *engine.DurabilityStats    `json:"durability,omitempty"`
+	Sinks       map[string]sinkSummaryJSON `json:"sinks,omitempty"`
+}
+
+type latencyJSON struct {
+	Count  int64   `json:"count"`
+	P50Us  float64 `json:"p50_us"`
+	P99Us  float64 `json:"p99_us"`
+	P999Us float64 `json:"p999_us"`
+	MaxUs  float64 `json:"max_us"`
+}
+
+type ringJSON struct {
+	Len       int     `json:"len"`
+	Cap       int     `json:"cap"`
+	Occupancy float64 `json:"occupancy"`
+}
+
+type sinkSummaryJSON struct {
+	State   string `json:"state"`
+	Queued  int    `json:"queued"`
+	Spilled int    `json:"spilled"`
+	Written uint64 `json:"written"`
+	Breaker string `json:"breaker"`
+}
+
+func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
+	s.get(func(w http.ResponseWriter, r *http.Request) {
+		st := s.eng.Stats()
+		m := metricsJSON{Messages: st.Messages, Published: st.Published, ByKind: st.ByKind, ByFeed: map[string]uint64{},
+			Outputs: st.Outputs, Delivered: st.Delivered, Errors: st.Errors, DeadLetters: st.DeadLetters,
+			Rejected: st.Rejected, Symbols: st.Symbols, Latency: map[string]latencyJSON{}}
+		for _, p := range s.eng.Publishers() {
+			m.ByFeed[feedOf(p.Name)] += p.Published
+		}
+		// Latency since the start: Latency(true) belongs to the status line.
+		lat := s.eng.Latency(false)
+		for i, q := range lat.Stages {
+			m.Latency[engine.StageNames[i]] = latencyJSON{Count: q.Count, P50Us: us(q.P50), P99Us: us(q.P99), P999Us: us(q.P999), MaxUs: us(q.Max)}
+		}
+		rt := rings(st)
+		m.Rings = map[string]ringJSON{
+			"input":  {rt.inLen, rt.inCap, ratio(rt.inLen, rt.inCap)},
+			"output": {rt.outLen, rt.outCap, ratio(rt.outLen, rt.outCap)},
+		}
+		if st.Durability.LastLSN > 0 || st.Durability.Checkpoints.Taken > 0 {
+			m.Durability = &st.Durability
+		}
+		if s.opts.Sinks != nil {
+			m.Sinks = map[string]sinkSummaryJSON{}
+			for _, k := range s.opts.Sinks() {
+				m.Sinks[k.Name] = sinkSummaryJSON{State: k.State, Queued: k.Queued, Spilled: k.Spilled, Written: k.Written, Breaker: k.Breaker}
+			}
+		}
+		writeJSON(w, http.StatusOK, m)
+	})(w, r)
+}
+
+func us(ns int64) float64 { return float64(ns) / 1e3 }
+
+// lagJSON is GET /api/streams/{id}/lag. A null lag is not known yet (no
+// watermark, no event).
+type lagJSON struct {
+	WatermarkLagMs *float64 `json:"watermark_lag_ms"`
+	EventTimeLagMs *float64 `json:"event_time_lag_ms"`
+	Watermark      *string  `json:"watermark"`    // RFC 3339, nanoseconds
+	NewestEvent    *string  `json:"newest_event"` // RFC 3339, nanoseconds
+}
+
+func (s *Server) lag(w http.ResponseWriter, r *http.Request) {
+	s.get(func(w http.ResponseWriter, r *http.Request) {
+		now := s.opts.Now()
+		var l lagJSON
+		if wm, ok := streamWatermark(s.eng.Stats()); ok {
+			t := time.Unix(0, wm).UTC()
+			l.WatermarkLagMs, l.Watermark = ms(now.Sub(t)), str(t.Format(time.RFC3339Nano))
+		}
+		if ts, ok := newestEvent(s.eng.Publishers()); ok {
+			t := time.Unix(0, ts).UTC()
+			l.EventTimeLagMs, l.NewestEvent = ms(now.Sub(t)), str(t.Format(time.RFC3339Nano))
+		}
+		writeJSON(w, http.StatusOK, l)
+	})(w, r)
+}
+
+func ms(d time.Duration) *float64 { v := float64(d) / 1e6; return &v }
+func str(s string) *string        { return &s }
+
+// throughputJSON is GET /api/streams/{id}/throughput.
+type throughputJSON struct {
+	Timeframe         string  `json:"timeframe"`
+	Seconds           float64 `json:"seconds"` // covered by the samples (less than the timeframe early on)
+	Messages          uint64  `json:"messages"`
+	MessagesPerSecond float64 `json:"messages_per_second"`
+}
+
+func (s *Server) throughputHandler(w http.ResponseWriter, r *http.Request) {
+	s.get(func(w http.ResponseWriter, r *http.Request) {
+		tf := defaultTimeframe
+		if v := r.URL.Query().Get("timeframe"); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < minTimeframe || d > maxTimeframe {
+				writeError(w, http.StatusBadRequest, "invalid_timeframe", "timeframe "+strconv.Quote(v)+": want a duration from "+minTimeframe.String()+" to "+maxTimeframe.String()+" (e.g. 1m)")
+				return
+			}
+			tf = d
+		}
+		n, secs, ok := s.tp.rate(tf)
+		out := throughputJSON{Timeframe: tf.String(), Seconds: secs, Messages: n}
+		if ok && secs > 0 {
+			out.MessagesPerSecond = float64(n) / secs
+		}
+		writeJSON(w, http.StatusOK, out)
+	})(w, r)
+}
+
+// windowJSON describes one window operator.
+type windowJSON struct {
+	ID          engine.WindowID `json:"id"`
+	Spec        string          `json:"spec"`
+	Type        string          `json:"type"`
+	Aggregation string          `json:"aggregation"`
+	Field       string          `json:"field"`
+}
+
+func windowOf(wi engine.WindowInfo) windowJSON {
+	return windowJSON{ID: wi.ID, Spec: wi.Spec.String(), Type: wi.Spec.Type.String(), Aggregation: wi.Spec.Agg.String(), Field: wi.Spec.Field.String()}
+}
+
+// windows serves GET (the list) and POST {"spec":"tumbling:1m:vwap"}.
+func (s *Server) windows(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		if !s.ready.Load() {
+			writeError(w, http.StatusServiceUnavailable, "not_ready", "recovery or the feeds' start is not done")
+			return
+		}
+		list, err := s.eng.ListWindows()
+		if err != nil {
+			engineError(w, err)
+			return
+		}
+		out := make([]windowJSON, len(list))
+		for i, wi := range list {
+			out[i] = windowOf(wi)
+		}
+		writeJSON(w, http.StatusOK, out)
+	case http.MethodPost:
+		var req struct {
+			Spec string `json:"spec"`
+		}
+		if !s.decodeBody(w, r, &req) || !s.live(w) {
+			return
+		}
+		spec, err := ops.ParseWindowSpec(req.Spec)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "invalid_spec", err.Error())
+			return
+		}
+		id, err := s.eng.CreateWindow(spec)
+		if err != nil {
+			engineError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusCreated, windowOf(engine.WindowInfo{ID: id, Spec: spec}))
+	default:
+		methodNotAllowed(w, r, http.MethodGet, http.MethodHead, http.MethodPost)
+	}
+}
+
+// windowAggJSON is one symbol's open window in GET .../windows/{wid}.
+type windowAggJSON struct {
+	Symbol string   `json:"symbol"`
+	Start  string   `json:"start"`
+	End    string   `json:"end"`
+	Count  int64    `json:"count"`
+	Value  *float64 `json:"value"` // null: no trades, or the aggregation does not apply
+}
+
+// window serves GET .../windows/{wid}?agg=FN: the partial aggregate of
+// every open window (AggregateWindow); FN defaults to the window's own.
+func (s *Server) window(w http.ResponseWriter, r *http.Request) {
+	s.get(func(w http.ResponseWriter, r *http.Request) {
+		if !s.ready.Load() {
+			writeError(w, http.StatusServiceUnavailable, "not_ready", "recovery or the feeds' start is not done")
+			return
+		}
+		wid, ok := parseID(r.PathValue("wid"))
+		if !ok {
+			writeError(w, http.StatusNotFound, "unknown_window", "no window "+strconv.Quote(r.PathValue("wid")))
+			return
+		}
+		list, err := s.eng.ListWindows()
+		if err != nil {
+			engineError(w, err)
+			return
+		}
+		if int(wid) >= len(list) {
+			writeError(w, http.StatusNotFound, "unknown_window", "no window "+strconv.Itoa(int(wid))+" (the stream has "+strconv.Itoa(len(list))+")")
+			return
+		}
+		fn := list[wid].Spec.Agg.Kind
+		if v := r.URL.Query().Get("agg"); v != "" {
+			a, err := ops.ParseAggregation(v)
+			if err != nil {
+				writeError(w, http.StatusBadRequest, "invalid_aggregation", err.Error())
+				return
+			}
+			fn = a.Kind
+		}
+		aggs, err := s.eng.AggregateWindow(engine.WindowID(wid), fn)
+		if err != nil {
+			engineError(w, err)
+			return
+		}
+		out := struct {
+			Window      windowJSON      `json:"window"`
+			Aggregation string          `json:"aggregation"`
+			Open        []windowAggJSON `json:"open"`
+		}{windowOf(list[wid]), fn.String(), make([]windowAggJSON, len(aggs))}
+		for i, a := range aggs {
+			out.Open[i] = windowAggJSON{Symbol: a.Symbol, Start: nsTime(a.StartNs), End: nsTime(a.EndNs), Count: a.Count, Value: num(a.Value)}
+		}
+		writeJSON(w, http.StatusOK, out)
+	})(w, r)
+}
+
+// patternJSON describes one pattern.
+type patternJSON struct {
+	ID        engine.PatternID `json:"id"`
+	Name      string           `json:"name"` // the spec's "id"
+	Type      string           `json:"type"`
+	Symbols   []string         `json:"symbols,omitempty"`
+	Timeframe string           `json:"timeframe,omitempty"`
+	Active    bool             `json:"active"`
+	Matches   uint64           `json:"matches"`
+	Dropped   uint64           `json:"dropped"`
+}
+
+func patternOf(p engine.PatternInfo) patternJSON {
+	out := patternJSON{ID: p.ID, Name: p.Spec.ID, Type: p.Spec.Type.String(), Symbols: p.Spec.Symbols, Active: p.Active, Matches: p.Matches, Dropped: p.Dropped}
+	if p.Spec.TimeframeNs > 0 {
+		out.Timeframe = time.Duration(p.Spec.TimeframeNs).String()
+	}
+	return out
+}
+
+// patterns serves GET (ListPatterns) and POST (one pattern object of the
+// --patterns file format).
+func (s *Server) patterns(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		list := s.eng.ListPatterns()
+		out := make([]patternJSON, len(list))
+		for i, p := range list {
+			out[i] = patternOf(p)
+		}
+		writeJSON(w, http.StatusOK, out)
+	case http.MethodPost:
+		body, ok := s.readBody(w, r)
+		if !ok {
+			return
+		}
+		body = bytes.TrimSpace(body)
+		if !json.Valid(body) {
+			writeError(w, http.StatusBadRequest, "malformed_json", "the body is not valid JSON")
+			return
+		}
+		if len(body) == 0 || body[0] != '{' {
+			writeError(w, http.StatusBadRequest, "malformed_json", "the body must be one pattern object, as in the --patterns file")
+			return
+		}
+		if !s.live(w) {
+			return
+		}
+		specs, err := ops.ParsePatterns(append(append([]byte{'['}, body...), ']'))
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "invalid_spec", err.Error())
+			return
+		}
+		id, err := s.eng.RegisterPattern(specs[0])
+		if err != nil {
+			engineError(w, err)
+			return
+		}
+		for _, p := range s.eng.ListPatterns() {
+			if p.ID == id {
+				writeJSON(w, http.StatusCreated, patternOf(p))
+				return
+			}
+		}
+		writeJSON(w, http.StatusCreated, map[string]any{"id": id})
+	default:
+		methodNotAllowed(w, r, http.MethodGet, http.MethodHead, http.MethodPost)
+	}
+}
+
+// pattern serves GET (one pattern) and DELETE (RemovePattern).
+func (s *Server) pattern(w http.ResponseWriter, r *http.Request) {
+	pid, ok := parseID(r.PathValue("pid"))
+	if !ok {
+		writeError(w, http.StatusNotFound, "unknown_pattern", "no pattern "+strconv.Quote(r.PathValue("pid")))
+		return
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		for _, p := range s.eng.ListPatterns() {
+			if p.ID == engine.PatternID(pid) {
+				writeJSON(w, http.StatusOK, patternOf(p))
+				return
+			}
+		}
+		writeError(w, http.StatusNotFound, "unknown_pattern", "no pattern "+strconv.Itoa(int(pid)))
+	case http.MethodDelete:
+		if !s.live(w) {
+			return
+		}
+		if err := s.eng.RemovePattern(engine.PatternID(pid)); err != nil {
+			engineError(w, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		methodNotAllowed(w, r, http.MethodGet, http.MethodHead, http.MethodDelete)
+	}
+}
+
+// matchJSON is one match in GET .../patterns/{pid}/matches.
+type matchJSON struct {
+	Symbol     string              `json:"symbol"`
+	Time       string              `json:"time"`
+	Confidence *float64            `json:"confidence"`
+	Details    map[string]*float64 `json:"details"`
+}
+
+func (s *Server) patternMatches(w http.ResponseWriter, r *http.Request) {
+	s.get(func(w http.ResponseWriter, r *http.Request) {
+		pid, ok := parseID(r.PathValue("pid"))
+		if !ok {
+			writeError(w, http.StatusNotFound, "unknown_pattern", "no pattern "+strconv.Quote(r.PathValue("pid")))
+			return
+		}
+		ms, err := s.eng.DetectPatternMatches(engine.PatternID(pid))
+		if err != nil {
+			engineError(w, err)
+			return
+		}
+		out := make([]matchJSON, len(ms))
+		for i, m := range ms {
+			d := make(map[string]*float64, len(m.Details))
+			for _, x := range m.Details {
+				d[x.Name] = num(x.Value)
+			}
+			out[i] = matchJSON{Symbol: m.Symbol, Time: nsTime(m.TsNs), Confidence: num(m.Confidence), Details: d}
+		}
+		writeJSON(w, http.StatusOK, out)
+	})(w, r)
+}
+
+// engineError maps an engine API error to its status.
+func engineError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, engine.ErrUnknownPattern):
+		writeError(w, http.StatusNotFound, "unknown_pattern", err.Error())
+	case errors.Is(err, engine.ErrInvalidPattern), errors.Is(err, ops.ErrPatternSpec), errors.Is(err, ops.ErrBadWindowSpec), errors.Is(err, ops.ErrPipelineConfig):
+		writeError(w, http.StatusBadRequest, "invalid_spec", err.Error())
+	case errors.Is(err, engine.ErrDuplicatePattern):
+		writeError(w, http.StatusConflict, "duplicate_pattern", err.Error())
+	case errors.Is(err, engine.ErrNoPatternHost), errors.Is(err, engine.ErrNoWindowHost):
+		writeError(w, http.StatusNotImplemented, "not_supported", err.Error())
+	default:
+		writeError(w, http.StatusInternalServerError, "internal", err.Error())
+	}
+}
+
+// parseID parses a window or pattern id (a uint16).
+func parseID(s string) (uint16, bool) {
+	n, err := strconv.ParseUint(s, 10, 16)
+	return uint16(n), err == nil
+}
+
+// num is v for JSON: nil (null) for NaN and infinities.
+func num(v float64) *float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return nil
+	}
+	return &v
+}
+
+func nsTime(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339Nano) }
