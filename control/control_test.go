@@ -713,3 +713,25 @@ func BenchmarkScrape(b *testing.B) {
 		b.Fatalf("scrape: qstream_messages_total %v (%v), want 1000", v, ok)
 	}
 }
+
+// TestFilterAndTransform: PUT .../filter and .../transform set the
+// stream's filter and transform (the engine's FilterStream and
+// TransformStream); bad expressions, a missing field and an unknown
+// stream are clear 4xx.
+func TestFilterAndTransform(t *testing.T) {
+	f := newFixture(t, nil)
+	var got map[string]string
+	f.do("PUT", "/api/streams/default/filter", `{"filter":"kind == trade and price > 0"}`, "").want(t, 200, &got)
+	if got["filter"] != "kind == trade and price > 0" {
+		t.Fatalf("filter reply %v", got)
+	}
+	f.do("PUT", "/api/streams/default/transform", `{"transform":"price = price * 2"}`, "").want(t, 200, &got)
+	f.do("PUT", "/api/streams/default/filter", `{"filter":"price >"}`, "").wantError(t, 400, "invalid_spec")
+	f.do("PUT", "/api/streams/default/transform", `{"transform":"colour = 1"}`, "").wantError(t, 400, "invalid_spec")
+	f.do("PUT", "/api/streams/default/filter", `{}`, "").wantError(t, 400, "invalid_spec")
+	f.do("PUT", "/api/streams/default/filter", `{"filter":"price > 1","colour":1}`, "").wantError(t, 400, "unknown_field")
+	f.do("PUT", "/api/streams/default/filter", `{"filter":`, "").wantError(t, 400, "malformed_json")
+	f.do("GET", "/api/streams/default/filter", "", "").wantError(t, 405, "method_not_allowed")
+	f.do("PUT", "/api/streams/other/filter", `{"filter":"price > 1"}`, "").wantError(t, 404, "unknown_stream")
+	f.do("PUT", "/api/streams/default/filter", `{"filter":""}`, "").want(t, 200, &got)
+}

@@ -162,6 +162,8 @@ func (s *Server) routes() {
 	s.handle("/api/streams/{id}/patterns", s.stream(s.patterns))
 	s.handle("/api/streams/{id}/patterns/{pid}", s.stream(s.pattern))
 	s.handle("/api/streams/{id}/patterns/{pid}/matches", s.stream(s.patternMatches))
+	s.handle("/api/streams/{id}/filter", s.stream(s.filterHandler("filter")))
+	s.handle("/api/streams/{id}/transform", s.stream(s.filterHandler("transform")))
 	s.handle("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no endpoint "+r.URL.Path)
 	})

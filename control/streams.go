@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"net/http"
 	"strconv"
@@ -507,11 +508,14 @@ func engineError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, engine.ErrUnknownPattern):
 		writeError(w, http.StatusNotFound, "unknown_pattern", err.Error())
-	case errors.Is(err, engine.ErrInvalidPattern), errors.Is(err, ops.ErrPatternSpec), errors.Is(err, ops.ErrBadWindowSpec), errors.Is(err, ops.ErrPipelineConfig):
+	case errors.Is(err, engine.ErrInvalidPattern), errors.Is(err, ops.ErrPatternSpec), errors.Is(err, ops.ErrBadWindowSpec), errors.Is(err, ops.ErrPipelineConfig),
+		errors.Is(err, ops.ErrFilterSpec):
 		writeError(w, http.StatusBadRequest, "invalid_spec", err.Error())
 	case errors.Is(err, engine.ErrDuplicatePattern):
 		writeError(w, http.StatusConflict, "duplicate_pattern", err.Error())
-	case errors.Is(err, engine.ErrNoPatternHost), errors.Is(err, engine.ErrNoWindowHost):
+	case errors.Is(err, engine.ErrUnknownStream):
+		writeError(w, http.StatusNotFound, "unknown_stream", err.Error())
+	case errors.Is(err, engine.ErrNoPatternHost), errors.Is(err, engine.ErrNoWindowHost), errors.Is(err, engine.ErrNoStreamHost):
 		writeError(w, http.StatusNotImplemented, "not_supported", err.Error())
 	default:
 		writeError(w, http.StatusInternalServerError, "internal", err.Error())
@@ -533,3 +537,42 @@ func num(v float64) *float64 {
 }
 
 func nsTime(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339Nano) }
+
+// filterHandler serves PUT (and POST) .../filter {"filter":"kind == trade
+// and price > 100"} and .../transform {"transform":"price = price * 100"}:
+// the stream's filter or transform (engine FilterStream, TransformStream;
+// "" removes it), 200 with what is set.
+func (s *Server) filterHandler(kind string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPut && r.Method != http.MethodPost {
+			methodNotAllowed(w, r, http.MethodPut, http.MethodPost)
+			return
+		}
+		var req struct {
+			Filter    *string `json:"filter"`
+			Transform *string `json:"transform"`
+		}
+		if !s.decodeBody(w, r, &req) || !s.live(w) {
+			return
+		}
+		val := req.Filter
+		if kind == "transform" {
+			val = req.Transform
+		}
+		if val == nil || (kind == "filter" && req.Transform != nil) || (kind == "transform" && req.Filter != nil) {
+			writeError(w, http.StatusBadRequest, "invalid_spec", fmt.Sprintf("want {%q:\"...\"} (\"\" removes it)", kind))
+			return
+		}
+		var err error
+		if kind == "filter" {
+			err = s.eng.FilterStream(engine.DefaultStream, *val)
+		} else {
+			err = s.eng.TransformStream(engine.DefaultStream, *val)
+		}
+		if err != nil {
+			engineError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{kind: *val})
+	}
+}
