@@ -55,6 +55,11 @@ type Options struct {
 	// Token, when not empty, is the bearer token every endpoint but
 	// /healthz and /readyz requires (Authorization: Bearer <token>).
 	Token string
+	// Dashboard serves the dashboard's page and assets (package
+	// dashboard) at /, /app.js, /style.css and /config.json, without the
+	// bearer token (the page holds no data; its API calls need the token
+	// like any other). nil: / is a 404.
+	Dashboard http.Handler
 	// Stop asks the stream to stop as SIGTERM does: drain, final
 	// checkpoint, exit. It must not block. nil: the stop endpoint answers
 	// 501.
@@ -164,6 +169,11 @@ func (s *Server) routes() {
 	s.handle("/api/streams/{id}/patterns/{pid}/matches", s.stream(s.patternMatches))
 	s.handle("/api/streams/{id}/filter", s.stream(s.filterHandler("filter")))
 	s.handle("/api/streams/{id}/transform", s.stream(s.filterHandler("transform")))
+	if d := s.opts.Dashboard; d != nil {
+		for _, p := range []string{"/{$}", "/app.js", "/style.css", "/config.json"} {
+			s.mux.Handle("GET "+p, d)
+		}
+	}
 	s.handle("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no endpoint "+r.URL.Path)
 	})

@@ -39,6 +39,7 @@ type runFlags struct {
 	durable                           durableFlags // WAL, checkpoints, dedup, DLQ (wal.go)
 	sinks                             sinkFlags    // --sink (sinks.go)
 	emit                              string
+	dashboard                         bool
 	http                              httpFlags     // --http, --http-token, --stream-name (http.go)
 	stopTimeout                       time.Duration // --stop-timeout
 	// onStop, when set (cmdRun), is called when the stop begins, by a
@@ -71,6 +72,7 @@ func runFlagSet(f *runFlags, stderr io.Writer) *flag.FlagSet {
 	f.sinks.register(fs, 10*time.Second, true)
 	fs.String("config", "", "configuration file (qstream config example prints one): its stream's settings take the place of --config, so flags after it override them (README \"Configuration file\")")
 	f.http.register(fs)
+	registerDashboard(fs, &f.dashboard)
 	fs.DurationVar(&f.stopTimeout, "stop-timeout", defaultStopTimeout, "longest clean stop after Ctrl-C, SIGTERM or the control API's stop; past it the process exits with status 1 (a second signal during the stop exits at once with 128+signal: 130 for SIGINT, 143 for SIGTERM)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, `Usage: qstream run [flags]
@@ -248,6 +250,11 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 		return outSinks.close(f.sinks.drain, stderr)
 	}
 	defer closeSinks()
+	dash, err := openDashboard(f.dashboard, ctlHTTP, sinkJSONL, logger, stderr)
+	if err != nil {
+		return err
+	}
+	defer dash.close()
 	pipeCfg := opers.pipeline(symbols)
 	var ptTick time.Duration
 	if e := f.ops.earlyEvery; e > 0 {
@@ -265,7 +272,7 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 		IdleTimeout:        f.idleTimeout,
 		Processors:         func(int) (engine.Processor, error) { return ops.NewPipeline(pipeCfg) },
 		ProcessingTimeTick: ptTick,
-		Output:             outSinks.output(engOutput),
+		Output:             dash.tee(outSinks.output(engOutput)),
 		MaxProducers:       2 * max(16, feedSet.producers), // and recovery's, one per source name
 	}
 	dur, err := openDurable(&f.durable, &cfg, symbols, stderr)
@@ -294,6 +301,7 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 	if err := ctlHTTP.serve(control.Options{
 		Engine: eng, StreamName: f.http.streamName, Token: httpToken(&f.http, os.Getenv),
 		Stop: apiStop, Feeds: feedSet.byteStats, Sinks: outSinks.sinkStats, Output: guardStats(guard),
+		Dashboard: dash.page(f.http.streamName),
 	}, stderr); err != nil {
 		return err
 	}

@@ -281,7 +281,7 @@ function drawChart(canvas, xs, series, opts) {
     for (const s of series) for (const v of s.data) if (v !== null && v !== undefined && isFinite(v)) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
     if (!isFinite(lo)) { lo = 0; hi = 1; }
     if (hi === lo) { hi += 1; lo -= 1; }
-    const pad = (hi - lo) * 0.05; hi += pad; lo -= pad;
+    const pad = (hi - lo) * 0.05; hi += pad; lo = lo >= 0 ? Math.max(0, lo - pad) : lo - pad;
   }
   const x0 = xs[0], x1 = xs[xs.length - 1] === x0 ? x0 + 1 : xs[xs.length - 1];
   const X = (x) => L + (W - L - R) * (x - x0) / (x1 - x0);
