@@ -64,6 +64,10 @@ type Config struct {
 	// Duration stops the run after this long (0: until interrupted).
 	// Default 0s. (--duration)
 	Duration time.Duration `yaml:"duration"`
+	// HTTP is the control endpoint and the dashboard (README "Control
+	// API"). An address left at its default leaves --http at its own
+	// (127.0.0.1:8080, or $QSTREAM_HTTP when set).
+	HTTP HTTPConfig `yaml:"http"`
 	// Streams are the streams; at least one. `qstream run` runs one stream
 	// per engine today.
 	Streams []StreamConfig `yaml:"streams"`
@@ -88,6 +92,22 @@ type WALConfig struct {
 	// GroupInterval is the longest wait of a record for its fdatasync.
 	// Default 200µs. (--group-interval)
 	GroupInterval time.Duration `yaml:"group_interval"`
+}
+
+// HTTPConfig configures the control endpoint.
+type HTTPConfig struct {
+	// Addr is the endpoint's address; "" turns it off. Default
+	// 127.0.0.1:8080. (--http)
+	Addr string `yaml:"addr"`
+	// Dashboard serves the live dashboard at /. Default true. (--dashboard)
+	Dashboard bool `yaml:"dashboard"`
+	// StopTimeout bounds a clean stop. Default 30s. (--stop-timeout)
+	StopTimeout time.Duration `yaml:"stop_timeout"`
+}
+
+// DefaultHTTP is the control endpoint's defaults.
+func DefaultHTTP() HTTPConfig {
+	return HTTPConfig{Addr: "127.0.0.1:8080", Dashboard: true, StopTimeout: 30 * time.Second}
 }
 
 // CheckpointConfig configures checkpoints (their interval is per stream:
@@ -394,6 +414,7 @@ func Default() Config {
 		Checkpoint:     CheckpointConfig{Dir: DefaultCheckpointDir},
 		SinkDrain:      10 * time.Second,
 		StatusInterval: time.Second,
+		HTTP:           DefaultHTTP(),
 	}
 }
 

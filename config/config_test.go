@@ -128,6 +128,8 @@ func TestConfigErrors(t *testing.T) {
 			`f.yaml:1: max_symbols: want an integer, got "100"`},
 		{"bad duration", "streams:\n  - name: a\n    max_latency: 10\n",
 			`f.yaml:3: streams[0].max_latency: want a duration such as 250ms, 10s or 5m: missing unit in duration "10"`},
+		{"bad http address", "http:\n  addr: localhost\nstreams: [{name: a}]\n",
+			`f.yaml:2: http.addr: "localhost": want HOST:PORT`},
 		{"bad duration word", "wal:\n  group_interval: soon\nstreams: [{name: a}]\n",
 			`f.yaml:2: wal.group_interval: want a duration such as 250ms, 10s or 5m: invalid duration "soon"`},
 		{"bad window spec", "streams:\n  - name: a\n    windows:\n      - tumbling:1m:vwap\n      - tumbling:0s:vwap\n",
@@ -410,5 +412,40 @@ func TestConfigEmptyPatternsWithFile(t *testing.T) {
 	args, _ := c.RunArgs(0)
 	if !slices.Contains(args, "--patterns="+filepath.Join(dir, "p.yaml")) {
 		t.Fatalf("RunArgs %q", args)
+	}
+}
+
+func TestConfigHTTP(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "q.yaml")
+	if err := os.WriteFile(f, []byte("http:\n  addr: 127.0.0.1:0\n  dashboard: false\n  stop_timeout: 5s\nstreams: [{name: a}]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args, err := c.RunArgs(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"--http=127.0.0.1:0", "--dashboard=false", "--stop-timeout=5s"} {
+		if !slices.Contains(args, want) {
+			t.Errorf("no %s in %q", want, args)
+		}
+	}
+	// Left at its defaults, the section gives no flag (--http keeps its
+	// own default, $QSTREAM_HTTP included).
+	if err := os.WriteFile(f, []byte("streams: [{name: a}]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if c, err = Load(f); err != nil {
+		t.Fatal(err)
+	}
+	args, _ = c.RunArgs(0)
+	for _, a := range args {
+		if strings.HasPrefix(a, "--http") || strings.HasPrefix(a, "--dashboard") || strings.HasPrefix(a, "--stop-timeout") {
+			t.Errorf("defaults give %s", a)
+		}
 	}
 }

@@ -38,6 +38,9 @@ func (c *Config) RunArgs(stream int) ([]string, error) {
 	a.dur("sink-drain", c.SinkDrain, def.SinkDrain)
 	a.dur("status-interval", c.StatusInterval, def.StatusInterval)
 	a.dur("duration", c.Duration, def.Duration)
+	a.str("http", c.HTTP.Addr, def.HTTP.Addr)
+	a.bool("dashboard", c.HTTP.Dashboard, def.HTTP.Dashboard)
+	a.dur("stop-timeout", c.HTTP.StopTimeout, def.HTTP.StopTimeout)
 
 	s, ds := &c.Streams[stream], DefaultStream()
 	if err := c.sourceArgs(&a, &s.Source); err != nil {

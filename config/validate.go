@@ -3,6 +3,8 @@ package config
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -43,6 +45,12 @@ func (d *decoder) validate(c *Config) {
 	d.positive("wal.group_interval", int64(c.WAL.GroupInterval))
 	d.nonNegative("sink_drain", int64(c.SinkDrain))
 	d.positive("status_interval", int64(c.StatusInterval))
+	if c.HTTP.Addr != "" {
+		if _, _, err := net.SplitHostPort(c.HTTP.Addr); err != nil {
+			d.failErr("http.addr", fmt.Errorf("%q: want HOST:PORT (\"\" turns the endpoint off): %w", c.HTTP.Addr, err))
+		}
+	}
+	d.positive("http.stop_timeout", int64(c.HTTP.StopTimeout))
 	d.nonNegative("duration", int64(c.Duration))
 
 	names := map[string]string{}

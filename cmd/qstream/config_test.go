@@ -101,6 +101,7 @@ func TestConfigDefaultsAreTheFlags(t *testing.T) {
 		"movements": strings.Join(s.Movements, ","), "movement-max-trades": itoa(s.MovementMaxTrades),
 		"news-entities": s.News.Entities, "news-lexicon": s.News.Lexicon, "news-events": s.News.Events,
 		"emit": strings.Join(s.Emit, ","), "output": s.Output,
+		"dashboard": strconv.FormatBool(c.HTTP.Dashboard), "stop-timeout": dur(c.HTTP.StopTimeout),
 	} {
 		fl := fs.Lookup(flag)
 		if fl == nil {
