@@ -438,31 +438,10 @@ func TestStreamMetricsAndLag(t *testing.T) {
 	f.do("PUT", "/api/streams/default/lag", "", "").wantError(t, 405, "method_not_allowed")
 }
 
-func TestThroughputRing(t *testing.T) {
-	tp := newThroughput(5, time.Second)
-	if _, _, ok := tp.rate(time.Minute); ok {
-		t.Fatal("a rate from no samples")
-	}
-	t0 := base
-	for i := range 8 { // wraps the ring: samples 3..7 are kept
-		tp.add(t0.Add(time.Duration(i)*time.Second), uint64(i*i*100))
-	}
-	check := func(tf time.Duration, wantN uint64, wantS float64) {
-		t.Helper()
-		n, s, ok := tp.rate(tf)
-		if !ok || n != wantN || s != wantS {
-			t.Fatalf("rate(%s) = %d over %vs (%v), want %d over %vs", tf, n, s, ok, wantN, wantS)
-		}
-	}
-	check(time.Second, 4900-3600, 1)
-	check(2*time.Second, 4900-2500, 2)
-	check(time.Hour, 4900-900, 4) // only 5 samples kept
-}
-
 func TestThroughputEndpoint(t *testing.T) {
 	f := newFixture(t, nil)
 	for i := range 11 {
-		f.srv.tp.add(base.Add(time.Duration(i)*time.Second), uint64(i)*1000)
+		f.srv.tp.Add(base.Add(time.Duration(i)*time.Second), uint64(i)*1000)
 	}
 	var tp throughputJSON
 	f.do("GET", "/api/streams/default/throughput?timeframe=5s", "", "").want(t, 200, &tp)
@@ -669,9 +648,7 @@ func TestRunSamples(t *testing.T) {
 	done := make(chan struct{})
 	go func() { f.srv.Run(ctx); close(done) }()
 	for { // the first sample (0) before the trades
-		f.srv.tp.mu.Lock()
-		n := f.srv.tp.n
-		f.srv.tp.mu.Unlock()
+		n := f.srv.tp.Samples()
 		if n > 0 {
 			break
 		}
@@ -681,7 +658,7 @@ func TestRunSamples(t *testing.T) {
 	f.waitProcessed(300)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		n, _, ok := f.srv.tp.rate(time.Hour)
+		n, _, ok := f.srv.tp.Rate(time.Hour)
 		if ok && n == 300 {
 			break
 		}

@@ -1,10 +1,8 @@
 package control
 
 import (
-	"math"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -140,11 +138,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstHistogram(c.latency, uint64(h.Count), h.SumNs/1e9, buckets, engine.StageNames[i])
 	}
 
-	if wm, ok := streamWatermark(st); ok {
-		gauge(c.watermarkLag, now.Sub(time.Unix(0, wm)).Seconds(), stream)
-	}
-	if ts, ok := newestEvent(s.eng.Publishers()); ok {
-		gauge(c.eventLag, now.Sub(time.Unix(0, ts)).Seconds(), stream)
+	if l, err := s.eng.ProcessingLag(engine.DefaultStream, now); err == nil {
+		if l.HasWatermark {
+			gauge(c.watermarkLag, l.Watermark.Seconds(), stream)
+		}
+		if l.HasEvents {
+			gauge(c.eventLag, l.EventTime.Seconds(), stream)
+		}
 	}
 
 	if s.opts.Sinks != nil {
@@ -201,30 +201,6 @@ func isError(reason string) bool {
 		return false
 	}
 	return true
-}
-
-// streamWatermark is the lowest watermark of the shards that have one (a
-// shard's watermark is math.MinInt64 before its first and math.MaxInt64
-// once every source ended).
-func streamWatermark(st engine.Stats) (int64, bool) {
-	wm, ok := int64(math.MaxInt64), false
-	for _, sh := range st.Shards {
-		if sh.WatermarkNs != math.MinInt64 && sh.WatermarkNs != math.MaxInt64 {
-			wm, ok = min(wm, sh.WatermarkNs), true
-		}
-	}
-	return wm, ok
-}
-
-// newestEvent is the newest event time flushed by a live Publisher.
-func newestEvent(pubs []engine.PublisherStats) (int64, bool) {
-	ts, ok := int64(math.MinInt64), false
-	for _, p := range pubs {
-		if !p.Ended && !p.Replay && p.MaxEventNs != math.MinInt64 {
-			ts, ok = max(ts, p.MaxEventNs), true
-		}
-	}
-	return ts, ok
 }
 
 type ringTotals struct{ inLen, inCap, outLen, outCap int }

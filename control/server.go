@@ -28,6 +28,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/pprof"
+	"qstream/internal/rate"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -94,7 +95,7 @@ type Server struct {
 	eng     *engine.Engine
 	mux     *http.ServeMux
 	reg     *prometheus.Registry
-	tp      *throughput
+	tp      *rate.Ring
 	ready   atomic.Bool
 	stopped atomic.Bool
 	started time.Time
@@ -118,7 +119,7 @@ func New(opts Options) (*Server, error) {
 		opts.Now = time.Now
 	}
 	s := &Server{opts: opts, eng: opts.Engine, mux: http.NewServeMux(), started: opts.Now()}
-	s.tp = newThroughput(int(maxTimeframe/opts.SampleInterval)+1, opts.SampleInterval)
+	s.tp = rate.NewRing(int(maxTimeframe/opts.SampleInterval)+1, opts.SampleInterval)
 	s.reg = prometheus.NewRegistry()
 	if err := s.reg.Register(newCollector(s)); err != nil {
 		return nil, fmt.Errorf("control: metrics: %w", err)

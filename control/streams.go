@@ -217,13 +217,18 @@ func (s *Server) lag(w http.ResponseWriter, r *http.Request) {
 	s.get(func(w http.ResponseWriter, r *http.Request) {
 		now := s.opts.Now()
 		var l lagJSON
-		if wm, ok := streamWatermark(s.eng.Stats()); ok {
-			t := time.Unix(0, wm).UTC()
-			l.WatermarkLagMs, l.Watermark = ms(now.Sub(t)), str(t.Format(time.RFC3339Nano))
+		lag, err := s.eng.ProcessingLag(engine.DefaultStream, now)
+		if err != nil {
+			engineError(w, err)
+			return
 		}
-		if ts, ok := newestEvent(s.eng.Publishers()); ok {
-			t := time.Unix(0, ts).UTC()
-			l.EventTimeLagMs, l.NewestEvent = ms(now.Sub(t)), str(t.Format(time.RFC3339Nano))
+		if lag.HasWatermark {
+			t := time.Unix(0, lag.WatermarkNs).UTC()
+			l.WatermarkLagMs, l.Watermark = ms(lag.Watermark), str(t.Format(time.RFC3339Nano))
+		}
+		if lag.HasEvents {
+			t := time.Unix(0, lag.NewestEventNs).UTC()
+			l.EventTimeLagMs, l.NewestEvent = ms(lag.EventTime), str(t.Format(time.RFC3339Nano))
 		}
 		writeJSON(w, http.StatusOK, l)
 	})(w, r)
@@ -251,7 +256,7 @@ func (s *Server) throughputHandler(w http.ResponseWriter, r *http.Request) {
 			}
 			tf = d
 		}
-		n, secs, ok := s.tp.rate(tf)
+		n, secs, ok := s.tp.Rate(tf)
 		out := throughputJSON{Timeframe: tf.String(), Seconds: secs, Messages: n}
 		if ok && secs > 0 {
 			out.MessagesPerSecond = float64(n) / secs

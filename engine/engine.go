@@ -38,6 +38,7 @@ import (
 	"time"
 
 	"qstream/codec"
+	"qstream/internal/rate"
 	"qstream/ops"
 	"qstream/ring"
 )
@@ -68,8 +69,10 @@ type Engine struct {
 	pinOnce  sync.Once
 
 	// Durability (durability.go, checkpoint.go, recovery.go).
-	wal        *WAL      // Config.Durability when it is a *WAL
-	cut        *cutCoord // cuts and checkpoints; nil without a *WAL
+	wal        *WAL          // Config.Durability when it is a *WAL
+	cut        *cutCoord     // cuts and checkpoints; nil without a *WAL
+	tput       *rate.Ring    // message counts once a second (ThroughputStats)
+	tputStop   chan struct{} // closed by Stop: ends the sampler
 	defsMu     sync.Mutex
 	defs       []definition           // run-time definitions, in order (defs.go)
 	cutEpoch   uint64                 // guarded by mu
@@ -87,7 +90,7 @@ func New(cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{cfg: c, symbols: c.Symbols, failed: make(chan struct{})}
+	e := &Engine{cfg: c, symbols: c.Symbols, failed: make(chan struct{}), tput: newThroughputRing()}
 	if e.symbols == nil {
 		e.symbols = codec.NewSymbolTable(c.MaxSymbols)
 	}
@@ -216,6 +219,8 @@ func (e *Engine) Start() error {
 	if e.cut != nil && !e.recovering {
 		e.cut.startTicker()
 	}
+	e.tputStop = make(chan struct{})
+	go e.sampleThroughput(e.tputStop, ThroughputInterval)
 	return nil
 }
 
@@ -290,6 +295,10 @@ func (e *Engine) Stop(ctx context.Context) error {
 		}
 	}
 	e.stopping.Store(true)
+	if e.tputStop != nil {
+		close(e.tputStop)
+		e.tputStop = nil
+	}
 	e.Resume()
 	for _, s := range e.shards {
 		s.waiter.Wake()
