@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -198,4 +199,33 @@ func (e *Engine) sampleThroughput(stop <-chan struct{}, interval time.Duration) 
 			e.tput.Add(now, e.Stats().Messages)
 		}
 	}
+}
+
+// PauseStream stops the stream's consumption (Pause): its rings fill and its
+// publishers block; nothing is dropped.
+func (e *Engine) PauseStream(id StreamID) error {
+	if id != DefaultStream {
+		return fmt.Errorf("%w: %q", ErrUnknownStream, id)
+	}
+	e.Pause()
+	return nil
+}
+
+// ResumeStream undoes PauseStream.
+func (e *Engine) ResumeStream(id StreamID) error {
+	if id != DefaultStream {
+		return fmt.Errorf("%w: %q", ErrUnknownStream, id)
+	}
+	e.Resume()
+	return nil
+}
+
+// StopStream stops the stream as Stop does: once its publishers are closed
+// every open window fires, the final checkpoint is taken and the output
+// holds every result.
+func (e *Engine) StopStream(ctx context.Context, id StreamID) error {
+	if id != DefaultStream {
+		return fmt.Errorf("%w: %q", ErrUnknownStream, id)
+	}
+	return e.Stop(ctx)
 }

@@ -100,8 +100,20 @@ func TestStreamMetricsLagThroughput(t *testing.T) {
 	if e.tput.Samples() < 1 {
 		t.Fatal("the running engine took no throughput sample")
 	}
+	if err := e.PauseStream(DefaultStream); err != nil || !e.Paused() {
+		t.Fatalf("PauseStream: %v, paused %v", err, e.Paused())
+	}
+	if err := e.ResumeStream(DefaultStream); err != nil || e.Paused() {
+		t.Fatalf("ResumeStream: %v, paused %v", err, e.Paused())
+	}
+	if err := e.PauseStream("other"); !errors.Is(err, ErrUnknownStream) {
+		t.Fatalf("PauseStream(other): %v", err)
+	}
 	p.Close()
-	if err := e.Stop(context.Background()); err != nil {
+	if err := e.StopStream(context.Background(), "other"); !errors.Is(err, ErrUnknownStream) {
+		t.Fatalf("StopStream(other): %v", err)
+	}
+	if err := e.StopStream(context.Background(), DefaultStream); err != nil {
 		t.Fatal(err)
 	}
 }
