@@ -452,12 +452,13 @@ func (p *Publisher) injectCut(epoch uint64, w *WAL) sourceState {
 	if p.closed {
 		return st
 	}
-	p.commitAll()
+	p.commitRings()
 	st.lsn = w.LastLSN()
 	ev := codec.Event{Kind: codec.KindWatermark, Aux: epoch, TsNs: p.sentWmNs, Seq: p.lastSeq, Source: uint16(p.id)}
 	for _, r := range p.rings {
 		r.Put(&ev)
 	}
+	p.committedSeq.Store(p.lastSeq) // after the cut event (commitRings)
 	p.injected.Store(epoch)
 	return st
 }

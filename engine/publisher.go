@@ -236,10 +236,21 @@ func (p *Publisher) reclaim(s int) error {
 // commitAll publishes every shard's written slots and records that every
 // event up to lastSeq is visible.
 func (p *Publisher) commitAll() {
+	p.commitRings()
+	p.committedSeq.Store(p.lastSeq)
+}
+
+// commitRings publishes every shard's written slots without recording it:
+// a caller that puts a watermark (or a cut, idle or detach marker, all with
+// Seq lastSeq) into the rings next records it only after those puts, or a
+// shard could read the committed Seq, find its rings empty and report
+// progress past the marker's outputs before it processed the marker (the
+// ordered collector would then let another shard's outputs of that Seq go
+// first).
+func (p *Publisher) commitRings() {
 	for s := range p.rings {
 		p.commit(s)
 	}
-	p.committedSeq.Store(p.lastSeq)
 }
 
 // commit publishes the written slots of shard s's claim and drops the rest
@@ -268,7 +279,8 @@ func (p *Publisher) flush() error {
 	if p.closed {
 		return ErrStopped
 	}
-	p.commitAll()
+	p.commitRings()
+	defer p.committedSeq.Store(p.lastSeq) // after the watermark (commitRings)
 	if p.maxTsNs != math.MinInt64 && p.lastSeq >= p.resumeSeq {
 		wm := p.maxTsNs - p.ooNs
 		// An idle source that published again rejoins with its
@@ -319,7 +331,8 @@ func (p *Publisher) Idle() error {
 	if p.idle {
 		return nil
 	}
-	p.commitAll()
+	p.commitRings()
+	defer p.committedSeq.Store(p.lastSeq) // after the idle marker (commitRings)
 	if err := p.logWatermark(idleWatermark); err != nil {
 		return err
 	}
@@ -383,7 +396,7 @@ func (p *Publisher) Close() error {
 	if p.closed {
 		return nil
 	}
-	p.commitAll()
+	p.commitRings() // committedSeq goes to MaxUint64 after the watermark, below
 	p.broadcastWatermark(math.MaxInt64)
 	p.closed = true
 	p.ended.Store(true)

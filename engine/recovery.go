@@ -385,7 +385,8 @@ func (r *replayer) detachAll() {
 // replayWatermark sends a logged watermark from a recovery publisher, or
 // marks the source idle (Idle's record).
 func (p *Publisher) replayWatermark(wm int64, seq uint64) {
-	p.commitAll()
+	p.commitRings()
+	defer p.committedSeq.Store(p.lastSeq) // after the watermark (commitRings)
 	if wm == idleWatermark {
 		if !p.idle {
 			p.putIdle()
@@ -416,7 +417,7 @@ func (p *Publisher) Detach() error {
 	if p.closed {
 		return nil
 	}
-	p.commitAll()
+	p.commitRings() // committedSeq goes to MaxUint64 after the marker, below
 	ev := codec.Event{Kind: codec.KindWatermark, Aux: detachAux, TsNs: p.sentWmNs, Seq: p.lastSeq, Source: uint16(p.id)}
 	for _, r := range p.rings {
 		r.Put(&ev)

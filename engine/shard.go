@@ -233,8 +233,9 @@ func (s *shard) run() {
 		if n > 0 {
 			continue
 		}
-		// Nothing arrived: every event up to `committed` has been processed.
-		if committed > s.progress.Load() {
+		// Nothing arrived: every event up to `committed` has been processed
+		// (but an event whose text is still arriving).
+		if committed = s.capProgress(committed); committed > s.progress.Load() {
 			s.progress.Store(committed)
 		}
 		if s.e.stopping.Load() && s.inputsDrained() && !s.cutPending() {
@@ -331,13 +332,25 @@ func (s *shard) processBatch(src int, batch []codec.Event) int {
 		}
 	}
 	s.flushOutputs()
-	if lastSeq > s.progress.Load() {
+	if lastSeq = s.capProgress(lastSeq); lastSeq > s.progress.Load() {
 		s.progress.Store(lastSeq)
 	}
 	if len(s.batchBuf) > 0 {
 		s.lat.recordBatch(stageShard, clock.MonoNs(), s.batchBuf)
 	}
 	return consumed
+}
+
+// capProgress lowers seq below the Seq of any event whose text is still
+// arriving: its outputs are not pushed yet, so the ordered collector must
+// not take the shard to be past it.
+func (s *shard) capProgress(seq uint64) uint64 {
+	for i := range s.texts {
+		if t := &s.texts[i]; t.open && t.head.Seq <= seq {
+			seq = t.head.Seq - 1
+		}
+	}
+	return seq
 }
 
 // gatherText takes an event with text or a chunk of one from input src. It
