@@ -92,6 +92,7 @@ type shard struct {
 	cut         shardCut                // checkpoint alignment (checkpoint_shard.go)
 	texts       []textAsm               // per input: the event whose text chunks are arriving
 	textProc    TextProcessor           // the processor, if it takes text
+	textOuts    int                     // OutText outputs in outBuf (not counted as outputs)
 }
 
 // textAsm gathers the text of one event from its KindText chunks. A
@@ -315,7 +316,13 @@ func (s *shard) processBatch(src int, batch []codec.Event) int {
 		} else {
 			var reason codec.Reason
 			if ev.TextLen > 0 && s.textProc != nil {
+				first := len(s.outBuf)
 				s.outBuf, reason = s.textProc.OnText(ev, s.texts[src].buf, s.wmNs, s.outBuf)
+				for i := first; i < len(s.outBuf); i++ {
+					if s.outBuf[i].Kind == ops.OutText {
+						s.textOuts++ // a line's text: the line counts once (flushOutputs)
+					}
+				}
 			} else {
 				s.outBuf, reason = s.proc.OnEvent(ev, s.wmNs, s.outBuf)
 			}
@@ -447,13 +454,8 @@ func (s *shard) flushOutputs() {
 	if len(s.outBuf) == 0 {
 		return
 	}
-	n := len(s.outBuf)
-	for i := range s.outBuf {
-		if s.outBuf[i].Kind == ops.OutText {
-			n-- // a line's text: the line counts once
-		}
-	}
-	s.outputs.Add(uint64(n))
+	s.outputs.Add(uint64(len(s.outBuf) - s.textOuts))
+	s.textOuts = 0
 	rest := s.outBuf
 	for len(rest) > 0 {
 		dst := s.out.ClaimWait(len(rest))
