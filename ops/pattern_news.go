@@ -138,7 +138,7 @@ func (n *newsImpactSet) newSlot(slot int, sym codec.Symbol) {
 }
 
 // keywordIn reports whether kw occurs in text on word boundaries, ignoring
-// ASCII case.
+// case.
 func keywordIn(text, kw []byte) bool {
 	for i := 0; i+len(kw) <= len(text); i++ {
 		if i > 0 && isWordByte(text[i-1]) {
@@ -147,7 +147,7 @@ func keywordIn(text, kw []byte) bool {
 		if j := i + len(kw); j < len(text) && isWordByte(text[j]) {
 			continue
 		}
-		if asciiEqualFold(text[i:i+len(kw)], kw) {
+		if bytes.EqualFold(text[i:i+len(kw)], kw) {
 			return true
 		}
 	}
@@ -156,19 +156,6 @@ func keywordIn(text, kw []byte) bool {
 
 func isWordByte(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c >= 0x80
-}
-
-func asciiEqualFold(a, lower []byte) bool {
-	for i := range a {
-		c := a[i]
-		if c >= 'A' && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != lower[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // onNews arms the patterns an analysed article qualifies for.
