@@ -33,7 +33,7 @@ var ErrNoWindowHost = errors.New("engine: processors cannot host windows")
 
 // control is one function to run on a shard goroutine.
 type control struct {
-	fn   func(p Processor) error
+	fn   func(s *shard) error
 	done chan error
 }
 
@@ -44,31 +44,11 @@ type mailbox struct {
 	pending []control
 }
 
-// onShards runs fn on every shard goroutine (directly when the engine is not
-// running) and returns the first error.
+// onShards runs fn with every shard's processor of the first stream, on
+// the shard goroutines (directly when the engine is not running), and
+// returns the first error.
 func (e *Engine) onShards(fn func(shard int, p Processor) error) error {
-	if !e.started.Load() || e.stopping.Load() {
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		for i, s := range e.shards {
-			if err := fn(i, s.proc); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	dones := make([]chan error, len(e.shards))
-	for i, s := range e.shards {
-		dones[i] = make(chan error, 1)
-		s.post(control{fn: func(p Processor) error { return fn(i, p) }, done: dones[i]})
-	}
-	var first error
-	for _, d := range dones {
-		if err := <-d; err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
+	return e.onShardsRaw(func(s *shard) error { return fn(s.id, s.strs[0].proc) })
 }
 
 func (s *shard) post(c control) {
@@ -91,7 +71,7 @@ func (s *shard) runControl() {
 	s.ctlFlag.Store(false)
 	s.ctl.mu.Unlock()
 	for _, c := range pending {
-		c.done <- c.fn(s.proc)
+		c.done <- c.fn(s)
 	}
 }
 
@@ -106,10 +86,23 @@ func (s *shard) drainControl() {
 // the OutputHandler with Op = the id. The window is recorded in checkpoints
 // (see defs.go): recovery creates it again before loading its state.
 func (e *Engine) CreateWindow(spec ops.WindowSpec) (WindowID, error) {
+	return e.CreateStreamWindow(DefaultStream, spec)
+}
+
+// CreateStreamWindow is CreateWindow on one stream's operators.
+func (e *Engine) CreateStreamWindow(stream StreamID, spec ops.WindowSpec) (WindowID, error) {
+	st, err := e.lookup(stream)
+	if err != nil {
+		return 0, err
+	}
+	d := definition{Kind: "window", Window: spec.String()}
+	if st.idx != 0 {
+		d.Stream = st.id
+	}
 	commit := e.lockDefs()
-	id, err := e.applyWindow(spec)
+	id, err := e.applyWindow(st, spec)
 	if err == nil {
-		e.addDef(definition{Kind: "window", Window: spec.String()})
+		e.addDef(d)
 	}
 	if cerr := commit(err == nil); err == nil {
 		err = cerr
@@ -117,9 +110,9 @@ func (e *Engine) CreateWindow(spec ops.WindowSpec) (WindowID, error) {
 	return id, err
 }
 
-func (e *Engine) applyWindow(spec ops.WindowSpec) (WindowID, error) {
+func (e *Engine) applyWindow(st *stream, spec ops.WindowSpec) (WindowID, error) {
 	ops := make([]uint16, len(e.shards))
-	err := e.onShards(func(i int, p Processor) error {
+	err := e.onStream(st, func(i int, p Processor) error {
 		h, ok := p.(WindowHost)
 		if !ok {
 			return ErrNoWindowHost

@@ -113,7 +113,7 @@ func newPatEntry(spec ops.PatternSpec, size int, active bool) *patEntry {
 // processors were configured with, or nil when they cannot host patterns.
 // It runs in New, before the shards run.
 func newPatternRegistry(e *Engine) *patternRegistry {
-	h, ok := e.shards[0].proc.(PatternHost)
+	h, ok := e.shards[0].strs[0].proc.(PatternHost)
 	if !ok {
 		return nil
 	}

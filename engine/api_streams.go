@@ -1,12 +1,12 @@
 package engine
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"math"
 	"time"
 
+	"qstream/codec"
 	"qstream/internal/rate"
 	"qstream/ops"
 )
@@ -16,13 +16,11 @@ func newThroughputRing() *rate.Ring {
 	return rate.NewRing(int(MaxThroughputTimeframe/ThroughputInterval)+1, ThroughputInterval)
 }
 
-// StreamID names a stream of the engine. An engine runs one stream today,
-// DefaultStream; the API takes the id so that it reads as the
-// specification's (filter_stream, transform_stream) and stays when several
-// streams share the shards.
+// StreamID names a stream of the engine (streams.go).
 type StreamID string
 
-// DefaultStream is the id of the engine's stream.
+// DefaultStream names the engine's first stream, whatever its
+// Config.StreamName.
 const DefaultStream StreamID = "default"
 
 // ErrUnknownStream is returned for a stream id the engine does not run.
@@ -66,11 +64,15 @@ func (e *Engine) TransformStream(id StreamID, transform string) error {
 }
 
 func (e *Engine) setStream(id StreamID, d definition) error {
-	if id != DefaultStream {
-		return fmt.Errorf("%w: %q (this engine runs %q)", ErrUnknownStream, id, DefaultStream)
+	st, err := e.lookup(id)
+	if err != nil {
+		return err
+	}
+	if st.idx != 0 {
+		d.Stream = st.id
 	}
 	commit := e.lockDefs()
-	err := e.applyStream(d)
+	err = e.applyStream(st, d)
 	if err == nil {
 		e.addDef(d)
 	}
@@ -80,8 +82,8 @@ func (e *Engine) setStream(id StreamID, d definition) error {
 	return err
 }
 
-func (e *Engine) applyStream(d definition) error {
-	return e.onShards(func(_ int, p Processor) error {
+func (e *Engine) applyStream(st *stream, d definition) error {
+	return e.onStream(st, func(_ int, p Processor) error {
 		h, ok := p.(StreamHost)
 		if !ok {
 			return ErrNoStreamHost
@@ -93,14 +95,61 @@ func (e *Engine) applyStream(d definition) error {
 	})
 }
 
-// StreamMetrics returns the stream's counters: messages, outputs, errors
-// and dead letters by reason, per-shard ring occupancy and watermarks,
-// durability (the engine's Stats).
+// StreamMetrics returns the stream's counters. For the first stream of an
+// engine that runs one, it is Stats. Otherwise Messages (events),
+// Outputs and DeadLetters (operator-time rejections) count the stream's
+// processing on every shard, Published, Rejected and Errors its
+// publishers, Delivered its output handler; Shards gives each shard's
+// watermark of the stream and the occupancy of its rings (shared by the
+// streams); Durability is the engine's.
 func (e *Engine) StreamMetrics(id StreamID) (Stats, error) {
-	if id != DefaultStream {
-		return Stats{}, fmt.Errorf("%w: %q", ErrUnknownStream, id)
+	st, err := e.lookup(id)
+	if err != nil {
+		return Stats{}, err
 	}
-	return e.Stats(), nil
+	all := e.Stats()
+	if st.idx == 0 && len(e.streamList()) == 1 {
+		return all, nil
+	}
+	m := Stats{ByKind: map[string]uint64{}, Rejected: map[string]uint64{}, Symbols: all.Symbols, Durability: all.Durability,
+		Delivered: st.delivered.Load()}
+	var rejected [codec.ReasonCount]uint64
+	for i, s := range e.shards {
+		sh := all.Shards[i]
+		sh.Messages, sh.WatermarkNs = 0, math.MinInt64
+		if ss := s.strPub[st.idx].Load(); ss != nil {
+			sh.Messages = ss.processed.Load()
+			sh.WatermarkNs = ss.wmPub.Load()
+			m.Outputs += ss.outputs.Load()
+			for r := range ss.dead {
+				rejected[r] += ss.dead[r].Load()
+			}
+		}
+		m.Messages += sh.Messages
+		m.Shards = append(m.Shards, sh)
+	}
+	for _, p := range *e.pubs.Load() {
+		if p.stream != st {
+			continue
+		}
+		m.Published += p.published.Load()
+		for r := range p.rejected {
+			rejected[r] += p.rejected[r].Load()
+		}
+	}
+	for r, n := range rejected {
+		if n == 0 {
+			continue
+		}
+		m.Rejected[codec.Reason(r).String()] = n
+		m.DeadLetters += n
+		switch codec.Reason(r) {
+		case codec.ReasonLate, codec.ReasonDuplicate, codec.ReasonSequenceGap:
+		default:
+			m.Errors += n
+		}
+	}
+	return m, nil
 }
 
 // Lag is how far a stream is behind in event time, measured against a
@@ -112,8 +161,8 @@ type Lag struct {
 	Watermark    time.Duration
 	WatermarkNs  int64
 	HasWatermark bool
-	// EventTime is now − the newest event time a live source has flushed;
-	// valid when HasEvents.
+	// EventTime is now − the newest event time a live source of the
+	// stream has flushed; valid when HasEvents.
 	EventTime     time.Duration
 	NewestEventNs int64
 	HasEvents     bool
@@ -121,15 +170,19 @@ type Lag struct {
 
 // ProcessingLag returns the stream's event-time and watermark lag at now.
 func (e *Engine) ProcessingLag(id StreamID, now time.Time) (Lag, error) {
-	if id != DefaultStream {
-		return Lag{}, fmt.Errorf("%w: %q", ErrUnknownStream, id)
+	st, err := e.lookup(id)
+	if err != nil {
+		return Lag{}, err
 	}
 	var l Lag
-	st := e.Stats()
 	l.WatermarkNs = math.MaxInt64
-	for _, sh := range st.Shards {
-		if sh.WatermarkNs != math.MinInt64 && sh.WatermarkNs != math.MaxInt64 {
-			l.WatermarkNs, l.HasWatermark = min(l.WatermarkNs, sh.WatermarkNs), true
+	for _, s := range e.shards {
+		ss := s.strPub[st.idx].Load()
+		if ss == nil {
+			continue
+		}
+		if wm := ss.wmPub.Load(); wm != math.MinInt64 && wm != math.MaxInt64 {
+			l.WatermarkNs, l.HasWatermark = min(l.WatermarkNs, wm), true
 		}
 	}
 	if l.HasWatermark {
@@ -138,9 +191,12 @@ func (e *Engine) ProcessingLag(id StreamID, now time.Time) (Lag, error) {
 		l.WatermarkNs = 0
 	}
 	l.NewestEventNs = math.MinInt64
-	for _, p := range e.Publishers() {
-		if !p.Ended && !p.Replay && p.MaxEventNs != math.MinInt64 {
-			l.NewestEventNs, l.HasEvents = max(l.NewestEventNs, p.MaxEventNs), true
+	for _, p := range *e.pubs.Load() {
+		if p.stream != st || p.ended.Load() || p.replay {
+			continue
+		}
+		if ts := p.maxTsPub.Load(); ts != math.MinInt64 {
+			l.NewestEventNs, l.HasEvents = max(l.NewestEventNs, ts), true
 		}
 	}
 	if l.HasEvents {
@@ -171,13 +227,14 @@ const (
 // from the samples the running engine takes once a second. ok is false
 // before two samples exist.
 func (e *Engine) ThroughputStats(id StreamID, timeframe time.Duration) (t Throughput, ok bool, err error) {
-	if id != DefaultStream {
-		return t, false, fmt.Errorf("%w: %q", ErrUnknownStream, id)
+	st, err := e.lookup(id)
+	if err != nil {
+		return t, false, err
 	}
 	if timeframe < ThroughputInterval || timeframe > MaxThroughputTimeframe {
 		return t, false, fmt.Errorf("engine: timeframe %s outside %s..%s", timeframe, ThroughputInterval, MaxThroughputTimeframe)
 	}
-	n, secs, ok := e.tput.Rate(timeframe)
+	n, secs, ok := st.tput.Rate(timeframe)
 	t = Throughput{Timeframe: timeframe, Seconds: secs, Messages: n}
 	if ok && secs > 0 {
 		t.PerSecond = float64(n) / secs
@@ -185,47 +242,34 @@ func (e *Engine) ThroughputStats(id StreamID, timeframe time.Duration) (t Throug
 	return t, ok, nil
 }
 
-// sampleThroughput records the message count once per interval until
-// stop is closed.
+// streamProcessed returns the events the shards processed for st.
+func (e *Engine) streamProcessed(st *stream) uint64 {
+	var n uint64
+	for _, s := range e.shards {
+		if ss := s.strPub[st.idx].Load(); ss != nil {
+			n += ss.processed.Load()
+		}
+	}
+	return n
+}
+
+// sampleThroughput records each stream's message count once per interval
+// until stop is closed.
 func (e *Engine) sampleThroughput(stop <-chan struct{}, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	e.tput.Add(time.Now(), e.Stats().Messages)
+	sample := func(now time.Time) {
+		for _, st := range e.streamList() {
+			st.tput.Add(now, e.streamProcessed(st))
+		}
+	}
+	sample(time.Now())
 	for {
 		select {
 		case <-stop:
 			return
 		case now := <-t.C:
-			e.tput.Add(now, e.Stats().Messages)
+			sample(now)
 		}
 	}
-}
-
-// PauseStream stops the stream's consumption (Pause): its rings fill and its
-// publishers block; nothing is dropped.
-func (e *Engine) PauseStream(id StreamID) error {
-	if id != DefaultStream {
-		return fmt.Errorf("%w: %q", ErrUnknownStream, id)
-	}
-	e.Pause()
-	return nil
-}
-
-// ResumeStream undoes PauseStream.
-func (e *Engine) ResumeStream(id StreamID) error {
-	if id != DefaultStream {
-		return fmt.Errorf("%w: %q", ErrUnknownStream, id)
-	}
-	e.Resume()
-	return nil
-}
-
-// StopStream stops the stream as Stop does: once its publishers are closed
-// every open window fires, the final checkpoint is taken and the output
-// holds every result.
-func (e *Engine) StopStream(ctx context.Context, id StreamID) error {
-	if id != DefaultStream {
-		return fmt.Errorf("%w: %q", ErrUnknownStream, id)
-	}
-	return e.Stop(ctx)
 }

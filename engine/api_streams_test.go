@@ -79,7 +79,7 @@ func TestStreamMetricsLagThroughput(t *testing.T) {
 		t.Fatal("a rate without samples")
 	}
 	for i := range 11 {
-		idle.tput.Add(t0.Add(time.Duration(i)*time.Second), uint64(i)*500)
+		idle.streamList()[0].tput.Add(t0.Add(time.Duration(i)*time.Second), uint64(i)*500)
 	}
 	tp, ok, err := idle.ThroughputStats(DefaultStream, 4*time.Second)
 	if err != nil || !ok || tp.Messages != 2000 || tp.Seconds != 4 || tp.PerSecond != 500 {
@@ -94,17 +94,17 @@ func TestStreamMetricsLagThroughput(t *testing.T) {
 		t.Fatalf("another stream: %v", err)
 	}
 	// The running engine samples by itself.
-	for e.tput.Samples() < 1 && time.Now().Before(deadline) {
+	for e.streamList()[0].tput.Samples() < 1 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if e.tput.Samples() < 1 {
+	if e.streamList()[0].tput.Samples() < 1 {
 		t.Fatal("the running engine took no throughput sample")
 	}
-	if err := e.PauseStream(DefaultStream); err != nil || !e.Paused() {
-		t.Fatalf("PauseStream: %v, paused %v", err, e.Paused())
+	if err := e.PauseStream(DefaultStream); err != nil || !e.StreamPaused(DefaultStream) {
+		t.Fatalf("PauseStream: %v, paused %v", err, e.StreamPaused(DefaultStream))
 	}
-	if err := e.ResumeStream(DefaultStream); err != nil || e.Paused() {
-		t.Fatalf("ResumeStream: %v, paused %v", err, e.Paused())
+	if err := e.ResumeStream(DefaultStream); err != nil || e.StreamPaused(DefaultStream) {
+		t.Fatalf("ResumeStream: %v, paused %v", err, e.StreamPaused(DefaultStream))
 	}
 	if err := e.PauseStream("other"); !errors.Is(err, ErrUnknownStream) {
 		t.Fatalf("PauseStream(other): %v", err)

@@ -222,6 +222,21 @@ type cutResult struct {
 	sources []sourceState
 	hwm     []byte
 	hasHWM  bool
+	// streams: the marks of the other streams' CheckpointedOutputs, by
+	// stream id.
+	streams map[StreamID][]byte
+}
+
+// streamOutputs returns the streams after the first whose outputs are
+// CheckpointedOutputs and have not ended.
+func (e *Engine) streamOutputs() []*stream {
+	var out []*stream
+	for _, st := range e.streamList()[1:] {
+		if _, ok := st.output.(CheckpointedOutput); ok && st.State() != StreamStopped {
+			out = append(out, st)
+		}
+	}
+	return out
 }
 
 // cut runs one cut (steps 1-4 of the comment above). Precondition: c.mu is
@@ -231,7 +246,8 @@ func (c *cutCoord) cut(snapshot bool) (cutResult, error) {
 	var res cutResult
 	e.mu.Lock()
 	e.cutEpoch++
-	req := &cutReq{epoch: e.cutEpoch, snapshot: snapshot, alignOutputs: snapshot && c.output != nil, release: make(chan struct{})}
+	others := e.streamOutputs()
+	req := &cutReq{epoch: e.cutEpoch, snapshot: snapshot, alignOutputs: snapshot && (c.output != nil || len(others) > 0), release: make(chan struct{})}
 	res.lsn = c.wal.LastLSN()
 	pubs := append([]*Publisher(nil), e.publishers...)
 	c.cur.Store(req)
@@ -257,10 +273,26 @@ func (c *cutCoord) cut(snapshot bool) (cutResult, error) {
 		// never took, and recovery would not produce them again.
 		err = fmt.Errorf("engine: no checkpoint after a failure: %w", ferr)
 	} else if req.alignOutputs {
-		res.hwm, err = c.output.CheckpointOutput()
-		res.hasHWM = true
-		if err == nil && len(res.hwm) > maxOutputMark {
-			err = fmt.Errorf("engine: output high-water mark of %d bytes (max %d)", len(res.hwm), maxOutputMark)
+		if c.output != nil {
+			res.hwm, err = c.output.CheckpointOutput()
+			res.hasHWM = true
+			if err == nil && len(res.hwm) > maxOutputMark {
+				err = fmt.Errorf("engine: output high-water mark of %d bytes (max %d)", len(res.hwm), maxOutputMark)
+			}
+		}
+		for _, st := range others {
+			if err != nil {
+				break
+			}
+			var hwm []byte
+			hwm, err = st.output.(CheckpointedOutput).CheckpointOutput()
+			if err == nil && len(hwm) > maxOutputMark {
+				err = fmt.Errorf("engine: stream %q: output high-water mark of %d bytes (max %d)", st.id, len(hwm), maxOutputMark)
+			}
+			if res.streams == nil {
+				res.streams = map[StreamID][]byte{}
+			}
+			res.streams[st.id] = hwm
 		}
 	}
 	close(req.release)
@@ -308,11 +340,20 @@ func (c *cutCoord) checkpointLocked() (checkpoint.Info, error) {
 	// matter for every source, so every publisher is kept.
 	ck := &checkpoint.Checkpoint{LSN: res.lsn}
 	ck.Set(sectionEngine, appendEngineState(nil, st))
+	streams := e.streamList()
 	for i, s := range e.shards {
 		ck.Set(shardSection(i), s.cut.snap)
+		for k, sec := range s.cut.streams {
+			if sec != nil && k < len(streams) {
+				ck.Set(streamSection(streams[k].id, i), sec)
+			}
+		}
 	}
 	if res.hasHWM {
 		ck.Set(sectionOutput, res.hwm)
+	}
+	for id, hwm := range res.streams {
+		ck.Set(streamOutputSection(id), hwm)
 	}
 	if defs, err := e.defsSection(); err != nil {
 		return checkpoint.Info{}, fmt.Errorf("engine: checkpoint: %w", err)

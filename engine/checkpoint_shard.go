@@ -9,6 +9,7 @@ type shardCut struct {
 	done     uint64  // the last completed epoch
 	got      []bool  // per input: its cut event arrived
 	snap     []byte  // the shard section of the last completed cut; read by the coordinator until the next
+	streams  [][]byte // per stream index > 0: its section of that cut (nil: the stream has ended or is not there)
 	outEmpty func() bool
 }
 
@@ -111,6 +112,16 @@ func (s *shard) completeCut() {
 	s.flushOutputs()
 	if r.snapshot {
 		s.cut.snap = s.appendSnapshot(s.cut.snap[:0])
+		for len(s.cut.streams) < len(s.strs) {
+			s.cut.streams = append(s.cut.streams, nil)
+		}
+		for i := 1; i < len(s.strs); i++ {
+			if ss := s.strs[i]; ss != nil && !ss.ended {
+				s.cut.streams[i] = s.appendStreamSnapshot(s.cut.streams[i][:0], ss, false)
+			} else {
+				s.cut.streams[i] = nil
+			}
+		}
 	}
 	if r.alignOutputs {
 		if s.cut.outEmpty == nil {

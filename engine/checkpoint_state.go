@@ -218,9 +218,16 @@ func decodeShardState(src []byte) (shardState, error) {
 	return st, nil
 }
 
-// appendSnapshot appends the shard section of s. Called on the shard's
-// goroutine at a cut.
+// appendSnapshot appends the shard section of s: its first stream's state
+// and its dedup set. Called on the shard's goroutine at a cut.
 func (s *shard) appendSnapshot(dst []byte) []byte {
+	return s.appendStreamSnapshot(dst, s.strs[0], true)
+}
+
+// appendStreamSnapshot appends a shard section holding ss's watermark and
+// processor state, and the dedup set if withDedup (the first stream's
+// section; the other streams' sections hold none: the set is the shard's).
+func (s *shard) appendStreamSnapshot(dst []byte, ss *shardStream, withDedup bool) []byte {
 	start := len(dst)
 	le := binary.LittleEndian
 	dst = append(dst, shardStateMagic...)
@@ -228,17 +235,17 @@ func (s *shard) appendSnapshot(dst []byte) []byte {
 	dst = le.AppendUint16(dst, 0)
 	dst = le.AppendUint32(dst, uint32(s.id))
 	dst = le.AppendUint32(dst, uint32(len(s.e.shards)))
-	dst = le.AppendUint64(dst, uint64(s.wmNs))
+	dst = le.AppendUint64(dst, uint64(ss.wmNs))
 	lenAt := len(dst)
 	dst = le.AppendUint32(dst, 0)
 	dst = le.AppendUint32(dst, 0)
-	if s.dedup != nil {
+	if s.dedup != nil && withDedup {
 		dst = s.dedup.appendState(dst)
 	}
 	le.PutUint32(dst[lenAt:], uint32(len(dst)-lenAt-8))
 	procAt := len(dst)
 	dst = le.AppendUint64(dst, 0)
-	if sp, ok := s.proc.(StatefulProcessor); ok {
+	if sp, ok := ss.proc.(StatefulProcessor); ok {
 		dst = sp.AppendState(dst)
 	}
 	le.PutUint64(dst[procAt:], uint64(len(dst)-procAt-8))
@@ -249,6 +256,12 @@ func (s *shard) appendSnapshot(dst []byte) []byte {
 // running. The dedup set and the processor each check their part before
 // changing; an error leaves the engine to be discarded.
 func (s *shard) restore(src []byte) error {
+	return s.restoreStream(src, s.strs[0], true)
+}
+
+// restoreStream loads a section of appendStreamSnapshot into ss (and the
+// dedup set if withDedup).
+func (s *shard) restoreStream(src []byte, ss *shardStream, withDedup bool) error {
 	st, err := decodeShardState(src)
 	if err != nil {
 		return err
@@ -256,11 +269,15 @@ func (s *shard) restore(src []byte) error {
 	if st.shard != s.id || st.shards != len(s.e.shards) {
 		return stateErr("section of shard %d of %d loaded into shard %d of %d", st.shard, st.shards, s.id, len(s.e.shards))
 	}
-	sp, stateful := s.proc.(StatefulProcessor)
+	sp, stateful := ss.proc.(StatefulProcessor)
 	if !stateful && len(st.proc) > 0 {
 		return stateErr("shard %d: the checkpoint holds processor state but the processor cannot load it", s.id)
 	}
 	switch {
+	case !withDedup:
+		if len(st.dedup) > 0 {
+			return stateErr("shard %d: a stream's section holds a dedup set", s.id)
+		}
 	case s.dedup != nil && len(st.dedup) > 0:
 		if err := s.dedup.loadState(st.dedup); err != nil {
 			return err
@@ -273,7 +290,8 @@ func (s *shard) restore(src []byte) error {
 			return fmt.Errorf("engine: shard %d: %w", s.id, err)
 		}
 	}
-	s.wmNs = st.wmNs
-	s.wm.Restore(st.wmNs)
+	ss.wmNs = st.wmNs
+	ss.wmPub.Store(st.wmNs)
+	ss.wm.Restore(st.wmNs)
 	return nil
 }

@@ -217,12 +217,21 @@ func (c *collector) deliverGroups(i int, batch []ops.Output) {
 // and Stop reports the error.
 func (c *collector) deliver(batch []ops.Output) {
 	c.delivered.Add(uint64(len(batch)))
-	if r := c.e.patterns; r != nil {
-		r.record(batch) // before the handler: a match is readable once delivered
-	}
-	if h := c.e.cfg.Output; h != nil && c.e.Err() == nil {
-		if err := h.HandleOutputs(batch); err != nil {
-			c.e.setErr(err)
+	streams := c.e.streamList()
+	if len(streams) == 1 {
+		c.deliverStream(streams[0], batch, false)
+	} else {
+		// A shard flushes one stream's outputs at a time, so a batch is a
+		// few runs of one stream each (groups never span two).
+		for rest := batch; len(rest) > 0; {
+			idx, k := rest[0].Stream, 1
+			for k < len(rest) && rest[k].Stream == idx {
+				k++
+			}
+			if int(idx) < len(streams) {
+				c.deliverStream(streams[idx], rest[:k], true)
+			}
+			rest = rest[k:]
 		}
 	}
 	c.stamps = c.stamps[:0]
@@ -233,6 +242,33 @@ func (c *collector) deliver(batch []ops.Output) {
 	}
 	if len(c.stamps) > 0 {
 		c.lat.recordBatch(stageSink, clock.MonoNs(), c.stamps)
+	}
+}
+
+// deliverStream hands one stream's run of outputs to its handler and, when
+// the engine runs several streams, counts them for the stream (StopStream,
+// StreamMetrics; with one stream Stats counts).
+func (c *collector) deliverStream(st *stream, batch []ops.Output, count bool) {
+	n := uint64(0)
+	if count {
+		for i := range batch {
+			if batch[i].Kind != ops.OutText {
+				n++
+			}
+		}
+	}
+	if st.idx == 0 {
+		if r := c.e.patterns; r != nil {
+			r.record(batch) // before the handler: a match is readable once delivered
+		}
+	}
+	if h := st.output; h != nil && c.e.Err() == nil {
+		if err := h.HandleOutputs(batch); err != nil {
+			c.e.setErr(err)
+		}
+	}
+	if n > 0 {
+		st.delivered.Add(n)
 	}
 }
 

@@ -152,8 +152,20 @@ type Config struct {
 	Ordered bool
 	// Processors builds each shard's operator chain. Required.
 	Processors ProcessorFactory
-	// Output receives operator outputs. Nil discards them (counted).
+	// Output receives the first stream's operator outputs. Nil discards
+	// them (counted).
 	Output OutputHandler
+	// StreamName names the first stream (the one Processors and Output
+	// describe); "" is "default". The id "default" names it as well.
+	StreamName StreamID
+	// Streams are more streams on the same shards, built at New by
+	// StreamFactory (streams.go). They are not recorded in checkpoints:
+	// the configuration brings them back.
+	Streams []StreamConfig
+	// StreamFactory builds streams from their definitions: Streams,
+	// StartStream and recovery of StartStream's streams. Nil: the engine
+	// runs only its first stream.
+	StreamFactory StreamFactory
 	// DeadLetters receives rejected inputs. Nil only counts them.
 	DeadLetters DeadLetterHandler
 	// Durability, if set, makes Publisher.Barrier wait for the WAL. A *WAL

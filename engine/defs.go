@@ -26,7 +26,9 @@ const sectionDefs = "defs"
 
 // definition is one run-time change, as the checkpoint stores it (JSON).
 type definition struct {
-	Kind    string           `json:"kind"` // "window", "pattern", "remove_pattern", "filter", "transform"
+	Kind    string           `json:"kind"` // "stream", "window", "pattern", "remove_pattern", "filter", "transform"
+	Stream  StreamID         `json:"stream,omitempty"` // the stream it applies to ("stream": starts); "": the first
+	Spec    json.RawMessage  `json:"spec,omitempty"`   // "stream": its StreamConfig.Spec
 	Window  string           `json:"window,omitempty"`
 	Pattern *ops.PatternSpec `json:"pattern,omitempty"`
 	ID      int              `json:"id,omitempty"`   // remove_pattern: the pattern's id
@@ -61,6 +63,21 @@ func (e *Engine) addDef(d definition) {
 	e.defsMu.Unlock()
 }
 
+// removeDefs drops a stopped stream's definitions: its start and every
+// change made to it.
+func (e *Engine) removeDefs(id StreamID) {
+	e.defsMu.Lock()
+	defer e.defsMu.Unlock()
+	keep := e.defs[:0]
+	for _, d := range e.defs {
+		if d.Stream != id {
+			keep = append(keep, d)
+		}
+	}
+	clear(e.defs[len(keep):])
+	e.defs = keep
+}
+
 // defsSection returns the definitions as the checkpoint stores them, or nil
 // when there are none.
 func (e *Engine) defsSection() ([]byte, error) {
@@ -82,14 +99,22 @@ func (e *Engine) restoreDefs(data []byte) error {
 	}
 	for k, d := range defs {
 		var err error
+		var st *stream
+		if d.Kind != "stream" {
+			if st, err = e.lookup(d.Stream); err != nil {
+				return stateErr("run-time definition %d (%s): %v", k, d.Kind, err)
+			}
+		}
 		switch d.Kind {
+		case "stream":
+			err = e.startStream(StreamConfig{ID: d.Stream, Spec: d.Spec}, true)
 		case "window":
 			var specs []ops.WindowSpec
 			if specs, err = ops.ParseWindowSpecs(d.Window); err == nil && len(specs) != 1 {
 				err = fmt.Errorf("%q is not one window", d.Window)
 			}
 			if err == nil {
-				_, err = e.applyWindow(specs[0])
+				_, err = e.applyWindow(st, specs[0])
 			}
 		case "pattern":
 			if d.Pattern == nil {
@@ -100,7 +125,7 @@ func (e *Engine) restoreDefs(data []byte) error {
 		case "remove_pattern":
 			err = e.applyRemovePattern(PatternID(d.ID))
 		case "filter", "transform":
-			err = e.applyStream(d)
+			err = e.applyStream(st, d)
 		default:
 			err = fmt.Errorf("unknown kind %q", d.Kind)
 		}

@@ -79,7 +79,7 @@ func TestEngineStateRoundTrip(t *testing.T) {
 }
 
 func TestShardStateDecodeRejects(t *testing.T) {
-	s := &shard{id: 1, e: &Engine{shards: make([]*shard, 2)}, wmNs: 12345, dedup: newDedupSet(8), proc: nopProc{}}
+	s := &shard{id: 1, e: &Engine{shards: make([]*shard, 2)}, strs: []*shardStream{{proc: nopProc{}, wmNs: 12345}}, dedup: newDedupSet(8)}
 	s.dedup.seen(77)
 	b := s.appendSnapshot(nil)
 	st, err := decodeShardState(b)
@@ -102,7 +102,7 @@ func TestShardStateDecodeRejects(t *testing.T) {
 func FuzzEngineCheckpointState(f *testing.F) {
 	f.Add(appendEngineState(nil, sampleEngineState()))
 	f.Add(appendEngineState(nil, &engineState{shards: 1}))
-	s := &shard{id: 0, e: &Engine{shards: make([]*shard, 1)}, dedup: newDedupSet(4), proc: nopProc{}}
+	s := &shard{id: 0, e: &Engine{shards: make([]*shard, 1)}, strs: []*shardStream{{proc: nopProc{}}}, dedup: newDedupSet(4)}
 	s.dedup.seen(1)
 	s.dedup.seen(2)
 	f.Add(s.appendSnapshot(nil))

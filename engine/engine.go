@@ -38,7 +38,6 @@ import (
 	"time"
 
 	"qstream/codec"
-	"qstream/internal/rate"
 	"qstream/ops"
 	"qstream/ring"
 )
@@ -71,13 +70,15 @@ type Engine struct {
 	// Durability (durability.go, checkpoint.go, recovery.go).
 	wal        *WAL          // Config.Durability when it is a *WAL
 	cut        *cutCoord     // cuts and checkpoints; nil without a *WAL
-	tput       *rate.Ring    // message counts once a second (ThroughputStats)
 	tputStop   chan struct{} // closed by Stop: ends the sampler
 	defsMu     sync.Mutex
 	defs       []definition           // run-time definitions, in order (defs.go)
 	cutEpoch   uint64                 // guarded by mu
 	restored   map[string]sourceState // source states recovered by name; guarded by mu
 	recovering bool                   // Recover runs: Start leaves the periodic checkpoints to it
+
+	strms    atomic.Pointer[[]*stream] // streams.go: copy-on-write, index = stream index
+	streamMu sync.Mutex               // serialises stream starts
 
 	patterns *patternRegistry // api_patterns.go; nil when the processors cannot host patterns
 	latTotal latencyTotals    // latency.go: what Latency(true) cleared
@@ -90,7 +91,7 @@ func New(cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{cfg: c, symbols: c.Symbols, failed: make(chan struct{}), tput: newThroughputRing()}
+	e := &Engine{cfg: c, symbols: c.Symbols, failed: make(chan struct{})}
 	if e.symbols == nil {
 		e.symbols = codec.NewSymbolTable(c.MaxSymbols)
 	}
@@ -119,7 +120,20 @@ func New(cfg Config) (*Engine, error) {
 	if err := e.setupShardDurability(); err != nil {
 		return nil, err
 	}
+	name := c.StreamName
+	if name == "" {
+		name = DefaultStream
+	} else if err := validStreamID(name); err != nil && name != DefaultStream {
+		return nil, fmt.Errorf("%w: stream name: %w", ErrConfig, err)
+	}
+	first := []*stream{newStream(name, 0, nil, c.Output)}
+	e.strms.Store(&first)
 	e.collector = newCollector(e, outWaiter)
+	for _, sc := range c.Streams {
+		if err := e.startStream(sc, false); err != nil {
+			return nil, err
+		}
+	}
 	e.patterns = newPatternRegistry(e)
 	return e, nil
 }
@@ -154,8 +168,16 @@ func (e *Engine) NewPublisher(name string) (*Publisher, error) {
 }
 
 func (e *Engine) newPublisher(name string, replay bool) (*Publisher, error) {
+	return e.newPublisherOpts(name, replay, false)
+}
+
+func (e *Engine) newPublisherOpts(name string, replay, api bool) (*Publisher, error) {
 	if e.stopping.Load() {
 		return nil, ErrStopped
+	}
+	st, known := e.streamOfName(name)
+	if !known && replay {
+		return nil, stateErr("source %q belongs to a stream that neither the configuration nor the checkpoint defines", name)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -166,6 +188,8 @@ func (e *Engine) newPublisher(name string, replay bool) (*Publisher, error) {
 		e:        e,
 		id:       len(e.publishers),
 		name:     name,
+		stream:   st,
+		api:      api,
 		rings:    make([]*ring.SPSC[codec.Event], len(e.shards)),
 		claim:    make([][]codec.Event, len(e.shards)),
 		fill:     make([]int, len(e.shards)),
@@ -230,6 +254,7 @@ func (e *Engine) Pause() { e.paused.Store(true) }
 
 // Resume undoes Pause.
 func (e *Engine) Resume() {
+	e.resumeAllStreams()
 	e.pauseMu.Lock()
 	e.paused.Store(false)
 	e.pauseCv.Broadcast()
@@ -261,6 +286,8 @@ func (e *Engine) Stop(ctx context.Context) error {
 	if !e.started.Load() {
 		return errors.New("engine: not started")
 	}
+	e.resumeAllStreams() // a paused stream's feeds drain and can close
+	e.detachAPIPublishers()
 	if e.cut != nil {
 		// No new periodic or requested checkpoints; one in flight completes
 		// below (the shards finish a cut before they stop, also when the

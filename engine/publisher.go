@@ -49,6 +49,11 @@ type Publisher struct {
 	e      *Engine
 	id     int
 	name   string
+	stream *stream // the stream it belongs to (streams.go)
+	// api: the stream's ProcessMessage publisher; capture is the request
+	// the shards fill while its message is processed.
+	api     bool
+	capture atomic.Pointer[captureReq]
 	rings  []*ring.SPSC[codec.Event]
 	claim  [][]codec.Event // claimed, unpublished slots per shard
 	fill   []int           // how many of claim[s] are written
@@ -106,6 +111,9 @@ func (p *Publisher) Name() string { return p.name }
 // while that ring is full (backpressure); it returns ErrStopped once the
 // Publisher is closed. With a WAL configured the event is appended first.
 func (p *Publisher) Publish(ev *codec.Event) error {
+	if p.stream.paused.Load() {
+		p.waitGate()
+	}
 	if p.locked {
 		p.mu.Lock()
 		err := p.publish(ev)
@@ -127,6 +135,9 @@ func (p *Publisher) PublishText(ev *codec.Event, text []byte) error {
 	}
 	if len(text) > codec.MaxText {
 		return fmt.Errorf("engine: event text of %d bytes, the limit is %d", len(text), codec.MaxText)
+	}
+	if p.stream.paused.Load() {
+		p.waitGate()
 	}
 	if p.locked {
 		p.mu.Lock()

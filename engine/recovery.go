@@ -114,6 +114,20 @@ func (e *Engine) Recover(ctx context.Context) (*RecoveryReport, error) {
 			e.cfg.Logger.Warn("engine: recover: the checkpoint holds no output mark; the output may repeat outputs after it", "checkpoint", ck.ID)
 		}
 	}
+	for _, st := range e.streamOutputs() {
+		var hwm []byte
+		ok := ck == nil
+		if ck != nil {
+			hwm, ok = ck.Get(streamOutputSection(st.id))
+		}
+		if !ok {
+			e.cfg.Logger.Warn("engine: recover: the checkpoint holds no output mark for the stream; its output may repeat outputs after it", "stream", st.id)
+			continue
+		}
+		if err := st.output.(CheckpointedOutput).RestoreOutput(hwm); err != nil {
+			return rep, fmt.Errorf("engine: recover: restore the output of stream %q: %w", st.id, err)
+		}
+	}
 	e.wal.bind(e.symbols, codec.Symbol(e.symbols.Len()))
 
 	e.recovering = true
@@ -213,6 +227,34 @@ func (r *replayer) loadCheckpoint(ck *checkpoint.Checkpoint, walLast uint64) err
 		}
 		if err := s.restore(sec); err != nil {
 			return err
+		}
+	}
+	return r.loadStreams(ck)
+}
+
+// loadStreams loads the state of every stream but the first (their
+// sections; a stream without is new: it starts empty) and refuses a
+// checkpoint that holds the state of a stream this engine does not run.
+func (r *replayer) loadStreams(ck *checkpoint.Checkpoint) error {
+	e := r.e
+	for _, sec := range ck.Sections {
+		id, ok := isStreamSection(sec.Name)
+		if !ok {
+			continue
+		}
+		if st, err := e.lookup(id); err != nil || st.idx == 0 {
+			return stateErr("the checkpoint holds the state of stream %q, which neither the configuration nor the checkpoint's definitions start: start it (the same configuration) to recover", id)
+		}
+	}
+	for _, st := range e.streamList()[1:] {
+		for i, s := range e.shards {
+			sec, ok := ck.Get(streamSection(st.id, i))
+			if !ok {
+				continue
+			}
+			if err := s.restoreStream(sec, s.strs[st.idx], false); err != nil {
+				return fmt.Errorf("stream %q: %w", st.id, err)
+			}
 		}
 	}
 	return nil
@@ -445,8 +487,8 @@ const detachAux = math.MaxUint64
 // recovery replay) in an order of no meaning, and the first ones leaving
 // must not let the others' watermarks fire windows (and make later events
 // late) that the running stream had not fired.
-func (s *shard) onDetach(src int, seq uint64) {
-	s.wm.Detach(src)
+func (s *shard) onDetach(ss *shardStream, src int, seq uint64) {
+	ss.wm.Detach(src)
 }
 
 // setupDurability wires the durable parts that do not need the shards.
@@ -474,8 +516,8 @@ func (e *Engine) setupShardDurability() error {
 			s.dedup = newDedupSet(e.cfg.DedupHorizon)
 		}
 		if e.cfg.Checkpoints != nil {
-			if _, ok := s.proc.(StatefulProcessor); !ok {
-				return fmt.Errorf("%w: checkpoints need every processor to implement engine.StatefulProcessor (shard %d's is %T)", ErrConfig, s.id, s.proc)
+			if _, ok := s.strs[0].proc.(StatefulProcessor); !ok {
+				return fmt.Errorf("%w: checkpoints need every processor to implement engine.StatefulProcessor (shard %d's is %T)", ErrConfig, s.id, s.strs[0].proc)
 			}
 		}
 	}

@@ -54,21 +54,19 @@ type deadLetter struct {
 type shard struct {
 	e      *Engine
 	id     int
-	proc   Processor
 	waiter *ring.Waiter // consumer side of every input ring
 	out    *ring.SPSC[ops.Output]
 	dlq    *ring.SPSC[deadLetter]
 
 	inputs []*ring.SPSC[codec.Event] // indexed by publisher id; refreshed from e.pubs
-	// wm combines the publishers' watermarks (ops.WatermarkTracker: min over
-	// active sources, idleness from each publisher's last flush, detached
-	// sources excluded); wmNs is its value as last given to the processor.
-	wm     *ops.WatermarkTracker
-	wmNs   int64 // shard watermark, monotone
-	outBuf []ops.Output
-	// wmPub is wmNs for readers off the shard goroutine (Stats), stored
-	// when the watermark moves.
-	wmPub atomic.Int64
+	// strs are the shard's part of each stream (streams.go), indexed by
+	// stream index: its processor and watermark. Owned by the shard
+	// goroutine; strPub is the same for readers off it (Stats, the API).
+	strs     []*shardStream
+	strPub   [MaxStreams]atomic.Pointer[shardStream]
+	inStream []int         // per input: the index of its publisher's stream
+	cur      *shardStream  // the stream whose outputs outBuf holds
+	outBuf   []ops.Output
 
 	progress atomic.Uint64 // Seq of the last event whose outputs are all in out
 	lat      *latencyRecorder
@@ -80,19 +78,77 @@ type shard struct {
 	batchBuf []int64 // ingest stamps of the batch being processed
 	ready    func() bool
 
-	ptProc      ProcessingTimeProcessor // the processor, if it has processing-time triggers and ProcessingTimeTick > 0
-	ptNextNs    int64                   // when to call it next (monotonic ns)
+	ptNextNs    int64                   // when to call the processing-time triggers next (monotonic ns)
 	waitTimeout time.Duration           // longest sleep of an idle shard
 	ctl         mailbox                 // control functions from the API (api.go)
 	ctlFlag     atomic.Bool             // set while ctl holds work
 	srcHash     []uint64                // per input: its publisher's name hash (output keys)
 	scopeHash   []uint64                // per input: its publisher's dedup scope hash (dedup keys)
-	keyed       SourceKeyedProcessor    // the processor, if its output keys name the source
+	capture     []*Publisher            // per input: its publisher if it is a stream's API publisher (ProcessMessage)
 	dedup       *dedupSet               // nil unless Config.DedupHorizon > 0
 	cut         shardCut                // checkpoint alignment (checkpoint_shard.go)
 	texts       []textAsm               // per input: the event whose text chunks are arriving
-	textProc    TextProcessor           // the processor, if it takes text
 	textOuts    int                     // OutText outputs in outBuf (not counted as outputs)
+}
+
+// shardStream is one stream's part of a shard: its operator chain and the
+// watermark of its sources. Owned by the shard goroutine but for the
+// atomics.
+type shardStream struct {
+	idx      int
+	proc     Processor
+	keyed    SourceKeyedProcessor    // the processor, if its output keys name the source
+	textProc TextProcessor           // the processor, if it takes text
+	ptProc   ProcessingTimeProcessor // the processor, if it has processing-time triggers and ProcessingTimeTick > 0
+	// wm combines the stream's publishers' watermarks (ops.WatermarkTracker:
+	// min over active sources, idleness from each publisher's last flush,
+	// detached sources excluded; indexed by input, publishers of other
+	// streams never seen); wmNs is its value as last given to the processor.
+	wm    *ops.WatermarkTracker
+	wmNs  int64 // the stream's watermark on this shard, monotone
+	ended bool  // StopStream fired its end: it takes no more input
+	// wmPub is wmNs for readers off the shard goroutine (Stats), stored
+	// when the watermark moves; processed counts its events (added once per
+	// batch), outputs what it pushed, dead its operator-time rejections.
+	wmPub     atomic.Int64
+	processed atomic.Uint64
+	outputs   atomic.Uint64
+	dead      [codec.ReasonCount]atomic.Uint64
+}
+
+func newShardStream(e *Engine, idx int, proc Processor) *shardStream {
+	ss := &shardStream{idx: idx, proc: proc, wmNs: minInt64}
+	ss.wmPub.Store(minInt64)
+	// Publishers send their watermarks with the out-of-orderness applied.
+	ss.wm = ops.NewWatermarkTracker(e.cfg.MaxProducers, 0, int64(e.cfg.IdleTimeout))
+	ss.keyed, _ = proc.(SourceKeyedProcessor)
+	ss.textProc, _ = proc.(TextProcessor)
+	if pt, ok := proc.(ProcessingTimeProcessor); ok && e.cfg.ProcessingTimeTick > 0 {
+		ss.ptProc = pt
+	}
+	return ss
+}
+
+// addStream gives the shard its part of stream idx. On the shard goroutine
+// (a control function), or before the shard runs.
+func (s *shard) addStream(ss *shardStream) {
+	for len(s.strs) <= ss.idx {
+		s.strs = append(s.strs, nil)
+	}
+	s.strs[ss.idx] = ss
+	s.strPub[ss.idx].Store(ss)
+	if ss.ptProc != nil {
+		s.waitTimeout = min(idleCheckEvery, s.e.cfg.ProcessingTimeTick)
+	}
+}
+
+// use makes ss the stream whose outputs outBuf collects, flushing another
+// stream's first.
+func (s *shard) use(ss *shardStream) {
+	if s.cur != ss {
+		s.flushOutputs()
+		s.cur = ss
+	}
 }
 
 // textAsm gathers the text of one event from its KindText chunks. A
@@ -106,18 +162,16 @@ type textAsm struct {
 
 func newShard(e *Engine, id int, proc Processor, outWaiter *ring.Waiter) (*shard, error) {
 	s := &shard{
-		e:        e,
-		id:       id,
-		proc:     proc,
-		waiter:   ring.NewWaiter(e.cfg.Wait),
-		wmNs:     minInt64,
-		outBuf:   make([]ops.Output, 0, outBufCap),
-		lat:      newLatencyRecorder(),
-		batchBuf: make([]int64, 0, pollBatchMax),
+		e:           e,
+		id:          id,
+		waiter:      ring.NewWaiter(e.cfg.Wait),
+		outBuf:      make([]ops.Output, 0, outBufCap),
+		lat:         newLatencyRecorder(),
+		batchBuf:    make([]int64, 0, pollBatchMax),
+		waitTimeout: idleCheckEvery,
 	}
-	s.wmPub.Store(minInt64)
-	// Publishers send their watermarks with the out-of-orderness applied.
-	s.wm = ops.NewWatermarkTracker(e.cfg.MaxProducers, 0, int64(e.cfg.IdleTimeout))
+	s.addStream(newShardStream(e, 0, proc))
+	s.cur = s.strs[0]
 	var err error
 	if s.out, err = ring.New[ops.Output](e.cfg.OutRingSize, outWaiter, s.waiter); err != nil {
 		return nil, fmt.Errorf("engine: output ring: %w", err)
@@ -126,13 +180,6 @@ func newShard(e *Engine, id int, proc Processor, outWaiter *ring.Waiter) (*shard
 		return nil, fmt.Errorf("engine: dead-letter ring: %w", err)
 	}
 	s.ready = s.inputReady
-	s.keyed, _ = proc.(SourceKeyedProcessor)
-	s.textProc, _ = proc.(TextProcessor)
-	s.waitTimeout = idleCheckEvery
-	if pt, ok := proc.(ProcessingTimeProcessor); ok && e.cfg.ProcessingTimeTick > 0 {
-		s.ptProc = pt
-		s.waitTimeout = min(idleCheckEvery, e.cfg.ProcessingTimeTick)
-	}
 	return s, nil
 }
 
@@ -144,7 +191,12 @@ func (s *shard) processingTime() {
 		return
 	}
 	s.ptNextNs = now + int64(s.e.cfg.ProcessingTimeTick)
-	s.outBuf = s.ptProc.OnProcessingTime(now, s.progress.Load(), s.outBuf)
+	for _, ss := range s.strs {
+		if ss != nil && ss.ptProc != nil && !ss.ended {
+			s.use(ss)
+			s.outBuf = ss.ptProc.OnProcessingTime(now, s.progress.Load(), s.outBuf)
+		}
+	}
 	s.flushOutputs()
 }
 
@@ -164,6 +216,12 @@ func (s *shard) refreshInputs() {
 		s.inputs = append(s.inputs, pubs[i].rings[s.id])
 		s.srcHash = append(s.srcHash, pubs[i].srcHash)
 		s.scopeHash = append(s.scopeHash, pubs[i].scopeHash)
+		s.inStream = append(s.inStream, pubs[i].stream.idx)
+		var c *Publisher
+		if pubs[i].api {
+			c = pubs[i]
+		}
+		s.capture = append(s.capture, c)
 	}
 }
 
@@ -228,7 +286,7 @@ func (s *shard) run() {
 		if s.e.cut != nil {
 			s.checkCut()
 		}
-		if s.ptProc != nil {
+		if s.e.cfg.ProcessingTimeTick > 0 {
 			s.processingTime()
 		}
 		if n > 0 {
@@ -277,23 +335,29 @@ func (s *shard) inputsDrained() bool {
 // consumed.
 func (s *shard) processBatch(src int, batch []codec.Event) int {
 	s.batchBuf = s.batchBuf[:0]
-	if s.keyed != nil {
-		s.keyed.SetSourceKey(s.srcHash[src], s.scopeHash[src])
+	ss := s.strs[s.inStream[src]]
+	s.use(ss)
+	if ss.keyed != nil {
+		ss.keyed.SetSourceKey(s.srcHash[src], s.scopeHash[src])
+	}
+	var capt *captureReq
+	if p := s.capture[src]; p != nil {
+		capt = p.capture.Load()
 	}
 	var lastSeq uint64
-	consumed := len(batch)
+	consumed, events := len(batch), 0
 	for i := range batch {
 		ev := &batch[i]
 		if ev.Kind == codec.KindWatermark && ev.Aux == detachAux {
-			s.onDetach(src, ev.Seq)
+			s.onDetach(ss, src, ev.Seq)
 			lastSeq = ev.Seq
 			continue
 		}
 		if ev.Kind == codec.KindWatermark && ev.Aux == idleAux {
 			// Idle until its next watermark: in the tracker's terms a
 			// detach, which its next watermark (Advance) ends.
-			s.wm.Detach(src)
-			s.advance(ev.Seq)
+			ss.wm.Detach(src)
+			s.advance(ss, ev.Seq)
 			lastSeq = ev.Seq
 			continue
 		}
@@ -310,24 +374,32 @@ func (s *shard) processBatch(src int, batch []codec.Event) int {
 		}
 		s.byKind[ev.Kind%codec.Kind(codec.KindCount)].Add(1)
 		if ev.Kind == codec.KindWatermark {
-			s.onWatermark(src, ev.TsNs, ev.Seq)
+			ss.wm.Advance(src, ev.TsNs) // also ends a detach or Idle: the source holds the watermark again
+			s.advance(ss, ev.Seq)
 		} else if s.dedup != nil && ev.IDHash != 0 && s.dedup.seen(dedupKey(s.scopeHash[src], ev.IDHash)) {
 			s.deadLetterOnce(ev, codec.ReasonDuplicate)
+			if capt != nil && ev.Seq == capt.seq {
+				capt.add(s, nil, codec.ReasonDuplicate)
+			}
 		} else {
+			events++
 			var reason codec.Reason
-			if ev.TextLen > 0 && s.textProc != nil {
-				first := len(s.outBuf)
-				s.outBuf, reason = s.textProc.OnText(ev, s.texts[src].buf, s.wmNs, s.outBuf)
+			first := len(s.outBuf)
+			if ev.TextLen > 0 && ss.textProc != nil {
+				s.outBuf, reason = ss.textProc.OnText(ev, s.texts[src].buf, ss.wmNs, s.outBuf)
 				for i := first; i < len(s.outBuf); i++ {
 					if s.outBuf[i].Kind == ops.OutText {
 						s.textOuts++ // a line's text: the line counts once (flushOutputs)
 					}
 				}
 			} else {
-				s.outBuf, reason = s.proc.OnEvent(ev, s.wmNs, s.outBuf)
+				s.outBuf, reason = ss.proc.OnEvent(ev, ss.wmNs, s.outBuf)
 			}
 			if reason != codec.ReasonNone {
 				s.deadLetterOnce(ev, reason)
+			}
+			if capt != nil && ev.Seq == capt.seq && ev.Kind != codec.KindText {
+				capt.add(s, s.outBuf[first:], reason)
 			}
 			if ev.IngestNs != 0 {
 				s.batchBuf = append(s.batchBuf, ev.IngestNs)
@@ -339,6 +411,9 @@ func (s *shard) processBatch(src int, batch []codec.Event) int {
 		}
 	}
 	s.flushOutputs()
+	if events > 0 {
+		ss.processed.Add(uint64(events))
+	}
 	if lastSeq = s.capProgress(lastSeq); lastSeq > s.progress.Load() {
 		s.progress.Store(lastSeq)
 	}
@@ -399,37 +474,38 @@ func (s *shard) gatherText(src int, ev *codec.Event) *codec.Event {
 	return nil
 }
 
-// onWatermark records a source's watermark and advances the shard's when the
-// minimum over active sources moved.
-func (s *shard) onWatermark(src int, wm int64, seq uint64) {
-	s.wm.Advance(src, wm) // also ends a detach or Idle: the source holds the watermark again
-	s.advance(seq)
-}
-
-// advance re-evaluates the shard watermark (the tracker's rule) and fires
-// the processor if it moved. With an idle timeout it reads the clock once
-// and gives the tracker each publisher's last flush as its last activity.
-func (s *shard) advance(seq uint64) {
+// advance re-evaluates the stream's watermark on this shard (the tracker's
+// rule) and fires its processor if it moved. With an idle timeout it reads
+// the clock once and gives the tracker each of the stream's publishers'
+// last flush as its last activity. The caller has made ss current (use).
+func (s *shard) advance(ss *shardStream, seq uint64) {
 	var now int64
 	if s.e.cfg.IdleTimeout > 0 {
 		now = clock.MonoNs()
 		pubs := *s.e.pubs.Load()
 		for i := range s.inputs {
-			s.wm.Touch(i, pubs[i].lastActiveNs.Load())
+			if s.inStream[i] == ss.idx {
+				ss.wm.Touch(i, pubs[i].lastActiveNs.Load())
+			}
 		}
 	}
-	wm, moved := s.wm.Tick(now)
+	wm, moved := ss.wm.Tick(now)
 	if !moved {
 		return
 	}
-	s.wmNs = wm
-	s.wmPub.Store(wm)
-	s.outBuf = s.proc.OnWatermark(wm, seq, s.outBuf)
+	ss.wmNs = wm
+	ss.wmPub.Store(wm)
+	s.outBuf = ss.proc.OnWatermark(wm, seq, s.outBuf)
 }
 
-// checkIdle re-evaluates the watermark when sources may have gone idle.
+// checkIdle re-evaluates the watermarks when sources may have gone idle.
 func (s *shard) checkIdle() {
-	s.advance(s.progress.Load())
+	for _, ss := range s.strs {
+		if ss != nil && !ss.ended {
+			s.use(ss)
+			s.advance(ss, s.progress.Load())
+		}
+	}
 	s.flushOutputs()
 }
 
@@ -444,6 +520,7 @@ func (s *shard) deadLetterOnce(ev *codec.Event, reason codec.Reason) {
 
 func (s *shard) deadLetter(ev *codec.Event, reason codec.Reason) {
 	s.dead.Add(1)
+	s.cur.dead[int(reason)%codec.ReasonCount].Add(1)
 	d := deadLetter{ev: *ev, reason: reason}
 	s.dlq.Put(&d)
 }
@@ -454,8 +531,15 @@ func (s *shard) flushOutputs() {
 	if len(s.outBuf) == 0 {
 		return
 	}
-	s.outputs.Add(uint64(len(s.outBuf) - s.textOuts))
+	n := uint64(len(s.outBuf) - s.textOuts)
+	s.outputs.Add(n)
+	s.cur.outputs.Add(n)
 	s.textOuts = 0
+	if idx := uint8(s.cur.idx); idx != 0 {
+		for i := range s.outBuf {
+			s.outBuf[i].Stream = idx
+		}
+	}
 	rest := s.outBuf
 	for len(rest) > 0 {
 		dst := s.out.ClaimWait(len(rest))
@@ -472,12 +556,18 @@ func (s *shard) flushOutputs() {
 // finish runs at shutdown: the end of every source is +∞, so every open
 // window fires; then the output rings are closed for the collector.
 func (s *shard) finish() {
-	for i := range s.inputs {
-		if !s.wm.Detached(i) { // a detached source did not end
-			s.wm.Advance(i, math.MaxInt64)
+	for _, ss := range s.strs {
+		if ss == nil || ss.ended {
+			continue
 		}
+		s.use(ss)
+		for i := range s.inputs {
+			if s.inStream[i] == ss.idx && !ss.wm.Detached(i) { // a detached source did not end
+				ss.wm.Advance(i, math.MaxInt64)
+			}
+		}
+		s.advance(ss, math.MaxUint64)
 	}
-	s.advance(math.MaxUint64)
 	s.flushOutputs()
 	s.progress.Store(math.MaxUint64)
 	s.out.Close()

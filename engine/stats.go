@@ -51,7 +51,7 @@ func (e *Engine) Stats() Stats {
 				ss.Messages += n
 			}
 		}
-		ss.WatermarkNs = s.wmPub.Load()
+		ss.WatermarkNs = s.strPub[0].Load().wmPub.Load() // the first stream's
 		ss.OutputLen, ss.OutputCap = s.out.Len(), s.out.Cap()
 		for _, p := range *e.pubs.Load() {
 			r := p.rings[s.id]

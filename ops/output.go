@@ -59,7 +59,7 @@ type Output struct {
 	Kind     OutKind
 	Timing   Timing
 	NValues  uint8
-	_        uint8
+	Stream   uint8  // the engine's stream index (engine.StreamID); 0 is its first stream
 	Op       uint16 // index of the operator spec that produced it (window spec, pattern)
 	_        uint16
 	Symbol   codec.Symbol
