@@ -5,10 +5,10 @@ import "time"
 // shardCut is a shard's side of the cut protocol (see checkpoint.go). Owned
 // by the shard goroutine.
 type shardCut struct {
-	req      *cutReq // the cut being aligned; nil when none
-	done     uint64  // the last completed epoch
-	got      []bool  // per input: its cut event arrived
-	snap     []byte  // the shard section of the last completed cut; read by the coordinator until the next
+	req      *cutReq  // the cut being aligned; nil when none
+	done     uint64   // the last completed epoch
+	got      []bool   // per input: its cut event arrived
+	snap     []byte   // the shard section of the last completed cut; read by the coordinator until the next
 	streams  [][]byte // per stream index > 0: its section of that cut (nil: the stream has ended or is not there)
 	outEmpty func() bool
 }

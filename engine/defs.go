@@ -26,7 +26,7 @@ const sectionDefs = "defs"
 
 // definition is one run-time change, as the checkpoint stores it (JSON).
 type definition struct {
-	Kind    string           `json:"kind"` // "stream", "window", "pattern", "remove_pattern", "filter", "transform"
+	Kind    string           `json:"kind"`             // "stream", "window", "pattern", "remove_pattern", "filter", "transform"
 	Stream  StreamID         `json:"stream,omitempty"` // the stream it applies to ("stream": starts); "": the first
 	Spec    json.RawMessage  `json:"spec,omitempty"`   // "stream": its StreamConfig.Spec
 	Window  string           `json:"window,omitempty"`

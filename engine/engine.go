@@ -78,7 +78,7 @@ type Engine struct {
 	recovering bool                   // Recover runs: Start leaves the periodic checkpoints to it
 
 	strms    atomic.Pointer[[]*stream] // streams.go: copy-on-write, index = stream index
-	streamMu sync.Mutex               // serialises stream starts
+	streamMu sync.Mutex                // serialises stream starts
 
 	patterns *patternRegistry // api_patterns.go; nil when the processors cannot host patterns
 	latTotal latencyTotals    // latency.go: what Latency(true) cleared

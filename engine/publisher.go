@@ -54,10 +54,10 @@ type Publisher struct {
 	// the shards fill while its message is processed.
 	api     bool
 	capture atomic.Pointer[captureReq]
-	rings  []*ring.SPSC[codec.Event]
-	claim  [][]codec.Event // claimed, unpublished slots per shard
-	fill   []int           // how many of claim[s] are written
-	waiter *ring.Waiter
+	rings   []*ring.SPSC[codec.Event]
+	claim   [][]codec.Event // claimed, unpublished slots per shard
+	fill    []int           // how many of claim[s] are written
+	waiter  *ring.Waiter
 
 	frame     []byte // WAL frame buffer, reused
 	nowNs     int64  // ingest stamp for the current batch; 0 = read the clock on next Publish

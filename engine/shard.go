@@ -64,8 +64,8 @@ type shard struct {
 	// goroutine; strPub is the same for readers off it (Stats, the API).
 	strs     []*shardStream
 	strPub   [MaxStreams]atomic.Pointer[shardStream]
-	inStream []int         // per input: the index of its publisher's stream
-	cur      *shardStream  // the stream whose outputs outBuf holds
+	inStream []int        // per input: the index of its publisher's stream
+	cur      *shardStream // the stream whose outputs outBuf holds
 	outBuf   []ops.Output
 
 	progress atomic.Uint64 // Seq of the last event whose outputs are all in out
@@ -78,17 +78,17 @@ type shard struct {
 	batchBuf []int64 // ingest stamps of the batch being processed
 	ready    func() bool
 
-	ptNextNs    int64                   // when to call the processing-time triggers next (monotonic ns)
-	waitTimeout time.Duration           // longest sleep of an idle shard
-	ctl         mailbox                 // control functions from the API (api.go)
-	ctlFlag     atomic.Bool             // set while ctl holds work
-	srcHash     []uint64                // per input: its publisher's name hash (output keys)
-	scopeHash   []uint64                // per input: its publisher's dedup scope hash (dedup keys)
-	capture     []*Publisher            // per input: its publisher if it is a stream's API publisher (ProcessMessage)
-	dedup       *dedupSet               // nil unless Config.DedupHorizon > 0
-	cut         shardCut                // checkpoint alignment (checkpoint_shard.go)
-	texts       []textAsm               // per input: the event whose text chunks are arriving
-	textOuts    int                     // OutText outputs in outBuf (not counted as outputs)
+	ptNextNs    int64         // when to call the processing-time triggers next (monotonic ns)
+	waitTimeout time.Duration // longest sleep of an idle shard
+	ctl         mailbox       // control functions from the API (api.go)
+	ctlFlag     atomic.Bool   // set while ctl holds work
+	srcHash     []uint64      // per input: its publisher's name hash (output keys)
+	scopeHash   []uint64      // per input: its publisher's dedup scope hash (dedup keys)
+	capture     []*Publisher  // per input: its publisher if it is a stream's API publisher (ProcessMessage)
+	dedup       *dedupSet     // nil unless Config.DedupHorizon > 0
+	cut         shardCut      // checkpoint alignment (checkpoint_shard.go)
+	texts       []textAsm     // per input: the event whose text chunks are arriving
+	textOuts    int           // OutText outputs in outBuf (not counted as outputs)
 }
 
 // shardStream is one stream's part of a shard: its operator chain and the
