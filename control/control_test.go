@@ -361,11 +361,21 @@ func TestPauseResume(t *testing.T) {
 	f.do("GET", "/api/streams/default/pause", "", "").wantError(t, 405, "method_not_allowed")
 	var st streamJSON
 	f.do("POST", "/api/streams/default/pause", "", "").want(t, 200, &st)
-	if st.State != "paused" || !f.eng.Paused() {
-		t.Fatalf("after pause: %+v, engine paused %v", st, f.eng.Paused())
+	if st.State != "paused" || !f.eng.StreamPaused("default") {
+		t.Fatalf("after pause: %+v, engine paused %v", st, f.eng.StreamPaused("default"))
 	}
-	f.trades(200) // fits in the rings: the publisher does not block
+	// A paused stream's publisher blocks at its next event.
+	published := make(chan struct{})
+	go func() {
+		defer close(published)
+		f.trades(200)
+	}()
 	time.Sleep(200 * time.Millisecond)
+	select {
+	case <-published:
+		t.Fatal("the paused stream's publisher was not held")
+	default:
+	}
 	if got := f.eng.Stats().Messages; got > 100+pollSlack {
 		t.Fatalf("paused engine processed %d events, want at most %d", got, 100+pollSlack)
 	}
@@ -379,9 +389,10 @@ func TestPauseResume(t *testing.T) {
 		t.Fatalf("the API calls made a paused engine process: %d events", got)
 	}
 	f.do("POST", "/api/streams/default/resume", "", "").want(t, 200, &st)
-	if st.State != "running" || f.eng.Paused() {
+	if st.State != "running" || f.eng.StreamPaused("default") {
 		t.Fatalf("after resume: %+v", st)
 	}
+	<-published
 	f.waitProcessed(300)
 }
 
@@ -398,7 +409,7 @@ func TestStop(t *testing.T) {
 	if st.State != "stopped" || stops.Load() != 1 {
 		t.Fatalf("after stop: %+v, %d stop calls", st, stops.Load())
 	}
-	if f.eng.Paused() {
+	if f.eng.StreamPaused("default") {
 		t.Fatal("a paused stream must resume to drain at stop")
 	}
 	f.do("POST", "/api/streams/default/stop", "", "").wantError(t, 409, "stopped")
@@ -612,13 +623,13 @@ func TestToken(t *testing.T) {
 		t.Fatal("401 without WWW-Authenticate")
 	}
 	f.do("POST", "/api/streams/default/pause", "", "").wantError(t, 401, "unauthorized")
-	if f.eng.Paused() {
+	if f.eng.StreamPaused("default") {
 		t.Fatal("paused without the token")
 	}
 	f.do("GET", "/metrics", "", token).want(t, 200, nil)
 	f.do("GET", "/api/streams", "", token).want(t, 200, nil)
 	f.do("POST", "/api/streams/default/pause", "", token).want(t, 200, nil)
-	if !f.eng.Paused() {
+	if !f.eng.StreamPaused("default") {
 		t.Fatal("not paused with the token")
 	}
 	f.do("GET", "/nothing", "", token).wantError(t, 404, "not_found")

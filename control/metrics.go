@@ -186,7 +186,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.walLastLSN, float64(d.LastLSN), stream)
 		gauge(c.walDurableLSN, float64(d.DurableLSN), stream)
 	}
-	gauge(c.paused, boolFloat(s.eng.Paused()), stream)
+	gauge(c.paused, boolFloat(s.eng.Paused() || s.eng.StreamPaused(engine.DefaultStream)), stream)
 	gauge(c.ready, boolFloat(s.ready.Load() && !s.stopped.Load()), stream)
 	gauge(c.symbols, float64(st.Symbols), stream)
 }

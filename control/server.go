@@ -3,9 +3,9 @@
 // pprof and the stream API (pause, resume and stop the stream; its metrics,
 // lag and throughput; windows and patterns at run time).
 //
-// One engine runs one stream today: the handler serves it under the id
-// "default" (StreamID). Creating another stream (POST /api/streams) answers
-// 501 until several streams share an engine.
+// An engine runs one or more streams (engine.StreamInfo): the handler
+// serves the first under the id "default" (StreamID) and its name, the
+// others by their ids; POST /api/streams starts one (Options.StartStream).
 //
 // Nothing here touches the hot path: metrics are read from the engine's and
 // the sinks' counters when Prometheus scrapes (a custom Collector), and the
@@ -20,12 +20,14 @@
 package control
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/pprof"
 	"qstream/internal/rate"
@@ -41,7 +43,8 @@ import (
 	"qstream/sinks"
 )
 
-// StreamID is the id of the one stream an engine runs.
+// StreamID is the id under which the API serves the engine's first stream
+// (engine.DefaultStream; its configured name works too).
 const StreamID = "default"
 
 // DefaultMaxBodyBytes is Options.MaxBodyBytes when it is 0.
@@ -65,6 +68,16 @@ type Options struct {
 	// checkpoint, exit. It must not block. nil: the stop endpoint answers
 	// 501.
 	Stop func()
+	// StartStream starts a stream from the body of POST /api/streams (one
+	// stream of the configuration file, YAML or JSON): its operators,
+	// sinks and feeds. A *ConfigError is the request's fault (400). nil:
+	// the endpoint answers 501.
+	StartStream func(ctx context.Context, def []byte) (engine.StreamID, error)
+	// StopStream stops a stream other than the first (its feeds close,
+	// its windows fire, its sinks flush). It may block. nil: 501.
+	StopStream func(id engine.StreamID) error
+	// Logger for what an asynchronous call could not answer. nil: none.
+	Logger *slog.Logger
 	// Feeds returns per-feed counters the engine does not keep (bytes
 	// read). nil: none.
 	Feeds func() []FeedStats

@@ -2,12 +2,14 @@ package control
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"qstream/engine"
@@ -26,44 +28,108 @@ type streamJSON struct {
 	UptimeS   int64  `json:"uptime_s"`
 }
 
-func (s *Server) state() string {
-	switch {
-	case s.stopped.Load():
+func (s *Server) state(info engine.StreamInfo) string {
+	if info.Index == 0 && s.stopped.Load() {
 		return "stopped"
-	case s.eng.Paused():
-		return "paused"
 	}
-	return "running"
+	return info.State.String()
 }
 
-func (s *Server) streamJSON() streamJSON {
-	st := s.eng.Stats()
-	return streamJSON{ID: StreamID, Name: s.opts.StreamName, State: s.state(), Ready: s.ready.Load(), Shards: s.eng.Shards(),
-		Messages: st.Messages, Published: st.Published, UptimeS: int64(s.opts.Now().Sub(s.started) / time.Second)}
+func (s *Server) streamJSON(info engine.StreamInfo) streamJSON {
+	st, _ := s.eng.StreamMetrics(info.ID)
+	out := streamJSON{ID: string(info.ID), Name: string(info.ID), State: s.state(info), Ready: s.ready.Load(), Shards: s.eng.Shards(),
+		Messages: st.Messages, Published: st.Published, UptimeS: int64(s.opts.Now().Sub(info.Started) / time.Second)}
+	if info.Index == 0 {
+		out.ID, out.Name = StreamID, s.opts.StreamName
+		out.UptimeS = int64(s.opts.Now().Sub(s.started) / time.Second)
+	}
+	return out
 }
 
-// streams serves /api/streams: the list, and the creation of another
-// stream, which is not built yet.
+// streams serves /api/streams: the list (GET), and POST, which starts a
+// stream from its definition (a stream of the configuration file, as JSON
+// or YAML) through Options.StartStream: 201 with the stream.
 func (s *Server) streams(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		writeJSON(w, http.StatusOK, []streamJSON{s.streamJSON()})
+		list := s.eng.Streams()
+		out := make([]streamJSON, 0, len(list))
+		for _, info := range list {
+			out = append(out, s.streamJSON(info))
+		}
+		writeJSON(w, http.StatusOK, out)
 	case http.MethodPost:
-		writeError(w, http.StatusNotImplemented, "not_implemented", "several streams in one engine are not built yet")
+		if s.opts.StartStream == nil {
+			writeError(w, http.StatusNotImplemented, "not_implemented", "this server cannot start streams")
+			return
+		}
+		body, ok := s.readBody(w, r)
+		if !ok || !s.live(w) {
+			return
+		}
+		id, err := s.opts.StartStream(r.Context(), body)
+		if err != nil {
+			var ce *ConfigError
+			switch {
+			case errors.As(err, &ce):
+				writeError(w, http.StatusBadRequest, "invalid_stream", ce.Error())
+			case errors.Is(err, engine.ErrStreamExists):
+				writeError(w, http.StatusConflict, "stream_exists", err.Error())
+			case errors.Is(err, engine.ErrStreamID):
+				writeError(w, http.StatusBadRequest, "invalid_stream", err.Error())
+			case errors.Is(err, engine.ErrStreamLimit):
+				writeError(w, http.StatusConflict, "stream_limit", err.Error())
+			default:
+				engineError(w, err)
+			}
+			return
+		}
+		info, err := s.eng.StreamInfo(id)
+		if err != nil {
+			engineError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusCreated, s.streamJSON(info))
 	default:
 		methodNotAllowed(w, r, http.MethodGet, http.MethodHead, http.MethodPost)
 	}
 }
 
-// stream wraps a handler of /api/streams/{id}/...: an unknown id is 404.
+// ConfigError is what Options.StartStream returns for a definition that
+// does not parse or validate: the request's fault (400).
+type ConfigError struct{ Err error }
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+type streamKey struct{}
+
+// stream wraps a handler of /api/streams/{id}/...: an unknown id is 404;
+// the handler finds the stream with streamOf.
 func (s *Server) stream(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if id := r.PathValue("id"); id != StreamID {
-			writeError(w, http.StatusNotFound, "unknown_stream", "no stream "+strconv.Quote(id)+" (this engine runs the stream \""+StreamID+"\")")
+		id := r.PathValue("id")
+		info, err := s.eng.StreamInfo(engine.StreamID(id))
+		if err != nil {
+			var ids []string
+			for _, st := range s.eng.Streams() {
+				if st.Index == 0 {
+					ids = append(ids, StreamID)
+				} else if st.State != engine.StreamStopped {
+					ids = append(ids, string(st.ID))
+				}
+			}
+			writeError(w, http.StatusNotFound, "unknown_stream", fmt.Sprintf("no stream %q (the engine runs %q)", id, ids))
 			return
 		}
-		h(w, r)
+		h(w, r.WithContext(context.WithValue(r.Context(), streamKey{}, info)))
 	}
+}
+
+// streamOf returns the stream a handler wrapped by stream serves.
+func streamOf(r *http.Request) engine.StreamInfo {
+	info, _ := r.Context().Value(streamKey{}).(engine.StreamInfo)
+	return info
 }
 
 // live checks that the stream can take a control call: ready and not
@@ -82,8 +148,16 @@ func (s *Server) live(w http.ResponseWriter) bool {
 
 func (s *Server) streamInfo(w http.ResponseWriter, r *http.Request) {
 	s.get(func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, s.streamJSON())
+		writeJSON(w, http.StatusOK, s.streamJSON(streamOf(r)))
 	})(w, r)
+}
+
+// current re-reads a stream's description after a change.
+func (s *Server) current(info engine.StreamInfo) engine.StreamInfo {
+	if now, err := s.eng.StreamInfo(info.ID); err == nil {
+		return now
+	}
+	return info
 }
 
 func (s *Server) pause(w http.ResponseWriter, r *http.Request) {
@@ -94,8 +168,22 @@ func (s *Server) pause(w http.ResponseWriter, r *http.Request) {
 	if !s.live(w) {
 		return
 	}
-	s.eng.Pause()
-	writeJSON(w, http.StatusOK, s.streamJSON())
+	info := streamOf(r)
+	if err := s.eng.PauseStream(info.ID); err != nil {
+		streamStateError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.streamJSON(s.current(info)))
+}
+
+// streamStateError answers a lifecycle call the stream's state refuses
+// (409) or another engine error.
+func streamStateError(w http.ResponseWriter, err error) {
+	if errors.Is(err, engine.ErrStreamState) {
+		writeError(w, http.StatusConflict, "stream_state", err.Error())
+		return
+	}
+	engineError(w, err)
 }
 
 func (s *Server) resume(w http.ResponseWriter, r *http.Request) {
@@ -106,8 +194,12 @@ func (s *Server) resume(w http.ResponseWriter, r *http.Request) {
 	if !s.live(w) {
 		return
 	}
-	s.eng.Resume()
-	writeJSON(w, http.StatusOK, s.streamJSON())
+	info := streamOf(r)
+	if err := s.eng.ResumeStream(info.ID); err != nil {
+		streamStateError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.streamJSON(s.current(info)))
 }
 
 // stop asks for the stop SIGTERM makes: the reply (202) comes at once, the
@@ -115,6 +207,26 @@ func (s *Server) resume(w http.ResponseWriter, r *http.Request) {
 func (s *Server) stop(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		methodNotAllowed(w, r, http.MethodPost)
+		return
+	}
+	info := streamOf(r)
+	if info.Index != 0 {
+		// Another stream: its feeds close, its windows fire, its sinks
+		// flush; the engine and the other streams run on.
+		if s.opts.StopStream == nil {
+			writeError(w, http.StatusNotImplemented, "not_implemented", "this server cannot stop a stream")
+			return
+		}
+		if info.State == engine.StreamStopping || info.State == engine.StreamStopped {
+			writeError(w, http.StatusConflict, "stream_state", "the stream already stops")
+			return
+		}
+		go func() {
+			if err := s.opts.StopStream(info.ID); err != nil && s.opts.Logger != nil {
+				s.opts.Logger.Warn("control: stop stream", "stream", info.ID, "err", err)
+			}
+		}()
+		writeJSON(w, http.StatusAccepted, s.streamJSON(info))
 		return
 	}
 	if s.opts.Stop == nil {
@@ -127,7 +239,7 @@ func (s *Server) stop(w http.ResponseWriter, r *http.Request) {
 	}
 	s.eng.Resume() // a paused stream drains before it stops
 	s.opts.Stop()
-	writeJSON(w, http.StatusAccepted, s.streamJSON())
+	writeJSON(w, http.StatusAccepted, s.streamJSON(info))
 }
 
 // metricsJSON is GET /api/streams/{id}/metrics.
@@ -172,12 +284,19 @@ type sinkSummaryJSON struct {
 
 func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 	s.get(func(w http.ResponseWriter, r *http.Request) {
-		st := s.eng.Stats()
+		info := streamOf(r)
+		st, err := s.eng.StreamMetrics(info.ID)
+		if err != nil {
+			engineError(w, err)
+			return
+		}
 		m := metricsJSON{Messages: st.Messages, Published: st.Published, ByKind: st.ByKind, ByFeed: map[string]uint64{},
 			Outputs: st.Outputs, Delivered: st.Delivered, Errors: st.Errors, DeadLetters: st.DeadLetters,
 			Rejected: st.Rejected, Symbols: st.Symbols, Latency: map[string]latencyJSON{}}
 		for _, p := range s.eng.Publishers() {
-			m.ByFeed[feedOf(p.Name)] += p.Published
+			if name, ok := ofStream(info, p.Name); ok {
+				m.ByFeed[feedOf(name)] += p.Published
+			}
 		}
 		// Latency since the start: Latency(true) belongs to the status line.
 		lat := s.eng.Latency(false)
@@ -217,7 +336,7 @@ func (s *Server) lag(w http.ResponseWriter, r *http.Request) {
 	s.get(func(w http.ResponseWriter, r *http.Request) {
 		now := s.opts.Now()
 		var l lagJSON
-		lag, err := s.eng.ProcessingLag(engine.DefaultStream, now)
+		lag, err := s.eng.ProcessingLag(streamOf(r).ID, now)
 		if err != nil {
 			engineError(w, err)
 			return
@@ -256,10 +375,20 @@ func (s *Server) throughputHandler(w http.ResponseWriter, r *http.Request) {
 			}
 			tf = d
 		}
-		n, secs, ok := s.tp.Rate(tf)
-		out := throughputJSON{Timeframe: tf.String(), Seconds: secs, Messages: n}
-		if ok && secs > 0 {
-			out.MessagesPerSecond = float64(n) / secs
+		out := throughputJSON{Timeframe: tf.String()}
+		if info := streamOf(r); info.Index == 0 {
+			n, secs, ok := s.tp.Rate(tf)
+			out.Seconds, out.Messages = secs, n
+			if ok && secs > 0 {
+				out.MessagesPerSecond = float64(n) / secs
+			}
+		} else {
+			t, _, err := s.eng.ThroughputStats(info.ID, max(tf, engine.ThroughputInterval))
+			if err != nil {
+				engineError(w, err)
+				return
+			}
+			out.Seconds, out.Messages, out.MessagesPerSecond = t.Seconds, t.Messages, t.PerSecond
 		}
 		writeJSON(w, http.StatusOK, out)
 	})(w, r)
@@ -286,7 +415,7 @@ func (s *Server) windows(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusServiceUnavailable, "not_ready", "recovery or the feeds' start is not done")
 			return
 		}
-		list, err := s.eng.ListWindows()
+		list, err := s.eng.ListStreamWindows(streamOf(r).ID)
 		if err != nil {
 			engineError(w, err)
 			return
@@ -308,7 +437,7 @@ func (s *Server) windows(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, "invalid_spec", err.Error())
 			return
 		}
-		id, err := s.eng.CreateWindow(spec)
+		id, err := s.eng.CreateStreamWindow(streamOf(r).ID, spec)
 		if err != nil {
 			engineError(w, err)
 			return
@@ -341,7 +470,8 @@ func (s *Server) window(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusNotFound, "unknown_window", "no window "+strconv.Quote(r.PathValue("wid")))
 			return
 		}
-		list, err := s.eng.ListWindows()
+		sid := streamOf(r).ID
+		list, err := s.eng.ListStreamWindows(sid)
 		if err != nil {
 			engineError(w, err)
 			return
@@ -359,7 +489,7 @@ func (s *Server) window(w http.ResponseWriter, r *http.Request) {
 			}
 			fn = a.Kind
 		}
-		aggs, err := s.eng.AggregateWindow(engine.WindowID(wid), fn)
+		aggs, err := s.eng.AggregateStreamWindow(sid, engine.WindowID(wid), fn)
 		if err != nil {
 			engineError(w, err)
 			return
@@ -399,6 +529,9 @@ func patternOf(p engine.PatternInfo) patternJSON {
 // patterns serves GET (ListPatterns) and POST (one pattern object of the
 // --patterns file format).
 func (s *Server) patterns(w http.ResponseWriter, r *http.Request) {
+	if !firstStream(w, r) {
+		return
+	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		list := s.eng.ListPatterns()
@@ -448,6 +581,9 @@ func (s *Server) patterns(w http.ResponseWriter, r *http.Request) {
 
 // pattern serves GET (one pattern) and DELETE (RemovePattern).
 func (s *Server) pattern(w http.ResponseWriter, r *http.Request) {
+	if !firstStream(w, r) {
+		return
+	}
 	pid, ok := parseID(r.PathValue("pid"))
 	if !ok {
 		writeError(w, http.StatusNotFound, "unknown_pattern", "no pattern "+strconv.Quote(r.PathValue("pid")))
@@ -485,6 +621,9 @@ type matchJSON struct {
 }
 
 func (s *Server) patternMatches(w http.ResponseWriter, r *http.Request) {
+	if !firstStream(w, r) {
+		return
+	}
 	s.get(func(w http.ResponseWriter, r *http.Request) {
 		pid, ok := parseID(r.PathValue("pid"))
 		if !ok {
@@ -508,6 +647,30 @@ func (s *Server) patternMatches(w http.ResponseWriter, r *http.Request) {
 	})(w, r)
 }
 
+// firstStream answers 501 for the pattern API on a stream other than the
+// first: the engine's pattern registry (RegisterPattern, its match buffers)
+// serves the first stream; another stream takes its patterns in its
+// definition.
+func firstStream(w http.ResponseWriter, r *http.Request) bool {
+	if streamOf(r).Index == 0 {
+		return true
+	}
+	writeError(w, http.StatusNotImplemented, "not_supported", "the pattern API serves the first stream; give this stream its patterns in its definition")
+	return false
+}
+
+// ofStream reports whether a publisher name is one of the stream's and
+// returns it without the stream's prefix.
+func ofStream(info engine.StreamInfo, name string) (string, bool) {
+	if info.Index == 0 {
+		if i := strings.IndexByte(name, ':'); i > 0 && !strings.ContainsRune(name[:i], '/') {
+			return "", false // another stream's (engine.NewStreamPublisher)
+		}
+		return name, true
+	}
+	return strings.CutPrefix(name, string(info.ID)+":")
+}
+
 // engineError maps an engine API error to its status.
 func engineError(w http.ResponseWriter, err error) {
 	switch {
@@ -520,6 +683,8 @@ func engineError(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusConflict, "duplicate_pattern", err.Error())
 	case errors.Is(err, engine.ErrUnknownStream):
 		writeError(w, http.StatusNotFound, "unknown_stream", err.Error())
+	case errors.Is(err, engine.ErrStreamState):
+		writeError(w, http.StatusConflict, "stream_state", err.Error())
 	case errors.Is(err, engine.ErrNoPatternHost), errors.Is(err, engine.ErrNoWindowHost), errors.Is(err, engine.ErrNoStreamHost):
 		writeError(w, http.StatusNotImplemented, "not_supported", err.Error())
 	default:
@@ -569,10 +734,10 @@ func (s *Server) filterHandler(kind string) http.HandlerFunc {
 			return
 		}
 		var err error
-		if kind == "filter" {
-			err = s.eng.FilterStream(engine.DefaultStream, *val)
+		if sid := streamOf(r).ID; kind == "filter" {
+			err = s.eng.FilterStream(sid, *val)
 		} else {
-			err = s.eng.TransformStream(engine.DefaultStream, *val)
+			err = s.eng.TransformStream(sid, *val)
 		}
 		if err != nil {
 			engineError(w, err)

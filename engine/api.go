@@ -209,8 +209,17 @@ type WindowAggregate struct {
 // any aggregation the window's running state supports: count, sum, avg, min,
 // max, stddev, stddev_samp, vwap, twap; percentiles need a percentile window.
 func (e *Engine) AggregateWindow(id WindowID, fn ops.AggregationKind) ([]WindowAggregate, error) {
+	return e.AggregateStreamWindow(DefaultStream, id, fn)
+}
+
+// AggregateStreamWindow is AggregateWindow on one stream's operators.
+func (e *Engine) AggregateStreamWindow(stream StreamID, id WindowID, fn ops.AggregationKind) ([]WindowAggregate, error) {
+	st, err := e.lookup(stream)
+	if err != nil {
+		return nil, err
+	}
 	per := make([][]ops.SymbolWindowStats, len(e.shards))
-	err := e.onShards(func(i int, p Processor) error {
+	err = e.onStream(st, func(i int, p Processor) error {
 		h, ok := p.(WindowHost)
 		if !ok {
 			return ErrNoWindowHost
@@ -259,8 +268,17 @@ type WindowLister interface {
 // ListWindows returns the window operators, configured and created at run
 // time, by id. Every shard has the same ones: it asks the first.
 func (e *Engine) ListWindows() ([]WindowInfo, error) {
+	return e.ListStreamWindows(DefaultStream)
+}
+
+// ListStreamWindows is ListWindows of one stream.
+func (e *Engine) ListStreamWindows(stream StreamID) ([]WindowInfo, error) {
+	st, err := e.lookup(stream)
+	if err != nil {
+		return nil, err
+	}
 	var out []WindowInfo
-	err := e.onShards(func(i int, p Processor) error {
+	err = e.onStream(st, func(i int, p Processor) error {
 		if i != 0 {
 			return nil
 		}
