@@ -224,6 +224,16 @@ func (d *decoder) document(data []byte, c *Config) {
 // relative to the stream ("windows[1]"); relative input paths are
 // resolved against dir.
 func ParseStream(name, dir string, data []byte) (*StreamConfig, error) {
+	c, err := ParseStreamConfig(name, dir, data)
+	if err != nil {
+		return nil, err
+	}
+	return &c.Streams[0], nil
+}
+
+// ParseStreamConfig is ParseStream's stream in a Config of its own with the
+// engine-wide defaults, for RunArgs and StreamArgs.
+func ParseStreamConfig(name, dir string, data []byte) (*Config, error) {
 	d := &decoder{file: name, lines: map[string]int{}}
 	c := Default()
 	c.file, c.dir = name, dir
@@ -241,7 +251,10 @@ func ParseStream(name, dir string, data []byte) (*StreamConfig, error) {
 		}
 		return nil, d.errs
 	}
-	return &c.Streams[0], nil
+	if len(c.Streams) == 0 {
+		return nil, Errors{&Error{File: name, Line: 1, Err: errors.New("an empty stream definition")}}
+	}
+	return &c, nil
 }
 
 func lastLine(data []byte) int {

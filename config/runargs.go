@@ -19,6 +19,20 @@ import (
 // Cleanup removes it. A Config from Load has been validated; RunArgs
 // checks only the stream number.
 func (c *Config) RunArgs(stream int) ([]string, error) {
+	return c.runArgs(stream, nil)
+}
+
+// StreamArgs is RunArgs without files: a stream's inline patterns are
+// returned as a JSON list (the --patterns file's content) instead of
+// written to a file that --patterns names, so that the result can be
+// stored (a stream's definition in a checkpoint). patterns is nil when the
+// stream has no inline patterns.
+func (c *Config) StreamArgs(stream int) (args []string, patterns []byte, err error) {
+	args, err = c.runArgs(stream, &patterns)
+	return args, patterns, err
+}
+
+func (c *Config) runArgs(stream int, inline *[]byte) ([]string, error) {
 	if stream < 0 || stream >= len(c.Streams) {
 		return nil, fmt.Errorf("config: %s: no stream %d (the file has %d)", c.file, stream, len(c.Streams))
 	}
@@ -74,7 +88,9 @@ func (c *Config) RunArgs(stream int) ([]string, error) {
 	a.int("max-buffered", int64(wo.MaxBuffered), int64(dwo.MaxBuffered))
 	a.int("percentile-exact-max", int64(wo.PercentileExactMax), int64(dwo.PercentileExactMax))
 	a.dur("symbol-ttl", wo.SymbolTTL, 0)
-	if len(s.Patterns) > 0 {
+	if len(s.Patterns) > 0 && inline != nil {
+		*inline = patternsJSON(s.Patterns)
+	} else if len(s.Patterns) > 0 {
 		path, err := c.writePatterns(s.Patterns)
 		if err != nil {
 			return nil, err
@@ -172,15 +188,7 @@ func (c *Config) writePatterns(ps []Pattern) (string, error) {
 		return "", fmt.Errorf("config: inline patterns: %w", err)
 	}
 	c.tmp = append(c.tmp, f.Name())
-	b := []byte{'['}
-	for i, p := range ps {
-		if i > 0 {
-			b = append(b, ",\n "...)
-		}
-		b = append(b, p.JSON...)
-	}
-	b = append(b, "]\n"...)
-	_, err = f.Write(b)
+	_, err = f.Write(patternsJSON(ps))
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -188,6 +196,18 @@ func (c *Config) writePatterns(ps []Pattern) (string, error) {
 		return "", fmt.Errorf("config: inline patterns: %w", err)
 	}
 	return f.Name(), nil
+}
+
+// patternsJSON is an inline pattern list as a --patterns JSON file.
+func patternsJSON(ps []Pattern) []byte {
+	b := []byte{'['}
+	for i, p := range ps {
+		if i > 0 {
+			b = append(b, ",\n "...)
+		}
+		b = append(b, p.JSON...)
+	}
+	return append(b, "]\n"...)
 }
 
 // Cleanup removes the files RunArgs wrote; call it once `run` has read

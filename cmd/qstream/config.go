@@ -83,6 +83,19 @@ func checkRunFlags(c *config.Config) error {
 			errs = append(errs, &config.Error{File: c.File(), Path: fmt.Sprintf("streams[%d] (%s)", i, s.Name), Err: err})
 		}
 	}
+	if len(errs) == 0 && len(c.Streams) > 1 {
+		// The streams after the first share its engine.
+		var f runFlags
+		args, _ := c.RunArgs(0)
+		if err := runFlagSet(&f, io.Discard).Parse(args); err == nil {
+			if f.streams, err = configStreams(c); err == nil {
+				err = checkStreams(&f)
+			}
+			if err != nil {
+				errs = append(errs, &config.Error{File: c.File(), Path: "streams", Err: err})
+			}
+		}
+	}
 	if len(errs) > 0 {
 		return errs
 	}
@@ -125,28 +138,37 @@ var repeatableRunFlags = []string{"sink", "ws-subscribe"}
 // drops the file's settings of the feeds it does not select. args without
 // --config are returned as they are. cleanup removes the files RunArgs
 // wrote; call it when run returns.
-func expandRunConfig(args []string) (out []string, cleanup func(), err error) {
+//
+// A file of several streams runs them all in one engine: the first as
+// above, the others as extras, the engine definitions that the run's
+// streamHost builds (streams.go); the first stream is then named after
+// its name (--stream-name, which a flag after --config overrides).
+func expandRunConfig(args []string) (out []string, extras []engine.StreamConfig, cleanup func(), err error) {
 	cleanup = func() {}
 	at, file, n, err := findConfigFlag(args)
 	if err != nil || at < 0 {
-		return args, cleanup, err
+		return args, nil, cleanup, err
 	}
 	c, err := config.Load(file)
 	if err != nil {
-		return nil, cleanup, err
-	}
-	if len(c.Streams) > 1 {
-		return nil, cleanup, fmt.Errorf("--config %s: several streams in one engine are not built yet; this file has %d (qstream config check validates them all)", c.File(), len(c.Streams))
+		return nil, nil, cleanup, err
 	}
 	fileArgs, err := c.RunArgs(0)
 	if err != nil {
 		c.Cleanup()
-		return nil, cleanup, err
+		return nil, nil, cleanup, err
+	}
+	if len(c.Streams) > 1 {
+		if extras, err = configStreams(c); err != nil {
+			c.Cleanup()
+			return nil, nil, cleanup, err
+		}
+		fileArgs = append(fileArgs, "--stream-name="+c.Streams[0].Name)
 	}
 	after := args[at+n:]
 	fileArgs = overriddenByFlags(fileArgs, after)
 	out = append(append(append([]string(nil), args[:at]...), fileArgs...), after...)
-	return out, c.Cleanup, nil
+	return out, extras, c.Cleanup, nil
 }
 
 // findConfigFlag finds --config in run's arguments: its index, its value

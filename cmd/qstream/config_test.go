@@ -34,7 +34,8 @@ func TestConfigCheck(t *testing.T) {
 	}{
 		{[]string{"config", "check", "../../examples/qstream.yaml"}, 0, "../../examples/qstream.yaml: ok (1 stream)\n", ""},
 		{[]string{"config", "check", "../../examples/minimal.yaml"}, 0, "../../examples/minimal.yaml: ok (1 stream)\n", ""},
-		{[]string{"config", "check", write("two.yaml", "streams: [{name: a}, {name: b, parallelism: 1}]\n")}, 0, "two.yaml: ok (2 streams)\n", ""},
+		{[]string{"config", "check", write("two.yaml", "streams: [{name: a, parallelism: 1}, {name: b, parallelism: 1}]\n")}, 0, "two.yaml: ok (2 streams)\n", ""},
+		{[]string{"config", "check", write("twoshards.yaml", "streams: [{name: a}, {name: b, parallelism: 1}]\n")}, 2, "", "twoshards.yaml: streams: stream \"b\": parallelism (--shards) is 1, but the streams share the engine of the first stream, which has 0\n"},
 		{[]string{"config", "check", write("bad.yaml", "streams:\n  - name: a\n    windows: [tumbling:1m:avg, \"tumbling:0s:vwap\"]\n    sinks: [\"redis://h:6379/x\"]\n")}, 2, "",
 			"bad.yaml:3: streams[0].windows[1]: \"tumbling:0s:vwap\": size: duration \"0s\" outside 1ns..366d\n" +
 				"bad.yaml:4: streams[0].sinks[0]: sinks: redis: redis://h:6379/x: database \"x\" is not a number in 0..65536\n"},
@@ -233,19 +234,19 @@ func TestRunConfigInlinePatterns(t *testing.T) {
 	}
 }
 
-// TestRunConfigRefusals: several streams, a bad file, --config twice or
+// TestRunConfigRefusals: a second stream that asks for another engine, a bad file, --config twice or
 // without a file: exit 2 with the reason, before anything starts.
 func TestRunConfigRefusals(t *testing.T) {
 	dir := t.TempDir()
 	two := filepath.Join(dir, "two.yaml")
-	os.WriteFile(two, []byte("streams: [{name: a}, {name: b}]\n"), 0o644)
+	os.WriteFile(two, []byte("streams: [{name: a}, {name: b, parallelism: 3}]\n"), 0o644)
 	bad := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(bad, []byte("streams:\n  - parallelism: -1\n"), 0o644)
 	for _, tc := range []struct {
 		args []string
 		want string
 	}{
-		{[]string{"--config", two}, "qstream run: --config " + two + ": several streams in one engine are not built yet; this file has 2"},
+		{[]string{"--config", two}, "qstream run: stream \"b\": parallelism (--shards) is 3, but the streams share the engine of the first stream, which has 1"},
 		{[]string{"--config=" + bad}, "qstream run: " + bad + ":2: streams[0].parallelism: -1 outside 0..256"},
 		{[]string{"--config", two, "-config", bad}, "qstream run: --config given twice"},
 		{[]string{"--count", "5", "--config"}, "qstream run: --config needs a file"},

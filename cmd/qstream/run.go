@@ -45,6 +45,9 @@ type runFlags struct {
 	// onStop, when set (cmdRun), is called when the stop begins, by a
 	// signal or the control API: it starts the --stop-timeout watchdog.
 	onStop func()
+	// streams are the configuration's streams after the first (--config;
+	// streams.go).
+	streams []engine.StreamConfig
 }
 
 func runFlagSet(f *runFlags, stderr io.Writer) *flag.FlagSet {
@@ -108,13 +111,13 @@ Flags:
 }
 
 func cmdRun(args []string, stdout, stderr io.Writer) int {
-	args, cleanup, err := expandRunConfig(args) // --config FILE (config.go)
+	args, extras, cleanup, err := expandRunConfig(args) // --config FILE (config.go)
 	if err != nil {
 		fmt.Fprintf(stderr, "qstream run: %v\n", err)
 		return 2
 	}
 	defer cleanup()
-	var f runFlags
+	f := runFlags{streams: extras}
 	fs := runFlagSet(&f, stderr)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -192,6 +195,9 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 		return err
 	}
 	opers.withText(emit.kinds[ops.OutNews], emit.kinds[ops.OutEvent])
+	if err := checkStreams(f); err != nil {
+		return usageError{err} // before anything is opened
+	}
 	if f.emit == "all" {
 		emit.kinds = nil // everything the operators produce
 	}
@@ -260,7 +266,11 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 	if e := f.ops.earlyEvery; e > 0 {
 		ptTick = max(time.Millisecond, e/4) // the window operators fire at most once per e themselves
 	}
+	host := newStreamHost(f, symbols, &eng, stdout, stderr, logger)
 	cfg := engine.Config{
+		StreamName:         firstStreamName(f.http.streamName),
+		Streams:            f.streams,
+		StreamFactory:      host.factory,
 		Shards:             f.shards,
 		PinCPUs:            pins,
 		Wait:               wait,
@@ -273,13 +283,15 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 		Processors:         func(int) (engine.Processor, error) { return ops.NewPipeline(pipeCfg) },
 		ProcessingTimeTick: ptTick,
 		Output:             dash.tee(outSinks.output(engOutput)),
-		MaxProducers:       2 * max(16, feedSet.producers), // and recovery's, one per source name
+		MaxProducers:       2 * max(32, feedSet.producers), // and recovery's, one per source name; the other streams' feeds
 	}
 	dur, err := openDurable(&f.durable, &cfg, symbols, stderr)
 	if err != nil {
 		return err
 	}
 	defer dur.close(stderr)
+	host.dur = dur
+	defer host.close()
 	arch, err := openArchives(outSinks.archive, symbols, logger)
 	if err != nil {
 		return err
@@ -301,7 +313,7 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 	if err := ctlHTTP.serve(control.Options{
 		Engine: eng, StreamName: f.http.streamName, Token: httpToken(&f.http, os.Getenv),
 		Stop: apiStop, Feeds: feedSet.byteStats, Sinks: outSinks.sinkStats, Output: guardStats(guard),
-		Dashboard: dash.page(f.http.streamName),
+		Dashboard: dash.page(f.http.streamName), StartStream: host.startDynamic, StopStream: host.stop, Logger: logger,
 	}, stderr); err != nil {
 		return err
 	}
@@ -330,11 +342,17 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 		runCtx, cancel = context.WithTimeout(runCtx, f.duration)
 		defer cancel()
 	}
+	if err := host.startAll(runCtx); err != nil {
+		return err
+	}
 	pubs := feedhost.New(eng)
 	feedErr := make(chan error, 1)
 	go func() {
 		err := feedSet.run(runCtx, pubs, stderr)
 		ended := err == nil && runCtx.Err() == nil // the input is complete
+		if ended {
+			ended = host.waitEnded(runCtx) // and the other streams' inputs
+		}
 		if ended {
 			eng.StopPeriodicCheckpoints() // Stop's checkpoint follows the end
 		}
@@ -366,6 +384,7 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 	status.guard = guard
 	status.sinks = outSinks
 	status.archives = arch
+	status.streams = host
 	tick := time.NewTicker(f.interval)
 	defer tick.Stop()
 	var ferr error
@@ -406,6 +425,7 @@ loop:
 			}
 		}
 	}
+	host.stopFeeds()
 	ckBefore := eng.CheckpointStats().Taken
 	ctlHTTP.stopping()
 	stopCtx, cancel := context.WithTimeout(context.Background(), min(hardStopAfter, f.stopTimeout))
@@ -425,12 +445,31 @@ loop:
 			fmt.Fprintf(stderr, "qstream: %v; the next start delivers them\n", err)
 		}
 	}
+	if err := host.close(); err != nil && serr == nil {
+		serr = err
+	}
 	status.summary(time.Since(start))
 	feedSet.summary(stderr)
 	if ferr != nil && !errors.Is(ferr, context.Canceled) {
 		return ferr
 	}
 	return serr
+}
+
+// firstStreamName is the engine's name of the first stream: --stream-name
+// when it is a valid stream id, "default" otherwise (the control API and
+// the metrics use --stream-name as given).
+func firstStreamName(name string) engine.StreamID {
+	if len(name) == 0 || len(name) > engine.MaxStreamIDLen {
+		return engine.DefaultStream
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return engine.DefaultStream
+		}
+	}
+	return engine.StreamID(name)
 }
 
 // defaultStopTimeout is --stop-timeout's default: the longest clean stop
@@ -505,6 +544,7 @@ type status struct {
 	guard    *sinks.Guard // the output's breaker; nil: none
 	sinks    *outputSinks // --sink; nil: none
 	archives *archives    // --sink archive://; nil: none
+	streams  *streamHost  // the streams after the first; nil: none
 }
 
 func newStatus(e *engine.Engine, w io.Writer) *status {
@@ -553,8 +593,11 @@ func (s *status) print(final bool) {
 	if s.archives != nil {
 		s.archives.status(&b)
 	}
-	if s.e.Paused() {
+	if s.e.Paused() || s.e.StreamPaused(engine.DefaultStream) {
 		b.WriteString(" | PAUSED (control API)")
+	}
+	if s.streams != nil {
+		s.streams.status(&b, s.e)
 	}
 	fmt.Fprintln(s.w, b.String())
 	s.last, s.lastTime = st, now

@@ -14,9 +14,12 @@ import (
 // Publishers hands out the engine's Publishers to feeds and remembers them,
 // so that they can be closed or detached once their feeds have returned.
 type Publishers struct {
-	E    *engine.Engine
-	mu   sync.Mutex
-	pubs []*engine.Publisher
+	E *engine.Engine
+	// Stream is the stream the Publishers belong to; "" is the engine's
+	// first (engine.NewStreamPublisher).
+	Stream engine.StreamID
+	mu     sync.Mutex
+	pubs   []*engine.Publisher
 }
 
 // New returns the adapter for e.
@@ -24,7 +27,13 @@ func New(e *engine.Engine) *Publishers { return &Publishers{E: e} }
 
 // NewPublisher implements feeds.Publishers.
 func (p *Publishers) NewPublisher(name string) (feeds.Publisher, error) {
-	pub, err := p.E.NewPublisher(name)
+	var pub *engine.Publisher
+	var err error
+	if p.Stream == "" {
+		pub, err = p.E.NewPublisher(name)
+	} else {
+		pub, err = p.E.NewStreamPublisher(p.Stream, name)
+	}
 	if err != nil {
 		return nil, err
 	}
