@@ -128,11 +128,11 @@ func TestRunSeveralStreams(t *testing.T) {
 		body string
 		code int
 	}{
-		{lateStream(dir, 0, 1), 409},                                  // the same name
-		{`{"name":"x","windows":["tumbling:soon:vwap"]}`, 400},        // invalid window
-		{`{"name":"x","parallelism":1}`, 400},                          // the engine has 2 shards
-		{`{"name":"x","frobnicate":1}`, 400},                           // unknown field
-		{`{"name":"x",`, 400},                                          // malformed
+		{lateStream(dir, 0, 1), 409},                                    // the same name
+		{`{"name":"x","windows":["tumbling:soon:vwap"]}`, 400},          // invalid window
+		{`{"name":"x","parallelism":1}`, 400},                           // the engine has 2 shards
+		{`{"name":"x","frobnicate":1}`, 400},                            // unknown field
+		{`{"name":"x",`, 400},                                           // malformed
 		{`{"name":"x","sinks":["archive:///tmp/x"]}`, 400},              // the first stream's
 		{`{"name":"x","source":{"synthetic":{"rate":-1}}}`, 400},        // invalid value
 		{`{"name":"bad name","source":{"synthetic":{"count":1}}}`, 400}, // invalid id
