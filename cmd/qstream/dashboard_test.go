@@ -62,6 +62,11 @@ func TestDashboardInChromium(t *testing.T) {
 	if rows == 0 {
 		t.Fatal("no window rows or pattern alerts on the page")
 	}
+	var streamRows int
+	c.eval(t, `document.querySelectorAll("#streams tbody tr[data-stream] .stream-pause").length`, &streamRows)
+	if streamRows < 1 {
+		t.Fatal("no stream rows with their buttons in the streams table")
+	}
 	shot := os.Getenv("QSTREAM_SCREENSHOT")
 	if shot == "" {
 		shot = filepath.Join(t.TempDir(), "dashboard.png")

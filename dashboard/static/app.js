@@ -55,15 +55,51 @@ async function pollStream() {
       el("pause").disabled = s.state !== "running";
       el("resume").disabled = s.state !== "paused";
     }
+    renderStreams(streams);
     state.counts.polls++;
   } catch (e) {
     showError("streams: " + e.message);
   }
 }
 
-async function control(action) {
+// renderStreams lists every stream with its state and its own pause and
+// resume buttons (the header's act on the dashboard's stream).
+function renderStreams(streams) {
+  const body = el("streams").tBodies[0];
+  body.textContent = "";
+  for (const s of streams) {
+    const tr = document.createElement("tr");
+    tr.dataset.stream = s.id;
+    for (const v of [s.name && s.name !== s.id ? s.id + " (" + s.name + ")" : s.id, null, s.messages, s.published]) {
+      const td = document.createElement("td");
+      if (v === null) {
+        const b = document.createElement("span");
+        b.className = "badge " + s.state;
+        b.textContent = s.state;
+        td.appendChild(b);
+      } else {
+        td.textContent = String(v);
+      }
+      tr.appendChild(td);
+    }
+    const td = document.createElement("td");
+    for (const action of ["pause", "resume"]) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.textContent = action === "pause" ? "Pause" : "Resume";
+      b.className = "stream-" + action;
+      b.disabled = action === "pause" ? s.state !== "running" : s.state !== "paused";
+      b.addEventListener("click", () => control(action, s.id));
+      td.appendChild(b);
+    }
+    tr.appendChild(td);
+    body.appendChild(tr);
+  }
+}
+
+async function control(action, id) {
   try {
-    await api("/streams/" + encodeURIComponent(state.cfg.stream) + "/" + action, "POST");
+    await api("/streams/" + encodeURIComponent(id || state.cfg.stream) + "/" + action, "POST");
     showError("");
     await pollStream();
   } catch (e) {
