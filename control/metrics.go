@@ -111,16 +111,41 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
 
-	byFeed := map[string]uint64{}
-	for _, p := range s.eng.Publishers() {
-		byFeed[feedOf(p.Name)] += p.Published
+	// Per stream: the first under its name, the others under their ids.
+	pubs := s.eng.Publishers()
+	for _, info := range s.eng.Streams() {
+		label := string(info.ID)
+		if info.Index == 0 {
+			label = stream
+		} else if info.State == engine.StreamStopped {
+			continue
+		}
+		byFeed := map[string]uint64{}
+		for _, p := range pubs {
+			if name, ok := ofStream(info, p.Name); ok {
+				byFeed[feedOf(name)] += p.Published
+			}
+		}
+		for _, f := range sortedKeys(byFeed) {
+			counter(c.messages, float64(byFeed[f]), label, f)
+		}
+		m := st
+		if len(pubs) > 0 && (info.Index != 0 || len(s.eng.Streams()) > 1) {
+			var err error
+			if m, err = s.eng.StreamMetrics(info.ID); err != nil {
+				continue
+			}
+		}
+		counter(c.processed, float64(m.Messages), label)
+		counter(c.outputs, float64(m.Outputs), label)
+		counter(c.delivered, float64(m.Delivered), label)
+		if info.Index != 0 {
+			if l, err := s.eng.ProcessingLag(info.ID, now); err == nil && l.HasWatermark {
+				gauge(c.watermarkLag, l.Watermark.Seconds(), label)
+			}
+			gauge(c.paused, boolFloat(s.eng.StreamPaused(info.ID)), label)
+		}
 	}
-	for _, f := range sortedKeys(byFeed) {
-		counter(c.messages, float64(byFeed[f]), stream, f)
-	}
-	counter(c.processed, float64(st.Messages), stream)
-	counter(c.outputs, float64(st.Outputs), stream)
-	counter(c.delivered, float64(st.Delivered), stream)
 	for _, r := range sortedKeys(st.Rejected) {
 		n := float64(st.Rejected[r])
 		counter(c.deadLetters, n, r)
