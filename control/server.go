@@ -76,6 +76,12 @@ type Options struct {
 	// StopStream stops a stream other than the first (its feeds close,
 	// its windows fire, its sinks flush). It may block. nil: 501.
 	StopStream func(id engine.StreamID) error
+	// ProcessMessage processes one message (the body of POST
+	// /api/streams/{id}/messages: a JSON message of the feeds' format)
+	// synchronously on the stream and returns the JSON list of the output
+	// lines it made (engine.ProcessMessage). A *MessageError is the
+	// message's fault. nil: the endpoint answers 501.
+	ProcessMessage func(ctx context.Context, id engine.StreamID, body []byte) (json.RawMessage, error)
 	// Logger for what an asynchronous call could not answer. nil: none.
 	Logger *slog.Logger
 	// Feeds returns per-feed counters the engine does not keep (bytes
@@ -183,6 +189,7 @@ func (s *Server) routes() {
 	s.handle("/api/streams/{id}/patterns/{pid}/matches", s.stream(s.patternMatches))
 	s.handle("/api/streams/{id}/filter", s.stream(s.filterHandler("filter")))
 	s.handle("/api/streams/{id}/transform", s.stream(s.filterHandler("transform")))
+	s.handle("/api/streams/{id}/messages", s.stream(s.messages))
 	if d := s.opts.Dashboard; d != nil {
 		for _, p := range []string{"/{$}", "/app.js", "/style.css", "/config.json"} {
 			s.mux.Handle("GET "+p, d)

@@ -647,6 +647,49 @@ func (s *Server) patternMatches(w http.ResponseWriter, r *http.Request) {
 	})(w, r)
 }
 
+// MessageError is Options.ProcessMessage's error for a message that does
+// not parse (400 invalid_message) or that the operators reject (422
+// rejected, with the dead letter's reason).
+type MessageError struct {
+	Rejected bool   // the operators rejected it (late, unknown symbol...); else it did not parse
+	Reason   string // the dead-letter reason
+	Err      error
+}
+
+func (e *MessageError) Error() string { return e.Err.Error() }
+func (e *MessageError) Unwrap() error { return e.Err }
+
+// messages serves POST .../messages: one message processed synchronously;
+// 200 {"outputs":[the output lines]}.
+func (s *Server) messages(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		methodNotAllowed(w, r, http.MethodPost)
+		return
+	}
+	if s.opts.ProcessMessage == nil {
+		writeError(w, http.StatusNotImplemented, "not_implemented", "this server cannot process messages")
+		return
+	}
+	body, ok := s.readBody(w, r)
+	if !ok || !s.live(w) {
+		return
+	}
+	outs, err := s.opts.ProcessMessage(r.Context(), streamOf(r).ID, body)
+	if err != nil {
+		var me *MessageError
+		switch {
+		case errors.As(err, &me) && me.Rejected:
+			writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"error": "rejected", "reason": me.Reason, "message": me.Error()})
+		case errors.As(err, &me):
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_message", "reason": me.Reason, "message": me.Error()})
+		default:
+			streamStateError(w, err)
+		}
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]json.RawMessage{"outputs": outs})
+}
+
 // firstStream answers 501 for the pattern API on a stream other than the
 // first: the engine's pattern registry (RegisterPattern, its match buffers)
 // serves the first stream; another stream takes its patterns in its

@@ -267,6 +267,7 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 		ptTick = max(time.Millisecond, e/4) // the window operators fire at most once per e themselves
 	}
 	host := newStreamHost(f, symbols, &eng, stdout, stderr, logger)
+	host.jsonl = sinkJSONL
 	cfg := engine.Config{
 		StreamName:         firstStreamName(f.http.streamName),
 		Streams:            f.streams,
@@ -313,7 +314,7 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 	if err := ctlHTTP.serve(control.Options{
 		Engine: eng, StreamName: f.http.streamName, Token: httpToken(&f.http, os.Getenv),
 		Stop: apiStop, Feeds: feedSet.byteStats, Sinks: outSinks.sinkStats, Output: guardStats(guard),
-		Dashboard: dash.page(f.http.streamName), StartStream: host.startDynamic, StopStream: host.stop, Logger: logger,
+		Dashboard: dash.page(f.http.streamName), StartStream: host.startDynamic, StopStream: host.stop, ProcessMessage: host.processMessage, Logger: logger,
 	}, stderr); err != nil {
 		return err
 	}

@@ -53,6 +53,7 @@ type streamRun struct {
 	id          engine.StreamID
 	f           runFlags
 	output      engine.OutputHandler // --output, or nil
+	jsonl       sinks.JSONLConfig    // its outputs as lines (ProcessMessage's replies)
 	closeOutput func() error
 	sinks       *outputSinks
 	feeds       *feedSet
@@ -77,6 +78,11 @@ type streamHost struct {
 	order   []engine.StreamID
 	ctx     context.Context // the feeds' context once started; nil before
 	stopped bool
+	// jsonl is the first stream's line encoding (ProcessMessage's replies);
+	// the others' is their streamRun's.
+	jsonl sinks.JSONLConfig
+	msgMu sync.Mutex // ProcessMessage's parser
+	msgP  *codec.Parser
 }
 
 func newStreamHost(base *runFlags, symbols *codec.SymbolTable, eng **engine.Engine, stdout, stderr io.Writer, logger *slog.Logger) *streamHost {
@@ -219,6 +225,7 @@ func (h *streamHost) factory(cfg engine.StreamConfig) (engine.StreamParts, error
 	}
 	sinkJSONL := opers.jsonl()
 	sinkJSONL.Symbols = h.symbols
+	r.jsonl = sinkJSONL
 	stateDir := sinkStateDir(&r.f.sinks, h.base.durable.walDir)
 	if stateDir != "" {
 		stateDir = filepath.Join(stateDir, "stream-"+string(cfg.ID))
@@ -342,6 +349,65 @@ func (h *streamHost) startDynamic(_ context.Context, body []byte) (engine.Stream
 		return "", err
 	}
 	return id, h.start(id)
+}
+
+// processMessage is POST /api/streams/{id}/messages: body is one JSON
+// message of the feeds' format; the reply is the JSON list of the lines of
+// the outputs its processing made (engine.ProcessMessage).
+func (h *streamHost) processMessage(ctx context.Context, id engine.StreamID, body []byte) (json.RawMessage, error) {
+	eng := *h.eng
+	info, err := eng.StreamInfo(id)
+	if err != nil {
+		return nil, err
+	}
+	jcfg := h.jsonl
+	if info.Index != 0 {
+		h.mu.Lock()
+		r := h.runs[info.ID]
+		h.mu.Unlock()
+		if r == nil {
+			return nil, fmt.Errorf("%w: %q", engine.ErrUnknownStream, id)
+		}
+		jcfg = r.jsonl
+	}
+	h.msgMu.Lock()
+	if h.msgP == nil {
+		h.msgP = codec.NewParser(codec.ParserOptions{Symbols: h.symbols})
+	}
+	var ev codec.Event
+	err = h.msgP.ParseJSON(bytes.TrimSpace(body), &ev)
+	text := slices.Clone(h.msgP.Text())
+	h.msgMu.Unlock()
+	if err != nil {
+		reason := codec.ReasonMalformed
+		var ce *codec.Error
+		if errors.As(err, &ce) {
+			reason = ce.Reason
+		}
+		return nil, &control.MessageError{Reason: reason.String(), Err: err}
+	}
+	outs, err := eng.ProcessMessage(ctx, info.ID, &ev, text)
+	var rej *engine.RejectedError
+	if errors.As(err, &rej) {
+		return nil, &control.MessageError{Rejected: true, Reason: rej.Reason.String(), Err: err}
+	}
+	if err != nil {
+		return nil, err
+	}
+	w := sinks.NewJSONLWriter(nil, jcfg)
+	b := []byte{'['}
+	for i := 0; i < len(outs); i += ops.GroupLen(&outs[i]) {
+		n := len(b)
+		if n > 1 {
+			b = append(b, ',')
+		}
+		if line := bytes.TrimSpace(w.AppendGroup(nil, outs[i:])); len(line) > 0 {
+			b = append(b, line...)
+		} else {
+			b = b[:n]
+		}
+	}
+	return append(b, ']'), nil
 }
 
 // stop ends a stream: its feeds stop and close (the end of its input), the

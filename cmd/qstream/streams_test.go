@@ -172,6 +172,39 @@ func TestRunSeveralStreams(t *testing.T) {
 	if code, body := httpJSON(t, "POST", base+"/api/streams/late/windows", `{"spec":"tumbling:1ms:count"}`); code != 201 {
 		t.Fatalf("POST window: %d %s", code, body)
 	}
+	// One message processed synchronously on late: its ema_3 line comes back.
+	code, body = httpJSON(t, "POST", base+"/api/streams/late/messages",
+		`{"type":"trade","symbol":"MSG1","ts":4000000000000000000,"price":12.5,"volume":3}`)
+	var reply struct {
+		Outputs []map[string]any `json:"outputs"`
+	}
+	if code != 200 || json.Unmarshal(body, &reply) != nil || len(reply.Outputs) != 1 || reply.Outputs[0]["symbol"] != "MSG1" ||
+		reply.Outputs[0]["price"] != 12.5 {
+		t.Fatalf("POST messages: %d %s", code, body)
+	}
+	if _, ok := reply.Outputs[0]["ema_3"]; !ok {
+		t.Fatalf("POST messages: no ema_3 in %s", body)
+	}
+	for _, bad := range []struct {
+		body, code string
+		status     int
+	}{
+		{`{"type":"trade","symbol":"MSG1","ts":4000000000000000001,"price":-1,"volume":3}`, "invalid_message", 400},
+		{`{"type":"trade",`, "invalid_message", 400},
+	} {
+		code, body := httpJSON(t, "POST", base+"/api/streams/late/messages", bad.body)
+		if code != bad.status || !bytes.Contains(body, []byte(bad.code)) {
+			t.Fatalf("POST messages %s: %d %s", bad.body, code, body)
+		}
+	}
+	// bars' windows are past this event time: late, a 422 with the reason.
+	if code, body := httpJSON(t, "POST", base+"/api/streams/bars/messages", `{"type":"trade","symbol":"SYN00001","ts":1000,"price":10,"volume":1}`); code != 422 ||
+		!bytes.Contains(body, []byte(`"reason":"late"`)) {
+		t.Fatalf("a late message: %d %s", code, body)
+	}
+	if code, _ := httpJSON(t, "POST", base+"/api/streams/nope/messages", `{}`); code != 404 {
+		t.Fatalf("messages to an unknown stream: %d", code)
+	}
 	// Stop late alone: its feed ends, the others run on.
 	if code, body := httpJSON(t, "POST", base+"/api/streams/late/stop", ""); code != 202 {
 		t.Fatalf("stop late: %d %s", code, body)
