@@ -529,12 +529,14 @@ func patternOf(p engine.PatternInfo) patternJSON {
 // patterns serves GET (ListPatterns) and POST (one pattern object of the
 // --patterns file format).
 func (s *Server) patterns(w http.ResponseWriter, r *http.Request) {
-	if !firstStream(w, r) {
-		return
-	}
+	sid := streamOf(r).ID
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		list := s.eng.ListPatterns()
+		list, err := s.eng.ListStreamPatterns(sid)
+		if err != nil {
+			engineError(w, err)
+			return
+		}
 		out := make([]patternJSON, len(list))
 		for i, p := range list {
 			out[i] = patternOf(p)
@@ -562,12 +564,13 @@ func (s *Server) patterns(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, "invalid_spec", err.Error())
 			return
 		}
-		id, err := s.eng.RegisterPattern(specs[0])
+		id, err := s.eng.RegisterStreamPattern(sid, specs[0])
 		if err != nil {
 			engineError(w, err)
 			return
 		}
-		for _, p := range s.eng.ListPatterns() {
+		list, _ := s.eng.ListStreamPatterns(sid)
+		for _, p := range list {
 			if p.ID == id {
 				writeJSON(w, http.StatusCreated, patternOf(p))
 				return
@@ -581,9 +584,7 @@ func (s *Server) patterns(w http.ResponseWriter, r *http.Request) {
 
 // pattern serves GET (one pattern) and DELETE (RemovePattern).
 func (s *Server) pattern(w http.ResponseWriter, r *http.Request) {
-	if !firstStream(w, r) {
-		return
-	}
+	sid := streamOf(r).ID
 	pid, ok := parseID(r.PathValue("pid"))
 	if !ok {
 		writeError(w, http.StatusNotFound, "unknown_pattern", "no pattern "+strconv.Quote(r.PathValue("pid")))
@@ -591,7 +592,8 @@ func (s *Server) pattern(w http.ResponseWriter, r *http.Request) {
 	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		for _, p := range s.eng.ListPatterns() {
+		list, _ := s.eng.ListStreamPatterns(sid)
+		for _, p := range list {
 			if p.ID == engine.PatternID(pid) {
 				writeJSON(w, http.StatusOK, patternOf(p))
 				return
@@ -602,7 +604,7 @@ func (s *Server) pattern(w http.ResponseWriter, r *http.Request) {
 		if !s.live(w) {
 			return
 		}
-		if err := s.eng.RemovePattern(engine.PatternID(pid)); err != nil {
+		if err := s.eng.RemoveStreamPattern(sid, engine.PatternID(pid)); err != nil {
 			engineError(w, err)
 			return
 		}
@@ -621,16 +623,13 @@ type matchJSON struct {
 }
 
 func (s *Server) patternMatches(w http.ResponseWriter, r *http.Request) {
-	if !firstStream(w, r) {
-		return
-	}
 	s.get(func(w http.ResponseWriter, r *http.Request) {
 		pid, ok := parseID(r.PathValue("pid"))
 		if !ok {
 			writeError(w, http.StatusNotFound, "unknown_pattern", "no pattern "+strconv.Quote(r.PathValue("pid")))
 			return
 		}
-		ms, err := s.eng.DetectPatternMatches(engine.PatternID(pid))
+		ms, err := s.eng.DetectStreamPatternMatches(streamOf(r).ID, engine.PatternID(pid))
 		if err != nil {
 			engineError(w, err)
 			return
@@ -688,18 +687,6 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]json.RawMessage{"outputs": outs})
-}
-
-// firstStream answers 501 for the pattern API on a stream other than the
-// first: the engine's pattern registry (RegisterPattern, its match buffers)
-// serves the first stream; another stream takes its patterns in its
-// definition.
-func firstStream(w http.ResponseWriter, r *http.Request) bool {
-	if streamOf(r).Index == 0 {
-		return true
-	}
-	writeError(w, http.StatusNotImplemented, "not_supported", "the pattern API serves the first stream; give this stream its patterns in its definition")
-	return false
 }
 
 // ofStream reports whether a publisher name is one of the stream's and

@@ -198,7 +198,21 @@ func TestTwoStreamsOverHTTP(t *testing.T) {
 	f.do("POST", "/api/streams/bars/windows", `{"spec":"tumbling:x:max"}`, "").wantError(t, 400, "invalid_spec")
 	f.do("PUT", "/api/streams/bars/filter", `{"filter":"price > 10"}`, "").want(t, 200, nil)
 	f.do("PUT", "/api/streams/bars/filter", `{"filter":"price >"}`, "").wantError(t, 400, "invalid_spec")
-	f.do("GET", "/api/streams/bars/patterns", "", "").wantError(t, 501, "not_supported")
+	// Patterns per stream: bars numbers its own.
+	var pat patternJSON
+	f.do("POST", "/api/streams/bars/patterns", `{"id":"spike","type":"volume_spike","multiplier":3,"baseline":"200us"}`, "").want(t, 201, &pat)
+	if pat.ID != 0 || pat.Name != "spike" {
+		t.Fatalf("bars' first pattern: %+v", pat)
+	}
+	var pats []patternJSON
+	f.do("GET", "/api/streams/default/patterns", "", "").want(t, 200, &pats)
+	if len(pats) != 0 {
+		t.Fatalf("the first stream got bars' pattern: %+v", pats)
+	}
+	f.do("GET", "/api/streams/bars/patterns/0/matches", "", "").want(t, 200, nil)
+	f.do("POST", "/api/streams/bars/patterns", `{"id":"spike","type":"volume_spike","multiplier":3,"baseline":"200us"}`, "").wantError(t, 409, "duplicate_pattern")
+	f.do("DELETE", "/api/streams/bars/patterns/0", "", "").want(t, 204, nil)
+	f.do("DELETE", "/api/streams/bars/patterns/0", "", "").wantError(t, 404, "unknown_pattern")
 	f.do("GET", "/api/streams/bars/lag", "", "").want(t, 200, nil)
 	f.do("GET", "/api/streams/bars/throughput?timeframe=1m", "", "").want(t, 200, nil)
 	f.do("GET", "/api/streams/nope/metrics", "", "").wantError(t, 404, "unknown_stream")

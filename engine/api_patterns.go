@@ -112,8 +112,8 @@ func newPatEntry(spec ops.PatternSpec, size int, active bool) *patEntry {
 // newPatternRegistry returns the registry of the patterns the shards'
 // processors were configured with, or nil when they cannot host patterns.
 // It runs in New, before the shards run.
-func newPatternRegistry(e *Engine) *patternRegistry {
-	h, ok := e.shards[0].strs[0].proc.(PatternHost)
+func newPatternRegistry(e *Engine, proc Processor) *patternRegistry {
+	h, ok := proc.(PatternHost)
 	if !ok {
 		return nil
 	}
@@ -158,11 +158,11 @@ func (r *patternRegistry) record(batch []ops.Output) {
 	}
 }
 
-func (e *Engine) patternRegistry() (*patternRegistry, error) {
-	if e.patterns == nil {
+func (st *stream) patternRegistry() (*patternRegistry, error) {
+	if st.patterns == nil {
 		return nil, ErrNoPatternHost
 	}
-	return e.patterns, nil
+	return st.patterns, nil
 }
 
 // RegisterPattern adds a built-in or sequence pattern to every shard and
@@ -175,34 +175,48 @@ func (e *Engine) patternRegistry() (*patternRegistry, error) {
 // The pattern (and a removal) is recorded in checkpoints (see defs.go):
 // recovery registers it again before loading its state.
 func (e *Engine) RegisterPattern(spec ops.PatternSpec) (PatternID, error) {
+	return e.RegisterStreamPattern(DefaultStream, spec)
+}
+
+// RegisterStreamPattern is RegisterPattern on one stream's operators; each
+// stream numbers its patterns on its own.
+func (e *Engine) RegisterStreamPattern(stream StreamID, spec ops.PatternSpec) (PatternID, error) {
+	st, err := e.lookup(stream)
+	if err != nil {
+		return 0, err
+	}
+	var sid StreamID
+	if st.idx != 0 {
+		sid = st.id
+	}
 	commit := e.lockDefs()
 	before := 0
-	if e.patterns != nil {
-		before = e.patternCount()
+	if st.patterns != nil {
+		before = st.patternCount()
 	}
-	id, err := e.applyPattern(spec)
-	if e.patterns != nil && e.patternCount() > before {
+	id, err := e.applyPattern(st, spec)
+	if st.patterns != nil && st.patternCount() > before {
 		// The id is taken (also when some shards refused it and it was
 		// retired at once): recovery must take it the same way.
-		e.addDef(definition{Kind: "pattern", Pattern: &spec})
+		e.addDef(definition{Kind: "pattern", Stream: sid, Pattern: &spec})
 		if err != nil {
-			e.addDef(definition{Kind: "remove_pattern", ID: before})
+			e.addDef(definition{Kind: "remove_pattern", Stream: sid, ID: before})
 		}
 	}
-	if cerr := commit(e.patterns != nil && e.patternCount() > before); err == nil {
+	if cerr := commit(st.patterns != nil && st.patternCount() > before); err == nil {
 		err = cerr
 	}
 	return id, err
 }
 
-func (e *Engine) patternCount() int {
-	e.patterns.mu.Lock()
-	defer e.patterns.mu.Unlock()
-	return len(e.patterns.entries)
+func (st *stream) patternCount() int {
+	st.patterns.mu.Lock()
+	defer st.patterns.mu.Unlock()
+	return len(st.patterns.entries)
 }
 
-func (e *Engine) applyPattern(spec ops.PatternSpec) (PatternID, error) {
-	r, err := e.patternRegistry()
+func (e *Engine) applyPattern(st *stream, spec ops.PatternSpec) (PatternID, error) {
+	r, err := st.patternRegistry()
 	if err != nil {
 		return 0, err
 	}
@@ -226,7 +240,7 @@ func (e *Engine) applyPattern(spec ops.PatternSpec) (PatternID, error) {
 
 	gotOps := make([]uint16, len(e.shards))
 	added := make([]bool, len(e.shards))
-	err = e.onShards(func(i int, p Processor) error {
+	err = e.onStream(st, func(i int, p Processor) error {
 		h, ok := p.(PatternHost)
 		if !ok {
 			return ErrNoPatternHost
@@ -259,7 +273,7 @@ func (e *Engine) applyPattern(spec ops.PatternSpec) (PatternID, error) {
 	}
 	// Some shards took the id: it stays retired so that ids stay aligned.
 	r.entries[op].active = false
-	_ = e.onShards(func(i int, p Processor) error {
+	_ = e.onStream(st, func(i int, p Processor) error {
 		if added[i] {
 			return p.(PatternHost).RemovePattern(uint16(op))
 		}
@@ -283,10 +297,23 @@ func anyTrue(b []bool) bool {
 // ErrUnknownPattern (no active pattern id) or ErrNoPatternHost. The removal
 // is recorded in checkpoints.
 func (e *Engine) RemovePattern(id PatternID) error {
+	return e.RemoveStreamPattern(DefaultStream, id)
+}
+
+// RemoveStreamPattern is RemovePattern on one stream.
+func (e *Engine) RemoveStreamPattern(stream StreamID, id PatternID) error {
+	st, err := e.lookup(stream)
+	if err != nil {
+		return err
+	}
+	var sid StreamID
+	if st.idx != 0 {
+		sid = st.id
+	}
 	commit := e.lockDefs()
-	err := e.applyRemovePattern(id)
+	err = e.applyRemovePattern(st, id)
 	if err == nil {
-		e.addDef(definition{Kind: "remove_pattern", ID: int(id)})
+		e.addDef(definition{Kind: "remove_pattern", Stream: sid, ID: int(id)})
 	}
 	if cerr := commit(err == nil); err == nil {
 		err = cerr
@@ -294,8 +321,8 @@ func (e *Engine) RemovePattern(id PatternID) error {
 	return err
 }
 
-func (e *Engine) applyRemovePattern(id PatternID) error {
-	r, err := e.patternRegistry()
+func (e *Engine) applyRemovePattern(st *stream, id PatternID) error {
+	r, err := st.patternRegistry()
 	if err != nil {
 		return err
 	}
@@ -307,7 +334,7 @@ func (e *Engine) applyRemovePattern(id PatternID) error {
 	if !ok {
 		return fmt.Errorf("%w: no active pattern %d", ErrUnknownPattern, id)
 	}
-	err = e.onShards(func(_ int, p Processor) error {
+	err = e.onStream(st, func(_ int, p Processor) error {
 		h, ok := p.(PatternHost)
 		if !ok {
 			return ErrNoPatternHost
@@ -329,9 +356,19 @@ func (e *Engine) applyRemovePattern(id PatternID) error {
 // ListPatterns returns every pattern the engine had, configured and
 // registered, removed ones included, by id.
 func (e *Engine) ListPatterns() []PatternInfo {
-	r := e.patterns
+	l, _ := e.ListStreamPatterns(DefaultStream)
+	return l
+}
+
+// ListStreamPatterns is ListPatterns of one stream.
+func (e *Engine) ListStreamPatterns(stream StreamID) ([]PatternInfo, error) {
+	st, err := e.lookup(stream)
+	if err != nil {
+		return nil, err
+	}
+	r := st.patterns
 	if r == nil {
-		return nil
+		return nil, nil
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -339,7 +376,7 @@ func (e *Engine) ListPatterns() []PatternInfo {
 	for id, en := range r.entries {
 		out[id] = PatternInfo{ID: PatternID(id), Spec: en.spec, Active: en.active, Matches: en.n, Dropped: en.n - min(en.n, uint64(r.size))}
 	}
-	return out
+	return out, nil
 }
 
 // DetectPatternMatches returns the most recent matches of pattern id, oldest
@@ -347,7 +384,16 @@ func (e *Engine) ListPatterns() []PatternInfo {
 // counts the older ones). The result is the caller's. Errors wrap
 // ErrUnknownPattern or ErrNoPatternHost.
 func (e *Engine) DetectPatternMatches(id PatternID) ([]PatternMatch, error) {
-	r, err := e.patternRegistry()
+	return e.DetectStreamPatternMatches(DefaultStream, id)
+}
+
+// DetectStreamPatternMatches is DetectPatternMatches on one stream.
+func (e *Engine) DetectStreamPatternMatches(stream StreamID, id PatternID) ([]PatternMatch, error) {
+	st, err := e.lookup(stream)
+	if err != nil {
+		return nil, err
+	}
+	r, err := st.patternRegistry()
 	if err != nil {
 		return nil, err
 	}

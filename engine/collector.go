@@ -257,10 +257,8 @@ func (c *collector) deliverStream(st *stream, batch []ops.Output, count bool) {
 			}
 		}
 	}
-	if st.idx == 0 {
-		if r := c.e.patterns; r != nil {
-			r.record(batch) // before the handler: a match is readable once delivered
-		}
+	if r := st.patterns; r != nil {
+		r.record(batch) // before the handler: a match is readable once delivered
 	}
 	if h := st.output; h != nil && c.e.Err() == nil {
 		if err := h.HandleOutputs(batch); err != nil {

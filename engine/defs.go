@@ -121,9 +121,9 @@ func (e *Engine) restoreDefs(data []byte) error {
 				err = fmt.Errorf("no pattern")
 				break
 			}
-			_, err = e.applyPattern(*d.Pattern)
+			_, err = e.applyPattern(st, *d.Pattern)
 		case "remove_pattern":
-			err = e.applyRemovePattern(PatternID(d.ID))
+			err = e.applyRemovePattern(st, PatternID(d.ID))
 		case "filter", "transform":
 			err = e.applyStream(st, d)
 		default:

@@ -80,7 +80,6 @@ type Engine struct {
 	strms    atomic.Pointer[[]*stream] // streams.go: copy-on-write, index = stream index
 	streamMu sync.Mutex                // serialises stream starts
 
-	patterns *patternRegistry // api_patterns.go; nil when the processors cannot host patterns
 	latTotal latencyTotals    // latency.go: what Latency(true) cleared
 }
 
@@ -127,6 +126,7 @@ func New(cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("%w: stream name: %w", ErrConfig, err)
 	}
 	first := []*stream{newStream(name, 0, nil, c.Output)}
+	first[0].patterns = newPatternRegistry(e, e.shards[0].strs[0].proc)
 	e.strms.Store(&first)
 	e.collector = newCollector(e, outWaiter)
 	for _, sc := range c.Streams {
@@ -134,7 +134,6 @@ func New(cfg Config) (*Engine, error) {
 			return nil, err
 		}
 	}
-	e.patterns = newPatternRegistry(e)
 	return e, nil
 }
 

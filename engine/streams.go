@@ -118,6 +118,8 @@ type stream struct {
 	tput      *rate.Ring    // processed counts once a second (ThroughputStats)
 	startedAt time.Time
 
+	patterns *patternRegistry // api_patterns.go; nil when its processors cannot host patterns
+
 	apiMu sync.Mutex // ProcessMessage: one at a time per stream
 	api   *Publisher // its API publisher, created by the first ProcessMessage
 }
@@ -288,6 +290,7 @@ func (e *Engine) startStream(cfg StreamConfig, dynamic bool) error {
 	}
 	st := newStream(cfg.ID, idx, slices.Clone(cfg.Spec), parts.Output)
 	st.dynamic = dynamic
+	st.patterns = newPatternRegistry(e, parts2[0].proc)
 	next := append(slices.Clip(list), st)
 	e.strms.Store(&next)
 	return nil

@@ -338,6 +338,13 @@ func TestStreamsRecoverWithRunTimeDefinitions(t *testing.T) {
 		if err := e.FilterStream("b", "kind == trade and price > 100"); err != nil {
 			t.Fatal(err)
 		}
+		pats, err := ops.ParsePatterns([]byte(`[{"id":"spike","type":"volume_spike","multiplier":2,"baseline":"50us"}]`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id, err := e.RegisterStreamPattern("b", pats[0]); err != nil || id != 0 {
+			t.Fatalf("RegisterStreamPattern: %d %v", id, err)
+		}
 	}
 	publishBoth := func(t *testing.T, pa, pb *Publisher, from, to int) {
 		publishRange(t, pa, evs, from, to)
@@ -361,17 +368,20 @@ func TestStreamsRecoverWithRunTimeDefinitions(t *testing.T) {
 	}()
 	wantA, _ := byKey(t, ref.of(DefaultStream).all())
 	wantB, _ := byKey(t, ref.of("b").all())
-	windows := 0
+	windows, matches := 0, 0
 	for _, o := range wantB {
 		if o.Kind == ops.OutWindow {
 			windows++
+		}
+		if o.Kind == ops.OutPattern {
+			matches++
 		}
 		if o.Kind == ops.OutIndicators && o.Price <= 100 {
 			t.Fatalf("the filter let a trade at %v through", o.Price)
 		}
 	}
-	if len(wantA) == 0 || windows == 0 || len(wantB) <= windows {
-		t.Fatalf("reference: %d outputs of a, %d of b (%d windows)", len(wantA), len(wantB), windows)
+	if len(wantA) == 0 || windows == 0 || matches == 0 || len(wantB) <= windows+matches {
+		t.Fatalf("reference: %d outputs of a, %d of b (%d windows, %d pattern matches)", len(wantA), len(wantB), windows, matches)
 	}
 
 	dir := t.TempDir()
@@ -390,6 +400,10 @@ func TestStreamsRecoverWithRunTimeDefinitions(t *testing.T) {
 			defineB(t, r.e)
 		} else if info, err := r.e.StreamInfo("b"); err != nil || !info.Dynamic {
 			t.Fatalf("incarnation %d: stream b not recovered: %+v %v", inc, info, err)
+		} else if pats, err := r.e.ListStreamPatterns("b"); err != nil || len(pats) != 1 || pats[0].Spec.ID != "spike" {
+			t.Fatalf("incarnation %d: b's pattern not recovered: %+v %v", inc, pats, err)
+		} else if pats, _ := r.e.ListStreamPatterns(DefaultStream); len(pats) != 0 {
+			t.Fatalf("incarnation %d: the first stream has b's pattern: %+v", inc, pats)
 		}
 		offA, _ := r.e.SourceOffset("feed")
 		offB, _ := r.e.SourceOffset("b:feed")
