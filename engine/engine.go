@@ -80,7 +80,7 @@ type Engine struct {
 	strms    atomic.Pointer[[]*stream] // streams.go: copy-on-write, index = stream index
 	streamMu sync.Mutex                // serialises stream starts
 
-	latTotal latencyTotals    // latency.go: what Latency(true) cleared
+	latTotal latencyTotals // latency.go: what Latency(true) cleared
 }
 
 // New builds an engine: its symbol table, its shards with their processors
