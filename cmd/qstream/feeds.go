@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
@@ -630,6 +631,11 @@ func openRunOutput(path string, symbols *codec.SymbolTable, cfg sinks.JSONLConfi
 	if path == "-" {
 		out := sinks.NewWriterOutput(stdout, cfg)
 		return out, out.Flush, nil
+	}
+	// Its directory is made as the WAL's is (qstream-data/ on a fresh
+	// checkout); the file itself changes only once the start succeeded.
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, nil, fmt.Errorf("--output: %w", err)
 	}
 	out, err := sinks.OpenFileOutput(path, cfg)
 	if err != nil {
