@@ -260,7 +260,7 @@ func (c *collector) deliverStream(st *stream, batch []ops.Output, count bool) {
 	if r := st.patterns; r != nil {
 		r.record(batch) // before the handler: a match is readable once delivered
 	}
-	if h := st.output; h != nil && c.e.Err() == nil {
+	if h := st.output; h != nil && !c.e.hasErr.Load() {
 		if err := h.HandleOutputs(batch); err != nil {
 			c.e.setErr(err)
 		}

@@ -27,18 +27,22 @@ const (
 )
 
 // latencyRecorder holds one HdrHistogram per stage. The owning goroutine
-// records a whole batch under one uncontended lock; Snapshot merges on demand.
+// records a whole batch under one lock; a reader (Latency,
+// LatencyHistograms, serialised by Engine.latTotal.mu) swaps the live
+// histograms with empty spares under that lock and merges outside it, so
+// the owner never waits for a merge (a shard used to stall for one on
+// every status tick).
 type latencyRecorder struct {
 	mu sync.Mutex
-	h  [stageCount]*hdr.Histogram
+	h  [stageCount]*hdr.Histogram // live: the owner records here, under mu
+
+	// The reader's, under Engine.latTotal.mu: spare takes h's place at the
+	// next swap; acc holds what was swapped out since the last reset.
+	spare, acc [stageCount]*hdr.Histogram
 }
 
 func newLatencyRecorder() *latencyRecorder {
-	r := &latencyRecorder{}
-	for i := range r.h {
-		r.h[i] = hdr.New(latencyMinNs, latencyMaxNs, latencySigFigs)
-	}
-	return r
+	return &latencyRecorder{h: newStageHistograms(), spare: newStageHistograms(), acc: newStageHistograms()}
 }
 
 // recordBatch records now−ingest for every ingest stamp. It does not allocate.
@@ -57,16 +61,22 @@ func (r *latencyRecorder) recordBatch(st Stage, nowNs int64, ingestNs []int64) {
 	r.mu.Unlock()
 }
 
-// mergeInto adds this recorder's histograms to dst and, if reset, clears them.
+// mergeInto adds this recorder's histograms to dst and, if reset, clears
+// them. The caller holds Engine.latTotal.mu.
 func (r *latencyRecorder) mergeInto(dst *[stageCount]*hdr.Histogram, reset bool) {
 	r.mu.Lock()
-	for i, h := range r.h {
-		dst[i].Merge(h)
+	old := r.h
+	r.h = r.spare
+	r.mu.Unlock()
+	for i, h := range old {
+		r.acc[i].Merge(h)
+		h.Reset()
+		dst[i].Merge(r.acc[i])
 		if reset {
-			h.Reset()
+			r.acc[i].Reset()
 		}
 	}
-	r.mu.Unlock()
+	r.spare = old
 }
 
 // Quantiles are latency percentiles in nanoseconds.

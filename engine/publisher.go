@@ -59,17 +59,18 @@ type Publisher struct {
 	fill    []int           // how many of claim[s] are written
 	waiter  *ring.Waiter
 
-	frame     []byte // WAL frame buffer, reused
-	nowNs     int64  // ingest stamp for the current batch; 0 = read the clock on next Publish
-	maxTsNs   int64
-	maxTsPub  atomic.Int64 // maxTsNs for readers (Engine.Publishers), stored when the watermark moves
-	sentWmNs  int64
-	lastSeq   uint64
-	lastLSN   uint64
-	closed    bool
-	ooNs      int64
-	published atomic.Uint64
-	rejected  [codec.ReasonCount]atomic.Uint64
+	frame      []byte // WAL frame buffer, reused
+	nowNs      int64  // ingest stamp for the current batch; 0 = read the clock on next Publish
+	maxTsNs    int64
+	maxTsPub   atomic.Int64 // maxTsNs for readers (Engine.Publishers), stored when the watermark moves
+	sentWmNs   int64
+	lastSeq    uint64
+	lastLSN    uint64
+	closed     bool
+	ooNs       int64
+	published  atomic.Uint64 // events accepted and made visible
+	pubPending uint64        // accepted, not yet added to published
+	rejected   [codec.ReasonCount]atomic.Uint64
 	// lastActiveNs is the processing time of the last Flush; shards read it
 	// to decide whether the source is idle.
 	lastActiveNs atomic.Int64
@@ -209,7 +210,7 @@ func (p *Publisher) publish(ev *codec.Event) error {
 		p.maxSeq = ev.Seq
 	}
 	if ev.Kind != codec.KindText {
-		p.published.Add(1)
+		p.pubPending++ // into published when the events become visible (commit): no atomic per event
 	}
 	return nil
 }
@@ -269,6 +270,10 @@ func (p *Publisher) commitRings() {
 func (p *Publisher) commit(s int) {
 	if p.fill[s] > 0 {
 		p.rings[s].Publish(p.fill[s])
+	}
+	if p.pubPending > 0 {
+		p.published.Add(p.pubPending)
+		p.pubPending = 0
 	}
 	p.claim[s] = nil
 	p.fill[s] = 0

@@ -73,6 +73,7 @@ type shard struct {
 
 	// counters, written by the shard, read by Stats
 	byKind   [codec.KindCount]atomic.Uint64
+	kinds    [codec.KindCount]uint64 // this batch's counts, added to byKind at its end
 	outputs  atomic.Uint64
 	dead     atomic.Uint64
 	batchBuf []int64 // ingest stamps of the batch being processed
@@ -251,8 +252,12 @@ func (s *shard) run() {
 			s.refreshInputs()
 		}
 		// Progress argument for the ordered collector: read what every
-		// publisher has committed before looking at the rings.
-		committed := s.committedSeq()
+		// publisher has committed before looking at the rings (only it
+		// reads progress).
+		var committed uint64
+		if s.e.cfg.Ordered {
+			committed = s.committedSeq()
+		}
 		if micro {
 			avail := 0
 			for _, r := range s.inputs {
@@ -372,7 +377,7 @@ func (s *shard) processBatch(src int, batch []codec.Event) int {
 				continue // the text is not complete yet
 			}
 		}
-		s.byKind[ev.Kind%codec.Kind(codec.KindCount)].Add(1)
+		s.kinds[ev.Kind%codec.Kind(codec.KindCount)]++
 		if ev.Kind == codec.KindWatermark {
 			ss.wm.Advance(src, ev.TsNs) // also ends a detach or Idle: the source holds the watermark again
 			s.advance(ss, ev.Seq)
@@ -413,6 +418,12 @@ func (s *shard) processBatch(src int, batch []codec.Event) int {
 	s.flushOutputs()
 	if events > 0 {
 		ss.processed.Add(uint64(events))
+	}
+	for k, n := range s.kinds {
+		if n > 0 {
+			s.byKind[k].Add(n) // once per batch and kind, not per event
+			s.kinds[k] = 0
+		}
 	}
 	if lastSeq = s.capProgress(lastSeq); lastSeq > s.progress.Load() {
 		s.progress.Store(lastSeq)
