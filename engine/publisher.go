@@ -376,6 +376,38 @@ func (p *Publisher) putIdle() {
 const idleAux = math.MaxUint64 - 1
 
 // Barrier flushes, then waits until every event published so far is durable.
+// Mark makes every event published so far visible (Flush) and returns the
+// WAL position that Barrier would wait for: WaitLSN(lsn) returns once they
+// are all durable. A feed that acknowledges from another goroutine than
+// the one that publishes (the TCP feed's ackers) marks here and waits there,
+// so publishing goes on during the sync. lsn 0: nothing to wait for.
+func (p *Publisher) Mark() (uint64, error) {
+	if err := p.Flush(); err != nil {
+		return 0, err
+	}
+	if p.e.cfg.Durability == nil {
+		return 0, nil
+	}
+	if p.locked {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+	}
+	return p.lastLSN, nil
+}
+
+// WaitLSN returns once lsn (from Mark) is durable. Unlike the other
+// methods it may be called from any goroutine.
+func (p *Publisher) WaitLSN(ctx context.Context, lsn uint64) error {
+	d := p.e.cfg.Durability
+	if d == nil || lsn == 0 {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return d.WaitDurable(lsn)
+}
+
 func (p *Publisher) Barrier(ctx context.Context) error {
 	if err := p.Flush(); err != nil {
 		return err

@@ -178,12 +178,15 @@ type TCPConfig struct {
 //
 // # Acks
 //
-// With Ack set, after a read that yielded messages the loop calls
-// Publisher.Barrier (which returns once the events are durable: the WAL
-// group commit) and writes an ack with the connection's cumulative count of
-// durably taken messages. The loop waits for the group commit, and the
-// senders' data accumulates meanwhile, so the next read is larger: the
-// barrier cost is shared by more messages as the load grows.
+// With Ack set, after a read that yielded messages the loop makes them
+// visible and notes the WAL position they end at (Publisher.Mark), and the
+// loop's acker goroutine writes an ack with the connection's cumulative
+// count once that position is durable (the WAL group commit). The loop goes
+// on reading and publishing meanwhile: no connection of a loop waits for
+// another's fsync, and an ack covers what was taken up to its read. Acks of
+// a loop go out in order; at most tcpAckInFlight wait per loop (then the
+// loop waits: backpressure). A Publisher without Mark (not the engine's)
+// gets the old way: Barrier in the loop, then the write.
 type TCPServer struct {
 	cfg TCPConfig
 	log *slog.Logger
@@ -222,7 +225,8 @@ type tcpLoop struct {
 	symbols *codec.SymbolTable // the engine's: frames are checked against it
 	ev      codec.Event
 	ackBuf  []byte
-	stopped bool // the Publisher returned ErrStopped
+	acker   *tcpAcker // nil: acks are written in the loop after Barrier
+	stopped bool      // the Publisher returned ErrStopped
 	conns   int  // open connections, under TCPServer.mu
 	// busy is set while the loop is inside OnTraffic (perhaps blocked on
 	// backpressure): its connections are not idle then.
@@ -239,6 +243,7 @@ type tcpConn struct {
 	taken  uint64 // messages published or rejected
 	acked  uint64 // count in the last ack sent
 	id     uint64
+	gen    atomic.Uint64 // id, for the acker: an ack of a closed connection must not count for the next in its slot
 	remote string
 	c      tcpCounters
 
@@ -450,13 +455,14 @@ func (s *TCPServer) Run(ctx context.Context, pubs Publishers) error {
 	}
 	select {
 	case err := <-errc: // the engine stopped by itself
+		s.stopAckers()
 		if err != nil {
 			return fmt.Errorf("tcp: %w", err)
 		}
 		return nil
 	case <-ctx.Done():
 	}
-	cancel() // ends Barrier waits in the loops
+	cancel() // ends Barrier waits in the loops and the ackers'
 	stopCtx, stop := context.WithTimeout(context.Background(), s.cfg.StopTimeout)
 	defer stop()
 	if err := s.eng.Stop(stopCtx); err != nil {
@@ -464,6 +470,7 @@ func (s *TCPServer) Run(ctx context.Context, pubs Publishers) error {
 	}
 	select {
 	case err := <-errc:
+		s.stopAckers() // the loops have returned: nothing queues any more
 		if err != nil {
 			return fmt.Errorf("tcp: %w", err)
 		}
@@ -546,6 +553,9 @@ func (s *TCPServer) open(c gnet.Conn, remote string) (*tcpConn, error) {
 		s.loops = s.loops[:li+1] // within the preallocated capacity: loops never move
 		l := &s.loops[li]
 		l.idx, l.pub, l.decode, l.symbols = li, pub, s.cfg.DecodeFrame, s.pubs.Symbols()
+		if mp, ok := pub.(markingPublisher); ok && s.cfg.Ack {
+			l.acker = newTCPAcker(s, mp)
+		}
 		if s.cfg.Format != TCPFrames {
 			l.parser = s.cfg.NewParser(s.pubs.Symbols())
 		}
@@ -560,6 +570,7 @@ func (s *TCPServer) open(c gnet.Conn, remote string) (*tcpConn, error) {
 	cs := &s.conns[slot]
 	s.nextID++
 	cs.loop, cs.id, cs.remote = &s.loops[li], s.nextID, remote
+	cs.gen.Store(s.nextID)
 	s.loops[li].conns++
 	cs.taken, cs.acked = 0, 0
 	cs.conn, cs.idleBytes, cs.idleSince, cs.idleShut = c, 0, time.Now(), false
@@ -681,6 +692,17 @@ func (s *TCPServer) ack(c gnet.Conn, cs *tcpConn) gnet.Action {
 		return gnet.None
 	}
 	l := cs.loop
+	if l.acker != nil {
+		lsn, err := l.acker.pub.Mark()
+		if err != nil {
+			s.publishFailed(l, cs, err)
+			cs.c.errors.Add(1)
+			return gnet.Close
+		}
+		cs.acked = cs.taken
+		l.acker.queue(tcpAckReq{conn: c, cs: cs, gen: cs.id, count: cs.taken, lsn: lsn, format: cs.split.format})
+		return gnet.None
+	}
 	if err := l.pub.Barrier(s.ctx); err != nil {
 		s.publishFailed(l, cs, err)
 		cs.c.errors.Add(1)
@@ -694,6 +716,96 @@ func (s *TCPServer) ack(c gnet.Conn, cs *tcpConn) gnet.Action {
 		return gnet.Close
 	}
 	return gnet.None
+}
+
+// markingPublisher is the engine's Publisher as the ackers use it.
+type markingPublisher interface {
+	Mark() (uint64, error)
+	WaitLSN(ctx context.Context, lsn uint64) error
+}
+
+// tcpAckInFlight bounds a loop's acks waiting for durability or for their
+// write.
+const tcpAckInFlight = 1024
+
+// tcpAckReq is one ack to send once lsn is durable.
+type tcpAckReq struct {
+	conn   gnet.Conn
+	cs     *tcpConn
+	gen    uint64
+	count  uint64
+	lsn    uint64
+	format TCPFormat
+}
+
+// tcpAcker is a loop's acker goroutine: it waits for each ack's WAL
+// position to be durable, in order, and has gnet write the ack on the
+// loop (AsyncWrite). Its buffers are preallocated slots returned by the
+// write's callback; gnet allocates a small task per write (per ack, never
+// per message).
+type tcpAcker struct {
+	s     *TCPServer
+	pub   markingPublisher
+	reqs  chan tcpAckReq
+	free  chan int32
+	slots []tcpAckSlot
+	done  chan struct{}
+}
+
+type tcpAckSlot struct {
+	buf     [TCPAckSize + 32]byte
+	written gnet.AsyncCallback // returns the slot; made once
+}
+
+func newTCPAcker(s *TCPServer, pub markingPublisher) *tcpAcker {
+	a := &tcpAcker{s: s, pub: pub, reqs: make(chan tcpAckReq, tcpAckInFlight), free: make(chan int32, tcpAckInFlight),
+		slots: make([]tcpAckSlot, tcpAckInFlight), done: make(chan struct{})}
+	for i := range a.slots {
+		idx := int32(i)
+		a.slots[i].written = func(gnet.Conn, error) error { a.free <- idx; return nil }
+		a.free <- idx
+	}
+	go a.run()
+	return a
+}
+
+// queue hands an ack to the acker; it waits while tcpAckInFlight are
+// pending (backpressure on the loop, as a full ring is).
+func (a *tcpAcker) queue(r tcpAckReq) { a.reqs <- r }
+
+func (a *tcpAcker) run() {
+	defer close(a.done)
+	for r := range a.reqs {
+		if err := a.pub.WaitLSN(a.s.ctx, r.lsn); err != nil {
+			if a.s.ctx.Err() == nil {
+				a.s.log.Warn("tcp: an ack's messages did not become durable; closing the connection", "err", err)
+				_ = r.conn.Close()
+			}
+			continue
+		}
+		idx := <-a.free
+		sl := &a.slots[idx]
+		b := AppendTCPAck(sl.buf[:0], r.format, r.count)
+		if r.cs.gen.Load() == r.gen {
+			r.cs.c.acked.Store(r.count) // before the write: a client that has the ack sees it in Stats
+		}
+		if err := r.conn.AsyncWrite(b, sl.written); err != nil {
+			a.free <- idx // not queued: the callback will not run
+		}
+	}
+}
+
+// stopAckers ends the ackers once the loops have stopped.
+func (s *TCPServer) stopAckers() {
+	s.mu.Lock()
+	loops := s.loops
+	s.mu.Unlock()
+	for i := range loops {
+		if a := loops[i].acker; a != nil {
+			close(a.reqs)
+			<-a.done
+		}
+	}
 }
 
 // Ack frames (TCPFrames connections). An ack frame is TCPAckSize bytes:
