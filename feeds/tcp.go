@@ -227,7 +227,7 @@ type tcpLoop struct {
 	ackBuf  []byte
 	acker   *tcpAcker // nil: acks are written in the loop after Barrier
 	stopped bool      // the Publisher returned ErrStopped
-	conns   int  // open connections, under TCPServer.mu
+	conns   int       // open connections, under TCPServer.mu
 	// busy is set while the loop is inside OnTraffic (perhaps blocked on
 	// backpressure): its connections are not idle then.
 	busy atomic.Bool
