@@ -44,13 +44,6 @@ type mailbox struct {
 	pending []control
 }
 
-// onShards runs fn with every shard's processor of the first stream, on
-// the shard goroutines (directly when the engine is not running), and
-// returns the first error.
-func (e *Engine) onShards(fn func(shard int, p Processor) error) error {
-	return e.onShardsRaw(func(s *shard) error { return fn(s.id, s.strs[0].proc) })
-}
-
 func (s *shard) post(c control) {
 	s.ctl.mu.Lock()
 	s.ctl.pending = append(s.ctl.pending, c)

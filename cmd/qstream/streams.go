@@ -73,11 +73,10 @@ type streamHost struct {
 	eng     **engine.Engine
 	dur     *durable
 
-	mu      sync.Mutex
-	runs    map[engine.StreamID]*streamRun
-	order   []engine.StreamID
-	ctx     context.Context // the feeds' context once started; nil before
-	stopped bool
+	mu    sync.Mutex
+	runs  map[engine.StreamID]*streamRun
+	order []engine.StreamID
+	ctx   context.Context // the feeds' context once started; nil before
 	// jsonl is the first stream's line encoding (ProcessMessage's replies);
 	// the others' is their streamRun's.
 	jsonl sinks.JSONLConfig
