@@ -138,16 +138,7 @@ func (e *Engine) StreamMetrics(id StreamID) (Stats, error) {
 		}
 	}
 	for r, n := range rejected {
-		if n == 0 {
-			continue
-		}
-		m.Rejected[codec.Reason(r).String()] = n
-		m.DeadLetters += n
-		switch codec.Reason(r) {
-		case codec.ReasonLate, codec.ReasonDuplicate, codec.ReasonSequenceGap:
-		default:
-			m.Errors += n
-		}
+		m.addRejected(codec.Reason(r), n)
 	}
 	return m, nil
 }

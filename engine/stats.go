@@ -71,23 +71,29 @@ func (e *Engine) Stats() Stats {
 		st.Published += p.published.Load()
 	}
 	for r := range e.rejected {
-		n := e.rejected[r].Load()
-		if n == 0 {
-			continue
-		}
-		st.Rejected[codec.Reason(r).String()] = n
-		st.DeadLetters += n
-		switch codec.Reason(r) {
-		case codec.ReasonLate, codec.ReasonDuplicate, codec.ReasonSequenceGap:
-		default:
-			st.Errors += n
-		}
+		st.addRejected(codec.Reason(r), e.rejected[r].Load())
 	}
 	st.Delivered = e.collector.delivered.Load()
 	if e.wal != nil {
 		st.Durability = DurabilityStats{LastLSN: e.wal.LastLSN(), DurableLSN: e.wal.DurableLSN(), Checkpoints: e.CheckpointStats()}
 	}
 	return st
+}
+
+// addRejected counts n rejections for reason: under Rejected and
+// DeadLetters, and under Errors unless the reason is not an error (late,
+// duplicate, sequence gap).
+func (st *Stats) addRejected(reason codec.Reason, n uint64) {
+	if n == 0 {
+		return
+	}
+	st.Rejected[reason.String()] += n
+	st.DeadLetters += n
+	switch reason {
+	case codec.ReasonLate, codec.ReasonDuplicate, codec.ReasonSequenceGap:
+	default:
+		st.Errors += n
+	}
 }
 
 func (e *Engine) feedName(id int) string {
