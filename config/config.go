@@ -68,8 +68,11 @@ type Config struct {
 	// API"). An address left at its default leaves --http at its own
 	// (127.0.0.1:8080, or $QSTREAM_HTTP when set).
 	HTTP HTTPConfig `yaml:"http"`
-	// Streams are the streams; at least one. `qstream run` runs one stream
-	// per engine today.
+	// Streams are the streams; at least one. `qstream run` runs them all
+	// on one engine's shards: the first sets the engine-wide fields
+	// (parallelism, processing mode, batch, checkpoint interval, event
+	// time's out-of-orderness and idle timeout, error handling), which the
+	// others must leave as it has them.
 	Streams []StreamConfig `yaml:"streams"`
 
 	file string   // the file's name, for errors
@@ -124,7 +127,9 @@ type CheckpointConfig struct {
 // StreamConfig is one stream: the specification's StreamConfig.
 type StreamConfig struct {
 	// Name names the stream; unique in the file. Default "stream-N" (N its
-	// 1-based position). `qstream run` does not use it yet.
+	// 1-based position). The control API and the metrics address the
+	// stream by it (the first stream also as "default"); a later stream's
+	// feeds publish as "<name>:<feed>".
 	Name string `yaml:"name"`
 	// Source is the stream's feeds: one key per feed, each with its
 	// settings. Default: the synthetic feed with its defaults. (--feed and

@@ -22,6 +22,24 @@ import (
 	"qstream/sinks"
 )
 
+// badStreamName says what is wrong with the name of stream i, or "": the
+// engine's stream ids are 1..64 letters, digits, '_', '-' and '.', and
+// "default" names the first stream only.
+func badStreamName(name string, i int) string {
+	if len(name) > 64 {
+		return "longer than 64 bytes"
+	}
+	for _, c := range []byte(name) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return "want letters, digits, '_', '-' and '.' only"
+		}
+	}
+	if name == "default" && i > 0 {
+		return `"default" names the first stream`
+	}
+	return ""
+}
+
 // EmitNames are the outputs a stream's emit list may name (`run --emit`).
 var EmitNames = []string{"indicators", "windows", "patterns", "movements", "news", "events", "all"}
 
@@ -63,7 +81,9 @@ func (d *decoder) validate(c *Config) {
 			}
 			s.Name = "stream-" + strconv.Itoa(i+1)
 		}
-		if first, dup := names[s.Name]; dup {
+		if msg := badStreamName(s.Name, i); msg != "" {
+			d.fail(d.line(p+".name"), p+".name", "%q: %s", s.Name, msg)
+		} else if first, dup := names[s.Name]; dup {
 			d.fail(d.line(p+".name"), p+".name", "%q is also the name of %s: stream names must be unique", s.Name, first)
 		} else {
 			names[s.Name] = p
