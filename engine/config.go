@@ -195,7 +195,7 @@ type Config struct {
 // Durability is the WAL as the engine sees it: every published event is
 // appended before it is handed to a shard, and Barrier waits for the sync.
 type Durability interface {
-	// Append logs one event, encoded as a codec frame (valid only during the
+	// Append logs one event, encoded as a compact codec frame (valid only during the
 	// call), and returns its LSN.
 	Append(frame []byte) (lsn uint64, err error)
 	// WaitDurable returns once lsn is synced.

@@ -239,7 +239,7 @@ func TestWALHoldsControlRecords(t *testing.T) {
 			got = append(got, "wm "+itoa(wm))
 		case RecordEvent:
 			var ev codec.Event
-			codec.DecodeFrame(rec.Payload, &ev)
+			codec.DecodeStoredFrame(rec.Payload, &ev)
 			got = append(got, "event "+itoa(ev.TsNs))
 		}
 	}

@@ -179,7 +179,7 @@ func (p *Publisher) publish(ev *codec.Event) error {
 				return err
 			}
 		}
-		p.frame = codec.AppendFrame(p.frame[:0], ev)
+		p.frame = codec.AppendCompactFrame(p.frame[:0], ev)
 		lsn, err := d.Append(p.frame)
 		if err != nil {
 			return err

@@ -288,7 +288,7 @@ func (r *replayer) replay(ctx context.Context, fromLSN uint64) error {
 func (r *replayer) record(rec wal.Record) error {
 	switch rec.Type {
 	case RecordEvent:
-		if _, err := codec.DecodeFrame(rec.Payload, &r.ev); err != nil {
+		if _, err := codec.DecodeStoredFrame(rec.Payload, &r.ev); err != nil {
 			return err
 		}
 		src := int(r.ev.Source)

@@ -117,7 +117,7 @@ func (w *WALEvents) Next(ev *codec.Event) error {
 		if rec.LSN < w.o.FromLSN {
 			continue
 		}
-		if _, err := codec.DecodeFrame(rec.Payload, ev); err != nil {
+		if _, err := codec.DecodeStoredFrame(rec.Payload, ev); err != nil {
 			return &WALRecordError{LSN: rec.LSN, Raw: rec.Payload, Err: err}
 		}
 		if !w.started {

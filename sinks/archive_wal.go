@@ -231,7 +231,7 @@ func (f *WALFollower) gap(first uint64) {
 
 // archive appends one event record.
 func (f *WALFollower) archive(rec wal.Record) error {
-	if _, err := codec.DecodeFrame(rec.Payload, &f.ev); err != nil {
+	if _, err := codec.DecodeStoredFrame(rec.Payload, &f.ev); err != nil {
 		// A checksum-valid WAL record with an invalid frame is a writer
 		// bug; archive nothing rather than something wrong, and say so.
 		f.o.Logger.Error("sinks: archive: WAL event record with an invalid frame skipped", "lsn", rec.LSN, "err", err)

@@ -193,7 +193,7 @@ func writeRecordCounts(w io.Writer, dir string) error {
 		}
 		switch rec.Type {
 		case engine.RecordEvent:
-			if _, err := codec.DecodeFrame(rec.Payload, &ev); err == nil {
+			if _, err := codec.DecodeStoredFrame(rec.Payload, &ev); err == nil {
 				if n[1] == 0 || ev.TsNs < minTs {
 					minTs = ev.TsNs
 				}
