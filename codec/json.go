@@ -467,10 +467,13 @@ func (p *Parser) idHash(f *jsonFields, k jsonKey) (uint64, bool, error) {
 	if !ok {
 		return 0, false, err
 	}
-	if err := p.checkText(text, jsonKeyNames[k]); err != nil {
-		return 0, false, err
+	h, ascii := hashIDASCII(text)
+	if !ascii {
+		if err := p.checkText(text, jsonKeyNames[k]); err != nil {
+			return 0, false, err
+		}
 	}
-	return HashID(text), true, nil
+	return h, true, nil
 }
 
 // sym interns the symbol in f's key k; required reports a missing key.
@@ -747,6 +750,9 @@ func (p *Parser) newsSymbols(ev *Event, f *jsonFields) error {
 				continue
 			}
 			id, err := p.syms.Intern(name)
+			if err == ErrSymbolNotInterned {
+				return err // LookupOnly: not a rejection
+			}
 			if errors.Is(err, ErrInvalidSymbol) {
 				return p.fail(ReasonMalformed, "symbols", symbolInvalidDetail)
 			}

@@ -2,6 +2,7 @@ package codec
 
 import (
 	"bytes"
+	"encoding/binary"
 
 	"github.com/valyala/fastjson"
 )
@@ -60,6 +61,9 @@ func (p *Parser) scanFlat(msg []byte, f *jsonFields) bool {
 			// and ParseTimestamp judge it later, exactly as on the
 			// fastjson path.
 			j := i + 1
+			for j+8 <= len(msg) && jsonEightDigits(binary.LittleEndian.Uint64(msg[j:])) {
+				j += 8 // nanosecond timestamps: 19 digits
+			}
 			for j < len(msg) && jsonNumberByte(msg[j]) {
 				j++
 			}
@@ -96,8 +100,9 @@ func (p *Parser) scanFlat(msg []byte, f *jsonFields) bool {
 // its opening quote) and the offset after its closing quote; ok is false if
 // it contains a backslash or is not closed.
 func jsonFlatString(msg []byte, i int) (s []byte, next int, ok bool) {
-	// A plain loop: keys and tick values are a few bytes long, too short for
-	// bytes.IndexByte's setup to pay off.
+	// A plain loop that inlines: keys and tick values are a few bytes long,
+	// too short for bytes.IndexByte's setup or an eight-byte (SWAR) scan to
+	// pay off (measured: both slower on the compact tick).
 	for j := i; j < len(msg); j++ {
 		switch msg[j] {
 		case '"':
@@ -109,6 +114,18 @@ func jsonFlatString(msg []byte, i int) (s []byte, next int, ok bool) {
 	return nil, 0, false
 }
 
-func jsonNumberByte(c byte) bool {
-	return c >= '0' && c <= '9' || c == '.' || c == '-' || c == 'e' || c == 'E' || c == '+'
+// jsonNumberTab marks the bytes of fastjson's number token: [0-9.eE+-].
+var jsonNumberTab = [256]bool{
+	'0': true, '1': true, '2': true, '3': true, '4': true,
+	'5': true, '6': true, '7': true, '8': true, '9': true,
+	'.': true, '-': true, '+': true, 'e': true, 'E': true,
+}
+
+func jsonNumberByte(c byte) bool { return jsonNumberTab[c] }
+
+// jsonEightDigits reports whether the eight bytes of x are all ASCII digits
+// (the test of tsEightDigits: high nibble 3, and adding 6 does not carry).
+func jsonEightDigits(x uint64) bool {
+	return x&0xF0F0F0F0F0F0F0F0 == 0x3030303030303030 &&
+		(x+0x0606060606060606)&0xF0F0F0F0F0F0F0F0 == 0x3030303030303030
 }
