@@ -28,14 +28,34 @@ func (p *Parser) scanFlat(msg []byte, f *jsonFields) bool {
 	if i < len(msg) && msg[i] == '}' {
 		return jsonSkipWS(msg, i+1) == len(msg)
 	}
-	for {
-		// Key: a string without escapes.
+	for k := 0; ; k++ {
+		// Key: a string without escapes. A feed sends its keys in the same
+		// order message after message, so the key the previous message had
+		// at this place is tried first: one compare instead of a scan for
+		// the closing quote and a lookup of the key.
 		if i >= len(msg) || msg[i] != '"' {
 			return false
 		}
-		key, next, ok := jsonFlatString(msg, i+1)
-		if !ok {
-			return false
+		var id jsonKey
+		var next int
+		hit := false
+		if k < len(p.keyOrder) {
+			if id = p.keyOrder[k]; id != jkNone {
+				name := jsonKeyNames[id]
+				if e := i + 1 + len(name); e < len(msg) && msg[e] == '"' && string(msg[i+1:e]) == name {
+					next, hit = e+1, true
+				}
+			}
+		}
+		if !hit {
+			key, n, ok := jsonFlatString(msg, i+1)
+			if !ok {
+				return false
+			}
+			id, next = jsonKeyOf(key), n
+			if k < len(p.keyOrder) {
+				p.keyOrder[k] = id
+			}
 		}
 		i = jsonSkipWS(msg, next)
 		if i >= len(msg) || msg[i] != ':' {
@@ -51,6 +71,7 @@ func (p *Parser) scanFlat(msg []byte, f *jsonFields) bool {
 		var raw []byte
 		switch c := msg[i]; {
 		case c == '"':
+			var ok bool
 			raw, next, ok = jsonFlatString(msg, i+1)
 			if !ok {
 				return false
@@ -77,7 +98,7 @@ func (p *Parser) scanFlat(msg []byte, f *jsonFields) bool {
 		default:
 			return false // objects, arrays, NaN, Inf, garbage
 		}
-		if id := jsonKeyOf(key); id != jkNone {
+		if id != jkNone {
 			f.add(id, t, raw, nil)
 		}
 

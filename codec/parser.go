@@ -154,6 +154,9 @@ type Parser struct {
 	tmp      []byte // number text of the fastjson path
 	top, sub jsonFields
 	noFlat   bool // tests: force the fastjson path
+	// keyOrder holds the keys of the last flat message, in order (jkNone
+	// for a key not in jsonKeyNames): scanFlat's guess for the next one.
+	keyOrder [16]jsonKey
 	news     NewsArticle
 	newsBuf  []byte // the current article's text; grows to the largest article seen
 	newsSyms [MaxNewsSymbols]Symbol
