@@ -393,7 +393,8 @@ func openReaderThreads(format, path string, in io.Reader, opts codec.ParserOptio
 	switch format {
 	case "jsonl", "json":
 		if parseThreads > 1 {
-			return newParallelJSONL(br, opts, parseThreads), nil
+			file, _ := in.(*os.File) // mapped if it is a regular file
+			return newParallelJSONL(br, file, opts, parseThreads), nil
 		}
 		return feeds.NewJSONLReader(br, opts), nil
 	case "csv":

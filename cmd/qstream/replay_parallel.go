@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 
 	"qstream/codec"
@@ -122,6 +123,9 @@ type parallelJSONL struct {
 	limit   int
 	threads int
 
+	mapped []byte       // the input file mapped into memory, or nil: read from in
+	unmap  func() error // releases mapped
+
 	free  chan *parseChunk
 	work  chan *parseChunk
 	order chan *parseChunk
@@ -142,7 +146,12 @@ type parallelJSONL struct {
 // newParallelJSONL starts reading r (closed by Close if it is an io.Closer)
 // and parsing it on threads goroutines (at least 2; one is sequential and
 // belongs to feeds.NewJSONLReader). opts are the sequential parser's.
-func newParallelJSONL(r io.Reader, opts codec.ParserOptions, threads int) *parallelJSONL {
+//
+// When file, the input behind r, is a regular file of which nothing has
+// been consumed yet (r may have peeked at it), the file is mapped into memory
+// and the chunks are slices of the mapping: no read system calls, no copy
+// (mapInput). Otherwise (a pipe, standard input, tests) r is read.
+func newParallelJSONL(r io.Reader, file *os.File, opts codec.ParserOptions, threads int) *parallelJSONL {
 	n := parallelInFlight(threads)
 	limit := lineLimit(opts.MaxMessageSize)
 	p := &parallelJSONL{
@@ -160,16 +169,28 @@ func newParallelJSONL(r io.Reader, opts codec.ParserOptions, threads int) *paral
 	if c, ok := r.(io.Closer); ok {
 		p.closer = c
 	}
+	if file != nil {
+		p.mapped, p.unmap = mapInput(file)
+	}
 	// A chunk holds parallelChunkBytes and, after the partial line carried
-	// from the chunk before, still room for one line at the limit.
+	// from the chunk before, still room for one line at the limit. Chunks
+	// of a mapped input point into the mapping.
 	size := max(parallelChunkBytes, 2*(limit+1))
 	for range n {
-		p.free <- &parseChunk{buf: make([]byte, 0, size), ready: make(chan struct{}, 1)}
+		c := &parseChunk{ready: make(chan struct{}, 1)}
+		if p.mapped == nil {
+			c.buf = make([]byte, 0, size)
+		}
+		p.free <- c
 	}
 	popts := opts
 	popts.LookupOnly = true
 	p.wg.Add(1 + threads)
-	go p.read()
+	if p.mapped != nil {
+		go p.readMapped()
+	} else {
+		go p.read()
+	}
 	for range threads {
 		go p.parse(codec.NewParser(popts))
 	}
@@ -240,6 +261,37 @@ func (p *parallelJSONL) read() {
 		if !p.send(c) || c.eof {
 			return
 		}
+	}
+}
+
+// readMapped is read for a mapped input: each chunk is the lines that end
+// within parallelChunkBytes of its start (or one longer line, which parsing
+// rejects as over the limit), a slice of the mapping.
+func (p *parallelJSONL) readMapped() {
+	defer p.wg.Done()
+	defer close(p.work)
+	defer close(p.order)
+	data := p.mapped
+	for off := 0; ; {
+		var c *parseChunk
+		select {
+		case c = <-p.free:
+		case <-p.quit:
+			return
+		}
+		end := len(data)
+		if off+parallelChunkBytes < len(data) {
+			if nl := bytes.LastIndexByte(data[off:off+parallelChunkBytes], '\n'); nl >= 0 {
+				end = off + nl + 1
+			} else if nl := bytes.IndexByte(data[off+parallelChunkBytes:], '\n'); nl >= 0 {
+				end = off + parallelChunkBytes + nl + 1
+			}
+		}
+		c.buf, c.offset, c.oversize, c.readErr, c.eof = data[off:end:end], int64(off), false, nil, end == len(data)
+		if !p.send(c) || c.eof {
+			return
+		}
+		off = end
 	}
 }
 
@@ -435,6 +487,14 @@ func (p *parallelJSONL) Close() error {
 	default:
 		close(p.quit)
 		p.wg.Wait()
+		if p.unmap != nil {
+			// Nothing refers to the mapping any more: the goroutines have
+			// returned, and what Next handed out is valid only until Close.
+			p.cur, p.text, p.rerr = nil, nil, feeds.RecordError{}
+			if err := p.unmap(); err != nil {
+				return fmt.Errorf("input: unmap: %w", err)
+			}
+		}
 	}
 	if p.closer != nil {
 		return p.closer.Close()

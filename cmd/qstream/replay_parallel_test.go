@@ -137,7 +137,12 @@ func TestParallelReaderSequential(t *testing.T) {
 		{"oversize then line", append(bytes.Repeat([]byte("z"), 2*parallelChunkBytes), "\n{\"type\":\"trade\",\"symbol\":\"A\",\"ts\":1,\"price\":1,\"volume\":1}\n"...)},
 		{"at the limit", append(bytes.Repeat([]byte(" "), lineLimit(0)), "\n"+strings.Repeat(" ", lineLimit(0)+1)+"\nx\n"...)},
 	}
-	for _, in := range inputs {
+	dir := t.TempDir()
+	for i, in := range inputs {
+		path := filepath.Join(dir, strconv.Itoa(i))
+		if err := os.WriteFile(path, in.data, 0o644); err != nil {
+			t.Fatal(err)
+		}
 		for _, maxLine := range []int{0, 2000} {
 			for _, maxSymbols := range []int{1 << 16, 60} {
 				read := func(r io.Reader, threads int) string {
@@ -151,14 +156,17 @@ func TestParallelReaderSequential(t *testing.T) {
 				}
 				want := read(bytes.NewReader(in.data), 1)
 				for _, threads := range []int{2, 3, 8} {
-					for _, short := range []bool{false, true} {
+					for _, how := range []string{"read", "short reads", "mapped file"} {
 						var r io.Reader = bytes.NewReader(in.data)
-						if short {
+						switch how {
+						case "short reads":
 							r = iotest.HalfReader(r)
+						case "mapped file":
+							r = openFile(t, path)
 						}
 						if got := read(r, threads); got != want {
-							t.Fatalf("%s, --max-line %d, %d symbols, %d threads, short reads %v: differs from the sequential reader\n%s",
-								in.name, maxLine, maxSymbols, threads, short, firstDiffShort(got, want))
+							t.Fatalf("%s, --max-line %d, %d symbols, %d threads, %s: differs from the sequential reader\n%s",
+								in.name, maxLine, maxSymbols, threads, how, firstDiffShort(got, want))
 						}
 					}
 				}
@@ -168,6 +176,18 @@ func TestParallelReaderSequential(t *testing.T) {
 			}
 		}
 	}
+}
+
+// openFile opens path for the test: an *os.File, which a parallel reader
+// maps into memory.
+func openFile(t *testing.T, path string) *os.File {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
 }
 
 // firstDiffShort describes the first line where got and want differ, cut
@@ -246,7 +266,7 @@ func TestParallelReaderClose(t *testing.T) {
 	data := parallelTestInput(20_000, 3)
 	for _, after := range []int{0, 1, 500} {
 		c := &closeCounter{Reader: bytes.NewReader(data)}
-		r := newParallelJSONL(bufio.NewReader(c), codec.ParserOptions{}, 3)
+		r := newParallelJSONL(bufio.NewReader(c), nil, codec.ParserOptions{}, 3)
 		r.closer = c
 		var ev codec.Event
 		for range after {
