@@ -49,9 +49,12 @@ import (
 // slow publisher slows the reading.
 
 // parallelChunkBytes is the input size of one chunk: large enough that the
-// hand-offs (two channel operations per chunk) cost nothing per line, small
-// enough that the first chunks start the shards soon.
-const parallelChunkBytes = 256 << 10
+// hand-offs (a few channel operations per chunk) cost nothing per line, small
+// enough that a chunk's lines and parsed events (about twice its size) stay
+// in the cache between the core that parses them and the one that
+// publishes them. A read (not mapped) input needs chunks of at least twice
+// the line limit, 128 KiB by default.
+const parallelChunkBytes = 64 << 10
 
 // parallelInFlight is the number of chunks a replay with threads parse
 // goroutines holds: one being read, one being published, and two per parse
@@ -87,15 +90,18 @@ const (
 	recOversize                // the line is over lineLimit: rejected without its bytes
 )
 
-// parsedLine is one non-blank line of a chunk after parsing.
+// parsedLine is one non-blank line of a chunk after parsing. It is kept
+// small (the publishing goroutine reads each one from another core's cache):
+// rejections keep their error in chunk.errs.
 type parsedLine struct {
-	ev                 codec.Event
-	kind               recKind
-	line               int64 // within the chunk, 1-based
-	offset             int64 // within the input (what LineReader reports)
-	rawStart, rawEnd   int32 // the line in chunk.buf (recReject, recReparse)
-	textStart, textEnd int32 // the event's text in chunk.text (recEvent)
-	err                codec.Error
+	ev     codec.Event
+	offset int64 // within the input (what LineReader reports)
+	line   int32 // within the chunk, 1-based
+	// from, to: the event's text in chunk.text (recEvent), or the line in
+	// chunk.buf (recReject, recReparse)
+	from, to int32
+	err      int32 // recReject: the error is chunk.errs[err]
+	kind     recKind
 }
 
 // parseChunk is a run of whole lines of the input and, once parsed, what
@@ -109,6 +115,7 @@ type parseChunk struct {
 
 	lines int // lines in buf (blank ones included), set by parse
 	recs  []parsedLine
+	errs  []codec.Error
 	text  []byte
 	ready chan struct{} // parse → Next: recs are filled (capacity 1)
 }
@@ -308,6 +315,7 @@ func (p *parallelJSONL) send(c *parseChunk) bool {
 		if c.oversize {
 			c.lines = 1
 			c.recs = append(c.recs, parsedLine{kind: recOversize, line: 1, offset: c.offset})
+			c.errs = c.errs[:0]
 		}
 		c.ready <- struct{}{}
 		return true
@@ -334,7 +342,7 @@ func (p *parallelJSONL) parse(jp *codec.Parser) {
 // one at a time: blank lines are counted and skipped, a trailing CR is
 // dropped, a line over the limit is rejected without its bytes.
 func (p *parallelJSONL) parseChunk(jp *codec.Parser, c *parseChunk) {
-	c.recs, c.text = c.recs[:0], c.text[:0]
+	c.recs, c.errs, c.text = c.recs[:0], c.errs[:0], c.text[:0]
 	line := 0
 	buf := c.buf
 	for pos := 0; pos < len(buf); {
@@ -349,7 +357,7 @@ func (p *parallelJSONL) parseChunk(jp *codec.Parser, c *parseChunk) {
 		start := pos
 		pos = next
 		if len(content) > p.limit {
-			c.recs = append(c.recs, parsedLine{kind: recOversize, line: int64(line), offset: c.offset + int64(start)})
+			c.recs = append(c.recs, parsedLine{kind: recOversize, line: int32(line), offset: c.offset + int64(start)})
 			continue
 		}
 		b := content // LineReader's bytes.TrimRight(b, "\r\n"), without building a cutset per line
@@ -361,26 +369,28 @@ func (p *parallelJSONL) parseChunk(jp *codec.Parser, c *parseChunk) {
 		}
 		c.recs = append(c.recs, parsedLine{})
 		r := &c.recs[len(c.recs)-1]
-		r.line = int64(line)
+		r.line = int32(line)
 		r.offset = c.offset + int64(next) - int64(len(b)) // where LineReader says the record starts
-		r.rawStart, r.rawEnd = int32(start), int32(start+len(b))
 		err := jp.ParseJSON(b, &r.ev)
 		switch {
 		case err == nil:
 			r.kind = recEvent
 			t := jp.Text()
-			r.textStart = int32(len(c.text))
+			r.from = int32(len(c.text))
 			c.text = append(c.text, t...)
-			r.textEnd = int32(len(c.text))
+			r.to = int32(len(c.text))
 		case err == codec.ErrSymbolNotInterned:
 			r.kind = recReparse
+			r.from, r.to = int32(start), int32(start+len(b))
 		default:
 			r.kind = recReject
+			r.from, r.to = int32(start), int32(start+len(b))
+			r.err = int32(len(c.errs))
 			var ce *codec.Error
 			if errors.As(err, &ce) {
-				r.err = *ce
+				c.errs = append(c.errs, *ce)
 			} else {
-				r.err = codec.Error{Reason: codec.ReasonMalformed, Detail: "invalid JSON", Offset: -1}
+				c.errs = append(c.errs, codec.Error{Reason: codec.ReasonMalformed, Detail: "invalid JSON", Offset: -1})
 			}
 		}
 	}
@@ -444,24 +454,26 @@ func (p *parallelJSONL) advance() error {
 
 func (p *parallelJSONL) record(r *parsedLine) (*codec.Event, error) {
 	c := p.cur
-	pos := codec.Position{Line: p.lineAt + r.line, Offset: r.offset}
-	p.text = nil
-	switch r.kind {
-	case recEvent:
-		if r.textEnd > r.textStart {
-			p.text = c.text[r.textStart:r.textEnd]
+	if r.kind == recEvent {
+		p.text = nil
+		if r.to > r.from {
+			p.text = c.text[r.from:r.to]
 		}
 		return &r.ev, nil
+	}
+	pos := codec.Position{Line: p.lineAt + int64(r.line), Offset: r.offset}
+	p.text = nil
+	switch r.kind {
 	case recOversize:
 		p.rerr = feeds.RecordError{Pos: pos, Err: &p.tooLong}
 		return nil, &p.rerr
 	case recReject:
-		p.cerr = r.err
-		p.rerr = feeds.RecordError{Pos: pos, Raw: c.buf[r.rawStart:r.rawEnd], Err: &p.cerr}
+		p.cerr = c.errs[r.err]
+		p.rerr = feeds.RecordError{Pos: pos, Raw: c.buf[r.from:r.to], Err: &p.cerr}
 		return nil, &p.rerr
 	}
 	// recReparse: in input order, with the interning parser.
-	raw := c.buf[r.rawStart:r.rawEnd]
+	raw := c.buf[r.from:r.to]
 	ev := &r.ev
 	ev.Reset()
 	if err := p.reparse.ParseJSON(raw, ev); err != nil {
