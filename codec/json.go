@@ -304,6 +304,7 @@ type jsonVal struct {
 	raw []byte
 	v   *fastjson.Value
 	t   fastjson.Type
+	num jsonNum // a number's value, when the flat scanner read it (else kind 0)
 }
 
 // jsonFields holds the values of one object's known keys, filled either by
@@ -325,19 +326,22 @@ func (f *jsonFields) has(k jsonKey) bool { return f.present&(1<<k) != 0 }
 var _ [64 - jkCount]struct{}
 
 // add records key k; a repeated key is remembered in dup (the first one).
-func (f *jsonFields) add(k jsonKey, t fastjson.Type, raw []byte, v *fastjson.Value) {
+// It reports whether it stored the value in vals[k].
+func (f *jsonFields) add(k jsonKey, t fastjson.Type, raw []byte, v *fastjson.Value) bool {
 	bit := uint64(1) << k
 	if f.seen&bit != 0 {
 		if f.dup == jkNone {
 			f.dup = k
 		}
-		return
+		return false
 	}
 	f.seen |= bit
 	if t != fastjson.TypeNull {
 		f.present |= bit
 		f.vals[k] = jsonVal{raw: raw, v: v, t: t}
+		return true
 	}
+	return false
 }
 
 // collect fills f from o in one pass over its keys. Number text is copied
@@ -382,6 +386,9 @@ func (p *Parser) num(f *jsonFields, k jsonKey) (x float64, ok bool, err error) {
 	text, ok, err := p.scalar(f, k, "want a number")
 	if !ok {
 		return 0, false, err
+	}
+	if n := &f.vals[k].num; n.kind&jsonNumFloat != 0 {
+		return n.f, true, nil
 	}
 	x, e := ParseDecimal(text)
 	if e != nil {
@@ -444,6 +451,9 @@ func (p *Parser) ts(f *jsonFields, k jsonKey) (int64, bool, error) {
 	text, ok, err := p.scalar(f, k, "want a number or a string")
 	if !ok {
 		return 0, false, err
+	}
+	if n := &f.vals[k].num; n.kind&jsonNumInt != 0 {
+		return n.i, true, nil
 	}
 	t, e := ParseTimestamp(text)
 	if e != nil {

@@ -2,7 +2,7 @@ package codec
 
 import (
 	"bytes"
-	"encoding/binary"
+	"math"
 
 	"github.com/valyala/fastjson"
 )
@@ -69,6 +69,7 @@ func (p *Parser) scanFlat(msg []byte, f *jsonFields) bool {
 		// Value.
 		var t fastjson.Type
 		var raw []byte
+		var num jsonNum
 		switch c := msg[i]; {
 		case c == '"':
 			var ok bool
@@ -80,14 +81,10 @@ func (p *Parser) scanFlat(msg []byte, f *jsonFields) bool {
 		case c == '-' || c >= '0' && c <= '9':
 			// fastjson's number token: the run of [0-9.eE+-]; ParseDecimal
 			// and ParseTimestamp judge it later, exactly as on the
-			// fastjson path.
-			j := i + 1
-			for j+8 <= len(msg) && jsonEightDigits(binary.LittleEndian.Uint64(msg[j:])) {
-				j += 8 // nanosecond timestamps: 19 digits
-			}
-			for j < len(msg) && jsonNumberByte(msg[j]) {
-				j++
-			}
+			// fastjson path. The common shapes are read on the way
+			// (jsonScanNumber), so that they are not read twice.
+			var j int
+			j, num = jsonScanNumber(msg, i)
 			t, raw, i = fastjson.TypeNumber, msg[i:j], j
 		case c == 't' && bytes.HasPrefix(msg[i:], []byte("true")):
 			t, i = fastjson.TypeTrue, i+4
@@ -99,7 +96,9 @@ func (p *Parser) scanFlat(msg []byte, f *jsonFields) bool {
 			return false // objects, arrays, NaN, Inf, garbage
 		}
 		if id != jkNone {
-			f.add(id, t, raw, nil)
+			if f.add(id, t, raw, nil) && num.kind != 0 {
+				f.vals[id].num = num
+			}
 		}
 
 		i = jsonSkipWS(msg, i)
@@ -115,6 +114,93 @@ func (p *Parser) scanFlat(msg []byte, f *jsonFields) bool {
 			return false
 		}
 	}
+}
+
+// jsonNum is the value of a number token that jsonScanNumber could read
+// exactly as ParseDecimal or ParseTimestamp would (kind says which), so that
+// they need not read it again.
+type jsonNum struct {
+	kind uint8   // 0: neither; jsonNumFloat; jsonNumFloat|jsonNumInt
+	f    float64 // ParseDecimal's result (jsonNumFloat)
+	i    int64   // ParseTimestamp's result (jsonNumInt)
+}
+
+const (
+	jsonNumFloat = 1 << iota // f is ParseDecimal(token)
+	jsonNumInt               // i is ParseTimestamp(token)
+)
+
+// jsonScanNumber returns the end of the number token at msg[i] (msg[i] is
+// '-' or a digit) and, for the shapes ParseDecimal's and ParseTimestamp's
+// fast paths take, their results. It follows those fast paths step for
+// step (the same digits into the same uint64, the same single division by
+// an exact power of ten), so the values are bit for bit theirs; anything
+// else (exponents, more than 19 digits, a stray sign or point) is left to
+// them.
+func jsonScanNumber(msg []byte, i int) (int, jsonNum) {
+	j := i
+	neg := msg[j] == '-'
+	if neg {
+		j++
+	}
+	var mant uint64
+	start := j
+	for j+8 <= len(msg) {
+		v, ok := tsEightDigits(msg[j:])
+		if !ok {
+			break
+		}
+		mant = mant*100_000_000 + v // wraps past 19 digits: then unused
+		j += 8
+	}
+	for j < len(msg) {
+		d := msg[j] - '0'
+		if d > 9 {
+			break
+		}
+		mant = mant*10 + uint64(d)
+		j++
+	}
+	nd := j - start
+	intDigits := nd
+	exp10 := 0
+	if j < len(msg) && msg[j] == '.' {
+		j++
+		k := j
+		for j < len(msg) {
+			d := msg[j] - '0'
+			if d > 9 {
+				break
+			}
+			mant = mant*10 + uint64(d)
+			j++
+		}
+		exp10 = k - j
+		nd += j - k
+	}
+	end := j
+	for end < len(msg) && jsonNumberByte(msg[end]) {
+		end++
+	}
+	var n jsonNum
+	if end != j || nd == 0 || nd > 19 {
+		return end, n
+	}
+	if mant <= 1<<53 && exp10 >= -22 { // ParseDecimal's fast path
+		f := float64(mant)
+		if exp10 < 0 {
+			f /= decPow10[-exp10]
+		}
+		if neg {
+			f = -f
+		}
+		n.kind, n.f = jsonNumFloat, f
+	}
+	if !neg && intDigits == nd && j == start+nd && mant <= math.MaxInt64 { // tsParseInt
+		n.kind |= jsonNumInt
+		n.i = int64(mant)
+	}
+	return end, n
 }
 
 // jsonFlatString returns the body of the string starting at msg[i] (after

@@ -2,6 +2,7 @@ package codec
 
 import (
 	"fmt"
+	"math"
 	"testing"
 )
 
@@ -40,5 +41,47 @@ func TestScanFlatKeyOrder(t *testing.T) {
 				t.Fatalf("round %d, message %d %s:\n got %s\nwant %s", round, i, m, got, want)
 			}
 		}
+	}
+}
+
+// TestScanNumberOracle: what jsonScanNumber reads on the way is bit for bit
+// what ParseDecimal and ParseTimestamp return for the token, and the token
+// ends where fastjson's does.
+func TestScanNumberOracle(t *testing.T) {
+	tokens := []string{
+		"0", "-0", "5", "5.", "-5.", "0.5", "-.5", "00012", "189.23", "-189.23", "1e5", "1.5e-3", "1-2", "1.2.3", "--1",
+		"1700000000123456789", "9223372036854775807", "9223372036854775808", "18446744073709551615", "99999999999999999999",
+		"12345678.12345678901", "1234567890123456789", "0.0000000000000000000001", "0.00000000000000000000001",
+		"9007199254740993", "9007199254740992", "-9007199254740993.5", "123456789012345678.9", "1.7976931348623157",
+	}
+	for i := range 2000 {
+		tokens = append(tokens, fmt.Sprintf("%d", uint64(i)*0x9E3779B97F4A7C15>>uint(i%64)), fmt.Sprintf("%.*f", i%12, float64(i)*1.37-500))
+	}
+	floats, ints := 0, 0
+	for _, tok := range tokens {
+		for _, tail := range []string{"", ",", "}", " "} {
+			msg := []byte(tok + tail)
+			end, n := jsonScanNumber(msg, 0)
+			if end != len(tok) {
+				t.Fatalf("%q: token ends at %d, want %d", msg, end, len(tok))
+			}
+			if n.kind&jsonNumFloat != 0 {
+				x, err := ParseDecimal([]byte(tok))
+				if err != nil || math.Float64bits(x) != math.Float64bits(n.f) {
+					t.Fatalf("%q: read %v, ParseDecimal %v %v", tok, n.f, x, err)
+				}
+				floats++
+			}
+			if n.kind&jsonNumInt != 0 {
+				x, err := ParseTimestamp([]byte(tok))
+				if err != nil || x != n.i {
+					t.Fatalf("%q: read %v, ParseTimestamp %v %v", tok, n.i, x, err)
+				}
+				ints++
+			}
+		}
+	}
+	if floats < 4000 || ints < 1000 {
+		t.Fatalf("only %d floats and %d integers read on the way", floats, ints)
 	}
 }
