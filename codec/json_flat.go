@@ -229,10 +229,3 @@ var jsonNumberTab = [256]bool{
 }
 
 func jsonNumberByte(c byte) bool { return jsonNumberTab[c] }
-
-// jsonEightDigits reports whether the eight bytes of x are all ASCII digits
-// (the test of tsEightDigits: high nibble 3, and adding 6 does not carry).
-func jsonEightDigits(x uint64) bool {
-	return x&0xF0F0F0F0F0F0F0F0 == 0x3030303030303030 &&
-		(x+0x0606060606060606)&0xF0F0F0F0F0F0F0F0 == 0x3030303030303030
-}
