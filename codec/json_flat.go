@@ -2,7 +2,9 @@ package codec
 
 import (
 	"bytes"
+	"encoding/binary"
 	"math"
+	"math/bits"
 
 	"github.com/valyala/fastjson"
 )
@@ -73,7 +75,7 @@ func (p *Parser) scanFlat(msg []byte, f *jsonFields) bool {
 		switch c := msg[i]; {
 		case c == '"':
 			var ok bool
-			raw, next, ok = jsonFlatString(msg, i+1)
+			raw, next, ok = jsonFlatValue(msg, i+1)
 			if !ok {
 				return false
 			}
@@ -220,6 +222,43 @@ func jsonFlatString(msg []byte, i int) (s []byte, next int, ok bool) {
 	}
 	return nil, 0, false
 }
+
+// jsonFlatValue is jsonFlatString for values, whose lengths vary from one
+// message to the next (symbols, ids): it finds the closing quote (or a
+// backslash) eight bytes at a time (SWAR), without a loop exit per byte
+// that the branch predictor would miss.
+func jsonFlatValue(msg []byte, i int) (s []byte, next int, ok bool) {
+	j := i
+	for ; j+8 <= len(msg); j += 8 {
+		x := binary.LittleEndian.Uint64(msg[j:])
+		q := x ^ ('"' * jsonSWARLo)
+		b := x ^ ('\\' * jsonSWARLo)
+		// The lowest set bit marks the first '"' or '\\' (higher bits may
+		// be false positives of the borrow; they are not used).
+		if m := ((q-jsonSWARLo)&^q | (b-jsonSWARLo)&^b) & jsonSWARHi; m != 0 {
+			j += bits.TrailingZeros64(m) >> 3
+			if msg[j] != '"' {
+				return nil, 0, false
+			}
+			return msg[i:j:j], j + 1, true
+		}
+	}
+	for ; j < len(msg); j++ { // the last few bytes of msg
+		switch msg[j] {
+		case '"':
+			return msg[i:j:j], j + 1, true
+		case '\\':
+			return nil, 0, false
+		}
+	}
+	return nil, 0, false
+}
+
+// SWAR constants: one in every byte, and every byte's high bit.
+const (
+	jsonSWARLo = 0x0101010101010101
+	jsonSWARHi = 0x8080808080808080
+)
 
 // jsonNumberTab marks the bytes of fastjson's number token: [0-9.eE+-].
 var jsonNumberTab = [256]bool{

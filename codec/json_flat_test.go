@@ -1,6 +1,7 @@
 package codec
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"testing"
@@ -83,5 +84,25 @@ func TestScanNumberOracle(t *testing.T) {
 	}
 	if floats < 4000 || ints < 1000 {
 		t.Fatalf("only %d floats and %d integers read on the way", floats, ints)
+	}
+}
+
+// TestFlatValueOracle: the eight-bytes-at-a-time string scan agrees with the
+// byte loop for every position of the closing quote or a backslash, and
+// bytes at or above 0x80 around them.
+func TestFlatValueOracle(t *testing.T) {
+	for n := range 40 {
+		for _, end := range []string{`"`, `\"`, `\\`, ``} {
+			for _, fill := range []byte{'a', 0x80, 0xff, 0x21, 0x5b} {
+				for _, tail := range []string{"", `,"x":1}`, `"`} {
+					msg := []byte("\"" + string(bytes.Repeat([]byte{fill}, n)) + end + tail)
+					s1, n1, ok1 := jsonFlatValue(msg, 1)
+					s2, n2, ok2 := jsonFlatString(msg, 1)
+					if string(s1) != string(s2) || n1 != n2 || ok1 != ok2 {
+						t.Fatalf("%q: SWAR %q %d %v, bytes %q %d %v", msg, s1, n1, ok1, s2, n2, ok2)
+					}
+				}
+			}
+		}
 	}
 }
