@@ -2,6 +2,7 @@ package codec
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"math"
 	"testing"
@@ -60,7 +61,7 @@ func TestScanNumberOracle(t *testing.T) {
 	}
 	floats, ints := 0, 0
 	for _, tok := range tokens {
-		for _, tail := range []string{"", ",", "}", " "} {
+		for _, tail := range []string{"", ",", "}", " ", `,"volume":12345}`, `}` + "\n", "\"\x80\xff0123456789"} {
 			msg := []byte(tok + tail)
 			end, n := jsonScanNumber(msg, 0)
 			if end != len(tok) {
@@ -103,6 +104,33 @@ func TestFlatValueOracle(t *testing.T) {
 					}
 				}
 			}
+		}
+	}
+}
+
+// TestLeadingDigitsOracle: the eight-byte digit reader against a byte loop,
+// over bytes that are digits, their neighbours in ASCII, and high bytes.
+func TestLeadingDigitsOracle(t *testing.T) {
+	alphabet := []byte("0123456789/:.,-+eE\"}\x00\x80\xff")
+	var b [8]byte
+	seed := uint64(1)
+	for range 200_000 {
+		for i := range b {
+			seed = seed*6364136223846793005 + 1442695040888963407
+			c := alphabet[(seed>>33)%uint64(len(alphabet))]
+			if seed>>60 < 10 {
+				c = '0' + byte(seed>>56)%10 // mostly digits
+			}
+			b[i] = c
+		}
+		k, v := jsonLeadingDigits(binary.LittleEndian.Uint64(b[:]))
+		wk, wv := 0, uint64(0)
+		for wk < 8 && b[wk] >= '0' && b[wk] <= '9' {
+			wv = wv*10 + uint64(b[wk]-'0')
+			wk++
+		}
+		if k != wk || v != wv {
+			t.Fatalf("%q: %d digits = %d, want %d = %d", b, k, v, wk, wv)
 		}
 	}
 }
