@@ -87,6 +87,9 @@ func (p *Parser) scanFlat(msg []byte, f *jsonFields) bool {
 			// (jsonScanNumber), so that they are not read twice.
 			var j int
 			j, num = jsonScanNumber(msg, i)
+			if j == i+1 && c == '-' {
+				return false // a bare sign: fastjson's grammar refuses it (found by FuzzParseJSON)
+			}
 			t, raw, i = fastjson.TypeNumber, msg[i:j], j
 		case c == 't' && bytes.HasPrefix(msg[i:], []byte("true")):
 			t, i = fastjson.TypeTrue, i+4
