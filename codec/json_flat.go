@@ -148,16 +148,38 @@ func jsonScanNumber(msg []byte, i int) (int, jsonNum) {
 	if neg {
 		j++
 	}
-	start := j
 	var mant uint64
-	j, mant = jsonDigits(msg, j, 0)
+	start := j
+	for j+8 <= len(msg) {
+		v, ok := tsEightDigits(msg[j:])
+		if !ok {
+			break
+		}
+		mant = mant*100_000_000 + v // wraps past 19 digits: then unused
+		j += 8
+	}
+	for j < len(msg) {
+		d := msg[j] - '0'
+		if d > 9 {
+			break
+		}
+		mant = mant*10 + uint64(d)
+		j++
+	}
 	nd := j - start
 	intDigits := nd
 	exp10 := 0
 	if j < len(msg) && msg[j] == '.' {
 		j++
 		k := j
-		j, mant = jsonDigits(msg, j, mant)
+		for j < len(msg) {
+			d := msg[j] - '0'
+			if d > 9 {
+				break
+			}
+			mant = mant*10 + uint64(d)
+			j++
+		}
 		exp10 = k - j
 		nd += j - k
 	}
@@ -184,53 +206,6 @@ func jsonScanNumber(msg []byte, i int) (int, jsonNum) {
 		n.i = int64(mant)
 	}
 	return end, n
-}
-
-// jsonDigits reads the run of ASCII digits at msg[j:] into mant (mant·10ⁿ
-// plus the run's value; it wraps past 19 digits in all, which the caller
-// checks) and returns the offset after the run. It takes eight bytes at a
-// time while eight remain, so a run's end costs no mispredicted branch.
-func jsonDigits(msg []byte, j int, mant uint64) (int, uint64) {
-	for j+8 <= len(msg) {
-		k, v := jsonLeadingDigits(binary.LittleEndian.Uint64(msg[j:]))
-		mant = mant*jsonPow10[k] + v
-		j += k
-		if k < 8 {
-			return j, mant
-		}
-	}
-	for ; j < len(msg); j++ {
-		d := msg[j] - '0'
-		if d > 9 {
-			break
-		}
-		mant = mant*10 + uint64(d)
-	}
-	return j, mant
-}
-
-var jsonPow10 = [9]uint64{1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000}
-
-// jsonLeadingDigits returns k, how many of the eight bytes of x (the first
-// byte in the lowest) are ASCII digits before the first that is not, and v,
-// the value of those k digits.
-func jsonLeadingDigits(x uint64) (k int, v uint64) {
-	// Bytes minus '0': a digit becomes 0..9, and adding 0x76 leaves its high
-	// bit clear; anything else sets it, in t or in t+0x76. A borrow or carry
-	// only reaches the bytes above the first non-digit, which are not used.
-	t := x - 0x3030303030303030
-	m := (t | (t + 0x7676767676767676)) & 0x8080808080808080
-	k = bits.TrailingZeros64(m) >> 3
-	if k == 0 {
-		return 0, 0
-	}
-	// The k digits to the top, zeros (leading digits) below, then
-	// tsEightDigits' combination of eight digits.
-	t <<= 64 - 8*uint(k)
-	t = (t*10 + t>>8) & 0x00FF00FF00FF00FF
-	t = (t*100 + t>>16) & 0x0000FFFF0000FFFF
-	t = (t*10000 + t>>32) & 0xFFFFFFFF
-	return k, t
 }
 
 // jsonFlatString returns the body of the string starting at msg[i] (after

@@ -2,7 +2,6 @@ package codec
 
 import (
 	"bytes"
-	"encoding/binary"
 	"fmt"
 	"math"
 	"testing"
@@ -104,33 +103,6 @@ func TestFlatValueOracle(t *testing.T) {
 					}
 				}
 			}
-		}
-	}
-}
-
-// TestLeadingDigitsOracle: the eight-byte digit reader against a byte loop,
-// over bytes that are digits, their neighbours in ASCII, and high bytes.
-func TestLeadingDigitsOracle(t *testing.T) {
-	alphabet := []byte("0123456789/:.,-+eE\"}\x00\x80\xff")
-	var b [8]byte
-	seed := uint64(1)
-	for range 200_000 {
-		for i := range b {
-			seed = seed*6364136223846793005 + 1442695040888963407
-			c := alphabet[(seed>>33)%uint64(len(alphabet))]
-			if seed>>60 < 10 {
-				c = '0' + byte(seed>>56)%10 // mostly digits
-			}
-			b[i] = c
-		}
-		k, v := jsonLeadingDigits(binary.LittleEndian.Uint64(b[:]))
-		wk, wv := 0, uint64(0)
-		for wk < 8 && b[wk] >= '0' && b[wk] <= '9' {
-			wv = wv*10 + uint64(b[wk]-'0')
-			wk++
-		}
-		if k != wk || v != wv {
-			t.Fatalf("%q: %d digits = %d, want %d = %d", b, k, v, wk, wv)
 		}
 	}
 }
