@@ -509,6 +509,9 @@ func (p *Parser) status(f *jsonFields, k jsonKey) (Status, error) {
 	if err != nil || !ok {
 		return StatusUnknown, err
 	}
+	if len(b) == 4 && string(b) == "open" {
+		return StatusOpen, nil // the usual value, without folding
+	}
 	var buf [16]byte
 	n, fits := jsonFoldName(&buf, b)
 	if fits {

@@ -44,7 +44,12 @@ func (p *Parser) scanFlat(msg []byte, f *jsonFields) bool {
 		if k < len(p.keyOrder) {
 			if id = p.keyOrder[k]; id != jkNone {
 				name := jsonKeyNames[id]
-				if e := i + 1 + len(name); e < len(msg) && msg[e] == '"' && string(msg[i+1:e]) == name {
+				if w := &jsonKeyWords[id]; w.mask != 0 && i+9 <= len(msg) {
+					// The name and its closing quote in one eight-byte compare.
+					if binary.LittleEndian.Uint64(msg[i+1:])&w.mask == w.word {
+						next, hit = i+2+len(name), true
+					}
+				} else if e := i + 1 + len(name); e < len(msg) && msg[e] == '"' && string(msg[i+1:e]) == name {
 					next, hit = e+1, true
 				}
 			}
@@ -120,6 +125,23 @@ func (p *Parser) scanFlat(msg []byte, f *jsonFields) bool {
 		}
 	}
 }
+
+// jsonKeyWords holds, for each key of at most seven bytes, the key and its
+// closing quote as a little-endian word and the mask of those bytes, for
+// scanFlat's compare with the key it expects; mask 0 for longer keys.
+var jsonKeyWords = func() (w [jkCount]struct{ word, mask uint64 }) {
+	for k := jkNone + 1; k < jkCount; k++ {
+		name := jsonKeyNames[k] + `"`
+		if len(name) > 8 {
+			continue
+		}
+		for i := range len(name) {
+			w[k].word |= uint64(name[i]) << (8 * i)
+			w[k].mask |= 0xff << (8 * i)
+		}
+	}
+	return w
+}()
 
 // jsonNum is the value of a number token that jsonScanNumber could read
 // exactly as ParseDecimal or ParseTimestamp would (kind says which), so that

@@ -27,6 +27,9 @@ func TestScanFlatKeyOrder(t *testing.T) {
 		`{"type":"trade","symbol":"AAPL","ts":1,"price":2,"volume":3,"id":"t","status":"open"}`,
 		`{"type":"trade","symbol":"AAPL","ts":1,"price":2,"volume":3,"id":"t","status":"open`,
 		`{"typ":"trade","symbol":"AAPL","ts":1,"price":2,"volume":3}`,
+		`{"type":"x"}`, `{"type":1}`, `{"ts":1}`, `{"ts":1,"ts":2}`, `{"type":"trade","ts":1,"ts\"":2}`,
+		`{"type":"trade","typ\u0065":"quote","symbol":"AAPL","ts":1,"price":2,"volume":3}`,
+		`{"message_id":"m","timestamp":1,"payload":{"MarketData":{"symbol":"A","price":1,"volume":1}}}`,
 	}
 	describe := func(p *Parser, msg string) string {
 		var ev Event
