@@ -368,8 +368,11 @@ func openReader(format, path string, in io.Reader, opts codec.ParserOptions, fro
 	return openReaderThreads(format, path, in, opts, from, 1)
 }
 
-// maxParseThreads bounds --parse-threads.
-const maxParseThreads = 64
+// maxParseThreads bounds --parse-threads, and with it the memory of the
+// chunks in flight (replay_parallel.go): 2·16+2 chunks of at most twice the
+// line limit, whose parsed lines take at most ~85 times a chunk's bytes
+// (a 168-byte record per 2-byte line).
+const maxParseThreads = 16
 
 // openReaderThreads is openReader with JSON Lines parsed on parseThreads
 // goroutines when that is more than one (replay_parallel.go). The other

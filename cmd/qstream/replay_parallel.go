@@ -137,7 +137,9 @@ type parallelJSONL struct {
 	work  chan *parseChunk
 	order chan *parseChunk
 	quit  chan struct{}
-	wg    sync.WaitGroup
+	wg    sync.WaitGroup // the parse goroutines
+	// readerDone is closed when the reader goroutine returns.
+	readerDone chan struct{}
 
 	cur     *parseChunk // the chunk Next is handing out
 	pos     int         // next record of cur
@@ -192,7 +194,8 @@ func newParallelJSONL(r io.Reader, file *os.File, opts codec.ParserOptions, thre
 	}
 	popts := opts
 	popts.LookupOnly = true
-	p.wg.Add(1 + threads)
+	p.wg.Add(threads)
+	p.readerDone = make(chan struct{})
 	if p.mapped != nil {
 		go p.readMapped()
 	} else {
@@ -209,7 +212,7 @@ func newParallelJSONL(r io.Reader, file *os.File, opts codec.ParserOptions, thre
 // can hold is over the limit: it becomes a chunk of its own marked
 // oversize, and its bytes are skipped.
 func (p *parallelJSONL) read() {
-	defer p.wg.Done()
+	defer close(p.readerDone)
 	defer close(p.work)
 	defer close(p.order)
 	var carry []byte // the partial last line of the previous read
@@ -275,7 +278,7 @@ func (p *parallelJSONL) read() {
 // within parallelChunkBytes of its start (or one longer line, which parsing
 // rejects as over the limit), a slice of the mapping.
 func (p *parallelJSONL) readMapped() {
-	defer p.wg.Done()
+	defer close(p.readerDone)
 	defer close(p.work)
 	defer close(p.order)
 	data := p.mapped
@@ -329,12 +332,20 @@ func (p *parallelJSONL) send(c *parseChunk) bool {
 }
 
 // parse is one parse goroutine: it parses chunks with its own lookup-only
-// parser until the reader stops.
+// parser until the reader stops or Close.
 func (p *parallelJSONL) parse(jp *codec.Parser) {
 	defer p.wg.Done()
-	for c := range p.work {
-		p.parseChunk(jp, c)
-		c.ready <- struct{}{}
+	for {
+		select {
+		case c, ok := <-p.work:
+			if !ok {
+				return
+			}
+			p.parseChunk(jp, c)
+			c.ready <- struct{}{}
+		case <-p.quit:
+			return
+		}
 	}
 }
 
@@ -489,10 +500,12 @@ func (p *parallelJSONL) record(r *parsedLine) (*codec.Event, error) {
 // none.
 func (p *parallelJSONL) Text() []byte { return p.text }
 
-// Close stops the goroutines and closes the input if it is closable. The
-// goroutines block only where they also watch quit (the reader) or on work,
-// which the reader closes when it returns (the parse goroutines); a chunk's
-// ready channel has room for its one signal.
+// Close stops the goroutines and closes the input if it is closable. Every
+// goroutine blocks only where it also watches quit (a chunk's ready channel
+// has room for its one signal), except the reader of a read input inside
+// Read: Close does not wait for that one (standard input may never return),
+// which returns at the end of its Read. The reader of a mapped input does no
+// I/O, and Close waits for it before it unmaps the input.
 func (p *parallelJSONL) Close() error {
 	select {
 	case <-p.quit:
@@ -500,6 +513,7 @@ func (p *parallelJSONL) Close() error {
 		close(p.quit)
 		p.wg.Wait()
 		if p.unmap != nil {
+			<-p.readerDone
 			// Nothing refers to the mapping any more: the goroutines have
 			// returned, and what Next handed out is valid only until Close.
 			p.cur, p.text, p.rerr = nil, nil, feeds.RecordError{}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"qstream/codec"
 	"qstream/feeds"
@@ -289,3 +290,22 @@ type closeCounter struct {
 }
 
 func (c *closeCounter) Close() error { c.closed++; return nil }
+
+// TestParallelReaderCloseBlockedRead: Close returns while the reader is
+// blocked in a Read that does not return (standard input that stays open).
+func TestParallelReaderCloseBlockedRead(t *testing.T) {
+	pr, pw := io.Pipe()
+	defer pw.Close() // lets the reader's Read return after the test
+	r := newParallelJSONL(pr, nil, codec.ParserOptions{}, 2)
+	go pw.Write([]byte("{\"type\":\"trade\",\"symbol\":\"A\",\"ts\":1,\"price\":1,\"volume\":1}\n"))
+	closed := make(chan error, 1)
+	go func() { closed <- r.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close waits for a Read that does not return")
+	}
+}
