@@ -138,10 +138,11 @@ type SymbolCache struct {
 
 // symSlot is one entry of a SymbolCache; id 0 marks an empty slot.
 type symSlot struct {
-	id  Symbol
-	h   uint32 // the hash's high half, compared before the bytes
-	off uint32 // the name is arena[off : off+n]
-	n   uint32
+	id   Symbol
+	h    uint32 // the hash's high half, compared before the bytes
+	off  uint32 // the name is arena[off : off+n]
+	n    uint32
+	word uint64 // a name of at most eight bytes, packed (symHash)
 }
 
 // symCacheSlots is the initial number of slots of a SymbolCache.
@@ -168,9 +169,14 @@ func NewLookupSymbolCache(t *SymbolTable) *SymbolCache {
 func (c *SymbolCache) Table() *SymbolTable { return c.t }
 
 // symHash hashes a name: eight bytes at a time, the tail packed into one
-// word, finished with Mix64.
-func symHash(b []byte) uint64 {
-	h := uint64(len(b))
+// word, finished with Mix64. For a name of at most eight bytes it also
+// returns the name packed into a word (little-endian), which identifies it
+// among names of its length.
+func symHash(b []byte) (h, word uint64) {
+	h = uint64(len(b))
+	if len(b) == 8 {
+		word = binary.LittleEndian.Uint64(b)
+	}
 	for len(b) >= 8 {
 		h = Mix64(h ^ binary.LittleEndian.Uint64(b))
 		b = b[8:]
@@ -179,7 +185,10 @@ func symHash(b []byte) uint64 {
 	for i := len(b) - 1; i >= 0; i-- {
 		x = x<<8 | uint64(b[i])
 	}
-	return Mix64(h ^ x ^ 0x9E3779B97F4A7C15)
+	if word == 0 {
+		word = x
+	}
+	return Mix64(h ^ x ^ 0x9E3779B97F4A7C15), word
 }
 
 // Intern returns the id of name, consulting the shared table on a miss.
@@ -192,21 +201,27 @@ func symHash(b []byte) uint64 {
 // checkpoint written before the check existed still recovers; the output
 // encoders escape whatever they are given.
 func (c *SymbolCache) Intern(name []byte) (Symbol, error) {
-	h := symHash(name)
+	h, w := symHash(name)
 	mask := uint64(len(c.slots) - 1)
 	for i := h & mask; ; i = (i + 1) & mask {
 		s := &c.slots[i]
 		if s.id == 0 {
 			break
 		}
-		if s.h == uint32(h>>32) && int(s.n) == len(name) && string(c.arena[s.off:s.off+s.n]) == string(name) {
-			return s.id, nil
+		if s.h == uint32(h>>32) && int(s.n) == len(name) {
+			if len(name) <= 8 { // the usual ticker: one compare of words
+				if s.word == w {
+					return s.id, nil
+				}
+			} else if string(c.arena[s.off:s.off+s.n]) == string(name) {
+				return s.id, nil
+			}
 		}
 	}
-	return c.internSlow(name, h)
+	return c.internSlow(name, h, w)
 }
 
-func (c *SymbolCache) internSlow(name []byte, h uint64) (Symbol, error) {
+func (c *SymbolCache) internSlow(name []byte, h, w uint64) (Symbol, error) {
 	if !ValidSymbolName(name) {
 		return 0, ErrInvalidSymbol
 	}
@@ -223,25 +238,26 @@ func (c *SymbolCache) internSlow(name []byte, h uint64) (Symbol, error) {
 			return 0, err
 		}
 	}
-	c.add(name, h, id)
+	c.add(name, h, w, id)
 	return id, nil
 }
 
 // add puts a name the table holds into the cache, doubling the slots first
 // when that would make them more than half full.
-func (c *SymbolCache) add(name []byte, h uint64, id Symbol) {
+func (c *SymbolCache) add(name []byte, h, w uint64, id Symbol) {
 	if 2*(c.used+1) > len(c.slots) {
 		old := c.slots
 		c.slots = make([]symSlot, 2*len(old))
 		for _, s := range old {
 			if s.id != 0 {
-				c.put(s, symHash(c.arena[s.off:s.off+s.n]))
+				sh, _ := symHash(c.arena[s.off : s.off+s.n])
+				c.put(s, sh)
 			}
 		}
 	}
 	off := len(c.arena)
 	c.arena = append(c.arena, name...)
-	c.put(symSlot{id: id, h: uint32(h >> 32), off: uint32(off), n: uint32(len(name))}, h)
+	c.put(symSlot{id: id, h: uint32(h >> 32), off: uint32(off), n: uint32(len(name)), word: w}, h)
 	c.used++
 }
 

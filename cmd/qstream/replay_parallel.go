@@ -378,10 +378,19 @@ func (p *parallelJSONL) parseChunk(jp *codec.Parser, c *parseChunk) {
 		if len(b) == 0 || b[0] <= ' ' && len(bytes.TrimSpace(b)) == 0 {
 			continue // blank (a line that starts with a byte above ' ' is not)
 		}
-		c.recs = append(c.recs, parsedLine{})
+		// A record of a reused chunk is not zeroed first (ParseJSON writes
+		// every field of the event but Seq and IngestNs, which start at 0 as
+		// after LineReader's Reset; the fields below are all set).
+		if len(c.recs) < cap(c.recs) {
+			c.recs = c.recs[:len(c.recs)+1]
+		} else {
+			c.recs = append(c.recs, parsedLine{})
+		}
 		r := &c.recs[len(c.recs)-1]
 		r.line = int32(line)
 		r.offset = c.offset + int64(next) - int64(len(b)) // where LineReader says the record starts
+		r.ev.Seq, r.ev.IngestNs = 0, 0
+		r.from, r.to, r.err = 0, 0, 0
 		err := jp.ParseJSON(b, &r.ev)
 		switch {
 		case err == nil:
