@@ -43,9 +43,11 @@ import (
 //
 // # Bounds
 //
-// Chunks are at most parallelChunkBytes of input (more only to hold one
-// line up to the line limit), and at most parallelInFlight(threads) of them
-// exist: the read goroutine waits for a free one, so memory is bounded and a
+// A chunk of a read input holds max(parallelChunkBytes, twice the line limit)
+// bytes; a chunk of a mapped input is the lines that end within
+// parallelChunkBytes of its start (or one longer line, rejected as over the
+// limit). At most parallelInFlight(threads) chunks exist: the read goroutine
+// waits for a free one, so memory is bounded (see maxParseThreads) and a
 // slow publisher slows the reading.
 
 // parallelChunkBytes is the input size of one chunk: large enough that the
