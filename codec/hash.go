@@ -14,18 +14,28 @@ const (
 // The function is part of the WAL and output contract (dedup keys, idempotent
 // sink writes): it must never change. It does not allocate.
 func HashID(id []byte) uint64 {
+	h, _ := hashIDASCII(id)
+	return h
+}
+
+// hashIDASCII is HashID that also reports whether id is all ASCII (and so
+// valid UTF-8), from the same pass over the bytes: parsers that must check an
+// id's UTF-8 skip utf8.Valid for the usual ASCII id.
+func hashIDASCII(id []byte) (h uint64, ascii bool) {
 	if len(id) == 0 {
-		return 0
+		return 0, true
 	}
-	h := uint64(hashFNVOffset64)
+	h = uint64(hashFNVOffset64)
+	var or byte
 	for _, c := range id {
 		h ^= uint64(c)
 		h *= hashFNVPrime64
+		or |= c
 	}
 	if h == 0 {
-		return 1
+		h = 1
 	}
-	return h
+	return h, or < 0x80
 }
 
 // Mix64 is the SplitMix64 finaliser (Steele, Lea and Flood, "Fast splittable

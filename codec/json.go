@@ -304,6 +304,7 @@ type jsonVal struct {
 	raw []byte
 	v   *fastjson.Value
 	t   fastjson.Type
+	num jsonNum // a number's value, when the flat scanner read it (else kind 0)
 }
 
 // jsonFields holds the values of one object's known keys, filled either by
@@ -325,19 +326,22 @@ func (f *jsonFields) has(k jsonKey) bool { return f.present&(1<<k) != 0 }
 var _ [64 - jkCount]struct{}
 
 // add records key k; a repeated key is remembered in dup (the first one).
-func (f *jsonFields) add(k jsonKey, t fastjson.Type, raw []byte, v *fastjson.Value) {
+// It reports whether it stored the value in vals[k].
+func (f *jsonFields) add(k jsonKey, t fastjson.Type, raw []byte, v *fastjson.Value) bool {
 	bit := uint64(1) << k
 	if f.seen&bit != 0 {
 		if f.dup == jkNone {
 			f.dup = k
 		}
-		return
+		return false
 	}
 	f.seen |= bit
 	if t != fastjson.TypeNull {
 		f.present |= bit
 		f.vals[k] = jsonVal{raw: raw, v: v, t: t}
+		return true
 	}
+	return false
 }
 
 // collect fills f from o in one pass over its keys. Number text is copied
@@ -382,6 +386,9 @@ func (p *Parser) num(f *jsonFields, k jsonKey) (x float64, ok bool, err error) {
 	text, ok, err := p.scalar(f, k, "want a number")
 	if !ok {
 		return 0, false, err
+	}
+	if n := &f.vals[k].num; n.kind&jsonNumFloat != 0 {
+		return n.f, true, nil
 	}
 	x, e := ParseDecimal(text)
 	if e != nil {
@@ -445,6 +452,9 @@ func (p *Parser) ts(f *jsonFields, k jsonKey) (int64, bool, error) {
 	if !ok {
 		return 0, false, err
 	}
+	if n := &f.vals[k].num; n.kind&jsonNumInt != 0 {
+		return n.i, true, nil
+	}
 	t, e := ParseTimestamp(text)
 	if e != nil {
 		return 0, false, p.failFrom(e.(*Error), jsonKeyNames[k])
@@ -467,10 +477,13 @@ func (p *Parser) idHash(f *jsonFields, k jsonKey) (uint64, bool, error) {
 	if !ok {
 		return 0, false, err
 	}
-	if err := p.checkText(text, jsonKeyNames[k]); err != nil {
-		return 0, false, err
+	h, ascii := hashIDASCII(text)
+	if !ascii {
+		if err := p.checkText(text, jsonKeyNames[k]); err != nil {
+			return 0, false, err
+		}
 	}
-	return HashID(text), true, nil
+	return h, true, nil
 }
 
 // sym interns the symbol in f's key k; required reports a missing key.
@@ -495,6 +508,9 @@ func (p *Parser) status(f *jsonFields, k jsonKey) (Status, error) {
 	b, ok, err := p.str(f, k)
 	if err != nil || !ok {
 		return StatusUnknown, err
+	}
+	if len(b) == 4 && string(b) == "open" {
+		return StatusOpen, nil // the usual value, without folding
 	}
 	var buf [16]byte
 	n, fits := jsonFoldName(&buf, b)
@@ -747,6 +763,9 @@ func (p *Parser) newsSymbols(ev *Event, f *jsonFields) error {
 				continue
 			}
 			id, err := p.syms.Intern(name)
+			if err == ErrSymbolNotInterned {
+				return err // LookupOnly: not a rejection
+			}
 			if errors.Is(err, ErrInvalidSymbol) {
 				return p.fail(ReasonMalformed, "symbols", symbolInvalidDetail)
 			}

@@ -2,6 +2,9 @@ package codec
 
 import (
 	"bytes"
+	"encoding/binary"
+	"math"
+	"math/bits"
 
 	"github.com/valyala/fastjson"
 )
@@ -27,14 +30,39 @@ func (p *Parser) scanFlat(msg []byte, f *jsonFields) bool {
 	if i < len(msg) && msg[i] == '}' {
 		return jsonSkipWS(msg, i+1) == len(msg)
 	}
-	for {
-		// Key: a string without escapes.
+	for k := 0; ; k++ {
+		// Key: a string without escapes. A feed sends its keys in the same
+		// order message after message, so the key the previous message had
+		// at this place is tried first: one compare instead of a scan for
+		// the closing quote and a lookup of the key.
 		if i >= len(msg) || msg[i] != '"' {
 			return false
 		}
-		key, next, ok := jsonFlatString(msg, i+1)
-		if !ok {
-			return false
+		var id jsonKey
+		var next int
+		hit := false
+		if k < len(p.keyOrder) {
+			if id = p.keyOrder[k]; id != jkNone {
+				name := jsonKeyNames[id]
+				if w := &jsonKeyWords[id]; w.mask != 0 && i+9 <= len(msg) {
+					// The name and its closing quote in one eight-byte compare.
+					if binary.LittleEndian.Uint64(msg[i+1:])&w.mask == w.word {
+						next, hit = i+2+len(name), true
+					}
+				} else if e := i + 1 + len(name); e < len(msg) && msg[e] == '"' && string(msg[i+1:e]) == name {
+					next, hit = e+1, true
+				}
+			}
+		}
+		if !hit {
+			key, n, ok := jsonFlatString(msg, i+1)
+			if !ok {
+				return false
+			}
+			id, next = jsonKeyOf(key), n
+			if k < len(p.keyOrder) {
+				p.keyOrder[k] = id
+			}
 		}
 		i = jsonSkipWS(msg, next)
 		if i >= len(msg) || msg[i] != ':' {
@@ -48,9 +76,11 @@ func (p *Parser) scanFlat(msg []byte, f *jsonFields) bool {
 		// Value.
 		var t fastjson.Type
 		var raw []byte
+		var num jsonNum
 		switch c := msg[i]; {
 		case c == '"':
-			raw, next, ok = jsonFlatString(msg, i+1)
+			var ok bool
+			raw, next, ok = jsonFlatValue(msg, i+1)
 			if !ok {
 				return false
 			}
@@ -58,10 +88,12 @@ func (p *Parser) scanFlat(msg []byte, f *jsonFields) bool {
 		case c == '-' || c >= '0' && c <= '9':
 			// fastjson's number token: the run of [0-9.eE+-]; ParseDecimal
 			// and ParseTimestamp judge it later, exactly as on the
-			// fastjson path.
-			j := i + 1
-			for j < len(msg) && jsonNumberByte(msg[j]) {
-				j++
+			// fastjson path. The common shapes are read on the way
+			// (jsonScanNumber), so that they are not read twice.
+			var j int
+			j, num = jsonScanNumber(msg, i)
+			if j == i+1 && c == '-' {
+				return false // a bare sign: fastjson's grammar refuses it (found by FuzzParseJSON)
 			}
 			t, raw, i = fastjson.TypeNumber, msg[i:j], j
 		case c == 't' && bytes.HasPrefix(msg[i:], []byte("true")):
@@ -73,8 +105,10 @@ func (p *Parser) scanFlat(msg []byte, f *jsonFields) bool {
 		default:
 			return false // objects, arrays, NaN, Inf, garbage
 		}
-		if id := jsonKeyOf(key); id != jkNone {
-			f.add(id, t, raw, nil)
+		if id != jkNone {
+			if f.add(id, t, raw, nil) && num.kind != 0 {
+				f.vals[id].num = num
+			}
 		}
 
 		i = jsonSkipWS(msg, i)
@@ -92,12 +126,117 @@ func (p *Parser) scanFlat(msg []byte, f *jsonFields) bool {
 	}
 }
 
+// jsonKeyWords holds, for each key of at most seven bytes, the key and its
+// closing quote as a little-endian word and the mask of those bytes, for
+// scanFlat's compare with the key it expects; mask 0 for longer keys.
+var jsonKeyWords = func() (w [jkCount]struct{ word, mask uint64 }) {
+	for k := jkNone + 1; k < jkCount; k++ {
+		name := jsonKeyNames[k] + `"`
+		if len(name) > 8 {
+			continue
+		}
+		for i := range len(name) {
+			w[k].word |= uint64(name[i]) << (8 * i)
+			w[k].mask |= 0xff << (8 * i)
+		}
+	}
+	return w
+}()
+
+// jsonNum is the value of a number token that jsonScanNumber could read
+// exactly as ParseDecimal or ParseTimestamp would (kind says which), so that
+// they need not read it again.
+type jsonNum struct {
+	kind uint8   // 0: neither; jsonNumFloat; jsonNumFloat|jsonNumInt
+	f    float64 // ParseDecimal's result (jsonNumFloat)
+	i    int64   // ParseTimestamp's result (jsonNumInt)
+}
+
+const (
+	jsonNumFloat = 1 << iota // f is ParseDecimal(token)
+	jsonNumInt               // i is ParseTimestamp(token)
+)
+
+// jsonScanNumber returns the end of the number token at msg[i] (msg[i] is
+// '-' or a digit) and, for the shapes ParseDecimal's and ParseTimestamp's
+// fast paths take, their results. It follows those fast paths step for
+// step (the same digits into the same uint64, the same single division by
+// an exact power of ten), so the values are bit for bit theirs; anything
+// else (exponents, more than 19 digits, a stray sign or point) is left to
+// them.
+func jsonScanNumber(msg []byte, i int) (int, jsonNum) {
+	j := i
+	neg := msg[j] == '-'
+	if neg {
+		j++
+	}
+	var mant uint64
+	start := j
+	for j+8 <= len(msg) {
+		v, ok := tsEightDigits(msg[j:])
+		if !ok {
+			break
+		}
+		mant = mant*100_000_000 + v // wraps past 19 digits: then unused
+		j += 8
+	}
+	for j < len(msg) {
+		d := msg[j] - '0'
+		if d > 9 {
+			break
+		}
+		mant = mant*10 + uint64(d)
+		j++
+	}
+	nd := j - start
+	intDigits := nd
+	exp10 := 0
+	if j < len(msg) && msg[j] == '.' {
+		j++
+		k := j
+		for j < len(msg) {
+			d := msg[j] - '0'
+			if d > 9 {
+				break
+			}
+			mant = mant*10 + uint64(d)
+			j++
+		}
+		exp10 = k - j
+		nd += j - k
+	}
+	end := j
+	for end < len(msg) && jsonNumberByte(msg[end]) {
+		end++
+	}
+	var n jsonNum
+	if end != j || nd == 0 || nd > 19 {
+		return end, n
+	}
+	if mant <= 1<<53 && exp10 >= -22 { // ParseDecimal's fast path
+		f := float64(mant)
+		if exp10 < 0 {
+			f /= decPow10[-exp10]
+		}
+		if neg {
+			f = -f
+		}
+		n.kind, n.f = jsonNumFloat, f
+	}
+	if !neg && intDigits == nd && j == start+nd && mant <= math.MaxInt64 { // tsParseInt
+		n.kind |= jsonNumInt
+		n.i = int64(mant)
+	}
+	return end, n
+}
+
 // jsonFlatString returns the body of the string starting at msg[i] (after
 // its opening quote) and the offset after its closing quote; ok is false if
 // it contains a backslash or is not closed.
 func jsonFlatString(msg []byte, i int) (s []byte, next int, ok bool) {
-	// A plain loop: keys and tick values are a few bytes long, too short for
-	// bytes.IndexByte's setup to pay off.
+	// A plain loop that inlines: keys and tick values are a few bytes long,
+	// too short for bytes.IndexByte's setup or an eight-byte (SWAR) scan to
+	// pay off (measured: both slower on the compact tick).
 	for j := i; j < len(msg); j++ {
 		switch msg[j] {
 		case '"':
@@ -109,6 +248,48 @@ func jsonFlatString(msg []byte, i int) (s []byte, next int, ok bool) {
 	return nil, 0, false
 }
 
-func jsonNumberByte(c byte) bool {
-	return c >= '0' && c <= '9' || c == '.' || c == '-' || c == 'e' || c == 'E' || c == '+'
+// jsonFlatValue is jsonFlatString for values, whose lengths vary from one
+// message to the next (symbols, ids): it finds the closing quote (or a
+// backslash) eight bytes at a time (SWAR), without a loop exit per byte
+// that the branch predictor would miss.
+func jsonFlatValue(msg []byte, i int) (s []byte, next int, ok bool) {
+	j := i
+	for ; j+8 <= len(msg); j += 8 {
+		x := binary.LittleEndian.Uint64(msg[j:])
+		q := x ^ ('"' * jsonSWARLo)
+		b := x ^ ('\\' * jsonSWARLo)
+		// The lowest set bit marks the first '"' or '\\' (higher bits may
+		// be false positives of the borrow; they are not used).
+		if m := ((q-jsonSWARLo)&^q | (b-jsonSWARLo)&^b) & jsonSWARHi; m != 0 {
+			j += bits.TrailingZeros64(m) >> 3
+			if msg[j] != '"' {
+				return nil, 0, false
+			}
+			return msg[i:j:j], j + 1, true
+		}
+	}
+	for ; j < len(msg); j++ { // the last few bytes of msg
+		switch msg[j] {
+		case '"':
+			return msg[i:j:j], j + 1, true
+		case '\\':
+			return nil, 0, false
+		}
+	}
+	return nil, 0, false
 }
+
+// SWAR constants: one in every byte, and every byte's high bit.
+const (
+	jsonSWARLo = 0x0101010101010101
+	jsonSWARHi = 0x8080808080808080
+)
+
+// jsonNumberTab marks the bytes of fastjson's number token: [0-9.eE+-].
+var jsonNumberTab = [256]bool{
+	'0': true, '1': true, '2': true, '3': true, '4': true,
+	'5': true, '6': true, '7': true, '8': true, '9': true,
+	'.': true, '-': true, '+': true, 'e': true, 'E': true,
+}
+
+func jsonNumberByte(c byte) bool { return jsonNumberTab[c] }

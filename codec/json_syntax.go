@@ -26,7 +26,13 @@ func jsonErrorOffset(msg []byte) int {
 	return -1
 }
 
+// jsonSkipWS returns the offset of the first byte at or after i that is not
+// JSON whitespace. Most calls land on a non-space byte: every whitespace
+// byte is <= ' ', so one compare settles them.
 func jsonSkipWS(b []byte, i int) int {
+	if i < len(b) && b[i] > ' ' {
+		return i
+	}
 	for i < len(b) && (b[i] == ' ' || b[i] == '\n' || b[i] == '\t' || b[i] == '\r') {
 		i++
 	}

@@ -25,6 +25,13 @@ type ParserOptions struct {
 	// Symbols is the engine's shared symbol table. Nil gives the parser a
 	// private table of the default capacity (tests, tools).
 	Symbols *SymbolTable
+	// LookupOnly: the parser never adds a name to Symbols. A message that
+	// names a symbol the table does not hold yet (in any field, news symbol
+	// lists included) makes the Parse call return ErrSymbolNotInterned, as
+	// soon as the parse gets there: everything checked before it was
+	// checked alike, nothing after it was. The caller parses that message
+	// again with an interning parser (see NewLookupSymbolCache for why).
+	LookupOnly bool
 }
 
 // parserCore is the state every line/message parser shares: the symbol
@@ -34,22 +41,6 @@ type parserCore struct {
 	err     Error
 	maxSize int
 	source  uint16
-	memo    [parserMemoSlots]parserSymMemo
-}
-
-// A small direct-mapped memo of recent symbols sits in front of the
-// SymbolCache: a hit is a short compare instead of hashing into a map. Ids
-// never change once interned, so entries never go stale; a collision only
-// costs a map lookup.
-const (
-	parserMemoSlots   = 64 // a power of two
-	parserMemoNameMax = 16
-)
-
-type parserSymMemo struct {
-	n    uint8
-	name [parserMemoNameMax]byte
-	id   Symbol
 }
 
 func (c *parserCore) init(opts ParserOptions) {
@@ -62,7 +53,11 @@ func (c *parserCore) init(opts ParserOptions) {
 	if t == nil {
 		t = NewSymbolTable(0)
 	}
-	c.syms = NewSymbolCache(t)
+	if opts.LookupOnly {
+		c.syms = NewLookupSymbolCache(t)
+	} else {
+		c.syms = NewSymbolCache(t)
+	}
 	c.err.Offset = -1
 }
 
@@ -90,28 +85,13 @@ func (c *parserCore) failFrom(e *Error, field string) error {
 // symbol interns name through the per-parser cache; known names do not
 // allocate.
 func (c *parserCore) symbol(name []byte, field string) (Symbol, error) {
-	n := len(name)
-	var e *parserSymMemo
-	if n > 0 && n <= parserMemoNameMax {
-		h := uint(n)
-		for _, b := range name {
-			h = h*31 + uint(b)
-		}
-		e = &c.memo[h&(parserMemoSlots-1)]
-		if int(e.n) == n && string(e.name[:n]) == string(name) {
-			return e.id, nil
-		}
-	}
 	id, err := c.syms.Intern(name)
 	if err == nil {
-		if e != nil {
-			e.n = uint8(n)
-			copy(e.name[:], name)
-			e.id = id
-		}
 		return id, nil
 	}
 	switch {
+	case err == ErrSymbolNotInterned:
+		return 0, err // not a rejection (LookupOnly)
 	case errors.Is(err, ErrInvalidSymbol):
 		return 0, c.fail(ReasonMalformed, field, symbolInvalidDetail)
 	case len(name) == 0:
@@ -174,6 +154,9 @@ type Parser struct {
 	tmp      []byte // number text of the fastjson path
 	top, sub jsonFields
 	noFlat   bool // tests: force the fastjson path
+	// keyOrder holds the keys of the last flat message, in order (jkNone
+	// for a key not in jsonKeyNames): scanFlat's guess for the next one.
+	keyOrder [16]jsonKey
 	news     NewsArticle
 	newsBuf  []byte // the current article's text; grows to the largest article seen
 	newsSyms [MaxNewsSymbols]Symbol

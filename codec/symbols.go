@@ -1,6 +1,7 @@
 package codec
 
 import (
+	"encoding/binary"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,13 @@ var ErrUnknownSymbol = errors.New("codec: unknown symbol")
 // ErrInvalidSymbol is returned by SymbolCache.Intern for a name that
 // ValidSymbolName refuses; parsers reject the message as ReasonMalformed.
 var ErrInvalidSymbol = errors.New("codec: symbol is not valid UTF-8 or holds a control character")
+
+// ErrSymbolNotInterned is returned by a lookup-only SymbolCache (see
+// NewLookupSymbolCache) for a valid name that the table does not hold yet.
+// It is not a rejection: a parser with ParserOptions.LookupOnly returns it
+// from its Parse call unchanged, and the caller parses the message again
+// with an interning parser, in input order.
+var ErrSymbolNotInterned = errors.New("codec: symbol not interned yet")
 
 // MaxSymbolLen bounds an interned name; longer names are rejected.
 const MaxSymbolLen = 64
@@ -115,20 +123,73 @@ func (t *SymbolTable) Names() []string {
 }
 
 // SymbolCache is a per-parser, single-goroutine cache in front of a shared
-// SymbolTable. Hits are a map lookup keyed by the input bytes, which Go
-// performs without converting (and so without allocating) the key.
+// SymbolTable. It is an open-addressing hash table of its own (linear
+// probing over a power-of-two slot array, names in one byte arena), so a hit
+// is a hash of the input bytes, usually one probe and one compare: no Go map,
+// no string conversion, no allocation. It grows (allocating) only when a
+// name is added, which is first-sight cost.
 type SymbolCache struct {
-	t   *SymbolTable
-	ids map[string]Symbol
+	t          *SymbolTable
+	slots      []symSlot // len a power of two, at most half full
+	used       int
+	arena      []byte // the names of the slots
+	lookupOnly bool
 }
+
+// symSlot is one entry of a SymbolCache; id 0 marks an empty slot.
+type symSlot struct {
+	id   Symbol
+	h    uint32 // the hash's high half, compared before the bytes
+	off  uint32 // the name is arena[off : off+n]
+	n    uint32
+	word uint64 // a name of at most eight bytes, packed (symHash)
+}
+
+// symCacheSlots is the initial number of slots of a SymbolCache.
+const symCacheSlots = 256
 
 // NewSymbolCache returns a cache over t.
 func NewSymbolCache(t *SymbolTable) *SymbolCache {
-	return &SymbolCache{t: t, ids: make(map[string]Symbol, 64)}
+	return &SymbolCache{t: t, slots: make([]symSlot, symCacheSlots), arena: make([]byte, 0, 16*symCacheSlots/2)}
+}
+
+// NewLookupSymbolCache returns a cache over t that never adds a name to t:
+// Intern of a valid name that t does not hold returns ErrSymbolNotInterned.
+// Parsers that run in parallel over one input use it, so that ids are
+// assigned by one goroutine in input order (the ids decide shard routing,
+// and a replay must route alike on every run): whether such a parser finds a
+// name or not, the id it would use is the one that goroutine gave it.
+func NewLookupSymbolCache(t *SymbolTable) *SymbolCache {
+	c := NewSymbolCache(t)
+	c.lookupOnly = true
+	return c
 }
 
 // Table returns the shared table behind the cache.
 func (c *SymbolCache) Table() *SymbolTable { return c.t }
+
+// symHash hashes a name: eight bytes at a time, the tail packed into one
+// word, finished with Mix64. For a name of at most eight bytes it also
+// returns the name packed into a word (little-endian), which identifies it
+// among names of its length.
+func symHash(b []byte) (h, word uint64) {
+	h = uint64(len(b))
+	if len(b) == 8 {
+		word = binary.LittleEndian.Uint64(b)
+	}
+	for len(b) >= 8 {
+		h = Mix64(h ^ binary.LittleEndian.Uint64(b))
+		b = b[8:]
+	}
+	var x uint64
+	for i := len(b) - 1; i >= 0; i-- {
+		x = x<<8 | uint64(b[i])
+	}
+	if word == 0 {
+		word = x
+	}
+	return Mix64(h ^ x ^ 0x9E3779B97F4A7C15), word
+}
 
 // Intern returns the id of name, consulting the shared table on a miss.
 //
@@ -140,22 +201,73 @@ func (c *SymbolCache) Table() *SymbolTable { return c.t }
 // checkpoint written before the check existed still recovers; the output
 // encoders escape whatever they are given.
 func (c *SymbolCache) Intern(name []byte) (Symbol, error) {
-	if id, ok := c.ids[string(name)]; ok {
-		return id, nil
+	h, w := symHash(name)
+	mask := uint64(len(c.slots) - 1)
+	for i := h & mask; ; i = (i + 1) & mask {
+		s := &c.slots[i]
+		if s.id == 0 {
+			break
+		}
+		if s.h == uint32(h>>32) && int(s.n) == len(name) {
+			if len(name) <= 8 { // the usual ticker: one compare of words
+				if s.word == w {
+					return s.id, nil
+				}
+			} else if string(c.arena[s.off:s.off+s.n]) == string(name) {
+				return s.id, nil
+			}
+		}
 	}
-	return c.internSlow(name)
+	return c.internSlow(name, h, w)
 }
 
-func (c *SymbolCache) internSlow(name []byte) (Symbol, error) {
+func (c *SymbolCache) internSlow(name []byte, h, w uint64) (Symbol, error) {
 	if !ValidSymbolName(name) {
 		return 0, ErrInvalidSymbol
 	}
-	id, err := c.t.Intern(name)
-	if err != nil {
-		return 0, err
+	var id Symbol
+	if c.lookupOnly {
+		var ok bool
+		if id, ok = c.t.Lookup(name); !ok {
+			// Frozen and full tables, too: the interning parser decides.
+			return 0, ErrSymbolNotInterned
+		}
+	} else {
+		var err error
+		if id, err = c.t.Intern(name); err != nil {
+			return 0, err
+		}
 	}
-	c.ids[string(name)] = id
+	c.add(name, h, w, id)
 	return id, nil
+}
+
+// add puts a name the table holds into the cache, doubling the slots first
+// when that would make them more than half full.
+func (c *SymbolCache) add(name []byte, h, w uint64, id Symbol) {
+	if 2*(c.used+1) > len(c.slots) {
+		old := c.slots
+		c.slots = make([]symSlot, 2*len(old))
+		for _, s := range old {
+			if s.id != 0 {
+				sh, _ := symHash(c.arena[s.off : s.off+s.n])
+				c.put(s, sh)
+			}
+		}
+	}
+	off := len(c.arena)
+	c.arena = append(c.arena, name...)
+	c.put(symSlot{id: id, h: uint32(h >> 32), off: uint32(off), n: uint32(len(name)), word: w}, h)
+	c.used++
+}
+
+func (c *SymbolCache) put(s symSlot, h uint64) {
+	mask := uint64(len(c.slots) - 1)
+	i := h & mask
+	for c.slots[i].id != 0 {
+		i = (i + 1) & mask
+	}
+	c.slots[i] = s
 }
 
 // ValidSymbolName reports whether name may be taken from the wire as a

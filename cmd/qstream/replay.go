@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 
@@ -36,6 +37,7 @@ type replayFlags struct {
 	ops                              operatorFlags
 	outOfOrderness, idleTimeout      time.Duration
 	shards, maxSymbols, maxLine      int
+	parseThreads                     int
 	fromLSN                          uint64 // --format wal (wal.go)
 	fromTime                         string
 }
@@ -56,6 +58,7 @@ func replayFlagSet(f *replayFlags, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&f.dlq, "dlq", "", "dead-letter output file (JSON Lines, one rejected record each with its reason); empty: counted and reported on stderr only")
 	fs.IntVar(&f.shards, "shards", 1, "number of shards; the output is the same for a given number of shards")
 	fs.IntVar(&f.maxSymbols, "max-symbols", 1<<16, "capacity of the symbol table; symbols beyond it are rejected as unknown_symbol")
+	fs.IntVar(&f.parseThreads, "parse-threads", runtime.GOMAXPROCS(0), "goroutines that parse JSON Lines input (one per core by default); the events reach the shards in input order, so the output is the same for any number; 1 parses on the reading goroutine")
 	fs.IntVar(&f.maxLine, "max-line", feeds.DefaultMaxLine, "largest accepted line or message in bytes; longer ones are rejected as oversize")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, `Usage: qstream replay --input PATH|- [flags]
@@ -148,6 +151,9 @@ func replay(f *replayFlags, stdout, stderr io.Writer) error {
 	if f.shards < 1 || f.shards > engine.MaxShards {
 		return usageError{fmt.Errorf("--shards: %d outside 1..%d", f.shards, engine.MaxShards)}
 	}
+	if f.parseThreads < 1 || f.parseThreads > maxParseThreads {
+		return usageError{fmt.Errorf("--parse-threads: %d outside 1..%d", f.parseThreads, maxParseThreads)}
+	}
 	if f.maxSymbols < 1 || f.maxSymbols > 1<<24 {
 		return usageError{fmt.Errorf("--max-symbols: %d outside 1..%d", f.maxSymbols, 1<<24)}
 	}
@@ -227,7 +233,7 @@ func replay(f *replayFlags, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	reader, err := openReader(f.format, f.input, in, codec.ParserOptions{Symbols: eng.Symbols(), MaxMessageSize: f.maxLine}, from)
+	reader, err := openReaderThreads(f.format, f.input, in, codec.ParserOptions{Symbols: eng.Symbols(), MaxMessageSize: f.maxLine}, from, f.parseThreads)
 	if err != nil {
 		return err
 	}
@@ -278,12 +284,21 @@ func replay(f *replayFlags, stdout, stderr io.Writer) error {
 // order (their Seq), and publishes them, flushing at fixed counts so that
 // watermarks advance at the same points on every run.
 func pump(r feeds.Reader, pub *engine.Publisher, dlq *sinks.DeadLetters, tap func(*codec.Event) error) error {
-	var ev codec.Event
+	var own codec.Event
 	var seq uint64
 	tr, _ := r.(interface{ Text() []byte })
+	// A reader that parses into memory of its own (replay_parallel.go)
+	// hands out its event, so that it is copied once, into the ring.
+	rr, _ := r.(interface{ NextRef() (*codec.Event, error) })
 	chunks := 0 // text chunks of the last event still to come (a WAL's): no flush inside a group
 	for {
-		err := r.Next(&ev)
+		ev := &own
+		var err error
+		if rr != nil {
+			ev, err = rr.NextRef()
+		} else {
+			err = r.Next(ev)
+		}
 		if err == io.EOF {
 			return nil
 		}
@@ -310,20 +325,20 @@ func pump(r feeds.Reader, pub *engine.Publisher, dlq *sinks.DeadLetters, tap fun
 			text = tr.Text()
 		}
 		if tap != nil {
-			if err := tap(&ev); err != nil { // before Publish, which may reuse the event
+			if err := tap(ev); err != nil { // before Publish, which may reuse the event
 				return err
 			}
 			// The text goes into the archive as the chunk events that
 			// follow the event in a WAL, so that the archive replays alike.
 			var c codec.Event
 			for off := 0; off < len(text); {
-				off += codec.SetTextChunk(&c, &ev, text, off)
+				off += codec.SetTextChunk(&c, ev, text, off)
 				if err := tap(&c); err != nil {
 					return err
 				}
 			}
 		}
-		if err := pub.PublishText(&ev, text); err != nil {
+		if err := pub.PublishText(ev, text); err != nil {
 			return err
 		}
 		if seq%replayFlushEvery == 0 && chunks == 0 {
@@ -350,6 +365,20 @@ func openInput(path string) (io.ReadCloser, error) {
 // header, an exchange's WebSocket message (or a cryptofeed recording line),
 // else JSON Lines.
 func openReader(format, path string, in io.Reader, opts codec.ParserOptions, from walFrom) (feeds.Reader, error) {
+	return openReaderThreads(format, path, in, opts, from, 1)
+}
+
+// maxParseThreads bounds --parse-threads, and with it the memory of the
+// chunks in flight (replay_parallel.go): 2·16+2 chunks of at most twice the
+// line limit, whose parsed lines take at most ~85 times a chunk's bytes
+// (a 168-byte record per 2-byte line).
+const maxParseThreads = 16
+
+// openReaderThreads is openReader with JSON Lines parsed on parseThreads
+// goroutines when that is more than one (replay_parallel.go). The other
+// formats are read by one goroutine: CSV has a header, the exchange
+// adapters keep per-stream sequence state, pcap and WAL are binary.
+func openReaderThreads(format, path string, in io.Reader, opts codec.ParserOptions, from walFrom, parseThreads int) (feeds.Reader, error) {
 	if format == "wal" || (format == "auto" && isWALDir(path)) {
 		return openWALReader(path, opts.Symbols, from)
 	}
@@ -366,6 +395,10 @@ func openReader(format, path string, in io.Reader, opts codec.ParserOptions, fro
 	}
 	switch format {
 	case "jsonl", "json":
+		if parseThreads > 1 {
+			file, _ := in.(*os.File) // mapped if it is a regular file
+			return newParallelJSONL(br, file, opts, parseThreads), nil
+		}
 		return feeds.NewJSONLReader(br, opts), nil
 	case "csv":
 		return feeds.NewCSVReader(br, opts), nil
