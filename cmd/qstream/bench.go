@@ -1,0 +1,301 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"qstream/bench"
+)
+
+// `qstream bench` is the front of the benchmark harness (package bench):
+// flags and files only. Its hidden subcommands (load, ref, ref-vwap) are the
+// other processes of the measured paths.
+
+func cmdBench(args []string, stdout, stderr io.Writer) int {
+	usage := func(w io.Writer) {
+		fmt.Fprint(w, `Usage: qstream bench <e2e|throughput|micro> [flags]
+
+  e2e         latency over loopback TCP from an open-loop load generator through
+              qstream run to a receiver, per rate and wait strategy, beside the
+              same path through a minimal reference program
+  throughput  qstream run --rate 0 (with and without the WAL) and qstream replay
+              of JSON trades with a tumbling VWAP, at 1..N shards, beside a
+              single-loop reference program
+  micro       the package benchmarks (go test -bench) with their same-run ratios
+
+Each prints a table; --json prints the result as JSON instead.
+Run 'qstream bench <subcommand> --help' for its flags.
+`)
+	}
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
+	}
+	switch args[0] {
+	case "e2e":
+		return benchE2E(args[1:], stdout, stderr)
+	case "throughput":
+		return benchThroughput(args[1:], stdout, stderr)
+	case "micro":
+		return benchMicro(args[1:], stdout, stderr)
+	case "load":
+		return benchLoad(args[1:], stdout, stderr)
+	case "ref":
+		return benchRef(args[1:], stdout, stderr)
+	case "ref-vwap":
+		return benchRefVWAP(args[1:], stdout, stderr)
+	case "-h", "-help", "--help", "help":
+		usage(stdout)
+		return 0
+	}
+	fmt.Fprintf(stderr, "qstream bench: unknown subcommand %q\n\n", args[0])
+	usage(stderr)
+	return 2
+}
+
+// intList is a comma-separated list of integers with k and M suffixes.
+type intList []int
+
+func (l *intList) String() string {
+	var s []string
+	for _, v := range *l {
+		s = append(s, strconv.Itoa(v))
+	}
+	return strings.Join(s, ",")
+}
+
+func (l *intList) Set(v string) error {
+	*l = nil
+	for _, f := range strings.Split(v, ",") {
+		f = strings.TrimSpace(f)
+		mult := 1
+		switch {
+		case strings.HasSuffix(f, "k"):
+			mult, f = 1000, strings.TrimSuffix(f, "k")
+		case strings.HasSuffix(f, "M"):
+			mult, f = 1_000_000, strings.TrimSuffix(f, "M")
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("%q is not a positive integer", f)
+		}
+		*l = append(*l, n*mult)
+	}
+	return nil
+}
+
+// parseBenchFlags parses fs, returning the exit status to use when the
+// command must not go on (ok false).
+func parseBenchFlags(fs *flag.FlagSet, args []string) (code int, ok bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, false
+		}
+		return 2, false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "qstream bench %s: unexpected arguments %q\n", fs.Name(), fs.Args())
+		return 2, false
+	}
+	return 0, true
+}
+
+// selfBinary is the qstream binary the harness runs as its other processes.
+func selfBinary() (string, error) {
+	p, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("qstream bench: cannot find its own binary: %w (pass --bin)", err)
+	}
+	return p, nil
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// writeFile writes what fill writes to path, creating its directory.
+func writeFile(path string, fill func(io.Writer) error) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := fill(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func benchE2E(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("e2e", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	rates := intList{10_000, 50_000, 100_000, 500_000}
+	fs.Var(&rates, "rates", "messages per second, comma-separated (k and M suffixes)")
+	waits := fs.String("waits", "park,yield", "engine wait strategies, comma-separated (park, yield, spin)")
+	duration := fs.Duration("duration", 5*time.Second, "measured time per run")
+	warmup := fs.Duration("warmup", time.Second, "time sent before the measured time of each run, not recorded")
+	pace := fs.String("pace", "spin", "load generator pacing: spin (sends on time; keeps a CPU busy) or sleep (late by the timer's granularity; for tests)")
+	symbols := fs.Int("symbols", 100, "symbols of the trades (1..1000)")
+	shards := fs.Int("shards", 1, "engine shards")
+	noRef := fs.Bool("no-reference", false, "skip the reference program")
+	drain := fs.Duration("drain", 3*time.Second, "after the generator is done, how long without a new output before the missing ones are drops")
+	bin := fs.String("bin", "", "qstream binary to run as the engine, the generator and the reference (default: this one)")
+	jsonOut := fs.Bool("json", false, "print the report as JSON instead of the table")
+	md := fs.String("md", "", "also write the report as Markdown to this file (BENCHMARKS.md-ready)")
+	svg := fs.String("svg", "", "also write the latency percentile plot to this SVG file")
+	in := fs.String("from-json", "", "do not measure: read a report written by --json and print or write it")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: qstream bench e2e [flags]\n\n%s.\n\nFlags:\n", bench.E2EPath)
+		fs.PrintDefaults()
+	}
+	if code, ok := parseBenchFlags(fs, args); !ok {
+		return code
+	}
+	var rep *bench.E2EReport
+	if *in != "" {
+		b, err := os.ReadFile(*in)
+		if err == nil {
+			rep = new(bench.E2EReport)
+			err = json.Unmarshal(b, rep)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "qstream bench e2e: %v\n", err)
+			return 1
+		}
+	} else {
+		pacing, err := bench.ParsePacing(*pace)
+		if err != nil {
+			fmt.Fprintf(stderr, "qstream bench e2e: --pace: %v\n", err)
+			return 2
+		}
+		if *bin == "" {
+			if *bin, err = selfBinary(); err != nil {
+				fmt.Fprintln(stderr, err)
+				return 1
+			}
+		}
+		cfg := bench.E2EConfig{
+			Bin: *bin, Rates: rates, Duration: *duration, Warmup: *warmup, Pacing: pacing, Symbols: *symbols,
+			Shards: *shards, NoReference: *noRef, Drain: *drain, Progress: stderr,
+		}
+		for _, w := range strings.Split(*waits, ",") {
+			if w = strings.TrimSpace(w); w != "" {
+				cfg.Waits = append(cfg.Waits, w)
+			}
+		}
+		rep, err = bench.RunE2E(cfg)
+		if err != nil {
+			fmt.Fprintf(stderr, "qstream bench e2e: %v\n", err)
+			return 2
+		}
+		rep.Command = "qstream bench " + strings.Join(append([]string{"e2e"}, args...), " ")
+	}
+	if *svg != "" {
+		if err := writeFile(*svg, func(w io.Writer) error { return bench.WriteE2ESVG(w, rep) }); err != nil {
+			fmt.Fprintf(stderr, "qstream bench e2e: %v\n", err)
+			return 1
+		}
+	}
+	if *md != "" {
+		rel := ""
+		if *svg != "" {
+			rel = *svg
+			if r, err := filepath.Rel(filepath.Dir(*md), *svg); err == nil {
+				rel = r
+			}
+		}
+		if err := writeFile(*md, func(w io.Writer) error { bench.WriteE2EMarkdown(w, rep, rel); return nil }); err != nil {
+			fmt.Fprintf(stderr, "qstream bench e2e: %v\n", err)
+			return 1
+		}
+	}
+	if *jsonOut {
+		if err := writeJSON(stdout, rep); err != nil {
+			return 1
+		}
+	} else {
+		bench.WriteE2ETable(stdout, rep)
+	}
+	for _, r := range rep.Results {
+		if r.Error != "" {
+			return 1
+		}
+	}
+	return 0
+}
+
+// benchLoad is the load generator process of `bench e2e`: it prints its
+// bench.LoadSummary as JSON.
+func benchLoad(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("load", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg bench.LoadConfig
+	fs.StringVar(&cfg.Addr, "addr", "", "TCP feed address")
+	fs.IntVar(&cfg.Rate, "rate", 10_000, "messages per second")
+	fs.Int64Var(&cfg.Messages, "count", 10_000, "messages to send")
+	fs.Int64Var(&cfg.StartNs, "start-ns", 0, "intended send time of the first message, Unix ns (0: now)")
+	pace := fs.String("pace", "spin", "spin or sleep")
+	fs.IntVar(&cfg.Symbols, "symbols", 100, "symbols (1..1000)")
+	if code, ok := parseBenchFlags(fs, args); !ok {
+		return code
+	}
+	var err error
+	if cfg.Pacing, err = bench.ParsePacing(*pace); err != nil {
+		fmt.Fprintf(stderr, "qstream bench load: %v\n", err)
+		return 2
+	}
+	if cfg.StartNs == 0 {
+		cfg.StartNs = bench.NowNs()
+	}
+	sum, err := bench.RunLoad(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "qstream bench load: %v\n", err)
+		return 1
+	}
+	if err := json.NewEncoder(stdout).Encode(sum); err != nil {
+		return 1
+	}
+	return 0
+}
+
+// benchRef is the reference program of `bench e2e`: it serves until
+// SIGINT or SIGTERM.
+func benchRef(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("ref", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:0", "listen address")
+	if code, ok := parseBenchFlags(fs, args); !ok {
+		return code
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := bench.RunReference(ctx, *addr, stdout, func(a net.Addr) {
+		fmt.Fprintf(stderr, "qstream bench ref: listening on %s\n", a)
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "qstream bench ref: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func benchThroughput(args []string, stdout, stderr io.Writer) int { return 2 }
+func benchMicro(args []string, stdout, stderr io.Writer) int      { return 2 }
+func benchRefVWAP(args []string, stdout, stderr io.Writer) int    { return 2 }
