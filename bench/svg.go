@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strings"
 )
 
@@ -15,7 +16,7 @@ import (
 func WriteE2ESVG(w io.Writer, rep *E2EReport) error {
 	var rates []int
 	for _, r := range rep.Results {
-		if len(rates) == 0 || rates[len(rates)-1] != r.Rate {
+		if !slices.Contains(rates, r.Rate) {
 			rates = append(rates, r.Rate)
 		}
 	}
