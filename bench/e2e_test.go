@@ -21,7 +21,7 @@ func TestReceiverMapsOutputsToSends(t *testing.T) {
 		ts := sched.Due(i)
 		out.WriteString(`{"seq":` + strconv.FormatInt(i+1, 10) + `,"symbol":"S001","ts":` + strconv.FormatInt(ts, 10) + `,"price":100.5,"vwap":null}` + "\n")
 	}
-	out.WriteString(`{"seq":9,"symbol":"S001","ts":1000100,"price":1}` + "\n") // message 1 again
+	out.WriteString(`{"seq":9,"symbol":"S001","ts":1000100,"price":1}` + "\n")  // message 1 again
 	out.WriteString(`{"seq":10,"symbol":"S001","ts":1000150,"price":1}` + "\n") // between two messages
 	out.WriteString(`{"window":"x"}` + "\n")                                    // no ts
 	rc.run(&chunked{data: out.Bytes(), n: 7})
