@@ -93,7 +93,11 @@ func Curve(h *hdrhistogram.Histogram) []CurvePoint {
 	var pts []CurvePoint
 	for k := 0; k <= 5*curveSteps; k++ {
 		pct := 100 * (1 - math.Pow(10, -float64(k)/curveSteps))
-		pts = append(pts, CurvePoint{Pct: pct, Us: float64(h.ValueAtQuantile(pct)) / 1e3})
+		v := h.ValueAtQuantile(pct)
+		if k == 0 {
+			v = h.Min() // ValueAtQuantile(0) is the bucket's lowest, possibly 0
+		}
+		pts = append(pts, CurvePoint{Pct: pct, Us: float64(v) / 1e3})
 	}
 	return append(pts, CurvePoint{Pct: 100, Us: float64(h.Max()) / 1e3})
 }

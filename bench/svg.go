@@ -23,15 +23,15 @@ func WriteE2ESVG(w io.Writer, rep *E2EReport) error {
 	const (
 		panelW, panelH       = 420, 300
 		left, right, top, bt = 60, 15, 40, 45
-		cols                 = 2
 	)
+	cols := min(2, max(1, len(rates)))
 	rows := (len(rates) + cols - 1) / cols
 	width, height := cols*panelW, rows*panelH+40
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="11">`+"\n", width, height, width, height)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
 	fmt.Fprintf(&b, `<text x="%d" y="20" font-size="14" text-anchor="middle">qstream bench e2e: latency from intended send time by percentile (%s)</text>`+"\n", width/2, xmlEscape(rep.Machine.CPU))
-	const xMax = 5.5 // the max is drawn at 5.5 decades
+	const xMax = 6.0 // the max is drawn at 6 decades
 	for pi, rate := range rates {
 		ox, oy := (pi%cols)*panelW, 30+(pi/cols)*panelH
 		pw, ph := float64(panelW-left-right), float64(panelH-top-bt)
@@ -62,14 +62,15 @@ func WriteE2ESVG(w io.Writer, rep *E2EReport) error {
 			return float64(ox+left) + pw*d/xMax
 		}
 		Y := func(v float64) float64 {
-			return float64(oy+top) + ph*(1-(math.Log10(math.Max(v, lo))-ylo)/(yhi-ylo))
+			f := (math.Log10(math.Max(v, 1e-3)) - ylo) / (yhi - ylo)
+			return float64(oy+top) + ph*(1-min(1, max(0, f)))
 		}
 		fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="13" text-anchor="middle">%s msg/s</text>`+"\n", ox+left+int(pw/2), oy+top-10, num(float64(rate)))
 		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%.0f" height="%.0f" fill="none" stroke="#888"/>`+"\n", ox+left, oy+top, pw, ph)
 		for d := ylo; d <= yhi; d++ {
 			y := Y(math.Pow(10, d))
 			fmt.Fprintf(&b, `<line x1="%d" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#ddd"/>`, ox+left, y, float64(ox+left)+pw, y)
-			fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end">%s</text>`+"\n", ox+left-4, y+4, us(math.Pow(10, d)))
+			fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end">%s</text>`+"\n", ox+left-4, y+4, num(math.Pow(10, d)))
 		}
 		for i, lbl := range []string{"0", "90", "99", "99.9", "99.99", "99.999", "max"} {
 			pct := 100 * (1 - math.Pow(10, -float64(i)))
