@@ -227,7 +227,7 @@ func runE2E(cfg E2EConfig, dir string, rate int, target, wait string) (res E2ERe
 		defer close(recvDone)
 		rc.run(srv.stdout)
 	}()
-	out, lerr := runChild(cfg.Bin, []string{"bench", "load", "--addr", srv.addr, "--rate", strconv.Itoa(rate),
+	out, _, lerr := runChild(cfg.Bin, []string{"bench", "load", "--addr", srv.addr, "--rate", strconv.Itoa(rate),
 		"--count", strconv.FormatInt(n, 10), "--start-ns", strconv.FormatInt(start, 10), "--pace", cfg.Pacing.String(),
 		"--symbols", strconv.Itoa(cfg.Symbols)}, dir)
 	var sum LoadSummary

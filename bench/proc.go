@@ -2,7 +2,7 @@ package bench
 
 import (
 	"bufio"
-	"errors"
+	"bytes"
 	"fmt"
 	"io"
 	"os/exec"
@@ -120,20 +120,16 @@ func (t *tailLines) String() string {
 	return strings.Join(t.lines, "\n")
 }
 
-// runChild runs bin with args to completion and returns its stdout; a
-// failure carries its stderr.
-func runChild(bin string, args []string, dir string) ([]byte, error) {
+// runChild runs bin with args to completion and returns its stdout and
+// stderr; a failure's error carries the stderr.
+func runChild(bin string, args []string, dir string) (stdout, stderr []byte, err error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
 	out, err := cmd.Output()
 	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) || stderr.Len() > 0 {
-			return out, fmt.Errorf("bench: %s %s: %v\n%s", bin, strings.Join(args, " "), err, stderr.String())
-		}
-		return out, fmt.Errorf("bench: %s: %w", bin, err)
+		return out, errb.Bytes(), fmt.Errorf("bench: %s %s: %w\n%s", bin, strings.Join(args, " "), err, errb.String())
 	}
-	return out, nil
+	return out, errb.Bytes(), nil
 }

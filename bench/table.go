@@ -146,3 +146,64 @@ func firstLine(s string) string {
 	}
 	return s
 }
+
+func throughputTable(rep *ThroughputReport) *table {
+	t := &table{head: []string{"target", "shards", "WAL", "messages", "windows", "msgs/s (median)", "runs", "baseline", "ratio", "÷ single loop"}}
+	for _, r := range rep.Results {
+		wal := "no"
+		if r.WAL {
+			wal = "yes"
+		}
+		if r.Target == TargetReference {
+			wal = "-"
+		}
+		outs := "-"
+		if r.Target != TargetRun {
+			outs = strconv.FormatInt(r.Outputs, 10)
+		}
+		rate := num(r.Rate)
+		if r.Error != "" {
+			rate = "FAILED"
+		}
+		var runs []string
+		for _, v := range r.Rates {
+			runs = append(runs, num(v))
+		}
+		t.add(r.Target, itoa(r.Shards), wal, num(float64(r.Messages)), outs, rate, strings.Join(runs, " "), r.Baseline, ratio(r.Ratio), ratio(r.VsReference))
+	}
+	return t
+}
+
+// WriteThroughputTable writes the report as an aligned table.
+func WriteThroughputTable(w io.Writer, rep *ThroughputReport) {
+	fmt.Fprintf(w, "Throughput (median of %d interleaved runs; ratio = msgs/s over the baseline's in the same run)\n", rep.Repeats)
+	throughputTable(rep).text(w)
+	for _, r := range rep.Results {
+		if r.Error != "" {
+			fmt.Fprintf(w, "FAILED %s: %s\n", r.Key(), r.Error)
+		}
+	}
+}
+
+// WriteThroughputMarkdown writes the report for BENCHMARKS.md.
+func WriteThroughputMarkdown(w io.Writer, rep *ThroughputReport) {
+	fmt.Fprintf(w, "## Throughput (`qstream bench throughput`)\n\n")
+	fmt.Fprintf(w, "Command: `%s`\n\n", rep.Command)
+	fmt.Fprint(w, rep.Machine.Markdown())
+	fmt.Fprintf(w, "\n- `run`: `qstream run --feed synthetic --rate 0 --count %d --shards N` (synthetic trades and quotes through the in-process "+
+		"pipeline: rings, shards, default indicators, collector; outputs counted), without the WAL (`--wal-dir \"\"`) and with it "+
+		"(group commit); msgs/s as the run's summary line reports it. Baseline of a WAL run: the same shards without the WAL; "+
+		"of the other runs: 1 shard without the WAL.\n", rep.RunMessages)
+	fmt.Fprintf(w, "- `replay`: `qstream replay --format jsonl --windows %s --emit windows --shards N` of %d generated JSON trades "+
+		"(%d symbols, 0.5 ms apart), msgs/s over the process's wall time. Baseline: `reference`, the single-loop program "+
+		"(`qstream bench ref-vwap`: bufio, fastjson and a map, one goroutine) on the same file, which must write as many windows.\n",
+		rep.Window, rep.ReplayTrades, rep.Symbols)
+	fmt.Fprintf(w, "- Every figure is the median of %d runs, interleaved (each target once, then again), in one invocation; "+
+		"ratio = msgs/s over the baseline's msgs/s (above 1: faster than the baseline); \"÷ single loop\" = msgs/s over the reference program's.\n\n", rep.Repeats)
+	throughputTable(rep).markdown(w)
+	for _, r := range rep.Results {
+		if r.Error != "" {
+			fmt.Fprintf(w, "\nFailed: %s: `%s`\n", r.Key(), firstLine(r.Error))
+		}
+	}
+}

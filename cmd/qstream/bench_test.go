@@ -3,7 +3,12 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
 	"testing"
 
 	"qstream/bench"
@@ -110,5 +115,40 @@ func TestBenchE2EReportComplete(t *testing.T) {
 		if v <= 0 {
 			t.Errorf("ratio %s = %v, want > 0", bench.PercentileNames[i], v)
 		}
+	}
+}
+
+// TestBenchRefVWAPMatchesReplay checks that the throughput benchmark's
+// single-loop reference does the replay's work: the same windows, with the
+// same counts and values, as `qstream replay --windows tumbling:1s:vwap`
+// on trades of several symbols (the order of the lines may differ).
+func TestBenchRefVWAPMatchesReplay(t *testing.T) {
+	dir := t.TempDir()
+	input := filepath.Join(dir, "trades.jsonl")
+	var buf []byte
+	for i := int64(0); i < 5000; i++ {
+		buf = bench.AppendTrade(buf, i, 1_700_000_000_000_000_000+i*1_300_000, 7)
+	}
+	if err := os.WriteFile(input, buf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var replayOut, refOut, errb bytes.Buffer
+	if code := realMain([]string{"replay", "--input", input, "--format", "jsonl", "--windows", "tumbling:1s:vwap", "--emit", "windows"}, &replayOut, &errb); code != 0 {
+		t.Fatalf("replay: %d\n%s", code, errb.String())
+	}
+	if code := realMain([]string{"bench", "ref-vwap", "--input", input, "--window", "tumbling:1s:vwap"}, &refOut, &errb); code != 0 {
+		t.Fatalf("ref-vwap: %d\n%s", code, errb.String())
+	}
+	sorted := func(b []byte) []string {
+		l := strings.Split(strings.TrimSpace(string(b)), "\n")
+		sort.Strings(l)
+		return l
+	}
+	got, want := sorted(refOut.Bytes()), sorted(replayOut.Bytes())
+	if len(want) < 7*6 {
+		t.Fatalf("replay wrote only %d windows", len(want))
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("reference windows differ from replay's:\nref %d lines, first %q\nreplay %d lines, first %q", len(got), got[0], len(want), want[0])
 	}
 }
