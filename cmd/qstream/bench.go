@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
@@ -161,7 +162,8 @@ func benchE2E(args []string, stdout, stderr io.Writer) int {
 	jsonOut := fs.Bool("json", false, "print the report as JSON instead of the table")
 	md := fs.String("md", "", "also write the report as Markdown to this file (BENCHMARKS.md-ready)")
 	svg := fs.String("svg", "", "also write the latency percentile plot to this SVG file")
-	in := fs.String("from-json", "", "do not measure: read a report written by --json and print or write it")
+	jsonFile := fs.String("json-file", "", "also write the report as JSON to this file (for --from-json)")
+	in := fs.String("from-json", "", "do not measure: read a report written by --json or --json-file and print or write it")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: qstream bench e2e [flags]\n\n%s.\n\nFlags:\n", bench.E2EPath)
 		fs.PrintDefaults()
@@ -207,6 +209,12 @@ func benchE2E(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		rep.Command = "qstream bench " + strings.Join(append([]string{"e2e"}, args...), " ")
+	}
+	if *jsonFile != "" {
+		if err := writeFile(*jsonFile, func(w io.Writer) error { return writeJSON(w, rep) }); err != nil {
+			fmt.Fprintf(stderr, "qstream bench e2e: %v\n", err)
+			return 1
+		}
 	}
 	if *svg != "" {
 		if err := writeFile(*svg, func(w io.Writer) error { return bench.WriteE2ESVG(w, rep) }); err != nil {
@@ -314,6 +322,7 @@ func benchThroughput(args []string, stdout, stderr io.Writer) int {
 	bin := fs.String("bin", "", "qstream binary (default: this one)")
 	jsonOut := fs.Bool("json", false, "print the report as JSON instead of the table")
 	md := fs.String("md", "", "also write the report as Markdown to this file")
+	jsonFile := fs.String("json-file", "", "also write the report as JSON to this file")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: qstream bench throughput [flags]
 
@@ -345,6 +354,12 @@ Flags:
 		return 2
 	}
 	rep.Command = "qstream bench " + strings.Join(append([]string{"throughput"}, args...), " ")
+	if *jsonFile != "" {
+		if err := writeFile(*jsonFile, func(w io.Writer) error { return writeJSON(w, rep) }); err != nil {
+			fmt.Fprintf(stderr, "qstream bench throughput: %v\n", err)
+			return 1
+		}
+	}
 	if *md != "" {
 		if err := writeFile(*md, func(w io.Writer) error { bench.WriteThroughputMarkdown(w, rep); return nil }); err != nil {
 			fmt.Fprintf(stderr, "qstream bench throughput: %v\n", err)
@@ -418,4 +433,105 @@ func benchRefVWAP(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "qstream bench ref-vwap: %d trades, %d windows\n", trades, windows)
 	return 0
 }
-func benchMicro(args []string, stdout, stderr io.Writer) int { return 2 }
+
+// benchMicro runs the package benchmarks of a qstream checkout with `go
+// test -bench` and turns the output into tables with their same-run ratios
+// against the baselines (bench/benchmd).
+func benchMicro(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("micro", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	repo := fs.String("repo", ".", "the qstream checkout whose benchmarks run (go test needs the source)")
+	pkgs := fs.String("pkgs", "./...", "packages, space-separated")
+	pattern := fs.String("bench", ".", "go test -bench pattern")
+	benchtime := fs.String("benchtime", "1s", "go test -benchtime")
+	count := fs.Int("count", 3, "go test -count: runs of each benchmark (the tables show medians)")
+	raw := fs.String("raw", "", "also keep go test's output in this file (relative to --repo)")
+	md := fs.String("md", "", "also write the Markdown tables to this file (relative to --repo)")
+	jsonOut := fs.Bool("json", false, "print medians and ratios as JSON instead of the tables")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `Usage: qstream bench micro [flags]
+
+Runs go test -run '^$' -bench PATTERN -benchmem in a qstream checkout and
+prints the median of each benchmark and the ratios against the baselines
+measured in the same run (ring vs channel, codec vs encoding/json,
+indicators vs naive recompute, gnet vs the net package, ...), by
+bench/benchmd. go test's own output goes to standard error as it runs.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	if code, ok := parseBenchFlags(fs, args); !ok {
+		return code
+	}
+	if _, err := os.Stat(filepath.Join(*repo, "bench", "benchmd", "main.go")); err != nil {
+		fmt.Fprintf(stderr, "qstream bench micro: %s is not a qstream checkout (no bench/benchmd): pass --repo\n", *repo)
+		return 2
+	}
+	rawPath := *raw
+	if rawPath == "" {
+		f, err := os.CreateTemp("", "qstream-bench-micro-*.txt")
+		if err != nil {
+			fmt.Fprintf(stderr, "qstream bench micro: %v\n", err)
+			return 1
+		}
+		f.Close()
+		rawPath = f.Name()
+		defer os.Remove(rawPath)
+	} else if !filepath.IsAbs(rawPath) {
+		rawPath = filepath.Join(*repo, rawPath)
+	}
+	rawFile, err := os.Create(rawPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "qstream bench micro: %v\n", err)
+		return 1
+	}
+	goArgs := append([]string{"test", "-run", "^$", "-bench", *pattern, "-benchmem", "-benchtime", *benchtime,
+		"-count", strconv.Itoa(*count)}, strings.Fields(*pkgs)...)
+	cmdLine := "go " + strings.Join(goArgs, " ")
+	fmt.Fprintf(stderr, "qstream bench micro: %s\n", cmdLine)
+	gt := exec.Command("go", goArgs...)
+	gt.Dir = *repo
+	gt.Stdout = io.MultiWriter(rawFile, stderr)
+	gt.Stderr = stderr
+	testErr := gt.Run()
+	if err := rawFile.Close(); err != nil && testErr == nil {
+		testErr = err
+	}
+	benchmd := func(extra ...string) ([]byte, error) {
+		c := exec.Command("go", append([]string{"run", "./bench/benchmd", "-in", rawPath, "-cmd", cmdLine}, extra...)...)
+		c.Dir = *repo
+		c.Stderr = stderr
+		return c.Output()
+	}
+	tables, err := benchmd()
+	if err != nil {
+		fmt.Fprintf(stderr, "qstream bench micro: benchmd: %v\n", err)
+		return 1
+	}
+	if *md != "" {
+		path := *md
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(*repo, path)
+		}
+		if err := os.WriteFile(path, tables, 0o644); err != nil {
+			fmt.Fprintf(stderr, "qstream bench micro: %v\n", err)
+			return 1
+		}
+	}
+	if *jsonOut {
+		out, err := benchmd("-json")
+		if err != nil {
+			fmt.Fprintf(stderr, "qstream bench micro: benchmd: %v\n", err)
+			return 1
+		}
+		stdout.Write(out)
+	} else {
+		stdout.Write(tables)
+	}
+	if testErr != nil {
+		fmt.Fprintf(stderr, "qstream bench micro: go test: %v (the tables hold what ran)\n", testErr)
+		return 1
+	}
+	return 0
+}
