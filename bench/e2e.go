@@ -172,21 +172,26 @@ func ratios(a, b []float64) []float64 {
 }
 
 func (p Pacing) String() string {
-	if p == PaceSleep {
+	switch p {
+	case PaceSleep:
 		return "sleep"
+	case PaceNanosleep:
+		return "nanosleep"
 	}
 	return "spin"
 }
 
-// ParsePacing parses "spin" or "sleep".
+// ParsePacing parses "spin", "nanosleep" or "sleep".
 func ParsePacing(s string) (Pacing, error) {
 	switch s {
 	case "spin":
 		return PaceSpin, nil
+	case "nanosleep":
+		return PaceNanosleep, nil
 	case "sleep":
 		return PaceSleep, nil
 	}
-	return 0, fmt.Errorf("bench: pacing %q is not spin or sleep", s)
+	return 0, fmt.Errorf("bench: pacing %q is not spin, nanosleep or sleep", s)
 }
 
 // loadLead is how long after the start of the generator process its first

@@ -68,6 +68,9 @@ func RunLoad(cfg LoadConfig) (LoadSummary, error) {
 	if cfg.Symbols < 1 || cfg.Symbols > maxBenchSymbols {
 		return LoadSummary{}, fmt.Errorf("%w: symbols %d outside 1..%d", ErrTCPLoadConfig, cfg.Symbols, maxBenchSymbols)
 	}
+	if cfg.Pacing == PaceNanosleep {
+		LockForNanosleep()
+	}
 	c, err := net.DialTimeout("tcp", cfg.Addr, 10*time.Second)
 	if err != nil {
 		return LoadSummary{}, fmt.Errorf("bench: load: %w", err)

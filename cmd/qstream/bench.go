@@ -153,7 +153,7 @@ func benchE2E(args []string, stdout, stderr io.Writer) int {
 	waits := fs.String("waits", "park,yield", "engine wait strategies, comma-separated (park, yield, spin)")
 	duration := fs.Duration("duration", 5*time.Second, "measured time per run")
 	warmup := fs.Duration("warmup", time.Second, "time sent before the measured time of each run, not recorded")
-	pace := fs.String("pace", "spin", "load generator pacing: spin (sends on time; keeps a CPU busy) or sleep (late by the timer's granularity; for tests)")
+	pace := fs.String("pace", "spin", "load generator pacing: spin (sends on time; keeps a CPU busy), nanosleep (late by the kernel's wake-up, tens of µs; for shared machines) or sleep (late by Go's timer, up to a millisecond; for tests)")
 	symbols := fs.Int("symbols", 100, "symbols of the trades (1..1000)")
 	shards := fs.Int("shards", 1, "engine shards")
 	noRef := fs.Bool("no-reference", false, "skip the reference program")
@@ -260,7 +260,7 @@ func benchLoad(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Rate, "rate", 10_000, "messages per second")
 	fs.Int64Var(&cfg.Messages, "count", 10_000, "messages to send")
 	fs.Int64Var(&cfg.StartNs, "start-ns", 0, "intended send time of the first message, Unix ns (0: now)")
-	pace := fs.String("pace", "spin", "spin or sleep")
+	pace := fs.String("pace", "spin", "spin, nanosleep or sleep")
 	fs.IntVar(&cfg.Symbols, "symbols", 100, "symbols (1..1000)")
 	if code, ok := parseBenchFlags(fs, args); !ok {
 		return code
