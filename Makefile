@@ -49,9 +49,10 @@ bench: build
 E2E_RATES    ?= 10k,50k,100k,500k
 E2E_WAITS    ?= park,yield
 E2E_DURATION ?= 5s
+E2E_PACE     ?= spin
 TP_SHARDS    ?= 1,2
 bench-e2e: build
-	./bin/qstream bench e2e --rates $(E2E_RATES) --waits $(E2E_WAITS) --duration $(E2E_DURATION) \
+	./bin/qstream bench e2e --rates $(E2E_RATES) --waits $(E2E_WAITS) --duration $(E2E_DURATION) --pace $(E2E_PACE) \
 		--json-file bench/results-e2e.json --md bench/results-e2e.md --svg bench/e2e-latency.svg
 
 bench-throughput: build

@@ -103,6 +103,8 @@ type E2EReport struct {
 	Pacing   string  `json:"pacing"`
 	Symbols  int     `json:"symbols"`
 	Shards   int     `json:"shards"`
+	// EngineArgs are the flags added to the engine's (E2EConfig.EngineArgs).
+	EngineArgs []string `json:"engine_args,omitempty"`
 	// Percentiles names the entries of each ratio.
 	Percentiles []string    `json:"percentiles"`
 	Results     []E2EResult `json:"results"`
@@ -136,7 +138,7 @@ func RunE2E(cfg E2EConfig) (*E2EReport, error) {
 	}
 	rep := &E2EReport{
 		Machine: ThisMachine(), Path: E2EPath, Duration: cfg.Duration.String(), Warmup: cfg.Warmup.String(),
-		Pacing: cfg.Pacing.String(), Symbols: cfg.Symbols, Shards: cfg.Shards, Percentiles: PercentileNames,
+		Pacing: cfg.Pacing.String(), Symbols: cfg.Symbols, Shards: cfg.Shards, EngineArgs: cfg.EngineArgs, Percentiles: PercentileNames,
 	}
 	dir, err := os.MkdirTemp("", "qstream-bench-e2e-")
 	if err != nil {

@@ -112,6 +112,9 @@ func e2eTable(rep *E2EReport) *table {
 func WriteE2ETable(w io.Writer, rep *E2EReport) {
 	fmt.Fprintf(w, "End to end over loopback TCP: latency from the intended send time (open loop, %s measured after %s warm-up per run, generator pacing %s, %d symbols, %d shard(s))\n",
 		rep.Duration, rep.Warmup, rep.Pacing, rep.Symbols, rep.Shards)
+	if len(rep.EngineArgs) > 0 {
+		fmt.Fprintf(w, "engine flags added: %s\n", strings.Join(rep.EngineArgs, " "))
+	}
 	e2eTable(rep).text(w)
 }
 
@@ -122,7 +125,11 @@ func WriteE2EMarkdown(w io.Writer, rep *E2EReport, svg string) {
 	fmt.Fprintf(w, "## End-to-end latency (`qstream bench e2e`)\n\n")
 	fmt.Fprintf(w, "Command: `%s`\n\n", rep.Command)
 	fmt.Fprint(w, rep.Machine.Markdown())
-	fmt.Fprintf(w, "\nPath: %s.\n\n", rep.Path)
+	fmt.Fprintf(w, "\nPath: %s.", rep.Path)
+	if len(rep.EngineArgs) > 0 {
+		fmt.Fprintf(w, " Engine flags added: `%s`.", strings.Join(rep.EngineArgs, " "))
+	}
+	fmt.Fprint(w, "\n\n")
 	fmt.Fprintf(w, "Latency is from each message's intended send time on the open-loop schedule to the read that brought its output line "+
 		"(coordinated omission corrected: a stall counts against every message it delayed), HdrHistogram, 3 significant digits; "+
 		"%s measured per run after %s of warm-up at the same rate; generator pacing `%s`; %d symbols; %d shard(s). "+

@@ -159,6 +159,7 @@ func benchE2E(args []string, stdout, stderr io.Writer) int {
 	noRef := fs.Bool("no-reference", false, "skip the reference program")
 	drain := fs.Duration("drain", 3*time.Second, "after the generator is done, how long without a new output before the missing ones are drops")
 	bin := fs.String("bin", "", "qstream binary to run as the engine, the generator and the reference (default: this one)")
+	engineArgs := fs.String("engine-args", "", "more flags for the engine's qstream run, space-separated; they override the harness's (e.g. \"--wal-dir wal --checkpoint-dir ckpt\" for the WAL, in a temporary directory)")
 	jsonOut := fs.Bool("json", false, "print the report as JSON instead of the table")
 	md := fs.String("md", "", "also write the report as Markdown to this file (BENCHMARKS.md-ready)")
 	svg := fs.String("svg", "", "also write the latency percentile plot to this SVG file")
@@ -196,7 +197,7 @@ func benchE2E(args []string, stdout, stderr io.Writer) int {
 		}
 		cfg := bench.E2EConfig{
 			Bin: *bin, Rates: rates, Duration: *duration, Warmup: *warmup, Pacing: pacing, Symbols: *symbols,
-			Shards: *shards, NoReference: *noRef, Drain: *drain, Progress: stderr,
+			Shards: *shards, NoReference: *noRef, Drain: *drain, Progress: stderr, EngineArgs: strings.Fields(*engineArgs),
 		}
 		for _, w := range strings.Split(*waits, ",") {
 			if w = strings.TrimSpace(w); w != "" {
