@@ -152,3 +152,75 @@ func TestBenchRefVWAPMatchesReplay(t *testing.T) {
 		t.Fatalf("reference windows differ from replay's:\nref %d lines, first %q\nreplay %d lines, first %q", len(got), got[0], len(want), want[0])
 	}
 }
+
+// TestBenchThroughputReport runs `qstream bench throughput` small (one
+// shard, one repeat) and checks that every target ran, did the same work as
+// its baseline and has its ratios.
+func TestBenchThroughputReport(t *testing.T) {
+	bin := qstreamBinary(t)
+	cmd := exec.Command(bin, "bench", "throughput", "--shards", "1", "--run-count", "20000", "--trades", "20000", "--repeats", "1", "--json")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("qstream bench throughput: %v\n%s\n%s", err, stderr.String(), stdout.String())
+	}
+	var rep bench.ThroughputReport
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, stdout.String())
+	}
+	byKey := map[string]bench.ThroughputResult{}
+	for _, r := range rep.Results {
+		byKey[r.Key()] = r
+		if r.Error != "" || r.Rate <= 0 || len(r.Rates) != 1 {
+			t.Errorf("%s: rate %v (%v), error %q", r.Key(), r.Rate, r.Rates, r.Error)
+		}
+	}
+	want := map[string]string{ // result -> its baseline
+		"run/shards=1/nowal": "", "run/shards=1/wal": "run/shards=1/nowal", "replay/shards=1": "reference", "reference": "",
+	}
+	for k, base := range want {
+		r, ok := byKey[k]
+		if !ok {
+			t.Errorf("no result %s in %v", k, rep.Results)
+			continue
+		}
+		if r.Baseline != base || (base != "" && r.Ratio <= 0) {
+			t.Errorf("%s: baseline %q ratio %v, want baseline %q", k, r.Baseline, r.Ratio, base)
+		}
+		if k != "reference" && r.VsReference <= 0 {
+			t.Errorf("%s: no ratio to the single loop", k)
+		}
+	}
+	if rp, ref := byKey["replay/shards=1"], byKey["reference"]; rp.Outputs == 0 || rp.Outputs != ref.Outputs {
+		t.Errorf("replay wrote %d windows, the reference %d", rp.Outputs, ref.Outputs)
+	}
+}
+
+// TestBenchMicroRatios runs `qstream bench micro` on two benchmarks of the
+// codec, a pair of benchmd's (the JSON tick parser and encoding/json), and
+// checks that their same-run ratio comes out.
+func TestBenchMicroRatios(t *testing.T) {
+	repo, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	code := realMain([]string{"bench", "micro", "--repo", repo, "--pkgs", "./codec", "--bench", "^BenchmarkParseTick(Stdlib)?$",
+		"--benchtime", "20000x", "--count", "1", "--json"}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("qstream bench micro: %d\n%s", code, stderr.String())
+	}
+	var out struct {
+		Ratios []struct {
+			Fast, Baseline string
+			Ratio          float64
+		} `json:"ratios"`
+		Benchmarks []struct{ Name string } `json:"benchmarks"`
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, stdout.String())
+	}
+	if len(out.Benchmarks) != 2 || len(out.Ratios) != 1 || out.Ratios[0].Fast != "codec.ParseTick" || out.Ratios[0].Ratio <= 0 {
+		t.Fatalf("benchmarks %v ratios %+v, want the two and their ratio", out.Benchmarks, out.Ratios)
+	}
+}
