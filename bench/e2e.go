@@ -43,6 +43,9 @@ type E2EConfig struct {
 	Pacing   Pacing        // the generator's
 	Symbols  int           // 1..1000
 	Shards   int           // engine shards
+	// Repeats runs each target this many times per rate, in turn (reference,
+	// each wait strategy, then again), into one histogram per target.
+	Repeats int
 	// NoReference skips the reference program (its ratios are then absent).
 	NoReference bool
 	// Drain is how long the receiver waits for more outputs after the
@@ -65,6 +68,7 @@ type E2EResult struct {
 	Target string `json:"target"`
 	Wait   string `json:"wait"` // the engine's wait strategy; "block" for the reference
 	Rate   int    `json:"rate"` // intended messages per second
+	Runs   int    `json:"runs"` // the figures are over this many runs (E2EConfig.Repeats)
 	Sent   int64  `json:"sent"`
 	// Warmup messages were sent and received but not recorded.
 	Warmup     int64 `json:"warmup"`
@@ -103,6 +107,7 @@ type E2EReport struct {
 	Pacing   string  `json:"pacing"`
 	Symbols  int     `json:"symbols"`
 	Shards   int     `json:"shards"`
+	Repeats  int     `json:"repeats"`
 	// EngineArgs are the flags added to the engine's (E2EConfig.EngineArgs).
 	EngineArgs []string `json:"engine_args,omitempty"`
 	// Percentiles names the entries of each ratio.
@@ -145,18 +150,33 @@ func RunE2E(cfg E2EConfig) (*E2EReport, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
+	repeats := max(1, cfg.Repeats)
+	rep.Repeats = repeats
 	for _, rate := range cfg.Rates {
-		var ref *E2EResult
+		// The targets of one rate, run in turn repeats times, so that a
+		// noisy moment of the machine is shared out between them.
+		var accs []*e2eAcc
 		if !cfg.NoReference {
-			r := runE2E(cfg, dir, rate, TargetReference, "block")
-			rep.Results = append(rep.Results, r)
-			ref = &rep.Results[len(rep.Results)-1]
+			accs = append(accs, newE2EAcc(TargetReference, "block", rate))
 		}
 		for _, wait := range cfg.Waits {
-			r := runE2E(cfg, dir, rate, TargetEngine, wait)
-			rep.Results = append(rep.Results, r)
+			accs = append(accs, newE2EAcc(TargetEngine, wait, rate))
+		}
+		for i := 0; i < repeats; i++ {
+			for _, a := range accs {
+				a.add(runE2E(cfg, dir, rate, a.res.Target, a.res.Wait))
+			}
+		}
+		var ref *E2EResult
+		for k, a := range accs {
+			rep.Results = append(rep.Results, a.result())
+			r := &rep.Results[len(rep.Results)-1]
+			if k == 0 && !cfg.NoReference {
+				ref = r
+				continue
+			}
 			if ref != nil && ref.Error == "" && r.Error == "" {
-				rep.Ratios = append(rep.Ratios, E2ERatio{Rate: rate, Wait: wait, Ratio: ratios(r.Latency.values(), ref.Latency.values())})
+				rep.Ratios = append(rep.Ratios, E2ERatio{Rate: rate, Wait: r.Wait, Ratio: ratios(r.Latency.values(), ref.Latency.values())})
 			}
 		}
 	}
@@ -200,8 +220,11 @@ func ParsePacing(s string) (Pacing, error) {
 // message is due: time for it to start and connect.
 const loadLead = 300 * time.Millisecond
 
-func runE2E(cfg E2EConfig, dir string, rate int, target, wait string) (res E2EResult) {
-	res = E2EResult{Target: target, Wait: wait, Rate: rate}
+// runE2E is one run of one target at one rate. It returns the run's
+// result, its latency histogram and the generator's lateness histogram
+// (nil if the generator did not report one).
+func runE2E(cfg E2EConfig, dir string, rate int, target, wait string) (res E2EResult, hist, late *hdrhistogram.Histogram) {
+	res = E2EResult{Target: target, Wait: wait, Rate: rate, Runs: 1}
 	defer func() {
 		if cfg.Progress != nil {
 			status := "ok"
@@ -223,7 +246,7 @@ func runE2E(cfg E2EConfig, dir string, rate int, target, wait string) (res E2ERe
 	srv, err := startServer(cfg.Bin, args, dir)
 	if err != nil {
 		res.Error = err.Error()
-		return res
+		return res, NewLatencyHistogram(), nil
 	}
 	warm := int64(cfg.Warmup.Seconds() * float64(rate))
 	n := warm + max(1, int64(cfg.Duration.Seconds()*float64(rate)))
@@ -255,7 +278,51 @@ func runE2E(cfg E2EConfig, dir string, rate int, target, wait string) (res E2ERe
 	if err := errors.Join(lerr, serr); err != nil {
 		res.Error = err.Error()
 	}
-	return res
+	if sum.LatenessHist != nil {
+		late = hdrhistogram.Import(sum.LatenessHist)
+	}
+	return res, rc.hist, late
+}
+
+// e2eAcc sums the runs of one target at one rate.
+type e2eAcc struct {
+	res                E2EResult
+	hist, late         *hdrhistogram.Histogram
+	sendRate, recvRate float64
+}
+
+func newE2EAcc(target, wait string, rate int) *e2eAcc {
+	return &e2eAcc{res: E2EResult{Target: target, Wait: wait, Rate: rate}, hist: NewLatencyHistogram(), late: NewLatencyHistogram()}
+}
+
+func (a *e2eAcc) add(r E2EResult, hist, late *hdrhistogram.Histogram) {
+	a.res.Runs++
+	a.res.Sent += r.Sent
+	a.res.Warmup += r.Warmup
+	a.res.Received += r.Received
+	a.res.Drops += r.Drops
+	a.res.Duplicates += r.Duplicates
+	a.res.Unknown += r.Unknown
+	a.sendRate += r.SendRate
+	a.recvRate += r.RecvRate
+	a.hist.Merge(hist)
+	if late != nil {
+		a.late.Merge(late)
+	}
+	if r.Error != "" && a.res.Error == "" {
+		a.res.Error = r.Error
+	}
+}
+
+// result is the target's figures over its runs: counts summed, rates
+// averaged, percentiles of the merged histograms.
+func (a *e2eAcc) result() E2EResult {
+	r := a.res
+	if r.Runs > 0 {
+		r.SendRate, r.RecvRate = a.sendRate/float64(r.Runs), a.recvRate/float64(r.Runs)
+	}
+	r.Latency, r.Curve, r.Lateness = PercentilesOf(a.hist), Curve(a.hist), PercentilesOf(a.late)
+	return r
 }
 
 // receiver reads a server's output lines and records each message's

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/valyala/fastjson"
 )
 
@@ -57,8 +58,10 @@ type LoadSummary struct {
 	// first message's intended time to the last write.
 	SendRate float64 `json:"send_rate"`
 	// Lateness is how far behind its intended time each message left
-	// (the generator's own share of the latency).
-	Lateness Percentiles `json:"lateness"`
+	// (the generator's own share of the latency), and LatenessHist its
+	// histogram, for merging runs.
+	Lateness     Percentiles            `json:"lateness"`
+	LatenessHist *hdrhistogram.Snapshot `json:"lateness_hist"`
 }
 
 // RunLoad connects to cfg.Addr and sends cfg.Messages trades (AppendTrade)
@@ -88,7 +91,7 @@ func RunLoad(cfg LoadConfig) (LoadSummary, error) {
 	for i, s := range sent {
 		RecordLatency(late, s-sched.Due(int64(i)))
 	}
-	sum := LoadSummary{Sent: int64(len(sent)), Lateness: PercentilesOf(late)}
+	sum := LoadSummary{Sent: int64(len(sent)), Lateness: PercentilesOf(late), LatenessHist: late.Export()}
 	if n := len(sent); n > 1 {
 		if span := sent[n-1] - cfg.StartNs; span > 0 {
 			sum.SendRate = float64(n-1) / (float64(span) / 1e9)

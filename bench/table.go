@@ -110,8 +110,8 @@ func e2eTable(rep *E2EReport) *table {
 
 // WriteE2ETable writes the report as an aligned table.
 func WriteE2ETable(w io.Writer, rep *E2EReport) {
-	fmt.Fprintf(w, "End to end over loopback TCP: latency from the intended send time (open loop, %s measured after %s warm-up per run, generator pacing %s, %d symbols, %d shard(s))\n",
-		rep.Duration, rep.Warmup, rep.Pacing, rep.Symbols, rep.Shards)
+	fmt.Fprintf(w, "End to end over loopback TCP: latency from the intended send time (open loop, %s measured after %s warm-up per run, %d run(s) per target in turn, generator pacing %s, %d symbols, %d shard(s))\n",
+		rep.Duration, rep.Warmup, max(1, rep.Repeats), rep.Pacing, rep.Symbols, rep.Shards)
 	if len(rep.EngineArgs) > 0 {
 		fmt.Fprintf(w, "engine flags added: %s\n", strings.Join(rep.EngineArgs, " "))
 	}
@@ -132,11 +132,12 @@ func WriteE2EMarkdown(w io.Writer, rep *E2EReport, svg string) {
 	fmt.Fprint(w, "\n\n")
 	fmt.Fprintf(w, "Latency is from each message's intended send time on the open-loop schedule to the read that brought its output line "+
 		"(coordinated omission corrected: a stall counts against every message it delayed), HdrHistogram, 3 significant digits; "+
-		"%s measured per run after %s of warm-up at the same rate; generator pacing `%s`; %d symbols; %d shard(s). "+
+		"%s measured per run after %s of warm-up at the same rate, %d run(s) of each target per rate taken in turn (reference, each wait strategy, again) "+
+		"and merged into one histogram per target; generator pacing `%s`; %d symbols; %d shard(s). "+
 		"\"÷ reference\" rows are the engine's figure over the reference program's at the same rate, in the same run. "+
 		"Drops are messages sent whose output never arrived. \"gen late p99\" is how late the generator itself sent (p99 of actual minus intended send time): "+
 		"where it is large the machine, not the path, set the tail.\n\n",
-		rep.Duration, rep.Warmup, rep.Pacing, rep.Symbols, rep.Shards)
+		rep.Duration, rep.Warmup, max(1, rep.Repeats), rep.Pacing, rep.Symbols, rep.Shards)
 	e2eTable(rep).markdown(w)
 	for _, r := range rep.Results {
 		if r.Error != "" {

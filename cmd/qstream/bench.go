@@ -156,6 +156,7 @@ func benchE2E(args []string, stdout, stderr io.Writer) int {
 	pace := fs.String("pace", "spin", "load generator pacing: spin (sends on time; keeps a CPU busy), nanosleep (late by the kernel's wake-up, tens of µs; for shared machines) or sleep (late by Go's timer, up to a millisecond; for tests)")
 	symbols := fs.Int("symbols", 100, "symbols of the trades (1..1000)")
 	shards := fs.Int("shards", 1, "engine shards")
+	repeats := fs.Int("repeats", 1, "runs of each target per rate, in turn (reference, each wait, then again), merged into one histogram per target: a noisy moment is shared out")
 	noRef := fs.Bool("no-reference", false, "skip the reference program")
 	drain := fs.Duration("drain", 3*time.Second, "after the generator is done, how long without a new output before the missing ones are drops")
 	bin := fs.String("bin", "", "qstream binary to run as the engine, the generator and the reference (default: this one)")
@@ -197,7 +198,7 @@ func benchE2E(args []string, stdout, stderr io.Writer) int {
 		}
 		cfg := bench.E2EConfig{
 			Bin: *bin, Rates: rates, Duration: *duration, Warmup: *warmup, Pacing: pacing, Symbols: *symbols,
-			Shards: *shards, NoReference: *noRef, Drain: *drain, Progress: stderr, EngineArgs: strings.Fields(*engineArgs),
+			Shards: *shards, Repeats: *repeats, NoReference: *noRef, Drain: *drain, Progress: stderr, EngineArgs: strings.Fields(*engineArgs),
 		}
 		for _, w := range strings.Split(*waits, ",") {
 			if w = strings.TrimSpace(w); w != "" {

@@ -49,7 +49,7 @@ func TestBenchE2EReportComplete(t *testing.T) {
 			t.Errorf("machine.%s missing or empty", k)
 		}
 	}
-	resultKeys := []string{"target", "wait", "rate", "sent", "warmup", "received", "drops", "duplicates", "unknown",
+	resultKeys := []string{"target", "wait", "rate", "runs", "sent", "warmup", "received", "drops", "duplicates", "unknown",
 		"send_rate", "recv_rate", "latency", "generator_lateness", "curve"}
 	latencyKeys := []string{"count", "mean_us", "p50_us", "p90_us", "p99_us", "p99_9_us", "p99_99_us", "max_us"}
 	for i, r := range raw.Results {
