@@ -48,11 +48,12 @@ bench: build
 # The load generator busy-waits (--pace spin): run on a quiet machine.
 E2E_RATES    ?= 10k,50k,100k,500k
 E2E_WAITS    ?= park,yield
-E2E_DURATION ?= 5s
+E2E_DURATION ?= 2s
+E2E_REPEATS  ?= 3
 E2E_PACE     ?= spin
 TP_SHARDS    ?= 1,2
 bench-e2e: build
-	./bin/qstream bench e2e --rates $(E2E_RATES) --waits $(E2E_WAITS) --duration $(E2E_DURATION) --pace $(E2E_PACE) \
+	./bin/qstream bench e2e --rates $(E2E_RATES) --waits $(E2E_WAITS) --duration $(E2E_DURATION) --repeats $(E2E_REPEATS) --pace $(E2E_PACE) \
 		--json-file bench/results-e2e.json --md bench/results-e2e.md --svg bench/e2e-latency.svg
 
 bench-throughput: build
