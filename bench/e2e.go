@@ -366,12 +366,12 @@ func (rc *receiver) run(r io.Reader) {
 				rc.line(data[:i], now)
 				data = data[i+1:]
 			}
-			rc.mu.Unlock()
 			have = copy(buf, data)
 			if have == len(buf) {
 				have = 0 // a line longer than the buffer: dropped, counted as unknown
 				rc.unkn++
 			}
+			rc.mu.Unlock()
 		}
 		if err != nil {
 			return
