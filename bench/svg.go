@@ -5,6 +5,7 @@ import (
 	"io"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -70,7 +71,7 @@ func WriteE2ESVG(w io.Writer, rep *E2EReport) error {
 		for d := ylo; d <= yhi; d++ {
 			y := Y(math.Pow(10, d))
 			fmt.Fprintf(&b, `<line x1="%d" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#ddd"/>`, ox+left, y, float64(ox+left)+pw, y)
-			fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end">%s</text>`+"\n", ox+left-4, y+4, num(math.Pow(10, d)))
+			fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end">%s</text>`+"\n", ox+left-4, y+4, decadeLabel(d))
 		}
 		for i, lbl := range []string{"0", "90", "99", "99.9", "99.99", "99.999", "max"} {
 			pct := 100 * (1 - math.Pow(10, -float64(i)))
@@ -82,7 +83,7 @@ func WriteE2ESVG(w io.Writer, rep *E2EReport) error {
 			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`+"\n", x, float64(oy+top)+ph+14, lbl)
 		}
 		fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="middle">percentile</text>`+"\n", ox+left+int(pw/2), float64(oy+top)+ph+30)
-		fmt.Fprintf(&b, `<text x="%d" y="%d" transform="rotate(-90 %d %d)" text-anchor="middle">µs</text>`+"\n", ox+14, oy+top+int(ph/2), ox+14, oy+top+int(ph/2))
+		fmt.Fprintf(&b, `<text x="%d" y="%d" transform="rotate(-90 %d %d)" text-anchor="middle">latency</text>`+"\n", ox+14, oy+top+int(ph/2), ox+14, oy+top+int(ph/2))
 		legend := 0
 		for _, r := range rep.Results {
 			if r.Rate != rate || len(r.Curve) == 0 {
@@ -127,4 +128,17 @@ func seriesStyle(r E2EResult) (color, dash string) {
 
 func xmlEscape(s string) string {
 	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;").Replace(s)
+}
+
+// decadeLabel names the latency 10^d µs.
+func decadeLabel(d float64) string {
+	switch {
+	case d < 0:
+		return strconv.FormatFloat(math.Pow(10, d), 'g', -1, 64) + "µs"
+	case d < 3:
+		return strconv.FormatFloat(math.Pow(10, d), 'f', 0, 64) + "µs"
+	case d < 6:
+		return strconv.FormatFloat(math.Pow(10, d-3), 'f', 0, 64) + "ms"
+	}
+	return strconv.FormatFloat(math.Pow(10, d-6), 'f', 0, 64) + "s"
 }
