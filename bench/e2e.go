@@ -180,6 +180,7 @@ func RunE2E(cfg E2EConfig) (*E2EReport, error) {
 			}
 		}
 	}
+	rep.Machine.SetEnd()
 	return rep, nil
 }
 

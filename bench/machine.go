@@ -17,7 +17,8 @@ type Machine struct {
 	Go         string `json:"go"`
 	OS         string `json:"os"`
 	Kernel     string `json:"kernel"`
-	LoadAvg    string `json:"loadavg"` // at the start of the run
+	LoadAvg    string `json:"loadavg"`     // at the start of the run
+	LoadAvgEnd string `json:"loadavg_end"` // at its end (SetEnd)
 	Date       string `json:"date"`    // UTC, RFC 3339
 }
 
@@ -40,10 +41,20 @@ func ThisMachine() Machine {
 	if out, err := exec.Command("uname", "-sr").Output(); err == nil {
 		m.Kernel = strings.TrimSpace(string(out))
 	}
-	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-		m.LoadAvg = strings.Join(strings.Fields(string(b))[:3], " ")
-	}
+	m.LoadAvg = loadAvg()
 	return m
+}
+
+// SetEnd records the load average at the end of the run: a shared
+// machine's load during a run says how far to trust its figures.
+func (m *Machine) SetEnd() { m.LoadAvgEnd = loadAvg() }
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	return strings.Join(strings.Fields(string(b))[:3], " ")
 }
 
 // Markdown is the machine as a list for the results files.
@@ -51,6 +62,10 @@ func (m Machine) Markdown() string {
 	var b strings.Builder
 	b.WriteString("- CPU: " + m.CPU + ", " + itoa(m.CPUs) + " logical CPUs (GOMAXPROCS " + itoa(m.GOMAXPROCS) + ")\n")
 	b.WriteString("- Go: " + m.Go + " " + m.OS + "; kernel " + m.Kernel + "\n")
-	b.WriteString("- Load average at the start: " + m.LoadAvg + "; measured " + m.Date + "\n")
+	b.WriteString("- Load average (1, 5, 15 min) at the start: " + m.LoadAvg)
+	if m.LoadAvgEnd != "" {
+		b.WriteString("; at the end: " + m.LoadAvgEnd)
+	}
+	b.WriteString("; measured " + m.Date + "\n")
 	return b.String()
 }

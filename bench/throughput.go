@@ -204,6 +204,7 @@ func RunThroughput(cfg ThroughputConfig) (*ThroughputReport, error) {
 		}
 		rep.Results = append(rep.Results, *r)
 	}
+	rep.Machine.SetEnd()
 	return rep, nil
 }
 
