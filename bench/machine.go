@@ -19,7 +19,7 @@ type Machine struct {
 	Kernel     string `json:"kernel"`
 	LoadAvg    string `json:"loadavg"`     // at the start of the run
 	LoadAvgEnd string `json:"loadavg_end"` // at its end (SetEnd)
-	Date       string `json:"date"`    // UTC, RFC 3339
+	Date       string `json:"date"`        // UTC, RFC 3339
 }
 
 // ThisMachine describes the current host.
