@@ -10,7 +10,7 @@ BENCHTIME ?= 1s
 BENCHCOUNT ?= 3
 FUZZTIME  ?= 30s
 
-.PHONY: all build run test test-race test-unit services bench bench-durability fuzz lint stress crash-test clean
+.PHONY: all build run test test-race test-unit services bench bench-e2e bench-throughput bench-durability fuzz lint stress crash-test clean
 
 all: build
 
@@ -36,9 +36,28 @@ test-race: services
 # Benchmarks. The raw output goes to bench/results.txt and its tables (medians,
 # same-run ratios against the baselines, the machine) to bench/results.md, from
 # which BENCHMARKS.md quotes. Run it on a quiet machine.
-bench:
+bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) $(PKGS) | tee bench/results.txt
 	$(GO) run ./bench/benchmd -in bench/results.txt -cmd "make bench BENCHTIME=$(BENCHTIME) BENCHCOUNT=$(BENCHCOUNT)" > bench/results.md
+	$(MAKE) bench-e2e bench-throughput
+
+# The end-to-end latency and throughput suites (`qstream bench`): tables on
+# stdout, and for BENCHMARKS.md bench/results-e2e.md with its plot
+# bench/e2e-latency.svg, bench/results-throughput.md, and the JSON reports
+# (`qstream bench e2e --from-json bench/results-e2e.json --svg ...` redraws).
+# The load generator busy-waits (--pace spin): run on a quiet machine.
+E2E_RATES    ?= 10k,50k,100k,500k
+E2E_WAITS    ?= park,yield
+E2E_DURATION ?= 2s
+E2E_REPEATS  ?= 3
+E2E_PACE     ?= spin
+TP_SHARDS    ?= 1,2
+bench-e2e: build
+	./bin/qstream bench e2e --rates $(E2E_RATES) --waits $(E2E_WAITS) --duration $(E2E_DURATION) --repeats $(E2E_REPEATS) --pace $(E2E_PACE) \
+		--json-file bench/results-e2e.json --md bench/results-e2e.md --svg bench/e2e-latency.svg
+
+bench-throughput: build
+	./bin/qstream bench throughput --shards $(TP_SHARDS) --json-file bench/results-throughput.json --md bench/results-throughput.md
 
 # Longer randomized runs than `make test` affords.
 stress:

@@ -57,6 +57,12 @@ const (
 	// timer's granularity (up to a millisecond), which the intended-time
 	// accounting charges to the latency. For tests.
 	PaceSleep
+	// PaceNanosleep sleeps in nanosleep(2) on a thread with a 1 ns timer
+	// slack (LockForNanosleep): sends leave late by the kernel's wake-up
+	// latency (tens of µs on a VM) and no CPU is spent waiting. For shared
+	// machines, where a busy generator would take a CPU from what it
+	// measures.
+	PaceNanosleep
 )
 
 // WaitUntil waits, as p says, until NowNs() >= deadlineNs and returns the
@@ -67,8 +73,11 @@ func WaitUntil(deadlineNs int64, p Pacing) int64 {
 		if now >= deadlineNs {
 			return now
 		}
-		if p == PaceSleep {
+		switch p {
+		case PaceSleep:
 			time.Sleep(time.Duration(deadlineNs - now))
+		case PaceNanosleep:
+			nanosleep(deadlineNs - now)
 		}
 	}
 }

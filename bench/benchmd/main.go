@@ -8,6 +8,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -62,6 +63,7 @@ type result struct {
 func main() {
 	in := flag.String("in", "-", "go test -bench output to read")
 	cmd := flag.String("cmd", "make bench", "the command that produced the input, for the header")
+	asJSON := flag.Bool("json", false, "write the medians and ratios as JSON instead of Markdown")
 	flag.Parse()
 	var r io.Reader = os.Stdin
 	if *in != "-" {
@@ -77,6 +79,13 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchmd:", err)
 		os.Exit(1)
+	}
+	if *asJSON {
+		if err := writeJSON(os.Stdout, results, cpu, *cmd); err != nil {
+			fmt.Fprintln(os.Stderr, "benchmd:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	write(os.Stdout, results, cpu, *cmd)
 }
@@ -216,4 +225,57 @@ func write(w io.Writer, results []*result, cpu, cmd string) {
 			fmt.Fprintf(w, "| %s | %d | %s |\n", r.name, runs, strings.Join(parts, ", "))
 		}
 	}
+}
+
+// writeJSON writes what write writes, for programs (`qstream bench micro
+// --json`): the medians of every benchmark and the same-run ratios.
+func writeJSON(w io.Writer, results []*result, cpu, cmd string) error {
+	type ratioJSON struct {
+		Name      string  `json:"name"`
+		Fast      string  `json:"fast"`
+		Baseline  string  `json:"baseline"`
+		Metric    string  `json:"metric"`
+		FastValue float64 `json:"fast_value"`
+		BaseValue float64 `json:"baseline_value"`
+		Ratio     float64 `json:"ratio"`
+		Budget    string  `json:"budget,omitempty"`
+	}
+	type benchJSON struct {
+		Name    string             `json:"name"` // pkg.Benchmark (without the Benchmark prefix)
+		Runs    int                `json:"runs"`
+		Medians map[string]float64 `json:"medians"` // by unit
+	}
+	out := struct {
+		Command    string      `json:"command"`
+		CPU        string      `json:"cpu"`
+		CPUs       int         `json:"cpus"`
+		Go         string      `json:"go"`
+		Ratios     []ratioJSON `json:"ratios"`
+		Benchmarks []benchJSON `json:"benchmarks"`
+	}{Command: cmd, CPU: cpu, CPUs: runtime.NumCPU(), Go: runtime.Version(), Ratios: []ratioJSON{}, Benchmarks: []benchJSON{}}
+	byKey := map[string]*result{}
+	for _, r := range results {
+		byKey[r.pkg+"."+r.name] = r
+		b := benchJSON{Name: r.pkg + "." + r.name, Medians: map[string]float64{}}
+		for _, u := range r.order {
+			b.Medians[u] = median(r.metrics[u])
+			b.Runs = max(b.Runs, len(r.metrics[u]))
+		}
+		out.Benchmarks = append(out.Benchmarks, b)
+	}
+	for _, q := range ratios {
+		a, b := byKey[q.fast], byKey[q.slow]
+		if a == nil || b == nil || len(a.metrics[q.metric]) == 0 || len(b.metrics[q.metric]) == 0 {
+			continue
+		}
+		fa, fb := median(a.metrics[q.metric]), median(b.metrics[q.metric])
+		r := fb / fa
+		if q.higherIsBetter {
+			r = fa / fb
+		}
+		out.Ratios = append(out.Ratios, ratioJSON{Name: q.name, Fast: q.fast, Baseline: q.slow, Metric: q.metric, FastValue: fa, BaseValue: fb, Ratio: r, Budget: q.budget})
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
 }

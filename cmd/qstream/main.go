@@ -6,6 +6,7 @@
 //	qstream wal      inspect a write-ahead log
 //	qstream dlq      list, show and re-inject dead letters
 //	qstream config   print an example configuration file or check one
+//	qstream bench    the benchmark suite: e2e latency, throughput, micro
 package main
 
 import (
@@ -29,6 +30,7 @@ func init() {
 		{"wal", "inspect a WAL directory: segments, LSN ranges, checkpoints, corruption", cmdWAL},
 		{"dlq", "list, show and re-inject dead letters", cmdDLQ},
 		{"config", "print an example configuration file (example) or validate one (check FILE)", cmdConfig},
+		{"bench", "benchmarks: e2e latency, throughput, micro, each beside its same-run baseline", cmdBench},
 	}
 }
 
