@@ -403,11 +403,13 @@ func (e *Engine) StopStream(ctx context.Context, id StreamID) error {
 		st.api.Close() // ProcessMessage's publisher: the stream's end is its end
 	}
 	st.apiMu.Unlock()
-	for !e.streamPublishersEnded(st) {
+	// Its publishers end, then the shards take what they published (the
+	// end of a closed one's input included) before the end fires.
+	for !e.streamPublishersEnded(st) || !e.streamInputsDrained(st) {
 		select {
 		case <-ctx.Done():
 			st.state.Store(uint32(StreamRunning))
-			return fmt.Errorf("engine: stop stream %q: its publishers are still open: %w", id, ctx.Err())
+			return fmt.Errorf("engine: stop stream %q: its publishers are still open or not drained: %w", id, ctx.Err())
 		default:
 			waitBriefly()
 		}
@@ -454,6 +456,17 @@ func (e *Engine) detachAPIPublishers() {
 func (e *Engine) streamPublishersEnded(st *stream) bool {
 	for _, p := range *e.pubs.Load() {
 		if p.stream == st && !p.ended.Load() {
+			return false
+		}
+	}
+	return true
+}
+
+// streamInputsDrained reports whether the shards have taken everything
+// st's publishers put into their rings.
+func (e *Engine) streamInputsDrained(st *stream) bool {
+	for _, p := range *e.pubs.Load() {
+		if p.stream == st && !p.ringsEmpty() {
 			return false
 		}
 	}

@@ -532,3 +532,53 @@ func TestProcessMessageThenStop(t *testing.T) {
 		t.Fatalf("%d outputs delivered, want 3", n)
 	}
 }
+
+// StopStream right after its publisher closes: everything the publisher
+// put into the rings is processed before the end fires (nothing late), and
+// the windows hold every trade.
+func TestStopStreamDrainsFirst(t *testing.T) {
+	outs := &streamOutputs{}
+	e, err := New(Config{
+		Shards:        2,
+		Symbols:       codec.NewSymbolTable(64),
+		Processors:    streamPipeline(t, testStreamSpec{Indicators: "sma:2"}),
+		StreamFactory: outs.factory(t),
+		RingSize:      8192,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(); err != nil {
+		t.Fatal(err)
+	}
+	internSymbols(t, e, 8)
+	for round := range 5 {
+		id := StreamID(fmt.Sprintf("w%d", round))
+		if _, err := e.StartStream(StreamConfig{ID: id, Spec: mustSpec(t, testStreamSpec{Windows: "tumbling:1ms:count"})}); err != nil {
+			t.Fatal(err)
+		}
+		evs := testEvents(6000, 8, uint64(10+round))
+		p, _ := e.NewStreamPublisher(id, "feed")
+		publishRange(t, p, evs, 0, len(evs))
+		p.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		if err := e.StopStream(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		trades := 0
+		for _, ev := range evs {
+			if ev.Kind == codec.KindTrade {
+				trades++
+			}
+		}
+		var counted int64
+		for _, o := range outs.of(id).all() {
+			counted += int64(o.Value)
+		}
+		if m, _ := e.StreamMetrics(DefaultStream); counted != int64(trades) {
+			t.Fatalf("round %d: windows counted %d trades of %d (%+v)", round, counted, trades, m.Rejected)
+		}
+	}
+	stop(t, e)
+}
