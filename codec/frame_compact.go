@@ -50,6 +50,18 @@ func eventWords(ev *Event) *[compactWords]uint64 {
 	return (*[compactWords]uint64)(unsafe.Pointer(ev))
 }
 
+// EventWords returns ev's first fourteen fields (TsNs, IngestNs, Seq,
+// IDHash, Price, Volume, Bid, Ask, BidSize, AskSize, Open, High, Low, Aux)
+// as the 8-byte words the compact encodings store (floats by their bits).
+// The words alias ev.
+func EventWords(ev *Event) *[14]uint64 { return eventWords(ev) }
+
+// ValidKindStatus reports whether kind and status are ones a frame may
+// carry.
+func ValidKindStatus(kind Kind, status Status) bool {
+	return kind != KindInvalid && kind < kindCount && status < statusCount
+}
+
 // AppendCompactFrame appends the compact frame of ev to dst and returns the
 // extended slice. It does not allocate when cap(dst)-len(dst) >=
 // MaxCompactFrameSize.

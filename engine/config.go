@@ -172,6 +172,11 @@ type Config struct {
 	// (OpenWAL) also logs symbols, watermarks and publishers, which
 	// Recover, Checkpoints and `qstream replay --format wal` need.
 	Durability Durability
+	// WALEventRecords makes a *WAL log each event as a record of its own
+	// (RecordEvent) instead of batches of the events made visible together
+	// (RecordEventBatch, walbatch.go: a third of the bytes). For a follower
+	// of the WAL that positions events by LSN: the archive sink.
+	WALEventRecords bool
 	// Checkpoints, if set, takes consistent checkpoints of every shard's
 	// state (see checkpoint.go). It needs Durability to be a *WAL and every
 	// Processor to be a StatefulProcessor.

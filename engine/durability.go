@@ -19,12 +19,13 @@ import (
 // publisher registrations (frames carry the publisher id of the process that
 // wrote them; these records map it to the source's name).
 const (
-	RecordEvent     = wal.TypeData      // one event: its compact codec frame (codec.AppendCompactFrame; the fixed frame of older WALs reads too: codec.DecodeStoredFrame)
-	RecordSymbol    = wal.RecordType(2) // symbol id u32 | name
-	RecordWatermark = wal.RecordType(3) // publisher id u16 | 6 zero bytes | watermark i64 | seq u64
-	RecordSource    = wal.RecordType(4) // publisher id u16 | 2 zero bytes | name
-	watermarkRecLen = 24                // size of a RecordWatermark payload
-	maxSourceName   = 255               // bound on a source (publisher) name in records and checkpoints
+	RecordEvent      = wal.TypeData      // one event: its compact codec frame (codec.AppendCompactFrame; the fixed frame of older WALs reads too: codec.DecodeStoredFrame)
+	RecordSymbol     = wal.RecordType(2) // symbol id u32 | name
+	RecordWatermark  = wal.RecordType(3) // publisher id u16 | 6 zero bytes | watermark i64 | seq u64
+	RecordSource     = wal.RecordType(4) // publisher id u16 | 2 zero bytes | name
+	RecordEventBatch = wal.RecordType(5) // the events a publisher made visible together (walbatch.go)
+	watermarkRecLen  = 24                // size of a RecordWatermark payload
+	maxSourceName    = 255               // bound on a source (publisher) name in records and checkpoints
 )
 
 // WAL is the engine's write-ahead log: a wal.Writer plus the engine's record

@@ -241,6 +241,13 @@ func TestWALHoldsControlRecords(t *testing.T) {
 			var ev codec.Event
 			codec.DecodeStoredFrame(rec.Payload, &ev)
 			got = append(got, "event "+itoa(ev.TsNs))
+		case RecordEventBatch:
+			if err := DecodeEventBatch(rec.Payload, func(ev *codec.Event) error {
+				got = append(got, "event "+itoa(ev.TsNs))
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	want := "source feed,symbol A,symbol B,event 100,wm 100,event 200,wm 200,event 300,wm 300"

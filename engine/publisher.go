@@ -59,8 +59,15 @@ type Publisher struct {
 	fill    []int           // how many of claim[s] are written
 	waiter  *ring.Waiter
 
-	frame      []byte // WAL frame buffer, reused
-	nowNs      int64  // ingest stamp for the current batch; 0 = read the clock on next Publish
+	frame []byte // WAL frame buffer, reused
+	// The WAL batch being built (walbatch.go): appended as one record
+	// before its events become visible (flushWAL); walErr is sticky.
+	walBuf     []byte
+	walN       int
+	walPrev    batchPrev
+	walLimit   int
+	walErr     error
+	nowNs      int64 // ingest stamp for the current batch; 0 = read the clock on next Publish
 	maxTsNs    int64
 	maxTsPub   atomic.Int64 // maxTsNs for readers (Engine.Publishers), stored when the watermark moves
 	sentWmNs   int64
@@ -174,17 +181,39 @@ func (p *Publisher) publish(ev *codec.Event) error {
 		ev.Seq = p.maxSeq + 1 // before the WAL append: a replay sees the same offset
 	}
 	if d := p.e.cfg.Durability; d != nil && !p.replay {
-		if w := p.e.wal; w != nil && w.needSymbol(ev.Symbol) {
-			if err := w.logSymbols(ev.Symbol); err != nil {
+		if w := p.e.wal; w != nil && !p.e.cfg.WALEventRecords {
+			if p.walErr != nil {
+				return p.walErr
+			}
+			if w.needSymbol(ev.Symbol) {
+				if err := w.logSymbols(ev.Symbol); err != nil {
+					return err
+				}
+			}
+			if p.walN == 0 {
+				p.walBuf, p.walPrev = beginBatch(p.walBuf[:0], p.id), batchPrev{}
+			}
+			p.walBuf = appendBatchEvent(p.walBuf, &p.walPrev, ev)
+			p.walN++
+			if len(p.walBuf) > p.walLimit-batchEventMax {
+				if err := p.flushWAL(); err != nil {
+					return err
+				}
+			}
+		} else {
+			// A record per event (another Durability, or WALEventRecords).
+			if w := p.e.wal; w != nil && w.needSymbol(ev.Symbol) {
+				if err := w.logSymbols(ev.Symbol); err != nil {
+					return err
+				}
+			}
+			p.frame = codec.AppendCompactFrame(p.frame[:0], ev)
+			lsn, err := d.Append(p.frame)
+			if err != nil {
 				return err
 			}
+			p.lastLSN = lsn
 		}
-		p.frame = codec.AppendCompactFrame(p.frame[:0], ev)
-		lsn, err := d.Append(p.frame)
-		if err != nil {
-			return err
-		}
-		p.lastLSN = lsn
 	}
 	s := p.e.route(ev.Symbol)
 	if ev.Flags&codec.FlagBroadcast == 0 {
@@ -232,6 +261,9 @@ func (p *Publisher) put(s int, ev *codec.Event) error {
 // shard (and no ordered collector) waits on events this Publisher holds.
 func (p *Publisher) reclaim(s int) error {
 	r := p.rings[s]
+	if err := p.flushWAL(); err != nil {
+		return err
+	}
 	p.commit(s)
 	if c := r.Claim(publishBatchMax); len(c) > 0 {
 		p.claim[s] = c
@@ -259,10 +291,36 @@ func (p *Publisher) commitAll() {
 // progress past the marker's outputs before it processed the marker (the
 // ordered collector would then let another shard's outputs of that Seq go
 // first).
+//
+// The events' WAL batch is appended first (flushWAL); if that fails they
+// stay invisible, and the error is the Publisher's from then on.
 func (p *Publisher) commitRings() {
+	if p.flushWAL() != nil {
+		return
+	}
 	for s := range p.rings {
 		p.commit(s)
 	}
+}
+
+// flushWAL appends the events published since the last flush as one WAL
+// record (an event batch), before they become visible to the shards.
+func (p *Publisher) flushWAL() error {
+	if p.walErr != nil {
+		return p.walErr
+	}
+	if p.walN == 0 {
+		return nil
+	}
+	finishBatch(p.walBuf, p.walN)
+	lsn, err := p.e.wal.w.Append(RecordEventBatch, p.walBuf)
+	p.walN = 0
+	if err != nil {
+		p.walErr = err
+		return err
+	}
+	p.lastLSN = lsn
+	return nil
 }
 
 // commit publishes the written slots of shard s's claim and drops the rest
@@ -296,6 +354,9 @@ func (p *Publisher) flush() error {
 		return ErrStopped
 	}
 	p.commitRings()
+	if p.walErr != nil {
+		return p.walErr
+	}
 	defer p.committedSeq.Store(p.lastSeq) // after the watermark (commitRings)
 	if p.maxTsNs != math.MinInt64 && p.lastSeq >= p.resumeSeq {
 		wm := p.maxTsNs - p.ooNs

@@ -177,6 +177,7 @@ type replayer struct {
 	state     map[string]sourceState // per source: offset and watermark state
 	maxSymbol int
 	ev        codec.Event
+	batch     EventBatch
 	last      *Publisher // the recovery publisher of the previous record
 }
 
@@ -291,22 +292,20 @@ func (r *replayer) record(rec wal.Record) error {
 		if _, err := codec.DecodeStoredFrame(rec.Payload, &r.ev); err != nil {
 			return err
 		}
-		src := int(r.ev.Source)
-		if lsn, ok := r.filter[src]; ok && rec.LSN <= lsn {
-			r.rep.Filtered++
-			return nil
-		}
-		p, err := r.publisher(src)
-		if err != nil {
+		return r.event(rec.LSN)
+	case RecordEventBatch:
+		if err := r.batch.Reset(rec.Payload); err != nil {
 			return err
 		}
-		r.ev.IngestNs = 0
-		r.ev.Flags |= codec.FlagReplay
-		if err := p.publish(&r.ev); err != nil {
-			return err
+		for {
+			ok, err := r.batch.Next(&r.ev)
+			if err != nil || !ok {
+				return err
+			}
+			if err := r.event(rec.LSN); err != nil {
+				return err
+			}
 		}
-		p.lastLSN = rec.LSN
-		r.rep.Events++
 	case RecordWatermark:
 		src, wm, seq, err := DecodeWatermarkRecord(rec.Payload)
 		if err != nil {
@@ -348,6 +347,27 @@ func (r *replayer) record(rec wal.Record) error {
 	default:
 		return &codec.Error{Reason: codec.ReasonUnknownKind, Detail: "unknown WAL record type", Offset: -1}
 	}
+	return nil
+}
+
+// event replays r.ev, logged in the record at lsn.
+func (r *replayer) event(lsn uint64) error {
+	src := int(r.ev.Source)
+	if cut, ok := r.filter[src]; ok && lsn <= cut {
+		r.rep.Filtered++
+		return nil
+	}
+	p, err := r.publisher(src)
+	if err != nil {
+		return err
+	}
+	r.ev.IngestNs = 0
+	r.ev.Flags |= codec.FlagReplay
+	if err := p.publish(&r.ev); err != nil {
+		return err
+	}
+	p.lastLSN = lsn
+	r.rep.Events++
 	return nil
 }
 
@@ -535,6 +555,9 @@ func (e *Engine) initPublisher(p *Publisher, replay bool) error {
 	p.srcHash = codec.HashID([]byte(p.name))
 	p.scopeHash = codec.HashID([]byte(dedupScope(p.name)))
 	p.locked = e.wal != nil
+	if e.wal != nil {
+		p.walLimit = min(batchBytesMax, e.wal.w.MaxRecordSize())
+	}
 	if e.wal == nil || replay {
 		return nil
 	}

@@ -41,6 +41,11 @@ type WALEvents struct {
 	ids     map[uint32]codec.Symbol // WAL id → id in o.Symbols
 	started bool
 	lsn     uint64
+	// The event batch being read (RecordEventBatch), its LSN and payload.
+	batch    EventBatch
+	inBatch  bool
+	batchLSN uint64
+	batchRaw []byte
 }
 
 // WALRecordError is a record that cannot be replayed (an event whose symbol
@@ -95,6 +100,20 @@ func (w *WALEvents) LSN() uint64 { return w.lsn }
 // (corruption, with the segment and offset).
 func (w *WALEvents) Next(ev *codec.Event) error {
 	for {
+		if w.inBatch {
+			ok, err := w.batch.Next(ev)
+			if err != nil {
+				w.inBatch = false
+				return &WALRecordError{LSN: w.batchLSN, Raw: w.batchRaw, Err: err}
+			}
+			if ok {
+				if selected, err := w.finish(ev, w.batchLSN, w.batchRaw); selected {
+					return err
+				}
+				continue
+			}
+			w.inBatch = false
+		}
 		rec, err := w.r.Next()
 		if err != nil {
 			return err
@@ -109,40 +128,53 @@ func (w *WALEvents) Next(ev *codec.Event) error {
 				w.names[uint32(sym)] = string(name)
 				delete(w.ids, uint32(sym)) // a later process reused the id
 			}
-			continue
 		case RecordEvent:
-		default:
-			continue
-		}
-		if rec.LSN < w.o.FromLSN {
-			continue
-		}
-		if _, err := codec.DecodeStoredFrame(rec.Payload, ev); err != nil {
-			return &WALRecordError{LSN: rec.LSN, Raw: rec.Payload, Err: err}
-		}
-		if !w.started {
-			if ev.TsNs < w.o.FromTimeNs {
+			if rec.LSN < w.o.FromLSN {
 				continue
 			}
-			w.started = true
-		}
-		w.lsn = rec.LSN
-		id, ok := w.ids[uint32(ev.Symbol)]
-		if !ok && ev.Symbol != 0 {
-			name, known := w.names[uint32(ev.Symbol)]
-			if !known {
-				return &WALRecordError{LSN: rec.LSN, Raw: rec.Payload, Err: &codec.Error{Reason: codec.ReasonUnknownSymbol, Detail: "symbol id not defined in the WAL or checkpoint", Offset: -1}}
+			if _, err := codec.DecodeStoredFrame(rec.Payload, ev); err != nil {
+				return &WALRecordError{LSN: rec.LSN, Raw: rec.Payload, Err: err}
 			}
-			if id, err = w.o.Symbols.InternString(name); err != nil {
-				return &WALRecordError{LSN: rec.LSN, Raw: rec.Payload, Err: &codec.Error{Reason: codec.ReasonUnknownSymbol, Detail: "symbol table full", Offset: -1}}
+			if selected, err := w.finish(ev, rec.LSN, rec.Payload); selected {
+				return err
 			}
-			w.ids[uint32(ev.Symbol)] = id
+		case RecordEventBatch:
+			if rec.LSN < w.o.FromLSN {
+				continue
+			}
+			if err := w.batch.Reset(rec.Payload); err != nil {
+				return &WALRecordError{LSN: rec.LSN, Raw: rec.Payload, Err: err}
+			}
+			w.inBatch, w.batchLSN, w.batchRaw = true, rec.LSN, rec.Payload
 		}
-		ev.Symbol = id
-		ev.IngestNs = 0
-		ev.Flags |= codec.FlagReplay
-		return nil
 	}
+}
+
+// finish selects an event read from the record at lsn (the time filter)
+// and maps its symbol; selected false: skip it.
+func (w *WALEvents) finish(ev *codec.Event, lsn uint64, raw []byte) (selected bool, err error) {
+	if !w.started {
+		if ev.TsNs < w.o.FromTimeNs {
+			return false, nil
+		}
+		w.started = true
+	}
+	w.lsn = lsn
+	id, ok := w.ids[uint32(ev.Symbol)]
+	if !ok && ev.Symbol != 0 {
+		name, known := w.names[uint32(ev.Symbol)]
+		if !known {
+			return true, &WALRecordError{LSN: lsn, Raw: raw, Err: &codec.Error{Reason: codec.ReasonUnknownSymbol, Detail: "symbol id not defined in the WAL or checkpoint", Offset: -1}}
+		}
+		if id, err = w.o.Symbols.InternString(name); err != nil {
+			return true, &WALRecordError{LSN: lsn, Raw: raw, Err: &codec.Error{Reason: codec.ReasonUnknownSymbol, Detail: "symbol table full", Offset: -1}}
+		}
+		w.ids[uint32(ev.Symbol)] = id
+	}
+	ev.Symbol = id
+	ev.IngestNs = 0
+	ev.Flags |= codec.FlagReplay
+	return true, nil
 }
 
 // Close releases the reader.

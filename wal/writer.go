@@ -273,6 +273,9 @@ func (w *Writer) FirstLSN() uint64 {
 // Dir is the WAL directory.
 func (w *Writer) Dir() string { return w.dir }
 
+// MaxRecordSize is the largest payload Append takes.
+func (w *Writer) MaxRecordSize() int { return w.opts.MaxRecordSize }
+
 // Recovered reports what Open found and repaired.
 func (w *Writer) Recovered() Recovery { return w.recovery }
 

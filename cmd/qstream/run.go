@@ -303,6 +303,7 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 			return usageError{errors.New("--sink archive:// follows the WAL: it needs --wal-dir")}
 		}
 		cfg.Checkpoints.RetainWAL = arch.retain // the WAL keeps what the archive has not synced
+		cfg.WALEventRecords = true              // the archive positions events by LSN
 	}
 	eng, err = engine.New(cfg)
 	if err != nil {

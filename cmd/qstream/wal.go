@@ -180,7 +180,7 @@ func writeRecordCounts(w io.Writer, dir string) error {
 	}
 	defer r.Close()
 	var n [5]int64
-	other := int64(0)
+	other, batches, inBatches, badBatches := int64(0), int64(0), int64(0), int64(0)
 	minTs, maxTs := int64(0), int64(0)
 	var ev codec.Event
 	for {
@@ -200,13 +200,29 @@ func writeRecordCounts(w io.Writer, dir string) error {
 				maxTs = max(maxTs, ev.TsNs)
 			}
 			n[1]++
+		case engine.RecordEventBatch:
+			batches++
+			if err := engine.DecodeEventBatch(rec.Payload, func(ev *codec.Event) error {
+				if n[1] == 0 || ev.TsNs < minTs {
+					minTs = ev.TsNs
+				}
+				maxTs = max(maxTs, ev.TsNs)
+				n[1]++
+				inBatches++
+				return nil
+			}); err != nil {
+				badBatches++
+			}
 		case engine.RecordSymbol, engine.RecordWatermark, engine.RecordSource:
 			n[rec.Type]++
 		default:
 			other++
 		}
 	}
-	fmt.Fprintf(w, "records: %d events, %d symbols, %d watermarks, %d publishers, %d other\n", n[1], n[2], n[3], n[4], other)
+	fmt.Fprintf(w, "records: %d events (%d in %d batch records), %d symbols, %d watermarks, %d publishers, %d other\n", n[1], inBatches, batches, n[2], n[3], n[4], other)
+	if badBatches > 0 {
+		fmt.Fprintf(w, "damaged batch records: %d\n", badBatches)
+	}
 	if n[1] > 0 {
 		fmt.Fprintf(w, "event time: %s .. %s\n", time.Unix(0, minTs).UTC().Format(time.RFC3339Nano), time.Unix(0, maxTs).UTC().Format(time.RFC3339Nano))
 	}

@@ -1,0 +1,186 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"qstream/codec"
+	"qstream/wal"
+)
+
+func randomBatchEvent(rng *rand.Rand) codec.Event {
+	ev := codec.Event{Kind: codec.KindTrade + codec.Kind(rng.IntN(3)), Status: codec.Status(rng.IntN(3)), Flags: codec.Flags(rng.Uint32()),
+		Symbol: codec.Symbol(rng.IntN(1 << 20))}
+	if rng.IntN(4) == 0 {
+		ev.TextLen = uint32(1 + rng.IntN(1<<20))
+	}
+	for i := range codec.EventWords(&ev) {
+		switch rng.IntN(5) {
+		case 0:
+			codec.EventWords(&ev)[i] = rng.Uint64()
+		case 1:
+			codec.EventWords(&ev)[i] = math.Float64bits(math.Copysign(0, -1))
+		case 2:
+			codec.EventWords(&ev)[i] = uint64(1_700_000_000_000_000_000 + rng.Int64N(1e12))
+		}
+	}
+	return ev
+}
+
+// A batch of events survives encoding bit for bit (zero words, -0, NaN
+// payloads, times and offsets going backwards), with the batch's source.
+func TestEventBatchRoundTrip(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for round := range 500 {
+		n := 1 + rng.IntN(300)
+		evs := make([]codec.Event, n)
+		b := beginBatch(nil, 7)
+		var prev batchPrev
+		for i := range evs {
+			evs[i] = randomBatchEvent(rng)
+			b = appendBatchEvent(b, &prev, &evs[i])
+		}
+		finishBatch(b, n)
+		k := 0
+		err := DecodeEventBatch(b, func(ev *codec.Event) error {
+			want := evs[k]
+			want.Source = 7
+			if string(codec.AppendFrame(nil, ev)) != string(codec.AppendFrame(nil, &want)) {
+				t.Fatalf("round %d event %d: got %+v, want %+v", round, k, *ev, want)
+			}
+			k++
+			return nil
+		})
+		if err != nil || k != n {
+			t.Fatalf("round %d: %d of %d decoded: %v", round, k, n, err)
+		}
+	}
+	trade := codec.Event{Kind: codec.KindTrade, TsNs: 1_700_000_000_000_000_000, IngestNs: 55, Seq: 1, IDHash: 99, Price: 101.5, Volume: 2, Symbol: 3}
+	b := beginBatch(nil, 1)
+	var prev batchPrev
+	for i := range 100 {
+		ev := trade
+		ev.TsNs += int64(i) * 1000
+		ev.Seq += uint64(i)
+		b = appendBatchEvent(b, &prev, &ev)
+	}
+	if per := (len(b) - batchHeader) / 100; per > 40 {
+		t.Fatalf("a trade takes %d bytes in a batch", per)
+	}
+	buf := make([]byte, 0, 4096)
+	if a := testing.AllocsPerRun(100, func() {
+		buf = beginBatch(buf[:0], 1)
+		prev = batchPrev{}
+		buf = appendBatchEvent(buf, &prev, &trade)
+	}); a != 0 {
+		t.Fatalf("appendBatchEvent allocates: %v", a)
+	}
+}
+
+// A batch that is cut short or carries garbage is refused, never half read
+// as something else.
+func TestEventBatchRejectsDamage(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	b := beginBatch(nil, 2)
+	var prev batchPrev
+	for range 20 {
+		ev := randomBatchEvent(rng)
+		b = appendBatchEvent(b, &prev, &ev)
+	}
+	finishBatch(b, 20)
+	for n := 0; n < len(b); n++ {
+		if err := DecodeEventBatch(b[:n], func(*codec.Event) error { return nil }); !errors.Is(err, ErrBadBatch) {
+			t.Fatalf("cut to %d bytes: %v", n, err)
+		}
+	}
+	if err := DecodeEventBatch(append(bytes.Clone(b), 0), func(*codec.Event) error { return nil }); !errors.Is(err, ErrBadBatch) {
+		t.Fatalf("a trailing byte: %v", err)
+	}
+}
+
+func FuzzEventBatch(f *testing.F) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	b := beginBatch(nil, 3)
+	var prev batchPrev
+	for range 5 {
+		ev := randomBatchEvent(rng)
+		b = appendBatchEvent(b, &prev, &ev)
+	}
+	finishBatch(b, 5)
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, p []byte) {
+		var evs []codec.Event
+		if err := DecodeEventBatch(p, func(ev *codec.Event) error { evs = append(evs, *ev); return nil }); err != nil {
+			return
+		}
+		// What decodes re-encodes to the same bytes.
+		again := beginBatch(nil, int(p[2])|int(p[3])<<8)
+		var prev batchPrev
+		for i := range evs {
+			again = appendBatchEvent(again, &prev, &evs[i])
+		}
+		finishBatch(again, len(evs))
+		if !bytes.Equal(again, p) {
+			t.Fatalf("%x decodes to %d events that encode as %x", p, len(evs), again)
+		}
+	})
+}
+
+// A WAL written partly one record per event (an older build, or
+// WALEventRecords) and partly in batches recovers to the uninterrupted
+// run's outputs.
+func TestRecoverMixedEventRecords(t *testing.T) {
+	evs := testEvents(64*60, 16, 12)
+	want, _ := referenceRun(t, evs)
+	dir := t.TempDir()
+	out := &memOutput{}
+	for inc, perEvent := range []bool{true, false, true, false} {
+		w, err := OpenWAL(filepath.Join(dir, "wal"), wal.Options{SegmentSize: 1 << 20, MaxRecordSize: 4 << 10, BufferSize: 256 << 10, GroupDelay: 50 * time.Microsecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := New(Config{Shards: 2, Symbols: codec.NewSymbolTable(64), Processors: pipelineFactory(t), Output: out, Durability: w,
+			Checkpoints: &CheckpointConfig{Dir: filepath.Join(dir, "ckpt")}, DedupHorizon: 4096, WALEventRecords: perEvent,
+			Logger: slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.Recover(context.Background()); err != nil {
+			t.Fatalf("incarnation %d: %v", inc, err)
+		}
+		internSymbols(t, e, 16)
+		off, _ := e.SourceOffset("feed")
+		p, _ := e.NewPublisher("feed")
+		to := min(len(evs), int(off)+64*15)
+		publishRange(t, p, evs, int(off), to)
+		if err := p.Barrier(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if to == len(evs) {
+			p.Close()
+			stop(t, e)
+			w.Close()
+			break
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_ = e.Stop(ctx) // a crash: no final checkpoint
+		w.Close()
+	}
+	got, dups := byKey(t, out.all())
+	if dups != 0 || len(got) != len(want) {
+		t.Fatalf("%d outputs (%d duplicates), want %d", len(got), dups, len(want))
+	}
+	for k, w := range want {
+		if g, ok := got[k]; !ok || !sameOutput(g, w) {
+			t.Fatalf("output %x: got %+v, want %+v", k, g, w)
+		}
+	}
+}
