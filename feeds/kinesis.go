@@ -31,10 +31,10 @@ type KinesisStart uint8
 
 // Kinesis start positions (the shard iterator types).
 const (
-	KinesisTrimHorizon  KinesisStart = iota // the oldest record kept (TRIM_HORIZON)
-	KinesisLatest                           // only records put from now on (LATEST)
-	KinesisAtSequence                       // at StartSequence[shard] (AT_SEQUENCE_NUMBER)
-	KinesisAfterSequence                    // after StartSequence[shard] (AFTER_SEQUENCE_NUMBER)
+	KinesisTrimHorizon   KinesisStart = iota // the oldest record kept (TRIM_HORIZON)
+	KinesisLatest                            // only records put from now on (LATEST)
+	KinesisAtSequence                        // at StartSequence[shard] (AT_SEQUENCE_NUMBER)
+	KinesisAfterSequence                     // after StartSequence[shard] (AFTER_SEQUENCE_NUMBER)
 )
 
 // ParseKinesisStart parses trim_horizon, latest, at_sequence_number,

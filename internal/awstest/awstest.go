@@ -50,10 +50,14 @@ func SetEnv(t testing.TB) {
 }
 
 // Kinesis returns kinesalite's endpoint, failing t if it does not answer.
-func Kinesis(t testing.TB) string { return endpoint(t, "QSTREAM_KINESIS_ENDPOINT", KinesisAddr, "kinesalite (Kinesis)") }
+func Kinesis(t testing.TB) string {
+	return endpoint(t, "QSTREAM_KINESIS_ENDPOINT", KinesisAddr, "kinesalite (Kinesis)")
+}
 
 // SQS returns goaws's endpoint (SQS and SNS), failing t if it does not answer.
-func SQS(t testing.TB) string { return endpoint(t, "QSTREAM_SQS_ENDPOINT", GoAWSAddr, "goaws (SQS, SNS)") }
+func SQS(t testing.TB) string {
+	return endpoint(t, "QSTREAM_SQS_ENDPOINT", GoAWSAddr, "goaws (SQS, SNS)")
+}
 
 // SNS is SQS: goaws serves both.
 func SNS(t testing.TB) string { return SQS(t) }
