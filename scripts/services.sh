@@ -78,7 +78,8 @@ fi
 # sinks/sns, sinks/s3), installed outside the repository: kinesalite (Kinesis,
 # in memory) and s3rver (S3) from npm under $QSTREAM_NPM (default /opt/qstream-npm),
 # goaws (SQS and SNS, query protocol) with `go install` into $QSTREAM_GOBIN
-# (default /opt/qstream-go/bin; its main package app/cmd installs as "cmd").
+# (default /opt/qstream-go/bin; its main package app/cmd installs as "cmd"),
+# fauxqs (SQS) from npm.
 npm_dir="${QSTREAM_NPM:-/opt/qstream-npm}"
 go_bin="${QSTREAM_GOBIN:-/opt/qstream-go/bin}"
 need_npm() { # bin package@version
@@ -104,7 +105,15 @@ if ! up 4568; then
     >"${TMPDIR:-/tmp}/qstream-s3rver.log" 2>&1 &
   wait_port 4568 s3rver
 fi
-# SQS and SNS (goaws v0.4.5) on 127.0.0.1:4100.
+# SQS (fauxqs 1.9.2, the last release that runs on Node 20) on port 4566, in
+# memory. It answers the JSON protocol that aws-sdk-go-v2's SQS client speaks
+# (goaws v0.4.5, the newest the module proxy serves, knows only the query one).
+if ! up 4566; then
+  need_npm fauxqs fauxqs@1.9.2
+  FAUXQS_PORT=4566 FAUXQS_LOGGER=false nohup "$npm_dir/node_modules/.bin/fauxqs" >"${TMPDIR:-/tmp}/qstream-fauxqs.log" 2>&1 &
+  wait_port 4566 fauxqs
+fi
+# SNS (goaws v0.4.5: query protocol, as the SDK's SNS client) on 127.0.0.1:4100.
 if ! up 4100; then
   if [ ! -x "$go_bin/cmd" ]; then
     echo "services: installing goaws into $go_bin" >&2
@@ -119,4 +128,4 @@ fi
 # Debian's Chromium for the dashboard's browser test (headless, no server to start).
 need_pkg chromium chromium
 
-echo "services: redis 127.0.0.1:6379, nats (JetStream) 127.0.0.1:4222 and clickhouse 127.0.0.1:8123 (http), :9000 (native), kinesalite :4567, s3rver :4568, goaws (sqs, sns) :4100 are up"
+echo "services: redis 127.0.0.1:6379, nats (JetStream) 127.0.0.1:4222 and clickhouse 127.0.0.1:8123 (http), :9000 (native), kinesalite :4567, s3rver :4568, fauxqs (sqs) :4566, goaws (sns) :4100 are up"

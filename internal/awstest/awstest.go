@@ -1,6 +1,7 @@
 // Package awstest points tests at the local AWS stand-ins that
-// scripts/services.sh starts: kinesalite (Kinesis), goaws (SQS and SNS) and
-// s3rver (S3). A test that cannot reach its server fails with a message
+// scripts/services.sh starts: kinesalite (Kinesis), fauxqs (SQS: goaws speaks
+// only the query protocol, which the SDK's SQS client no longer does), goaws
+// (SNS) and s3rver (S3). A test that cannot reach its server fails with a message
 // saying how to start it; nothing here mocks the SDK.
 package awstest
 
@@ -12,11 +13,12 @@ import (
 )
 
 // The local servers' endpoints (scripts/services.sh), overridable with
-// QSTREAM_KINESIS_ENDPOINT, QSTREAM_SQS_ENDPOINT (SNS too) and
+// QSTREAM_KINESIS_ENDPOINT, QSTREAM_SQS_ENDPOINT, QSTREAM_SNS_ENDPOINT and
 // QSTREAM_S3_ENDPOINT.
 const (
 	KinesisAddr = "127.0.0.1:4567"
 	GoAWSAddr   = "127.0.0.1:4100"
+	FauxqsAddr  = "127.0.0.1:4566"
 	S3Addr      = "127.0.0.1:4568"
 )
 
@@ -54,13 +56,15 @@ func Kinesis(t testing.TB) string {
 	return endpoint(t, "QSTREAM_KINESIS_ENDPOINT", KinesisAddr, "kinesalite (Kinesis)")
 }
 
-// SQS returns goaws's endpoint (SQS and SNS), failing t if it does not answer.
+// SQS returns fauxqs's endpoint, failing t if it does not answer.
 func SQS(t testing.TB) string {
-	return endpoint(t, "QSTREAM_SQS_ENDPOINT", GoAWSAddr, "goaws (SQS, SNS)")
+	return endpoint(t, "QSTREAM_SQS_ENDPOINT", FauxqsAddr, "fauxqs (SQS)")
 }
 
-// SNS is SQS: goaws serves both.
-func SNS(t testing.TB) string { return SQS(t) }
+// SNS returns goaws's endpoint, failing t if it does not answer.
+func SNS(t testing.TB) string {
+	return endpoint(t, "QSTREAM_SNS_ENDPOINT", GoAWSAddr, "goaws (SNS)")
+}
 
 // S3 returns s3rver's endpoint, failing t if it does not answer.
 func S3(t testing.TB) string { return endpoint(t, "QSTREAM_S3_ENDPOINT", S3Addr, "s3rver (S3)") }
