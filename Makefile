@@ -53,13 +53,14 @@ stress:
 # directory while an at-least-once client resends, compared with `qstream
 # replay` of its messages (crash_feeds_test.go); and the JetStream end-to-end
 # test; and the sinks' harness (NATS, ClickHouse and Redis sinks, the NATS
-# server down across two kills: sinks_crash_test.go). `make test` runs their
+# server down across two kills: sinks_crash_test.go); the Kinesis and SQS feeds
+# against kinesalite and fauxqs (crash_aws_test.go). `make test` runs their
 # short forms (5 kills each for the feeds, 4 for the sinks); this runs
 # CRASH_KILLS in each of the five (250 in all).
 CRASH_KILLS ?= 50
 crash-test: services
 	QSTREAM_CRASH_KILLS=$(CRASH_KILLS) QSTREAM_SINK_CRASH_KILLS=$(CRASH_KILLS) $(GO) test -count=1 -timeout 90m -v \
-		-run '^(TestCrashRecovery|TestCrashTCPLines|TestCrashTCPFrames|TestCrashWebhook|TestJetStreamTwoProcessesExactlyOnce|TestCrashSinksExactlyOnce)$$' ./cmd/qstream
+		-run '^(TestCrashRecovery|TestCrashTCPLines|TestCrashTCPFrames|TestCrashWebhook|TestJetStreamTwoProcessesExactlyOnce|TestCrashSinksExactlyOnce|TestCrashKinesis|TestCrashSQS)$$' ./cmd/qstream
 
 # The durability figures of BENCHMARKS.md: durable records/s per sync policy
 # and commit latency end to end through the engine, recovery replay records/s

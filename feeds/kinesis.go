@@ -290,7 +290,8 @@ func (f *KinesisFeed) Run(ctx context.Context, pubs Publishers) error {
 	defer tick.Stop()
 	rnd := newJitterRand(0)
 	failures := 0
-	for {
+	var gate *kinesisStartGate // the first listing's, then nil
+	for first := true; ; first = false {
 		shards, err := f.listShards(runCtx, client)
 		switch {
 		case runCtx.Err() != nil:
@@ -320,6 +321,16 @@ func (f *KinesisFeed) Run(ctx context.Context, pubs Publishers) error {
 			p := aws.ToString(parent)
 			return p == "" || done[p] || !listed[p]
 		}
+		gate = nil
+		if first {
+			gate = newKinesisStartGate()
+			for _, s := range shards {
+				id := aws.ToString(s.ShardId)
+				if !done[id] && ready(s.ParentShardId) && ready(s.AdjacentParentShardId) {
+					gate.remaining.Add(1)
+				}
+			}
+		}
 		for _, s := range shards {
 			id := aws.ToString(s.ShardId)
 			if running[id] || done[id] || !ready(s.ParentShardId) || !ready(s.AdjacentParentShardId) {
@@ -343,7 +354,8 @@ func (f *KinesisFeed) Run(ctx context.Context, pubs Publishers) error {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				r := &kinesisShard{f: f, client: client, id: id, pub: pub, syms: pubs.Symbols(), from: from, hasFrom: hasFrom}
+				r := &kinesisShard{f: f, client: client, id: id, pub: pub, syms: pubs.Symbols(), from: from, hasFrom: hasFrom, gate: gate}
+				defer r.arrive()
 				if err := r.run(runCtx); err != nil {
 					errs <- err
 					cancel()
@@ -362,6 +374,40 @@ func (f *KinesisFeed) Run(ctx context.Context, pubs Publishers) error {
 			done[id] = true
 		case <-tick.C:
 		}
+	}
+}
+
+// kinesisStartGate holds the first publication of the shards of the first
+// listing until each has its first records in hand (or has none, or failed,
+// or kinesisStartGateMax passed). The engine counts a source in its
+// watermark from the source's first event on: a shard that published a
+// backlog before another published anything would make the other's first
+// records late.
+type kinesisStartGate struct {
+	remaining atomic.Int32
+	open      chan struct{}
+}
+
+const kinesisStartGateMax = 30 * time.Second
+
+func newKinesisStartGate() *kinesisStartGate { return &kinesisStartGate{open: make(chan struct{})} }
+
+// arrive counts one shard ready; the last one opens the gate.
+func (g *kinesisStartGate) arrive() {
+	if g.remaining.Add(-1) == 0 {
+		close(g.open)
+	}
+}
+
+// wait returns once the gate is open, ctx is done or kinesisStartGateMax
+// passed.
+func (g *kinesisStartGate) wait(ctx context.Context) {
+	t := time.NewTimer(kinesisStartGateMax)
+	defer t.Stop()
+	select {
+	case <-g.open:
+	case <-ctx.Done():
+	case <-t.C:
 	}
 }
 
@@ -410,11 +456,20 @@ type kinesisShard struct {
 	from    uint64 // the engine's durable record number for the shard
 	hasFrom bool
 	ended   bool // read to its end (closed by a resharding)
+	gate    *kinesisStartGate
 
 	n       uint64 // number of the last record read
 	lastSeq string // its sequence number
 	skip    uint64 // records still to skip (already durable)
 	idBuf   []byte
+}
+
+// arrive tells the start gate (once) that the shard is ready to publish.
+func (r *kinesisShard) arrive() {
+	if r.gate != nil {
+		r.gate.arrive()
+		r.gate = nil
+	}
 }
 
 // start returns the first shard iterator's input and sets n and skip.
@@ -507,6 +562,10 @@ func (r *kinesisShard) run(ctx context.Context) error {
 				f.st.skipped.Add(1)
 				continue
 			}
+			if g := r.gate; g != nil {
+				r.arrive()
+				g.wait(ctx)
+			}
 			if err := r.publish(parser, rec, &ev); err != nil {
 				return err
 			}
@@ -529,6 +588,11 @@ func (r *kinesisShard) run(ctx context.Context) error {
 			return r.end()
 		}
 		if len(out.Records) == 0 && aws.ToInt64(out.MillisBehindLatest) == 0 {
+			r.arrive() // nothing to publish yet: do not hold the others
+			// Caught up: write a position that set left for later.
+			if err := f.pos.flush(); err != nil {
+				f.log.Warn("kinesis: position file", "err", err)
+			}
 			if idler, ok := r.pub.(SourceIdler); ok {
 				if err := idler.Idle(); err != nil {
 					return fmt.Errorf("kinesis: shard %s: %w", r.id, err)

@@ -111,8 +111,9 @@ func (p *kinesisPositions) snapshot() map[string]KinesisPosition {
 }
 
 // set records a shard's position (durable records only) and rewrites the
-// file when the last write is older than kinesisPosFlushEvery. A failed
-// write is retried at the next set: the file is a hint.
+// file when the last write is older than kinesisPosFlushEvery; a reader
+// that catches up calls flush for what set left for later. A failed write
+// is retried at the next set or flush: the file is a hint.
 func (p *kinesisPositions) set(id string, pos KinesisPosition, done bool) {
 	pos.Done = done
 	p.mu.Lock()
