@@ -23,9 +23,9 @@ import (
 
 // Bounds of the sns:// sink.
 const (
-	snsBatchMax         = 10         // entries of one PublishBatch (SNS's limit)
-	snsBatchBytesMax    = 256 << 10  // payload of one PublishBatch (SNS's limit)
-	snsMessageBytesMax  = 256 << 10  // one message, attributes included
+	snsBatchMax         = 10        // entries of one PublishBatch (SNS's limit)
+	snsBatchBytesMax    = 256 << 10 // payload of one PublishBatch (SNS's limit)
+	snsMessageBytesMax  = 256 << 10 // one message, attributes included
 	DefaultSNSTimeout   = 10 * time.Second
 	snsTopicNameMax     = 256
 	snsAttrSymbol       = "symbol"
