@@ -195,4 +195,3 @@ type S3UploaderStats struct {
 func (u *S3Uploader) Stats() S3UploaderStats {
 	return S3UploaderStats{Files: u.files.Load(), Bytes: u.bytes.Load(), Errors: u.errors.Load()}
 }
-
