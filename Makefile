@@ -10,7 +10,7 @@ BENCHTIME ?= 1s
 BENCHCOUNT ?= 3
 FUZZTIME  ?= 30s
 
-.PHONY: all build run test test-race test-unit services bench bench-durability fuzz lint stress crash-test clean
+.PHONY: all build run test test-race test-unit services bench bench-aws bench-durability fuzz lint stress crash-test clean
 
 all: build
 
@@ -39,6 +39,15 @@ test-race: services
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) $(PKGS) | tee bench/results.txt
 	$(GO) run ./bench/benchmd -in bench/results.txt -cmd "make bench BENCHTIME=$(BENCHTIME) BENCHCOUNT=$(BENCHCOUNT)" > bench/results.md
+
+# Throughput into and out of the AWS connectors against the local stand-ins
+# (kinesalite, fauxqs, goaws, s3rver: make services), each with its baseline
+# of bare SDK calls; raw output in bench/results-aws.txt.
+AWS_BENCH_N ?= 20000
+bench-aws: services
+	{ $(GO) test -run '^$$' -bench 'Kinesis|SQS' -benchmem -benchtime $(AWS_BENCH_N)x -count $(BENCHCOUNT) ./feeds; \
+	  $(GO) test -run '^$$' -bench 'SNS' -benchmem -benchtime $(AWS_BENCH_N)x -count $(BENCHCOUNT) ./sinks; \
+	  $(GO) test -run '^$$' -bench 'S3' -benchmem -benchtime $$(( $(AWS_BENCH_N) * 20 ))x -count $(BENCHCOUNT) ./sinks; } | tee bench/results-aws.txt
 
 # Longer randomized runs than `make test` affords.
 stress:

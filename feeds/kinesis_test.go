@@ -20,13 +20,13 @@ import (
 
 // kinesisEnv is a stream on the local kinesalite (scripts/services.sh).
 type kinesisEnv struct {
-	t      *testing.T
+	t      testing.TB
 	ep     string
 	client *kinesis.Client
 	stream string
 }
 
-func newKinesisEnv(t *testing.T, shards int32) *kinesisEnv {
+func newKinesisEnv(t testing.TB, shards int32) *kinesisEnv {
 	t.Helper()
 	ep := awstest.Kinesis(t)
 	awstest.SetEnv(t)

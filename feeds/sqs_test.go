@@ -20,13 +20,13 @@ import (
 
 // sqsEnv is a queue on the local goaws (scripts/services.sh).
 type sqsEnv struct {
-	t      *testing.T
+	t      testing.TB
 	ep     string
 	client *sqs.Client
 	url    string
 }
 
-func newSQSEnv(t *testing.T, visibility time.Duration) *sqsEnv {
+func newSQSEnv(t testing.TB, visibility time.Duration) *sqsEnv {
 	t.Helper()
 	ep := awstest.SQS(t)
 	awstest.SetEnv(t)
