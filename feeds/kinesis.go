@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -677,14 +676,4 @@ func (r *kinesisShard) iterator(ctx context.Context, in *kinesis.GetShardIterato
 			return nil, nil
 		}
 	}
-}
-
-// kinesisShardIDs returns the ids of shards, sorted (tests, logs).
-func kinesisShardIDs(shards []types.Shard) []string {
-	ids := make([]string, len(shards))
-	for i, s := range shards {
-		ids[i] = aws.ToString(s.ShardId)
-	}
-	slices.Sort(ids)
-	return ids
 }

@@ -500,3 +500,35 @@ func TestKinesisConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// The feed's own per-record work (parse into the reused event, id hash,
+// publish) allocates nothing once warm; what GetRecords allocates is the
+// SDK's.
+func TestKinesisPublishAllocs(t *testing.T) {
+	rec := newNetRecorder(t, false)
+	pub, _ := rec.NewPublisher("kinesis/shardId-000000000000")
+	f, err := NewKinesisFeed(KinesisConfig{Stream: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &kinesisShard{f: f, id: "shardId-000000000000", pub: pub, idBuf: make([]byte, 0, 128)}
+	parser := f.cfg.NewParser(rec.Symbols())
+	data := []byte(`{"type":"trade","symbol":"AAPL","ts":1700000000000000000,"price":189.5,"volume":3}`)
+	record := types.Record{Data: data, SequenceNumber: aws.String("49590338271490256608559692538361571095921575989136588898"), PartitionKey: aws.String("AAPL")}
+	var ev codec.Event
+	r.lastSeq = aws.ToString(record.SequenceNumber)
+	if err := r.publish(parser, &record, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(1000, func() {
+		r.n++
+		if err := r.publish(parser, &record, &ev); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Fatalf("%.1f allocations per record", n)
+	}
+	if ev.IDHash != codec.HashID([]byte("shardId-000000000000/"+r.lastSeq)) || ev.Seq != r.n {
+		t.Fatalf("IDHash %x Seq %d", ev.IDHash, ev.Seq)
+	}
+}

@@ -248,11 +248,11 @@ func (f *SQSFeed) poll(ctx context.Context, client *sqs.Client, pub Publisher, s
 	var ev codec.Event
 	b := &sqsBatch{}
 	in := &sqs.ReceiveMessageInput{
-		QueueUrl:            aws.String(f.cfg.QueueURL),
-		MaxNumberOfMessages: int32(f.cfg.BatchMax),
-		WaitTimeSeconds:     int32(f.cfg.Wait / time.Second),
-		VisibilityTimeout:   int32(f.cfg.Visibility / time.Second),
-		AttributeNames:      []types.QueueAttributeName{"ApproximateReceiveCount"},
+		QueueUrl:                    aws.String(f.cfg.QueueURL),
+		MaxNumberOfMessages:         int32(f.cfg.BatchMax),
+		WaitTimeSeconds:             int32(f.cfg.Wait / time.Second),
+		VisibilityTimeout:           int32(f.cfg.Visibility / time.Second),
+		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount},
 	}
 	rnd := newJitterRand(0)
 	failures := 0

@@ -75,7 +75,6 @@ type SNSWriter struct {
 	arena   []byte
 	ends    []int
 	entries []types.PublishBatchRequestEntry
-	keys    []string // decimal keys, reused
 
 	published, batches, singles atomic.Uint64
 }

@@ -264,7 +264,6 @@ type sqsCrashClient struct {
 	mu       sync.Mutex
 	round    int  // batches [0, round) were consumed
 	sent     bool // batch round is in the queue
-	resends  int
 	batches  int
 	lastWait time.Duration
 }
