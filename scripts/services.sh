@@ -90,11 +90,20 @@ need_npm() { # bin package@version
   [ -f "$npm_dir/package.json" ] || echo '{"name":"qstream-services","private":true}' >"$npm_dir/package.json"
   (cd "$npm_dir" && npm install --no-audit --no-fund --silent "$2" >/dev/null)
 }
-# Kinesis (kinesalite) on 127.0.0.1:4567, in memory, plain HTTP.
+# Kinesis (kinesalite) on 127.0.0.1:4567, in memory, plain HTTP. Started through
+# a small script: kinesalite's own CLI exits on a request its client aborted
+# (ECONNRESET), which a killed qstream does in the crash tests.
 if ! up 4567; then
   need_npm kinesalite kinesalite@3.3.3
-  nohup "$npm_dir/node_modules/.bin/kinesalite" --port 4567 --createStreamMs 50 --deleteStreamMs 50 --updateStreamMs 50 \
-    --shardLimit 100 >"${TMPDIR:-/tmp}/qstream-kinesalite.log" 2>&1 &
+  cat >"$npm_dir/qstream-kinesalite.js" <<'JS'
+process.on('uncaughtException', function(err) {
+  if (err && (err.code === 'ECONNRESET' || err.message === 'aborted')) return // a client went away
+  console.error(err); process.exit(1)
+})
+require('kinesalite')({createStreamMs: 50, deleteStreamMs: 50, updateStreamMs: 50, shardLimit: 100})
+  .listen(4567, '127.0.0.1', function(err) { if (err) throw err; console.log('kinesalite on 127.0.0.1:4567') })
+JS
+  nohup node "$npm_dir/qstream-kinesalite.js" >"${TMPDIR:-/tmp}/qstream-kinesalite.log" 2>&1 &
   wait_port 4567 kinesalite
 fi
 # S3 (s3rver) on 127.0.0.1:4568, its buckets under $TMPDIR/qstream-s3rver.
