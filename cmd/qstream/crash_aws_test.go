@@ -100,9 +100,14 @@ func runAWSCrash(t *testing.T, h awsCrashHarness) {
 		go func() { sessErr <- client.session(ctx) }()
 		switch {
 		case clean:
+			// SIGTERM once it runs (a stop during recovery is refused
+			// with an error, not a clean stop), after a while.
+			for !p.exited() && !strings.Contains(p.text(), "qstream: running:") {
+				time.Sleep(10 * time.Millisecond)
+			}
 			select {
 			case <-p.done:
-			case <-time.After(time.Duration(200+rng.IntN(1000)) * time.Millisecond):
+			case <-time.After(time.Duration(rng.IntN(1000)) * time.Millisecond):
 			}
 			err := p.stop(t)
 			cancel()
