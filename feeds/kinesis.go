@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -376,20 +377,35 @@ func (f *KinesisFeed) Run(ctx context.Context, pubs Publishers) error {
 	}
 }
 
-// kinesisStartGate holds the first publication of the shards of the first
-// listing until each has its first records in hand (or has none, or failed,
-// or kinesisStartGateMax passed). The engine counts a source in its
-// watermark from the source's first event on: a shard that published a
-// backlog before another published anything would make the other's first
-// records late.
+// kinesisStartGate orders the first publication of the shards of the first
+// listing. The engine counts a source in its watermark from the source's
+// first event on, so a shard that publishes first moves the watermark to its
+// own, and a shard behind it in event time (after a restart, a shard with
+// more records per second of event time than another is) would find its
+// first records late. So each shard waits until every shard has its first
+// record in hand (or has none to publish, or ended, or kinesisStartGateMax
+// passed), and then they publish their first record, and flush it (the
+// watermark), in order of event time: the one furthest behind first.
 type kinesisStartGate struct {
 	remaining atomic.Int32
 	open      chan struct{}
+
+	mu      sync.Mutex
+	firsts  []kinesisFirst
+	changed chan struct{} // closed and replaced at each published first
+}
+
+type kinesisFirst struct {
+	id        string
+	tsNs      int64
+	published bool
 }
 
 const kinesisStartGateMax = 30 * time.Second
 
-func newKinesisStartGate() *kinesisStartGate { return &kinesisStartGate{open: make(chan struct{})} }
+func newKinesisStartGate() *kinesisStartGate {
+	return &kinesisStartGate{open: make(chan struct{}), changed: make(chan struct{})}
+}
 
 // arrive counts one shard ready; the last one opens the gate.
 func (g *kinesisStartGate) arrive() {
@@ -398,16 +414,60 @@ func (g *kinesisStartGate) arrive() {
 	}
 }
 
-// wait returns once the gate is open, ctx is done or kinesisStartGateMax
-// passed.
-func (g *kinesisStartGate) wait(ctx context.Context) {
+// arriveWith is arrive for a shard whose first record has event time tsNs.
+func (g *kinesisStartGate) arriveWith(id string, tsNs int64) {
+	g.mu.Lock()
+	g.firsts = append(g.firsts, kinesisFirst{id: id, tsNs: tsNs})
+	g.mu.Unlock()
+	g.arrive()
+}
+
+// waitTurn returns once the gate is open and every shard whose first record
+// is earlier (event time, then shard id) has published it, or ctx is done,
+// or kinesisStartGateMax passed.
+func (g *kinesisStartGate) waitTurn(ctx context.Context, id string, tsNs int64) {
 	t := time.NewTimer(kinesisStartGateMax)
 	defer t.Stop()
 	select {
 	case <-g.open:
 	case <-ctx.Done():
+		return
 	case <-t.C:
+		return
 	}
+	for {
+		g.mu.Lock()
+		ch, wait := g.changed, false
+		for _, o := range g.firsts {
+			if !o.published && (o.tsNs < tsNs || o.tsNs == tsNs && o.id < id) {
+				wait = true
+			}
+		}
+		g.mu.Unlock()
+		if !wait {
+			return
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			return
+		}
+	}
+}
+
+// published records that shard id's first record is published and flushed.
+func (g *kinesisStartGate) published(id string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for i := range g.firsts {
+		if g.firsts[i].id == id {
+			g.firsts[i].published = true
+		}
+	}
+	close(g.changed)
+	g.changed = make(chan struct{})
 }
 
 // firstErr returns the first shard failure, if any, once every shard
@@ -461,6 +521,26 @@ type kinesisShard struct {
 	lastSeq string // its sequence number
 	skip    uint64 // records still to skip (already durable)
 	idBuf   []byte
+}
+
+// publishFirst publishes the shard's first record in its turn (see
+// kinesisStartGate) and flushes it.
+func (r *kinesisShard) publishFirst(ctx context.Context, g *kinesisStartGate, parser JSONParser, rec *types.Record, ev *codec.Event) error {
+	ts := int64(math.MaxInt64) // a record that does not parse goes last
+	if parser.ParseJSON(rec.Data, ev) == nil {
+		ts = ev.TsNs
+	}
+	g.arriveWith(r.id, ts)
+	r.gate = nil
+	g.waitTurn(ctx, r.id, ts)
+	defer g.published(r.id)
+	if err := r.publish(parser, rec, ev); err != nil {
+		return err
+	}
+	if err := r.pub.Flush(); err != nil {
+		return fmt.Errorf("kinesis: shard %s: %w", r.id, err)
+	}
+	return nil
 }
 
 // arrive tells the start gate (once) that the shard is ready to publish.
@@ -562,8 +642,11 @@ func (r *kinesisShard) run(ctx context.Context) error {
 				continue
 			}
 			if g := r.gate; g != nil {
-				r.arrive()
-				g.wait(ctx)
+				if err := r.publishFirst(ctx, g, parser, rec, &ev); err != nil {
+					return err
+				}
+				published = true
+				continue
 			}
 			if err := r.publish(parser, rec, &ev); err != nil {
 				return err
