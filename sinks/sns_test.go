@@ -208,3 +208,18 @@ func TestSNSURIErrors(t *testing.T) {
 		t.Errorf("topic %q, region %q", w.TopicName(ops.OutWindow), w.aws.Region)
 	}
 }
+
+// --sink sns://... goes through the registry with the framework's
+// parameters removed.
+func TestSNSRegistered(t *testing.T) {
+	env := natsEnv(t, "AAPL")
+	env.Logger = quietArchiveLog()
+	s, err := OpenSink("sns://qs?region=eu-west-1&batch=100&fifo=true&full=block", env, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, ok := s.w.(*SNSWriter)
+	if !ok || !w.fifo || w.aws.Region != "eu-west-1" || s.pol.BatchMax != 100 || s.Name() != "sns://qs?fifo=true&region=eu-west-1" {
+		t.Fatalf("sink %s: writer %T %+v, policy %+v", s.Name(), s.w, w, s.pol)
+	}
+}
