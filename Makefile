@@ -10,7 +10,7 @@ BENCHTIME ?= 1s
 BENCHCOUNT ?= 3
 FUZZTIME  ?= 30s
 
-.PHONY: all build run test test-race test-unit services bench bench-e2e bench-throughput bench-durability fuzz lint stress crash-test clean
+.PHONY: all build run test test-race test-unit services bench bench-e2e bench-throughput bench-aws bench-durability fuzz lint stress crash-test clean
 
 all: build
 
@@ -59,6 +59,15 @@ bench-e2e: build
 bench-throughput: build
 	./bin/qstream bench throughput --shards $(TP_SHARDS) --json-file bench/results-throughput.json --md bench/results-throughput.md
 
+# Throughput into and out of the AWS connectors against the local stand-ins
+# (kinesalite, fauxqs, goaws, s3rver: make services), each with its baseline
+# of bare SDK calls; raw output in bench/results-aws.txt.
+AWS_BENCH_N ?= 20000
+bench-aws: services
+	{ $(GO) test -run '^$$' -bench 'Kinesis|SQS' -benchmem -benchtime $(AWS_BENCH_N)x -count $(BENCHCOUNT) ./feeds; \
+	  $(GO) test -run '^$$' -bench 'SNS' -benchmem -benchtime $(AWS_BENCH_N)x -count $(BENCHCOUNT) ./sinks; \
+	  $(GO) test -run '^$$' -bench 'S3' -benchmem -benchtime $$(( $(AWS_BENCH_N) * 20 ))x -count $(BENCHCOUNT) ./sinks; } | tee bench/results-aws.txt
+
 # Longer randomized runs than `make test` affords.
 stress:
 	QSTREAM_STRESS=1 $(GO) test -count=1 -race -timeout 60m -run 'Stress' ./ring/... ./engine/...
@@ -72,15 +81,16 @@ stress:
 # directory while an at-least-once client resends, compared with `qstream
 # replay` of its messages (crash_feeds_test.go); and the JetStream end-to-end
 # test; and the sinks' harness (NATS, ClickHouse and Redis sinks, the NATS
-# server down across two kills: sinks_crash_test.go); and two streams of one
+# server down across two kills: sinks_crash_test.go); the Kinesis and SQS feeds
+# against kinesalite and fauxqs (crash_aws_test.go); and two streams of one
 # configuration plus one started over HTTP, each compared with an
 # uninterrupted run (streams_test.go). `make test` runs their
 # short forms (5 kills each for the feeds, 4 for the sinks); this runs
-# CRASH_KILLS in each of the five (250 in all) and 3/5 of it in the streams one.
+# CRASH_KILLS in each of the seven and 3/5 of it in the streams one.
 CRASH_KILLS ?= 50
 crash-test: services
 	QSTREAM_CRASH_KILLS=$(CRASH_KILLS) QSTREAM_SINK_CRASH_KILLS=$(CRASH_KILLS) $(GO) test -count=1 -timeout 90m -v \
-		-run '^(TestCrashRecovery|TestCrashTCPLines|TestCrashTCPFrames|TestCrashWebhook|TestJetStreamTwoProcessesExactlyOnce|TestCrashSinksExactlyOnce|TestStreamsCrashRecovery)$$' ./cmd/qstream
+		-run '^(TestCrashRecovery|TestCrashTCPLines|TestCrashTCPFrames|TestCrashWebhook|TestJetStreamTwoProcessesExactlyOnce|TestCrashSinksExactlyOnce|TestCrashKinesis|TestCrashSQS|TestStreamsCrashRecovery)$$' ./cmd/qstream
 
 # The durability figures of BENCHMARKS.md: durable records/s per sync policy
 # and commit latency end to end through the engine, recovery replay records/s

@@ -141,6 +141,9 @@ func ListArchive(dir string) ([]ArchiveFile, error) {
 // IsArchive reports whether path is a directory holding archive files or
 // a file named like one.
 func IsArchive(path string) bool {
+	if strings.HasPrefix(path, "s3://") {
+		return true // an archive the s3 uploader wrote (aws_s3.go)
+	}
 	if _, ok := ParseArchiveName(filepath.Base(path)); ok {
 		return true
 	}
@@ -393,12 +396,17 @@ type ArchiveReader struct {
 	last  uint64
 	any   bool
 	stats ArchiveStats
+	// tmpDir holds an s3:// archive's files (aws_s3.go), removed by Close.
+	tmpDir string
 }
 
 // OpenArchiveReader opens path: an archive directory or one archive file.
 func OpenArchiveReader(path string, o ArchiveReaderOptions) (*ArchiveReader, error) {
 	if o.Symbols == nil {
 		return nil, errors.New("archive: OpenArchiveReader: no symbol table")
+	}
+	if strings.HasPrefix(path, "s3://") {
+		return openS3ArchiveReader(path, o)
 	}
 	st, err := os.Stat(path)
 	if err != nil {
@@ -510,4 +518,10 @@ func (r *ArchiveReader) open() error {
 }
 
 // Close implements Reader.
-func (r *ArchiveReader) Close() error { return r.sc.Close() }
+func (r *ArchiveReader) Close() error {
+	err := r.sc.Close()
+	if r.tmpDir != "" {
+		os.RemoveAll(r.tmpDir)
+	}
+	return err
+}

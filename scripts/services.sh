@@ -74,7 +74,67 @@ if ! up 8123; then
   fi
   wait_port 9000 clickhouse-server
 fi
+# AWS stand-ins for the aws connectors' integration tests (feeds/kinesis, feeds/sqs,
+# sinks/sns, sinks/s3), installed outside the repository: kinesalite (Kinesis,
+# in memory) and s3rver (S3) from npm under $QSTREAM_NPM (default /opt/qstream-npm),
+# goaws (SQS and SNS, query protocol) with `go install` into $QSTREAM_GOBIN
+# (default /opt/qstream-go/bin; its main package app/cmd installs as "cmd"),
+# fauxqs (SQS) from npm.
+npm_dir="${QSTREAM_NPM:-/opt/qstream-npm}"
+go_bin="${QSTREAM_GOBIN:-/opt/qstream-go/bin}"
+need_npm() { # bin package@version
+  [ -x "$npm_dir/node_modules/.bin/$1" ] && return 0
+  need_pkg npm npm
+  echo "services: installing $2 into $npm_dir" >&2
+  mkdir -p "$npm_dir"
+  [ -f "$npm_dir/package.json" ] || echo '{"name":"qstream-services","private":true}' >"$npm_dir/package.json"
+  (cd "$npm_dir" && npm install --no-audit --no-fund --silent "$2" >/dev/null)
+}
+# Kinesis (kinesalite) on 127.0.0.1:4567, in memory, plain HTTP. Started through
+# a small script: kinesalite's own CLI exits on a request its client aborted
+# (ECONNRESET), which a killed qstream does in the crash tests.
+if ! up 4567; then
+  need_npm kinesalite kinesalite@3.3.3
+  cat >"$npm_dir/qstream-kinesalite.js" <<'JS'
+process.on('uncaughtException', function(err) {
+  if (err && (err.code === 'ECONNRESET' || err.message === 'aborted')) return // a client went away
+  console.error(err); process.exit(1)
+})
+require('kinesalite')({createStreamMs: 50, deleteStreamMs: 50, updateStreamMs: 50, shardLimit: 100})
+  .listen(4567, '127.0.0.1', function(err) { if (err) throw err; console.log('kinesalite on 127.0.0.1:4567') })
+JS
+  nohup node "$npm_dir/qstream-kinesalite.js" >"${TMPDIR:-/tmp}/qstream-kinesalite.log" 2>&1 &
+  wait_port 4567 kinesalite
+fi
+# S3 (s3rver) on 127.0.0.1:4568, its buckets under $TMPDIR/qstream-s3rver.
+if ! up 4568; then
+  need_npm s3rver s3rver@3.7.1
+  mkdir -p "${TMPDIR:-/tmp}/qstream-s3rver"
+  nohup "$npm_dir/node_modules/.bin/s3rver" -d "${TMPDIR:-/tmp}/qstream-s3rver" -a 127.0.0.1 -p 4568 -s \
+    >"${TMPDIR:-/tmp}/qstream-s3rver.log" 2>&1 &
+  wait_port 4568 s3rver
+fi
+# SQS (fauxqs 1.9.2, the last release that runs on Node 20) on port 4566, in
+# memory. It answers the JSON protocol that aws-sdk-go-v2's SQS client speaks
+# (goaws v0.4.5, the newest the module proxy serves, knows only the query one).
+if ! up 4566; then
+  need_npm fauxqs fauxqs@1.9.2
+  FAUXQS_PORT=4566 FAUXQS_LOGGER=false nohup "$npm_dir/node_modules/.bin/fauxqs" >"${TMPDIR:-/tmp}/qstream-fauxqs.log" 2>&1 &
+  wait_port 4566 fauxqs
+fi
+# SNS (goaws v0.4.5: query protocol, as the SDK's SNS client) on 127.0.0.1:4100.
+if ! up 4100; then
+  if [ ! -x "$go_bin/cmd" ]; then
+    echo "services: installing goaws into $go_bin" >&2
+    mkdir -p "$go_bin"
+    (cd / && GOBIN="$go_bin" GOFLAGS=-mod=mod go install github.com/Admiral-Piett/goaws/app/cmd@v0.4.5)
+  fi
+  conf="${TMPDIR:-/tmp}/qstream-goaws.yaml"
+  printf 'Local:\n  Host: 127.0.0.1\n  Port: 4100\n  Region: us-east-1\n  AccountId: "100010001000"\n  LogToFile: false\n  EnableDuplicates: false\n  QueueAttributeDefaults:\n    VisibilityTimeout: 30\n    ReceiveMessageWaitTimeSeconds: 0\n    MaximumMessageSize: 262144\n' >"$conf"
+  nohup "$go_bin/cmd" -config "$conf" Local >"${TMPDIR:-/tmp}/qstream-goaws.log" 2>&1 &
+  wait_port 4100 goaws
+fi
 # Debian's Chromium for the dashboard's browser test (headless, no server to start).
 need_pkg chromium chromium
 
-echo "services: redis 127.0.0.1:6379, nats (JetStream) 127.0.0.1:4222 and clickhouse 127.0.0.1:8123 (http), :9000 (native) are up"
+echo "services: redis 127.0.0.1:6379, nats (JetStream) 127.0.0.1:4222 and clickhouse 127.0.0.1:8123 (http), :9000 (native), kinesalite :4567, s3rver :4568, fauxqs (sqs) :4566, goaws (sns) :4100 are up"

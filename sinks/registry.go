@@ -10,4 +10,5 @@ func init() {
 	registerWriter("redis", func(u *url.URL, env Env) (Writer, error) { return NewRedis(u, env) })
 	registerWriter("ws", func(u *url.URL, env Env) (Writer, error) { return NewWSServer(u, env) })
 	registerWriter("nats", func(u *url.URL, env Env) (Writer, error) { return NewNATS(u, env) })
+	registerWriter("sns", func(u *url.URL, env Env) (Writer, error) { return NewSNS(u, env) })
 }

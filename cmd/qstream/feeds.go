@@ -72,6 +72,8 @@ type feedFlags struct {
 	pcapPath  string
 	pcapSpeed float64
 
+	aws awsFeedFlags // kinesis and sqs (feeds_aws.go)
+
 	output string
 
 	fs *flag.FlagSet // the set they were registered in, for "was it set"
@@ -108,6 +110,7 @@ func (ff *feedFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&ff.jsDurable, "js-durable", feeds.DefaultJetStreamDurable, "jetstream feed: base name of the durable consumers; partition p is consumed by <name>-p<p>, whose acknowledged position survives restarts")
 	fs.DurationVar(&ff.jsAckWait, "js-ack-wait", feeds.DefaultJetStreamAckWait, "jetstream feed: the server redelivers a message not acknowledged within this long")
 	fs.StringVar(&ff.pcapPath, "pcap", "", "pcap feed: capture of IEX TOPS/DEEP over UDP (pcap or pcapng, gzip or not); the feed ends at the end of the capture")
+	ff.aws.register(fs)
 	fs.Float64Var(&ff.pcapSpeed, "pcap-speed", 0, "pcap feed: 0 replays as fast as possible; otherwise at the captured pace times this factor (2: twice as fast)")
 	fs.StringVar(&ff.output, "output", "", "write every operator output as JSON Lines (the replay format: seq, symbol, ts, price, volume, indicators) to this file, or - for standard output, flushed after each batch the collector delivers; empty: outputs are only counted. "+
 		"With the WAL a file holds each output once across crashes (checkpoints record its length, recovery cuts it back and replays); standard output may repeat the outputs replayed after a crash")
@@ -190,6 +193,8 @@ func buildFeeds(f *runFlags, getenv func(string) string) (*feedSet, error) {
 			fd, producers, err = buildJetStream(ff)
 		case feedPcap:
 			fd, err = buildPcap(ff)
+		default:
+			fd, producers, err = buildAWSFeed(name, f)
 		}
 		if err != nil {
 			return nil, err
@@ -482,6 +487,9 @@ func describeFeed(name string, f *runFlags) string {
 	case feedPcap:
 		return fmt.Sprintf("pcap replay of %s", ff.pcapPath)
 	}
+	if d := describeAWSFeed(name, f); d != "" {
+		return d
+	}
 	return name
 }
 
@@ -562,6 +570,8 @@ func (s *feedSet) status() string {
 			st := fd.Stats()
 			fmt.Fprintf(&b, " | pcap events %d err %d gaps %d missing %d overlaps %d dup %d resets %d",
 				st.Events, st.Errors, st.Gaps, st.MissingMessages, st.Overlaps, st.DuplicateSegments, st.Resets)
+		case interface{ statusLine() string }:
+			b.WriteString(fd.statusLine())
 		}
 	}
 	return b.String()
