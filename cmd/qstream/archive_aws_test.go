@@ -74,3 +74,43 @@ func TestReplayArchiveFromS3(t *testing.T) {
 		t.Fatalf("--format auto: exit %d, same output %v", rc, got2 == want)
 	}
 }
+
+// `qstream run` with an archive sink and s3=: the archive's files go to S3
+// as they complete and at the stop; replay from S3 equals replay from the
+// directory; bad s3 parameters are refused before anything starts.
+func TestRunArchiveToS3(t *testing.T) {
+	ep := awstest.S3(t)
+	awstest.SetEnv(t)
+	dir := t.TempDir()
+	bucket := fmt.Sprintf("qs-run-%d", time.Now().UnixNano()%1e9)
+	l, _ := feeds.ParseS3URL("s3://" + bucket + "?endpoint=" + url.QueryEscape(ep))
+	c, err := feeds.NewS3Client(context.Background(), l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
+		t.Fatalf("create bucket: %v", err)
+	}
+	arch := filepath.Join(dir, "arch")
+	sink := "archive://" + arch + "?max_file_bytes=65536&s3=" + bucket + "/runs/a&s3_endpoint=" + url.QueryEscape(ep)
+	if _, stderr, rc := qstream(t, append([]string{"run", "--count", "20000", "--rate", "0", "--sink", sink}, runArgsIn(dir)...)...); rc != 0 {
+		t.Fatalf("run: exit %d: %s", rc, stderr)
+	} else if !strings.Contains(stderr, "in s3://"+bucket+"/runs/a") {
+		t.Fatalf("run did not report the upload:\n%s", stderr)
+	}
+	args := []string{"--format", "archive", "--indicators", "sma:5", "--emit", "indicators"}
+	want, stderr, rc := qstream(t, append([]string{"replay", "--input", arch}, args...)...)
+	if rc != 0 || strings.Count(want, "\n") < 10000 {
+		t.Fatalf("replay of the directory: exit %d, %d lines: %s", rc, strings.Count(want, "\n"), stderr)
+	}
+	loc := "s3://" + bucket + "/runs/a?endpoint=" + url.QueryEscape(ep)
+	got, stderr, rc := qstream(t, append([]string{"replay", "--input", loc}, args...)...)
+	if rc != 0 || got != want {
+		t.Fatalf("replay from S3: exit %d, same %v: %s", rc, got == want, stderr)
+	}
+	for _, bad := range []string{"archive://" + arch + "?s3_region=x", "archive://" + arch + "?s3=" + bucket + "&s3_delete_local=maybe"} {
+		if _, stderr, rc := qstream(t, append([]string{"run", "--count", "10", "--sink", bad}, runArgsIn(t.TempDir())...)...); rc != 2 {
+			t.Fatalf("--sink %s: exit %d, want 2: %s", bad, rc, stderr)
+		}
+	}
+}

@@ -10,12 +10,14 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"qstream/codec"
 	"qstream/engine"
+	"qstream/feeds"
 	"qstream/ops"
 	"qstream/sinks"
 )
@@ -162,6 +164,9 @@ func poisonTo(eng **engine.Engine) sinks.PoisonFunc {
 // once, at its LSN, across crashes); in replay they take the events read.
 type archives struct {
 	list      []*sinks.Archive
+	uploaders []*sinks.S3Uploader // per archive with s3=: nil for the others
+	upCancel  context.CancelFunc
+	upDone    chan error
 	followers []*sinks.WALFollower
 	started   atomic.Bool
 	cancel    context.CancelFunc
@@ -177,10 +182,22 @@ func openArchives(uris []string, symbols *codec.SymbolTable, log *slog.Logger) (
 			a.close(io.Discard)
 			return nil, usageError{fmt.Errorf("--sink %s: %w", raw, err)}
 		}
+		loc, deleteLocal, err := archiveS3(u)
+		if err != nil {
+			a.close(io.Discard)
+			return nil, usageError{fmt.Errorf("--sink %s: %w", raw, err)}
+		}
 		dir, opts, err := sinks.ArchiveURL(u)
 		if err != nil {
 			a.close(io.Discard)
 			return nil, usageError{fmt.Errorf("--sink %s: %w", raw, err)}
+		}
+		var up *sinks.S3Uploader
+		if loc != "" {
+			if up, err = sinks.NewS3Uploader(dir, loc, sinks.S3UploaderOptions{DeleteLocal: deleteLocal, Logger: log}); err != nil {
+				a.close(io.Discard)
+				return nil, usageError{fmt.Errorf("--sink %s: %w", raw, err)}
+			}
 		}
 		opts.Symbols, opts.Logger = symbols, log
 		ar, err := sinks.OpenArchive(dir, opts)
@@ -189,8 +206,50 @@ func openArchives(uris []string, symbols *codec.SymbolTable, log *slog.Logger) (
 			return nil, fmt.Errorf("--sink %s: %w", raw, err)
 		}
 		a.list = append(a.list, ar)
+		a.uploaders = append(a.uploaders, up)
 	}
 	return a, nil
+}
+
+// archiveS3 takes an archive URL's S3 parameters out of it: s3=BUCKET[/PREFIX]
+// ships the archive's complete files there (sinks.S3Uploader) with
+// s3_region, s3_endpoint, s3_profile (the standard chain otherwise) and
+// s3_delete_local=true to remove shipped files. loc is "" without s3=.
+func archiveS3(u *url.URL) (loc string, deleteLocal bool, err error) {
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return "", false, err
+	}
+	target := q.Get("s3")
+	s3q := url.Values{}
+	for _, k := range []string{"region", "endpoint", "profile"} {
+		if v := q.Get("s3_" + k); v != "" {
+			s3q.Set(k, v)
+		}
+		q.Del("s3_" + k)
+	}
+	if v := q.Get("s3_delete_local"); v != "" {
+		if deleteLocal, err = strconv.ParseBool(v); err != nil {
+			return "", false, fmt.Errorf("s3_delete_local=%q: want true or false", v)
+		}
+	}
+	q.Del("s3_delete_local")
+	q.Del("s3")
+	u.RawQuery = q.Encode()
+	if target == "" {
+		if len(s3q) > 0 || deleteLocal {
+			return "", false, errors.New("s3_* parameters without s3=BUCKET[/PREFIX]")
+		}
+		return "", false, nil
+	}
+	loc = "s3://" + strings.Trim(target, "/")
+	if len(s3q) > 0 {
+		loc += "?" + s3q.Encode()
+	}
+	if _, err := feeds.ParseS3URL(loc); err != nil {
+		return "", false, err
+	}
+	return loc, deleteLocal, nil
 }
 
 // retain is engine.CheckpointConfig.RetainWAL: the WAL keeps what the
@@ -224,6 +283,14 @@ func (a *archives) follow(walDir string, durable func() uint64, symbols *codec.S
 		go func() { a.done <- f.Run(ctx) }()
 	}
 	a.started.Store(true)
+	// s3=: the complete files go to S3 as they rotate (and at close).
+	uctx, ucancel := context.WithCancel(context.Background())
+	a.upCancel, a.upDone = ucancel, make(chan error, len(a.uploaders))
+	for _, up := range a.uploaders {
+		if up != nil {
+			go func() { a.upDone <- up.Run(uctx, 0) }()
+		}
+	}
 	return nil
 }
 
@@ -250,14 +317,33 @@ func (a *archives) close(stderr io.Writer) error {
 		}
 		a.cancel = nil
 	}
-	for _, ar := range a.list {
+	if a.upCancel != nil {
+		a.upCancel()
+		for _, up := range a.uploaders {
+			if up != nil {
+				<-a.upDone // its last Sync's error is logged by Run; the one below reports
+			}
+		}
+		a.upCancel = nil
+	}
+	for i, ar := range a.list {
 		if err := ar.Close(); err != nil {
 			errs = append(errs, err)
 		}
 		st := ar.Stats()
 		fmt.Fprintf(stderr, "qstream: archive: %d events in %d files, %d bytes\n", st.Events, st.Files, st.Bytes)
+		if up := a.uploaders[i]; up != nil {
+			// Close completed the last file: ship it too.
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			if err := up.Sync(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("archive upload to %s: %w (the next start uploads what the manifest lacks)", up.Location(), err))
+			}
+			cancel()
+			us := up.Stats()
+			fmt.Fprintf(stderr, "qstream: archive: %d files (%d bytes) in %s\n", us.Files, us.Bytes, up.Location())
+		}
 	}
-	a.list = nil
+	a.list, a.uploaders = nil, nil
 	return errors.Join(errs...)
 }
 
