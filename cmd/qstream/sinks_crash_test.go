@@ -48,7 +48,7 @@ func TestCrashSinksExactlyOnce(t *testing.T) {
 		"--checkpoint-interval", "300ms", "--output", filepath.Join(dir, "out.jsonl"),
 		"--sink", ns.url() + "?buffer=2048",
 		"--sink", "clickhouse+http://" + chHTTPAddr + "/" + db + "?buffer=2048",
-		"--sink", "redis://" + redisAddr + "/12?buffer=2048"}
+		"--sink", "redis://" + redisAddr + "/12?buffer=2048&ttl=1h"} // the check comes after minutes of kills: no key may expire first
 	var logs bytes.Buffer
 	done, killed := false, 0
 	for i := 0; !done; i++ {
