@@ -181,7 +181,7 @@ func (p *Publisher) publish(ev *codec.Event) error {
 		ev.Seq = p.maxSeq + 1 // before the WAL append: a replay sees the same offset
 	}
 	if d := p.e.cfg.Durability; d != nil && !p.replay {
-		if w := p.e.wal; w != nil && !p.e.cfg.WALEventRecords {
+		if w := p.e.wal; w != nil && p.e.cfg.WALBatches {
 			if p.walErr != nil {
 				return p.walErr
 			}
@@ -201,7 +201,7 @@ func (p *Publisher) publish(ev *codec.Event) error {
 				}
 			}
 		} else {
-			// A record per event (another Durability, or WALEventRecords).
+			// A record per event (another Durability, or no WALBatches).
 			if w := p.e.wal; w != nil && w.needSymbol(ev.Symbol) {
 				if err := w.logSymbols(ev.Symbol); err != nil {
 					return err

@@ -134,7 +134,7 @@ func FuzzEventBatch(f *testing.F) {
 }
 
 // A WAL written partly one record per event (an older build, or
-// WALEventRecords) and partly in batches recovers to the uninterrupted
+// no WALBatches) and partly in batches recovers to the uninterrupted
 // run's outputs.
 func TestRecoverMixedEventRecords(t *testing.T) {
 	evs := testEvents(64*60, 16, 12)
@@ -147,7 +147,7 @@ func TestRecoverMixedEventRecords(t *testing.T) {
 			t.Fatal(err)
 		}
 		e, err := New(Config{Shards: 2, Symbols: codec.NewSymbolTable(64), Processors: pipelineFactory(t), Output: out, Durability: w,
-			Checkpoints: &CheckpointConfig{Dir: filepath.Join(dir, "ckpt")}, DedupHorizon: 4096, WALEventRecords: perEvent,
+			Checkpoints: &CheckpointConfig{Dir: filepath.Join(dir, "ckpt")}, DedupHorizon: 4096, WALBatches: !perEvent,
 			Logger: slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil))})
 		if err != nil {
 			t.Fatal(err)

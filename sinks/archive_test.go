@@ -754,7 +754,7 @@ func TestFollowWALRetainsSegments(t *testing.T) {
 		}
 		return 0
 	}
-	e, err := engine.New(engine.Config{Shards: 1, Durability: w, WALEventRecords: true, Logger: quietArchiveLog(),
+	e, err := engine.New(engine.Config{Shards: 1, Durability: w, Logger: quietArchiveLog(),
 		Processors:  func(int) (engine.Processor, error) { return nopProcessor{}, nil },
 		Checkpoints: &engine.CheckpointConfig{Dir: filepath.Join(dir, "ckpt"), Keep: 1, RetainWAL: retain}})
 	if err != nil {

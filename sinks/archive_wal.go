@@ -211,7 +211,7 @@ func (f *WALFollower) CatchUp() error {
 			}
 			// The archive positions events by LSN, one per record: a WAL
 			// written with an archive sink logs events one per record
-			// (engine.Config.WALEventRecords).
+			// (engine.Config.WALBatches off).
 			return fmt.Errorf("sinks: archive: follow %s: record %d is a batch of events, written by a start without an archive sink; the archive follows a WAL written with it from its first start (use a new --wal-dir)", f.dir, rec.LSN)
 		case engine.RecordEvent:
 			if rec.LSN < f.next {

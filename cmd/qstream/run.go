@@ -286,6 +286,7 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 		Output:             dash.tee(outSinks.output(engOutput)),
 		MaxProducers:       2 * max(32, feedSet.producers), // and recovery's, one per source name; the other streams' feeds
 	}
+	cfg.WALBatches = f.durable.walBatches
 	dur, err := openDurable(&f.durable, &cfg, symbols, stderr)
 	if err != nil {
 		return err
@@ -303,7 +304,7 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 			return usageError{errors.New("--sink archive:// follows the WAL: it needs --wal-dir")}
 		}
 		cfg.Checkpoints.RetainWAL = arch.retain // the WAL keeps what the archive has not synced
-		cfg.WALEventRecords = true              // the archive positions events by LSN
+		cfg.WALBatches = false                  // the archive positions events by LSN
 	}
 	eng, err = engine.New(cfg)
 	if err != nil {
