@@ -139,7 +139,7 @@ func TestCrashSinksExactlyOnce(t *testing.T) {
 	}
 
 	// Redis: the features of every symbol are its newest indicator line.
-	checkRedisFeatures(t, rdb, ind)
+	checkRedisFeatures(t, rdb, ind, time.Hour) // ttl=1h
 	t.Logf("%d kills; %d output lines: %d stream messages, %d ClickHouse indicator rows", killed, len(raw), len(msgs), len(rows))
 }
 
