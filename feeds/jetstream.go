@@ -266,10 +266,7 @@ func NewJetStreamFeed(cfg JetStreamConfig) (*JetStreamFeed, error) {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.NewParser == nil {
-		source := cfg.Source
-		cfg.NewParser = func(symbols *codec.SymbolTable) JSONParser {
-			return codec.NewParser(codec.ParserOptions{Source: source, Symbols: symbols})
-		}
+		cfg.NewParser = codecParsers(0, cfg.Source)
 	}
 	f := &JetStreamFeed{cfg: cfg, log: cfg.Logger.With("feed", cfg.Name, "stream", cfg.Stream), dedup: cfg.Dedup}
 	if f.dedup == nil {

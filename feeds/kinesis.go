@@ -221,10 +221,7 @@ func NewKinesisFeed(cfg KinesisConfig) (*KinesisFeed, error) {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.NewParser == nil {
-		source := cfg.Source
-		cfg.NewParser = func(symbols *codec.SymbolTable) JSONParser {
-			return codec.NewParser(codec.ParserOptions{Source: source, Symbols: symbols})
-		}
+		cfg.NewParser = codecParsers(0, cfg.Source)
 	}
 	f := &KinesisFeed{cfg: cfg, log: cfg.Logger.With("feed", cfg.Name, "stream", cfg.Stream)}
 	f.pos = newKinesisPositions(cfg.StateDir, cfg.Stream)

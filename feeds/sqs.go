@@ -164,10 +164,7 @@ func NewSQSFeed(cfg SQSConfig) (*SQSFeed, error) {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.NewParser == nil {
-		source := cfg.Source
-		cfg.NewParser = func(symbols *codec.SymbolTable) JSONParser {
-			return codec.NewParser(codec.ParserOptions{Source: source, Symbols: symbols})
-		}
+		cfg.NewParser = codecParsers(0, cfg.Source)
 	}
 	f := &SQSFeed{cfg: cfg, log: cfg.Logger.With("feed", cfg.Name, "queue", cfg.QueueURL), dedup: cfg.Dedup}
 	if f.dedup == nil {

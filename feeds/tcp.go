@@ -26,6 +26,14 @@ type JSONParser interface {
 	ParseJSON(msg []byte, ev *codec.Event) error
 }
 
+// codecParsers is the feeds' default NewParser: a codec.Parser per call,
+// with the feed's source id and message bound (0: the codec's default).
+func codecParsers(maxSize int, source uint16) func(*codec.SymbolTable) JSONParser {
+	return func(symbols *codec.SymbolTable) JSONParser {
+		return codec.NewParser(codec.ParserOptions{MaxMessageSize: maxSize, Source: source, Symbols: symbols})
+	}
+}
+
 // TextParser is a JSONParser that keeps the text of the events it parses
 // (codec.Parser.Text): feeds publish it with the event
 // (engine.Publisher.PublishText), so news articles and the StreamMessage
@@ -343,10 +351,7 @@ func NewTCPServer(cfg TCPConfig) (*TCPServer, error) {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.NewParser == nil {
-		maxSize, source := cfg.MaxMessageSize, cfg.Source
-		cfg.NewParser = func(symbols *codec.SymbolTable) JSONParser {
-			return codec.NewParser(codec.ParserOptions{MaxMessageSize: maxSize, Source: source, Symbols: symbols})
-		}
+		cfg.NewParser = codecParsers(cfg.MaxMessageSize, cfg.Source)
 	}
 	if cfg.DecodeFrame == nil {
 		cfg.DecodeFrame = decodeCodecFrame

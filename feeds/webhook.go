@@ -259,10 +259,7 @@ func NewWebhook(cfg WebhookConfig) (*Webhook, error) {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.NewParser == nil {
-		maxSize, source := int(cfg.MaxBodyBytes), cfg.Source
-		cfg.NewParser = func(symbols *codec.SymbolTable) JSONParser {
-			return codec.NewParser(codec.ParserOptions{MaxMessageSize: maxSize, Source: source, Symbols: symbols})
-		}
+		cfg.NewParser = codecParsers(int(cfg.MaxBodyBytes), cfg.Source)
 	}
 	w := &Webhook{
 		cfg:   cfg,
