@@ -26,16 +26,16 @@ import (
 // engine's stream ids are 1..64 letters, digits, '_', '-' and '.', and
 // "default" names the first stream only.
 func badStreamName(name string, i int) string {
-	if len(name) > 64 {
-		return "longer than 64 bytes"
-	}
-	for _, c := range []byte(name) {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
-			return "want letters, digits, '_', '-' and '.' only"
+	switch {
+	case name == string(engine.DefaultStream):
+		if i > 0 {
+			return `"default" names the first stream`
 		}
-	}
-	if name == "default" && i > 0 {
-		return `"default" names the first stream`
+		return ""
+	case len(name) > engine.MaxStreamIDLen:
+		return fmt.Sprintf("longer than %d bytes", engine.MaxStreamIDLen)
+	case engine.ValidStreamID(engine.StreamID(name)) != nil:
+		return "want letters, digits, '_', '-' and '.' only"
 	}
 	return ""
 }

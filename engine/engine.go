@@ -122,7 +122,7 @@ func New(cfg Config) (*Engine, error) {
 	name := c.StreamName
 	if name == "" {
 		name = DefaultStream
-	} else if err := validStreamID(name); err != nil && name != DefaultStream {
+	} else if err := ValidStreamID(name); err != nil && name != DefaultStream {
 		return nil, fmt.Errorf("%w: stream name: %w", ErrConfig, err)
 	}
 	first := []*stream{newStream(name, 0, nil, c.Output)}

@@ -140,8 +140,9 @@ func (st *stream) setPaused(p bool) {
 	st.gateMu.Unlock()
 }
 
-// validStreamID checks an id for StartStream and Config.Streams.
-func validStreamID(id StreamID) error {
+// ValidStreamID checks a stream id for StartStream and Config.Streams:
+// 1..MaxStreamIDLen of [A-Za-z0-9_.-], not "default".
+func ValidStreamID(id StreamID) error {
 	if len(id) == 0 || len(id) > MaxStreamIDLen || id == DefaultStream {
 		return fmt.Errorf("%w: %q (1..%d characters, not %q)", ErrStreamID, id, MaxStreamIDLen, DefaultStream)
 	}
@@ -181,7 +182,7 @@ func (e *Engine) streamOfName(name string) (*stream, bool) {
 		return list[0], true
 	}
 	id := StreamID(name[:i])
-	if validStreamID(id) != nil {
+	if ValidStreamID(id) != nil {
 		return list[0], true
 	}
 	for k := len(list) - 1; k > 0; k-- {
@@ -249,7 +250,7 @@ func (e *Engine) StartStream(cfg StreamConfig) (StreamID, error) {
 
 // startStream builds and registers a stream. Serialised by e.streamMu.
 func (e *Engine) startStream(cfg StreamConfig, dynamic bool) error {
-	if err := validStreamID(cfg.ID); err != nil {
+	if err := ValidStreamID(cfg.ID); err != nil {
 		return err
 	}
 	if e.cfg.StreamFactory == nil {

@@ -463,14 +463,8 @@ loop:
 // when it is a valid stream id, "default" otherwise (the control API and
 // the metrics use --stream-name as given).
 func firstStreamName(name string) engine.StreamID {
-	if len(name) == 0 || len(name) > engine.MaxStreamIDLen {
+	if engine.ValidStreamID(engine.StreamID(name)) != nil {
 		return engine.DefaultStream
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
-			return engine.DefaultStream
-		}
 	}
 	return engine.StreamID(name)
 }
