@@ -39,8 +39,11 @@ const (
 	batchBytesMax = 32 << 10
 )
 
-// batchPrev is the delta state of a batch being encoded or decoded.
+// batchPrev is the delta state of a batch being encoded or decoded: the
+// previous event's first three words (TsNs, IngestNs, Seq).
 type batchPrev struct{ ts, ingest, seq uint64 }
+
+func (p *batchPrev) deltas() [3]*uint64 { return [3]*uint64{&p.ts, &p.ingest, &p.seq} }
 
 // ErrBadBatch is returned for an event batch record that does not decode.
 var ErrBadBatch = errors.New("engine: bad event batch record")
@@ -67,18 +70,15 @@ func appendBatchEvent(dst []byte, prev *batchPrev, ev *codec.Event) []byte {
 	}
 	dst = append(dst, byte(mask), byte(mask>>8), byte(ev.Kind), byte(ev.Status), byte(ev.Flags))
 	dst = binary.AppendUvarint(dst, uint64(ev.Symbol))
-	for i, w := range words {
-		switch i {
-		case 0, 1, 2:
-			p := [3]*uint64{&prev.ts, &prev.ingest, &prev.seq}[i]
-			if w != 0 {
-				dst = binary.AppendUvarint(dst, zig(w-*p))
-			}
-			*p = w
-		default:
-			if w != 0 {
-				dst = binary.LittleEndian.AppendUint64(dst, w)
-			}
+	for i, p := range prev.deltas() {
+		if w := words[i]; w != 0 {
+			dst = binary.AppendUvarint(dst, zig(w-*p))
+		}
+		*p = words[i]
+	}
+	for _, w := range words[3:] { // after the delta-coded words
+		if w != 0 {
+			dst = binary.LittleEndian.AppendUint64(dst, w)
 		}
 	}
 	if ev.TextLen != 0 {
@@ -157,6 +157,16 @@ func DecodeEventBatch(p []byte, each func(ev *codec.Event) error) error {
 	}
 }
 
+// uvarint is binary.Uvarint that refuses the non-minimal encodings
+// (a last byte of zero after others), so a batch has one encoding.
+func uvarint(b []byte) (uint64, int) {
+	v, n := binary.Uvarint(b)
+	if n > 1 && b[n-1] == 0 {
+		return 0, 0
+	}
+	return v, n
+}
+
 func decodeBatchEvent(b []byte, prev *batchPrev, ev *codec.Event) (int, error) {
 	if len(b) < 5 {
 		return 0, ErrBadBatch
@@ -168,45 +178,40 @@ func decodeBatchEvent(b []byte, prev *batchPrev, ev *codec.Event) (int, error) {
 	}
 	*ev = codec.Event{Kind: kind, Status: status, Flags: codec.Flags(b[4])}
 	off := 5
-	sym, n := binary.Uvarint(b[off:])
+	sym, n := uvarint(b[off:])
 	if n <= 0 || sym > 1<<32-1 {
 		return 0, ErrBadBatch
 	}
 	ev.Symbol = codec.Symbol(sym)
 	off += n
 	words := codec.EventWords(ev)
-	for i := range words {
-		present := mask&(1<<i) != 0
-		switch i {
-		case 0, 1, 2:
-			p := [3]*uint64{&prev.ts, &prev.ingest, &prev.seq}[i]
-			if present {
-				z, n := binary.Uvarint(b[off:])
-				if n <= 0 {
-					return 0, ErrBadBatch
-				}
-				off += n
-				words[i] = *p + unzig(z)
-				if words[i] == 0 {
-					return 0, ErrBadBatch // a present word is never zero
-				}
+	deltas := prev.deltas()
+	for i, p := range deltas {
+		if mask&(1<<i) != 0 {
+			z, n := uvarint(b[off:])
+			if n <= 0 {
+				return 0, ErrBadBatch
 			}
-			*p = words[i]
-		default:
-			if present {
-				if len(b)-off < 8 {
-					return 0, ErrBadBatch
-				}
-				words[i] = binary.LittleEndian.Uint64(b[off:])
-				if words[i] == 0 {
-					return 0, ErrBadBatch
-				}
-				off += 8
+			off += n
+			if words[i] = *p + unzig(z); words[i] == 0 {
+				return 0, ErrBadBatch // a present word is never zero
 			}
+		}
+		*p = words[i]
+	}
+	for i := len(deltas); i < len(words); i++ {
+		if mask&(1<<i) != 0 {
+			if len(b)-off < 8 {
+				return 0, ErrBadBatch
+			}
+			if words[i] = binary.LittleEndian.Uint64(b[off:]); words[i] == 0 {
+				return 0, ErrBadBatch
+			}
+			off += 8
 		}
 	}
 	if mask&(1<<14) != 0 {
-		tl, n := binary.Uvarint(b[off:])
+		tl, n := uvarint(b[off:])
 		if n <= 0 || tl == 0 || tl > 1<<32-1 {
 			return 0, ErrBadBatch
 		}
