@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/valyala/fastjson"
+	"qstream/bench"
 )
 
 // The replay benchmark of issue 12: `qstream replay` of 2M JSON trades with a
@@ -116,87 +116,17 @@ func (c *lineCounter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// singleLoopVWAP is the baseline: one goroutine reads the lines with bufio,
-// parses each with fastjson, keeps per-symbol window state in a map, and
-// writes a result line when a symbol's trade opens a new 1 s window (the
-// input is in event-time order, so that is when the engine's watermark fires
-// the previous one), then the open windows at the end. It returns the number
-// of results written.
+// singleLoopVWAP is the baseline: bench.RefVWAP (`qstream bench ref-vwap`,
+// one goroutine with bufio, fastjson and a map) over the input file. It
+// returns the number of window results written.
 func singleLoopVWAP(path string, out io.Writer) (int, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, err
 	}
 	defer f.Close()
-	type win struct {
-		start     int64
-		count     int
-		pv, v     float64
-		symbolKey string
-	}
-	const sizeNs = int64(time.Second)
-	r := bufio.NewReaderSize(f, 64<<10)
-	w := bufio.NewWriterSize(out, 64<<10)
-	var p fastjson.Parser
-	state := make(map[string]*win)
-	var order []*win
-	results := 0
-	var buf []byte
-	emit := func(s *win) {
-		buf = append(buf[:0], `{"window":"tumbling:1s:vwap","symbol":"`...)
-		buf = append(buf, s.symbolKey...)
-		buf = append(buf, `","start":`...)
-		buf = strconv.AppendInt(buf, s.start, 10)
-		buf = append(buf, `,"end":`...)
-		buf = strconv.AppendInt(buf, s.start+sizeNs, 10)
-		buf = append(buf, `,"count":`...)
-		buf = strconv.AppendInt(buf, int64(s.count), 10)
-		buf = append(buf, `,"value":`...)
-		buf = strconv.AppendFloat(buf, s.pv/s.v, 'g', -1, 64)
-		buf = append(buf, `,"timing":"on_time"}`+"\n"...)
-		w.Write(buf)
-		results++
-	}
-	for {
-		line, err := r.ReadSlice('\n')
-		if len(line) > 0 {
-			v, perr := p.ParseBytes(line)
-			if perr == nil && string(v.GetStringBytes("type")) == "trade" {
-				sym := v.GetStringBytes("symbol")
-				ts := v.GetInt64("ts")
-				price := v.GetFloat64("price")
-				vol := v.GetFloat64("volume")
-				s := state[string(sym)]
-				if s == nil {
-					s = &win{symbolKey: string(sym), start: -1}
-					state[s.symbolKey] = s
-					order = append(order, s)
-				}
-				start := ts - ts%sizeNs
-				if s.start != start {
-					if s.start >= 0 {
-						emit(s)
-					}
-					s.start, s.count, s.pv, s.v = start, 0, 0, 0
-				}
-				s.count++
-				s.pv += price * vol
-				s.v += vol
-			}
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return results, err
-		}
-	}
-	for _, s := range order {
-		if s.count > 0 {
-			emit(s)
-		}
-	}
-	return results, w.Flush()
+	_, windows, err := bench.RefVWAP(f, out, int64(time.Second), "tumbling:1s:vwap")
+	return int(windows), err
 }
 
 // BenchmarkReplayVWAP: each iteration runs the single-loop baseline, then
