@@ -315,7 +315,7 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 	}
 	if err := ctlHTTP.serve(control.Options{
 		Engine: eng, StreamName: f.http.streamName, Token: httpToken(&f.http, os.Getenv),
-		Stop: apiStop, Feeds: feedSet.byteStats, Sinks: outSinks.sinkStats, Output: guardStats(guard),
+		Stop: apiStop, Feeds: host.feedStats(feedSet.byteStats), Sinks: host.sinkStats(outSinks.sinkStats), Output: guardStats(guard),
 		Dashboard: dash.page(f.http.streamName), StartStream: host.startDynamic, StopStream: host.stop, ProcessMessage: host.processMessage, Logger: logger,
 	}, stderr); err != nil {
 		return err

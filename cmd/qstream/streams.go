@@ -514,6 +514,51 @@ func (h *streamHost) close() error {
 	return first
 }
 
+// sinkStats adds the sinks of the streams after the first, named
+// "<stream>:<sink>", to the first stream's (first): the control API's
+// sinks and /metrics' qstream_sink_* cover every stream.
+func (h *streamHost) sinkStats(first func() []sinks.SinkStats) func() []sinks.SinkStats {
+	return func() []sinks.SinkStats {
+		out := first()
+		h.each(func(r *streamRun) {
+			for _, st := range r.sinks.sinkStats() {
+				st.Name = string(r.id) + ":" + st.Name
+				out = append(out, st)
+			}
+		})
+		return out
+	}
+}
+
+// feedStats is sinkStats for the feeds' byte counters.
+func (h *streamHost) feedStats(first func() []control.FeedStats) func() []control.FeedStats {
+	return func() []control.FeedStats {
+		out := first()
+		h.each(func(r *streamRun) {
+			for _, st := range r.feeds.byteStats() {
+				st.Name = string(r.id) + ":" + st.Name
+				out = append(out, st)
+			}
+		})
+		return out
+	}
+}
+
+// each calls fn with every running stream after the first, in start order.
+func (h *streamHost) each(fn func(r *streamRun)) {
+	h.mu.Lock()
+	runs := make([]*streamRun, 0, len(h.order))
+	for _, id := range h.order {
+		if r := h.runs[id]; r != nil {
+			runs = append(runs, r)
+		}
+	}
+	h.mu.Unlock()
+	for _, r := range runs {
+		fn(r)
+	}
+}
+
 // status is the status line's part about the streams after the first.
 func (h *streamHost) status(b *strings.Builder, e *engine.Engine) {
 	list := e.Streams()

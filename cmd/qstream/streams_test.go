@@ -120,7 +120,9 @@ func TestRunSeveralStreams(t *testing.T) {
 	b.waitLine("qstream: stream bars: running", 30*time.Second)
 	waitReady(t, base)
 
-	code, body := httpJSON(t, "POST", base+"/api/streams", lateStream(dir, 0, 20000))
+	// late also writes to Redis: its sink is in the control API's metrics.
+	withSink := strings.Replace(lateStream(dir, 0, 20000), `"indicators"`, `"sinks":["redis://`+redisAddr+`/13"],"indicators"`, 1)
+	code, body := httpJSON(t, "POST", base+"/api/streams", withSink)
 	if code != 201 {
 		t.Fatalf("POST /api/streams: %d %s", code, body)
 	}
@@ -148,6 +150,10 @@ func TestRunSeveralStreams(t *testing.T) {
 	if s := listStreams(t, base); s["default"].Name != "ticks" {
 		t.Fatalf("the first stream: %+v", s["default"])
 	}
+	waitFor(t, 20*time.Second, "late's sink in /metrics", func() bool {
+		_, m := httpJSON(t, "GET", base+"/metrics", "")
+		return bytes.Contains(m, []byte(`qstream_sink_written_total{sink="late:redis`)) && !bytes.Contains(m, []byte(`qstream_sink_written_total{sink="late:redis://`+redisAddr+`/13"} 0`))
+	})
 
 	// Pause bars; the others run on.
 	if code, body := httpJSON(t, "POST", base+"/api/streams/bars/pause", ""); code != 200 {
