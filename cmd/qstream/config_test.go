@@ -34,6 +34,7 @@ func TestConfigCheck(t *testing.T) {
 	}{
 		{[]string{"config", "check", "../../examples/qstream.yaml"}, 0, "../../examples/qstream.yaml: ok (1 stream)\n", ""},
 		{[]string{"config", "check", "../../examples/minimal.yaml"}, 0, "../../examples/minimal.yaml: ok (1 stream)\n", ""},
+		{[]string{"config", "check", "../../examples/streams.yaml"}, 0, "../../examples/streams.yaml: ok (2 streams)\n", ""},
 		{[]string{"config", "check", write("two.yaml", "streams: [{name: a, parallelism: 1}, {name: b, parallelism: 1}]\n")}, 0, "two.yaml: ok (2 streams)\n", ""},
 		{[]string{"config", "check", write("twoshards.yaml", "streams: [{name: a}, {name: b, parallelism: 1}]\n")}, 2, "", "twoshards.yaml: streams: stream \"b\": parallelism (--shards) is 1, but the streams share the engine of the first stream, which has 0\n"},
 		{[]string{"config", "check", write("bad.yaml", "streams:\n  - name: a\n    windows: [tumbling:1m:avg, \"tumbling:0s:vwap\"]\n    sinks: [\"redis://h:6379/x\"]\n")}, 2, "",
