@@ -139,6 +139,13 @@ type JetStreamConfig struct {
 	Backoff Backoff
 	// Logger; default slog.Default().
 	Logger *slog.Logger
+	// Ordered consumes the one Owned partition with an ordered consumer
+	// (no durable consumer, no acks) from stream sequence StartSeq (1 when
+	// 0), strictly in stream order: what a member of a scale-out group
+	// (package cluster) does, whose acknowledged position is the floor of
+	// the partition's checkpoint rather than a consumer's ack floor.
+	Ordered  bool
+	StartSeq uint64
 }
 
 // JetStreamFeed consumes the owned partitions of a JetStream stream with one
@@ -240,6 +247,9 @@ func NewJetStreamFeed(cfg JetStreamConfig) (*JetStreamFeed, error) {
 	if len(cfg.Owned) == 0 {
 		return nil, fmt.Errorf("%w: Owned is empty", ErrJetStreamConfig)
 	}
+	if cfg.Ordered && len(cfg.Owned) != 1 {
+		return nil, fmt.Errorf("%w: Ordered consumes one partition, not %d", ErrJetStreamConfig, len(cfg.Owned))
+	}
 	if cfg.Durable == "" {
 		cfg.Durable = DefaultJetStreamDurable
 	}
@@ -317,6 +327,9 @@ func (f *JetStreamFeed) Run(ctx context.Context, pubs Publishers) error {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
+	}
+	if f.cfg.Ordered {
+		return f.runOrdered(ctx, js, pubs)
 	}
 	consumers := make([]jetstream.Consumer, len(f.parts))
 	for i := range f.parts {
@@ -509,5 +522,87 @@ func (f *JetStreamFeed) commit(ctx context.Context, part *jsPartition, pub Publi
 	}
 	f.st.acked.Add(uint64(len(msgs)))
 	f.st.batches.Add(1)
+	return nil
+}
+
+// runOrdered consumes the one owned partition from StartSeq with an ordered
+// consumer: every message once, in stream order, no acks (the position that
+// matters is the Publisher's offset, Event.Seq = the stream sequence, which
+// the engine's checkpoints record).
+func (f *JetStreamFeed) runOrdered(ctx context.Context, js jetstream.JetStream, pubs Publishers) error {
+	part := &f.parts[0]
+	start := max(f.cfg.StartSeq, 1)
+	c, err := js.OrderedConsumer(ctx, f.cfg.Stream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{part.subject},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    start,
+	})
+	if err != nil {
+		return fmt.Errorf("jetstream: ordered consumer of %s from %d: %w", part.subject, start, err)
+	}
+	pub, err := pubs.NewPublisher(f.cfg.Name + "/p" + strconv.Itoa(part.p))
+	if err != nil {
+		return fmt.Errorf("jetstream: publisher: %w", err)
+	}
+	var parser JSONParser
+	if f.cfg.Format == JetStreamJSON {
+		parser = f.cfg.NewParser(pubs.Symbols())
+	}
+	var ev codec.Event
+	rnd := newJitterRand(0)
+	failures := 0
+	for ctx.Err() == nil {
+		batch, err := c.Fetch(f.cfg.BatchMax, jetstream.FetchMaxWait(f.cfg.FetchWait))
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			f.st.fetchErrors.Add(1)
+			failures++
+			if f.cfg.Backoff.Exhausted(failures) {
+				return fmt.Errorf("jetstream: %s: %w after %d fetches: %v", part.subject, ErrRetriesExhausted, failures, err)
+			}
+			if sleepCtx(ctx, f.cfg.Backoff.Delay(failures-1, rnd)) != nil {
+				return nil
+			}
+			continue
+		}
+		failures = 0
+		n := 0
+		for msg := range batch.Messages() {
+			n++
+			f.st.fetched.Add(1)
+			meta, err := msg.Metadata()
+			if err != nil {
+				pub.Reject(msg.Data(), codec.ReasonMalformed, Position{Offset: -1}, fmt.Errorf("jetstream: metadata: %w", err))
+				f.st.rejected.Add(1)
+				continue
+			}
+			if _, perr := f.decode(msg, meta, parser, &ev); perr != nil {
+				pub.Reject(msg.Data(), codec.ReasonOf(perr), Position{Offset: int64(meta.Sequence.Stream)}, perr)
+				f.st.rejected.Add(1)
+			} else {
+				var text []byte
+				if f.cfg.Format != JetStreamFrames {
+					text = parsedText(parser)
+				}
+				if err := pub.PublishText(&ev, text); err != nil {
+					return fmt.Errorf("jetstream: %s: %w", part.subject, err)
+				}
+				f.st.published.Add(1)
+			}
+			part.ackedSeq.Store(meta.Sequence.Stream)
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
+			f.st.fetchErrors.Add(1)
+			f.log.Warn("jetstream: batch ended with an error", "subject", part.subject, "messages", n, "err", err)
+		}
+		if n > 0 {
+			if err := pub.Flush(); err != nil {
+				return fmt.Errorf("jetstream: %s: %w", part.subject, err)
+			}
+			f.st.batches.Add(1)
+		}
+	}
 	return nil
 }

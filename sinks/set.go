@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"qstream/engine"
 	"qstream/ops"
@@ -48,6 +49,8 @@ type Set struct {
 
 	only    map[ops.OutKind]bool // nil: every kind goes to the sinks
 	scratch []ops.Output
+
+	lastCut atomic.Uint64 // s.next at the last CheckpointOutput (gate.go)
 }
 
 // Carry files kept per sink beyond the newest: older checkpoints
@@ -130,6 +133,7 @@ func (s *Set) HandleOutputs(outs []ops.Output) error {
 
 // CheckpointOutput implements engine.CheckpointedOutput.
 func (s *Set) CheckpointOutput() ([]byte, error) {
+	s.lastCut.Store(s.next)
 	mark := []byte{setMarkVersion}
 	var pm []byte
 	if s.pcp != nil {

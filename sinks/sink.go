@@ -55,6 +55,9 @@ type StatusWriter interface {
 type Env struct {
 	JSONL  JSONLConfig
 	Logger *slog.Logger
+	// Gate, if set, fences every write (see Gate): a scale-out group's
+	// partition writes only while it holds its lease.
+	Gate Gate
 }
 
 // Channel returns the name of an output kind as sinks publish it: the NATS

@@ -155,6 +155,9 @@ func OpenSink(raw string, env Env, stateDir string, poison PoisonFunc) (*Sink, e
 	if err != nil {
 		return nil, fmt.Errorf("--sink %s: %w", redact(u), err)
 	}
+	if env.Gate != nil {
+		w = &gatedWriter{Writer: w, gate: env.Gate}
+	}
 	name := redact(u)
 	dir := ""
 	if stateDir != "" {

@@ -48,6 +48,7 @@ type runFlags struct {
 	// streams are the configuration's streams after the first (--config;
 	// streams.go).
 	streams []engine.StreamConfig
+	group   groupFlags // --group (group.go)
 }
 
 func runFlagSet(f *runFlags, stderr io.Writer) *flag.FlagSet {
@@ -75,6 +76,7 @@ func runFlagSet(f *runFlags, stderr io.Writer) *flag.FlagSet {
 	f.sinks.register(fs, 10*time.Second, true)
 	fs.String("config", "", "configuration file (qstream config example prints one): its stream's settings take the place of --config, so flags after it override them (README \"Configuration file\")")
 	f.http.register(fs)
+	f.group.register(fs)
 	registerDashboard(fs, &f.dashboard)
 	fs.DurationVar(&f.stopTimeout, "stop-timeout", defaultStopTimeout, "longest clean stop after Ctrl-C, SIGTERM or the control API's stop; past it the process exits with status 1 (a second signal during the stop exits at once with 128+signal: 130 for SIGINT, 143 for SIGTERM)")
 	fs.Usage = func() {
@@ -200,6 +202,9 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 	}
 	if f.emit == "all" {
 		emit.kinds = nil // everything the operators produce
+	}
+	if f.group.name != "" {
+		return runGroup(ctx, f, opers, emit.kinds, stderr)
 	}
 	feedSet, err := buildFeeds(f, os.Getenv)
 	if err != nil {

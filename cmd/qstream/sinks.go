@@ -52,6 +52,12 @@ type outputSinks struct {
 // down at start is retried by its sink). stateDir "" takes a temporary
 // directory, removed at close. poison gets the outputs a writer refuses.
 func openSinks(uris []string, jcfg sinks.JSONLConfig, stateDir string, primary engine.OutputHandler, poison sinks.PoisonFunc, log *slog.Logger) (*outputSinks, error) {
+	return openSinksGated(uris, jcfg, stateDir, primary, poison, log, nil)
+}
+
+// openSinksGated is openSinks with every write fenced by gate (nil: none):
+// a scale-out group's partition (group.go).
+func openSinksGated(uris []string, jcfg sinks.JSONLConfig, stateDir string, primary engine.OutputHandler, poison sinks.PoisonFunc, log *slog.Logger, gate sinks.Gate) (*outputSinks, error) {
 	o := &outputSinks{}
 	if len(uris) == 0 {
 		return o, nil
@@ -65,7 +71,7 @@ func openSinks(uris []string, jcfg sinks.JSONLConfig, stateDir string, primary e
 	}
 	only := jcfg.Kinds // the sinks get what --output gets (the Set filters)
 	jcfg.Kinds = nil
-	env := sinks.Env{JSONL: jcfg, Logger: log}
+	env := sinks.Env{JSONL: jcfg, Logger: log, Gate: gate}
 	var list []*sinks.Sink
 	seen := map[string]bool{}
 	for _, u := range uris {

@@ -1,0 +1,172 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// State is where the operator state of a group's partitions lives, so that
+// any member can load it: the checkpoint of partition p is an object of the
+// group's object store, and a key of the group's state bucket points at the
+// newest one with its epoch and its floor (the highest stream sequence of
+// the partition whose effects the checkpoint holds).
+//
+// Object names are unique per checkpoint ("p<p>-e<epoch>-f<floor>"), so an
+// object is never overwritten, and the pointer moves by compare-and-set
+// only to a checkpoint of an epoch at least the pointer's: a fenced old
+// owner that wakes up can neither replace its successor's checkpoint nor
+// move the pointer back (Save checks its fence before both writes, too).
+type State struct {
+	kv  jetstream.KeyValue
+	obj jetstream.ObjectStore
+}
+
+// StateBucket is the name of a group's state bucket and object store.
+func StateBucket(group string) string { return "qstream_" + group + "_state" }
+
+// CheckpointRef is the pointer to a partition's newest checkpoint.
+type CheckpointRef struct {
+	Partition int    `json:"partition"`
+	Epoch     uint64 `json:"epoch"`
+	Floor     uint64 `json:"floor"`
+	Object    string `json:"object"`
+	Size      int    `json:"size"`
+	Owner     string `json:"owner"`
+	UnixNs    int64  `json:"unix_ns"`
+}
+
+// OpenState creates (or opens) the group's state bucket and object store.
+func OpenState(ctx context.Context, js jetstream.JetStream, group string, replicas int) (*State, error) {
+	if !ValidName(group, 32) {
+		return nil, fmt.Errorf("%w: group %q", ErrConfig, group)
+	}
+	if replicas <= 0 {
+		replicas = 1
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      StateBucket(group),
+		Description: "qstream partition checkpoints: pointers",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: state bucket: %w", err)
+	}
+	obj, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket:      StateBucket(group),
+		Description: "qstream partition checkpoints",
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: state object store: %w", err)
+	}
+	return &State{kv: kv, obj: obj}, nil
+}
+
+// Load returns partition p's newest checkpoint: its pointer and its bytes;
+// ok is false when the partition has none (it starts empty, from the
+// beginning of the stream).
+func (s *State) Load(ctx context.Context, p int) (ref CheckpointRef, data []byte, ok bool, err error) {
+	e, err := s.kv.Get(ctx, partitionKey(p))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return ref, nil, false, nil
+	}
+	if err != nil {
+		return ref, nil, false, fmt.Errorf("cluster: partition %d: checkpoint pointer: %w", p, err)
+	}
+	if err := json.Unmarshal(e.Value(), &ref); err != nil || ref.Partition != p || ref.Object == "" {
+		return ref, nil, false, fmt.Errorf("cluster: partition %d: checkpoint pointer %q is not valid (%v)", p, e.Value(), err)
+	}
+	data, err = s.obj.GetBytes(ctx, ref.Object)
+	if err != nil {
+		return ref, nil, false, fmt.Errorf("cluster: partition %d: checkpoint %s: %w", p, ref.Object, err)
+	}
+	if len(data) != ref.Size {
+		return ref, nil, false, fmt.Errorf("cluster: partition %d: checkpoint %s has %d bytes, its pointer says %d", p, ref.Object, len(data), ref.Size)
+	}
+	return ref, data, true, nil
+}
+
+// Save stores data as partition p's checkpoint of epoch with floor and
+// moves the pointer to it, if fence is still valid and no checkpoint of a
+// later epoch is there; it deletes the checkpoint the pointer held before.
+// It returns ErrFenced when the fence passed or a later epoch owns the
+// pointer.
+func (s *State) Save(ctx context.Context, p int, epoch, floor uint64, owner string, data []byte, fence *Fence) (CheckpointRef, error) {
+	ref := CheckpointRef{Partition: p, Epoch: epoch, Floor: floor, Size: len(data), Owner: owner, UnixNs: time.Now().UnixNano(),
+		Object: "p" + strconv.Itoa(p) + "-e" + strconv.FormatUint(epoch, 10) + "-f" + strconv.FormatUint(floor, 10)}
+	if fence != nil && !fence.Valid() {
+		return ref, ErrFenced
+	}
+	if _, err := s.obj.PutBytes(ctx, ref.Object, data); err != nil {
+		return ref, fmt.Errorf("cluster: partition %d: put checkpoint: %w", p, err)
+	}
+	var prev CheckpointRef
+	var rev uint64
+	e, err := s.kv.Get(ctx, partitionKey(p))
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+	case err != nil:
+		return ref, fmt.Errorf("cluster: partition %d: checkpoint pointer: %w", p, err)
+	default:
+		rev = e.Revision()
+		if err := json.Unmarshal(e.Value(), &prev); err != nil {
+			return ref, fmt.Errorf("cluster: partition %d: checkpoint pointer: %w", p, err)
+		}
+	}
+	if prev.Epoch > epoch || (fence != nil && !fence.Valid()) {
+		if prev.Object != ref.Object {
+			_ = s.obj.Delete(ctx, ref.Object)
+		}
+		return ref, ErrFenced
+	}
+	val, _ := json.Marshal(ref)
+	if rev == 0 {
+		_, err = s.kv.Create(ctx, partitionKey(p), val)
+	} else {
+		_, err = s.kv.Update(ctx, partitionKey(p), val, rev)
+	}
+	if err != nil {
+		if prev.Object != ref.Object {
+			_ = s.obj.Delete(ctx, ref.Object)
+		}
+		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return ref, ErrFenced // another writer moved it between our read and write
+		}
+		return ref, fmt.Errorf("cluster: partition %d: move checkpoint pointer: %w", p, err)
+	}
+	if prev.Object != "" && prev.Object != ref.Object {
+		if err := s.obj.Delete(ctx, prev.Object); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+			return ref, fmt.Errorf("cluster: partition %d: checkpoint %s saved; deleting %s: %w", p, ref.Object, prev.Object, err)
+		}
+	}
+	return ref, nil
+}
+
+// Refs returns the pointers of every partition that has a checkpoint.
+func (s *State) Refs(ctx context.Context, partitions int) (map[int]CheckpointRef, error) {
+	out := map[int]CheckpointRef{}
+	for p := range partitions {
+		e, err := s.kv.Get(ctx, partitionKey(p))
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		var ref CheckpointRef
+		if err := json.Unmarshal(e.Value(), &ref); err != nil {
+			return nil, err
+		}
+		out[p] = ref
+	}
+	return out, nil
+}
