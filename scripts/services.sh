@@ -40,6 +40,9 @@ if ! up 4222; then
   nohup nats-server -a 127.0.0.1 -p 4222 -js -sd "$sd" -l "${TMPDIR:-/tmp}/qstream-nats.log" >/dev/null 2>&1 &
   wait_port 4222 nats-server
 fi
+# A three-server JetStream cluster (client ports 4241-4243) for the failover
+# tests (internal/natscluster); the single server on 4222 stays as it is.
+"$(dirname "$0")/nats-cluster.sh" start
 
 # ClickHouse (Debian's clickhouse-server, 18.16 on bookworm) on 127.0.0.1:8123 (HTTP)
 # and 127.0.0.1:9000 (native); the package's config listens on loopback only.
@@ -137,4 +140,4 @@ fi
 # Debian's Chromium for the dashboard's browser test (headless, no server to start).
 need_pkg chromium chromium
 
-echo "services: redis 127.0.0.1:6379, nats (JetStream) 127.0.0.1:4222 and clickhouse 127.0.0.1:8123 (http), :9000 (native), kinesalite :4567, s3rver :4568, fauxqs (sqs) :4566, goaws (sns) :4100 are up"
+echo "services: redis 127.0.0.1:6379, nats (JetStream) 127.0.0.1:4222, nats cluster :4241-4243 and clickhouse 127.0.0.1:8123 (http), :9000 (native), kinesalite :4567, s3rver :4568, fauxqs (sqs) :4566, goaws (sns) :4100 are up"

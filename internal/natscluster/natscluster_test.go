@@ -1,0 +1,303 @@
+package natscluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// connect connects to the cluster (all three URLs), reconnecting quickly
+// and forever; closed at the end of the test.
+func connect(t *testing.T) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	url := Require(t)
+	nc, err := nats.Connect(url, nats.Timeout(2*time.Second), nats.MaxReconnects(-1),
+		nats.ReconnectWait(50*time.Millisecond), nats.ReconnectJitter(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
+}
+
+// unique returns a stream or bucket name unique to this run.
+func unique(prefix string) string {
+	return fmt.Sprintf("%s_%d_%d", prefix, os.Getpid(), time.Now().UnixNano()%1e12)
+}
+
+// killLeader kills the leader of the stream (as StreamInfo names it) and
+// registers its restart in t.Cleanup (a no-op once the test restarted it).
+func killLeader(t *testing.T, js jetstream.JetStream, stream string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Cluster == nil || Index(info.Cluster.Leader) == 0 {
+		t.Fatalf("stream %s: cluster info %+v names no leader of the cluster", stream, info.Cluster)
+	}
+	i := Index(info.Cluster.Leader)
+	t.Cleanup(func() {
+		if !Healthy(i) {
+			Restart(t, i)
+		}
+	})
+	Kill(t, i)
+	return i
+}
+
+// publishRetry publishes data with msgID, retrying a failed publish (the
+// stream has no leader during an election, or the acknowledgement was lost)
+// with the same id, for at most 30 s. It returns the acknowledgement and
+// how many attempts failed.
+func publishRetry(t *testing.T, js jetstream.JetStream, subject, msgID string, data []byte) (*jetstream.PubAck, int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	backoff := 10 * time.Millisecond
+	for failed := 0; ; failed++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		ack, err := js.Publish(ctx, subject, data, jetstream.WithMsgID(msgID))
+		cancel()
+		if err == nil {
+			return ack, failed
+		}
+		if testing.Verbose() {
+			t.Logf("publish %s attempt %d at %s: %v", msgID, failed+1, time.Now().Format("15:04:05.000"), err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("publish %s: still failing after 30 s and %d attempts: %v", msgID, failed+1, err)
+		}
+		time.Sleep(backoff)
+		backoff = min(2*backoff, 200*time.Millisecond)
+	}
+}
+
+// waitCurrent waits until every replica of the stream, server Name(i)
+// among them, is current with its leader.
+func waitCurrent(t *testing.T, js jetstream.JetStream, stream string, i int) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var last string
+	for time.Since(start) < 30*time.Second {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		info, err := js.Stream(ctx, stream)
+		var si *jetstream.StreamInfo
+		if err == nil {
+			si, err = info.Info(ctx)
+		}
+		cancel()
+		if err != nil {
+			last = err.Error()
+		} else if c := si.Cluster; c != nil {
+			seen, current := c.Leader == Name(i), true
+			for _, r := range c.Replicas {
+				if r.Name == Name(i) {
+					seen = seen || r.Current
+				}
+				current = current && r.Current && !r.Offline
+			}
+			if seen && current && len(c.Replicas) == Size-1 {
+				return time.Since(start)
+			}
+			last = fmt.Sprintf("leader %s replicas %+v", c.Leader, c.Replicas)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("stream %s: %s did not catch up within 30 s: %s", stream, Name(i), last)
+	return 0
+}
+
+func TestURLsAndIndex(t *testing.T) {
+	if got := strings.Join(URLs(), ","); got != "nats://127.0.0.1:4241,nats://127.0.0.1:4242,nats://127.0.0.1:4243" {
+		t.Fatalf("URLs() = %s", got)
+	}
+	for _, c := range []struct {
+		name string
+		want int
+	}{{"n1", 1}, {"n3", 3}, {"n4", 0}, {"", 0}} {
+		if got := Index(c.name); got != c.want {
+			t.Errorf("Index(%q) = %d, want %d", c.name, got, c.want)
+		}
+	}
+	if _, err := ScriptPath(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestStreamSurvivesLeaderKill: an R3 file stream keeps every acknowledged
+// message, once and in order, across a SIGKILL of its leader in the middle
+// of 2000 publishes; the killed server, restarted, catches up.
+func TestStreamSurvivesLeaderKill(t *testing.T) {
+	_, js := connect(t)
+	name := unique("NATSCLUSTER_T")
+	subject := "natscluster.test." + name
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{subject},
+		Replicas: Size, Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := js.DeleteStream(ctx, name); err != nil {
+			t.Errorf("delete stream %s: %v", name, err)
+		}
+	})
+
+	const n, killAt = 2000, 1000
+	var killed int
+	var killTime time.Time
+	var failover time.Duration
+	failedTotal, dups := 0, 0
+	begin := time.Now()
+	for i := range n {
+		if i == killAt {
+			killTime = time.Now()
+			killed = killLeader(t, js, name)
+		}
+		ack, failed := publishRetry(t, js, subject, fmt.Sprint(i), fmt.Appendf(nil, "m-%d", i))
+		failedTotal += failed
+		if ack.Duplicate {
+			dups++ // an earlier attempt was stored, its acknowledgement lost
+		}
+		if i == killAt {
+			failover = time.Since(killTime)
+		}
+	}
+	t.Logf("killed leader %s before message %d: first PubAck %v after the SIGKILL (%d failed attempts in all, %d duplicate acks); %d publishes in %v",
+		Name(killed), killAt, failover.Round(time.Millisecond), failedTotal, dups, n, time.Since(begin).Round(time.Millisecond))
+
+	restartBegin := time.Now()
+	Restart(t, killed)
+	restarted := time.Since(restartBegin)
+	catchUp := waitCurrent(t, js, name, killed)
+	t.Logf("restarted %s: Restart returned in %v, every replica current %v later", Name(killed), restarted.Round(time.Millisecond), catchUp.Round(time.Millisecond))
+
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != n || info.State.FirstSeq != 1 || info.State.LastSeq != n {
+		t.Fatalf("stream state %+v, want %d messages at sequences 1..%d", info.State, n, n)
+	}
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf("m-%d", i); string(m.Data()) != want || md.Sequence.Stream != uint64(i+1) {
+			t.Fatalf("message at sequence %d: %q, want %q at %d", md.Sequence.Stream, m.Data(), want, i+1)
+		}
+		if id := m.Headers().Get(jetstream.MsgIDHeader); id != fmt.Sprint(i) {
+			t.Fatalf("message %d: Nats-Msg-Id %q", i, id)
+		}
+	}
+}
+
+// TestKVSurvivesLeaderKill: an R3 key-value bucket keeps compare-and-set
+// working across a SIGKILL of its stream's leader: Update with the last
+// revision and Create of a new key succeed after the election, and stale
+// revisions and existing keys are still refused.
+func TestKVSurvivesLeaderKill(t *testing.T) {
+	_, js := connect(t)
+	bucket := unique("natscluster_kv")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket, Replicas: Size, Storage: jetstream.FileStorage, History: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := js.DeleteKeyValue(ctx, bucket); err != nil {
+			t.Errorf("delete bucket %s: %v", bucket, err)
+		}
+	})
+	rev, err := kv.Create(ctx, "lease.p0", []byte("owner-a:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for e := 2; e <= 10; e++ {
+		if rev, err = kv.Update(ctx, "lease.p0", fmt.Appendf(nil, "owner-a:%d", e), rev); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	killTime := time.Now()
+	killed := killLeader(t, js, "KV_"+bucket)
+	// Update with the last revision, retried through the election. An
+	// attempt whose reply was lost may have been applied: then the retry
+	// fails as stale, and the entry shows our value.
+	want := []byte("owner-b:11")
+	deadline := time.Now().Add(30 * time.Second)
+	for attempt := 1; ; attempt++ {
+		actx, acancel := context.WithTimeout(ctx, 2*time.Second)
+		nrev, err := kv.Update(actx, "lease.p0", want, rev)
+		acancel()
+		if err == nil {
+			rev = nrev
+			t.Logf("killed leader %s of KV_%s: first Update %v after the SIGKILL (attempt %d)", Name(killed), bucket, time.Since(killTime).Round(time.Millisecond), attempt)
+			break
+		}
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+			e, gerr := kv.Get(ctx, "lease.p0")
+			if gerr == nil && string(e.Value()) == string(want) && e.Revision() > rev {
+				rev = e.Revision()
+				break
+			}
+			t.Fatalf("Update after the kill refused as stale (%v) and the entry is not ours: %v %v", err, e, gerr)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Update still failing 30 s after the kill (%d attempts): %v", attempt, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := kv.Update(ctx, "lease.p0", []byte("owner-c:12"), rev-1); err == nil {
+		t.Fatal("Update with a stale revision succeeded after the election")
+	}
+	if _, err := kv.Create(ctx, "lease.p0", []byte("owner-c:12")); !errors.Is(err, jetstream.ErrKeyExists) {
+		t.Fatalf("Create of an existing key: %v, want ErrKeyExists", err)
+	}
+	if _, err := kv.Create(ctx, "lease.p1", []byte("owner-b:1")); err != nil {
+		t.Fatalf("Create of a new key after the election: %v", err)
+	}
+
+	Restart(t, killed)
+	waitCurrent(t, js, "KV_"+bucket, killed)
+	if rev, err = kv.Update(ctx, "lease.p0", []byte("owner-b:12"), rev); err != nil {
+		t.Fatalf("Update after the restart: %v", err)
+	}
+	e, err := kv.Get(ctx, "lease.p0")
+	if err != nil || string(e.Value()) != "owner-b:12" || e.Revision() != rev {
+		t.Fatalf("lease.p0 = %v (err %v), want owner-b:12 at revision %d", e, err, rev)
+	}
+}
