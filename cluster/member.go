@@ -69,6 +69,9 @@ const (
 // ErrConfig wraps every configuration error.
 var ErrConfig = errors.New("cluster: invalid configuration")
 
+// errReleased marks a claim whose task has released it (no renewal).
+var errReleased = errors.New("cluster: released")
+
 // ErrFenced is returned by a fenced operation after the fence has passed.
 var ErrFenced = errors.New("cluster: fenced: the partition's lease is no longer held")
 
@@ -213,10 +216,12 @@ type Stats struct {
 
 // Member is one instance of a group.
 type Member struct {
-	cfg   Config
-	log   *slog.Logger
-	kv    jetstream.KeyValue
-	tasks Tasks
+	cfg    Config
+	log    *slog.Logger
+	js     jetstream.JetStream
+	kv     jetstream.KeyValue
+	stream jetstream.Stream // the lease bucket's stream (listMembers)
+	tasks  Tasks
 
 	mu      sync.Mutex
 	claims  map[int]*claim
@@ -233,21 +238,24 @@ func Join(ctx context.Context, js jetstream.JetStream, cfg Config, tasks Tasks) 
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      LeaseBucket(cfg.Group),
-		Description: "qstream group members and partition claims (leases)",
-		TTL:         cfg.Lease,
-		History:     1,
-		Storage:     jetstream.FileStorage,
-		Replicas:    cfg.Replicas,
-	})
+	kv, err := ensure(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return js.KeyValue(ctx, LeaseBucket(cfg.Group)) },
+		func(ctx context.Context) (jetstream.KeyValue, error) {
+			return js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+				Bucket:      LeaseBucket(cfg.Group),
+				Description: "qstream group members and partition claims (leases)",
+				TTL:         cfg.Lease,
+				History:     1,
+				Storage:     jetstream.FileStorage,
+				Replicas:    cfg.Replicas,
+			})
+		})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: lease bucket: %w", err)
 	}
 	if st, err := kv.Status(ctx); err == nil && st.TTL() != cfg.Lease {
 		return nil, fmt.Errorf("%w: the group's lease bucket has a lease of %s, this member %s: start every member with the same lease", ErrConfig, st.TTL(), cfg.Lease)
 	}
-	return &Member{cfg: cfg, log: cfg.Logger.With("group", cfg.Group, "instance", cfg.Instance), kv: kv, tasks: tasks, claims: map[int]*claim{}}, nil
+	return &Member{js: js, cfg: cfg, log: cfg.Logger.With("group", cfg.Group, "instance", cfg.Instance), kv: kv, tasks: tasks, claims: map[int]*claim{}}, nil
 }
 
 // Stats returns a snapshot of the counters.
@@ -366,16 +374,38 @@ func (m *Member) renew(ctx context.Context) {
 	for _, c := range dropped {
 		m.revoke(c, true)
 	}
-	for _, c := range cs {
-		val, _ := json.Marshal(claimValue{Owner: m.cfg.Instance, Epoch: c.epoch})
-		sent := mono()
-		octx, cancel := m.op(ctx)
-		rev, err := m.kv.Update(octx, partitionKey(c.p), val, c.rev)
-		cancel()
+	// The renewals go out together: one slow reply must not hold back
+	// the others (each claim's fence counts from its own send).
+	type result struct {
+		rev  uint64
+		sent int64
+		err  error
+	}
+	res := make([]result, len(cs))
+	var wg sync.WaitGroup
+	for i, c := range cs {
+		if c.releasing && !c.fence.Valid() {
+			res[i].err = errReleased // the task is done with it; finishReleases deletes it
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			val, _ := json.Marshal(claimValue{Owner: m.cfg.Instance, Epoch: c.epoch})
+			octx, cancel := m.op(ctx)
+			defer cancel()
+			res[i].sent = mono()
+			res[i].rev, res[i].err = m.kv.Update(octx, partitionKey(c.p), val, c.rev)
+		}()
+	}
+	wg.Wait()
+	for i, c := range cs {
+		rev, err := res[i].rev, res[i].err
 		switch {
+		case errors.Is(err, errReleased):
 		case err == nil:
 			c.rev = rev
-			c.fence.extend(sent, m.cfg.Lease)
+			c.fence.extend(res[i].sent, m.cfg.Lease)
 		case errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists):
 			m.log.Warn("cluster: claim lost: another member holds the partition or it expired", "partition", c.p, "epoch", c.epoch)
 			m.revoke(c, false)
@@ -383,7 +413,7 @@ func (m *Member) renew(ctx context.Context) {
 			m.mu.Lock()
 			m.st.RenewErrors++
 			m.mu.Unlock()
-			if !c.fence.Valid() {
+			if !c.fence.Valid() && !c.releasing {
 				m.log.Warn("cluster: lease passed without renewal: fenced", "partition", c.p, "epoch", c.epoch, "err", err)
 				m.revoke(c, true)
 			}
@@ -392,7 +422,7 @@ func (m *Member) renew(ctx context.Context) {
 	// Claims whose renewals did not even run (a stalled process) are
 	// checked too.
 	for _, c := range cs {
-		if !c.fence.Valid() {
+		if !c.fence.Valid() && !c.releasing {
 			m.mu.Lock()
 			live := m.claims[c.p] == c
 			m.mu.Unlock()
@@ -416,9 +446,7 @@ func (m *Member) revoke(c *claim, free bool) {
 	delete(m.claims, c.p)
 	m.st.Revoked++
 	m.mu.Unlock()
-	if c.releasing {
-		<-c.released // the task is already stopping
-	} else {
+	if !c.releasing { // else the task is stopping already, fenced now
 		m.tasks.Revoke(c.p)
 	}
 	if free {
@@ -440,16 +468,30 @@ func (m *Member) heartbeat(ctx context.Context) {
 func (m *Member) listMembers(ctx context.Context) ([]string, error) {
 	octx, cancel := m.op(ctx)
 	defer cancel()
-	keys, err := m.kv.ListKeysFiltered(octx, memberPrefix+">")
+	// The key listers of nats.go need nats-server 2.10 (their consumers'
+	// FilterSubjects); the bucket's stream info with a subject filter
+	// lists the member keys on 2.9 too. A key whose last message is a
+	// delete marker (a member that left) is not a member.
+	if m.stream == nil {
+		s, err := m.js.Stream(octx, "KV_"+LeaseBucket(m.cfg.Group))
+		if err != nil {
+			return nil, err
+		}
+		m.stream = s
+	}
+	pre := "$KV." + LeaseBucket(m.cfg.Group) + "." + memberPrefix
+	info, err := m.stream.Info(octx, jetstream.WithSubjectFilter(pre+">"))
 	if err != nil {
 		return nil, err
 	}
 	var out []string
-	for k := range keys.Keys() {
-		out = append(out, strings.TrimPrefix(k, memberPrefix))
-	}
-	if err := keys.Stop(); err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
-		return nil, err
+	for subj := range info.State.Subjects {
+		name := strings.TrimPrefix(subj, pre)
+		if _, err := m.kv.Get(octx, memberPrefix+name); err == nil {
+			out = append(out, name)
+		} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil, err
+		}
 	}
 	slices.Sort(out)
 	return out, nil

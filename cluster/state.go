@@ -49,22 +49,30 @@ func OpenState(ctx context.Context, js jetstream.JetStream, group string, replic
 	if replicas <= 0 {
 		replicas = 1
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      StateBucket(group),
-		Description: "qstream partition checkpoints: pointers",
-		History:     1,
-		Storage:     jetstream.FileStorage,
-		Replicas:    replicas,
-	})
+	kv, err := ensure(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return js.KeyValue(ctx, StateBucket(group)) },
+		func(ctx context.Context) (jetstream.KeyValue, error) {
+			return js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+				Bucket:      StateBucket(group),
+				Description: "qstream partition checkpoints: pointers",
+				History:     1,
+				Storage:     jetstream.FileStorage,
+				Replicas:    replicas,
+			})
+		})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: state bucket: %w", err)
 	}
-	obj, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-		Bucket:      StateBucket(group),
-		Description: "qstream partition checkpoints",
-		Storage:     jetstream.FileStorage,
-		Replicas:    replicas,
-	})
+	obj, err := ensure(ctx, func(ctx context.Context) (jetstream.ObjectStore, error) {
+		return js.ObjectStore(ctx, StateBucket(group))
+	},
+		func(ctx context.Context) (jetstream.ObjectStore, error) {
+			return js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{
+				Bucket:      StateBucket(group),
+				Description: "qstream partition checkpoints",
+				Storage:     jetstream.FileStorage,
+				Replicas:    replicas,
+			})
+		})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: state object store: %w", err)
 	}
@@ -169,4 +177,32 @@ func (s *State) Refs(ctx context.Context, partitions int) (map[int]CheckpointRef
 		out[p] = ref
 	}
 	return out, nil
+}
+
+// ensure opens a bucket, creating it if it is missing. Concurrent creations
+// of one replicated stream can go unanswered on nats-server 2.9 (the losers
+// of the race get no reply), so creation is bounded and retried: whoever
+// lost finds the winner's bucket on the next lookup.
+func ensure[T any](ctx context.Context, lookup func(context.Context) (T, error), create func(context.Context) (T, error)) (T, error) {
+	var zero T
+	var err error
+	for attempt := 0; ; attempt++ {
+		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		var b T
+		b, err = lookup(lctx)
+		cancel()
+		if err == nil {
+			return b, nil
+		}
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		b, err = create(cctx)
+		cancel()
+		if err == nil {
+			return b, nil
+		}
+		if ctx.Err() != nil {
+			return zero, fmt.Errorf("%w (last: %v)", ctx.Err(), err)
+		}
+		time.Sleep(time.Duration(50+attempt*50) * time.Millisecond)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -528,7 +529,10 @@ func (f *JetStreamFeed) commit(ctx context.Context, part *jsPartition, pub Publi
 // runOrdered consumes the one owned partition from StartSeq with an ordered
 // consumer: every message once, in stream order, no acks (the position that
 // matters is the Publisher's offset, Event.Seq = the stream sequence, which
-// the engine's checkpoints record).
+// the engine's checkpoints record). It pulls through one long-lived message
+// iterator (an ordered consumer's Fetch recreates the server's consumer at
+// every call, a replicated write on a cluster each time) and makes what it
+// published visible once no message is waiting, or every BatchMax messages.
 func (f *JetStreamFeed) runOrdered(ctx context.Context, js jetstream.JetStream, pubs Publishers) error {
 	part := &f.parts[0]
 	start := max(f.cfg.StartSeq, 1)
@@ -540,6 +544,11 @@ func (f *JetStreamFeed) runOrdered(ctx context.Context, js jetstream.JetStream, 
 	if err != nil {
 		return fmt.Errorf("jetstream: ordered consumer of %s from %d: %w", part.subject, start, err)
 	}
+	it, err := c.Messages(jetstream.PullMaxMessages(f.cfg.BatchMax))
+	if err != nil {
+		return fmt.Errorf("jetstream: ordered consumer of %s: %w", part.subject, err)
+	}
+	defer it.Stop()
 	pub, err := pubs.NewPublisher(f.cfg.Name + "/p" + strconv.Itoa(part.p))
 	if err != nil {
 		return fmt.Errorf("jetstream: publisher: %w", err)
@@ -550,58 +559,74 @@ func (f *JetStreamFeed) runOrdered(ctx context.Context, js jetstream.JetStream, 
 	}
 	var ev codec.Event
 	rnd := newJitterRand(0)
-	failures := 0
+	failures, pending := 0, 0
+	idle := min(f.cfg.FetchWait, 100*time.Millisecond) // how often a quiet feed sees ctx
+	dbg := os.Getenv("QSTREAM_DEBUG_FEED") != ""
+	lastLog := time.Now()
 	for ctx.Err() == nil {
-		batch, err := c.Fetch(f.cfg.BatchMax, jetstream.FetchMaxWait(f.cfg.FetchWait))
+		if dbg && time.Since(lastLog) > 2*time.Second {
+			lastLog = time.Now()
+			f.log.Info("jetstream: debug", "subject", part.subject, "fetched", f.st.fetched.Load(), "last", part.ackedSeq.Load(), "pending", pending)
+		}
+		wait := idle
+		if pending > 0 {
+			wait = time.Millisecond // a short look for more before making them visible
+		}
+		msg, err := it.Next(jetstream.NextMaxWait(wait))
 		if err != nil {
+			if errors.Is(err, nats.ErrTimeout) {
+				if pending > 0 {
+					if err := pub.Flush(); err != nil {
+						return fmt.Errorf("jetstream: %s: %w", part.subject, err)
+					}
+					f.st.batches.Add(1)
+					pending = 0
+				}
+				continue
+			}
 			if ctx.Err() != nil {
 				return nil
 			}
 			f.st.fetchErrors.Add(1)
 			failures++
 			if f.cfg.Backoff.Exhausted(failures) {
-				return fmt.Errorf("jetstream: %s: %w after %d fetches: %v", part.subject, ErrRetriesExhausted, failures, err)
+				return fmt.Errorf("jetstream: %s: %w after %d errors: %v", part.subject, ErrRetriesExhausted, failures, err)
 			}
+			f.log.Warn("jetstream: ordered consumer", "subject", part.subject, "err", err)
 			if sleepCtx(ctx, f.cfg.Backoff.Delay(failures-1, rnd)) != nil {
 				return nil
 			}
 			continue
 		}
 		failures = 0
-		n := 0
-		for msg := range batch.Messages() {
-			n++
-			f.st.fetched.Add(1)
-			meta, err := msg.Metadata()
-			if err != nil {
-				pub.Reject(msg.Data(), codec.ReasonMalformed, Position{Offset: -1}, fmt.Errorf("jetstream: metadata: %w", err))
-				f.st.rejected.Add(1)
-				continue
-			}
-			if _, perr := f.decode(msg, meta, parser, &ev); perr != nil {
-				pub.Reject(msg.Data(), codec.ReasonOf(perr), Position{Offset: int64(meta.Sequence.Stream)}, perr)
-				f.st.rejected.Add(1)
-			} else {
-				var text []byte
-				if f.cfg.Format != JetStreamFrames {
-					text = parsedText(parser)
-				}
-				if err := pub.PublishText(&ev, text); err != nil {
-					return fmt.Errorf("jetstream: %s: %w", part.subject, err)
-				}
-				f.st.published.Add(1)
-			}
-			part.ackedSeq.Store(meta.Sequence.Stream)
+		f.st.fetched.Add(1)
+		meta, err := msg.Metadata()
+		if err != nil {
+			pub.Reject(msg.Data(), codec.ReasonMalformed, Position{Offset: -1}, fmt.Errorf("jetstream: metadata: %w", err))
+			f.st.rejected.Add(1)
+			continue
 		}
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
-			f.st.fetchErrors.Add(1)
-			f.log.Warn("jetstream: batch ended with an error", "subject", part.subject, "messages", n, "err", err)
+		if _, perr := f.decode(msg, meta, parser, &ev); perr != nil {
+			pub.Reject(msg.Data(), codec.ReasonOf(perr), Position{Offset: int64(meta.Sequence.Stream)}, perr)
+			f.st.rejected.Add(1)
+		} else {
+			var text []byte
+			if f.cfg.Format != JetStreamFrames {
+				text = parsedText(parser)
+			}
+			if err := pub.PublishText(&ev, text); err != nil {
+				return fmt.Errorf("jetstream: %s: %w", part.subject, err)
+			}
+			f.st.published.Add(1)
+			pending++
 		}
-		if n > 0 {
+		part.ackedSeq.Store(meta.Sequence.Stream)
+		if pending >= f.cfg.BatchMax {
 			if err := pub.Flush(); err != nil {
 				return fmt.Errorf("jetstream: %s: %w", part.subject, err)
 			}
 			f.st.batches.Add(1)
+			pending = 0
 		}
 	}
 	return nil

@@ -471,3 +471,65 @@ func ExampleAppendJetStreamSubject() {
 	// MSFT ticks.3
 	// BTC-USD ticks.1
 }
+
+// TestJetStreamOrderedFromStartSeq: a member of a scale-out group consumes
+// one partition in stream order from a start sequence, without acks, and
+// keeps getting messages after a quiet spell.
+func TestJetStreamOrderedFromStartSeq(t *testing.T) {
+	e := newJSEnv(t, 2)
+	syms := []string{"AAPL", "MSFT", "GOOG", "AMZN", "TSLA", "NVDA"}
+	for i := 1; i <= 300; i++ {
+		e.publish(syms[i%len(syms)], i)
+	}
+	// Partition 0's messages and their stream sequences (= i here).
+	var mine []uint64
+	for i := 1; i <= 300; i++ {
+		if JetStreamPartition([]byte(syms[i%len(syms)]), 2) == 0 {
+			mine = append(mine, uint64(i))
+		}
+	}
+	start := mine[len(mine)/3]
+	cfg := e.config(0)
+	cfg.Ordered, cfg.StartSeq = true, start
+	rec := newNetRecorder(t, true)
+	f, err := NewJetStreamFeed(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop, _ := runJS(t, f, rec)
+	var want []uint64
+	for _, s := range mine {
+		if s >= start {
+			want = append(want, s)
+		}
+	}
+	netWaitFor(t, 20*time.Second, "the partition's messages from the start sequence", func() bool {
+		return rec.snapshot().published == int64(len(want))
+	})
+	// A quiet spell, then one more message: it arrives.
+	time.Sleep(1500 * time.Millisecond)
+	var late string
+	for _, s := range syms {
+		if JetStreamPartition([]byte(s), 2) == 0 {
+			late = s
+			break
+		}
+	}
+	e.publish(late, 301)
+	want = append(want, 301)
+	netWaitFor(t, 20*time.Second, "the message after the quiet spell", func() bool {
+		return rec.snapshot().published == int64(len(want))
+	})
+	if err := stop(); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	sn := rec.snapshot()
+	for i, ev := range sn.events {
+		if ev.Seq != want[i] {
+			t.Fatalf("event %d: stream seq %d, want %d (in order from %d)", i, ev.Seq, want[i], start)
+		}
+	}
+	if _, err := e.js.Consumer(context.Background(), e.stream, "eng-p0"); err == nil {
+		t.Error("an ordered feed created a durable consumer")
+	}
+}

@@ -96,6 +96,7 @@ type partTask struct {
 
 	stop    chan bool // true: release (a last checkpoint), false: revoke
 	stopped chan struct{}
+	prev    *partTask // the task of an earlier claim of p, maybe still stopping
 
 	mu       sync.Mutex
 	eng      *engine.Engine
@@ -205,40 +206,46 @@ func (h *groupHost) Acquire(p int, epoch uint64, fence *cluster.Fence) error {
 	t := &partTask{h: h, p: p, epoch: epoch, fence: fence, dir: filepath.Join(h.base, "p"+strconv.Itoa(p)),
 		stop: make(chan bool, 1), stopped: make(chan struct{})}
 	h.mu.Lock()
-	if old := h.tasks[p]; old != nil {
-		h.mu.Unlock()
-		<-old.stopped // a task of an earlier claim still stopping
-		h.mu.Lock()
-	}
+	t.prev = h.tasks[p] // the new task waits for it to stop
 	h.tasks[p] = t
 	h.mu.Unlock()
 	go t.run()
 	return nil
 }
 
-// Release implements cluster.Tasks.
-func (h *groupHost) Release(p int) { h.end(p, true) }
+// Release implements cluster.Tasks: it returns once the task has stopped
+// (the member renews the claim meanwhile).
+func (h *groupHost) Release(p int) {
+	if t := h.end(p, true); t != nil {
+		<-t.stopped
+	}
+}
 
-// Revoke implements cluster.Tasks.
+// Revoke implements cluster.Tasks. It does not wait for the task to stop:
+// the fence is already revoked, so the task publishes nothing more, and a
+// slow stop must not hold up the renewal of the member's other claims.
 func (h *groupHost) Revoke(p int) { h.end(p, false) }
 
-func (h *groupHost) end(p int, release bool) {
+func (h *groupHost) end(p int, release bool) *partTask {
 	h.mu.Lock()
 	t := h.tasks[p]
 	h.mu.Unlock()
 	if t == nil {
-		return
+		return nil
 	}
 	select {
 	case t.stop <- release:
 	default:
 	}
-	<-t.stopped
-	h.mu.Lock()
-	if h.tasks[p] == t {
-		delete(h.tasks, p)
-	}
-	h.mu.Unlock()
+	go func() {
+		<-t.stopped
+		h.mu.Lock()
+		if h.tasks[p] == t {
+			delete(h.tasks, p)
+		}
+		h.mu.Unlock()
+	}()
+	return t
 }
 
 func (t *partTask) pubName() string { return "jetstream/p" + strconv.Itoa(t.p) }
@@ -246,6 +253,10 @@ func (t *partTask) pubName() string { return "jetstream/p" + strconv.Itoa(t.p) }
 // run is the task's life: load, consume and checkpoint, stop.
 func (t *partTask) run() {
 	defer close(t.stopped)
+	if t.prev != nil {
+		<-t.prev.stopped
+		t.prev = nil
+	}
 	h := t.h
 	log := h.log.With("partition", t.p, "epoch", t.epoch)
 	claimed := time.Now()
@@ -388,6 +399,17 @@ loop:
 		}
 	}
 	t.fence.Revoke() // nothing more leaves this task
+	// The sinks close first: a full queue of fenced writes must not hold
+	// the collector, and with it the engine's stop.
+	if outs.set != nil {
+		for _, st := range outs.set.Stats() {
+			log.Info("group: sink", "sink", st.Name, "state", st.State, "written", st.Written, "queued", st.Queued, "retries", st.Retries,
+				"errors", st.Errors, "last_error", st.LastError, "writer", st.Writer)
+		}
+	}
+	if cerr := outs.close(0, io.Discard); cerr != nil && !errors.Is(cerr, context.DeadlineExceeded) {
+		log.Debug("group: sinks", "err", cerr)
+	}
 	eng.StopCheckpoints()
 	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer scancel()
@@ -400,13 +422,12 @@ loop:
 	t.mu.Lock()
 	t.eng = nil
 	t.mu.Unlock()
-	if cerr := outs.close(0, io.Discard); cerr != nil && !errors.Is(cerr, context.DeadlineExceeded) {
-		log.Debug("group: sinks", "err", cerr)
-	}
 	if err == nil && serr != nil && !errors.Is(serr, engine.ErrStopped) {
 		log.Warn("group: engine stop", "err", serr)
 	}
-	log.Info("group: partition stopped", "release", release, "floor", t.savedFloor())
+	fst := feed.Stats()
+	log.Info("group: partition stopped", "release", release, "floor", t.savedFloor(), "fetched", fst.Fetched, "published", fst.Published,
+		"rejected", fst.Rejected, "messages", st.Messages, "dead_letters", st.DeadLetters)
 	return err
 }
 

@@ -1,0 +1,596 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"qstream/cluster"
+	"qstream/feeds"
+	"qstream/internal/natscluster"
+)
+
+// The scale-out group's tests (issue 14) run `qstream run --group` processes
+// against the three-server NATS cluster on loopback
+// (scripts/nats-cluster.sh; `make services` starts it): the input stream,
+// the group's buckets and the output stream are all replicated three times.
+// A publisher sends trades at a steady rate on 16 partitions, each
+// acknowledged by JetStream; the members compute 1 s tumbling windows and
+// write them to the NATS sink, whose output stream de-duplicates by output
+// key (Nats-Msg-Id). The test then checks, on what the output stream holds:
+// every window of every acknowledged message, equal to `qstream replay` of
+// the same messages, and no window twice (under two keys).
+
+const (
+	groupPartitions = 16
+	groupSymbols    = 48
+	groupLease      = 2 * time.Second
+	groupWindows    = "tumbling:1s:vwap,tumbling:1s:count"
+	groupBaseTs     = int64(1_700_000_000_000_000_000)
+)
+
+// groupEnv is one test's stream, group and output stream.
+type groupEnv struct {
+	t        *testing.T
+	bin      string
+	urls     string // the cluster's client URLs, comma-separated
+	replicas int
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	id       string
+	stream   string
+	prefix   string
+	group    string
+	out      string // the output stream
+	dir      string
+	symbols  []string
+
+	mu    sync.Mutex
+	acked []groupMsg // acknowledged messages, by stream sequence order
+	sent  atomic.Int64
+}
+
+type groupMsg struct {
+	seq  uint64
+	line string
+}
+
+func newGroupEnv(t *testing.T) *groupEnv {
+	t.Helper()
+	urls, replicas := "", 3
+	if u := os.Getenv("QSTREAM_GROUP_NATS"); u != "" {
+		urls, replicas = u, 1 // a single server, for development
+	} else {
+		urls = natscluster.Require(t)
+	}
+	nc, err := nats.Connect(urls, nats.Timeout(5*time.Second), nats.MaxReconnects(-1))
+	if err != nil {
+		t.Fatalf("the NATS cluster (%s) is not reachable: %v; start it with ./scripts/nats-cluster.sh start (or make services)", urls, err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := fmt.Sprintf("%d", time.Now().UnixNano()%1_000_000_000)
+	e := &groupEnv{t: t, replicas: replicas, bin: buildQstreamE2E(t), urls: urls, nc: nc, js: js, id: id,
+		stream: "QSGRP_" + id, prefix: "qsgrp_" + id, group: "g" + id, out: "QSGRP_OUT_" + id, dir: t.TempDir()}
+	tag := string(rune('A'+id[len(id)-1]-'0')) + string(rune('A'+id[len(id)-2]-'0'))
+	for i := range groupSymbols {
+		e.symbols = append(e.symbols, fmt.Sprintf("G%s%02d", tag, i))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: e.stream, Subjects: []string{e.prefix + ".*"},
+		Storage: jetstream.FileStorage, Replicas: replicas, Duplicates: 2 * time.Minute}); err != nil {
+		t.Fatalf("input stream: %v", err)
+	}
+	// Only this test's run publishes windows on the cluster: the output
+	// stream captures every window subject and drops a repeated key.
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: e.out, Subjects: []string{"qstream.windows.*"},
+		Storage: jetstream.FileStorage, Replicas: replicas, Duplicates: 5 * time.Minute}); err != nil {
+		t.Fatalf("output stream: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		for _, s := range []string{e.stream, e.out, "KV_" + cluster.LeaseBucket(e.group), "KV_" + cluster.StateBucket(e.group), "OBJ_" + cluster.StateBucket(e.group)} {
+			_ = js.DeleteStream(ctx, s)
+		}
+	})
+	return e
+}
+
+// publish sends trades at rate per second until ctx ends, each on its
+// symbol's partition with increasing event time (1 ms apart), retrying a
+// publish that fails (a leader election) with the same message id.
+func (e *groupEnv) publish(ctx context.Context, rate int) {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	per := max(1, rate/100)
+	i := int(e.sent.Load())
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		for range per {
+			e.publishOne(i, groupBaseTs+int64(i)*int64(time.Millisecond), e.symbols[i%len(e.symbols)])
+			i++
+		}
+	}
+}
+
+func (e *groupEnv) publishOne(i int, ts int64, sym string) {
+	line := fmt.Sprintf(`{"type":"trade","symbol":%q,"ts":%d,"price":%d.%02d,"volume":%d}`, sym, ts, 100+i%37, i%100, 1+i%9)
+	subj := feeds.JetStreamSubject(e.prefix, feeds.JetStreamPartition([]byte(sym), groupPartitions))
+	for attempt := 0; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		ack, err := e.js.Publish(ctx, subj, []byte(line), jetstream.WithMsgID("m-"+strconv.Itoa(i)))
+		cancel()
+		if err == nil {
+			if ack.Duplicate && attempt == 0 {
+				e.t.Errorf("publish %d: the stream took message id m-%d for a duplicate", i, i)
+			}
+			if !ack.Duplicate {
+				e.mu.Lock()
+				e.acked = append(e.acked, groupMsg{seq: ack.Sequence, line: line})
+				e.mu.Unlock()
+			}
+			e.sent.Add(1)
+			return
+		}
+		if attempt > 50 {
+			e.t.Errorf("publish %d: %v", i, err)
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// flush sends one trade per partition far ahead in event time, so that each
+// partition's watermark passes every window of the data before it.
+func (e *groupEnv) flush() int64 {
+	base := int(e.sent.Load())
+	ts := groupBaseTs + int64(base+10_000)*int64(time.Millisecond)
+	done := map[int]bool{}
+	for _, sym := range e.symbols {
+		p := feeds.JetStreamPartition([]byte(sym), groupPartitions)
+		if !done[p] {
+			done[p] = true
+			e.publishOne(base+1_000_000+p, ts, sym) // a message id of its own
+		}
+	}
+	if len(done) != groupPartitions {
+		e.t.Fatalf("the symbols cover %d of %d partitions", len(done), groupPartitions)
+	}
+	return ts
+}
+
+// groupMember is one `qstream run --group` process.
+type groupMember struct {
+	name  string
+	dir   string
+	args  []string
+	cmd   *exec.Cmd
+	lives int
+	logs  []string
+}
+
+func (e *groupEnv) member(name string, natsURL, sinkURL string, extra ...string) *groupMember {
+	m := &groupMember{name: name, dir: filepath.Join(e.dir, name)}
+	if err := os.MkdirAll(m.dir, 0o755); err != nil {
+		e.t.Fatal(err)
+	}
+	m.args = append([]string{"run", "--group", e.group, "--group-instance", name, "--group-lease", groupLease.String(), "--group-replicas", strconv.Itoa(e.replicas),
+		"--feed", "jetstream", "--js-url", natsURL, "--js-stream", e.stream, "--js-subject-prefix", e.prefix,
+		"--js-partitions", strconv.Itoa(groupPartitions), "--indicators", "", "--windows", groupWindows, "--emit", "windows",
+		"--sink", sinkURL, "--wal-dir", filepath.Join(m.dir, "wal"), "--checkpoint-interval", "500ms", "--http", "", "--status-interval", "1s"}, extra...)
+	return m
+}
+
+func (m *groupMember) start(t *testing.T, bin string) {
+	t.Helper()
+	m.lives++
+	path := filepath.Join(m.dir, fmt.Sprintf("stderr.%d", m.lives))
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	m.logs = append(m.logs, path)
+	m.cmd = exec.Command(bin, m.args...)
+	m.cmd.Dir = m.dir
+	m.cmd.Stdout, m.cmd.Stderr = f, f
+	if err := m.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	cmd := m.cmd
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+}
+
+func (m *groupMember) kill() {
+	m.cmd.Process.Kill()
+	m.cmd.Wait()
+}
+
+func (m *groupMember) stop(t *testing.T) {
+	m.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { m.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		m.cmd.Process.Kill()
+		<-done
+		t.Errorf("%s did not stop within 30s of SIGTERM", m.name)
+	}
+}
+
+func (m *groupMember) lastLog() string {
+	b, _ := os.ReadFile(m.logs[len(m.logs)-1])
+	return string(b)
+}
+
+// claims returns the lease bucket's partition keys: owner and revision.
+func (e *groupEnv) claims(ctx context.Context) (map[int]string, map[int]uint64) {
+	kv, err := e.js.KeyValue(ctx, cluster.LeaseBucket(e.group))
+	if err != nil {
+		return nil, nil
+	}
+	owners, revs := map[int]string{}, map[int]uint64{}
+	for p := range groupPartitions {
+		ent, err := kv.Get(ctx, "p."+strconv.Itoa(p))
+		if err != nil {
+			continue
+		}
+		var v struct{ Owner string }
+		json.Unmarshal(ent.Value(), &v)
+		owners[p], revs[p] = v.Owner, ent.Revision()
+	}
+	return owners, revs
+}
+
+// waitOwned waits until every partition is claimed by one of live and, for
+// the partitions in moved, claimed anew (a revision above before's): it
+// returns how long that took.
+func (e *groupEnv) waitOwned(t *testing.T, live []string, moved map[int]uint64, within time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for time.Since(start) < within {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		owners, revs := e.claims(ctx)
+		cancel()
+		ok := len(owners) == groupPartitions
+		for p := range groupPartitions {
+			if !slices.Contains(live, owners[p]) {
+				ok = false
+			}
+			if r, was := moved[p]; was && revs[p] <= r {
+				ok = false
+			}
+		}
+		if ok {
+			return time.Since(start)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	owners, _ := e.claims(context.Background())
+	t.Fatalf("partitions not all owned by %v within %s: %v", live, within, owners)
+	return 0
+}
+
+// windowRec is one window result.
+type windowRec struct {
+	Window string   `json:"window"`
+	Symbol string   `json:"symbol"`
+	Start  int64    `json:"start"`
+	End    int64    `json:"end"`
+	Count  uint64   `json:"count"`
+	Value  *float64 `json:"value"`
+}
+
+func (w windowRec) id() string { return fmt.Sprintf("%s|%s|%d", w.Window, w.Symbol, w.Start) }
+
+// outputs reads the whole output stream: each window with the ids (keys)
+// it was stored under, and the stored messages' origin headers and times.
+type storedWindow struct {
+	rec    windowRec
+	key    string
+	origin string
+	at     time.Time
+}
+
+func (e *groupEnv) outputs(t *testing.T) []storedWindow {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, err := e.js.Stream(ctx, e.out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := info.State.Msgs
+	c, err := e.js.OrderedConsumer(ctx, e.out, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []storedWindow
+	for uint64(len(out)) < n {
+		batch, err := c.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			var w windowRec
+			if err := json.Unmarshal(m.Data(), &w); err != nil {
+				t.Fatalf("output %q: %v", m.Data(), err)
+			}
+			meta, _ := m.Metadata()
+			out = append(out, storedWindow{rec: w, key: m.Headers().Get(jetstream.MsgIDHeader), origin: m.Headers().Get("Qstream-Origin"), at: meta.Timestamp})
+		}
+		if got == 0 {
+			t.Fatalf("read %d of the output stream's %d messages", len(out), n)
+		}
+	}
+	return out
+}
+
+// expected runs `qstream replay` over the acknowledged messages in stream
+// order and returns its windows that end at or before flushTs.
+func (e *groupEnv) expected(t *testing.T, flushTs int64) map[string]windowRec {
+	t.Helper()
+	e.mu.Lock()
+	msgs := slices.Clone(e.acked)
+	e.mu.Unlock()
+	slices.SortFunc(msgs, func(a, b groupMsg) int { return int(a.seq) - int(b.seq) })
+	in := filepath.Join(e.dir, "acked.jsonl")
+	var b strings.Builder
+	for _, m := range msgs {
+		b.WriteString(m.line)
+		b.WriteByte('\n')
+	}
+	if err := os.WriteFile(in, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(e.bin, "replay", "--input", in, "--format", "jsonl", "--indicators", "", "--windows", groupWindows, "--emit", "windows").Output()
+	if err != nil {
+		t.Fatalf("replay: %v", err)
+	}
+	want := map[string]windowRec{}
+	sc := bufio.NewScanner(strings.NewReader(string(out)))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var w windowRec
+		if err := json.Unmarshal(sc.Bytes(), &w); err != nil {
+			t.Fatalf("replay output %q: %v", sc.Bytes(), err)
+		}
+		if w.End <= flushTs {
+			want[w.id()] = w
+		}
+	}
+	return want
+}
+
+// check compares the output stream with the replay: every expected window
+// once, with the same count and value, and nothing else before flushTs.
+func (e *groupEnv) check(t *testing.T, flushTs int64, want map[string]windowRec) []storedWindow {
+	t.Helper()
+	var got []storedWindow
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		got = e.outputs(t)
+		n := 0
+		for _, w := range got {
+			if w.rec.End <= flushTs {
+				n++
+			}
+		}
+		if n >= len(want) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	seen := map[string]string{} // window id → key
+	keys := map[string]bool{}
+	for _, w := range got {
+		if keys[w.key] {
+			t.Errorf("output key %s stored twice (JetStream's duplicate window should have absorbed it)", w.key)
+		}
+		keys[w.key] = true
+		if w.rec.End > flushTs {
+			continue
+		}
+		id := w.rec.id()
+		if k, dup := seen[id]; dup {
+			t.Errorf("window %s stored twice, under keys %s and %s", id, k, w.key)
+			continue
+		}
+		seen[id] = w.key
+		x, ok := want[id]
+		switch {
+		case !ok:
+			t.Errorf("window %s in the output but not in the replay of the acknowledged messages", id)
+		case x.Count != w.rec.Count || !sameValue(x.Value, w.rec.Value):
+			t.Errorf("window %s: count %d value %v, the replay has count %d value %v", id, w.rec.Count, fv(w.rec.Value), x.Count, fv(x.Value))
+		}
+	}
+	missing := 0
+	for id := range want {
+		if _, ok := seen[id]; !ok {
+			if missing < 10 {
+				t.Errorf("window %s of the replay is missing from the output", id)
+			}
+			missing++
+		}
+	}
+	if missing > 0 {
+		t.Errorf("%d of %d windows missing", missing, len(want))
+	}
+	t.Logf("%d windows checked against the replay of %d acknowledged messages; %d outputs stored", len(want), len(e.acked), len(got))
+	return got
+}
+
+func sameValue(a, b *float64) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b || math.Abs(*a-*b) <= 1e-9*math.Max(1, math.Abs(*a))
+}
+
+func fv(v *float64) string {
+	if v == nil {
+		return "null"
+	}
+	return strconv.FormatFloat(*v, 'g', -1, 64)
+}
+
+// TestGroupKillNine: three members over 16 partitions; one of them, at
+// random, is killed with SIGKILL at a random moment ten times and restarted
+// after a random pause (sometimes within the lease, so it takes its own
+// partitions back, sometimes after, so the survivors take them over and hand
+// them back when it returns). Each time every partition must be owned again
+// within lease + 2 s; at the end the output stream must hold every window of
+// the acknowledged messages once, equal to the replay.
+func TestGroupKillNine(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the group failover test takes about a minute")
+	}
+	e := newGroupEnv(t)
+	sink := strings.Split(e.urls, ",")[0]
+	names := []string{"i1", "i2", "i3"}
+	var members []*groupMember
+	for _, name := range names {
+		m := e.member(name, e.urls, sink+"?timeout=5s")
+		m.start(t, e.bin)
+		members = append(members, m)
+	}
+	pubCtx, stopPub := context.WithCancel(context.Background())
+	pubDone := make(chan struct{})
+	go func() { defer close(pubDone); e.publish(pubCtx, 2000) }()
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, m := range members {
+				t.Logf("%s last log:\n%s", m.name, tail(m.lastLog(), 4000))
+				if d := os.Getenv("QSTREAM_GROUP_LOGS"); d != "" {
+					for i, l := range m.logs {
+						b, _ := os.ReadFile(l)
+						os.WriteFile(filepath.Join(d, fmt.Sprintf("%s.%d.log", m.name, i+1)), b, 0o644)
+					}
+				}
+			}
+		}
+	})
+	first := e.waitOwned(t, names, nil, 30*time.Second)
+	t.Logf("all %d partitions owned %s after the start", groupPartitions, first.Round(time.Millisecond))
+
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 14))
+	bound := groupLease + 2*time.Second
+	var takeovers []time.Duration
+	for k := range 10 {
+		time.Sleep(time.Duration(500+rng.IntN(2500)) * time.Millisecond)
+		m := members[rng.IntN(len(members))]
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		owners, revs := e.claims(ctx)
+		cancel()
+		moved := map[int]uint64{}
+		for p, o := range owners {
+			if o == m.name {
+				moved[p] = revs[p]
+			}
+		}
+		m.kill()
+		killed := time.Now()
+		pause := time.Duration(rng.IntN(int(2 * groupLease)))
+		var live []string
+		for _, n := range names {
+			if n != m.name {
+				live = append(live, n)
+			}
+		}
+		if pause < groupLease {
+			time.Sleep(pause)
+			m.start(t, e.bin)
+			live = names
+		}
+		e.waitOwned(t, live, moved, 30*time.Second)
+		took := time.Since(killed)
+		takeovers = append(takeovers, took)
+		t.Logf("kill %d: %s (held %d partitions) down %s; every partition owned again %s after the kill", k+1, m.name, len(moved), pause.Round(time.Millisecond), took.Round(time.Millisecond))
+		if took > bound+pause {
+			t.Errorf("kill %d: partitions owned again %s after the kill, bound %s (lease + 2s) after the restart", k+1, took, bound)
+		}
+		if pause >= groupLease {
+			m.start(t, e.bin)
+			e.waitOwned(t, names, nil, 30*time.Second)
+		}
+	}
+	stopPub()
+	<-pubDone
+	flushTs := e.flush()
+	want := e.expected(t, flushTs)
+	e.check(t, flushTs, want)
+	slices.Sort(takeovers)
+	t.Logf("takeover after kill -9 (kill to every partition owned again), %d kills: min %s median %s max %s (lease %s)", len(takeovers),
+		takeovers[0].Round(time.Millisecond), takeovers[len(takeovers)/2].Round(time.Millisecond), takeovers[len(takeovers)-1].Round(time.Millisecond), groupLease)
+	for _, m := range members {
+		m.stop(t)
+	}
+}
+
+// TestGroupOneMember: one member owns every partition; the windows it writes
+// equal the replay.
+func TestGroupOneMember(t *testing.T) {
+	e := newGroupEnv(t)
+	m := e.member("solo", e.urls, strings.Split(e.urls, ",")[0]+"?timeout=5s")
+	m.start(t, e.bin)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("log:\n%s", tail(m.lastLog(), 3000))
+		}
+	})
+	e.waitOwned(t, []string{"solo"}, nil, 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	e.publish(ctx, 2000)
+	cancel()
+	flushTs := e.flush()
+	if os.Getenv("QSTREAM_DEBUG_FEED") != "" {
+		st, _ := e.js.Stream(context.Background(), e.stream)
+		for p := range groupPartitions {
+			msg, err := st.GetLastMsgForSubject(context.Background(), feeds.JetStreamSubject(e.prefix, p))
+			if err == nil {
+				t.Logf("partition %d: last seq %d", p, msg.Sequence)
+			}
+		}
+	}
+	e.check(t, flushTs, e.expected(t, flushTs))
+	m.stop(t)
+}
