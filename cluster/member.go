@@ -596,19 +596,24 @@ func (m *Member) leave() {
 }
 
 // Assign returns the owner of every partition among members (sorted,
-// distinct): rendezvous hashing with bounded load. Every member computes
-// the same result from the same list.
+// distinct): rendezvous hashing with bounded load. Each partition ranks the
+// members by a hash of (member, partition); a first pass gives each
+// partition to its highest-ranked member holding fewer than floor(P/N), a
+// second gives the rest to their highest-ranked member holding fewer than
+// ceil(P/N). So every member holds floor(P/N) or ceil(P/N), and a member
+// joining or leaving moves few partitions. Every member computes the same
+// result from the same list.
 func Assign(members []string, partitions int) []string {
 	out := make([]string, partitions)
-	if len(members) == 0 {
+	n := len(members)
+	if n == 0 {
 		return out
 	}
-	limit := (partitions + len(members) - 1) / len(members)
-	load := make(map[string]int, len(members))
-	ranked := make([]string, len(members))
+	load := make(map[string]int, n)
+	ranked := make([][]string, partitions)
 	for p := range out {
-		copy(ranked, members)
-		slices.SortFunc(ranked, func(a, b string) int {
+		r := slices.Clone(members)
+		slices.SortFunc(r, func(a, b string) int {
 			ha, hb := score(a, p), score(b, p)
 			switch {
 			case ha > hb:
@@ -618,11 +623,19 @@ func Assign(members []string, partitions int) []string {
 			}
 			return strings.Compare(a, b)
 		})
-		for _, mem := range ranked {
-			if load[mem] < limit {
-				out[p] = mem
-				load[mem]++
-				break
+		ranked[p] = r
+	}
+	for _, limit := range []int{partitions / n, (partitions + n - 1) / n} {
+		for p := range out {
+			if out[p] != "" {
+				continue
+			}
+			for _, mem := range ranked[p] {
+				if load[mem] < limit {
+					out[p] = mem
+					load[mem]++
+					break
+				}
 			}
 		}
 	}
