@@ -78,7 +78,7 @@ type Proxy struct {
 
 	wg sync.WaitGroup // the accept loop and every pump
 
-	accepted, blackholed, resets, dialErrors atomic.Uint64
+	accepted, blackholed, resets, dialErrors   atomic.Uint64
 	bytesUp, bytesDown, droppedUp, droppedDown atomic.Uint64
 }
 
