@@ -14,8 +14,10 @@ package natscluster
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -211,6 +213,45 @@ func Restart(t testing.TB, i int) {
 // and its JetStream assets are current).
 func Healthy(i int) bool {
 	return healthz(i) == nil
+}
+
+// StreamState is a stream's state as one server's own store holds it.
+type StreamState struct {
+	Msgs     uint64 `json:"messages"`
+	FirstSeq uint64 `json:"first_seq"`
+	LastSeq  uint64 `json:"last_seq"`
+}
+
+// LocalStreamState returns the state of the named stream (global account)
+// in server i's own replica, from its /jsz monitoring endpoint: what that
+// server has stored, whether or not it leads the stream. ok is false when
+// the server holds no replica of it.
+func LocalStreamState(i int, stream string) (st StreamState, ok bool, err error) {
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/jsz?accounts=true&streams=true", httpPortBase+i))
+	if err != nil {
+		return st, false, fmt.Errorf("natscluster: %s /jsz: %w", Name(i), err)
+	}
+	defer resp.Body.Close()
+	var jsz struct {
+		Accounts []struct {
+			Streams []struct {
+				Name  string      `json:"name"`
+				State StreamState `json:"state"`
+			} `json:"stream_detail"`
+		} `json:"account_details"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&jsz); err != nil {
+		return st, false, fmt.Errorf("natscluster: %s /jsz: %w", Name(i), err)
+	}
+	for _, a := range jsz.Accounts {
+		for _, s := range a.Streams {
+			if s.Name == stream {
+				return s.State, true, nil
+			}
+		}
+	}
+	return st, false, nil
 }
 
 func healthz(i int) error {

@@ -191,6 +191,22 @@ func TestStreamSurvivesLeaderKill(t *testing.T) {
 	restarted := time.Since(restartBegin)
 	catchUp := waitCurrent(t, js, name, killed)
 	t.Logf("restarted %s: Restart returned in %v, every replica current %v later", Name(killed), restarted.Round(time.Millisecond), catchUp.Round(time.Millisecond))
+	// The restarted server's own store holds every message.
+	var local StreamState
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		st, ok, err := LocalStreamState(killed, name)
+		if err == nil && ok && st.Msgs == n && st.FirstSeq == 1 && st.LastSeq == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s's replica of %s: %+v (holds one: %v, %v) 30 s after the restart, want %d messages 1..%d", Name(killed), name, st, ok, err, n, n)
+		}
+		local = st
+		time.Sleep(50 * time.Millisecond)
+	}
+	if local.Msgs != 0 {
+		t.Logf("%s's replica was still catching up after Restart returned: %+v", Name(killed), local)
+	}
 
 	info, err := st.Info(ctx)
 	if err != nil {
@@ -203,21 +219,32 @@ func TestStreamSurvivesLeaderKill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range n {
-		m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+	for i := 0; i < n; {
+		batch, err := cons.Fetch(500, jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
-			t.Fatalf("message %d: %v", i, err)
+			t.Fatalf("fetch after %d messages: %v", i, err)
 		}
-		md, err := m.Metadata()
-		if err != nil {
-			t.Fatal(err)
+		got := 0
+		for m := range batch.Messages() {
+			md, err := m.Metadata()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := fmt.Sprintf("m-%d", i); string(m.Data()) != want || md.Sequence.Stream != uint64(i+1) {
+				t.Fatalf("message at sequence %d: %q, want %q at %d", md.Sequence.Stream, m.Data(), want, i+1)
+			}
+			if id := m.Headers().Get(jetstream.MsgIDHeader); id != fmt.Sprint(i) {
+				t.Fatalf("message %d: Nats-Msg-Id %q", i, id)
+			}
+			i++
+			got++
 		}
-		if want := fmt.Sprintf("m-%d", i); string(m.Data()) != want || md.Sequence.Stream != uint64(i+1) {
-			t.Fatalf("message at sequence %d: %q, want %q at %d", md.Sequence.Stream, m.Data(), want, i+1)
+		if err := batch.Error(); err != nil || got == 0 {
+			t.Fatalf("fetch after %d messages: %d messages, %v", i, got, err)
 		}
-		if id := m.Headers().Get(jetstream.MsgIDHeader); id != fmt.Sprint(i) {
-			t.Fatalf("message %d: Nats-Msg-Id %q", i, id)
-		}
+	}
+	if info, err := st.Info(ctx); err != nil || info.State.Msgs != n {
+		t.Fatalf("after reading: %+v, %v", info, err)
 	}
 }
 
