@@ -7,8 +7,12 @@
 // Tests that use it talk to the real cluster and fail (never skip) when it
 // is down, with the command that starts it: `make services` or
 // `./scripts/nats-cluster.sh start`. The cluster is shared by every test
-// package that uses it; a test that kills a server restarts it before it
-// ends (t.Cleanup), and names its streams and buckets uniquely.
+// package that uses it, and go test runs packages in parallel processes, so
+// Require holds the cluster for the calling test until it ends (an
+// exclusive lock on a file beside the servers' stores): tests that use the
+// cluster run one at a time, and one's Kill never lands in the middle of
+// another. A test that kills a server restarts it before it ends
+// (t.Cleanup), and names its streams and buckets uniquely.
 package natscluster
 
 import (
@@ -25,6 +29,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -84,6 +89,7 @@ func Require(t testing.TB) string {
 		}
 		nc.Close()
 	}
+	hold(t)
 	nc, err := nats.Connect(strings.Join(URLs(), ","), nats.Timeout(2*time.Second))
 	if err != nil {
 		t.Fatalf("natscluster: connect: %v (%s)", err, startHint)
@@ -93,6 +99,68 @@ func Require(t testing.TB) string {
 		t.Fatalf("natscluster: JetStream does not work on the cluster at %s: %v (%s)", strings.Join(URLs(), ","), err, startHint)
 	}
 	return strings.Join(URLs(), ",")
+}
+
+// lockWaitMax bounds how long Require waits for another test to release
+// the cluster.
+const lockWaitMax = 5 * time.Minute
+
+var (
+	heldMu sync.Mutex
+	held   = map[string]bool{} // names of the tests of this process that hold the cluster
+)
+
+// hold takes the cluster for t until it ends: an exclusive flock on
+// Dir()/lock, released in t.Cleanup (so after the test's own clean-ups
+// registered later, such as a Restart). A test that holds it already, or
+// whose parent test does, does not take it again.
+func hold(t testing.TB) {
+	t.Helper()
+	name := t.Name()
+	heldMu.Lock()
+	for h := range held {
+		if name == h || strings.HasPrefix(name, h+"/") {
+			heldMu.Unlock()
+			return
+		}
+	}
+	heldMu.Unlock()
+	if err := os.MkdirAll(Dir(), 0o755); err != nil {
+		t.Fatalf("natscluster: %v", err)
+	}
+	path := filepath.Join(Dir(), "lock")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		t.Fatalf("natscluster: %v", err)
+	}
+	deadline := time.Now().Add(lockWaitMax)
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			t.Fatalf("natscluster: lock %s: %v", path, err)
+		}
+		if time.Now().After(deadline) {
+			owner, _ := os.ReadFile(path)
+			f.Close()
+			t.Fatalf("natscluster: another test has held the cluster for %s (%s: %s)", lockWaitMax, path, strings.TrimSpace(string(owner)))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt(fmt.Appendf(nil, "pid %d test %s since %s\n", os.Getpid(), name, time.Now().UTC().Format(time.RFC3339)), 0)
+	heldMu.Lock()
+	held[name] = true
+	heldMu.Unlock()
+	t.Cleanup(func() {
+		heldMu.Lock()
+		delete(held, name)
+		heldMu.Unlock()
+		f.Close() // releases the flock
+	})
 }
 
 // checkJetStream creates and deletes a one-message R3 file stream.

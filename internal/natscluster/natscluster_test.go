@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -139,6 +141,39 @@ func TestURLsAndIndex(t *testing.T) {
 	}
 	if _, err := ScriptPath(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRequireHoldsTheCluster: after Require, another process (here another
+// open file) cannot take the cluster's lock; a subtest's Require does not
+// wait for its parent; the lock is free once the test ends.
+func TestRequireHoldsTheCluster(t *testing.T) {
+	path := filepath.Join(Dir(), "lock")
+	tryLock := func() error {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o666)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		return syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+	}
+	t.Run("held", func(t *testing.T) {
+		Require(t)
+		if err := tryLock(); !errors.Is(err, syscall.EWOULDBLOCK) {
+			t.Fatalf("lock while a test holds the cluster: %v, want EWOULDBLOCK", err)
+		}
+		t.Run("nested", func(t *testing.T) {
+			done := make(chan struct{})
+			go func() { defer close(done); Require(t) }()
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				t.Fatal("a subtest's Require waits for its parent")
+			}
+		})
+	})
+	if err := tryLock(); err != nil {
+		t.Fatalf("lock after the holding test ended: %v", err)
 	}
 }
 
