@@ -76,12 +76,14 @@ func Index(name string) int {
 	return 0
 }
 
-// Require checks that every server answers and that JetStream works (it
-// creates and deletes a small R3 stream), and returns the comma-joined
-// client URLs for nats.Connect. On failure it calls t.Fatalf with how to
-// start the cluster.
+// Require takes the cluster for t until it ends (waiting, at most 5
+// minutes, for a test of another package to release it), checks that every
+// server answers and that JetStream works (it creates and deletes a small
+// R3 stream), and returns the comma-joined client URLs for nats.Connect.
+// On failure it calls t.Fatalf with how to start the cluster.
 func Require(t testing.TB) string {
 	t.Helper()
+	hold(t)
 	for i := 1; i <= Size; i++ {
 		nc, err := nats.Connect(URL(i), nats.Timeout(2*time.Second), nats.NoReconnect())
 		if err != nil {
@@ -89,7 +91,6 @@ func Require(t testing.TB) string {
 		}
 		nc.Close()
 	}
-	hold(t)
 	nc, err := nats.Connect(strings.Join(URLs(), ","), nats.Timeout(2*time.Second))
 	if err != nil {
 		t.Fatalf("natscluster: connect: %v (%s)", err, startHint)
