@@ -19,9 +19,29 @@ import (
 // and forever; closed at the end of the test.
 func connect(t *testing.T) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	url := Require(t)
-	nc, err := nats.Connect(url, nats.Timeout(2*time.Second), nats.MaxReconnects(-1),
-		nats.ReconnectWait(50*time.Millisecond), nats.ReconnectJitter(0, 0))
+	return connectURLs(t, Require(t))
+}
+
+// connectTo connects to server i first (it reconnects to the others).
+func connectTo(t *testing.T, i int) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	urls := []string{URL(i)}
+	for j := 1; j <= Size; j++ {
+		if j != i {
+			urls = append(urls, URL(j))
+		}
+	}
+	nc, js := connectURLs(t, strings.Join(urls, ","), nats.DontRandomize())
+	if got := nc.ConnectedUrl(); got != URL(i) {
+		t.Fatalf("connected to %s, want %s", got, URL(i))
+	}
+	return nc, js
+}
+
+func connectURLs(t *testing.T, url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(url, append([]nats.Option{nats.Timeout(2 * time.Second), nats.MaxReconnects(-1),
+		nats.ReconnectWait(50 * time.Millisecond), nats.ReconnectJitter(0, 0)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,6 +62,19 @@ func unique(prefix string) string {
 // registers its restart in t.Cleanup (a no-op once the test restarted it).
 func killLeader(t *testing.T, js jetstream.JetStream, stream string) int {
 	t.Helper()
+	i := leader(t, js, stream)
+	t.Cleanup(func() {
+		if !Healthy(i) {
+			Restart(t, i)
+		}
+	})
+	Kill(t, i)
+	return i
+}
+
+// leader returns the number of the server that leads the stream.
+func leader(t *testing.T, js jetstream.JetStream, stream string) int {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	st, err := js.Stream(ctx, stream)
@@ -55,14 +88,7 @@ func killLeader(t *testing.T, js jetstream.JetStream, stream string) int {
 	if info.Cluster == nil || Index(info.Cluster.Leader) == 0 {
 		t.Fatalf("stream %s: cluster info %+v names no leader of the cluster", stream, info.Cluster)
 	}
-	i := Index(info.Cluster.Leader)
-	t.Cleanup(func() {
-		if !Healthy(i) {
-			Restart(t, i)
-		}
-	})
-	Kill(t, i)
-	return i
+	return Index(info.Cluster.Leader)
 }
 
 // publishRetry publishes data with msgID, retrying a failed publish (the
@@ -179,8 +205,16 @@ func TestRequireHoldsTheCluster(t *testing.T) {
 
 // TestStreamSurvivesLeaderKill: an R3 file stream keeps every acknowledged
 // message, once and in order, across a SIGKILL of its leader in the middle
-// of 2000 publishes; the killed server, restarted, catches up.
+// of 2000 publishes; the killed server, restarted, catches up. The
+// publisher is connected to the leader (it must reconnect as well) or to
+// a follower.
 func TestStreamSurvivesLeaderKill(t *testing.T) {
+	Require(t)
+	t.Run("client on the leader", func(t *testing.T) { testStreamLeaderKill(t, true) })
+	t.Run("client on a follower", func(t *testing.T) { testStreamLeaderKill(t, false) })
+}
+
+func testStreamLeaderKill(t *testing.T, clientOnLeader bool) {
 	_, js := connect(t)
 	name := unique("NATSCLUSTER_T")
 	subject := "natscluster.test." + name
@@ -199,6 +233,13 @@ func TestStreamSurvivesLeaderKill(t *testing.T) {
 		}
 	})
 
+	// The publisher: on the leader, or on the server after it.
+	on := leader(t, js, name)
+	if !clientOnLeader {
+		on = on%Size + 1
+	}
+	_, pjs := connectTo(t, on)
+
 	const n, killAt = 2000, 1000
 	var killed int
 	var killTime time.Time
@@ -210,7 +251,7 @@ func TestStreamSurvivesLeaderKill(t *testing.T) {
 			killTime = time.Now()
 			killed = killLeader(t, js, name)
 		}
-		ack, failed := publishRetry(t, js, subject, fmt.Sprint(i), fmt.Appendf(nil, "m-%d", i))
+		ack, failed := publishRetry(t, pjs, subject, fmt.Sprint(i), fmt.Appendf(nil, "m-%d", i))
 		failedTotal += failed
 		if ack.Duplicate {
 			dups++ // an earlier attempt was stored, its acknowledgement lost
@@ -219,8 +260,18 @@ func TestStreamSurvivesLeaderKill(t *testing.T) {
 			failover = time.Since(killTime)
 		}
 	}
-	t.Logf("killed leader %s before message %d: first PubAck %v after the SIGKILL (%d failed attempts in all, %d duplicate acks); %d publishes in %v",
-		Name(killed), killAt, failover.Round(time.Millisecond), failedTotal, dups, n, time.Since(begin).Round(time.Millisecond))
+	t.Logf("publisher on %s; killed leader %s before message %d: first PubAck %v after the SIGKILL (%d failed attempts in all, %d duplicate acks); %d publishes in %v",
+		Name(on), Name(killed), killAt, failover.Round(time.Millisecond), failedTotal, dups, n, time.Since(begin).Round(time.Millisecond))
+
+	// A retry whose first attempt was stored (its PubAck lost) must be
+	// absorbed: the new leader's duplicate window knows the ids that the
+	// old leader stored. Republish ids from before and after the kill.
+	for _, i := range []int{0, killAt - 2, killAt - 1, killAt, killAt + 1, n - 1} {
+		ack, _ := publishRetry(t, pjs, subject, fmt.Sprint(i), fmt.Appendf(nil, "m-%d", i))
+		if !ack.Duplicate || ack.Sequence != uint64(i+1) {
+			t.Fatalf("republished id %d after the failover: ack %+v, want a duplicate of sequence %d", i, ack, i+1)
+		}
+	}
 
 	restartBegin := time.Now()
 	Restart(t, killed)
