@@ -367,7 +367,7 @@ func TestNATSClientAcrossPartition(t *testing.T) {
 	// nats.go declares the connection stale when a ping timer fires with
 	// MaxPingsOut pings unanswered: at most (MaxPingsOut+1) intervals after
 	// the cut, plus scheduling.
-	bound := (maxPingsOut+1)*pingInterval + 300*time.Millisecond
+	bound := (maxPingsOut+1)*pingInterval + 500*time.Millisecond
 	select {
 	case at := <-disconnected:
 		if d := at.Sub(cut); d > bound {
