@@ -10,7 +10,7 @@ BENCHTIME ?= 1s
 BENCHCOUNT ?= 3
 FUZZTIME  ?= 30s
 
-.PHONY: all build run test test-race test-unit services bench bench-e2e bench-throughput bench-aws bench-durability fuzz lint stress crash-test clean
+.PHONY: all build run test test-race test-unit services nats-cluster test-failover bench bench-e2e bench-throughput bench-aws bench-durability fuzz lint stress crash-test clean
 
 all: build
 
@@ -29,6 +29,15 @@ test: services
 
 services:
 	./scripts/services.sh
+
+# The three-server JetStream cluster of the failover tests (ports 4241-4243;
+# services starts it too), and the tests of its helpers: SIGKILLs of stream
+# leaders, the partition proxy.
+nats-cluster:
+	./scripts/nats-cluster.sh start
+
+test-failover: nats-cluster
+	$(GO) test -count=1 -timeout 10m ./internal/natscluster/... ./internal/netproxy/...
 
 test-race: services
 	$(GO) test -count=1 -race -timeout 60m $(PKGS)

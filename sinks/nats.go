@@ -23,6 +23,8 @@ const (
 	MaxNATSTimeout        = 5 * time.Minute
 	DefaultNATSMaxPending = 4096
 	MaxNATSMaxPending     = 1 << 16
+	// MaxNATSOriginLen bounds the origin parameter (a header value).
+	MaxNATSOriginLen = 128
 	// natsRecheck is how long a subject's JetStream verdict (a stream
 	// captures it or not) is trusted before it is asked again, so a stream
 	// created or deleted while the sink runs is noticed.
@@ -38,13 +40,20 @@ const (
 
 // NATSWriter publishes outputs to NATS (DESIGN.md "Sinks"):
 //
-//	nats://HOST:PORT[?jetstream=auto|on|off][&timeout=5s][&max_pending=4096]
+//	nats://HOST:PORT[?jetstream=auto|on|off][&timeout=5s][&max_pending=4096][&origin=NAME]
 //
 // Each output goes to the subject qstream.<kind>.<symbol> (kind as Channel
 // names it), with the JSON line of the --output file as payload and the
 // header Nats-Msg-Id set to the output key in decimal, so that a JetStream
 // stream capturing the subject drops a repeated output within its duplicate
 // window.
+//
+// origin=NAME (or the option WithNATSOrigin) adds the header
+// Qstream-Origin: NAME to every message, the same on all of them, so that a
+// reader can tell which writer (an instance of a group, say) published an
+// output. NAME is 1 to 128 bytes of printable ASCII without spaces. The
+// header does not take part in de-duplication: JetStream drops a repeated
+// Nats-Msg-Id whatever its origin.
 //
 // WriteBatch returns once the server has the batch. How depends on whether
 // a JetStream stream captures the subject:
@@ -85,6 +94,7 @@ type NATSWriter struct {
 	mode       int
 	timeout    time.Duration
 	maxPending int
+	origin     []string // the Qstream-Origin header's value; nil: no header
 	env        Env
 
 	nc *nats.Conn
@@ -108,9 +118,47 @@ type natsSubject struct {
 	checkedAt time.Time // zero: never asked
 }
 
+// NATSOriginHeader is the header that names the writer of a message (the
+// origin parameter).
+const NATSOriginHeader = "Qstream-Origin"
+
+// NATSOption sets up a NATSWriter beyond its URL; NewNATS applies options
+// after the URL's parameters, so an option wins over its parameter.
+type NATSOption func(*NATSWriter) error
+
+// WithNATSOrigin sets the Qstream-Origin header of every message to name,
+// as the origin URL parameter does; "" removes it.
+func WithNATSOrigin(name string) NATSOption {
+	return func(w *NATSWriter) error {
+		if name == "" {
+			w.origin = nil
+			return nil
+		}
+		if err := checkNATSOrigin(name); err != nil {
+			return err
+		}
+		w.origin = []string{name}
+		return nil
+	}
+}
+
+// checkNATSOrigin accepts 1 to MaxNATSOriginLen bytes of printable ASCII
+// without spaces (a header value that needs no escaping).
+func checkNATSOrigin(name string) error {
+	if name == "" || len(name) > MaxNATSOriginLen {
+		return fmt.Errorf("sinks: nats: origin=%q: want 1 to %d bytes", name, MaxNATSOriginLen)
+	}
+	for i := 0; i < len(name); i++ {
+		if name[i] <= ' ' || name[i] >= 0x7f {
+			return fmt.Errorf("sinks: nats: origin=%q: want printable ASCII without spaces", name)
+		}
+	}
+	return nil
+}
+
 // NewNATS validates u (nats://HOST:PORT with the parameters above; anything
-// else is an error) without connecting.
-func NewNATS(u *url.URL, env Env) (*NATSWriter, error) {
+// else is an error) and applies opts, without connecting.
+func NewNATS(u *url.URL, env Env, opts ...NATSOption) (*NATSWriter, error) {
 	if u.Scheme != "nats" {
 		return nil, fmt.Errorf("sinks: nats: scheme %q, want nats://HOST:PORT", u.Scheme)
 	}
@@ -153,8 +201,18 @@ func NewNATS(u *url.URL, env Env) (*NATSWriter, error) {
 			if w.maxPending, err = intParam("nats", k, v, 1, MaxNATSMaxPending); err != nil {
 				return nil, err
 			}
+		case "origin":
+			if err := checkNATSOrigin(v); err != nil {
+				return nil, err
+			}
+			w.origin = []string{v}
 		default:
-			return nil, fmt.Errorf("sinks: nats: unknown parameter %q (want jetstream, timeout, max_pending)", k)
+			return nil, fmt.Errorf("sinks: nats: unknown parameter %q (want jetstream, timeout, max_pending, origin)", k)
+		}
+	}
+	for _, o := range opts {
+		if err := o(w); err != nil {
+			return nil, err
 		}
 	}
 	c := *u
@@ -224,7 +282,11 @@ func (w *NATSWriter) writeChunk(ctx context.Context, outs []ops.Output, base int
 		w.ends = append(w.ends, len(w.arena))
 	}
 	for len(w.msgs) < len(outs) {
-		w.msgs = append(w.msgs, nats.Msg{Header: nats.Header{"Nats-Msg-Id": []string{""}}})
+		h := nats.Header{"Nats-Msg-Id": []string{""}}
+		if w.origin != nil {
+			h[NATSOriginHeader] = w.origin // shared by every message, never written
+		}
+		w.msgs = append(w.msgs, nats.Msg{Header: h})
 	}
 	w.futures = w.futures[:0]
 	var core int

@@ -132,6 +132,8 @@ func TestNewNATSValidates(t *testing.T) {
 		"redis://127.0.0.1:4222", "nats://127.0.0.1", "nats://127.0.0.1:4222/x", "nats://127.0.0.1:4222?bogus=1",
 		"nats://127.0.0.1:4222?jetstream=maybe", "nats://127.0.0.1:4222?timeout=0s", "nats://127.0.0.1:4222?timeout=1h",
 		"nats://127.0.0.1:4222?max_pending=0", "nats://127.0.0.1:4222?max_pending=70000", "nats://127.0.0.1:4222?timeout=1s&timeout=2s",
+		"nats://127.0.0.1:4222?origin=", "nats://127.0.0.1:4222?origin=a%20b", "nats://127.0.0.1:4222?origin=a%0D%0AX:1",
+		"nats://127.0.0.1:4222?origin=" + strings.Repeat("x", MaxNATSOriginLen+1), "nats://127.0.0.1:4222?origin=a&origin=b",
 	} {
 		u, err := url.Parse(bad)
 		if err != nil {
@@ -142,13 +144,23 @@ func TestNewNATSValidates(t *testing.T) {
 		}
 	}
 	// Valid URLs are accepted without a server (port 1 has none).
-	u, _ := url.Parse("nats://127.0.0.1:1?jetstream=off&timeout=250ms&max_pending=8")
+	u, _ := url.Parse("nats://127.0.0.1:1?jetstream=off&timeout=250ms&max_pending=8&origin=host-a/inst.1")
 	w, err := NewNATS(u, env)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w.mode != natsJSOff || w.timeout != 250*time.Millisecond || w.maxPending != 8 {
+	if w.mode != natsJSOff || w.timeout != 250*time.Millisecond || w.maxPending != 8 || len(w.origin) != 1 || w.origin[0] != "host-a/inst.1" {
 		t.Fatalf("parsed %+v", w)
+	}
+	// The option wins over the parameter, and is validated the same way.
+	if w2, err := NewNATS(u, env, WithNATSOrigin("b")); err != nil || len(w2.origin) != 1 || w2.origin[0] != "b" {
+		t.Fatalf("WithNATSOrigin(b) over origin=host-a/inst.1: %v, %v", w2, err)
+	}
+	if w2, err := NewNATS(u, env, WithNATSOrigin("")); err != nil || w2.origin != nil {
+		t.Fatalf("WithNATSOrigin(\"\"): %v, %v", w2, err)
+	}
+	if _, err := NewNATS(u, env, WithNATSOrigin("a b")); err == nil {
+		t.Fatal(`WithNATSOrigin("a b") accepted`)
 	}
 	if err := w.Open(context.Background()); err == nil || !IsTransient(err) {
 		t.Fatalf("Open without a server: %v, want a transient error", err)
@@ -260,6 +272,94 @@ func TestNATSCoreSubscribers(t *testing.T) {
 	if got.Load() != int64(len(outs)) || w.coreMsgs.Load() != uint64(len(outs)) || w.acked.Load() != 0 {
 		t.Fatalf("subscribers got %d, core %d, acked %d; want %d core", got.Load(), w.coreMsgs.Load(), w.acked.Load(), len(outs))
 	}
+}
+
+// TestNATSOriginHeader: the origin parameter (or WithNATSOrigin) puts a
+// Qstream-Origin header on every message beside Nats-Msg-Id, through
+// JetStream and core NATS alike; without it there is no such header.
+func TestNATSOriginHeader(t *testing.T) {
+	nc := natsConn(t, testNATS)
+	a, b := natsUnique("OA"), natsUnique("OB")
+	env := natsEnv(t, a, b)
+	sa, sb := NATSSubject(ops.OutIndicators, a), NATSSubject(ops.OutIndicators, b)
+	st := natsStream(t, nc, sa) // b is not captured: core NATS
+	core, err := nc.SubscribeSync(sb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, query string
+		opts        []NATSOption
+		want        string
+	}{
+		{"parameter", "?origin=inst-a", nil, "inst-a"},
+		{"option", "?origin=ignored", []NATSOption{WithNATSOrigin("host-2/inst.b")}, "host-2/inst.b"},
+		{"none", "", nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			u, _ := url.Parse(testNATS + tc.query)
+			w, err := NewNATS(u, env, tc.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Open(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			before := natsStreamMsgs(t, st)
+			outs := natsOutputs(10, 2, uint64(time.Now().UnixNano())) // even: a (JetStream), odd: b (core)
+			mustWriteBatch(t, w, outs)
+			check := func(via string, i int, h nats.Header) {
+				t.Helper()
+				if got, ok := h[NATSOriginHeader]; tc.want == "" && ok || tc.want != "" && (len(got) != 1 || got[0] != tc.want) {
+					t.Fatalf("%s message %d: %s %q, want %q", via, i, NATSOriginHeader, got, tc.want)
+				}
+				if id := h.Get("Nats-Msg-Id"); id != strconv.FormatUint(outs[i].Key, 10) {
+					t.Fatalf("%s message %d: Nats-Msg-Id %q, want %d", via, i, id, outs[i].Key)
+				}
+			}
+			for i := 0; i < len(outs); i += 2 {
+				m, err := st.GetMsg(context.Background(), before+uint64(i/2+1))
+				if err != nil {
+					t.Fatal(err)
+				}
+				check("stream", i, m.Header)
+			}
+			for i := 1; i < len(outs); i += 2 {
+				m, err := core.NextMsg(2 * time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				check("core", i, m.Header)
+			}
+		})
+	}
+}
+
+// TestNATSOriginAddsNoAllocation: a batch written with an origin header
+// costs the same allocations as one without (the header's value is built
+// once, in NewNATS).
+func TestNATSOriginAddsNoAllocation(t *testing.T) {
+	natsConn(t, testNATS)
+	env := natsEnv(t, natsUnique("OZ"))
+	outs := natsOutputs(64, 1, 1)
+	allocs := func(query string) float64 {
+		w := newTestNATS(t, testNATS+"?jetstream=off"+query, env)
+		mustWriteBatch(t, w, outs) // the message slots are made here
+		return testing.AllocsPerRun(20, func() {
+			if err := w.WriteBatch(context.Background(), outs); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	without, with := allocs(""), allocs("&origin=inst-a")
+	if with > without {
+		t.Fatalf("WriteBatch of %d outputs: %.1f allocations with origin, %.1f without", len(outs), with, without)
+	}
+	t.Logf("WriteBatch of %d outputs (core NATS): %.1f allocations with origin, %.1f without", len(outs), with, without)
 }
 
 func TestNATSUnknownSymbolIsPoison(t *testing.T) {

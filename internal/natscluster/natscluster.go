@@ -7,15 +7,21 @@
 // Tests that use it talk to the real cluster and fail (never skip) when it
 // is down, with the command that starts it: `make services` or
 // `./scripts/nats-cluster.sh start`. The cluster is shared by every test
-// package that uses it; a test that kills a server restarts it before it
-// ends (t.Cleanup), and names its streams and buckets uniquely.
+// package that uses it, and go test runs packages in parallel processes, so
+// Require holds the cluster for the calling test until it ends (an
+// exclusive lock on a file beside the servers' stores): tests that use the
+// cluster run one at a time, and one's Kill never lands in the middle of
+// another. A test that kills a server restarts it before it ends
+// (t.Cleanup), and names its streams and buckets uniquely.
 package natscluster
 
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -23,6 +29,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -69,12 +76,14 @@ func Index(name string) int {
 	return 0
 }
 
-// Require checks that every server answers and that JetStream works (it
-// creates and deletes a small R3 stream), and returns the comma-joined
-// client URLs for nats.Connect. On failure it calls t.Fatalf with how to
-// start the cluster.
+// Require takes the cluster for t until it ends (waiting, at most 5
+// minutes, for a test of another package to release it), checks that every
+// server answers and that JetStream works (it creates and deletes a small
+// R3 stream), and returns the comma-joined client URLs for nats.Connect.
+// On failure it calls t.Fatalf with how to start the cluster.
 func Require(t testing.TB) string {
 	t.Helper()
+	hold(t)
 	for i := 1; i <= Size; i++ {
 		nc, err := nats.Connect(URL(i), nats.Timeout(2*time.Second), nats.NoReconnect())
 		if err != nil {
@@ -91,6 +100,68 @@ func Require(t testing.TB) string {
 		t.Fatalf("natscluster: JetStream does not work on the cluster at %s: %v (%s)", strings.Join(URLs(), ","), err, startHint)
 	}
 	return strings.Join(URLs(), ",")
+}
+
+// lockWaitMax bounds how long Require waits for another test to release
+// the cluster.
+const lockWaitMax = 5 * time.Minute
+
+var (
+	heldMu sync.Mutex
+	held   = map[string]bool{} // names of the tests of this process that hold the cluster
+)
+
+// hold takes the cluster for t until it ends: an exclusive flock on
+// Dir()/lock, released in t.Cleanup (so after the test's own clean-ups
+// registered later, such as a Restart). A test that holds it already, or
+// whose parent test does, does not take it again.
+func hold(t testing.TB) {
+	t.Helper()
+	name := t.Name()
+	heldMu.Lock()
+	for h := range held {
+		if name == h || strings.HasPrefix(name, h+"/") {
+			heldMu.Unlock()
+			return
+		}
+	}
+	heldMu.Unlock()
+	if err := os.MkdirAll(Dir(), 0o755); err != nil {
+		t.Fatalf("natscluster: %v", err)
+	}
+	path := filepath.Join(Dir(), "lock")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		t.Fatalf("natscluster: %v", err)
+	}
+	deadline := time.Now().Add(lockWaitMax)
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			t.Fatalf("natscluster: lock %s: %v", path, err)
+		}
+		if time.Now().After(deadline) {
+			owner, _ := os.ReadFile(path)
+			f.Close()
+			t.Fatalf("natscluster: another test has held the cluster for %s (%s: %s)", lockWaitMax, path, strings.TrimSpace(string(owner)))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt(fmt.Appendf(nil, "pid %d test %s since %s\n", os.Getpid(), name, time.Now().UTC().Format(time.RFC3339)), 0)
+	heldMu.Lock()
+	held[name] = true
+	heldMu.Unlock()
+	t.Cleanup(func() {
+		heldMu.Lock()
+		delete(held, name)
+		heldMu.Unlock()
+		f.Close() // releases the flock
+	})
 }
 
 // checkJetStream creates and deletes a one-message R3 file stream.
@@ -211,6 +282,45 @@ func Restart(t testing.TB, i int) {
 // and its JetStream assets are current).
 func Healthy(i int) bool {
 	return healthz(i) == nil
+}
+
+// StreamState is a stream's state as one server's own store holds it.
+type StreamState struct {
+	Msgs     uint64 `json:"messages"`
+	FirstSeq uint64 `json:"first_seq"`
+	LastSeq  uint64 `json:"last_seq"`
+}
+
+// LocalStreamState returns the state of the named stream (global account)
+// in server i's own replica, from its /jsz monitoring endpoint: what that
+// server has stored, whether or not it leads the stream. ok is false when
+// the server holds no replica of it.
+func LocalStreamState(i int, stream string) (st StreamState, ok bool, err error) {
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/jsz?accounts=true&streams=true", httpPortBase+i))
+	if err != nil {
+		return st, false, fmt.Errorf("natscluster: %s /jsz: %w", Name(i), err)
+	}
+	defer resp.Body.Close()
+	var jsz struct {
+		Accounts []struct {
+			Streams []struct {
+				Name  string      `json:"name"`
+				State StreamState `json:"state"`
+			} `json:"stream_detail"`
+		} `json:"account_details"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&jsz); err != nil {
+		return st, false, fmt.Errorf("natscluster: %s /jsz: %w", Name(i), err)
+	}
+	for _, a := range jsz.Accounts {
+		for _, s := range a.Streams {
+			if s.Name == stream {
+				return s.State, true, nil
+			}
+		}
+	}
+	return st, false, nil
 }
 
 func healthz(i int) error {

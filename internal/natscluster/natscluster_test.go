@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,9 +19,29 @@ import (
 // and forever; closed at the end of the test.
 func connect(t *testing.T) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	url := Require(t)
-	nc, err := nats.Connect(url, nats.Timeout(2*time.Second), nats.MaxReconnects(-1),
-		nats.ReconnectWait(50*time.Millisecond), nats.ReconnectJitter(0, 0))
+	return connectURLs(t, Require(t))
+}
+
+// connectTo connects to server i first (it reconnects to the others).
+func connectTo(t *testing.T, i int) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	urls := []string{URL(i)}
+	for j := 1; j <= Size; j++ {
+		if j != i {
+			urls = append(urls, URL(j))
+		}
+	}
+	nc, js := connectURLs(t, strings.Join(urls, ","), nats.DontRandomize())
+	if got := nc.ConnectedUrl(); got != URL(i) {
+		t.Fatalf("connected to %s, want %s", got, URL(i))
+	}
+	return nc, js
+}
+
+func connectURLs(t *testing.T, url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(url, append([]nats.Option{nats.Timeout(2 * time.Second), nats.MaxReconnects(-1),
+		nats.ReconnectWait(50 * time.Millisecond), nats.ReconnectJitter(0, 0)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,6 +62,19 @@ func unique(prefix string) string {
 // registers its restart in t.Cleanup (a no-op once the test restarted it).
 func killLeader(t *testing.T, js jetstream.JetStream, stream string) int {
 	t.Helper()
+	i := leader(t, js, stream)
+	t.Cleanup(func() {
+		if !Healthy(i) {
+			Restart(t, i)
+		}
+	})
+	Kill(t, i)
+	return i
+}
+
+// leader returns the number of the server that leads the stream.
+func leader(t *testing.T, js jetstream.JetStream, stream string) int {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	st, err := js.Stream(ctx, stream)
@@ -53,39 +88,33 @@ func killLeader(t *testing.T, js jetstream.JetStream, stream string) int {
 	if info.Cluster == nil || Index(info.Cluster.Leader) == 0 {
 		t.Fatalf("stream %s: cluster info %+v names no leader of the cluster", stream, info.Cluster)
 	}
-	i := Index(info.Cluster.Leader)
-	t.Cleanup(func() {
-		if !Healthy(i) {
-			Restart(t, i)
-		}
-	})
-	Kill(t, i)
-	return i
+	return Index(info.Cluster.Leader)
 }
 
 // publishRetry publishes data with msgID, retrying a failed publish (the
 // stream has no leader during an election, or the acknowledgement was lost)
-// with the same id, for at most 30 s. It returns the acknowledgement and
-// how many attempts failed.
+// with the same id every 50 ms at most, for at most 30 s (nats.go's own
+// retries are off, so the first success is seen within 50 ms). It returns
+// the acknowledgement and how many attempts failed.
 func publishRetry(t *testing.T, js jetstream.JetStream, subject, msgID string, data []byte) (*jetstream.PubAck, int) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	backoff := 10 * time.Millisecond
 	for failed := 0; ; failed++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		ack, err := js.Publish(ctx, subject, data, jetstream.WithMsgID(msgID))
+		ack, err := js.Publish(ctx, subject, data, jetstream.WithMsgID(msgID), jetstream.WithRetryAttempts(0))
 		cancel()
 		if err == nil {
 			return ack, failed
 		}
-		if testing.Verbose() {
-			t.Logf("publish %s attempt %d at %s: %v", msgID, failed+1, time.Now().Format("15:04:05.000"), err)
+		if failed == 0 {
+			t.Logf("publish %s failed (retrying): %v", msgID, err)
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("publish %s: still failing after 30 s and %d attempts: %v", msgID, failed+1, err)
 		}
 		time.Sleep(backoff)
-		backoff = min(2*backoff, 200*time.Millisecond)
+		backoff = min(2*backoff, 50*time.Millisecond)
 	}
 }
 
@@ -141,10 +170,51 @@ func TestURLsAndIndex(t *testing.T) {
 	}
 }
 
+// TestRequireHoldsTheCluster: after Require, another process (here another
+// open file) cannot take the cluster's lock; a subtest's Require does not
+// wait for its parent; the lock is free once the test ends.
+func TestRequireHoldsTheCluster(t *testing.T) {
+	path := filepath.Join(Dir(), "lock")
+	tryLock := func() error {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o666)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		return syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+	}
+	t.Run("held", func(t *testing.T) {
+		Require(t)
+		if err := tryLock(); !errors.Is(err, syscall.EWOULDBLOCK) {
+			t.Fatalf("lock while a test holds the cluster: %v, want EWOULDBLOCK", err)
+		}
+		t.Run("nested", func(t *testing.T) {
+			done := make(chan struct{})
+			go func() { defer close(done); Require(t) }()
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				t.Fatal("a subtest's Require waits for its parent")
+			}
+		})
+	})
+	if err := tryLock(); err != nil {
+		t.Fatalf("lock after the holding test ended: %v", err)
+	}
+}
+
 // TestStreamSurvivesLeaderKill: an R3 file stream keeps every acknowledged
 // message, once and in order, across a SIGKILL of its leader in the middle
-// of 2000 publishes; the killed server, restarted, catches up.
+// of 2000 publishes; the killed server, restarted, catches up. The
+// publisher is connected to the leader (it must reconnect as well) or to
+// a follower.
 func TestStreamSurvivesLeaderKill(t *testing.T) {
+	Require(t)
+	t.Run("client on the leader", func(t *testing.T) { testStreamLeaderKill(t, true) })
+	t.Run("client on a follower", func(t *testing.T) { testStreamLeaderKill(t, false) })
+}
+
+func testStreamLeaderKill(t *testing.T, clientOnLeader bool) {
 	_, js := connect(t)
 	name := unique("NATSCLUSTER_T")
 	subject := "natscluster.test." + name
@@ -163,6 +233,13 @@ func TestStreamSurvivesLeaderKill(t *testing.T) {
 		}
 	})
 
+	// The publisher: on the leader, or on the server after it.
+	on := leader(t, js, name)
+	if !clientOnLeader {
+		on = on%Size + 1
+	}
+	_, pjs := connectTo(t, on)
+
 	const n, killAt = 2000, 1000
 	var killed int
 	var killTime time.Time
@@ -174,7 +251,7 @@ func TestStreamSurvivesLeaderKill(t *testing.T) {
 			killTime = time.Now()
 			killed = killLeader(t, js, name)
 		}
-		ack, failed := publishRetry(t, js, subject, fmt.Sprint(i), fmt.Appendf(nil, "m-%d", i))
+		ack, failed := publishRetry(t, pjs, subject, fmt.Sprint(i), fmt.Appendf(nil, "m-%d", i))
 		failedTotal += failed
 		if ack.Duplicate {
 			dups++ // an earlier attempt was stored, its acknowledgement lost
@@ -183,14 +260,44 @@ func TestStreamSurvivesLeaderKill(t *testing.T) {
 			failover = time.Since(killTime)
 		}
 	}
-	t.Logf("killed leader %s before message %d: first PubAck %v after the SIGKILL (%d failed attempts in all, %d duplicate acks); %d publishes in %v",
-		Name(killed), killAt, failover.Round(time.Millisecond), failedTotal, dups, n, time.Since(begin).Round(time.Millisecond))
+	t.Logf("publisher on %s; killed leader %s before message %d: first PubAck %v after the SIGKILL (%d failed attempts in all, %d duplicate acks); %d publishes in %v",
+		Name(on), Name(killed), killAt, failover.Round(time.Millisecond), failedTotal, dups, n, time.Since(begin).Round(time.Millisecond))
 
+	// A retry whose first attempt was stored (its PubAck lost) must be
+	// absorbed: the new leader's duplicate window knows the ids that the
+	// old leader stored. Republish ids from before and after the kill.
+	for _, i := range []int{0, killAt - 2, killAt - 1, killAt, killAt + 1, n - 1} {
+		ack, _ := publishRetry(t, pjs, subject, fmt.Sprint(i), fmt.Appendf(nil, "m-%d", i))
+		if !ack.Duplicate || ack.Sequence != uint64(i+1) {
+			t.Fatalf("republished id %d after the failover: ack %+v, want a duplicate of sequence %d", i, ack, i+1)
+		}
+	}
+
+	// Every wait below has its own bound; this context bounds what is left.
+	ctx, cancel = context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
 	restartBegin := time.Now()
 	Restart(t, killed)
 	restarted := time.Since(restartBegin)
 	catchUp := waitCurrent(t, js, name, killed)
 	t.Logf("restarted %s: Restart returned in %v, every replica current %v later", Name(killed), restarted.Round(time.Millisecond), catchUp.Round(time.Millisecond))
+	// The restarted server's own store holds every message.
+	var local StreamState
+	localBegin := time.Now()
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		st, ok, err := LocalStreamState(killed, name)
+		if err == nil && ok && st.Msgs == n && st.FirstSeq == 1 && st.LastSeq == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s's replica of %s: %+v (holds one: %v, %v) 30 s after the restart, want %d messages 1..%d", Name(killed), name, st, ok, err, n, n)
+		}
+		local = st
+		time.Sleep(50 * time.Millisecond)
+	}
+	if local.Msgs != 0 {
+		t.Logf("%s's replica was still catching up after Restart returned: %+v, complete %v later", Name(killed), local, time.Since(localBegin).Round(time.Millisecond))
+	}
 
 	info, err := st.Info(ctx)
 	if err != nil {
@@ -203,21 +310,32 @@ func TestStreamSurvivesLeaderKill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range n {
-		m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+	for i := 0; i < n; {
+		batch, err := cons.Fetch(500, jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
-			t.Fatalf("message %d: %v", i, err)
+			t.Fatalf("fetch after %d messages: %v", i, err)
 		}
-		md, err := m.Metadata()
-		if err != nil {
-			t.Fatal(err)
+		got := 0
+		for m := range batch.Messages() {
+			md, err := m.Metadata()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := fmt.Sprintf("m-%d", i); string(m.Data()) != want || md.Sequence.Stream != uint64(i+1) {
+				t.Fatalf("message at sequence %d: %q, want %q at %d", md.Sequence.Stream, m.Data(), want, i+1)
+			}
+			if id := m.Headers().Get(jetstream.MsgIDHeader); id != fmt.Sprint(i) {
+				t.Fatalf("message %d: Nats-Msg-Id %q", i, id)
+			}
+			i++
+			got++
 		}
-		if want := fmt.Sprintf("m-%d", i); string(m.Data()) != want || md.Sequence.Stream != uint64(i+1) {
-			t.Fatalf("message at sequence %d: %q, want %q at %d", md.Sequence.Stream, m.Data(), want, i+1)
+		if err := batch.Error(); err != nil || got == 0 {
+			t.Fatalf("fetch after %d messages: %d messages, %v", i, got, err)
 		}
-		if id := m.Headers().Get(jetstream.MsgIDHeader); id != fmt.Sprint(i) {
-			t.Fatalf("message %d: Nats-Msg-Id %q", i, id)
-		}
+	}
+	if info, err := st.Info(ctx); err != nil || info.State.Msgs != n {
+		t.Fatalf("after reading: %+v, %v", info, err)
 	}
 }
 
@@ -228,7 +346,7 @@ func TestStreamSurvivesLeaderKill(t *testing.T) {
 func TestKVSurvivesLeaderKill(t *testing.T) {
 	_, js := connect(t)
 	bucket := unique("natscluster_kv")
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket, Replicas: Size, Storage: jetstream.FileStorage, History: 5})
 	if err != nil {
@@ -264,17 +382,19 @@ func TestKVSurvivesLeaderKill(t *testing.T) {
 		acancel()
 		if err == nil {
 			rev = nrev
-			t.Logf("killed leader %s of KV_%s: first Update %v after the SIGKILL (attempt %d)", Name(killed), bucket, time.Since(killTime).Round(time.Millisecond), attempt)
+			t.Logf("killed leader %s of KV_%s: first Update %v after the SIGKILL (%d tries)", Name(killed), bucket, time.Since(killTime).Round(time.Millisecond), attempt)
 			break
 		}
-		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			e, gerr := kv.Get(ctx, "lease.p0")
 			if gerr == nil && string(e.Value()) == string(want) && e.Revision() > rev {
 				rev = e.Revision()
 				break
 			}
 			t.Fatalf("Update after the kill refused as stale (%v) and the entry is not ours: %v %v", err, e, gerr)
+		}
+		if attempt == 1 {
+			t.Logf("Update failed (retrying): %v", err)
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("Update still failing 30 s after the kill (%d attempts): %v", attempt, err)
