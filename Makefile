@@ -10,7 +10,7 @@ BENCHTIME ?= 1s
 BENCHCOUNT ?= 3
 FUZZTIME  ?= 30s
 
-.PHONY: all build run test test-race test-unit services nats-cluster test-failover bench bench-e2e bench-throughput bench-aws bench-durability fuzz lint stress crash-test clean
+.PHONY: all build run test test-race test-unit services nats-cluster test-failover bench-group bench bench-e2e bench-throughput bench-aws bench-durability fuzz lint stress crash-test clean
 
 all: build
 
@@ -37,7 +37,14 @@ nats-cluster:
 	./scripts/nats-cluster.sh start
 
 test-failover: nats-cluster
-	$(GO) test -count=1 -timeout 10m ./internal/natscluster/... ./internal/netproxy/...
+	$(GO) test -count=1 -timeout 20m ./internal/natscluster/... ./internal/netproxy/... ./cluster/...
+	$(GO) test -count=1 -timeout 20m -run 'TestGroup' -v ./cmd/qstream/
+
+# The scale-out group on the three-server cluster: throughput of 1, 2 and 3
+# members over one pre-published stream, and takeover after kill -9
+# (bench/results-group.md, quoted in BENCHMARKS.md).
+bench-group: nats-cluster
+	QSTREAM_GROUP_BENCH=1 $(GO) test -count=1 -timeout 30m -run 'TestGroupBench' -v ./cmd/qstream/
 
 test-race: services
 	$(GO) test -count=1 -race -timeout 60m $(PKGS)

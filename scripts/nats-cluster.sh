@@ -93,6 +93,9 @@ jetstream {
 }
 cluster {
   name: $cluster
+  # Clients know only the URLs they were given (no gossip of the others),
+  # so a test can cut a client off the whole cluster through proxies.
+  no_advertise: true
   listen: 127.0.0.1:$(route_port "$n")
   routes: [
 $routes  ]

@@ -25,6 +25,7 @@ import (
 	"qstream/cluster"
 	"qstream/feeds"
 	"qstream/internal/natscluster"
+	"qstream/internal/netproxy"
 )
 
 // The scale-out group's tests (issue 14) run `qstream run --group` processes
@@ -593,4 +594,220 @@ func TestGroupOneMember(t *testing.T) {
 	}
 	e.check(t, flushTs, e.expected(t, flushTs))
 	m.stop(t)
+}
+
+// claimLog polls the lease bucket and records who held each partition when.
+type claimLog struct {
+	mu   sync.Mutex
+	hist map[int][]claimAt
+}
+
+type claimAt struct {
+	at    time.Time
+	owner string
+}
+
+func (e *groupEnv) watchClaims(ctx context.Context) *claimLog {
+	l := &claimLog{hist: map[int][]claimAt{}}
+	go func() {
+		for ctx.Err() == nil {
+			octx, cancel := context.WithTimeout(ctx, time.Second)
+			owners, _ := e.claims(octx)
+			cancel()
+			now := time.Now()
+			l.mu.Lock()
+			for p := range groupPartitions {
+				h := l.hist[p]
+				if len(h) == 0 || h[len(h)-1].owner != owners[p] {
+					l.hist[p] = append(h, claimAt{now, owners[p]})
+				}
+			}
+			l.mu.Unlock()
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	return l
+}
+
+// ownerAt is who held p at t ("" for nobody), as last seen before t.
+func (l *claimLog) ownerAt(p int, t time.Time) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	owner := ""
+	for _, c := range l.hist[p] {
+		if c.at.After(t) {
+			break
+		}
+		owner = c.owner
+	}
+	return owner
+}
+
+// takenFrom returns, for each partition victim held at from, when another
+// member first held it afterwards.
+func (l *claimLog) takenFrom(victim string, from time.Time) map[int]time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := map[int]time.Time{}
+	for p, h := range l.hist {
+		held := false
+		for _, c := range h {
+			if !c.at.After(from) {
+				held = c.owner == victim
+				continue
+			}
+			if held && c.owner != "" && c.owner != victim {
+				out[p] = c.at
+				break
+			}
+		}
+	}
+	return out
+}
+
+// fencingScenario runs three members, disrupts i3 (its connection to the
+// cluster cut, or the process paused), and checks that i3 published nothing
+// for a partition while another member held it, that every partition it
+// held was taken over, and that the output equals the replay with no
+// window twice.
+func fencingScenario(t *testing.T, setup func(e *groupEnv, victim *groupMember) (disrupt func() (heal func()))) {
+	e := newGroupEnv(t)
+	direct := strings.Split(e.urls, ",")[0]
+	var members []*groupMember
+	for _, name := range []string{"i1", "i2", "i3"} {
+		m := e.member(name, e.urls, direct+"?timeout=5s&origin="+name)
+		members = append(members, m)
+	}
+	victim := members[2]
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, m := range members {
+				t.Logf("%s last log:\n%s", m.name, tail(m.lastLog(), 3000))
+			}
+		}
+	})
+	disrupt := setup(e, victim) // may change the victim's arguments before it starts
+	for _, m := range members {
+		m.start(t, e.bin)
+	}
+	wctx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	claims := e.watchClaims(wctx)
+	pubCtx, stopPub := context.WithCancel(context.Background())
+	pubDone := make(chan struct{})
+	go func() { defer close(pubDone); e.publish(pubCtx, 2000) }()
+	e.waitOwned(t, []string{"i1", "i2", "i3"}, nil, 30*time.Second)
+	time.Sleep(2 * time.Second)
+	cut := time.Now()
+	healFn := disrupt()
+	// The survivors take the victim's partitions over.
+	e.waitOwned(t, []string{"i1", "i2"}, nil, 30*time.Second)
+	took := time.Since(cut)
+	time.Sleep(2 * groupLease)
+	healFn()
+	healed := time.Now()
+	e.waitOwned(t, []string{"i1", "i2", "i3"}, nil, 30*time.Second)
+	time.Sleep(time.Second)
+	stopPub()
+	<-pubDone
+	flushTs := e.flush()
+	got := e.check(t, flushTs, e.expected(t, flushTs))
+	stopWatch()
+
+	taken := claims.takenFrom("i3", cut)
+	if len(taken) == 0 {
+		t.Fatal("no partition of i3 was taken over")
+	}
+	late := 0
+	for _, w := range got {
+		if w.origin != "i3" {
+			continue
+		}
+		p := feeds.JetStreamPartition([]byte(w.rec.Symbol), groupPartitions)
+		if tk, ok := taken[p]; ok && w.at.After(tk) && w.at.Before(healed) {
+			if owner := claims.ownerAt(p, w.at); owner != "i3" {
+				late++
+				if late < 5 {
+					t.Errorf("i3 published %s (partition %d) at %s, after %s took the partition over at %s",
+						w.rec.id(), p, w.at.Format("15:04:05.000"), owner, tk.Format("15:04:05.000"))
+				}
+			}
+		}
+	}
+	if late > 0 {
+		t.Errorf("%d outputs published by i3 after losing their partitions", late)
+	}
+	last := time.Time{}
+	for _, w := range got {
+		if w.origin == "i3" && w.at.Before(healed) && w.at.After(last) {
+			last = w.at
+		}
+	}
+	var first time.Time
+	for _, tk := range taken {
+		if first.IsZero() || tk.Before(first) {
+			first = tk
+		}
+	}
+	t.Logf("i3 held %d partitions; the survivors held them all %s after the disruption; i3's last output before healing %s, the first takeover %s",
+		len(taken), took.Round(time.Millisecond), last.Format("15:04:05.000"), first.Format("15:04:05.000"))
+	for _, m := range members {
+		m.stop(t)
+	}
+}
+
+// TestGroupNetworkPartition cuts one member (i3) off the NATS cluster: its
+// client connections go through proxies that start dropping every byte. It
+// can no longer renew its leases, so it stops publishing (its fence passes)
+// before the server lets a survivor claim its partitions; the survivors
+// take over, and after the network heals i3 gets partitions back. Its
+// outputs go to a sink that stays reachable, so only the fence stops them.
+func TestGroupNetworkPartition(t *testing.T) {
+	fencingScenario(t, func(e *groupEnv, victim *groupMember) func() func() {
+		var proxies []*netproxy.Proxy
+		var urls []string
+		for _, u := range natscluster.URLs() {
+			px, err := netproxy.New("127.0.0.1:0", strings.TrimPrefix(u, "nats://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { px.Close() })
+			proxies = append(proxies, px)
+			urls = append(urls, "nats://"+px.Addr())
+		}
+		for i, a := range victim.args {
+			if a == "--js-url" {
+				victim.args[i+1] = strings.Join(urls, ",")
+			}
+		}
+		return func() func() {
+			for _, px := range proxies {
+				px.Partition()
+			}
+			t.Logf("i3 cut off the cluster")
+			return func() {
+				for _, px := range proxies {
+					px.Heal()
+				}
+				t.Logf("network healed")
+			}
+		}
+	})
+}
+
+// TestGroupPausedOwnerFenced stops i3 with SIGSTOP for longer than its
+// lease, as a long GC pause or a frozen VM would: the survivors take its
+// partitions over; when it resumes, with outputs queued and input buffered,
+// its fences have passed and it publishes none of them.
+func TestGroupPausedOwnerFenced(t *testing.T) {
+	fencingScenario(t, func(e *groupEnv, victim *groupMember) func() func() {
+		return func() func() {
+			victim.cmd.Process.Signal(syscall.SIGSTOP)
+			t.Logf("i3 paused")
+			return func() {
+				victim.cmd.Process.Signal(syscall.SIGCONT)
+				t.Logf("i3 resumed")
+			}
+		}
+	})
 }

@@ -1,0 +1,228 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"qstream/bench"
+	"qstream/cluster"
+	"qstream/feeds"
+)
+
+// TestGroupBench measures the scale-out group on this machine (`make
+// bench-group`, BENCHMARKS.md "Scale-out group"): the throughput of 1, 2
+// and 3 members over the same pre-published stream on the three-server
+// cluster (each ratio against one member, measured in the same run), and
+// the takeover after kill -9 (kill to every partition claimed again, and
+// claim to the partition's task consuming). It is a benchmark harness, not
+// a test: it runs only with QSTREAM_GROUP_BENCH=1 and writes
+// bench/results-group.md.
+func TestGroupBench(t *testing.T) {
+	if os.Getenv("QSTREAM_GROUP_BENCH") == "" {
+		t.Skip("a benchmark harness: QSTREAM_GROUP_BENCH=1 (make bench-group) runs it")
+	}
+	n := 400_000
+	if v, err := strconv.Atoi(os.Getenv("QSTREAM_GROUP_BENCH_N")); err == nil && v > 0 {
+		n = v
+	}
+	type tp struct {
+		members int
+		secs    float64
+		rate    float64
+	}
+	var rows []tp
+	mach := bench.ThisMachine()
+	for k := 1; k <= 3; k++ {
+		e := newGroupEnv(t)
+		last := e.prepublish(t, n)
+		var ms []*groupMember
+		for i := 1; i <= k; i++ {
+			m := e.member(fmt.Sprintf("b%d", i), e.urls, strings.Split(e.urls, ",")[0]+"?timeout=5s")
+			for j, a := range m.args {
+				if a == "--checkpoint-interval" {
+					m.args[j+1] = "100ms"
+				}
+			}
+			ms = append(ms, m)
+		}
+		start := time.Now()
+		for _, m := range ms {
+			m.start(t, e.bin)
+		}
+		var names []string
+		for _, m := range ms {
+			names = append(names, m.name)
+		}
+		e.waitOwned(t, names, nil, 60*time.Second)
+		owned := time.Since(start)
+		t0 := time.Now()
+		e.waitFloors(t, last, 10*time.Minute)
+		secs := time.Since(t0).Seconds()
+		rows = append(rows, tp{k, secs, float64(n) / secs})
+		t.Logf("%d member(s): %d messages in %.2fs after every partition was owned (%s after the start): %.0f msg/s", k, n, secs, owned.Round(time.Millisecond), float64(n)/secs)
+		for _, m := range ms {
+			m.stop(t)
+		}
+	}
+
+	// Takeover after kill -9, with three members under a steady load.
+	e := newGroupEnv(t)
+	names := []string{"i1", "i2", "i3"}
+	var ms []*groupMember
+	for _, name := range names {
+		m := e.member(name, e.urls, strings.Split(e.urls, ",")[0]+"?timeout=5s")
+		m.start(t, e.bin)
+		ms = append(ms, m)
+	}
+	pubCtx, stopPub := context.WithCancel(context.Background())
+	pubDone := make(chan struct{})
+	go func() { defer close(pubDone); e.publish(pubCtx, 2000) }()
+	e.waitOwned(t, names, nil, 60*time.Second)
+	var claimed []time.Duration
+	kills := 6
+	for k := range kills {
+		time.Sleep(2 * time.Second)
+		m := ms[k%3]
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		owners, revs := e.claims(ctx)
+		cancel()
+		moved := map[int]uint64{}
+		for p, o := range owners {
+			if o == m.name {
+				moved[p] = revs[p]
+			}
+		}
+		m.kill()
+		killed := time.Now()
+		var live []string
+		for _, n := range names {
+			if n != m.name {
+				live = append(live, n)
+			}
+		}
+		e.waitOwned(t, live, moved, 30*time.Second)
+		claimed = append(claimed, time.Since(killed))
+		time.Sleep(time.Second)
+		m.start(t, e.bin)
+		e.waitOwned(t, names, nil, 30*time.Second)
+	}
+	stopPub()
+	<-pubDone
+	for _, m := range ms {
+		m.stop(t)
+	}
+	// Claim to consuming: the "took" of every partition a task started,
+	// from the members' logs.
+	took := regexp.MustCompile(`msg="group: partition running".* took=([0-9.]+[a-zµ]+)`)
+	var load []time.Duration
+	for _, m := range ms {
+		for _, l := range m.logs {
+			b, _ := os.ReadFile(l)
+			for _, mm := range took.FindAllStringSubmatch(string(b), -1) {
+				if d, err := time.ParseDuration(strings.ReplaceAll(mm[1], "µ", "u")); err == nil {
+					load = append(load, d)
+				}
+			}
+		}
+	}
+	slices.Sort(claimed)
+	slices.Sort(load)
+	pct := func(d []time.Duration, q float64) time.Duration { return d[min(len(d)-1, int(q*float64(len(d))))] }
+
+	mach.SetEnd()
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Scale-out group (`make bench-group`)\n\n%s\nNATS: a three-server cluster on loopback (scripts/nats-cluster.sh); the input stream, the group's buckets and the output stream replicated three times. Every member runs on the same two cores as the three servers and the publisher: the figures show the group's overhead and its failover, not scaling (that needs a core per member).\n\n", mach.Markdown())
+	fmt.Fprintf(&b, "## Throughput\n\n%d trades pre-published on 16 partitions (48 symbols); members started together, timed from every partition owned to every partition's saved checkpoint floor at its last message (checkpoints every 100 ms). Operators: tumbling 1 s VWAP and count per symbol; outputs to the NATS sink (JetStream, de-duplicated by key).\n\n", n)
+	fmt.Fprintf(&b, "| members | seconds | msgs/s | ÷ one member |\n|---|---|---|---|\n")
+	for _, r := range rows {
+		fmt.Fprintf(&b, "| %d | %.2f | %.0f | %.2fx |\n", r.members, r.secs, r.rate, r.rate/rows[0].rate)
+	}
+	fmt.Fprintf(&b, "\n## Takeover after kill -9 (lease %s)\n\n", groupLease)
+	fmt.Fprintf(&b, "Three members under 2000 trades/s; one killed %d times (restarted after its partitions were taken).\n\n", kills)
+	fmt.Fprintf(&b, "| measure | min | median | p90 | max | n |\n|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "| kill -> every partition claimed again | %s | %s | %s | %s | %d |\n", claimed[0].Round(time.Millisecond), pct(claimed, 0.5).Round(time.Millisecond), pct(claimed, 0.9).Round(time.Millisecond), claimed[len(claimed)-1].Round(time.Millisecond), len(claimed))
+	fmt.Fprintf(&b, "| claim -> the partition's task consuming (checkpoint loaded, engine restored) | %s | %s | %s | %s | %d |\n", load[0].Round(time.Microsecond), pct(load, 0.5).Round(time.Microsecond), pct(load, 0.9).Round(time.Microsecond), load[len(load)-1].Round(time.Microsecond), len(load))
+	out := filepath.Join("..", "..", "bench", "results-group.md")
+	if err := os.WriteFile(out, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", b.String())
+}
+
+// prepublish sends n trades as fast as JetStream takes them and returns
+// the last stream sequence of each partition.
+func (e *groupEnv) prepublish(t *testing.T, n int) map[int]uint64 {
+	t.Helper()
+	last := map[int]uint64{}
+	const window = 4096
+	futures := make([]jetstream.PubAckFuture, 0, window)
+	parts := make([]int, 0, window)
+	drain := func() {
+		for i, f := range futures {
+			select {
+			case ack := <-f.Ok():
+				last[parts[i]] = max(last[parts[i]], ack.Sequence)
+			case err := <-f.Err():
+				t.Fatalf("prepublish: %v", err)
+			case <-time.After(60 * time.Second):
+				t.Fatal("prepublish: no ack in 60s")
+			}
+		}
+		futures, parts = futures[:0], parts[:0]
+	}
+	for i := range n {
+		sym := e.symbols[i%len(e.symbols)]
+		p := feeds.JetStreamPartition([]byte(sym), groupPartitions)
+		line := fmt.Sprintf(`{"type":"trade","symbol":%q,"ts":%d,"price":%d.%02d,"volume":%d}`, sym, groupBaseTs+int64(i)*int64(time.Millisecond), 100+i%37, i%100, 1+i%9)
+		f, err := e.js.PublishAsync(feeds.JetStreamSubject(e.prefix, p), []byte(line), jetstream.WithMsgID("m-"+strconv.Itoa(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		futures, parts = append(futures, f), append(parts, p)
+		if len(futures) == window {
+			drain()
+		}
+	}
+	drain()
+	return last
+}
+
+// waitFloors waits until every partition's saved checkpoint floor reached
+// its last message.
+func (e *groupEnv) waitFloors(t *testing.T, last map[int]uint64, within time.Duration) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := cluster.OpenState(ctx, e.js, e.group, e.replicas)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(within)
+	for {
+		refs, err := st.Refs(ctx, groupPartitions)
+		if err == nil {
+			done := true
+			for p, l := range last {
+				if refs[p].Floor < l {
+					done = false
+				}
+			}
+			if done {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("checkpoint floors %v not at %v within %s", refs, last, within)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
