@@ -680,9 +680,15 @@ func fencingScenario(t *testing.T, setup func(e *groupEnv, victim *groupMember) 
 	}
 	victim := members[2]
 	t.Cleanup(func() {
-		if t.Failed() {
-			for _, m := range members {
+		for _, m := range members {
+			if t.Failed() {
 				t.Logf("%s last log:\n%s", m.name, tail(m.lastLog(), 3000))
+			}
+			if d := os.Getenv("QSTREAM_GROUP_LOGS"); d != "" {
+				for i, l := range m.logs {
+					b, _ := os.ReadFile(l)
+					os.WriteFile(filepath.Join(d, fmt.Sprintf("%s.%s.%d.log", t.Name(), m.name, i+1)), b, 0o644)
+				}
 			}
 		}
 	})
