@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -123,17 +122,9 @@ func TestGroupBench(t *testing.T) {
 	}
 	// Claim to consuming: the "took" of every partition a task started,
 	// from the members' logs.
-	took := regexp.MustCompile(`msg="group: partition running".* took=([0-9.]+[a-zµ]+)`)
 	var load []time.Duration
 	for _, m := range ms {
-		for _, l := range m.logs {
-			b, _ := os.ReadFile(l)
-			for _, mm := range took.FindAllStringSubmatch(string(b), -1) {
-				if d, err := time.ParseDuration(strings.ReplaceAll(mm[1], "µ", "u")); err == nil {
-					load = append(load, d)
-				}
-			}
-		}
+		load = append(load, m.loadTimes()...)
 	}
 	slices.Sort(claimed)
 	slices.Sort(load)
