@@ -468,7 +468,7 @@ func (e *Engine) carryRestored(sources []sourceState) []sourceState {
 			live = live || s.name == name
 		}
 		if !live {
-			st.id, st.lsn, st.closed = math.MaxUint16, 0, true
+			st.id, st.lsn, st.closed, st.holds = math.MaxUint16, 0, true, false
 			sources = append(sources, st)
 		}
 	}
@@ -489,7 +489,7 @@ func (p *Publisher) injectCut(epoch uint64, w *WAL) sourceState {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	st := sourceState{id: p.id, name: p.name, closed: p.closed, lsn: p.lastLSN,
-		offset: p.maxSeq, maxTsNs: p.maxTsNs, sentWmNs: p.sentWmNs}
+		offset: p.maxSeq, maxTsNs: p.maxTsNs, sentWmNs: p.sentWmNs, holds: p.wmHeld && !p.closed}
 	if p.closed {
 		return st
 	}
