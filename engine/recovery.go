@@ -301,6 +301,9 @@ func (r *replayer) hold(name string, wmNs int64) {
 // as a live source does at a stop.
 func (r *replayer) holdRestored() error {
 	for _, h := range r.holds {
+		if _, known := r.e.streamOfName(h.name); !known {
+			continue // its stream is not running: nothing of it is replayed either
+		}
 		p, err := r.publisherNamed(h.name)
 		if err != nil {
 			return err
