@@ -360,8 +360,9 @@ func BenchmarkRestartToLive(b *testing.B) {
 // a Flush every 256 events as `qstream run`'s synthetic feed does) without
 // a WAL and with the durable defaults of `qstream run` (group commit, the
 // dedup horizon of 65,536 ids per shard, a message id on every event), with
-// records per event and with batches (Config.WALBatches). Each iteration
-// runs the three interleaved, durableRunEvents events each, and every
+// records per event and with batches (Config.WALBatches), and batches
+// without the dedup horizon (to show what it costs). Each iteration runs
+// the four interleaved, durableRunEvents events each, and every
 // durable run ends with a Barrier, so its events are all durable when its
 // clock stops. It reports each configuration's events/s (the median of the
 // iterations) and the ratios to the no-WAL run; it fails unless every run
@@ -373,9 +374,11 @@ func BenchmarkDurableRunRatio(b *testing.B) {
 		name    string
 		wal     bool
 		batches bool
+		noDedup bool // what the dedup horizon costs (not a durable default)
 		rates   []float64
 	}
-	cfgs := []*config{{name: "nowal"}, {name: "records", wal: true}, {name: "batches", wal: true, batches: true}}
+	cfgs := []*config{{name: "nowal"}, {name: "records", wal: true}, {name: "batches", wal: true, batches: true},
+		{name: "batches-nodedup", wal: true, batches: true, noDedup: true}}
 	run := func(c *config) float64 {
 		cfg := Config{Shards: 1, Processors: pipelineFactoryIndicators(b), Logger: quietLogger()}
 		var w *WAL
@@ -385,6 +388,9 @@ func BenchmarkDurableRunRatio(b *testing.B) {
 				b.Fatal(err)
 			}
 			cfg.Durability, cfg.WALBatches, cfg.DedupHorizon = w, c.batches, 1<<16
+			if c.noDedup {
+				cfg.DedupHorizon = 0
+			}
 		}
 		e, err := New(cfg)
 		if err != nil {
