@@ -3,8 +3,10 @@ package engine
 import (
 	"context"
 	"testing"
+	"time"
 
 	"qstream/codec"
+	"qstream/internal/clock"
 )
 
 // A checkpoint holds the shard's combined watermark, not which source held
@@ -75,4 +77,54 @@ func TestRecoveryFromCheckpointKeepsSourceWatermarks(t *testing.T) {
 			sameAsLive(t, live, out.all(), r.dl, r2.dl)
 		})
 	}
+}
+
+// A checkpoint records a source as holding the watermark only as the
+// shards' tracker sees it: sent one, not idle (Idle, or silent for longer
+// than Config.IdleTimeout), not closed.
+func TestCheckpointHoldsAsTheTrackerSees(t *testing.T) {
+	out := &memOutput{}
+	r := openRig(t, t.TempDir(), 1, out, 0)
+	r.e.cfg.IdleTimeout = time.Minute
+	if _, err := r.e.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	internSymbols(t, r.e, 2)
+	pa, _ := r.e.NewPublisher("a")
+	pb, _ := r.e.NewPublisher("b")
+	holds := func(p *Publisher) bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.holdsWatermark()
+	}
+	if holds(pa) {
+		t.Fatal("a source that sent no watermark holds")
+	}
+	trades := 0
+	publishWait(t, pa, out, 1, 0, 0, &trades)
+	publishWait(t, pb, out, 2, 0, 0, &trades)
+	if !holds(pa) || !holds(pb) {
+		t.Fatal("sources that just sent watermarks do not hold")
+	}
+	if err := pb.Idle(); err != nil {
+		t.Fatal(err)
+	}
+	if holds(pb) {
+		t.Fatal("an idle source holds")
+	}
+	pa.lastActiveNs.Store(clock.MonoNs() - int64(2*time.Minute)) // silent past the idle timeout
+	if holds(pa) {
+		t.Fatal("a source silent past the idle timeout holds")
+	}
+	publishWait(t, pa, out, 1, 1, 1, &trades)
+	if !holds(pa) {
+		t.Fatal("a source that published again does not hold")
+	}
+	pa.Close()
+	if holds(pa) {
+		t.Fatal("a closed source holds")
+	}
+	pb.Detach()
+	stop(t, r.e)
+	r.w.Close()
 }
