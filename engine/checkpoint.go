@@ -11,6 +11,7 @@ import (
 
 	"qstream/checkpoint"
 	"qstream/codec"
+	"qstream/internal/clock"
 	"qstream/internal/failpoint"
 	"qstream/wal"
 )
@@ -468,7 +469,7 @@ func (e *Engine) carryRestored(sources []sourceState) []sourceState {
 			live = live || s.name == name
 		}
 		if !live {
-			st.id, st.lsn, st.closed = math.MaxUint16, 0, true
+			st.id, st.lsn, st.closed, st.holds = math.MaxUint16, 0, true, false
 			sources = append(sources, st)
 		}
 	}
@@ -481,6 +482,17 @@ func (e *Engine) wakeShards() {
 	}
 }
 
+// holdsWatermark reports whether the shards hold p's watermark as the
+// tracker sees it (ops.WatermarkTracker): p sent one and is neither idle,
+// closed, nor silent for longer than Config.IdleTimeout. Called under p.mu.
+func (p *Publisher) holdsWatermark() bool {
+	if !p.wmHeld || p.closed {
+		return false
+	}
+	idle := int64(p.e.cfg.IdleTimeout)
+	return idle <= 0 || p.sentWmNs == math.MaxInt64 || clock.MonoNs()-p.lastActiveNs.Load() <= idle
+}
+
 // injectCut is step 2 for one Publisher: under its lock, make everything it
 // wrote visible, put the cut event into each of its rings and record its
 // state. A closed Publisher gets no cut event; its records are all before
@@ -489,7 +501,7 @@ func (p *Publisher) injectCut(epoch uint64, w *WAL) sourceState {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	st := sourceState{id: p.id, name: p.name, closed: p.closed, lsn: p.lastLSN,
-		offset: p.maxSeq, maxTsNs: p.maxTsNs, sentWmNs: p.sentWmNs}
+		offset: p.maxSeq, maxTsNs: p.maxTsNs, sentWmNs: p.sentWmNs, holds: p.holdsWatermark()}
 	if p.closed {
 		return st
 	}

@@ -33,6 +33,10 @@ type sourceState struct {
 	offset   uint64 // the largest Seq it published: the source offset to resume after
 	maxTsNs  int64  // its watermark state, restored into the publisher of the same name
 	sentWmNs int64
+	// holds: at the cut the shards held this publisher's sentWmNs as its
+	// watermark (it had sent one and was neither idle nor closed); recovery
+	// holds it again before it replays the WAL after the cut.
+	holds bool
 }
 
 // engineState is the "engine" section: the publishers at the cut and the
@@ -46,7 +50,7 @@ type engineState struct {
 // Engine section, version 1, little-endian:
 //
 //	magic "QENG" | version u16 (1) | reserved u16 | shards u32 | nsources u32 | nsymbols u32 | reserved u32
-//	nsources × { id u16 | flags u16 (bit 0: closed) | nameLen u16 | reserved u16 |
+//	nsources × { id u16 | flags u16 (bit 0: closed, bit 1: holds) | nameLen u16 | reserved u16 |
 //	             lsn u64 | offset u64 | maxTs i64 | sentWm i64 | name }
 //	nsymbols × { len u8 | name }
 //	crc u32: CRC-32C of every byte above
@@ -74,7 +78,10 @@ func appendEngineState(dst []byte, st *engineState) []byte {
 		}
 		var flags uint16
 		if s.closed {
-			flags = 1
+			flags |= 1
+		}
+		if s.holds {
+			flags |= 2
 		}
 		dst = le.AppendUint16(dst, uint16(s.id))
 		dst = le.AppendUint16(dst, flags)
@@ -129,12 +136,13 @@ func decodeEngineState(src []byte) (*engineState, error) {
 		}
 		h := body[off:]
 		flags, nl := le.Uint16(h[2:]), int(le.Uint16(h[4:]))
-		if flags > 1 || le.Uint16(h[6:]) != 0 || nl > maxSourceName || len(body)-off-engSourceHeader < nl {
+		if flags > 3 || le.Uint16(h[6:]) != 0 || nl > maxSourceName || len(body)-off-engSourceHeader < nl {
 			return nil, stateErr("source %d header", i)
 		}
 		st.sources = append(st.sources, sourceState{
 			id:       int(le.Uint16(h)),
-			closed:   flags == 1,
+			closed:   flags&1 != 0,
+			holds:    flags&2 != 0,
 			lsn:      le.Uint64(h[8:]),
 			offset:   le.Uint64(h[16:]),
 			maxTsNs:  int64(le.Uint64(h[24:])),

@@ -174,10 +174,10 @@ type Config struct {
 	Durability Durability
 	// WALBatches makes a *WAL log the events a Publisher makes visible
 	// together as one record (RecordEventBatch, walbatch.go: about 39
-	// bytes an event instead of 100) instead of a record per event. Off by
-	// default: the crash harnesses showed late events after a recovery once
-	// under load with it, not yet explained (the WAL orders a publisher's
-	// events at their visibility, not their publication). The archive sink
+	// bytes an event instead of 100) instead of a record per event: the
+	// WAL writes less than half the bytes and takes one append per batch,
+	// which is most of what durability costs a publisher (BENCHMARKS.md).
+	// `qstream run` sets it unless --wal-batches=false. The archive sink
 	// needs it off (it positions events by LSN).
 	WALBatches bool
 	// Checkpoints, if set, takes consistent checkpoints of every shard's

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 
+	"qstream/codec"
 	"qstream/ops"
 	"qstream/wal"
 )
@@ -351,4 +353,112 @@ func BenchmarkRestartToLive(b *testing.B) {
 	}
 	b.ReportMetric(float64(el.Milliseconds())/float64(b.N), "restart-ms")
 	b.ReportMetric(float64(n)*float64(b.N)/el.Seconds(), "records/s")
+}
+
+// BenchmarkDurableRunRatio is issue 12's durability figure in one run: the
+// same stream through the same engine (one shard, the default indicators,
+// a Flush every 256 events as `qstream run`'s synthetic feed does) without
+// a WAL and with the durable defaults of `qstream run` (group commit, the
+// dedup horizon of 65,536 ids per shard, a message id on every event), with
+// records per event and with batches (Config.WALBatches), and batches
+// without the dedup horizon (to show what it costs). Each iteration runs
+// the four interleaved, durableRunEvents events each, and every
+// durable run ends with a Barrier, so its events are all durable when its
+// clock stops. It reports each configuration's events/s (the median of the
+// iterations) and the ratios to the no-WAL run; it fails unless every run
+// processed every event. Use -benchtime 5x or more.
+func BenchmarkDurableRunRatio(b *testing.B) {
+	const durableRunEvents = 1 << 20
+	evs := testEvents(1<<16, 100, 3)
+	type config struct {
+		name    string
+		wal     bool
+		batches bool
+		noDedup bool // what the dedup horizon costs (not a durable default)
+		rates   []float64
+	}
+	cfgs := []*config{{name: "nowal"}, {name: "records", wal: true}, {name: "batches", wal: true, batches: true},
+		{name: "batches-nodedup", wal: true, batches: true, noDedup: true}}
+	run := func(c *config) float64 {
+		cfg := Config{Shards: 1, Processors: pipelineFactoryIndicators(b), Logger: quietLogger()}
+		var w *WAL
+		if c.wal {
+			var err error
+			if w, err = OpenWAL(benchDurableDir(b), wal.Options{}); err != nil {
+				b.Fatal(err)
+			}
+			cfg.Durability, cfg.WALBatches, cfg.DedupHorizon = w, c.batches, 1<<16
+			if c.noDedup {
+				cfg.DedupHorizon = 0
+			}
+		}
+		e, err := New(cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i := 1; i <= 100; i++ {
+			e.Symbols().InternString(fmt.Sprintf("S%03d", i))
+		}
+		e.Start()
+		p, err := e.NewPublisher("bench")
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx := context.Background()
+		var idBuf []byte
+		start := time.Now()
+		for i := 0; i < durableRunEvents; i++ {
+			ev := evs[i&(len(evs)-1)]
+			ev.Seq = uint64(i + 1)
+			ev.TsNs = 1_700_000_000_000_000_000 + int64(i)*1000
+			idBuf = strconv.AppendUint(idBuf[:0], ev.Seq, 10)
+			ev.IDHash = codec.HashID(idBuf)
+			if err := p.Publish(&ev); err != nil {
+				b.Fatal(err)
+			}
+			if ev.Seq&255 == 0 {
+				if err := p.Flush(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		if err := p.Barrier(ctx); err != nil {
+			b.Fatal(err)
+		}
+		p.Close()
+		if err := e.Stop(ctx); err != nil {
+			b.Fatal(err)
+		}
+		el := time.Since(start)
+		st := e.Stats()
+		if w != nil {
+			if err := w.Close(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if st.Published != durableRunEvents || st.Messages != durableRunEvents || st.DeadLetters != 0 || st.Outputs == 0 {
+			b.Fatalf("%s: published %d, processed %d, dead letters %d, outputs %d of %d events", c.name, st.Published, st.Messages, st.DeadLetters, st.Outputs, durableRunEvents)
+		}
+		return durableRunEvents / el.Seconds()
+	}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		for k := range cfgs {
+			c := cfgs[(k+i)%len(cfgs)] // a different configuration first each iteration
+			c.rates = append(c.rates, run(c))
+		}
+	}
+	median := func(v []float64) float64 {
+		s := slices.Clone(v)
+		slices.Sort(s)
+		return s[len(s)/2]
+	}
+	base := median(cfgs[0].rates)
+	for _, c := range cfgs {
+		b.ReportMetric(median(c.rates), c.name+"-ev/s")
+		if c.wal {
+			b.ReportMetric(median(c.rates)/base, c.name+"/nowal")
+		}
+	}
+	b.ReportMetric(0, "ns/op")
 }

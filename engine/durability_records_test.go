@@ -50,7 +50,7 @@ func TestControlRecordsRoundTrip(t *testing.T) {
 
 func sampleEngineState() *engineState {
 	return &engineState{shards: 3, symbols: []string{"AAPL", "MSFT", "BTC-USD"}, sources: []sourceState{
-		{id: 0, name: "synthetic", lsn: 1000, offset: 99, maxTsNs: 1700000000000000000, sentWmNs: 1699999999000000000},
+		{id: 0, name: "synthetic", lsn: 1000, offset: 99, maxTsNs: 1700000000000000000, sentWmNs: 1699999999000000000, holds: true},
 		{id: 2, name: "tcp", closed: true, lsn: 12, offset: 5, maxTsNs: math.MinInt64, sentWmNs: math.MinInt64},
 	}}
 }

@@ -108,6 +108,9 @@ type Publisher struct {
 	// Idle); idleAt is published at that call.
 	idle   bool
 	idleAt uint64
+	// wmHeld: a watermark this Publisher sent holds the shards' watermark
+	// back (sent, not idle since); checkpoints record it (checkpoint.go).
+	wmHeld bool
 }
 
 // Name returns the name the Publisher was created with.
@@ -381,7 +384,7 @@ func (p *Publisher) flush() error {
 }
 
 func (p *Publisher) broadcastWatermark(wm int64) {
-	p.sentWmNs = wm
+	p.sentWmNs, p.wmHeld = wm, true
 	ev := codec.Event{Kind: codec.KindWatermark, TsNs: wm, Seq: p.lastSeq, Source: uint16(p.id)}
 	for _, r := range p.rings {
 		r.Put(&ev)
@@ -424,7 +427,7 @@ const idleWatermark = math.MinInt64
 
 // putIdle puts the idle marker into every ring and marks p idle.
 func (p *Publisher) putIdle() {
-	p.idle = true
+	p.idle, p.wmHeld = true, false
 	ev := codec.Event{Kind: codec.KindWatermark, Aux: idleAux, TsNs: p.sentWmNs, Seq: p.lastSeq, Source: uint16(p.id)}
 	for _, r := range p.rings {
 		r.Put(&ev)

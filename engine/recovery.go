@@ -135,6 +135,10 @@ func (e *Engine) Recover(ctx context.Context) (*RecoveryReport, error) {
 		return rep, err
 	}
 	e.recovering = false
+	if err := r.holdRestored(); err != nil {
+		r.detachAll()
+		return rep, err
+	}
 	if err := r.replay(ctx, rep.FromLSN); err != nil {
 		r.detachAll()
 		return rep, err
@@ -179,6 +183,15 @@ type replayer struct {
 	ev        codec.Event
 	batch     EventBatch
 	last      *Publisher // the recovery publisher of the previous record
+	// holds are the sources whose watermarks the shards held at the
+	// checkpoint's cut, in the checkpoint's order (holdRestored).
+	holds []heldWatermark
+}
+
+// heldWatermark is a source's watermark that the shards held at a cut.
+type heldWatermark struct {
+	name string
+	wmNs int64
 }
 
 func (r *replayer) loadCheckpoint(ck *checkpoint.Checkpoint, walLast uint64) error {
@@ -214,6 +227,9 @@ func (r *replayer) loadCheckpoint(ck *checkpoint.Checkpoint, walLast uint64) err
 		}
 		if old, ok := r.state[s.name]; !ok || s.offset >= old.offset {
 			r.state[s.name] = s
+		}
+		if s.holds && !s.closed {
+			r.hold(s.name, s.sentWmNs)
 		}
 	}
 	if defs, ok := ck.Get(sectionDefs); ok {
@@ -257,6 +273,44 @@ func (r *replayer) loadStreams(ck *checkpoint.Checkpoint) error {
 				return fmt.Errorf("stream %q: %w", st.id, err)
 			}
 		}
+	}
+	return nil
+}
+
+// hold records that the shards held source name's watermark at wmNs (the
+// lowest, should two publishers of one name have held one).
+func (r *replayer) hold(name string, wmNs int64) {
+	for i := range r.holds {
+		if r.holds[i].name == name {
+			r.holds[i].wmNs = min(r.holds[i].wmNs, wmNs)
+			return
+		}
+	}
+	r.holds = append(r.holds, heldWatermark{name: name, wmNs: wmNs})
+}
+
+// holdRestored gives every source that held the shards' watermark at the
+// checkpoint's cut its recovery publisher and sends that watermark again,
+// before any record after the cut is replayed. A checkpoint keeps the
+// shards' combined watermark, not each source's: without this the first
+// source replayed would set the watermark alone, and another source's
+// events after the cut, which the live run processed behind that source's
+// own watermark, would be late (TestRecoveryFromCheckpointKeepsSourceWatermarks).
+// The watermark sent is one the shards had already combined, so it fires
+// nothing; a source that then replays nothing stops holding at detachAll,
+// as a live source does at a stop.
+func (r *replayer) holdRestored() error {
+	for _, h := range r.holds {
+		if _, known := r.e.streamOfName(h.name); !known {
+			continue // its stream is not running: nothing of it is replayed either
+		}
+		p, err := r.publisherNamed(h.name)
+		if err != nil {
+			return err
+		}
+		p.commitRings()
+		p.broadcastWatermark(h.wmNs)
+		p.committedSeq.Store(p.lastSeq) // after the watermark
 	}
 	return nil
 }
@@ -379,6 +433,11 @@ func (r *replayer) publisher(src int) (*Publisher, error) {
 	if !ok {
 		return nil, stateErr("an event of publisher %d precedes its registration", src)
 	}
+	return r.publisherNamed(name)
+}
+
+// publisherNamed is publisher for the source's name.
+func (r *replayer) publisherNamed(name string) (*Publisher, error) {
 	if p := r.pubs[name]; p != nil {
 		r.inOrder(p)
 		return p, nil
@@ -458,7 +517,7 @@ func (p *Publisher) replayWatermark(wm int64, seq uint64) {
 	if wm <= p.sentWmNs && !p.idle {
 		return
 	}
-	p.sentWmNs, p.idle = wm, false
+	p.sentWmNs, p.idle, p.wmHeld = wm, false, true
 	ev := codec.Event{Kind: codec.KindWatermark, TsNs: wm, Seq: seq, Source: uint16(p.id)}
 	for _, rg := range p.rings {
 		rg.Put(&ev)

@@ -331,7 +331,7 @@ func (d *durableFlags) register(fs *flag.FlagSet) {
 	fs.Uint64Var(&d.resend, "resend", 0, "synthetic feed: after recovery, resume this many messages before the durable offset, as an at-least-once upstream re-sending unacknowledged messages does; dedup drops them")
 	fs.Uint64Var(&d.flushEvery, "flush-every", 256, "synthetic feed: make events visible and advance the watermark every this many messages (at fixed offsets, so runs are reproducible)")
 	fs.BoolVar(&d.finalCheckpoint, "final-checkpoint", false, "when a finite feed (--count) completes, take a checkpoint before ending the input")
-	fs.BoolVar(&d.walBatches, "wal-batches", false, "log the events a feed makes visible together as one WAL record (about 39 bytes an event instead of 100; experimental, off with an archive sink)")
+	fs.BoolVar(&d.walBatches, "wal-batches", true, "log the events a feed makes visible together as one WAL record (about 39 bytes an event instead of 100; off with an archive sink); --wal-batches=false logs a record per event")
 }
 
 // durable is run's WAL, DLQ and their reporting.

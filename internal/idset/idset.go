@@ -90,18 +90,33 @@ func (s *Set) Add(id uint64) bool {
 	if id == 0 {
 		return false
 	}
+	full := s.n == len(s.ring)
+	var old, oldHome, oldFirst uint64
+	if full {
+		// The slot that eviction will probe first is loaded before id's
+		// probe: the two cache misses (the table is larger than a core's
+		// cache at a shard's horizon) overlap instead of following each
+		// other.
+		old = s.ring[s.head]
+		oldHome = s.home(old)
+		oldFirst = s.table[oldHome]
+	}
 	i, ok := s.find(id)
 	if ok {
 		return false
 	}
-	if s.n == len(s.ring) {
-		s.remove(s.ring[s.head])
+	if full {
+		hole, removed := s.removeFrom(old, oldHome, oldFirst)
 		s.head++
 		if s.head == len(s.ring) {
 			s.head = 0
 		}
 		s.n--
-		i, _ = s.find(id) // the removal may have shifted id's probe run
+		// The removal left one new empty slot, hole: if it is on id's
+		// probe run before i, id goes there (a lookup would stop at it).
+		if h := s.home(id); removed && (hole-h)&s.mask < (i-h)&s.mask {
+			i = hole
+		}
 	}
 	s.table[i] = id
 	j := s.head + s.n
@@ -113,13 +128,23 @@ func (s *Set) Add(id uint64) bool {
 	return true
 }
 
-// remove deletes id from the table, shifting later entries of its probe run
-// back so that lookups never stop at a hole they should have passed.
-func (s *Set) remove(id uint64) {
-	i, ok := s.find(id)
-	if !ok {
-		return // not held: the ring and the table disagree, a bug
+// removeFrom deletes id, whose home slot is home and held first when
+// loaded, from the table and returns the slot its deletion left empty;
+// false if id is not held (the ring and the table disagree: a bug).
+func (s *Set) removeFrom(id, home, first uint64) (uint64, bool) {
+	i := home
+	if first != id {
+		var ok bool
+		if i, ok = s.find(id); !ok {
+			return 0, false
+		}
 	}
+	return s.deleteAt(i), true
+}
+
+// deleteAt empties slot i, shifting later entries of its probe run back,
+// and returns the slot left empty at the end.
+func (s *Set) deleteAt(i uint64) uint64 {
 	for {
 		s.table[i] = 0
 		j := i
@@ -127,7 +152,7 @@ func (s *Set) remove(id uint64) {
 			j = (j + 1) & s.mask
 			v := s.table[j]
 			if v == 0 {
-				return
+				return i
 			}
 			h := s.home(v)
 			// v may move to i if its home is not cyclically in (i, j].
