@@ -228,6 +228,7 @@ type TCPServer struct {
 type tcpLoop struct {
 	idx     int
 	pub     Publisher
+	claimer claimingPublisher // pub, when it hands out ring slots to parse into; else nil
 	parser  JSONParser
 	decode  func([]byte, *codec.Event) error
 	symbols *codec.SymbolTable // the engine's: frames are checked against it
@@ -561,6 +562,7 @@ func (s *TCPServer) open(c gnet.Conn, remote string) (*tcpConn, error) {
 		if mp, ok := pub.(markingPublisher); ok && s.cfg.Ack {
 			l.acker = newTCPAcker(s, mp)
 		}
+		l.claimer, _ = pub.(claimingPublisher)
 		if s.cfg.Format != TCPFrames {
 			l.parser = s.cfg.NewParser(s.pubs.Symbols())
 		}
@@ -639,12 +641,22 @@ func (s *TCPServer) consume(cs *tcpConn, buf []byte) gnet.Action {
 		if !ok {
 			break
 		}
+		if sp.format == TCPLines && len(msg) == 0 {
+			continue // blank line
+		}
 		ev := &l.ev
+		if l.claimer != nil {
+			// Parse straight into the ring slot. A message that fails to
+			// parse leaves it claimed: the next Claim hands it out again.
+			if ev, err = l.claimer.Claim(); err != nil {
+				s.publishFailed(l, cs, err)
+				errs++
+				action = gnet.Close
+				break
+			}
+		}
 		var perr error
 		if sp.format == TCPLines {
-			if len(msg) == 0 {
-				continue // blank line
-			}
 			ev.Seq, ev.IngestNs = 0, 0
 			perr = l.parser.ParseJSON(msg, ev)
 		} else if perr = l.decode(msg, ev); perr == nil {
@@ -661,7 +673,12 @@ func (s *TCPServer) consume(cs *tcpConn, buf []byte) gnet.Action {
 		if sp.format == TCPLines {
 			text = parsedText(l.parser)
 		}
-		if err := l.pub.PublishText(ev, text); err != nil {
+		if l.claimer != nil {
+			err = l.claimer.CommitText(text)
+		} else {
+			err = l.pub.PublishText(ev, text)
+		}
+		if err != nil {
 			s.publishFailed(l, cs, err)
 			errs++
 			action = gnet.Close
@@ -721,6 +738,14 @@ func (s *TCPServer) ack(c gnet.Conn, cs *tcpConn) gnet.Action {
 		return gnet.Close
 	}
 	return gnet.None
+}
+
+// claimingPublisher is the engine's Publisher as a loop fills events in
+// place: Claim hands out a zeroed event in a ring slot, CommitText
+// publishes it (engine.Publisher.Claim).
+type claimingPublisher interface {
+	Claim() (*codec.Event, error)
+	CommitText(text []byte) error
 }
 
 // markingPublisher is the engine's Publisher as the ackers use it.

@@ -284,7 +284,6 @@ func replay(f *replayFlags, stdout, stderr io.Writer) error {
 // order (their Seq), and publishes them, flushing at fixed counts so that
 // watermarks advance at the same points on every run.
 func pump(r feeds.Reader, pub *engine.Publisher, dlq *sinks.DeadLetters, tap func(*codec.Event) error) error {
-	var own codec.Event
 	var seq uint64
 	tr, _ := r.(interface{ Text() []byte })
 	// A reader that parses into memory of its own (replay_parallel.go)
@@ -292,11 +291,16 @@ func pump(r feeds.Reader, pub *engine.Publisher, dlq *sinks.DeadLetters, tap fun
 	rr, _ := r.(interface{ NextRef() (*codec.Event, error) })
 	chunks := 0 // text chunks of the last event still to come (a WAL's): no flush inside a group
 	for {
-		ev := &own
+		var ev *codec.Event
 		var err error
 		if rr != nil {
 			ev, err = rr.NextRef()
 		} else {
+			// Decode straight into the ring slot (Publisher.Claim); a
+			// record that fails leaves the claim to the next one.
+			if ev, err = pub.Claim(); err != nil {
+				return err
+			}
 			err = r.Next(ev)
 		}
 		if err == io.EOF {
@@ -338,7 +342,12 @@ func pump(r feeds.Reader, pub *engine.Publisher, dlq *sinks.DeadLetters, tap fun
 				}
 			}
 		}
-		if err := pub.PublishText(ev, text); err != nil {
+		if rr != nil {
+			err = pub.PublishText(ev, text)
+		} else {
+			err = pub.CommitText(text)
+		}
+		if err != nil {
 			return err
 		}
 		if seq%replayFlushEvery == 0 && chunks == 0 {
