@@ -122,6 +122,9 @@ func benchEngineHandOff(b *testing.B, ringSize int, w ring.Strategy, path string
 	}
 	<-cp.done
 	b.StopTimer()
+	// How often each side went to sleep (Park): a wake-up costs microseconds.
+	b.ReportMetric(float64(p.waiter.Sleeps())*1000/float64(n), "producer-sleeps/kop")
+	b.ReportMetric(float64(e.shards[0].waiter.Sleeps())*1000/float64(n), "shard-sleeps/kop")
 	if err := p.Close(); err != nil {
 		b.Fatal(err)
 	}
