@@ -53,8 +53,9 @@ type inPlaceClaim struct {
 // most 256); n < 1 is taken as 1.
 //
 // The events are valid until CommitBatch or the next call of any other
-// method of the Publisher, which may abandon the claim (CommitBatch then
-// returns ErrNoClaim); the caller must not touch them after either. An
+// method of the Publisher but Reject, which may abandon the claim
+// (CommitBatch then returns ErrNoClaim); the caller must not touch them
+// after either. An
 // abandoned claim, or the events after the k committed ones, leave nothing
 // behind: nothing is visible, numbered or logged before CommitBatch, and
 // the next claim hands out the same slots again. So a caller that cannot
