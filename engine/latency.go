@@ -46,17 +46,24 @@ func newLatencyRecorder() *latencyRecorder {
 }
 
 // recordBatch records now−ingest for every ingest stamp. It does not allocate.
+// A Publisher stamps its events once per batch, so runs of equal stamps are
+// common: each run is recorded at once (RecordValues).
 func (r *latencyRecorder) recordBatch(st Stage, nowNs int64, ingestNs []int64) {
 	r.mu.Lock()
 	h := r.h[st]
-	for _, in := range ingestNs {
+	for len(ingestNs) > 0 {
+		in, n := ingestNs[0], 1
+		for n < len(ingestNs) && ingestNs[n] == in {
+			n++
+		}
+		ingestNs = ingestNs[n:]
 		d := nowNs - in
 		if d < latencyMinNs {
 			d = latencyMinNs
 		} else if d > latencyMaxNs {
 			d = latencyMaxNs
 		}
-		_ = h.RecordValue(d)
+		_ = h.RecordValues(d, int64(n))
 	}
 	r.mu.Unlock()
 }

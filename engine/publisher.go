@@ -58,6 +58,7 @@ type Publisher struct {
 	claim   [][]codec.Event // claimed, unpublished slots per shard
 	fill    []int           // how many of claim[s] are written
 	waiter  *ring.Waiter
+	inPlace inPlaceClaim // Claim, ClaimBatch (publisher_claim.go)
 
 	frame []byte // WAL frame buffer, reused
 	// The WAL batch being built (walbatch.go): appended as one record
@@ -172,17 +173,10 @@ func (p *Publisher) publish(ev *codec.Event) error {
 	if p.closed {
 		return ErrStopped
 	}
-	ev.Flags &^= codec.FlagPrimary // the engine's to set (route)
-	if ev.IngestNs == 0 {
-		if p.nowNs == 0 {
-			p.nowNs = clock.MonoNs()
-		}
-		ev.IngestNs = p.nowNs
+	if ev.IngestNs == 0 && p.nowNs == 0 {
+		p.readClock()
 	}
-	ev.Source = uint16(p.id)
-	if ev.Seq == 0 {
-		ev.Seq = p.maxSeq + 1 // before the WAL append: a replay sees the same offset
-	}
+	p.stamp(ev)
 	if d := p.e.cfg.Durability; d != nil && !p.replay {
 		if w := p.e.wal; w != nil && p.e.cfg.WALBatches {
 			if p.walErr != nil {
@@ -234,6 +228,34 @@ func (p *Publisher) publish(ev *codec.Event) error {
 			}
 		}
 	}
+	p.account(ev)
+	return nil
+}
+
+// stamp sets what the Publisher owns in an event it is about to log and
+// publish: the flags the engine sets, the ingest stamp and the source
+// offset when the caller left them zero, and the source. The batch's ingest
+// stamp is read first (readClock) when the event needs it.
+func (p *Publisher) stamp(ev *codec.Event) {
+	ev.Flags &^= codec.FlagPrimary // the engine's to set (route)
+	if ev.IngestNs == 0 {
+		ev.IngestNs = p.nowNs
+	}
+	ev.Source = uint16(p.id)
+	if ev.Seq == 0 {
+		ev.Seq = p.maxSeq + 1 // before the WAL append: a replay sees the same offset
+	}
+}
+
+// readClock takes the ingest stamp of the events published until the next
+// Flush (once per batch); out of line, so that its callers inline.
+//
+//go:noinline
+func (p *Publisher) readClock() { p.nowNs = clock.MonoNs() }
+
+// account records an event written into its ring's claim: the largest event
+// time (the watermark), the last and largest offsets, the published count.
+func (p *Publisher) account(ev *codec.Event) {
 	if ev.TsNs > p.maxTsNs {
 		p.maxTsNs = ev.TsNs
 	}
@@ -244,7 +266,6 @@ func (p *Publisher) publish(ev *codec.Event) error {
 	if ev.Kind != codec.KindText {
 		p.pubPending++ // into published when the events become visible (commit): no atomic per event
 	}
-	return nil
 }
 
 // put writes ev into the claim of shard s's ring.
@@ -254,7 +275,9 @@ func (p *Publisher) put(s int, ev *codec.Event) error {
 			return err
 		}
 	}
-	p.claim[s][p.fill[s]] = *ev
+	if slot := &p.claim[s][p.fill[s]]; slot != ev { // ev is the slot itself when it was claimed in place
+		*slot = *ev
+	}
 	p.fill[s]++
 	return nil
 }

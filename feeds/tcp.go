@@ -228,6 +228,8 @@ type TCPServer struct {
 type tcpLoop struct {
 	idx     int
 	pub     Publisher
+	claimer claimingPublisher // pub, when it hands out ring slots to parse into; else nil
+	slots   tcpSlots          // claimer's slots of the read being consumed
 	parser  JSONParser
 	decode  func([]byte, *codec.Event) error
 	symbols *codec.SymbolTable // the engine's: frames are checked against it
@@ -561,6 +563,7 @@ func (s *TCPServer) open(c gnet.Conn, remote string) (*tcpConn, error) {
 		if mp, ok := pub.(markingPublisher); ok && s.cfg.Ack {
 			l.acker = newTCPAcker(s, mp)
 		}
+		l.claimer, _ = pub.(claimingPublisher)
 		if s.cfg.Format != TCPFrames {
 			l.parser = s.cfg.NewParser(s.pubs.Symbols())
 		}
@@ -639,12 +642,21 @@ func (s *TCPServer) consume(cs *tcpConn, buf []byte) gnet.Action {
 		if !ok {
 			break
 		}
+		if sp.format == TCPLines && len(msg) == 0 {
+			continue // blank line
+		}
 		ev := &l.ev
+		if l.claimer != nil {
+			// Parse straight into a ring slot (see tcpSlots).
+			if ev, err = l.slots.next(l.claimer); err != nil {
+				s.publishFailed(l, cs, err)
+				errs++
+				action = gnet.Close
+				break
+			}
+		}
 		var perr error
 		if sp.format == TCPLines {
-			if len(msg) == 0 {
-				continue // blank line
-			}
 			ev.Seq, ev.IngestNs = 0, 0
 			perr = l.parser.ParseJSON(msg, ev)
 		} else if perr = l.decode(msg, ev); perr == nil {
@@ -653,6 +665,9 @@ func (s *TCPServer) consume(cs *tcpConn, buf []byte) gnet.Action {
 		if perr != nil {
 			l.pub.Reject(msg, codec.ReasonOf(perr), sp.Pos(), perr)
 			rejected++
+			if l.claimer != nil {
+				*ev = codec.Event{} // the next message is parsed into it
+			}
 			continue
 		}
 		// Seq 0: the Publisher assigns the loop's next source offset.
@@ -661,13 +676,33 @@ func (s *TCPServer) consume(cs *tcpConn, buf []byte) gnet.Action {
 		if sp.format == TCPLines {
 			text = parsedText(l.parser)
 		}
-		if err := l.pub.PublishText(ev, text); err != nil {
+		switch {
+		case l.claimer == nil:
+			err = l.pub.PublishText(ev, text)
+		case len(text) == 0:
+			l.slots.k++
+		default:
+			// Its text's chunk events follow it: the events parsed
+			// before it go first, then it with its text.
+			l.ev = *ev
+			if err = l.slots.commit(l.claimer); err == nil {
+				err = l.pub.PublishText(&l.ev, text)
+			}
+		}
+		if err != nil {
 			s.publishFailed(l, cs, err)
 			errs++
 			action = gnet.Close
 			break
 		}
 		published++
+	}
+	if l.claimer != nil {
+		if err := l.slots.commit(l.claimer); err != nil && action == gnet.None {
+			s.publishFailed(l, cs, err)
+			errs++
+			action = gnet.Close
+		}
 	}
 	if published > 0 {
 		if err := l.pub.Flush(); err != nil && action == gnet.None {
@@ -721,6 +756,52 @@ func (s *TCPServer) ack(c gnet.Conn, cs *tcpConn) gnet.Action {
 		return gnet.Close
 	}
 	return gnet.None
+}
+
+// claimingPublisher is the engine's Publisher as a loop fills events in
+// place: ClaimBatch hands out zeroed events in ring slots, CommitBatch
+// publishes the first k (engine.Publisher.ClaimBatch).
+type claimingPublisher interface {
+	ClaimBatch(n int) ([]codec.Event, error)
+	CommitBatch(k int) error
+}
+
+// tcpClaimMax bounds the events a loop claims at once.
+const tcpClaimMax = 64
+
+// tcpSlots are the ring slots a loop parses the messages of one read into:
+// claimed in batches, committed in order before an event with text is
+// published and at the end of the read (consume), so a message that fails
+// to parse leaves its slot to the next one and nothing waits in a claim
+// between reads.
+type tcpSlots struct {
+	evs []codec.Event // the claim; evs[:k] hold parsed events
+	k   int
+}
+
+// next returns the event to parse the next message into: evs[k].
+func (t *tcpSlots) next(c claimingPublisher) (*codec.Event, error) {
+	if t.k == len(t.evs) {
+		if err := t.commit(c); err != nil {
+			return nil, err
+		}
+		evs, err := c.ClaimBatch(tcpClaimMax)
+		if err != nil {
+			return nil, err
+		}
+		t.evs = evs
+	}
+	return &t.evs[t.k], nil
+}
+
+// commit publishes the parsed events and ends the claim.
+func (t *tcpSlots) commit(c claimingPublisher) error {
+	if len(t.evs) == 0 {
+		return nil
+	}
+	err := c.CommitBatch(t.k)
+	t.evs, t.k = nil, 0
+	return err
 }
 
 // markingPublisher is the engine's Publisher as the ackers use it.

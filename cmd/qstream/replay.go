@@ -284,29 +284,37 @@ func replay(f *replayFlags, stdout, stderr io.Writer) error {
 // order (their Seq), and publishes them, flushing at fixed counts so that
 // watermarks advance at the same points on every run.
 func pump(r feeds.Reader, pub *engine.Publisher, dlq *sinks.DeadLetters, tap func(*codec.Event) error) error {
-	var own codec.Event
 	var seq uint64
+	var own codec.Event // an event with text, published with it (PublishText copies it)
 	tr, _ := r.(interface{ Text() []byte })
 	// A reader that parses into memory of its own (replay_parallel.go)
 	// hands out its event, so that it is copied once, into the ring.
+	// Other readers decode straight into ring slots (pumpSlots).
 	rr, _ := r.(interface{ NextRef() (*codec.Event, error) })
+	sl := pumpSlots{pub: pub}
 	chunks := 0 // text chunks of the last event still to come (a WAL's): no flush inside a group
 	for {
-		ev := &own
+		var ev *codec.Event
 		var err error
 		if rr != nil {
 			ev, err = rr.NextRef()
-		} else {
+		} else if ev, err = sl.next(); err == nil {
 			err = r.Next(ev)
 		}
 		if err == io.EOF {
-			return nil
+			return sl.commit()
 		}
 		if err != nil {
 			var re *feeds.RecordError
 			if errors.As(err, &re) {
 				pub.Reject(re.Raw, re.Reason(), re.Pos, re.Err)
+				if rr == nil {
+					*ev = codec.Event{} // the next record is decoded into it
+				}
 				continue
+			}
+			if rr == nil {
+				_ = sl.commit() // what was decoded before is published
 			}
 			return fmt.Errorf("input: %w", err)
 		}
@@ -338,15 +346,69 @@ func pump(r feeds.Reader, pub *engine.Publisher, dlq *sinks.DeadLetters, tap fun
 				}
 			}
 		}
-		if err := pub.PublishText(ev, text); err != nil {
+		switch {
+		case rr != nil:
+			err = pub.PublishText(ev, text)
+		case len(text) == 0:
+			sl.keep()
+		default:
+			// Its text's chunk events follow it: the decoded events
+			// before it go first, then it with its text.
+			own = *ev
+			if err = sl.commit(); err == nil {
+				err = pub.PublishText(&own, text)
+			}
+		}
+		if err != nil {
 			return err
 		}
 		if seq%replayFlushEvery == 0 && chunks == 0 {
+			if err := sl.commit(); err != nil {
+				return err
+			}
 			if err := pub.Flush(); err != nil {
 				return err
 			}
 		}
 	}
+}
+
+// pumpSlots hands pump the events a reader decodes into: ring slots
+// claimed in batches (engine.Publisher.ClaimBatch), committed in input order
+// before anything else is published (a flush, an event with text) and at
+// the end. A slot whose record is rejected is decoded into again.
+type pumpSlots struct {
+	pub *engine.Publisher
+	evs []codec.Event // the claim; evs[:k] hold decoded events
+	k   int
+}
+
+// next returns the event to decode the next record into: evs[k].
+func (s *pumpSlots) next() (*codec.Event, error) {
+	if s.k == len(s.evs) {
+		if err := s.commit(); err != nil {
+			return nil, err
+		}
+		evs, err := s.pub.ClaimBatch(replayFlushEvery)
+		if err != nil {
+			return nil, err
+		}
+		s.evs = evs
+	}
+	return &s.evs[s.k], nil
+}
+
+// keep takes the event next returned into the batch.
+func (s *pumpSlots) keep() { s.k++ }
+
+// commit publishes the decoded events and ends the claim.
+func (s *pumpSlots) commit() error {
+	if len(s.evs) == 0 {
+		return nil
+	}
+	err := s.pub.CommitBatch(s.k)
+	s.evs, s.k = nil, 0
+	return err
 }
 
 func openInput(path string) (io.ReadCloser, error) {

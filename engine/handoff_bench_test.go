@@ -1,0 +1,171 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"qstream/codec"
+	"qstream/ops"
+	"qstream/ring"
+)
+
+// The engine's hand-off (BENCHMARKS.md, issue 12: at least 10x a buffered
+// channel of the same events): 128-byte codec.Events from one producer
+// goroutine through an engine.Publisher into a shard whose processor only
+// counts them, beside a buffered Go channel of the same events, in one run.
+// One op is one event. Each sub-benchmark checks at its end that every event
+// arrived and nothing was rejected.
+//
+//   - claim: the producer fills each event in the ring slot (Publisher.Claim,
+//     Commit), writing the fields a JSON tick parser writes.
+//   - publish: the same fields written into an event of the producer's, which
+//     Publisher.Publish copies into the ring (the path before Claim).
+//   - chan: a buffered channel of codec.Event of the ring's capacity, the
+//     same fields written into the sent value, a receiving goroutine that
+//     reads both cache lines of each event.
+func BenchmarkEngineHandOff(b *testing.B) {
+	for _, size := range []int{1024, 8192} { // 8192 is Config's default RingSize
+		for _, w := range []ring.Strategy{ring.Park, ring.Yield} {
+			for _, path := range []string{"batch", "claim", "publish"} {
+				b.Run(fmt.Sprintf("%s/ring%d/%v", path, size, w), func(b *testing.B) {
+					benchEngineHandOff(b, size, w, path)
+				})
+			}
+		}
+		b.Run(fmt.Sprintf("chan/cap%d", size), func(b *testing.B) { benchChanHandOff(b, size) })
+	}
+}
+
+// handOffBatch is how many events the batch path claims at once.
+const handOffBatch = 64
+
+// countProc counts the events a shard gives it and closes done when the
+// count reaches want. It produces no outputs. Owned by the shard goroutine.
+type countProc struct {
+	n, want uint64
+	sum     uint64 // Seq + Symbol of every event: both cache lines read
+	done    chan struct{}
+}
+
+func (c *countProc) OnEvent(ev *codec.Event, _ int64, dst []ops.Output) ([]ops.Output, codec.Reason) {
+	c.n++
+	c.sum += ev.Seq + uint64(ev.Symbol)
+	if c.n == c.want {
+		close(c.done)
+	}
+	return dst, codec.ReasonNone
+}
+
+func (c *countProc) OnWatermark(int64, uint64, []ops.Output) []ops.Output { return nil }
+
+// fillTick writes what codec.Parser writes for a compact JSON trade.
+func fillTick(ev *codec.Event, i int, sym codec.Symbol) {
+	ev.TsNs = 1_700_000_000_000_000_000 + int64(i)
+	ev.Price, ev.Volume = 189.23, 300
+	ev.Symbol, ev.Kind = sym, codec.KindTrade
+}
+
+func benchEngineHandOff(b *testing.B, ringSize int, w ring.Strategy, path string) {
+	n := b.N
+	cp := &countProc{want: uint64(n), done: make(chan struct{})}
+	e, err := New(Config{Shards: 1, RingSize: ringSize, Wait: w, Logger: quietLogger(),
+		Processors: func(int) (Processor, error) { return cp, nil }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sym, _ := e.Symbols().InternString("AAPL")
+	p, err := e.NewPublisher("bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := e.Start(); err != nil {
+		b.Fatal(err)
+	}
+	var local codec.Event
+	b.SetBytes(int64(codec.EventSize))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < n; i++ {
+		switch path {
+		case "batch":
+			evs, err := p.ClaimBatch(min(handOffBatch, n-i))
+			if err != nil {
+				b.Fatal(err)
+			}
+			for j := range evs {
+				fillTick(&evs[j], i+j, sym)
+			}
+			if err := p.CommitBatch(len(evs)); err != nil {
+				b.Fatal(err)
+			}
+			i += len(evs) - 1
+		case "claim":
+			ev, err := p.Claim()
+			if err != nil {
+				b.Fatal(err)
+			}
+			fillTick(ev, i, sym)
+			if err := p.Commit(); err != nil {
+				b.Fatal(err)
+			}
+		default:
+			local.Seq, local.IngestNs = 0, 0
+			fillTick(&local, i, sym)
+			if err := p.Publish(&local); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	if err := p.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	<-cp.done
+	b.StopTimer()
+	// How often each side went to sleep (Park): a wake-up costs microseconds.
+	b.ReportMetric(float64(p.waiter.Sleeps())*1000/float64(n), "producer-sleeps/kop")
+	b.ReportMetric(float64(e.shards[0].waiter.Sleeps())*1000/float64(n), "shard-sleeps/kop")
+	if err := p.Close(); err != nil {
+		b.Fatal(err)
+	}
+	if err := e.Stop(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	// Seq runs 1..n (the Publisher numbers the events).
+	if want := uint64(n)*uint64(n+1)/2 + uint64(sym)*uint64(n); cp.n != uint64(n) || cp.sum != want {
+		b.Fatalf("shard took %d events (checksum %d), want %d (%d)", cp.n, cp.sum, n, want)
+	}
+	if st := e.Stats(); st.DeadLetters != 0 || p.Published() != uint64(n) {
+		b.Fatalf("published %d of %d, %d dead letters (%v)", p.Published(), n, st.DeadLetters, st.Rejected)
+	}
+}
+
+func benchChanHandOff(b *testing.B, capacity int) {
+	n := b.N
+	ch := make(chan codec.Event, capacity)
+	done := make(chan struct{})
+	var got, sum uint64
+	go func() {
+		for ev := range ch {
+			got++
+			sum += ev.Seq + uint64(ev.Symbol)
+		}
+		close(done)
+	}()
+	const sym = codec.Symbol(1)
+	var ev codec.Event
+	b.SetBytes(int64(codec.EventSize))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range n {
+		ev.Seq = uint64(i + 1)
+		fillTick(&ev, i, sym)
+		ch <- ev
+	}
+	close(ch)
+	<-done
+	b.StopTimer()
+	if want := uint64(n)*uint64(n+1)/2 + uint64(sym)*uint64(n); got != uint64(n) || sum != want {
+		b.Fatalf("received %d events (checksum %d), want %d (%d)", got, sum, n, want)
+	}
+}
