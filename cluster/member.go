@@ -374,6 +374,18 @@ func (m *Member) renew(ctx context.Context) {
 	for _, c := range dropped {
 		m.revoke(c, true)
 	}
+	// A fence that passed is acted on before any request: when the server
+	// is unreachable every request below takes its whole timeout.
+	live := cs[:0]
+	for _, c := range cs {
+		if !c.fence.Valid() && !c.releasing {
+			m.log.Warn("cluster: lease passed: fenced", "partition", c.p, "epoch", c.epoch)
+			m.revoke(c, true)
+			continue
+		}
+		live = append(live, c)
+	}
+	cs = live
 	// The renewals go out together: one slow reply must not hold back
 	// the others (each claim's fence counts from its own send).
 	type result struct {

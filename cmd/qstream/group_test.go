@@ -305,6 +305,31 @@ func (e *groupEnv) waitOwned(t *testing.T, live []string, moved map[int]uint64, 
 	return 0
 }
 
+// waitAssigned waits until every partition is held by the member the
+// assignment over live gives it (the group has settled).
+func (e *groupEnv) waitAssigned(t *testing.T, live []string, within time.Duration) {
+	t.Helper()
+	want := cluster.Assign(live, groupPartitions)
+	start := time.Now()
+	for time.Since(start) < within {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		owners, _ := e.claims(ctx)
+		cancel()
+		ok := true
+		for p := range groupPartitions {
+			if owners[p] != want[p] {
+				ok = false
+			}
+		}
+		if ok {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	owners, _ := e.claims(context.Background())
+	t.Fatalf("the group did not settle on %v within %s: %v", want, within, owners)
+}
+
 // windowRec is one window result.
 type windowRec struct {
 	Window string   `json:"window"`
@@ -734,7 +759,7 @@ func fencingScenario(t *testing.T, setup func(e *groupEnv, victim *groupMember) 
 	pubCtx, stopPub := context.WithCancel(context.Background())
 	pubDone := make(chan struct{})
 	go func() { defer close(pubDone); e.publish(pubCtx, 2000) }()
-	e.waitOwned(t, []string{"i1", "i2", "i3"}, nil, 30*time.Second)
+	e.waitAssigned(t, []string{"i1", "i2", "i3"}, 30*time.Second)
 	time.Sleep(2 * time.Second)
 	cut := time.Now()
 	healFn := disrupt()
@@ -744,7 +769,7 @@ func fencingScenario(t *testing.T, setup func(e *groupEnv, victim *groupMember) 
 	time.Sleep(2 * groupLease)
 	healFn()
 	healed := time.Now()
-	e.waitOwned(t, []string{"i1", "i2", "i3"}, nil, 30*time.Second)
+	e.waitAssigned(t, []string{"i1", "i2", "i3"}, 30*time.Second)
 	time.Sleep(time.Second)
 	stopPub()
 	<-pubDone
