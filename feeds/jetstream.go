@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
+	"math/rand/v2"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -391,17 +391,8 @@ func (f *JetStreamFeed) consume(ctx context.Context, part *jsPartition, c jetstr
 	for ctx.Err() == nil {
 		batch, err := c.Fetch(f.cfg.BatchMax, jetstream.FetchMaxWait(f.cfg.FetchWait))
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			f.st.fetchErrors.Add(1)
-			failures++
-			if f.cfg.Backoff.Exhausted(failures) {
-				return fmt.Errorf("jetstream: %s: %w after %d fetches: %v", part.durable, ErrRetriesExhausted, failures, err)
-			}
-			f.log.Warn("jetstream: fetch failed", "consumer", part.durable, "err", err)
-			if sleepCtx(ctx, f.cfg.Backoff.Delay(failures-1, rnd)) != nil {
-				return nil
+			if stop, err := f.failed(ctx, part.durable, &failures, rnd, err); stop {
+				return err
 			}
 			continue
 		}
@@ -430,19 +421,9 @@ func (f *JetStreamFeed) consume(ctx context.Context, part *jsPartition, c jetstr
 				continue
 			}
 			keys = append(keys, key)
-			if perr != nil {
-				pub.Reject(msg.Data(), codec.ReasonOf(perr), Position{Offset: int64(meta.Sequence.Stream)}, perr)
-				f.st.rejected.Add(1)
-				continue
-			}
-			var text []byte
-			if f.cfg.Format != JetStreamFrames {
-				text = parsedText(parser)
-			}
-			if err := pub.PublishText(&ev, text); err != nil {
+			if _, err := f.hand(pub, msg, meta, perr, parser, &ev); err != nil {
 				return fmt.Errorf("jetstream: %s: %w", part.durable, err)
 			}
-			f.st.published.Add(1)
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
 			f.st.fetchErrors.Add(1)
@@ -456,6 +437,43 @@ func (f *JetStreamFeed) consume(ctx context.Context, part *jsPartition, c jetstr
 		}
 	}
 	return nil
+}
+
+// hand publishes the decoded ev (with its text), or rejects msg when perr
+// says it did not parse; it reports whether it published.
+func (f *JetStreamFeed) hand(pub Publisher, msg jetstream.Msg, meta *jetstream.MsgMetadata, perr error, parser JSONParser, ev *codec.Event) (bool, error) {
+	if perr != nil {
+		pub.Reject(msg.Data(), codec.ReasonOf(perr), Position{Offset: int64(meta.Sequence.Stream)}, perr)
+		f.st.rejected.Add(1)
+		return false, nil
+	}
+	var text []byte
+	if f.cfg.Format != JetStreamFrames {
+		text = parsedText(parser)
+	}
+	if err := pub.PublishText(ev, text); err != nil {
+		return false, err
+	}
+	f.st.published.Add(1)
+	return true, nil
+}
+
+// failed counts a failed fetch of what and backs off; stop says the loop
+// ends (ctx done: nil; the retries exhausted: the error).
+func (f *JetStreamFeed) failed(ctx context.Context, what string, failures *int, rnd *rand.Rand, err error) (bool, error) {
+	if ctx.Err() != nil {
+		return true, nil
+	}
+	f.st.fetchErrors.Add(1)
+	*failures++
+	if f.cfg.Backoff.Exhausted(*failures) {
+		return true, fmt.Errorf("jetstream: %s: %w after %d fetches: %v", what, ErrRetriesExhausted, *failures, err)
+	}
+	f.log.Warn("jetstream: fetch failed", "consumer", what, "err", err)
+	if sleepCtx(ctx, f.cfg.Backoff.Delay(*failures-1, rnd)) != nil {
+		return true, nil
+	}
+	return false, nil
 }
 
 // decode parses msg into ev and returns its dedup key (see JetStreamFeed).
@@ -561,13 +579,7 @@ func (f *JetStreamFeed) runOrdered(ctx context.Context, js jetstream.JetStream, 
 	rnd := newJitterRand(0)
 	failures, pending := 0, 0
 	idle := min(f.cfg.FetchWait, 100*time.Millisecond) // how often a quiet feed sees ctx
-	dbg := os.Getenv("QSTREAM_DEBUG_FEED") != ""
-	lastLog := time.Now()
 	for ctx.Err() == nil {
-		if dbg && time.Since(lastLog) > 2*time.Second {
-			lastLog = time.Now()
-			f.log.Info("jetstream: debug", "subject", part.subject, "fetched", f.st.fetched.Load(), "last", part.ackedSeq.Load(), "pending", pending)
-		}
 		wait := idle
 		if pending > 0 {
 			wait = time.Millisecond // a short look for more before making them visible
@@ -584,17 +596,8 @@ func (f *JetStreamFeed) runOrdered(ctx context.Context, js jetstream.JetStream, 
 				}
 				continue
 			}
-			if ctx.Err() != nil {
-				return nil
-			}
-			f.st.fetchErrors.Add(1)
-			failures++
-			if f.cfg.Backoff.Exhausted(failures) {
-				return fmt.Errorf("jetstream: %s: %w after %d errors: %v", part.subject, ErrRetriesExhausted, failures, err)
-			}
-			f.log.Warn("jetstream: ordered consumer", "subject", part.subject, "err", err)
-			if sleepCtx(ctx, f.cfg.Backoff.Delay(failures-1, rnd)) != nil {
-				return nil
+			if stop, err := f.failed(ctx, part.subject, &failures, rnd, err); stop {
+				return err
 			}
 			continue
 		}
@@ -606,18 +609,12 @@ func (f *JetStreamFeed) runOrdered(ctx context.Context, js jetstream.JetStream, 
 			f.st.rejected.Add(1)
 			continue
 		}
-		if _, perr := f.decode(msg, meta, parser, &ev); perr != nil {
-			pub.Reject(msg.Data(), codec.ReasonOf(perr), Position{Offset: int64(meta.Sequence.Stream)}, perr)
-			f.st.rejected.Add(1)
-		} else {
-			var text []byte
-			if f.cfg.Format != JetStreamFrames {
-				text = parsedText(parser)
-			}
-			if err := pub.PublishText(&ev, text); err != nil {
-				return fmt.Errorf("jetstream: %s: %w", part.subject, err)
-			}
-			f.st.published.Add(1)
+		_, perr := f.decode(msg, meta, parser, &ev)
+		published, err := f.hand(pub, msg, meta, perr, parser, &ev)
+		if err != nil {
+			return fmt.Errorf("jetstream: %s: %w", part.subject, err)
+		}
+		if published {
 			pending++
 		}
 		part.ackedSeq.Store(meta.Sequence.Stream)
