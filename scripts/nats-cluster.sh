@@ -109,7 +109,16 @@ start_one() { # N: start server N unless it runs or its port answers
     return 0
   fi
   write_config "$n"
-  nohup nats-server -c "$base/n$n/nats.conf" >>"$base/n$n/stdout.log" 2>&1 &
+  # The server gets no descriptor beyond 0-2: one inherited from the caller
+  # (a lock taken with flock(1), say) would live, and stay locked, as long
+  # as the server.
+  (
+    for fd in /proc/$BASHPID/fd/*; do
+      fd=${fd##*/}
+      [ "$fd" -gt 2 ] && eval "exec $fd>&-"
+    done
+    exec nohup nats-server -c "$base/n$n/nats.conf" >>"$base/n$n/stdout.log" 2>&1
+  ) &
 }
 
 wait_up() { # N...: wait until each answers on its client port and sees a meta leader

@@ -135,7 +135,7 @@ func hold(t testing.TB) {
 		t.Fatalf("natscluster: %v", err)
 	}
 	deadline := time.Now().Add(lockWaitMax)
-	for {
+	for tries := 0; ; tries++ {
 		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
 			break
@@ -144,10 +144,21 @@ func hold(t testing.TB) {
 			f.Close()
 			t.Fatalf("natscluster: lock %s: %v", path, err)
 		}
+		// A server started by a process that held the lock (flock(1)
+		// without -o, a shell's exec 3<lock) inherits it and never lets
+		// go: say so at once rather than after lockWaitMax.
+		if tries%40 == 0 {
+			if servers := lockServers(path); len(servers) > 0 {
+				f.Close()
+				t.Fatalf("natscluster: the cluster's lock %s is held open by nats-server processes %v, which inherited it "+
+					"from the process that started them; restart the cluster: ./scripts/nats-cluster.sh stop && ./scripts/nats-cluster.sh start", path, servers)
+			}
+		}
 		if time.Now().After(deadline) {
 			owner, _ := os.ReadFile(path)
 			f.Close()
-			t.Fatalf("natscluster: another test has held the cluster for %s (%s: %s)", lockWaitMax, path, strings.TrimSpace(string(owner)))
+			t.Fatalf("natscluster: another test has held the cluster for %s (%s names the last taker: %s; open by pids %v)",
+				lockWaitMax, path, strings.TrimSpace(string(owner)), lockHolders(path))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -162,6 +173,43 @@ func hold(t testing.TB) {
 		heldMu.Unlock()
 		f.Close() // releases the flock
 	})
+}
+
+// lockHolders returns "pid (command)" of every other process that has
+// path open, from /proc.
+func lockHolders(path string) []string {
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real
+	}
+	var out []string
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	self := os.Getpid()
+	for _, p := range procs {
+		pid, err := strconv.Atoi(filepath.Base(p))
+		if err != nil || pid == self {
+			continue
+		}
+		fds, _ := os.ReadDir(filepath.Join(p, "fd"))
+		for _, fd := range fds {
+			if l, err := os.Readlink(filepath.Join(p, "fd", fd.Name())); err == nil && l == path {
+				comm, _ := os.ReadFile(filepath.Join(p, "comm"))
+				out = append(out, fmt.Sprintf("%d (%s)", pid, strings.TrimSpace(string(comm))))
+				break
+			}
+		}
+	}
+	return out
+}
+
+// lockServers returns the nats-server processes among lockHolders(path).
+func lockServers(path string) []string {
+	var out []string
+	for _, h := range lockHolders(path) {
+		if strings.HasSuffix(h, "(nats-server)") {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 // checkJetStream creates and deletes a one-message R3 file stream.

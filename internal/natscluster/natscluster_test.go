@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -200,6 +201,52 @@ func TestRequireHoldsTheCluster(t *testing.T) {
 	})
 	if err := tryLock(); err != nil {
 		t.Fatalf("lock after the holding test ended: %v", err)
+	}
+}
+
+// TestLockServersSeesInheritedLock: a process called nats-server that
+// holds the lock file open (inherited, as from flock(1)) is named, so
+// Require fails at once with the remedy instead of waiting.
+func TestLockServersSeesInheritedLock(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "lock")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(sleep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "nats-server") // a stand-in: sleep under the server's name
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got := lockServers(path); len(got) != 0 {
+		t.Fatalf("lockServers before = %v", got)
+	}
+	cmd := exec.Command(bin, "30")
+	cmd.ExtraFiles = []*os.File{f}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	want := fmt.Sprintf("%d (nats-server)", cmd.Process.Pid)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := lockServers(path)
+		if len(got) == 1 && got[0] == want {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lockServers = %v, want [%s]", got, want)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

@@ -154,6 +154,12 @@ func TestForwardsBothWays(t *testing.T) {
 		}
 	}
 	want := uint64(5 + len(big))
+	// A pump counts its bytes after its write returns, which may be after
+	// the echo has reached the client.
+	deadline := time.Now().Add(time.Second)
+	for st := p.Stats(); (st.BytesUp != want || st.BytesDown != want) && time.Now().Before(deadline); st = p.Stats() {
+		time.Sleep(5 * time.Millisecond)
+	}
 	st := p.Stats()
 	if st.Accepted != 1 || st.Active != 1 || st.BytesUp != want || st.BytesDown != want || st.DroppedUp+st.DroppedDown != 0 {
 		t.Fatalf("stats %+v, want 1 connection and %d bytes each way", st, want)
