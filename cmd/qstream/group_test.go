@@ -110,14 +110,17 @@ func newGroupEnv(t *testing.T) *groupEnv {
 		Storage: jetstream.FileStorage, Replicas: replicas, Duplicates: 5 * time.Minute}); err != nil {
 		t.Fatalf("output stream: %v", err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		for _, s := range []string{e.stream, e.out, "KV_" + cluster.LeaseBucket(e.group), "KV_" + cluster.StateBucket(e.group), "OBJ_" + cluster.StateBucket(e.group)} {
-			_ = js.DeleteStream(ctx, s)
-		}
-	})
+	t.Cleanup(e.remove)
 	return e
+}
+
+// remove deletes the environment's streams and buckets (idempotent).
+func (e *groupEnv) remove() {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, s := range []string{e.stream, e.out, "KV_" + cluster.LeaseBucket(e.group), "KV_" + cluster.StateBucket(e.group), "OBJ_" + cluster.StateBucket(e.group)} {
+		_ = e.js.DeleteStream(ctx, s)
+	}
 }
 
 // publish sends trades at rate per second until ctx ends, each on its
