@@ -100,13 +100,15 @@ stress:
 # server down across two kills: sinks_crash_test.go); the Kinesis and SQS feeds
 # against kinesalite and fauxqs (crash_aws_test.go); and two streams of one
 # configuration plus one started over HTTP, each compared with an
-# uninterrupted run (streams_test.go). `make test` runs their
-# short forms (5 kills each for the feeds, 4 for the sinks); this runs
-# CRASH_KILLS in each of the seven and 3/5 of it in the streams one.
+# uninterrupted run (streams_test.go); and the scale-out group's (three
+# members on the NATS cluster, one killed at random, group_test.go). `make
+# test` runs their short forms (5 kills each for the feeds, 4 for the sinks,
+# 10 for the group); this runs CRASH_KILLS in each of the seven, 3/5 of it in
+# the streams one and CRASH_KILLS in the group's.
 CRASH_KILLS ?= 50
 crash-test: services
-	QSTREAM_CRASH_KILLS=$(CRASH_KILLS) QSTREAM_SINK_CRASH_KILLS=$(CRASH_KILLS) $(GO) test -count=1 -timeout 90m -v \
-		-run '^(TestCrashRecovery|TestCrashTCPLines|TestCrashTCPFrames|TestCrashWebhook|TestJetStreamTwoProcessesExactlyOnce|TestCrashSinksExactlyOnce|TestCrashKinesis|TestCrashSQS|TestStreamsCrashRecovery)$$' ./cmd/qstream
+	QSTREAM_CRASH_KILLS=$(CRASH_KILLS) QSTREAM_SINK_CRASH_KILLS=$(CRASH_KILLS) QSTREAM_GROUP_KILLS=$(CRASH_KILLS) $(GO) test -count=1 -timeout 90m -v \
+		-run '^(TestCrashRecovery|TestCrashTCPLines|TestCrashTCPFrames|TestCrashWebhook|TestJetStreamTwoProcessesExactlyOnce|TestCrashSinksExactlyOnce|TestCrashKinesis|TestCrashSQS|TestStreamsCrashRecovery|TestGroupKillNine)$$' ./cmd/qstream
 
 # The durability figures of BENCHMARKS.md: durable records/s per sync policy
 # and commit latency end to end through the engine, recovery replay records/s

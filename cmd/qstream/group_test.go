@@ -504,7 +504,8 @@ func fv(v *float64) string {
 }
 
 // TestGroupKillNine: three members over 16 partitions; one of them, at
-// random, is killed with SIGKILL at a random moment ten times and restarted
+// random, is killed with SIGKILL at a random moment ten times (more with
+// QSTREAM_GROUP_KILLS: make crash-test) and restarted
 // after a random pause (sometimes within the lease, so it takes its own
 // partitions back, sometimes after, so the survivors take them over and hand
 // them back when it returns). Each time every partition must be owned again
@@ -545,7 +546,11 @@ func TestGroupKillNine(t *testing.T) {
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 14))
 	bound := groupLease + 2*time.Second
 	var takeovers []time.Duration
-	for k := range 10 {
+	kills := 10
+	if n, err := strconv.Atoi(os.Getenv("QSTREAM_GROUP_KILLS")); err == nil && n > 0 {
+		kills = n // make crash-test runs more
+	}
+	for k := range kills {
 		time.Sleep(time.Duration(500+rng.IntN(2500)) * time.Millisecond)
 		m := members[rng.IntN(len(members))]
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
