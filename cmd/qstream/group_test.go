@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -636,7 +638,7 @@ var tookRE = regexp.MustCompile(`msg="group: partition running".* took=([0-9.]+[
 // equal the replay.
 func TestGroupOneMember(t *testing.T) {
 	e := newGroupEnv(t)
-	m := e.member("solo", e.urls, strings.Split(e.urls, ",")[0]+"?timeout=5s")
+	m := e.member("solo", e.urls, strings.Split(e.urls, ",")[0]+"?timeout=5s", "--http", "127.0.0.1:0")
 	m.start(t, e.bin)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -648,16 +650,27 @@ func TestGroupOneMember(t *testing.T) {
 	e.publish(ctx, 2000)
 	cancel()
 	flushTs := e.flush()
-	if os.Getenv("QSTREAM_DEBUG_FEED") != "" {
-		st, _ := e.js.Stream(context.Background(), e.stream)
-		for p := range groupPartitions {
-			msg, err := st.GetLastMsgForSubject(context.Background(), feeds.JetStreamSubject(e.prefix, p))
-			if err == nil {
-				t.Logf("partition %d: last seq %d", p, msg.Sequence)
-			}
+	e.check(t, flushTs, e.expected(t, flushTs))
+	// The status line and the metrics show the partitions owned.
+	addr := regexp.MustCompile(`http: listening on (\S+)`).FindStringSubmatch(m.lastLog())
+	if addr == nil {
+		t.Fatal("no http address in the log")
+	}
+	resp, err := http.Get("http://" + addr[1] + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"qstream_group_partitions_owned{group=\"" + e.group + "\",instance=\"solo\"} 16",
+		"qstream_group_members{", "qstream_group_rebalances_total{", "qstream_group_checkpoints_saved_total{"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
 		}
 	}
-	e.check(t, flushTs, e.expected(t, flushTs))
+	if !strings.Contains(m.lastLog(), "| members 1 | partitions 16 [0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15] | rebalances 0") {
+		t.Errorf("the status line does not show the 16 partitions owned:\n%s", tail(m.lastLog(), 600))
+	}
 	m.stop(t)
 }
 
