@@ -431,19 +431,6 @@ func (m *Member) renew(ctx context.Context) {
 			}
 		}
 	}
-	// Claims whose renewals did not even run (a stalled process) are
-	// checked too.
-	for _, c := range cs {
-		if !c.fence.Valid() && !c.releasing {
-			m.mu.Lock()
-			live := m.claims[c.p] == c
-			m.mu.Unlock()
-			if live {
-				m.log.Warn("cluster: lease passed: fenced", "partition", c.p, "epoch", c.epoch)
-				m.revoke(c, true)
-			}
-		}
-	}
 }
 
 // revoke stops a lost claim's task; with free, it also deletes the claim at
