@@ -98,23 +98,7 @@ func TestGroupBench(t *testing.T) {
 	for k := range kills {
 		time.Sleep(2 * time.Second)
 		m := ms[k%3]
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		owners, revs := e.claims(ctx)
-		cancel()
-		moved := map[int]uint64{}
-		for p, o := range owners {
-			if o == m.name {
-				moved[p] = revs[p]
-			}
-		}
-		m.kill()
-		killed := time.Now()
-		var live []string
-		for _, n := range names {
-			if n != m.name {
-				live = append(live, n)
-			}
-		}
+		killed, moved, live := e.killOne(m, names)
 		e.waitOwned(t, live, moved, 30*time.Second)
 		claimed = append(claimed, time.Since(killed))
 		time.Sleep(time.Second)
