@@ -72,7 +72,10 @@ const (
 // subject no stream captures then fails with a transient error); off uses
 // core NATS only (a stream still stores and de-duplicates what it captures,
 // but nothing waits for it to have stored it). A server without JetStream
-// counts as "no stream captures anything" in auto mode.
+// counts as "no stream captures anything" in auto mode; but once JetStream
+// has answered this writer, no response from its API (a leader election in
+// a cluster) is a transient error, retried, never a fall back to core NATS
+// that would count as written what no stream stores.
 //
 // A subject token may not hold '.', '*', '>' or white space, so a symbol is
 // escaped, never rejected: each of those bytes, '%' itself, and any byte
@@ -106,6 +109,10 @@ type NATSWriter struct {
 	msgs     []nats.Msg   // one per chunk slot; Header maps reused
 	futures  []jetstream.PubAckFuture
 	subjects [ops.OutKinds][]natsSubject // by ops.OutKind, then symbol id
+
+	// sawJS: JetStream has answered a question of this writer (auto
+	// mode), so a later "no responders" is an outage, not its absence.
+	sawJS bool
 
 	// Counters; AppendStatus may run on another goroutine.
 	published, acked, duplicates, coreMsgs atomic.Uint64
@@ -446,10 +453,19 @@ func (w *NATSWriter) subject(ctx context.Context, o *ops.Output, now *time.Time)
 	switch {
 	case err == nil:
 		s.js = true
-	case errors.Is(err, jetstream.ErrStreamNotFound), errors.Is(err, jetstream.ErrJetStreamNotEnabled),
-		errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount), errors.Is(err, nats.ErrNoResponders):
+		w.sawJS = true
+	case errors.Is(err, jetstream.ErrStreamNotFound):
 		s.js = false
+		w.sawJS = true // JetStream answered
+	case errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
+		s.js = false
+	case errors.Is(err, nats.ErrNoResponders) && !w.sawJS:
+		s.js = false // a server without JetStream
 	default:
+		// Also no responders once JetStream has answered on this
+		// connection: a leader election in a cluster, not a server
+		// without JetStream. Publishing through core NATS now would count
+		// as written what no stream stores.
 		return nil, fmt.Errorf("sinks: nats: which stream captures %s: %w (%w)", s.subject, err, ErrTransient)
 	}
 	s.checkedAt = *now

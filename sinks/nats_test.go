@@ -402,12 +402,22 @@ func freeAddr(t testing.TB) string { return net.JoinHostPort("127.0.0.1", strcon
 
 func startNATSServer(t testing.TB, port int, storeDir string) *natsServer {
 	t.Helper()
+	return startNATSServerJS(t, port, storeDir, true)
+}
+
+// startNATSServerJS starts a private nats-server, with JetStream or without.
+func startNATSServerJS(t testing.TB, port int, storeDir string, js bool) *natsServer {
+	t.Helper()
 	bin, err := exec.LookPath("nats-server")
 	if err != nil {
 		t.Fatalf("nats-server binary not found: %v (install it, or run `make services`)", err)
 	}
 	s := &natsServer{port: port, storeDir: storeDir, t: t}
-	s.cmd = exec.Command(bin, "-js", "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-sd", storeDir)
+	args := []string{"-a", "127.0.0.1", "-p", strconv.Itoa(port), "-sd", storeDir}
+	if js {
+		args = append(args, "-js")
+	}
+	s.cmd = exec.Command(bin, args...)
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -437,6 +447,53 @@ func (s *natsServer) kill() {
 	s.cmd.Process.Kill()
 	<-s.stoppedErr
 	s.stoppedErr = nil
+}
+
+// TestNATSNoRespondersAfterJetStreamIsTransient: in auto mode, once
+// JetStream has answered the writer, its API giving no response (here a
+// restart without JetStream; in a cluster, a leader election) is a
+// transient error: the batch is retried, not published through core NATS
+// where no stream would store it while the sink counted it written.
+func TestNATSNoRespondersAfterJetStreamIsTransient(t *testing.T) {
+	port, dir := freePort(t), t.TempDir()
+	srv := startNATSServer(t, port, dir)
+	u := "nats://" + srv.addr()
+	nc := natsConn(t, u)
+	sym := natsUnique("NR")
+	env := natsEnv(t, sym)
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "NORESP", Subjects: []string{"qstream.>"}, Storage: jetstream.FileStorage}); err != nil {
+		t.Fatal(err)
+	}
+	w := newTestNATS(t, u+"?timeout=1s", env)
+	mustWriteBatch(t, w, natsOutputs(10, 1, 1000))
+	if got := w.acked.Load(); got != 10 {
+		t.Fatalf("%d outputs acknowledged by JetStream, want 10", got)
+	}
+	srv.kill()
+	startNATSServerJS(t, port, t.TempDir(), false)
+	deadline := time.Now().Add(10 * time.Second)
+	var err error
+	for time.Now().Before(deadline) {
+		// Reconnected (or not yet): either way nothing may count as written.
+		if err = w.WriteBatch(ctx, natsOutputs(10, 1, 2000)); err == nil {
+			t.Fatalf("WriteBatch succeeded with no JetStream to store it (core published %d)", w.coreMsgs.Load())
+		}
+		if !IsTransient(err) {
+			t.Fatalf("WriteBatch: %v, want a transient error", err)
+		}
+		if w.nc.IsConnected() && errors.Is(err, nats.ErrNoResponders) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !errors.Is(err, nats.ErrNoResponders) {
+		t.Fatalf("after the restart: %v, want no responders (transient)", err)
+	}
+	if n := w.coreMsgs.Load(); n != 0 {
+		t.Fatalf("%d outputs went through core NATS", n)
+	}
 }
 
 // TestNATSServerGoesAway: with the server killed, WriteBatch fails within a
