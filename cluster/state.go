@@ -143,13 +143,19 @@ func (s *State) Save(ctx context.Context, p int, epoch, floor uint64, owner stri
 		_, err = s.kv.Update(ctx, partitionKey(p), val, rev)
 	}
 	if err != nil {
-		if prev.Object != ref.Object {
-			_ = s.obj.Delete(ctx, ref.Object)
-		}
 		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			return ref, ErrFenced // another writer moved it between our read and write
+			// Refused: the pointer did not move (another writer moved it
+			// between our read and write), so the object is nobody's.
+			if prev.Object != ref.Object {
+				_ = s.obj.Delete(ctx, ref.Object)
+			}
+			return ref, ErrFenced
 		}
-		return ref, fmt.Errorf("cluster: partition %d: move checkpoint pointer: %w", p, err)
+		// No answer (a timeout, a leader election): the pointer may have
+		// moved to the object, so the object stays (if it did not, it is
+		// an orphan a later save does not see; that is the cost of never
+		// pointing at nothing).
+		return ref, fmt.Errorf("cluster: partition %d: move checkpoint pointer (its outcome unknown; the checkpoint object is kept): %w", p, err)
 	}
 	if prev.Object != "" && prev.Object != ref.Object {
 		if err := s.obj.Delete(ctx, prev.Object); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
