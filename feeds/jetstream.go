@@ -549,8 +549,13 @@ func (f *JetStreamFeed) commit(ctx context.Context, part *jsPartition, pub Publi
 // matters is the Publisher's offset, Event.Seq = the stream sequence, which
 // the engine's checkpoints record). It pulls through one long-lived message
 // iterator (an ordered consumer's Fetch recreates the server's consumer at
-// every call, a replicated write on a cluster each time) and makes what it
-// published visible once no message is waiting, or every BatchMax messages.
+// every call, a replicated write on a cluster each time), read by a
+// goroutine of its own with blocking Next calls: nats.go watches the
+// consumer's heartbeats only inside Next, and recreates a consumer whose
+// server died only when a heartbeat is missed there (short Next timeouts
+// never let that happen: a partition stalled for good after its consumer's
+// server was killed). What it publishes becomes visible once no message is
+// waiting, or every BatchMax messages.
 func (f *JetStreamFeed) runOrdered(ctx context.Context, js jetstream.JetStream, pubs Publishers) error {
 	part := &f.parts[0]
 	start := max(f.cfg.StartSeq, 1)
@@ -562,46 +567,85 @@ func (f *JetStreamFeed) runOrdered(ctx context.Context, js jetstream.JetStream, 
 	if err != nil {
 		return fmt.Errorf("jetstream: ordered consumer of %s from %d: %w", part.subject, start, err)
 	}
-	it, err := c.Messages(jetstream.PullMaxMessages(f.cfg.BatchMax))
+	// Heartbeats every second: a consumer whose server died is noticed
+	// (two missed) and recreated from the last sequence within seconds.
+	it, err := c.Messages(jetstream.PullMaxMessages(f.cfg.BatchMax), jetstream.PullExpiry(5*time.Second), jetstream.PullHeartbeat(time.Second))
 	if err != nil {
 		return fmt.Errorf("jetstream: ordered consumer of %s: %w", part.subject, err)
 	}
-	defer it.Stop()
 	pub, err := pubs.NewPublisher(f.cfg.Name + "/p" + strconv.Itoa(part.p))
 	if err != nil {
+		it.Stop()
 		return fmt.Errorf("jetstream: publisher: %w", err)
 	}
 	var parser JSONParser
 	if f.cfg.Format == JetStreamJSON {
 		parser = f.cfg.NewParser(pubs.Symbols())
 	}
-	var ev codec.Event
-	rnd := newJitterRand(0)
-	failures, pending := 0, 0
-	idle := min(f.cfg.FetchWait, 100*time.Millisecond) // how often a quiet feed sees ctx
-	for ctx.Err() == nil {
-		wait := idle
-		if pending > 0 {
-			wait = time.Millisecond // a short look for more before making them visible
-		}
-		msg, err := it.Next(jetstream.NextMaxWait(wait))
-		if err != nil {
-			if errors.Is(err, nats.ErrTimeout) {
-				if pending > 0 {
-					if err := pub.Flush(); err != nil {
-						return fmt.Errorf("jetstream: %s: %w", part.subject, err)
-					}
-					f.st.batches.Add(1)
-					pending = 0
+	rctx, cancel := context.WithCancel(ctx)
+	msgs := make(chan jetstream.Msg, f.cfg.BatchMax) // bounded: the reader waits when the engine does
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(msgs)
+		rnd := newJitterRand(0)
+		failures := 0
+		for {
+			m, err := it.Next()
+			if err != nil {
+				if rctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+					return
+				}
+				if stop, err := f.failed(rctx, part.subject, &failures, rnd, err); stop {
+					readErr <- err
+					return
 				}
 				continue
 			}
-			if stop, err := f.failed(ctx, part.subject, &failures, rnd, err); stop {
-				return err
+			failures = 0
+			select {
+			case msgs <- m:
+			case <-rctx.Done():
+				return
 			}
-			continue
 		}
-		failures = 0
+	}()
+	defer func() {
+		cancel()
+		it.Stop() // ends the reader's Next
+		for range msgs {
+		}
+	}()
+	var ev codec.Event
+	pending := 0
+	for {
+		var msg jetstream.Msg
+		var ok bool
+		if pending > 0 {
+			select {
+			case msg, ok = <-msgs:
+			default: // nothing waiting: make what was published visible
+				if err := pub.Flush(); err != nil {
+					return fmt.Errorf("jetstream: %s: %w", part.subject, err)
+				}
+				f.st.batches.Add(1)
+				pending = 0
+				continue
+			}
+		} else {
+			select {
+			case msg, ok = <-msgs:
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		if !ok {
+			select {
+			case err := <-readErr:
+				return err
+			default:
+				return nil
+			}
+		}
 		f.st.fetched.Add(1)
 		meta, err := msg.Metadata()
 		if err != nil {
@@ -626,5 +670,4 @@ func (f *JetStreamFeed) runOrdered(ctx context.Context, js jetstream.JetStream, 
 			pending = 0
 		}
 	}
-	return nil
 }
