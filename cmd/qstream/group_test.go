@@ -157,11 +157,12 @@ func (e *groupEnv) publishOne(i int, ts int64, sym string) {
 			if ack.Duplicate && attempt == 0 {
 				e.t.Errorf("publish %d: the stream took message id m-%d for a duplicate", i, i)
 			}
-			if !ack.Duplicate {
-				e.mu.Lock()
-				e.acked = append(e.acked, groupMsg{seq: ack.Sequence, line: line})
-				e.mu.Unlock()
-			}
+			// A duplicate on a retry: an earlier attempt was stored, its
+			// acknowledgement lost (a leader election); the ack names
+			// its sequence.
+			e.mu.Lock()
+			e.acked = append(e.acked, groupMsg{seq: ack.Sequence, line: line})
+			e.mu.Unlock()
 			e.sent.Add(1)
 			return
 		}
@@ -254,6 +255,22 @@ func (e *groupEnv) killOne(m *groupMember, names []string) (killed time.Time, mo
 		}
 	}
 	return time.Now(), moved, live
+}
+
+// keepLogs shows the members' last logs when t failed, and copies every
+// life's log to $QSTREAM_GROUP_LOGS when it is set.
+func keepLogs(t *testing.T, members []*groupMember) {
+	for _, m := range members {
+		if t.Failed() {
+			t.Logf("%s last log:\n%s", m.name, tail(m.lastLog(), 3000))
+		}
+		if d := os.Getenv("QSTREAM_GROUP_LOGS"); d != "" {
+			for i, l := range m.logs {
+				b, _ := os.ReadFile(l)
+				os.WriteFile(filepath.Join(d, fmt.Sprintf("%s.%s.%d.log", t.Name(), m.name, i+1)), b, 0o644)
+			}
+		}
+	}
 }
 
 // claims returns the lease bucket's partition keys: owner and revision.
@@ -523,19 +540,7 @@ func TestGroupKillNine(t *testing.T) {
 	pubCtx, stopPub := context.WithCancel(context.Background())
 	pubDone := make(chan struct{})
 	go func() { defer close(pubDone); e.publish(pubCtx, 2000) }()
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, m := range members {
-				t.Logf("%s last log:\n%s", m.name, tail(m.lastLog(), 4000))
-				if d := os.Getenv("QSTREAM_GROUP_LOGS"); d != "" {
-					for i, l := range m.logs {
-						b, _ := os.ReadFile(l)
-						os.WriteFile(filepath.Join(d, fmt.Sprintf("%s.%d.log", m.name, i+1)), b, 0o644)
-					}
-				}
-			}
-		}
-	})
+	t.Cleanup(func() { keepLogs(t, members) })
 	first := e.waitOwned(t, names, nil, 30*time.Second)
 	t.Logf("all %d partitions owned %s after the start", groupPartitions, first.Round(time.Millisecond))
 
@@ -740,19 +745,7 @@ func fencingScenario(t *testing.T, setup func(e *groupEnv, victim *groupMember) 
 		members = append(members, m)
 	}
 	victim := members[2]
-	t.Cleanup(func() {
-		for _, m := range members {
-			if t.Failed() {
-				t.Logf("%s last log:\n%s", m.name, tail(m.lastLog(), 3000))
-			}
-			if d := os.Getenv("QSTREAM_GROUP_LOGS"); d != "" {
-				for i, l := range m.logs {
-					b, _ := os.ReadFile(l)
-					os.WriteFile(filepath.Join(d, fmt.Sprintf("%s.%s.%d.log", t.Name(), m.name, i+1)), b, 0o644)
-				}
-			}
-		}
-	})
+	t.Cleanup(func() { keepLogs(t, members) })
 	disrupt := setup(e, victim) // may change the victim's arguments before it starts
 	for _, m := range members {
 		m.start(t, e.bin)
@@ -902,13 +895,7 @@ func TestGroupSurvivesServerKill(t *testing.T) {
 		m.start(t, e.bin)
 		members = append(members, m)
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, m := range members {
-				t.Logf("%s last log:\n%s", m.name, tail(m.lastLog(), 3000))
-			}
-		}
-	})
+	t.Cleanup(func() { keepLogs(t, members) })
 	pubCtx, stopPub := context.WithCancel(context.Background())
 	pubDone := make(chan struct{})
 	go func() { defer close(pubDone); e.publish(pubCtx, 2000) }()
