@@ -136,18 +136,23 @@ func (f *WALFollower) Run(ctx context.Context) error {
 	defer poll.Stop()
 	lastSync := time.Now()
 	for {
+		// Whether ctx was done is read before the catch-up: a cancel that
+		// lands during it gets one more pass, so the last pass reads what
+		// was durable after the cancel (the run's final records), not a
+		// poll interval before it.
+		done := ctx.Err() != nil
 		if err := f.CatchUp(); err != nil {
 			return err
 		}
 		f.durable.Store(f.a.Durable()) // rotations sync too
-		if now := time.Now(); ctx.Err() != nil || now.Sub(lastSync) >= f.o.SyncEvery {
+		if now := time.Now(); done || now.Sub(lastSync) >= f.o.SyncEvery {
 			if err := f.a.Sync(); err != nil {
 				return err
 			}
 			f.durable.Store(f.a.Durable())
 			lastSync = now
 		}
-		if ctx.Err() != nil {
+		if done {
 			return nil
 		}
 		select {
