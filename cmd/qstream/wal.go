@@ -517,9 +517,11 @@ func (d *durable) close(stderr io.Writer) {
 
 // durableSynthetic runs the synthetic market as a resumable source: it
 // starts after the offset recovery reports (less --resend), numbers its
-// events by offset (Seq, and the message id hashed into IDHash for dedup),
-// makes them visible at fixed offsets, and acknowledges every --ack-every
-// messages once they are durable.
+// events by offset (Seq, and the message id, the offset's decimal, hashed
+// into IDHash for output keys), makes them visible at fixed offsets, and
+// acknowledges every --ack-every messages once they are durable. Its ids
+// are its offsets, so its Publisher says so (feeds.OffsetIDPublishers): the
+// engine drops the resent events by Seq, not by looking their ids up.
 type durableSynthetic struct {
 	syn  *feeds.Synthetic
 	from uint64
@@ -534,7 +536,13 @@ func (d *durableSynthetic) Run(ctx context.Context, pubs feeds.Publishers) error
 	if err := d.syn.Intern(pubs.Symbols()); err != nil {
 		return err
 	}
-	pub, err := pubs.NewPublisher(d.syn.Name())
+	var pub feeds.Publisher
+	var err error
+	if op, ok := pubs.(feeds.OffsetIDPublishers); ok {
+		pub, err = op.NewOffsetIDPublisher(d.syn.Name())
+	} else {
+		pub, err = pubs.NewPublisher(d.syn.Name())
+	}
 	if err != nil {
 		return err
 	}
