@@ -559,7 +559,8 @@ func (d *durableSynthetic) Run(ctx context.Context, pubs feeds.Publishers) error
 		defer tick.Stop()
 	}
 	var owed float64
-	var idBuf, ackBuf []byte
+	var ackBuf []byte
+	var ids codec.DecimalIDHasher // HashID of the decimal offset, one multiply per event
 	for {
 		if tick != nil {
 			select {
@@ -577,8 +578,7 @@ func (d *durableSynthetic) Run(ctx context.Context, pubs feeds.Publishers) error
 			if !d.syn.Fill(&ev) {
 				return d.finish(ctx, pub, ev.Seq, &ackBuf)
 			}
-			idBuf = strconv.AppendUint(idBuf[:0], ev.Seq, 10)
-			ev.IDHash = codec.HashID(idBuf)
+			ev.IDHash = ids.Hash(ev.Seq)
 			if err := pub.Publish(&ev); err != nil {
 				return err
 			}
