@@ -561,6 +561,11 @@ func (d *durableSynthetic) Run(ctx context.Context, pubs feeds.Publishers) error
 	var owed float64
 	var ackBuf []byte
 	var ids codec.DecimalIDHasher // HashID of the decimal offset, one multiply per event
+	claims, ok := pub.(batchClaimer)
+	if !ok {
+		claims = &publishClaimer{pub: pub}
+	}
+	seq := ev.Seq // the last offset filled
 	for {
 		if tick != nil {
 			select {
@@ -574,21 +579,39 @@ func (d *durableSynthetic) Run(ctx context.Context, pubs feeds.Publishers) error
 		} else if ctx.Err() != nil {
 			return pub.Flush()
 		}
-		for j := 0; j < perTick; j++ {
-			if !d.syn.Fill(&ev) {
-				return d.finish(ctx, pub, ev.Seq, &ackBuf)
+		// The events are filled in batches that end where an event is
+		// followed by a flush or an acknowledgement (fixed offsets), and
+		// published with one call (one lock of a durable Publisher).
+		for j := 0; j < perTick; {
+			n := min(perTick-j, int(flushEvery-seq%flushEvery))
+			if d.f.ackEvery > 0 {
+				n = min(n, int(d.f.ackEvery-seq%d.f.ackEvery))
 			}
-			ev.IDHash = ids.Hash(ev.Seq)
-			if err := pub.Publish(&ev); err != nil {
+			evs, err := claims.ClaimBatch(n)
+			if err != nil {
 				return err
 			}
-			if ev.Seq%flushEvery == 0 {
+			k := 0
+			for ; k < len(evs) && d.syn.Fill(&evs[k]); k++ {
+				evs[k].IDHash = ids.Hash(evs[k].Seq)
+			}
+			if k > 0 {
+				seq = evs[k-1].Seq
+			}
+			if err := claims.CommitBatch(k); err != nil {
+				return err
+			}
+			if k < len(evs) {
+				return d.finish(ctx, pub, seq, &ackBuf)
+			}
+			j += k
+			if seq%flushEvery == 0 {
 				if err := pub.Flush(); err != nil {
 					return err
 				}
 			}
-			if d.f.ackEvery > 0 && ev.Seq%d.f.ackEvery == 0 {
-				if err := d.ack(ctx, pub, ev.Seq, &ackBuf); err != nil {
+			if d.f.ackEvery > 0 && seq%d.f.ackEvery == 0 {
+				if err := d.ack(ctx, pub, seq, &ackBuf); err != nil {
 					return err
 				}
 			}
@@ -599,6 +622,33 @@ func (d *durableSynthetic) Run(ctx context.Context, pubs feeds.Publishers) error
 			}
 		}
 	}
+}
+
+// batchClaimer is the engine's Publisher as a feed fills events in place
+// and publishes them together (engine.Publisher.ClaimBatch, CommitBatch).
+type batchClaimer interface {
+	ClaimBatch(n int) ([]codec.Event, error)
+	CommitBatch(k int) error
+}
+
+// publishClaimer is a batchClaimer over Publish, for a Publisher that is
+// not the engine's.
+type publishClaimer struct {
+	pub feeds.Publisher
+	evs [256]codec.Event
+}
+
+func (c *publishClaimer) ClaimBatch(n int) ([]codec.Event, error) {
+	return c.evs[:min(max(n, 1), len(c.evs))], nil
+}
+
+func (c *publishClaimer) CommitBatch(k int) error {
+	for i := range c.evs[:k] {
+		if err := c.pub.Publish(&c.evs[i]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ack waits until everything published is durable, then records offset as
