@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"qstream/codec"
+	"qstream/internal/invariants"
 	"qstream/ops"
 	"qstream/wal"
 )
@@ -234,7 +235,7 @@ func TestOffsetIDsDedupDoesNotAllocate(t *testing.T) {
 	allocs := testing.AllocsPerRun(200, batch)
 	p.Close()
 	stop(t, te.Engine)
-	if allocs > 0 {
+	if allocs > 0 && !invariants.RaceEnabled { // under -race sync.Pool (the dead letters') drops items at random
 		t.Fatalf("publish+flush of 256 events and 64 resends allocated %.1f times per batch", allocs)
 	}
 	if got := te.dl.n[codec.ReasonDuplicate]; got != resent || len(te.dl.n) != 1 {
