@@ -18,6 +18,48 @@ func HashID(id []byte) uint64 {
 	return h
 }
 
+// DecimalIDHasher computes HashID of the decimal form of a number (no sign,
+// no leading zeros: strconv.AppendUint(nil, n, 10)), the id of a feed whose
+// ids are its offsets, at one multiplication per call while n stays in the
+// ten of the previous call, as consecutive offsets do: FNV-1a runs left to
+// right, so the state after every digit but the last is kept and only the
+// last is hashed. Hash(n) == HashID(strconv.AppendUint(nil, n, 10)) for
+// every n. The zero value is ready; it is for one goroutine.
+type DecimalIDHasher struct {
+	tens  uint64 // n/10 whose digits state has hashed; valid when ok
+	state uint64 // FNV-1a state after the decimal digits of tens (none when 0)
+	ok    bool
+}
+
+// Hash returns HashID of n's decimal digits. It does not allocate.
+func (h *DecimalIDHasher) Hash(n uint64) uint64 {
+	tens, last := n/10, n%10
+	if !h.ok || tens != h.tens {
+		h.setTens(tens)
+	}
+	x := (h.state ^ ('0' + last)) * hashFNVPrime64
+	if x == 0 {
+		x = 1
+	}
+	return x
+}
+
+// setTens hashes the digits of tens: Hash's slow path, once per ten.
+func (h *DecimalIDHasher) setTens(tens uint64) {
+	var buf [20]byte
+	i := len(buf)
+	for v := tens; v > 0; v /= 10 {
+		i--
+		buf[i] = byte('0' + v%10)
+	}
+	state := uint64(hashFNVOffset64)
+	for _, c := range buf[i:] {
+		state ^= uint64(c)
+		state *= hashFNVPrime64
+	}
+	h.tens, h.state, h.ok = tens, state, true
+}
+
 // hashIDASCII is HashID that also reports whether id is all ASCII (and so
 // valid UTF-8), from the same pass over the bytes: parsers that must check an
 // id's UTF-8 skip utf8.Valid for the usual ASCII id.

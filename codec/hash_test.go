@@ -2,7 +2,9 @@ package codec
 
 import (
 	"hash/fnv"
+	"math"
 	"math/rand/v2"
+	"strconv"
 	"testing"
 )
 
@@ -82,5 +84,63 @@ func TestHashIDSourceNames(t *testing.T) {
 		if got := HashID([]byte(tc.in)); got != tc.want {
 			t.Errorf("HashID(%q) = %#x, want %#x", tc.in, got, tc.want)
 		}
+	}
+}
+
+// TestDecimalIDHasherIsHashID: the incremental hash of decimal offsets is
+// HashID of their strconv form, over consecutive runs (every digit count's
+// boundary), jumps back and forth, and the extremes.
+func TestDecimalIDHasherIsHashID(t *testing.T) {
+	var h DecimalIDHasher
+	check := func(n uint64) {
+		t.Helper()
+		if got, want := h.Hash(n), HashID(strconv.AppendUint(nil, n, 10)); got != want {
+			t.Fatalf("Hash(%d) = %x, HashID = %x", n, got, want)
+		}
+	}
+	for n := uint64(0); n < 200_000; n++ {
+		check(n)
+	}
+	for p := uint64(10); p < 1e19; p *= 10 {
+		for n := p - 25; n < p+25; n++ {
+			check(n)
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 10_000; i++ {
+		check(rng.Uint64() >> rng.IntN(64))
+	}
+	for _, n := range []uint64{math.MaxUint64, math.MaxUint64 - 1, 1e19, 0, 9, 10, 1} {
+		check(n)
+	}
+	// A pinned vector: 64-bit FNV-1a of "1234567", written down.
+	if got := h.Hash(1234567); got != 0xec75ca32794b12a7 {
+		t.Fatalf("Hash(1234567) = %x", got)
+	}
+	if a := testing.AllocsPerRun(1000, func() { h.Hash(uint64(rng.Uint32())) }); a != 0 {
+		t.Fatalf("Hash allocates %.1f times", a)
+	}
+}
+
+func BenchmarkDecimalIDHasher(b *testing.B) {
+	var h DecimalIDHasher
+	var sink uint64
+	for i := 0; i < b.N; i++ {
+		sink ^= h.Hash(uint64(i) + 1_000_000)
+	}
+	if sink == 42 {
+		b.Log(sink)
+	}
+}
+
+func BenchmarkDecimalIDStrconvHashID(b *testing.B) {
+	var buf []byte
+	var sink uint64
+	for i := 0; i < b.N; i++ {
+		buf = strconv.AppendUint(buf[:0], uint64(i)+1_000_000, 10)
+		sink ^= HashID(buf)
+	}
+	if sink == 42 {
+		b.Log(sink)
 	}
 }

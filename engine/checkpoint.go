@@ -501,7 +501,7 @@ func (p *Publisher) injectCut(epoch uint64, w *WAL) sourceState {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	st := sourceState{id: p.id, name: p.name, closed: p.closed, lsn: p.lastLSN,
-		offset: p.maxSeq, maxTsNs: p.maxTsNs, sentWmNs: p.sentWmNs, holds: p.holdsWatermark()}
+		offset: p.maxSeq, maxTsNs: p.maxTsNs, sentWmNs: p.sentWmNs, holds: p.holdsWatermark(), offsetIDs: p.offsetIDs.Load()}
 	if p.closed {
 		return st
 	}

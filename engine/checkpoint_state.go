@@ -37,35 +37,54 @@ type sourceState struct {
 	// watermark (it had sent one and was neither idle nor closed); recovery
 	// holds it again before it replays the WAL after the cut.
 	holds bool
+	// offsetIDs: its message ids are its offsets (PublisherOptions), for
+	// the recovery publisher of its name.
+	offsetIDs bool
 }
 
 // engineState is the "engine" section: the publishers at the cut and the
 // symbol table.
 type engineState struct {
+	// version is the section's format version as decoded (0: not
+	// decoded; appendEngineState then writes the lowest that holds it).
+	version uint16
 	shards  int
 	sources []sourceState
 	symbols []string // names of ids 1..len
 }
 
-// Engine section, version 1, little-endian:
+// Engine section, version 2, little-endian:
 //
-//	magic "QENG" | version u16 (1) | reserved u16 | shards u32 | nsources u32 | nsymbols u32 | reserved u32
-//	nsources × { id u16 | flags u16 (bit 0: closed, bit 1: holds) | nameLen u16 | reserved u16 |
+//	magic "QENG" | version u16 (2) | reserved u16 | shards u32 | nsources u32 | nsymbols u32 | reserved u32
+//	nsources × { id u16 | flags u16 (bit 0: closed, bit 1: holds, bit 2: offset ids) | nameLen u16 | reserved u16 |
 //	             lsn u64 | offset u64 | maxTs i64 | sentWm i64 | name }
 //	nsymbols × { len u8 | name }
 //	crc u32: CRC-32C of every byte above
+//
+// Version 1 is the same without flag bit 2 (no source declared offset
+// ids then); it still loads, and a section without the flag is written as
+// version 1, which builds from before version 2 read.
 const (
 	engStateMagic   = "QENG"
-	engStateVersion = 1
+	engStateVersion = 2
 	engStateHeader  = 24
 	engSourceHeader = 40
 )
 
+// engSourceFlagsMax is the largest source flags word of each version.
+var engSourceFlagsMax = [engStateVersion + 1]uint16{1: 3, 2: 7}
+
 func appendEngineState(dst []byte, st *engineState) []byte {
 	start := len(dst)
 	le := binary.LittleEndian
+	version := max(st.version, 1)
+	for _, s := range st.sources {
+		if s.offsetIDs {
+			version = max(version, 2)
+		}
+	}
 	dst = append(dst, engStateMagic...)
-	dst = le.AppendUint16(dst, engStateVersion)
+	dst = le.AppendUint16(dst, version)
 	dst = le.AppendUint16(dst, 0)
 	dst = le.AppendUint32(dst, uint32(st.shards))
 	dst = le.AppendUint32(dst, uint32(len(st.sources)))
@@ -82,6 +101,9 @@ func appendEngineState(dst []byte, st *engineState) []byte {
 		}
 		if s.holds {
 			flags |= 2
+		}
+		if s.offsetIDs {
+			flags |= 4
 		}
 		dst = le.AppendUint16(dst, uint16(s.id))
 		dst = le.AppendUint16(dst, flags)
@@ -114,8 +136,9 @@ func decodeEngineState(src []byte) (*engineState, error) {
 	if string(src[:4]) != engStateMagic {
 		return nil, stateErr("not an engine section")
 	}
-	if v := le.Uint16(src[4:]); v != engStateVersion {
-		return nil, stateErr("engine section version %d, this build reads %d", v, engStateVersion)
+	v := le.Uint16(src[4:])
+	if v < 1 || v > engStateVersion {
+		return nil, stateErr("engine section version %d, this build reads 1 to %d", v, engStateVersion)
 	}
 	body := src[:len(src)-4]
 	if crc32.Checksum(body, stateCRC) != le.Uint32(src[len(body):]) {
@@ -128,7 +151,7 @@ func decodeEngineState(src []byte) (*engineState, error) {
 	if shards < 1 || shards > MaxShards || nsrc > MaxProducersMax || uint64(nsrc)*engSourceHeader+uint64(nsym)*2 > uint64(len(body)-engStateHeader) {
 		return nil, stateErr("engine section counts out of range (%d shards, %d sources, %d symbols)", shards, nsrc, nsym)
 	}
-	st := &engineState{shards: int(shards), sources: make([]sourceState, 0, nsrc), symbols: make([]string, 0, nsym)}
+	st := &engineState{version: v, shards: int(shards), sources: make([]sourceState, 0, nsrc), symbols: make([]string, 0, nsym)}
 	off := engStateHeader
 	for i := uint32(0); i < nsrc; i++ {
 		if len(body)-off < engSourceHeader {
@@ -136,18 +159,19 @@ func decodeEngineState(src []byte) (*engineState, error) {
 		}
 		h := body[off:]
 		flags, nl := le.Uint16(h[2:]), int(le.Uint16(h[4:]))
-		if flags > 3 || le.Uint16(h[6:]) != 0 || nl > maxSourceName || len(body)-off-engSourceHeader < nl {
+		if flags > engSourceFlagsMax[v] || le.Uint16(h[6:]) != 0 || nl > maxSourceName || len(body)-off-engSourceHeader < nl {
 			return nil, stateErr("source %d header", i)
 		}
 		st.sources = append(st.sources, sourceState{
-			id:       int(le.Uint16(h)),
-			closed:   flags&1 != 0,
-			holds:    flags&2 != 0,
-			lsn:      le.Uint64(h[8:]),
-			offset:   le.Uint64(h[16:]),
-			maxTsNs:  int64(le.Uint64(h[24:])),
-			sentWmNs: int64(le.Uint64(h[32:])),
-			name:     string(h[engSourceHeader : engSourceHeader+nl]),
+			id:        int(le.Uint16(h)),
+			closed:    flags&1 != 0,
+			holds:     flags&2 != 0,
+			offsetIDs: flags&4 != 0,
+			lsn:       le.Uint64(h[8:]),
+			offset:    le.Uint64(h[16:]),
+			maxTsNs:   int64(le.Uint64(h[24:])),
+			sentWmNs:  int64(le.Uint64(h[32:])),
+			name:      string(h[engSourceHeader : engSourceHeader+nl]),
 		})
 		off += engSourceHeader + nl
 	}

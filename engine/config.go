@@ -190,6 +190,10 @@ type Config struct {
 	// exactly-once over at-least-once upstreams. Dropped events
 	// go to the dead-letter output as ReasonDuplicate. At most
 	// MaxDedupHorizon; the ids are part of every checkpoint.
+	// A source created with PublisherOptions.OffsetIDs (its message ids are
+	// its offsets) is de-duplicated by Seq instead: an event whose Seq is
+	// not above the largest processed from the source (by name) is a
+	// duplicate, whatever the horizon, and its ids are not kept.
 	DedupHorizon int
 	// Logger for lifecycle messages. Default slog.Default().
 	Logger *slog.Logger

@@ -22,7 +22,7 @@ const (
 	RecordEvent      = wal.TypeData      // one event: its compact codec frame (codec.AppendCompactFrame; the fixed frame of older WALs reads too: codec.DecodeStoredFrame)
 	RecordSymbol     = wal.RecordType(2) // symbol id u32 | name
 	RecordWatermark  = wal.RecordType(3) // publisher id u16 | 6 zero bytes | watermark i64 | seq u64
-	RecordSource     = wal.RecordType(4) // publisher id u16 | 2 zero bytes | name
+	RecordSource     = wal.RecordType(4) // publisher id u16 | flags u16 (bit 0: sourceOffsetIDs; others zero) | name
 	RecordEventBatch = wal.RecordType(5) // the events a publisher made visible together (walbatch.go)
 	watermarkRecLen  = 24                // size of a RecordWatermark payload
 	maxSourceName    = 255               // bound on a source (publisher) name in records and checkpoints
@@ -120,10 +120,16 @@ func (d *WAL) logSymbols(sym codec.Symbol) error {
 }
 
 // logSource appends the RecordSource of a new publisher.
-func (d *WAL) logSource(id int, name string) error {
-	_, err := d.w.Append(RecordSource, AppendSourceRecord(nil, id, name))
+func (d *WAL) logSource(id int, name string, flags uint16) error {
+	_, err := d.w.Append(RecordSource, appendSourceRecord(nil, id, flags, name))
 	return err
 }
+
+// sourceOffsetIDs is the RecordSource flag of a publisher created with
+// PublisherOptions.OffsetIDs. WALs written before it have no flags; a WAL
+// with it set does not replay in builds from before it (they refuse the
+// record), and only such publishers set it.
+const sourceOffsetIDs = 1
 
 // AppendSymbolRecord appends the payload of a RecordSymbol.
 func AppendSymbolRecord(dst []byte, sym codec.Symbol, name string) []byte {
@@ -162,10 +168,14 @@ func DecodeWatermarkRecord(p []byte) (source int, wmNs int64, seq uint64, err er
 	return int(binary.LittleEndian.Uint16(p)), int64(binary.LittleEndian.Uint64(p[8:])), binary.LittleEndian.Uint64(p[16:]), nil
 }
 
-// AppendSourceRecord appends the payload of a RecordSource.
+// AppendSourceRecord appends the payload of a RecordSource with no flags.
 func AppendSourceRecord(dst []byte, id int, name string) []byte {
+	return appendSourceRecord(dst, id, 0, name)
+}
+
+func appendSourceRecord(dst []byte, id int, flags uint16, name string) []byte {
 	dst = binary.LittleEndian.AppendUint16(dst, uint16(id))
-	dst = append(dst, 0, 0)
+	dst = binary.LittleEndian.AppendUint16(dst, flags)
 	if len(name) > maxSourceName {
 		name = name[:maxSourceName]
 	}
@@ -174,13 +184,19 @@ func AppendSourceRecord(dst []byte, id int, name string) []byte {
 
 // DecodeSourceRecord decodes a RecordSource payload; name aliases p.
 func DecodeSourceRecord(p []byte) (id int, name []byte, err error) {
+	id, _, name, err = decodeSourceRecord(p)
+	return id, name, err
+}
+
+// decodeSourceRecord is DecodeSourceRecord with the record's flags.
+func decodeSourceRecord(p []byte) (id int, flags uint16, name []byte, err error) {
 	if len(p) < 4 || len(p) > 4+maxSourceName {
-		return 0, nil, &codec.Error{Reason: codec.ReasonMalformed, Detail: "source record length out of range", Offset: 0}
+		return 0, 0, nil, &codec.Error{Reason: codec.ReasonMalformed, Detail: "source record length out of range", Offset: 0}
 	}
-	if binary.LittleEndian.Uint16(p[2:]) != 0 {
-		return 0, nil, &codec.Error{Reason: codec.ReasonMalformed, Detail: "source record reserved bytes", Offset: 2}
+	if flags = binary.LittleEndian.Uint16(p[2:]); flags&^sourceOffsetIDs != 0 {
+		return 0, 0, nil, &codec.Error{Reason: codec.ReasonMalformed, Detail: "source record reserved bytes", Offset: 2}
 	}
-	return int(binary.LittleEndian.Uint16(p)), p[4:], nil
+	return int(binary.LittleEndian.Uint16(p)), flags, p[4:], nil
 }
 
 // logWatermark appends the RecordWatermark of a watermark this Publisher is

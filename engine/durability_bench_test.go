@@ -360,9 +360,11 @@ func BenchmarkRestartToLive(b *testing.B) {
 // a Flush every 256 events as `qstream run`'s synthetic feed does) without
 // a WAL and with the durable defaults of `qstream run` (group commit, the
 // dedup horizon of 65,536 ids per shard, a message id on every event), with
-// records per event and with batches (Config.WALBatches), and batches
-// without the dedup horizon (to show what it costs). Each iteration runs
-// the four interleaved, durableRunEvents events each, and every
+// records per event and with batches (Config.WALBatches), batches with a
+// source that declares its ids to be its offsets (as `qstream run`'s
+// durable synthetic feed does: de-duplicated by Seq, not in the horizon),
+// and batches without the dedup horizon (to show what it costs). Each
+// iteration runs the five interleaved, durableRunEvents events each, and every
 // durable run ends with a Barrier, so its events are all durable when its
 // clock stops. It reports each configuration's events/s (the median of the
 // iterations) and the ratios to the no-WAL run; it fails unless every run
@@ -375,9 +377,11 @@ func BenchmarkDurableRunRatio(b *testing.B) {
 		wal     bool
 		batches bool
 		noDedup bool // what the dedup horizon costs (not a durable default)
+		offIDs  bool // the source's ids are its offsets (PublisherOptions.OffsetIDs)
 		rates   []float64
 	}
 	cfgs := []*config{{name: "nowal"}, {name: "records", wal: true}, {name: "batches", wal: true, batches: true},
+		{name: "batches-offsetids", wal: true, batches: true, offIDs: true},
 		{name: "batches-nodedup", wal: true, batches: true, noDedup: true}}
 	run := func(c *config) float64 {
 		cfg := Config{Shards: 1, Processors: pipelineFactoryIndicators(b), Logger: quietLogger()}
@@ -400,7 +404,7 @@ func BenchmarkDurableRunRatio(b *testing.B) {
 			e.Symbols().InternString(fmt.Sprintf("S%03d", i))
 		}
 		e.Start()
-		p, err := e.NewPublisher("bench")
+		p, err := e.NewPublisherWith("bench", PublisherOptions{OffsetIDs: c.offIDs})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -2,8 +2,11 @@ package engine
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"math"
+	"slices"
 	"testing"
 
 	"qstream/codec"
@@ -43,8 +46,19 @@ func TestControlRecordsRoundTrip(t *testing.T) {
 	if _, _, _, err := DecodeWatermarkRecord(wm); err == nil {
 		t.Error("watermark record with reserved bytes set accepted")
 	}
-	if _, _, err := DecodeSourceRecord([]byte{1, 0, 1, 0}); err == nil {
+	if _, _, err := DecodeSourceRecord([]byte{1, 0, 2, 0}); err == nil {
 		t.Error("source record with reserved bytes set accepted")
+	}
+	// The flags: bit 0 is sourceOffsetIDs, pinned as bytes; the flagless
+	// record of AppendSourceRecord is the one older builds wrote.
+	if got := appendSourceRecord(nil, 7, sourceOffsetIDs, "syn"); !bytes.Equal(got, []byte{7, 0, 1, 0, 's', 'y', 'n'}) {
+		t.Fatalf("source record with offset ids: %v", got)
+	}
+	if got := AppendSourceRecord(nil, 7, "syn"); !bytes.Equal(got, []byte{7, 0, 0, 0, 's', 'y', 'n'}) {
+		t.Fatalf("source record: %v", got)
+	}
+	if id, flags, name, err := decodeSourceRecord([]byte{7, 0, 1, 0, 's'}); err != nil || id != 7 || flags != sourceOffsetIDs || string(name) != "s" {
+		t.Fatalf("source record with offset ids: %d %d %q %v", id, flags, name, err)
 	}
 }
 
@@ -78,6 +92,46 @@ func TestEngineStateRoundTrip(t *testing.T) {
 	}
 }
 
+// TestEngineStateVersions: a source's offset-ids flag (bit 2 of its flags)
+// round-trips in a version 2 section, which is written only when a source
+// has it; a version 1 section, as builds before it wrote (the bytes are
+// written down), still loads, and in version 1 the bit is refused.
+func TestEngineStateVersions(t *testing.T) {
+	le := binary.LittleEndian
+	v1 := []byte("QENG\x01\x00\x00\x00" + // magic, version 1, reserved
+		"\x01\x00\x00\x00\x01\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00" + // 1 shard, 1 source, 1 symbol, reserved
+		"\x03\x00\x02\x00\x03\x00\x00\x00" + // id 3, flags holds, name length 3
+		"\x0a\x00\x00\x00\x00\x00\x00\x00\x63\x00\x00\x00\x00\x00\x00\x00" + // lsn 10, offset 99
+		"\x05\x00\x00\x00\x00\x00\x00\x00\x04\x00\x00\x00\x00\x00\x00\x00" + // maxTs 5, sentWm 4
+		"syn\x04AAPL")
+	v1 = le.AppendUint32(v1, crc32.Checksum(v1, stateCRC))
+	st, err := decodeEngineState(v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := sourceState{id: 3, name: "syn", holds: true, lsn: 10, offset: 99, maxTsNs: 5, sentWmNs: 4}
+	if st.version != 1 || len(st.sources) != 1 || st.sources[0] != want || st.symbols[0] != "AAPL" {
+		t.Fatalf("version 1 section: %+v", st)
+	}
+	if again := appendEngineState(nil, &engineState{shards: 1, sources: []sourceState{want}, symbols: []string{"AAPL"}}); !bytes.Equal(again, v1) {
+		t.Fatalf("a section without offset ids is not written as version 1:\n%x\n%x", again, v1)
+	}
+	flagged := slices.Clone(v1[:len(v1)-4])
+	flagged[26] |= 4 // offset ids, in version 1
+	flagged = le.AppendUint32(flagged, crc32.Checksum(flagged, stateCRC))
+	if _, err := decodeEngineState(flagged); !errors.Is(err, ErrCheckpointState) {
+		t.Fatalf("version 1 with the offset-ids flag: %v", err)
+	}
+	want.offsetIDs = true
+	b := appendEngineState(nil, &engineState{shards: 1, sources: []sourceState{want}, symbols: []string{"AAPL"}})
+	if le.Uint16(b[4:]) != 2 || le.Uint16(b[engStateHeader+2:]) != 6 {
+		t.Fatalf("a section with offset ids: version %d, flags %d", le.Uint16(b[4:]), le.Uint16(b[engStateHeader+2:]))
+	}
+	if st, err := decodeEngineState(b); err != nil || st.version != 2 || st.sources[0] != want {
+		t.Fatalf("version 2 round trip: %+v %v", st, err)
+	}
+}
+
 func TestShardStateDecodeRejects(t *testing.T) {
 	s := &shard{id: 1, e: &Engine{shards: make([]*shard, 2)}, strs: []*shardStream{{proc: nopProc{}, wmNs: 12345}}, dedup: newDedupSet(8)}
 	s.dedup.seen(77)
@@ -102,6 +156,7 @@ func TestShardStateDecodeRejects(t *testing.T) {
 func FuzzEngineCheckpointState(f *testing.F) {
 	f.Add(appendEngineState(nil, sampleEngineState()))
 	f.Add(appendEngineState(nil, &engineState{shards: 1}))
+	f.Add(appendEngineState(nil, &engineState{shards: 1, sources: []sourceState{{name: "syn", offset: 7, offsetIDs: true}}}))
 	s := &shard{id: 0, e: &Engine{shards: make([]*shard, 1)}, strs: []*shardStream{{proc: nopProc{}}}, dedup: newDedupSet(4)}
 	s.dedup.seen(1)
 	s.dedup.seen(2)

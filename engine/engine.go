@@ -166,11 +166,21 @@ func (e *Engine) NewPublisher(name string) (*Publisher, error) {
 	return e.newPublisher(name, false)
 }
 
+// NewPublisherWith is NewPublisher for a source with the given properties
+// (PublisherOptions).
+func (e *Engine) NewPublisherWith(name string, opts PublisherOptions) (*Publisher, error) {
+	return e.newPublisherWith(name, false, false, opts)
+}
+
 func (e *Engine) newPublisher(name string, replay bool) (*Publisher, error) {
 	return e.newPublisherOpts(name, replay, false)
 }
 
 func (e *Engine) newPublisherOpts(name string, replay, api bool) (*Publisher, error) {
+	return e.newPublisherWith(name, replay, api, PublisherOptions{})
+}
+
+func (e *Engine) newPublisherWith(name string, replay, api bool, opts PublisherOptions) (*Publisher, error) {
 	if e.stopping.Load() {
 		return nil, ErrStopped
 	}
@@ -198,7 +208,7 @@ func (e *Engine) newPublisherOpts(name string, replay, api bool) (*Publisher, er
 		ooNs:     int64(e.cfg.OutOfOrderness),
 	}
 	p.maxTsPub.Store(minInt64)
-	if err := e.initPublisher(p, replay); err != nil {
+	if err := e.initPublisher(p, replay, opts); err != nil {
 		return nil, err
 	}
 	for i, s := range e.shards {

@@ -41,6 +41,19 @@ const publishBatchMax = 256
 // one, from the Publisher's name and this offset (SourceKeyedProcessor), so
 // they are unique per input message and the same in a WAL replay.
 //
+// # Offsets as message ids
+//
+// A source whose message ids are its offsets - every message has one Seq,
+// set by the feed, strictly increasing, and a resent message comes back
+// with the Seq it had - declares it when its Publisher is created
+// (PublisherOptions.OffsetIDs). With Config.DedupHorizon > 0 its events are
+// then de-duplicated as Kafka's idempotent producer's are, by sequence
+// number: an event whose Seq is not above the largest Seq already processed
+// from the source (by name) is a duplicate, at no cost per event, and its
+// ids do not take room in the dedup horizon (see offsetDedup). The
+// declaration is logged with the Publisher's WAL registration and kept in
+// checkpoints, so a recovery replay decides as the live run did.
+//
 // The Publisher is also a watermark source: it tracks the largest event time
 // it has published and, at each Flush where that moved, sends every shard a
 // KindWatermark event of (largest − out-of-orderness). Close sends +∞: the
@@ -99,7 +112,14 @@ type Publisher struct {
 	injected   atomic.Uint64 // the last cut epoch injected into its rings
 	srcHash    uint64        // codec.HashID of the name: the source identity in output keys
 	scopeHash  uint64        // codec.HashID of dedupScope(name): the source part of dedup keys
-	maxSeq     uint64        // the largest Seq published: the source offset
+	// offsetIDs: the source's message ids are its offsets (PublisherOptions;
+	// a recovery publisher follows the WAL's and checkpoint's registrations,
+	// setOffsetIDs). offsetBase is maxSeq when it was last set, written
+	// before it: every event of the source up to offsetBase is processed
+	// before any the Publisher publishes from then on (offsetDedup).
+	offsetIDs  atomic.Bool
+	offsetBase uint64
+	maxSeq     uint64 // the largest Seq published: the source offset
 	// resumeSeq is the offset a recovered source resumes after: while an
 	// at-least-once upstream re-sends events up to it (duplicates), Flush
 	// sends no watermark, so the restored one is not sent ahead of the

@@ -79,7 +79,7 @@ func (e *Engine) Recover(ctx context.Context) (*RecoveryReport, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 
-	r := &replayer{e: e, rep: rep, names: map[int]string{}, filter: map[int]uint64{},
+	r := &replayer{e: e, rep: rep, names: map[int]string{}, offsetIDs: map[int]bool{}, filter: map[int]uint64{},
 		pubs: map[string]*Publisher{}, state: map[string]sourceState{}}
 	var ck *checkpoint.Checkpoint
 	if c.store != nil {
@@ -176,6 +176,7 @@ type replayer struct {
 	e         *Engine
 	rep       *RecoveryReport
 	names     map[int]string         // publisher id in the WAL's process → source name
+	offsetIDs map[int]bool           // publisher id → its message ids are its offsets (its registration's flag)
 	filter    map[int]uint64         // publisher id → its cut LSN in the checkpoint
 	pubs      map[string]*Publisher  // recovery publisher per source name
 	state     map[string]sourceState // per source: offset and watermark state
@@ -222,6 +223,7 @@ func (r *replayer) loadCheckpoint(ck *checkpoint.Checkpoint, walLast uint64) err
 			return stateErr("source %q is checkpointed at LSN %d but the WAL ends at %d", s.name, s.lsn, walLast)
 		}
 		r.names[s.id] = s.name
+		r.offsetIDs[s.id] = s.offsetIDs
 		if s.lsn > ck.LSN {
 			r.filter[s.id] = s.lsn
 		}
@@ -392,11 +394,12 @@ func (r *replayer) record(rec wal.Record) error {
 		}
 		r.maxSymbol = max(r.maxSymbol, int(sym))
 	case RecordSource:
-		id, name, err := DecodeSourceRecord(rec.Payload)
+		id, flags, name, err := decodeSourceRecord(rec.Payload)
 		if err != nil {
 			return err
 		}
 		r.names[id] = string(name)
+		r.offsetIDs[id] = flags&sourceOffsetIDs != 0
 		delete(r.filter, id) // a later process reuses the id: its records are all new
 	default:
 		return &codec.Error{Reason: codec.ReasonUnknownKind, Detail: "unknown WAL record type", Offset: -1}
@@ -427,13 +430,26 @@ func (r *replayer) event(lsn uint64) error {
 
 // publisher returns the recovery publisher of the source that logged src,
 // after the shards have processed everything the previous record's
-// publisher handed them (see inOrder).
+// publisher handed them (see inOrder), with src's registration's
+// PublisherOptions.OffsetIDs: one recovery publisher replays every process's
+// publishers of a name, and should they differ (a feed that declared it
+// from some version on), it switches at the first record of the other,
+// after the shards have processed what it published before, so that each
+// event is judged as it was in the live run.
 func (r *replayer) publisher(src int) (*Publisher, error) {
 	name, ok := r.names[src]
 	if !ok {
 		return nil, stateErr("an event of publisher %d precedes its registration", src)
 	}
-	return r.publisherNamed(name)
+	p, err := r.publisherNamed(name)
+	if err != nil {
+		return nil, err
+	}
+	if on := r.offsetIDs[src]; on != p.offsetIDs.Load() {
+		r.drain(p)
+		p.setOffsetIDs(on)
+	}
+	return p, nil
 }
 
 // publisherNamed is publisher for the source's name.
@@ -449,6 +465,7 @@ func (r *replayer) publisherNamed(name string) (*Publisher, error) {
 	}
 	if st, ok := r.state[name]; ok {
 		p.maxTsNs, p.sentWmNs, p.maxSeq, p.lastSeq = st.maxTsNs, st.sentWmNs, st.offset, st.offset
+		p.setOffsetIDs(st.offsetIDs)
 	}
 	r.pubs[name] = p
 	r.last = p
@@ -471,8 +488,14 @@ func (r *replayer) inOrder(next *Publisher) {
 	if prev == nil || prev == next {
 		return
 	}
-	prev.commitAll()
-	for !prev.waiter.Wait(prev.ringsEmpty, 100*time.Millisecond) {
+	r.drain(prev)
+}
+
+// drain makes p's events visible and waits until the shards have consumed
+// them (or the engine stops).
+func (r *replayer) drain(p *Publisher) {
+	p.commitAll()
+	for !p.waiter.Wait(p.ringsEmpty, 100*time.Millisecond) {
 		if r.e.stopping.Load() {
 			return
 		}
@@ -606,9 +629,9 @@ func (e *Engine) setupShardDurability() error {
 	return nil
 }
 
-// initPublisher sets up a new Publisher's durable parts. Called by
-// newPublisher under e.mu.
-func (e *Engine) initPublisher(p *Publisher, replay bool) error {
+// initPublisher sets up a new Publisher's durable parts and its options.
+// Called by newPublisher under e.mu.
+func (e *Engine) initPublisher(p *Publisher, replay bool, opts PublisherOptions) error {
 	p.replay = replay
 	p.firstEpoch = e.cutEpoch + 1
 	p.srcHash = codec.HashID([]byte(p.name))
@@ -618,11 +641,17 @@ func (e *Engine) initPublisher(p *Publisher, replay bool) error {
 		p.walLimit = min(batchBytesMax, e.wal.w.MaxRecordSize())
 	}
 	if e.wal == nil || replay {
+		p.setOffsetIDs(opts.OffsetIDs && !replay) // a recovery publisher's follow the WAL (replayer.publisher)
 		return nil
 	}
 	if st, ok := e.restored[p.name]; ok {
 		p.maxTsNs, p.sentWmNs, p.maxSeq, p.lastSeq = st.maxTsNs, st.sentWmNs, st.offset, st.offset
 		p.resumeSeq = st.offset
 	}
-	return e.wal.logSource(p.id, p.name)
+	p.setOffsetIDs(opts.OffsetIDs) // after the restored offset: every event up to it is processed
+	var flags uint16
+	if opts.OffsetIDs {
+		flags |= sourceOffsetIDs
+	}
+	return e.wal.logSource(p.id, p.name, flags)
 }

@@ -215,13 +215,18 @@ const (
 
 // referenceRun publishes everything in one incarnation: the oracle.
 func referenceRun(t *testing.T, evs []codec.Event) (map[uint64]ops.Output, []string) {
+	return referenceRunWith(t, evs, PublisherOptions{})
+}
+
+// referenceRunWith is referenceRun with a Publisher of the given options.
+func referenceRunWith(t *testing.T, evs []codec.Event, opts PublisherOptions) (map[uint64]ops.Output, []string) {
 	dir := t.TempDir()
 	r := openRig(t, dir, 2, &memOutput{}, 0)
 	if _, err := r.e.Recover(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	internSymbols(t, r.e, recSyms)
-	p, _ := r.e.NewPublisher("feed")
+	p, _ := r.e.NewPublisherWith("feed", opts)
 	publishRange(t, p, evs, 0, len(evs))
 	if err := p.Flush(); err != nil {
 		t.Fatal(err)
@@ -246,8 +251,20 @@ func referenceRun(t *testing.T, evs []codec.Event) (map[uint64]ops.Output, []str
 // events as an at-least-once upstream would - and compares the sink and
 // the final operator state with one uninterrupted run.
 func TestRecoverMatchesUninterruptedRun(t *testing.T) {
+	testRecoverMatchesUninterruptedRun(t, PublisherOptions{})
+}
+
+// TestRecoverMatchesUninterruptedRunOffsetIDs is the same for a source
+// whose ids are its offsets (de-duplicated by Seq): the same outputs, and
+// the same final state as its own uninterrupted run (its ids are in no
+// horizon there either).
+func TestRecoverMatchesUninterruptedRunOffsetIDs(t *testing.T) {
+	testRecoverMatchesUninterruptedRun(t, PublisherOptions{OffsetIDs: true})
+}
+
+func testRecoverMatchesUninterruptedRun(t *testing.T, opts PublisherOptions) {
 	evs := testEvents(recN, recSyms, 1)
-	want, wantState := referenceRun(t, evs)
+	want, wantState := referenceRunWith(t, evs, opts)
 
 	dir := t.TempDir()
 	out := &memOutput{}
@@ -268,7 +285,7 @@ func TestRecoverMatchesUninterruptedRun(t *testing.T) {
 			t.Fatalf("incarnation %d: nothing recovered: %+v", inc, rep)
 		}
 		internSymbols(t, r.e, recSyms)
-		p, err := r.e.NewPublisher("feed")
+		p, err := r.e.NewPublisherWith("feed", opts)
 		if err != nil {
 			t.Fatal(err)
 		}

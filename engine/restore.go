@@ -50,7 +50,7 @@ func (e *Engine) RestoreFrom(ctx context.Context, ck *checkpoint.Checkpoint) (*R
 	c := e.cut
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	r := &replayer{e: e, rep: rep, names: map[int]string{}, filter: map[int]uint64{},
+	r := &replayer{e: e, rep: rep, names: map[int]string{}, offsetIDs: map[int]bool{}, filter: map[int]uint64{},
 		pubs: map[string]*Publisher{}, state: map[string]sourceState{}}
 	if err := r.loadCheckpoint(ck, math.MaxUint64); err != nil {
 		return rep, fmt.Errorf("engine: restore from checkpoint %d: %w", ck.ID, err)

@@ -87,6 +87,7 @@ type shard struct {
 	scopeHash   []uint64      // per input: its publisher's dedup scope hash (dedup keys)
 	capture     []*Publisher  // per input: its publisher if it is a stream's API publisher (ProcessMessage)
 	dedup       *dedupSet     // nil unless Config.DedupHorizon > 0
+	offsets     offsetDedup   // the dedup of sources whose ids are their offsets (dedup.go)
 	cut         shardCut      // checkpoint alignment (checkpoint_shard.go)
 	texts       []textAsm     // per input: the event whose text chunks are arriving
 	textOuts    int           // OutText outputs in outBuf (not counted as outputs)
@@ -351,6 +352,7 @@ func (s *shard) processBatch(src int, batch []codec.Event) int {
 	}
 	var lastSeq uint64
 	consumed, events := len(batch), 0
+	floor := s.offsetFloor(src) // nil but for a source whose ids are its offsets (dedup.go)
 	for i := range batch {
 		ev := &batch[i]
 		if ev.Kind == codec.KindWatermark && ev.Aux == detachAux {
@@ -381,7 +383,7 @@ func (s *shard) processBatch(src int, batch []codec.Event) int {
 		if ev.Kind == codec.KindWatermark {
 			ss.wm.Advance(src, ev.TsNs) // also ends a detach or Idle: the source holds the watermark again
 			s.advance(ss, ev.Seq)
-		} else if s.dedup != nil && ev.IDHash != 0 && s.dedup.seen(dedupKey(s.scopeHash[src], ev.IDHash)) {
+		} else if s.dedup != nil && (floor != nil && seqDuplicate(floor, ev.Seq) || floor == nil && s.idDuplicate(src, ev)) {
 			s.deadLetterOnce(ev, codec.ReasonDuplicate)
 			if capt != nil && ev.Seq == capt.seq {
 				capt.add(s, nil, codec.ReasonDuplicate)

@@ -300,6 +300,12 @@ func (e *Engine) startStream(cfg StreamConfig, dynamic bool) error {
 // NewStreamPublisher returns a Publisher of stream id for one producing
 // goroutine, named "<id>:<name>" (just name for the first stream).
 func (e *Engine) NewStreamPublisher(id StreamID, name string) (*Publisher, error) {
+	return e.NewStreamPublisherWith(id, name, PublisherOptions{})
+}
+
+// NewStreamPublisherWith is NewStreamPublisher for a source with the given
+// properties (PublisherOptions).
+func (e *Engine) NewStreamPublisherWith(id StreamID, name string, opts PublisherOptions) (*Publisher, error) {
 	st, err := e.lookup(id)
 	if err != nil {
 		return nil, err
@@ -310,7 +316,7 @@ func (e *Engine) NewStreamPublisher(id StreamID, name string) (*Publisher, error
 	if st.idx != 0 {
 		name = string(st.id) + ":" + name
 	}
-	return e.newPublisher(name, false)
+	return e.newPublisherWith(name, false, false, opts)
 }
 
 // PauseStream stops the stream's intake: each of its Publishers blocks at

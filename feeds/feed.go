@@ -50,6 +50,18 @@ type SourceIdler interface {
 	Idle() error
 }
 
+// OffsetIDPublishers is implemented by Publishers (the engine's) that can
+// de-duplicate a source by its offsets, at no cost per message.
+// NewOffsetIDPublisher is NewPublisher for a feed whose message ids are its
+// offsets: it sets every event's Seq, strictly increasing, and a message it
+// sends again carries the Seq it had, so a resent message is one whose Seq
+// is not above the largest already processed (engine.PublisherOptions.
+// OffsetIDs). A feed for which that is not exactly true (two messages with
+// one id, one message under two offsets) uses NewPublisher.
+type OffsetIDPublishers interface {
+	NewOffsetIDPublisher(name string) (Publisher, error)
+}
+
 // Publishers hands out Publishers, one per producing goroutine.
 type Publishers interface {
 	// NewPublisher returns a Publisher for one goroutine of the feed. A

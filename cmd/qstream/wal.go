@@ -517,9 +517,11 @@ func (d *durable) close(stderr io.Writer) {
 
 // durableSynthetic runs the synthetic market as a resumable source: it
 // starts after the offset recovery reports (less --resend), numbers its
-// events by offset (Seq, and the message id hashed into IDHash for dedup),
-// makes them visible at fixed offsets, and acknowledges every --ack-every
-// messages once they are durable.
+// events by offset (Seq, and the message id, the offset's decimal, hashed
+// into IDHash for output keys), makes them visible at fixed offsets, and
+// acknowledges every --ack-every messages once they are durable. Its ids
+// are its offsets, so its Publisher says so (feeds.OffsetIDPublishers): the
+// engine drops the resent events by Seq, not by looking their ids up.
 type durableSynthetic struct {
 	syn  *feeds.Synthetic
 	from uint64
@@ -534,7 +536,13 @@ func (d *durableSynthetic) Run(ctx context.Context, pubs feeds.Publishers) error
 	if err := d.syn.Intern(pubs.Symbols()); err != nil {
 		return err
 	}
-	pub, err := pubs.NewPublisher(d.syn.Name())
+	var pub feeds.Publisher
+	var err error
+	if op, ok := pubs.(feeds.OffsetIDPublishers); ok {
+		pub, err = op.NewOffsetIDPublisher(d.syn.Name())
+	} else {
+		pub, err = pubs.NewPublisher(d.syn.Name())
+	}
 	if err != nil {
 		return err
 	}
@@ -551,7 +559,13 @@ func (d *durableSynthetic) Run(ctx context.Context, pubs feeds.Publishers) error
 		defer tick.Stop()
 	}
 	var owed float64
-	var idBuf, ackBuf []byte
+	var ackBuf []byte
+	var ids codec.DecimalIDHasher // HashID of the decimal offset, one multiply per event
+	claims, ok := pub.(batchClaimer)
+	if !ok {
+		claims = &publishClaimer{pub: pub}
+	}
+	seq := ev.Seq // the last offset filled
 	for {
 		if tick != nil {
 			select {
@@ -565,22 +579,39 @@ func (d *durableSynthetic) Run(ctx context.Context, pubs feeds.Publishers) error
 		} else if ctx.Err() != nil {
 			return pub.Flush()
 		}
-		for j := 0; j < perTick; j++ {
-			if !d.syn.Fill(&ev) {
-				return d.finish(ctx, pub, ev.Seq, &ackBuf)
+		// The events are filled in batches that end where an event is
+		// followed by a flush or an acknowledgement (fixed offsets), and
+		// published with one call (one lock of a durable Publisher).
+		for j := 0; j < perTick; {
+			n := min(perTick-j, int(flushEvery-seq%flushEvery))
+			if d.f.ackEvery > 0 {
+				n = min(n, int(d.f.ackEvery-seq%d.f.ackEvery))
 			}
-			idBuf = strconv.AppendUint(idBuf[:0], ev.Seq, 10)
-			ev.IDHash = codec.HashID(idBuf)
-			if err := pub.Publish(&ev); err != nil {
+			evs, err := claims.ClaimBatch(n)
+			if err != nil {
 				return err
 			}
-			if ev.Seq%flushEvery == 0 {
+			k := 0
+			for ; k < len(evs) && d.syn.Fill(&evs[k]); k++ {
+				evs[k].IDHash = ids.Hash(evs[k].Seq)
+			}
+			if k > 0 {
+				seq = evs[k-1].Seq
+			}
+			if err := claims.CommitBatch(k); err != nil {
+				return err
+			}
+			if k < len(evs) {
+				return d.finish(ctx, pub, seq, &ackBuf)
+			}
+			j += k
+			if seq%flushEvery == 0 {
 				if err := pub.Flush(); err != nil {
 					return err
 				}
 			}
-			if d.f.ackEvery > 0 && ev.Seq%d.f.ackEvery == 0 {
-				if err := d.ack(ctx, pub, ev.Seq, &ackBuf); err != nil {
+			if d.f.ackEvery > 0 && seq%d.f.ackEvery == 0 {
+				if err := d.ack(ctx, pub, seq, &ackBuf); err != nil {
 					return err
 				}
 			}
@@ -591,6 +622,33 @@ func (d *durableSynthetic) Run(ctx context.Context, pubs feeds.Publishers) error
 			}
 		}
 	}
+}
+
+// batchClaimer is the engine's Publisher as a feed fills events in place
+// and publishes them together (engine.Publisher.ClaimBatch, CommitBatch).
+type batchClaimer interface {
+	ClaimBatch(n int) ([]codec.Event, error)
+	CommitBatch(k int) error
+}
+
+// publishClaimer is a batchClaimer over Publish, for a Publisher that is
+// not the engine's.
+type publishClaimer struct {
+	pub feeds.Publisher
+	evs [256]codec.Event
+}
+
+func (c *publishClaimer) ClaimBatch(n int) ([]codec.Event, error) {
+	return c.evs[:min(max(n, 1), len(c.evs))], nil
+}
+
+func (c *publishClaimer) CommitBatch(k int) error {
+	for i := range c.evs[:k] {
+		if err := c.pub.Publish(&c.evs[i]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ack waits until everything published is durable, then records offset as

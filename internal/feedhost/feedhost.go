@@ -27,12 +27,21 @@ func New(e *engine.Engine) *Publishers { return &Publishers{E: e} }
 
 // NewPublisher implements feeds.Publishers.
 func (p *Publishers) NewPublisher(name string) (feeds.Publisher, error) {
+	return p.newPublisher(name, engine.PublisherOptions{})
+}
+
+// NewOffsetIDPublisher implements feeds.OffsetIDPublishers.
+func (p *Publishers) NewOffsetIDPublisher(name string) (feeds.Publisher, error) {
+	return p.newPublisher(name, engine.PublisherOptions{OffsetIDs: true})
+}
+
+func (p *Publishers) newPublisher(name string, opts engine.PublisherOptions) (feeds.Publisher, error) {
 	var pub *engine.Publisher
 	var err error
 	if p.Stream == "" {
-		pub, err = p.E.NewPublisher(name)
+		pub, err = p.E.NewPublisherWith(name, opts)
 	} else {
-		pub, err = p.E.NewStreamPublisher(p.Stream, name)
+		pub, err = p.E.NewStreamPublisherWith(p.Stream, name, opts)
 	}
 	if err != nil {
 		return nil, err
