@@ -57,6 +57,21 @@ func (c *countProc) OnEvent(ev *codec.Event, _ int64, dst []ops.Output) ([]ops.O
 	return dst, codec.ReasonNone
 }
 
+// OnEvents is OnEvent for a run (BatchProcessor): the shard's path in the
+// benchmark.
+func (c *countProc) OnEvents(evs []codec.Event, _ int64, dst []ops.Output) ([]ops.Output, int, codec.Reason) {
+	n, sum := c.n, c.sum
+	for i := range evs {
+		sum += evs[i].Seq + uint64(evs[i].Symbol)
+	}
+	n += uint64(len(evs))
+	c.n, c.sum = n, sum
+	if n >= c.want && n-uint64(len(evs)) < c.want {
+		close(c.done)
+	}
+	return dst, len(evs), codec.ReasonNone
+}
+
 func (c *countProc) OnWatermark(int64, uint64, []ops.Output) []ops.Output { return nil }
 
 // fillTick writes what codec.Parser writes for a compact JSON trade.
