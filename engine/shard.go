@@ -455,24 +455,15 @@ func (s *shard) processBatch(src int, batch []codec.Event) int {
 // KindWatermark event: watermark, cut, idle, detach), a text chunk or an
 // event with text (and none starts while the input's text is open), an
 // event the dedup set looks at and the event a ProcessMessage capture waits
-// for. One pass over the batch, its state in registers.
+// for. One pass over the batch.
 func (s *shard) plainRun(src int, capt *captureReq, evs []codec.Event) int {
 	if src < len(s.texts) && s.texts[src].open {
 		return 0
 	}
-	// The dedup condition of the per-event path, hoisted: an event with
-	// dedupOn && ev.IDHash != 0 goes to the dedup set.
-	dedupOn := s.dedup != nil
-	var capSeq uint64
-	capOn := capt != nil
-	if capOn {
-		capSeq = capt.seq
-	}
 	n := 0
 	for n < len(evs) {
 		ev := &evs[n]
-		if ev.Kind == codec.KindWatermark || ev.Kind == codec.KindText || ev.TextLen != 0 ||
-			dedupOn && ev.IDHash != 0 || capOn && ev.Seq == capSeq {
+		if ev.Kind == codec.KindWatermark || ev.Kind == codec.KindText || s.endsRun(ev, capt) {
 			break
 		}
 		// The stretch of events of ev's kind and ingest stamp: counted
@@ -480,9 +471,7 @@ func (s *shard) plainRun(src int, capt *captureReq, evs []codec.Event) int {
 		kind, in := ev.Kind, ev.IngestNs
 		i := n + 1
 		for ; i < len(evs); i++ {
-			e := &evs[i]
-			if e.Kind != kind || e.IngestNs != in || e.TextLen != 0 ||
-				dedupOn && e.IDHash != 0 || capOn && e.Seq == capSeq {
+			if e := &evs[i]; e.Kind != kind || e.IngestNs != in || s.endsRun(e, capt) {
 				break
 			}
 		}
@@ -493,6 +482,19 @@ func (s *shard) plainRun(src int, capt *captureReq, evs []codec.Event) int {
 		n = i
 	}
 	return n
+}
+
+// endsRun reports whether ev, not a marker or a chunk, needs the per-event
+// path all the same: it has text, the dedup set looks at it, or a
+// ProcessMessage capture waits for it.
+func (s *shard) endsRun(ev *codec.Event, capt *captureReq) bool {
+	return ev.TextLen != 0 || s.needsDedup(ev) || capt != nil && ev.Seq == capt.seq
+}
+
+// needsDedup is the dedup condition of processBatch's per-event path, but
+// the lookup: whether the dedup set looks at ev.
+func (s *shard) needsDedup(ev *codec.Event) bool {
+	return s.dedup != nil && ev.IDHash != 0
 }
 
 // processRun gives a run of plain events (plainRun) to the stream's
