@@ -41,7 +41,10 @@ func BenchmarkEngineHandOff(b *testing.B) {
 const handOffBatch = 64
 
 // countProc counts the events a shard gives it and closes done when the
-// count reaches want. It produces no outputs. Owned by the shard goroutine.
+// count reaches want. It produces no outputs. It is a BatchProcessor: the
+// shard hands it each run of plain events in one OnEvents call (every path
+// of the benchmark; OnEvent only for events that end a run). Owned by the
+// shard goroutine.
 type countProc struct {
 	n, want uint64
 	sum     uint64 // Seq + Symbol of every event: both cache lines read
