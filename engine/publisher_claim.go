@@ -178,7 +178,7 @@ func (p *Publisher) commitInPlace(evs []codec.Event) int {
 		p.readClock()
 	}
 	// What stamp and account do for each event (publisher.go: keep in
-	// step; TestClaimMatchesPublish holds them to it), with the
+	// step; TestCommitInPlaceStampsAsPublish holds them to it), with the
 	// Publisher's fields in registers: through p, every store into an
 	// event would reload them.
 	nowNs, src := p.nowNs, uint16(p.id)
