@@ -63,6 +63,31 @@ type Processor interface {
 	OnWatermark(watermarkNs int64, seq uint64, dst []ops.Output) []ops.Output
 }
 
+// BatchProcessor is a Processor that takes a run of plain events in one
+// call: one interface call per run instead of one per event (BENCHMARKS.md,
+// issue 12). The shard finds the runs with one scan of each batch it polls;
+// a run is a stretch of consecutive events of one input that the shard
+// would give OnEvent one by one at the same watermark with nothing of its
+// own in between. It ends before a watermark, cut, idle or detach marker, a
+// text chunk or an event with text, an event the dedup set has to look at
+// (one with a message id, when Config.DedupHorizon > 0) and the event a
+// ProcessMessage call waits for; those go through the per-event path.
+// *ops.Pipeline implements it.
+type BatchProcessor interface {
+	Processor
+	// OnEvents processes evs in order exactly as OnEvent would one at a
+	// time, at watermarkNs, and appends their outputs to dst in the same
+	// order. It returns after the first event it rejects and otherwise
+	// after the last one; it may also return early, after any event, and
+	// must once len(dst) >= cap(dst)-ops.OutputHeadroom (the shard flushes
+	// its buffer and calls again with the rest). n is how many events it
+	// processed, at least 1 when evs is not empty; reason is ReasonNone or
+	// the rejection of evs[n-1], which the shard sends to the dead letters
+	// as it does OnEvent's. The slice aliases the ring and is valid only
+	// during the call.
+	OnEvents(evs []codec.Event, watermarkNs int64, dst []ops.Output) (out []ops.Output, n int, reason codec.Reason)
+}
+
 // TextProcessor is a Processor that takes events with text (news articles,
 // signal, system and custom events; see codec/text.go). The shard gathers
 // an event's KindText chunks and calls OnText once with the whole text

@@ -57,15 +57,25 @@ func (r *latencyRecorder) recordBatch(st Stage, nowNs int64, ingestNs []int64) {
 			n++
 		}
 		ingestNs = ingestNs[n:]
-		d := nowNs - in
-		if d < latencyMinNs {
-			d = latencyMinNs
-		} else if d > latencyMaxNs {
-			d = latencyMaxNs
-		}
-		_ = h.RecordValues(d, int64(n))
+		_ = h.RecordValues(latencyClamp(nowNs-in), int64(n))
 	}
 	r.mu.Unlock()
+}
+
+// recordRuns is recordBatch for runs of equal stamps (a shard's batchBuf).
+// It does not allocate.
+func (r *latencyRecorder) recordRuns(st Stage, nowNs int64, runs []stampRun) {
+	r.mu.Lock()
+	h := r.h[st]
+	for _, run := range runs {
+		_ = h.RecordValues(latencyClamp(nowNs-run.ingestNs), run.n)
+	}
+	r.mu.Unlock()
+}
+
+// latencyClamp bounds a latency to what the histograms hold.
+func latencyClamp(d int64) int64 {
+	return min(max(d, latencyMinNs), latencyMaxNs)
 }
 
 // mergeInto adds this recorder's histograms to dst and, if reset, clears

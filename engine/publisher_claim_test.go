@@ -421,3 +421,74 @@ func TestClaimDoesNotAllocate(t *testing.T) {
 		t.Fatalf("claim+commit+flush of 256 events allocated %.1f times per batch", allocs)
 	}
 }
+
+// TestCommitInPlaceStampsAsPublish: commitInPlace, which does what stamp
+// and account do with the Publisher's fields in registers, leaves the
+// events and the Publisher's counters exactly as stamp and account
+// (Publish's path) do: offsets given and left to the Publisher, out of
+// order, ingest stamps given and not, a stale FlagPrimary, text chunks
+// (not counted as published).
+func TestCommitInPlaceStampsAsPublish(t *testing.T) {
+	te := newTestEngine(t, Config{Shards: 1})
+	internSymbols(t, te.Engine, 4)
+	inPlace, err := te.NewPublisher("in-place")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := te.NewPublisher("reference")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(5, 5))
+	evs := make([]codec.Event, 200)
+	for i := range evs {
+		ev := codec.Event{Kind: codec.KindTrade, Symbol: codec.Symbol(1 + i%4), TsNs: 1000 + rng.Int64N(500), Price: 1}
+		if rng.IntN(3) == 0 {
+			ev.Seq = uint64(rng.IntN(400)) // given, out of order at times
+		}
+		if rng.IntN(4) == 0 {
+			ev.IngestNs = 77
+		}
+		if rng.IntN(5) == 0 {
+			ev.Flags |= codec.FlagPrimary
+		}
+		if rng.IntN(6) == 0 {
+			ev.Kind = codec.KindText
+		}
+		evs[i] = ev
+	}
+	const nowNs = 12345
+	inPlace.nowNs, ref.nowNs = nowNs, nowNs
+	for i := 0; i < len(evs); {
+		batch, err := inPlace.ClaimBatch(1 + rng.IntN(50))
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := copy(batch, evs[i:])
+		if err := inPlace.CommitBatch(k); err != nil {
+			t.Fatal(err)
+		}
+		i += k
+	}
+	got := inPlace.claim[0][:inPlace.fill[0]] // written, not yet visible (under publishBatchMax)
+	if len(got) != len(evs) {
+		t.Fatalf("%d events in the claim, want %d", len(got), len(evs))
+	}
+	for i := range evs {
+		want := evs[i]
+		ref.stamp(&want)
+		ref.account(&want)
+		g := got[i]
+		if g.Source != uint16(inPlace.id) || want.Source != uint16(ref.id) {
+			t.Fatalf("event %d: sources %d and %d", i, g.Source, want.Source)
+		}
+		g.Source, want.Source = 0, 0
+		if g != want {
+			t.Fatalf("event %d: got %+v, want %+v", i, g, want)
+		}
+	}
+	if inPlace.maxTsNs != ref.maxTsNs || inPlace.maxSeq != ref.maxSeq || inPlace.lastSeq != ref.lastSeq || inPlace.pubPending != ref.pubPending {
+		t.Fatalf("counters: got maxTs %d maxSeq %d lastSeq %d pending %d, want %d %d %d %d",
+			inPlace.maxTsNs, inPlace.maxSeq, inPlace.lastSeq, inPlace.pubPending, ref.maxTsNs, ref.maxSeq, ref.lastSeq, ref.pubPending)
+	}
+}

@@ -76,7 +76,7 @@ type shard struct {
 	kinds    [codec.KindCount]uint64 // this batch's counts, added to byKind at its end
 	outputs  atomic.Uint64
 	dead     atomic.Uint64
-	batchBuf []int64 // ingest stamps of the batch being processed
+	batchBuf []stampRun // ingest stamps of the batch being processed, runs of equal ones
 	ready    func() bool
 
 	ptNextNs    int64         // when to call the processing-time triggers next (monotonic ns)
@@ -99,6 +99,7 @@ type shard struct {
 type shardStream struct {
 	idx      int
 	proc     Processor
+	batch    BatchProcessor          // the processor, if it takes runs of events
 	keyed    SourceKeyedProcessor    // the processor, if its output keys name the source
 	textProc TextProcessor           // the processor, if it takes text
 	ptProc   ProcessingTimeProcessor // the processor, if it has processing-time triggers and ProcessingTimeTick > 0
@@ -124,6 +125,7 @@ func newShardStream(e *Engine, idx int, proc Processor) *shardStream {
 	// Publishers send their watermarks with the out-of-orderness applied.
 	ss.wm = ops.NewWatermarkTracker(e.cfg.MaxProducers, 0, int64(e.cfg.IdleTimeout))
 	ss.keyed, _ = proc.(SourceKeyedProcessor)
+	ss.batch, _ = proc.(BatchProcessor)
 	ss.textProc, _ = proc.(TextProcessor)
 	if pt, ok := proc.(ProcessingTimeProcessor); ok && e.cfg.ProcessingTimeTick > 0 {
 		ss.ptProc = pt
@@ -169,7 +171,7 @@ func newShard(e *Engine, id int, proc Processor, outWaiter *ring.Waiter) (*shard
 		waiter:      ring.NewWaiter(e.cfg.Wait),
 		outBuf:      make([]ops.Output, 0, outBufCap),
 		lat:         newLatencyRecorder(),
-		batchBuf:    make([]int64, 0, pollBatchMax),
+		batchBuf:    make([]stampRun, 0, pollBatchMax),
 		waitTimeout: idleCheckEvery,
 	}
 	s.addStream(newShardStream(e, 0, proc))
@@ -338,7 +340,9 @@ func (s *shard) inputsDrained() bool {
 // processBatch runs the processor over one batch from one source and pushes
 // the outputs. The clock is read once per batch for the latency record. It
 // stops after a checkpoint's cut event and returns how many events it
-// consumed.
+// consumed. A BatchProcessor gets each run of plain events (plainRun) in
+// one call; the other events, and every event of another Processor, go
+// through the per-event path below.
 func (s *shard) processBatch(src int, batch []codec.Event) int {
 	s.batchBuf = s.batchBuf[:0]
 	ss := s.strs[s.inStream[src]]
@@ -353,7 +357,16 @@ func (s *shard) processBatch(src int, batch []codec.Event) int {
 	var lastSeq uint64
 	consumed, events := len(batch), 0
 	floor := s.offsetFloor(src) // nil but for a source whose ids are its offsets (dedup.go)
-	for i := range batch {
+	for i := 0; i < len(batch); i++ {
+		if ss.batch != nil {
+			if k := s.plainRun(src, capt, floor, batch[i:]); k > 0 {
+				s.processRun(ss, batch[i:i+k])
+				events += k
+				i += k - 1
+				lastSeq = batch[i].Seq
+				continue
+			}
+		}
 		ev := &batch[i]
 		if ev.Kind == codec.KindWatermark && ev.Aux == detachAux {
 			s.onDetach(ss, src, ev.Seq)
@@ -409,11 +422,11 @@ func (s *shard) processBatch(src int, batch []codec.Event) int {
 				capt.add(s, s.outBuf[first:], reason)
 			}
 			if ev.IngestNs != 0 {
-				s.batchBuf = append(s.batchBuf, ev.IngestNs)
+				s.addStamps(ev.IngestNs, 1)
 			}
 		}
 		lastSeq = ev.Seq
-		if len(s.outBuf) >= outBufCap-ops.MaxValues*8 {
+		if len(s.outBuf) >= outBufCap-ops.OutputHeadroom {
 			s.flushOutputs()
 		}
 	}
@@ -431,9 +444,109 @@ func (s *shard) processBatch(src int, batch []codec.Event) int {
 		s.progress.Store(lastSeq)
 	}
 	if len(s.batchBuf) > 0 {
-		s.lat.recordBatch(stageShard, clock.MonoNs(), s.batchBuf)
+		s.lat.recordRuns(stageShard, clock.MonoNs(), s.batchBuf)
 	}
 	return consumed
+}
+
+// plainRun returns how many leading events of evs, from input src, form a
+// run for the stream's BatchProcessor: events the per-event path of
+// processBatch would hand to OnEvent one after the other, with nothing of
+// its own in between but what plainRun does for them here (the kinds
+// counters and the ingest stamps). A run ends before a marker (every
+// KindWatermark event: watermark, cut, idle, detach), a text chunk or an
+// event with text (and none starts while the input's text is open), an
+// event the dedup set looks at and the event a ProcessMessage capture waits
+// for. One pass over the batch.
+func (s *shard) plainRun(src int, capt *captureReq, floor *uint64, evs []codec.Event) int {
+	if src < len(s.texts) && s.texts[src].open {
+		return 0
+	}
+	n := 0
+	for n < len(evs) {
+		ev := &evs[n]
+		if ev.Kind == codec.KindWatermark || ev.Kind == codec.KindText || s.endsRun(ev, capt, floor) {
+			break
+		}
+		// The stretch of events of ev's kind and ingest stamp: counted
+		// once, in a loop without calls or stores.
+		kind, in := ev.Kind, ev.IngestNs
+		i := n + 1
+		for ; i < len(evs); i++ {
+			if e := &evs[i]; e.Kind != kind || e.IngestNs != in || s.endsRun(e, capt, floor) {
+				break
+			}
+		}
+		s.kinds[kind%codec.Kind(codec.KindCount)] += uint64(i - n)
+		if in != 0 {
+			s.addStamps(in, int64(i-n))
+		}
+		n = i
+	}
+	return n
+}
+
+// endsRun reports whether ev, not a marker or a chunk, needs the per-event
+// path all the same: it has text, a ProcessMessage capture waits for it, or
+// it is a duplicate or may be one. floor is offsetFloor's for the batch: for
+// a source whose ids are its offsets the check is the per-event path's
+// (seqDuplicate), done here: a duplicate ends the run (the per-event path
+// finds it again and dead-letters it), any other event moves the floor past
+// itself and stays in the run. Side effects only when it returns false, and
+// plainRun asks once per event it takes. For other sources, an event the
+// dedup set looks at ends the run.
+func (s *shard) endsRun(ev *codec.Event, capt *captureReq, floor *uint64) bool {
+	if ev.TextLen != 0 || capt != nil && ev.Seq == capt.seq {
+		return true
+	}
+	if floor != nil {
+		return seqDuplicate(floor, ev.Seq)
+	}
+	return s.needsDedup(ev)
+}
+
+// needsDedup is the dedup condition of processBatch's per-event path for a
+// source whose ids are not its offsets, but the lookup: whether the dedup
+// set looks at ev.
+func (s *shard) needsDedup(ev *codec.Event) bool {
+	return s.dedup != nil && ev.IDHash != 0
+}
+
+// processRun gives a run of plain events (plainRun) to the stream's
+// BatchProcessor, sending each rejected event to the dead letters right
+// after the call that rejected it and flushing the output buffer when it
+// fills, as the per-event path does.
+func (s *shard) processRun(ss *shardStream, run []codec.Event) {
+	for len(run) > 0 {
+		out, n, reason := ss.batch.OnEvents(run, ss.wmNs, s.outBuf)
+		s.outBuf = out
+		if n < 1 || n > len(run) {
+			panic(fmt.Sprintf("engine: OnEvents took %d of %d events", n, len(run)))
+		}
+		if reason != codec.ReasonNone {
+			s.deadLetterOnce(&run[n-1], reason)
+		}
+		run = run[n:]
+		if len(s.outBuf) >= outBufCap-ops.OutputHeadroom {
+			s.flushOutputs()
+		}
+	}
+}
+
+// stampRun is a run of n events with one ingest stamp (a Publisher stamps
+// its events once per batch).
+type stampRun struct {
+	ingestNs int64
+	n        int64
+}
+
+// addStamps adds n events' ingest stamp in to the batch's (batchBuf).
+func (s *shard) addStamps(in, n int64) {
+	if k := len(s.batchBuf); k > 0 && s.batchBuf[k-1].ingestNs == in {
+		s.batchBuf[k-1].n += n
+		return
+	}
+	s.batchBuf = append(s.batchBuf, stampRun{ingestNs: in, n: n})
 }
 
 // capProgress lowers seq below the Seq of any event whose text is still

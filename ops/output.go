@@ -52,6 +52,13 @@ func (t Timing) String() string {
 // MaxValues bounds the per-output value vector (indicators per stream).
 const MaxValues = 16
 
+// OutputHeadroom is how much free capacity a batch of events (Pipeline.OnEvents)
+// leaves in its output slice before it returns for its caller to drain the
+// slice: a caller that preallocates its buffer and drains it whenever fewer
+// than this many outputs fit does not make it grow (what one event rarely
+// exceeds).
+const OutputHeadroom = MaxValues * 8
+
 // Output is one operator result. It is fixed-size and pointer-free so that
 // output rings carry it by value; NaN in a value means null (warm-up, an
 // empty window).

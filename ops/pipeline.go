@@ -225,6 +225,24 @@ func (p *Pipeline) OnEvent(ev *codec.Event, watermarkNs int64, dst []Output) ([]
 	return p.onEvent(ev, watermarkNs, dst)
 }
 
+// OnEvents is OnEvent for a run of events (the engine's BatchProcessor: one
+// call per run instead of an interface call per event): it runs evs
+// through the operators in order at watermarkNs and appends their outputs
+// to dst. It returns after the first event whose OnEvent returned a reason
+// other than ReasonNone, after an event that leaves fewer than
+// OutputHeadroom outputs of free capacity in dst (the caller drains dst
+// and calls again with the rest), or after the last event; n is how many
+// events it took, reason that of evs[n-1].
+func (p *Pipeline) OnEvents(evs []codec.Event, watermarkNs int64, dst []Output) (out []Output, n int, reason codec.Reason) {
+	for i := range evs {
+		dst, reason = p.OnEvent(&evs[i], watermarkNs, dst)
+		if reason != codec.ReasonNone || len(dst) >= cap(dst)-OutputHeadroom {
+			return dst, i + 1, reason
+		}
+	}
+	return dst, len(evs), codec.ReasonNone
+}
+
 // onEvent is OnEvent after the stream's filter and transform.
 func (p *Pipeline) onEvent(ev *codec.Event, watermarkNs int64, dst []Output) ([]Output, codec.Reason) {
 	switch ev.Kind {
