@@ -145,3 +145,42 @@ func TestInlineDeliveryThroughFullOutputRing(t *testing.T) {
 		}
 	}
 }
+
+// TestOrderedWatermarkOutputsInShardOrder: in ordered mode the outputs of a
+// watermark carry the Seq of the last event before it, on every shard, so
+// they must come out in shard order after that event's output. A shard that
+// processed the events of a flush before its watermark was in the ring
+// reported progress up to that Seq before the watermark's output existed,
+// and another shard's output of that Seq went first. The flush (and Close)
+// now publish each ring's events and watermark at once. Many small flushes
+// with fast wake-ups (futex park) made it show.
+func TestOrderedWatermarkOutputsInShardOrder(t *testing.T) {
+	for round := 0; round < 5; round++ {
+		te := newTestEngine(t, Config{Shards: 3, Wait: ring.Park, Ordered: true})
+		p, _ := te.NewPublisher("p")
+		te.Start()
+		const n = 600
+		for i := 1; i <= n; i++ {
+			ev := trade(uint64(i), codec.Symbol(1+i%5), int64(i)*1000)
+			if err := p.Publish(&ev); err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Flush(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		p.Close()
+		stop(t, te.Engine)
+		outs := te.out.all()
+		for i := 1; i < len(outs); i++ {
+			a, b := outs[i-1], outs[i]
+			if b.Seq < a.Seq || (b.Seq == a.Seq && b.Op < a.Op) {
+				t.Fatalf("round %d: output %d (seq %d, shard %d, kind %d) after (seq %d, shard %d, kind %d)",
+					round, i, b.Seq, b.Op, b.Kind, a.Seq, a.Op, a.Kind)
+			}
+		}
+		if want := n + 3*n + 3; len(outs) < n+3 || len(outs) > want {
+			t.Fatalf("round %d: %d outputs, want between %d and %d", round, len(outs), n+3, want)
+		}
+	}
+}
