@@ -389,7 +389,8 @@ func (p *Publisher) flush() error {
 		wm := p.maxTsNs - p.ooNs
 		// An idle source that published again rejoins with its
 		// watermark, moved or not (never behind what it sent).
-		rejoin := p.idle && p.published.Load() > p.idleAt
+		// (pubPending: this flush's events, counted at commitRings below)
+		rejoin := p.idle && p.published.Load()+p.pubPending > p.idleAt
 		if rejoin {
 			wm = max(wm, p.sentWmNs)
 		}

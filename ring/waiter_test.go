@@ -200,7 +200,7 @@ func TestWaiterSingleSleeper(t *testing.T) {
 // TestParkSleepsInsteadOfSpinning: a Park Waiter whose condition stays false
 // evaluates it ParkSpinChecks times, plus a few re-checks around each sleep,
 // and then sleeps until the timeout: its bounded spin gives up and it parks
-// (on Linux in the kernel, on a futex). An unbounded spin would evaluate the
+// (on a channel, or on a futex with -tags qstream_futex). An unbounded spin would evaluate the
 // condition millions of times in 20 ms.
 func TestParkSleepsInsteadOfSpinning(t *testing.T) {
 	w := NewWaiter(Park)
@@ -216,10 +216,10 @@ func TestParkSleepsInsteadOfSpinning(t *testing.T) {
 	}
 }
 
-// TestWakeReachesSleeperInKernel: a sleeper parked with no timeout is woken
+// TestWakeReachesParkedSleeper: a sleeper parked with no timeout is woken
 // by Wake from another goroutine, many times in a row, and each Wake
-// clears the sleeping word (the futex word on Linux) it found set.
-func TestWakeReachesSleeperInKernel(t *testing.T) {
+// clears the sleeping word (the futex word of the futex park) it found set.
+func TestWakeReachesParkedSleeper(t *testing.T) {
 	w := NewWaiter(Park)
 	var turn atomic.Int64
 	done := make(chan bool)
