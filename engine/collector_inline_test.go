@@ -152,8 +152,10 @@ func TestInlineDeliveryThroughFullOutputRing(t *testing.T) {
 // processed the events of a flush before its watermark was in the ring
 // reported progress up to that Seq before the watermark's output existed,
 // and another shard's output of that Seq went first. The flush (and Close)
-// now publish each ring's events and watermark at once. Many small flushes
-// with fast wake-ups (futex park) made it show.
+// now publish each ring's events and watermark at once. (The race needs a
+// shard to poll between the two publishes; cmd/qstream's
+// TestReplayParseThreads showed it in 1 run in 4 with the futex park, and
+// this test checks the same order over many small flushes.)
 func TestOrderedWatermarkOutputsInShardOrder(t *testing.T) {
 	for round := 0; round < 5; round++ {
 		te := newTestEngine(t, Config{Shards: 3, Wait: ring.Park, Ordered: true})
