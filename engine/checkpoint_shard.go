@@ -125,9 +125,9 @@ func (s *shard) completeCut() {
 	}
 	if r.alignOutputs {
 		if s.cut.outEmpty == nil {
-			s.cut.outEmpty = func() bool { return s.out.Len() == 0 }
+			s.cut.outEmpty = s.outDelivered
 		}
-		for s.out.Len() > 0 {
+		for !s.outDelivered() {
 			s.waiter.Wait(s.cut.outEmpty, time.Millisecond)
 		}
 	}
@@ -138,4 +138,16 @@ func (s *shard) completeCut() {
 	s.cut.done = r.epoch
 	s.cut.req = nil
 	clear(s.cut.got)
+}
+
+// outDelivered reports whether every output the shard pushed has been
+// handed to the output: its ring is empty and no collection step is under
+// way. An empty ring alone is not enough: a step (of the collector
+// goroutine or of another shard delivering inline) releases what it polled
+// before its handler has taken it, and a sink mark taken then would leave
+// those outputs after the mark while the checkpoint holds their effects.
+// A step that starts after the ring was seen empty finds nothing of this
+// shard's, which holds still until the mark is taken.
+func (s *shard) outDelivered() bool {
+	return s.out.Len() == 0 && s.e.collector.role.Load() == 0
 }

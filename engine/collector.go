@@ -43,6 +43,19 @@ type collector struct {
 	// shard taken from until the group is complete.
 	stage [][]ops.Output
 	open  int
+
+	// Ordered mode's per-shard scratch: progress read before polling, and
+	// whether a shard showed a head.
+	prog    []uint64
+	hasHead []bool
+
+	// role is 1 while a goroutine takes a collection step: the collector
+	// goroutine, or a shard delivering its own outputs when it has no input
+	// pending (collectIdle). Everything above is owned by the role's holder;
+	// the CompareAndSwap that takes it and the Store that gives it back
+	// order one holder's work before the next's.
+	role        atomic.Uint32
+	inlineSteps atomic.Uint64 // steps taken by shards (tests, tuning)
 }
 
 func newCollector(e *Engine, w *ring.Waiter) *collector {
@@ -55,9 +68,19 @@ func newCollector(e *Engine, w *ring.Waiter) *collector {
 		done:   make(chan struct{}),
 		stage:  make([][]ops.Output, len(e.shards)),
 		open:   -1,
+
+		prog:    make([]uint64, len(e.shards)),
+		hasHead: make([]bool, len(e.shards)),
 	}
-	c.ready = c.anyReady
+	c.ready = c.runnable
 	return c
+}
+
+// runnable is the collector goroutine's wait condition: there is something
+// to take and no shard is taking it. A shard that gives the role back with
+// outputs left wakes the collector (collectIdle).
+func (c *collector) runnable() bool {
+	return c.role.Load() == 0 && c.anyReady()
 }
 
 func (c *collector) anyReady() bool {
@@ -72,11 +95,7 @@ func (c *collector) anyReady() bool {
 func (c *collector) start() {
 	go func() {
 		defer close(c.done)
-		if c.e.cfg.Ordered {
-			c.runOrdered()
-		} else {
-			c.runUnordered()
-		}
+		c.run()
 	}()
 }
 
@@ -91,97 +110,140 @@ func (c *collector) allDrained() bool {
 	return true
 }
 
-func (c *collector) runUnordered() {
+// run is the collector goroutine: it takes collection steps until every
+// shard's rings are drained, and sleeps while there is nothing to take or a
+// shard is taking it (see collectIdle).
+func (c *collector) run() {
+	timeout := idleCheckEvery
+	if c.e.cfg.Ordered {
+		timeout = time.Millisecond // a shard's progress moves without a wake-up
+	}
 	for {
-		n := c.drainDeadLetters()
-		for i, s := range c.e.shards {
-			batch := s.out.Poll(collectBatchMax)
-			if len(batch) == 0 {
+		if c.role.CompareAndSwap(0, 1) {
+			n := c.step()
+			drained := n == 0 && c.allDrained()
+			c.role.Store(0)
+			if drained {
+				return
+			}
+			if n > 0 {
 				continue
 			}
-			c.deliverGroups(i, batch)
-			s.out.Release(len(batch))
-			n += len(batch)
 		}
-		if n > 0 {
-			continue
-		}
-		if c.allDrained() {
-			return
-		}
-		c.waiter.Wait(c.ready, idleCheckEvery)
+		c.waiter.Wait(c.ready, timeout)
 	}
 }
 
-func (c *collector) runOrdered() {
-	shards := c.e.shards
-	prog := make([]uint64, len(shards))
-	hasHead := make([]bool, len(shards))
-	for {
-		c.drainDeadLetters()
-		for j, s := range shards {
-			prog[j] = s.progress.Load()
-		}
-		moved := false
-		for {
-			// Find the smallest head by (Seq, shard), remembering which
-			// shards showed no head at all.
-			best, bestSeq := -1, uint64(math.MaxUint64)
-			for j, s := range shards {
-				h := s.out.Poll(1)
-				hasHead[j] = len(h) > 0
-				if hasHead[j] && (best < 0 || h[0].Seq < bestSeq) {
-					best, bestSeq = j, h[0].Seq
-				}
-			}
-			if c.open >= 0 {
-				// The rest of a group: its shard pushes it before it
-				// moves on, so wait for nothing else.
-				if !hasHead[c.open] {
-					break
-				}
-				best, bestSeq = c.open, shards[c.open].out.Poll(1)[0].Seq
-			}
-			if best < 0 {
-				break
-			}
-			ok := true
-			for j := range shards {
-				if c.open < 0 && j != best && !hasHead[j] && prog[j] < bestSeq {
-					ok = false // shard j may still produce outputs with Seq ≤ bestSeq
-					break
-				}
-			}
-			if !ok {
-				break
-			}
-			// Take the run of outputs from the best shard with this Seq.
-			s := shards[best]
-			h := s.out.Poll(collectBatchMax - len(c.buf))
-			k := 0
-			for k < len(h) && h[k].Seq == bestSeq {
-				k++
-			}
-			c.buf = append(c.buf, h[:k]...)
-			s.out.Release(k)
-			moved = true
-			c.open = -1
-			if g := ops.CompleteGroups(c.buf); g < len(c.buf) {
-				c.open = best
-			}
-			if len(c.buf) == collectBatchMax {
-				c.deliverBuf()
-			}
-		}
-		c.deliverBuf()
-		if moved {
-			continue
-		}
-		if c.allDrained() {
+// step takes what the rings hold and delivers it, once round, and returns
+// how many outputs and dead letters it moved (in ordered mode: whether it
+// moved any). The caller holds the role.
+func (c *collector) step() int {
+	if c.e.cfg.Ordered {
+		return c.stepOrdered()
+	}
+	return c.stepUnordered()
+}
+
+// collectIdle is called by a shard that has pushed outputs (PublishQuiet)
+// and has no more input pending: nothing more is coming soon, so they are
+// delivered now. If no one holds the role the shard takes one collection
+// step itself, on its own thread: no hand-off to the collector goroutine
+// and its wake-up (a context switch on a machine with a CPU to spare at
+// most). Otherwise, or if outputs are left after the step, it wakes the
+// collector goroutine, which holds the role or will take it.
+//
+// A shard with input pending calls collectBusy instead: the collector
+// goroutine delivers while the shard processes the next batch.
+func (c *collector) collectIdle() {
+	if c.role.CompareAndSwap(0, 1) {
+		c.step()
+		c.role.Store(0)
+		c.inlineSteps.Add(1)
+		if !c.anyReady() {
 			return
 		}
-		c.waiter.Wait(c.ready, time.Millisecond)
 	}
+	c.waiter.Wake()
+}
+
+// collectBusy wakes the collector goroutine for outputs a shard pushed
+// with PublishQuiet.
+func (c *collector) collectBusy() { c.waiter.Wake() }
+
+func (c *collector) stepUnordered() int {
+	n := c.drainDeadLetters()
+	for i, s := range c.e.shards {
+		batch := s.out.Poll(collectBatchMax)
+		if len(batch) == 0 {
+			continue
+		}
+		c.deliverGroups(i, batch)
+		s.out.Release(len(batch))
+		n += len(batch)
+	}
+	return n
+}
+
+func (c *collector) stepOrdered() int {
+	shards := c.e.shards
+	prog, hasHead := c.prog, c.hasHead
+	c.drainDeadLetters()
+	for j, s := range shards {
+		prog[j] = s.progress.Load()
+	}
+	moved := 0
+	for {
+		// Find the smallest head by (Seq, shard), remembering which
+		// shards showed no head at all.
+		best, bestSeq := -1, uint64(math.MaxUint64)
+		for j, s := range shards {
+			h := s.out.Poll(1)
+			hasHead[j] = len(h) > 0
+			if hasHead[j] && (best < 0 || h[0].Seq < bestSeq) {
+				best, bestSeq = j, h[0].Seq
+			}
+		}
+		if c.open >= 0 {
+			// The rest of a group: its shard pushes it before it
+			// moves on, so wait for nothing else.
+			if !hasHead[c.open] {
+				break
+			}
+			best, bestSeq = c.open, shards[c.open].out.Poll(1)[0].Seq
+		}
+		if best < 0 {
+			break
+		}
+		ok := true
+		for j := range shards {
+			if c.open < 0 && j != best && !hasHead[j] && prog[j] < bestSeq {
+				ok = false // shard j may still produce outputs with Seq ≤ bestSeq
+				break
+			}
+		}
+		if !ok {
+			break
+		}
+		// Take the run of outputs from the best shard with this Seq.
+		s := shards[best]
+		h := s.out.Poll(collectBatchMax - len(c.buf))
+		k := 0
+		for k < len(h) && h[k].Seq == bestSeq {
+			k++
+		}
+		c.buf = append(c.buf, h[:k]...)
+		s.out.Release(k)
+		moved += k
+		c.open = -1
+		if g := ops.CompleteGroups(c.buf); g < len(c.buf) {
+			c.open = best
+		}
+		if len(c.buf) == collectBatchMax {
+			c.deliverBuf()
+		}
+	}
+	c.deliverBuf()
+	return moved
 }
 
 // deliverBuf delivers the whole groups in c.buf and keeps the rest.

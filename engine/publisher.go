@@ -399,8 +399,9 @@ func (p *Publisher) flush() error {
 	if p.closed {
 		return ErrStopped
 	}
-	p.commitRings()
-	if p.walErr != nil {
+	// The events' WAL batch goes before the watermark's record; if it
+	// fails the events stay invisible (commitRings).
+	if p.flushWAL() != nil {
 		return p.walErr
 	}
 	defer p.committedSeq.Store(p.lastSeq) // after the watermark (commitRings)
@@ -408,22 +409,56 @@ func (p *Publisher) flush() error {
 		wm := p.maxTsNs - p.ooNs
 		// An idle source that published again rejoins with its
 		// watermark, moved or not (never behind what it sent).
-		rejoin := p.idle && p.published.Load() > p.idleAt
+		// (pubPending: this flush's events, counted at commitRings below)
+		rejoin := p.idle && p.published.Load()+p.pubPending > p.idleAt
 		if rejoin {
 			wm = max(wm, p.sentWmNs)
 		}
 		if wm > p.sentWmNs || rejoin {
 			if err := p.logWatermark(wm); err != nil {
+				p.commitRings()
 				return err
 			}
-			p.broadcastWatermark(wm)
+			// Written behind the events in the same claims, and made
+			// visible with them by one Publish per ring: a shard woken by
+			// the events finds the watermark with them, rather than
+			// finishing a batch that ends with event Seq N (its progress
+			// N, for the ordered collector) before the watermark with Seq
+			// N, whose window outputs then come after that progress.
+			p.putWatermark(wm)
 			p.maxTsPub.Store(p.maxTsNs)
 			p.idle = false
 		}
 	}
+	p.commitRings()
 	p.nowNs = 0
 	p.lastActiveNs.Store(clock.MonoNs())
 	return nil
+}
+
+// putWatermark writes watermark wm into every shard's claim, behind the
+// events written there, for the next commitRings to publish.
+func (p *Publisher) putWatermark(wm int64) {
+	p.sentWmNs, p.wmHeld = wm, true
+	ev := codec.Event{Kind: codec.KindWatermark, TsNs: wm, Seq: p.lastSeq, Source: uint16(p.id)}
+	for s, r := range p.rings {
+		if p.fill[s] < len(p.claim[s]) {
+			p.claim[s][p.fill[s]] = ev
+			p.fill[s]++
+			continue
+		}
+		p.commit(s)
+		if c := r.Claim(publishBatchMax); len(c) > 0 {
+			c[0] = ev
+			p.claim[s], p.fill[s] = c, 1
+			continue
+		}
+		// Full: what is written becomes visible before the wait (as in
+		// reclaim), but the committed Seq stays behind until the
+		// watermark is in every ring (see commitRings).
+		p.commitRings()
+		r.Put(&ev) // a closed ring drops it: nobody reads it any more
+	}
 }
 
 func (p *Publisher) broadcastWatermark(wm int64) {
@@ -551,8 +586,15 @@ func (p *Publisher) Close() error {
 	if p.closed {
 		return nil
 	}
-	p.commitRings() // committedSeq goes to MaxUint64 after the watermark, below
-	p.broadcastWatermark(math.MaxInt64)
+	// The end-of-source watermark goes into the rings with the last
+	// events, in one Publish per ring (see putWatermark in flush);
+	// committedSeq goes to MaxUint64 after it, below.
+	if p.flushWAL() == nil {
+		p.putWatermark(math.MaxInt64)
+		p.commitRings()
+	} else {
+		p.broadcastWatermark(math.MaxInt64) // the events stay invisible (commitRings)
+	}
 	p.closed = true
 	p.ended.Store(true)
 	for _, r := range p.rings {

@@ -78,6 +78,11 @@ type shard struct {
 	dead     atomic.Uint64
 	batchBuf []stampRun // ingest stamps of the batch being processed, runs of equal ones
 	ready    func() bool
+	// inBatch is true while processBatch runs (its input not released);
+	// outAge counts the loop rounds since outputs were pushed without
+	// being delivered (deliverOutputs), 0 when there are none.
+	inBatch bool
+	outAge  int
 
 	ptNextNs    int64         // when to call the processing-time triggers next (monotonic ns)
 	waitTimeout time.Duration // longest sleep of an idle shard
@@ -246,6 +251,7 @@ func (s *shard) run() {
 			s.runControl()
 		}
 		if s.e.paused.Load() && !s.e.stopping.Load() {
+			s.deliverNow()
 			s.e.waitForResume(&s.ctlFlag)
 			if s.ctlFlag.Load() {
 				continue // run the control functions, then wait again
@@ -272,6 +278,7 @@ func (s *shard) run() {
 					batchStartNs = now
 				}
 				if left := time.Duration(batchStartNs + int64(s.e.cfg.BatchTimeout) - now); left > 0 {
+					s.deliverNow()
 					s.waiter.Wait(s.ready, left)
 					continue
 				}
@@ -287,10 +294,13 @@ func (s *shard) run() {
 			if len(batch) == 0 {
 				continue
 			}
+			s.inBatch = true
 			k := s.processBatch(src, batch)
+			s.inBatch = false
 			r.Release(k)
 			n += k
 		}
+		s.deliverOutputs()
 		if s.e.cut != nil {
 			s.checkCut()
 		}
@@ -312,6 +322,7 @@ func (s *shard) run() {
 		if s.e.cfg.IdleTimeout > 0 {
 			s.checkIdle()
 		}
+		s.deliverNow()
 		s.waiter.Wait(s.ready, s.waitTimeout)
 	}
 }
@@ -652,9 +663,16 @@ func (s *shard) deadLetter(ev *codec.Event, reason codec.Reason) {
 }
 
 // flushOutputs moves the output buffer into the output ring, waiting while
-// it is full (block policy: backpressure reaches the inputs).
+// it is full (block policy: backpressure reaches the inputs), and has them
+// delivered: by the shard itself when none of its inputs holds more events
+// (smart batching: nothing more is coming soon, so waking the collector
+// goroutine would only add a hand-off to the outputs' latency), by the
+// collector goroutine, woken, while more input is pending.
 func (s *shard) flushOutputs() {
 	if len(s.outBuf) == 0 {
+		if !s.inBatch {
+			s.deliverNow() // what the last batches pushed, before a wait
+		}
 		return
 	}
 	n := uint64(len(s.outBuf) - s.textOuts)
@@ -666,17 +684,75 @@ func (s *shard) flushOutputs() {
 			s.outBuf[i].Stream = idx
 		}
 	}
+	c := s.e.collector
+	n0 := len(s.outBuf)
 	rest := s.outBuf
 	for len(rest) > 0 {
-		dst := s.out.ClaimWait(len(rest))
+		dst := s.out.Claim(len(rest))
 		if len(dst) == 0 {
-			break // output ring closed: only at shutdown
+			// Full: what was published quietly must be taken first.
+			c.collectIdle()
+			if dst = s.out.ClaimWait(len(rest)); len(dst) == 0 {
+				break // output ring closed: only at shutdown
+			}
 		}
 		k := copy(dst, rest)
-		s.out.Publish(k)
+		s.out.PublishQuiet(k)
 		rest = rest[k:]
 	}
 	s.outBuf = s.outBuf[:0]
+	if s.inBatch && n0 < outBufCap/2 {
+		// The end of a batch (or a switch of stream in it): the loop
+		// decides once the batch is released (deliverOutputs).
+		s.outAge = max(s.outAge, 1)
+		return
+	}
+	s.outAge = 1
+	s.deliverNow()
+}
+
+// deliverOutputs runs at the end of each round of the shard loop and has
+// the outputs pushed since the last delivery delivered: at once by the
+// shard itself if no input holds more events; if some do, after one more
+// round (an event or watermark that arrived while the last batch was
+// processed: its outputs go with these), and by the collector goroutine,
+// woken, if input is still pending then: under sustained load the collector
+// delivers while the shard processes. The delay is bounded by one round
+// (at most pollBatchMax events per input).
+func (s *shard) deliverOutputs() {
+	if s.outAge == 0 {
+		return
+	}
+	if s.outAge >= 2 || !s.inputsPending() {
+		s.deliverNow()
+		return
+	}
+	s.outAge++
+}
+
+// deliverNow has the outputs pushed so far delivered now: by the shard if
+// no input is pending and no one else is collecting, otherwise by the
+// collector goroutine. Called before the shard waits for anything.
+func (s *shard) deliverNow() {
+	if s.outAge == 0 {
+		return
+	}
+	s.outAge = 0
+	if s.inputsPending() {
+		s.e.collector.collectBusy()
+	} else {
+		s.e.collector.collectIdle()
+	}
+}
+
+// inputsPending reports whether any input ring holds events.
+func (s *shard) inputsPending() bool {
+	for _, r := range s.inputs {
+		if r.Len() > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // finish runs at shutdown: the end of every source is +∞, so every open

@@ -43,8 +43,8 @@ var (
 // sides at once. At 1e9 values a second a uint64 wraps after 584 years, so
 // indices never wrap in practice.
 //
-// Producer side (one goroutine): Claim, ClaimWait, Publish, Offer, Put,
-// Close. Claim(n) returns up to n contiguous free slots — fewer at the end of
+// Producer side (one goroutine): Claim, ClaimWait, Publish, PublishQuiet,
+// Offer, Put, Close. Claim(n) returns up to n contiguous free slots — fewer at the end of
 // the buffer or when nearly full — for the producer to fill in place;
 // Publish(k) then hands the first k of them to the consumer by advancing
 // tail. Offer and Put copy a single value.
@@ -248,6 +248,23 @@ func (r *SPSC[T]) claimable() bool {
 // and wakes the consumer Waiter if it sleeps. 0 <= k <= len(claimed slice)
 // (checked in invariants builds); the rest of the claim is dropped.
 func (r *SPSC[T]) Publish(k int) {
+	if r.publish(k) {
+		r.consumer.Wake()
+	}
+}
+
+// PublishQuiet is Publish without the wake-up: for a producer that will
+// consume what it published itself or else call WakeConsumer (a shard that
+// delivers its own outputs when the collector is idle). A consumer asleep
+// in PollWait stays asleep until then.
+func (r *SPSC[T]) PublishQuiet(k int) { r.publish(k) }
+
+// WakeConsumer wakes the consumer Waiter if it sleeps; it costs one atomic
+// load if not. Safe from any goroutine.
+func (r *SPSC[T]) WakeConsumer() { r.consumer.Wake() }
+
+// publish advances tail by k and reports whether it did (k > 0).
+func (r *SPSC[T]) publish(k int) bool {
 	if invariants.Enabled {
 		if k < 0 || k > r.claimed {
 			invariants.Failf("ring: Publish(%d) with %d slots claimed", k, r.claimed)
@@ -255,11 +272,11 @@ func (r *SPSC[T]) Publish(k int) {
 		r.claimed = 0
 	}
 	if k <= 0 {
-		return
+		return false
 	}
 	r.ptail += uint64(k)
 	r.tail.Store(r.ptail)
-	r.consumer.Wake()
+	return true
 }
 
 // Offer copies *v into the ring and publishes it, or returns false at once

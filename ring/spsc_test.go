@@ -353,3 +353,38 @@ func mustViolate(t *testing.T, what string, f func()) {
 	}()
 	f()
 }
+
+// TestPublishQuietDoesNotWake: PublishQuiet makes values visible to the
+// consumer but leaves a sleeping consumer asleep (its sleeping word set, as
+// a parked consumer's would be); WakeConsumer wakes it, as Publish does.
+func TestPublishQuietDoesNotWake(t *testing.T) {
+	cons := NewWaiter(Park)
+	r, err := New[int](8, cons, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons.sleeping.Store(1) // stands for a consumer parked in PollWait
+	s := r.Claim(2)
+	s[0], s[1] = 1, 2
+	r.PublishQuiet(2)
+	if r.Len() != 2 {
+		t.Fatalf("Len after PublishQuiet(2) = %d", r.Len())
+	}
+	if cons.sleeping.Load() != 1 {
+		t.Fatal("PublishQuiet woke the consumer")
+	}
+	r.WakeConsumer()
+	if cons.sleeping.Load() != 0 {
+		t.Fatal("WakeConsumer did not wake the consumer")
+	}
+	cons.sleeping.Store(1)
+	s = r.Claim(1)
+	s[0] = 3
+	r.Publish(1)
+	if cons.sleeping.Load() != 0 {
+		t.Fatal("Publish did not wake the consumer")
+	}
+	if got := r.Poll(8); len(got) != 3 || got[0] != 1 || got[2] != 3 {
+		t.Fatalf("Poll = %v", got)
+	}
+}

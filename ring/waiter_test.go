@@ -97,8 +97,8 @@ func TestWakeWithoutSleeperLeavesNoToken(t *testing.T) {
 	for range 3 {
 		w.Wake()
 	}
-	if len(w.wake) != 0 || w.sleeping.Load() != 0 {
-		t.Fatalf("Wake with nobody sleeping left a token (%d) or flag (%d)", len(w.wake), w.sleeping.Load())
+	if w.pendingWake() || w.sleeping.Load() != 0 {
+		t.Fatalf("Wake with nobody sleeping left a token (%v) or flag (%d)", w.pendingWake(), w.sleeping.Load())
 	}
 	if w.Wait(func() bool { return false }, time.Millisecond) {
 		t.Fatal("Wait(never) = true")
@@ -194,5 +194,45 @@ func TestWaiterSingleSleeper(t *testing.T) {
 	w.Wake()
 	if !<-done {
 		t.Fatal("first waiter returned false")
+	}
+}
+
+// TestParkSleepsInsteadOfSpinning: a Park Waiter whose condition stays false
+// evaluates it ParkSpinChecks times, plus a few re-checks around each sleep,
+// and then sleeps until the timeout: its bounded spin gives up and it parks
+// (on a channel, or on a futex with -tags qstream_futex). An unbounded spin would evaluate the
+// condition millions of times in 20 ms.
+func TestParkSleepsInsteadOfSpinning(t *testing.T) {
+	w := NewWaiter(Park)
+	calls := 0
+	never := func() bool { calls++; return false }
+	if w.Wait(never, 20*time.Millisecond) {
+		t.Fatal("Wait(never) = true")
+	}
+	// Each sleep costs two evaluations (before and after it); a sleep may
+	// end early (a signal), so allow a few.
+	if max := 1 + ParkSpinChecks + 2*10; calls > max || w.Sleeps() == 0 {
+		t.Fatalf("condition evaluated %d times (want at most %d), %d sleeps (want some)", calls, max, w.Sleeps())
+	}
+}
+
+// TestWakeReachesParkedSleeper: a sleeper parked with no timeout is woken
+// by Wake from another goroutine, many times in a row, and each Wake
+// clears the sleeping word (the futex word of the futex park) it found set.
+func TestWakeReachesParkedSleeper(t *testing.T) {
+	w := NewWaiter(Park)
+	var turn atomic.Int64
+	done := make(chan bool)
+	for i := int64(1); i <= 50; i++ {
+		go func() { done <- w.Wait(func() bool { return turn.Load() >= i }, 0) }()
+		waitSleeping(t, w)
+		turn.Store(i)
+		w.Wake()
+		if w.sleeping.Load() != 0 {
+			t.Fatalf("round %d: Wake left the sleeping word set", i)
+		}
+		if !<-done {
+			t.Fatalf("round %d: Wait without a timeout returned false", i)
+		}
 	}
 }
