@@ -40,6 +40,25 @@ var jsonFuzzSeeds = []string{
 	`{"type":"trade","symbol":"A\u0000","ts":1,"price":1,"volume":1}`,
 	"{\"type\":\"news\",\"id\":\"n\",\"ts\":1,\"headline\":\"\xed\xa0\x80\",\"symbols\":[\"\x01\"]}",
 	"{\"message_id\":\"m\xfe\",\"timestamp\":1,\"payload\":{\"MarketData\":{\"symbol\":\"\u00e9\",\"price\":1,\"volume\":1}}}",
+	// The plain trade (ParseJSON's shortcut, plainTrade) and its near misses.
+	`{"type":"trade","symbol":"S042","ts":1700000000000500000,"price":100.25,"volume":2}`,
+	`{"volume":2.5,"price":0.0001,"ts":0,"symbol":"S1","type":"trade"}`,
+	`{"type":"trade","symbol":"S042","ts":1,"price":0,"volume":2}`,
+	`{"type":"trade","symbol":"S042","ts":1,"price":-3.5,"volume":2}`,
+	`{"type":"trade","symbol":"S042","ts":1,"price":3,"volume":-2}`,
+	`{"type":"trade","symbol":"S042","ts":1,"price":3,"volume":-0}`,
+	`{"type":"trade","symbol":"","ts":1,"price":3,"volume":2}`,
+	"{\"type\":\"trade\",\"symbol\":\"S\x01\",\"ts\":1,\"price\":3,\"volume\":-2}",
+	`{"type":"trade","symbol":"S042","ts":-1,"price":3,"volume":2}`,
+	`{"type":"trade","symbol":"S042","ts":1.5,"price":3,"volume":2}`,
+	`{"type":"trade","symbol":"S042","ts":99999999999999999999,"price":3,"volume":2}`,
+	`{"type":"trade","symbol":"S042","ts":1,"price":1e2,"volume":2}`,
+	`{"type":"trade","symbol":"S042","ts":1,"price":"3","volume":2}`,
+	`{"type":"trade","symbol":"S042","ts":"1","price":3,"volume":2}`,
+	`{"type":"trade","symbol":"S042","ts":1,"price":3,"volume":2,"bid":null}`,
+	`{"type":"quote","symbol":"S042","ts":1,"price":3,"volume":2}`,
+	`{"type":"trade","symbol":7,"ts":1,"price":3,"volume":2}`,
+	`{"type":"trade","symbol":"S042","ts":1,"price":3,"volume":2,"volume":3}`,
 }
 
 func FuzzParseJSON(f *testing.F) {
@@ -213,5 +232,51 @@ func TestParseJSONFlatPath(t *testing.T) {
 		ev := Event{Seq: 5, IngestNs: 6}
 		err := fast.ParseJSON(m, &ev)
 		jsonSamePaths(t, m, fast, ref, &ev, err)
+	}
+}
+
+// TestParseJSONPlainTrade checks which messages take ParseJSON's plain
+// trade shortcut (plainTrade) and that each gives the event or the error of
+// the general path.
+func TestParseJSONPlainTrade(t *testing.T) {
+	tab := NewSymbolTable(0)
+	fast := NewParser(ParserOptions{Symbols: tab, Source: 3})
+	ref := NewParser(ParserOptions{Symbols: tab, Source: 3})
+	ref.noFlat = true
+	for _, tc := range []struct {
+		msg   string
+		plain bool
+	}{
+		{`{"type":"trade","symbol":"S042","ts":1700000000000500000,"price":100.25,"volume":2}`, true},
+		{` { "volume" : 0 , "price":1e-3,"ts":0,"symbol":"A","type":"trade"} `, false}, // an exponent: ParseDecimal reads it
+		{`{"volume":0,"price":0.001,"ts":0,"symbol":"A","type":"trade"}`, true},
+		{`{"type":"trade","symbol":"S042","ts":1,"price":0,"volume":2}`, true},    // rejected: price
+		{`{"type":"trade","symbol":"S042","ts":1,"price":3,"volume":-2}`, true},   // rejected: volume
+		{`{"type":"trade","symbol":"","ts":1,"price":3,"volume":2}`, true},        // rejected: symbol
+		{`{"type":"trade","symbol":"S042","ts":1,"price":"3","volume":2}`, false}, // a string price
+		{`{"type":"trade","symbol":"S042","ts":-1,"price":3,"volume":2}`, false},  // ts not an integer ParseTimestamp takes whole
+		{`{"type":"trade","symbol":"S042","ts":1,"price":3,"volume":2,"bid":null}`, false},
+		{`{"type":"trade","symbol":"S042","ts":1,"price":3,"volume":2,"id":"x"}`, false},
+		{`{"type":"quote","symbol":"S042","ts":1,"price":3,"volume":2}`, false},
+		{`{"type":"trade","symbol":7,"ts":1,"price":3,"volume":2}`, false},
+		{`{"type":"trade","symbol":"S042","ts":1,"price":3}`, false},
+	} {
+		msg := []byte(tc.msg)
+		if !fast.scanFlat(msg, &fast.top) {
+			if tc.plain {
+				t.Fatalf("%s: not flat", tc.msg)
+			}
+		} else if got := fast.top.seen == jsonPlainTradeKeys && jsonPlainTrade(&fast.top); got != tc.plain {
+			t.Errorf("%s: plain trade %v, want %v", tc.msg, got, tc.plain)
+		}
+		ev := Event{Seq: 5, IngestNs: 6}
+		err := fast.ParseJSON(msg, &ev)
+		jsonSamePaths(t, msg, fast, ref, &ev, err)
+		if ev.Seq != 5 || ev.IngestNs != 6 {
+			t.Fatalf("%s: Seq/IngestNs changed: %+v", tc.msg, ev)
+		}
+		if err == nil && (ev.Source != 3 || ev.Kind != KindTrade) {
+			t.Fatalf("%s: %+v", tc.msg, ev)
+		}
 	}
 }
