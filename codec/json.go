@@ -123,7 +123,7 @@ func (p *Parser) ParseJSON(msg []byte, ev *Event) error {
 	}
 	p.tmp = p.tmp[:0]
 	f := &p.top
-	if p.noFlat || !p.scanFlat(msg, f) {
+	if p.noFlat || !p.scanShape(msg, f) && !p.scanFlatLearn(msg, f) {
 		// The general path: anything the flat scanner does not take
 		// (nesting, escapes, malformed input) goes through fastjson.
 		v, err := p.jp.ParseBytes(msg)

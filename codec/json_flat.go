@@ -74,6 +74,7 @@ func (p *Parser) scanFlat(msg []byte, f *jsonFields) bool {
 		}
 
 		// Value.
+		start := i
 		var t fastjson.Type
 		var raw []byte
 		var num jsonNum
@@ -110,6 +111,7 @@ func (p *Parser) scanFlat(msg []byte, f *jsonFields) bool {
 				f.vals[id].num = num
 			}
 		}
+		p.flatSeen.value(k, id, t, start, i)
 
 		i = jsonSkipWS(msg, i)
 		if i >= len(msg) {
@@ -124,6 +126,175 @@ func (p *Parser) scanFlat(msg []byte, f *jsonFields) bool {
 			return false
 		}
 	}
+}
+
+// scanFlatLearn is scanFlat, and when it takes the message, learnShape.
+func (p *Parser) scanFlatLearn(msg []byte, f *jsonFields) bool {
+	p.flatSeen.n = 0
+	if !p.scanFlat(msg, f) {
+		return false
+	}
+	p.learnShape(msg, f)
+	return true
+}
+
+// A message of a feed usually has the bytes of the one before it between
+// its values: the same keys in the same order with the same spacing, only
+// the values differ. scanShape checks those bytes (a literal: up to sixteen
+// of them in two eight-byte compares) instead of scanning keys, spaces,
+// colons and commas one at a time.
+
+// jsonShapeMax bounds the values of a shape and jsonShapeBytes its
+// literals; longer messages are scanned by scanFlat alone.
+const (
+	jsonShapeMax   = 16
+	jsonShapeBytes = 512
+)
+
+// jsonShape is the layout of a flat message: before each value a literal
+// (for a string value it ends with the opening quote), the value's key and
+// kind, and a literal after the last value up to the end of the message.
+// Every key is a known and distinct one, every value a string or a number.
+type jsonShape struct {
+	n    int // values; 0: no shape
+	vals [jsonShapeMax]struct {
+		lit jsonLit
+		id  jsonKey
+		str bool // a string; else a number
+	}
+	tail jsonLit
+	buf  [jsonShapeBytes]byte // the literals' bytes
+}
+
+// jsonLit is a run of bytes of jsonShape.buf, with its first sixteen bytes
+// as two little-endian words and the masks of the bytes it has in them.
+type jsonLit struct {
+	off, n      uint16
+	w0, w1      uint64
+	m0, m1      uint64
+	shortEnough bool // n <= 16: the words are the whole literal
+}
+
+func (l *jsonLit) set(buf []byte, off int, lit []byte) {
+	copy(buf[off:], lit)
+	*l = jsonLit{off: uint16(off), n: uint16(len(lit)), shortEnough: len(lit) <= 16}
+	for i, c := range lit[:min(len(lit), 16)] {
+		if i < 8 {
+			l.w0 |= uint64(c) << (8 * i)
+			l.m0 |= 0xff << (8 * i)
+		} else {
+			l.w1 |= uint64(c) << (8 * (i - 8))
+			l.m1 |= 0xff << (8 * (i - 8))
+		}
+	}
+}
+
+// match reports whether msg[i:] starts with the literal.
+func (l *jsonLit) match(msg []byte, i int, buf *[jsonShapeBytes]byte) bool {
+	if l.shortEnough && i+16 <= len(msg) {
+		return (binary.LittleEndian.Uint64(msg[i:])^l.w0)&l.m0|(binary.LittleEndian.Uint64(msg[i+8:])^l.w1)&l.m1 == 0
+	}
+	n := int(l.n)
+	return len(msg)-i >= n && string(msg[i:i+n]) == string(buf[l.off:int(l.off)+n])
+}
+
+// jsonFlatSeen is what scanFlat saw of each value: its key, its type and
+// where its token starts and ends (a string's quotes included). n is -1
+// once a value that a shape cannot hold has been seen.
+type jsonFlatSeen struct {
+	n    int
+	vals [jsonShapeMax]struct {
+		start, end int
+		id         jsonKey
+		t          fastjson.Type
+	}
+}
+
+// value records the k-th value (0-based) of the message scanFlat reads.
+func (s *jsonFlatSeen) value(k int, id jsonKey, t fastjson.Type, start, end int) {
+	if s.n != k || k >= jsonShapeMax || id == jkNone || t != fastjson.TypeString && t != fastjson.TypeNumber {
+		s.n = -1
+		return
+	}
+	v := &s.vals[k]
+	v.start, v.end, v.id, v.t = start, end, id, t
+	s.n++
+}
+
+// learnShape makes msg, which scanFlat has just taken into f, the shape
+// scanShape tries first, if a shape can hold it; else there is none.
+func (p *Parser) learnShape(msg []byte, f *jsonFields) {
+	sh, seen := &p.shape, &p.flatSeen
+	sh.n = 0
+	if seen.n <= 0 || f.dup != jkNone {
+		return
+	}
+	off, prev := 0, 0
+	for k := range seen.n {
+		v := &seen.vals[k]
+		lit := v.start
+		if v.t == fastjson.TypeString {
+			lit++ // the opening quote
+		}
+		if off+lit-prev > jsonShapeBytes {
+			return
+		}
+		sh.vals[k].lit.set(sh.buf[:], off, msg[prev:lit])
+		sh.vals[k].id, sh.vals[k].str = v.id, v.t == fastjson.TypeString
+		off += lit - prev
+		prev = v.end
+	}
+	if off+len(msg)-prev > jsonShapeBytes {
+		return
+	}
+	sh.tail.set(sh.buf[:], off, msg[prev:])
+	sh.n = seen.n
+}
+
+// scanShape is scanFlat for a message laid out as the last one it learnt
+// (learnShape): it compares the literals and scans only the values, each
+// as scanFlat scans a value of its kind, so it fills f exactly as scanFlat
+// would. It returns false (f then holds partial results) for a message of
+// another layout, which scanFlat then reads.
+func (p *Parser) scanShape(msg []byte, f *jsonFields) bool {
+	sh := &p.shape
+	if sh.n == 0 {
+		return false
+	}
+	f.reset()
+	i := 0
+	for k := range sh.n {
+		v := &sh.vals[k]
+		if !v.lit.match(msg, i, &sh.buf) {
+			return false
+		}
+		i += int(v.lit.n)
+		bit := uint64(1) << v.id
+		f.seen |= bit
+		f.present |= bit
+		if v.str {
+			raw, next, ok := jsonFlatValue(msg, i)
+			if !ok {
+				return false
+			}
+			f.vals[v.id] = jsonVal{raw: raw, t: fastjson.TypeString}
+			i = next
+			continue
+		}
+		if i >= len(msg) {
+			return false
+		}
+		if c := msg[i]; c != '-' && (c < '0' || c > '9') {
+			return false
+		}
+		j, num := jsonScanNumber(msg, i)
+		if j == i+1 && msg[i] == '-' {
+			return false // a bare sign, as scanFlat
+		}
+		f.vals[v.id] = jsonVal{raw: msg[i:j], t: fastjson.TypeNumber, num: num}
+		i = j
+	}
+	return sh.tail.match(msg, i, &sh.buf) && len(msg)-i == int(sh.tail.n)
 }
 
 // jsonKeyWords holds, for each key of at most seven bytes, the key and its

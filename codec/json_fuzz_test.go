@@ -280,3 +280,57 @@ func TestParseJSONPlainTrade(t *testing.T) {
 		}
 	}
 }
+
+// TestParseJSONShape: after a flat message, a message with the same bytes
+// between its values is read by scanShape, and every message, whatever its
+// layout, gives what the fastjson path gives and fills the field table as
+// scanFlat alone does.
+func TestParseJSONShape(t *testing.T) {
+	const learnt = ` {"type":"trade", "symbol":"S042","ts":1700000000000500000,"price":100.25,"volume":2,"id":"t-1"}`
+	for _, tc := range []struct {
+		msg   string
+		shape bool
+	}{
+		{` {"type":"trade", "symbol":"S7","ts":1,"price":0.5,"volume":2000,"id":"t-1234567"}`, true},
+		{` {"type":"quote", "symbol":"","ts":-5,"price":1e3,"volume":1.5.5,"id":""}`, true},      // values of any content
+		{` {"type":"trade", "symbol":"S7","ts":1,"price":0.5,"volume":2000,"id":"t-1"} `, false}, // a longer tail
+		{` {"type":"trade", "symbol":"S7","ts":1,"price":0.5,"volume":2000,"id":"t-1"`, false},   // no tail
+		{` {"type":"trade", "symbol":"S7","ts":1,"price":0.5,"volume":2000,"id":"t-1"}x`, false},
+		{`{"type":"trade", "symbol":"S7","ts":1,"price":0.5,"volume":2000,"id":"t-1"}`, false},    // no leading space
+		{` {"type":"trade","symbol":"S7","ts":1,"price":0.5,"volume":2000,"id":"t-1"}`, false},    // one space less
+		{` {"type":"trade", "symbol":"S\"7","ts":1,"price":0.5,"volume":2000,"id":"t-1"}`, false}, // an escape
+		{` {"type":"trade", "symbol":"S7","ts":"1","price":0.5,"volume":2000,"id":"t-1"}`, false}, // a string for a number
+		{` {"type":"trade", "symbol":"S7","ts":-,"price":0.5,"volume":2000,"id":"t-1"}`, false},   // a bare sign
+		{` {"type":"trade", "symbol":"S7","ts":1,"price":null,"volume":2000,"id":"t-1"}`, false},
+		{` {"type":"trade", "symbol":"S7","ts":1,"price":0.5,"volume":2000,"id":"t-1","x":1}`, false}, // one more key
+		{` {"type":"trade", "symbol":"S7","ts":1,"price":0.5,"volume":2000}`, false},                  // one less
+		{` {"type":"trade", "symbol":"S7","ts":1,"price":0.5,"volume":2000,"ID":"t-1"}`, false},
+	} {
+		tab := NewSymbolTable(0)
+		p := NewParser(ParserOptions{Symbols: tab})
+		ref := NewParser(ParserOptions{Symbols: tab})
+		ref.noFlat = true
+		flat := NewParser(ParserOptions{Symbols: tab})
+		var ev Event
+		if err := p.ParseJSON([]byte(learnt), &ev); err != nil || p.shape.n != 6 {
+			t.Fatalf("learning %s: %v, shape of %d values", learnt, err, p.shape.n)
+		}
+		msg := []byte(tc.msg)
+		var f jsonFields
+		if got := p.scanShape(msg, &f); got != tc.shape {
+			t.Errorf("scanShape(%s) = %v, want %v", tc.msg, got, tc.shape)
+		}
+		var g jsonFields
+		if tc.shape && (!flat.scanFlat(msg, &g) || f.present != g.present || f.seen != g.seen) {
+			t.Fatalf("%s: scanShape and scanFlat disagree", tc.msg)
+		}
+		for k := range jkCount {
+			if tc.shape && g.has(k) && (string(f.vals[k].raw) != string(g.vals[k].raw) || f.vals[k].t != g.vals[k].t || f.vals[k].num != g.vals[k].num) {
+				t.Fatalf("%s: key %s: scanShape %+v, scanFlat %+v", tc.msg, jsonKeyNames[k], f.vals[k], g.vals[k])
+			}
+		}
+		ev = Event{Seq: 5, IngestNs: 6}
+		err := p.ParseJSON(msg, &ev)
+		jsonSamePaths(t, msg, p, ref, &ev, err)
+	}
+}
