@@ -189,13 +189,19 @@ func (l *jsonLit) set(buf []byte, off int, lit []byte) {
 	}
 }
 
-// match reports whether msg[i:] starts with the literal.
+// match reports whether msg[i:] starts with the literal. The word compare
+// may load bytes of msg's capacity past its length (the next line of a
+// chunk, usually): the masks leave them out.
 func (l *jsonLit) match(msg []byte, i int, buf *[jsonShapeBytes]byte) bool {
-	if l.shortEnough && i+16 <= len(msg) {
-		return (binary.LittleEndian.Uint64(msg[i:])^l.w0)&l.m0|(binary.LittleEndian.Uint64(msg[i+8:])^l.w1)&l.m1 == 0
-	}
 	n := int(l.n)
-	return len(msg)-i >= n && string(msg[i:i+n]) == string(buf[l.off:int(l.off)+n])
+	if len(msg)-i < n {
+		return false
+	}
+	if l.shortEnough && i+16 <= cap(msg) {
+		w := msg[i : i+16 : i+16]
+		return (binary.LittleEndian.Uint64(w)^l.w0)&l.m0|(binary.LittleEndian.Uint64(w[8:])^l.w1)&l.m1 == 0
+	}
+	return string(msg[i:i+n]) == string(buf[l.off:int(l.off)+n])
 }
 
 // jsonFlatSeen is what scanFlat saw of each value: its key, its type and
@@ -277,7 +283,10 @@ func (p *Parser) scanShape(msg []byte, f *jsonFields) bool {
 			if !ok {
 				return false
 			}
-			f.vals[v.id] = jsonVal{raw: raw, t: fastjson.TypeString}
+			// Field by field: a composite literal is built on the stack
+			// and copied in 16-byte moves that stall on its 8-byte stores.
+			fv := &f.vals[v.id]
+			fv.raw, fv.v, fv.t, fv.num = raw, nil, fastjson.TypeString, jsonNum{}
 			i = next
 			continue
 		}
@@ -291,7 +300,8 @@ func (p *Parser) scanShape(msg []byte, f *jsonFields) bool {
 		if j == i+1 && msg[i] == '-' {
 			return false // a bare sign, as scanFlat
 		}
-		f.vals[v.id] = jsonVal{raw: msg[i:j], t: fastjson.TypeNumber, num: num}
+		fv := &f.vals[v.id]
+		fv.raw, fv.v, fv.t, fv.num = msg[i:j], nil, fastjson.TypeNumber, num
 		i = j
 	}
 	return sh.tail.match(msg, i, &sh.buf) && len(msg)-i == int(sh.tail.n)
