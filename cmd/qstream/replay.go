@@ -58,7 +58,7 @@ func replayFlagSet(f *replayFlags, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&f.dlq, "dlq", "", "dead-letter output file (JSON Lines, one rejected record each with its reason); empty: counted and reported on stderr only")
 	fs.IntVar(&f.shards, "shards", 1, "number of shards; the output is the same for a given number of shards")
 	fs.IntVar(&f.maxSymbols, "max-symbols", 1<<16, "capacity of the symbol table; symbols beyond it are rejected as unknown_symbol")
-	fs.IntVar(&f.parseThreads, "parse-threads", runtime.GOMAXPROCS(0), "goroutines that parse JSON Lines input (one per core by default); the events reach the shards in input order, so the output is the same for any number; 1 parses on the reading goroutine")
+	fs.IntVar(&f.parseThreads, "parse-threads", runtime.GOMAXPROCS(0), "goroutines that parse JSON Lines input, the publishing one included (one per core by default); the events reach the shards in input order, so the output is the same for any number; 1 parses on the reading goroutine")
 	fs.IntVar(&f.maxLine, "max-line", feeds.DefaultMaxLine, "largest accepted line or message in bytes; longer ones are rejected as oversize")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, `Usage: qstream replay --input PATH|- [flags]
