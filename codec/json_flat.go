@@ -189,15 +189,15 @@ func (l *jsonLit) set(buf []byte, off int, lit []byte) {
 	}
 }
 
-// match reports whether msg[i:] starts with the literal. The word compare
-// may load bytes of msg's capacity past its length (the next line of a
-// chunk, usually): the masks leave them out.
+// match reports whether msg[i:] starts with the literal. It reads nothing
+// past len(msg) (a caller's buffer may be written beyond it): near the end
+// of msg it compares bytes.
 func (l *jsonLit) match(msg []byte, i int, buf *[jsonShapeBytes]byte) bool {
 	n := int(l.n)
 	if len(msg)-i < n {
 		return false
 	}
-	if l.shortEnough && i+16 <= cap(msg) {
+	if l.shortEnough && i+16 <= len(msg) {
 		w := msg[i : i+16 : i+16]
 		return (binary.LittleEndian.Uint64(w)^l.w0)&l.m0|(binary.LittleEndian.Uint64(w[8:])^l.w1)&l.m1 == 0
 	}

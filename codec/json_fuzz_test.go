@@ -321,7 +321,7 @@ func TestParseJSONShape(t *testing.T) {
 		}
 		msg := []byte(tc.msg)
 		if i := strings.Index(tc.msg, "\n"); i >= 0 {
-			msg = msg[:i] // the rest lies in its capacity (literals are compared as words)
+			msg = msg[:i] // the rest lies in its capacity, which scanShape must not read
 		}
 		var f jsonFields
 		if got := p.scanShape(msg, &f); got != tc.shape {
