@@ -590,6 +590,36 @@ func (p *parallelJSONL) parseOwn(c *parseChunk) {
 	p.owned++
 }
 
+// plainRun returns how many of the next records, at most max, are plain
+// events in a row: parsed events without text, of the chunk at hand (0 when
+// the next record is anything else or is in a chunk still to come, which
+// NextRef handles).
+func (p *parallelJSONL) plainRun(max int) int {
+	c := p.cur
+	if c == nil {
+		return 0
+	}
+	n := 0
+	for i := p.pos; n < max && i < len(c.recs); i++ {
+		if r := &c.recs[i]; r.kind != recEvent || r.to > r.from || r.ev.TextLen != 0 || r.ev.Kind == codec.KindText {
+			break
+		}
+		n++
+	}
+	return n
+}
+
+// takePlain copies the next len(dst) records, which plainRun has counted,
+// into dst (ring slots claimed by pump) and moves past them.
+func (p *parallelJSONL) takePlain(dst []codec.Event) {
+	recs := p.cur.recs[p.pos : p.pos+len(dst)]
+	for i := range dst {
+		dst[i] = recs[i].ev
+	}
+	p.pos += len(dst)
+	p.text = nil
+}
+
 func (p *parallelJSONL) record(r *parsedLine) (*codec.Event, error) {
 	c := p.cur
 	if r.kind == recEvent {
