@@ -166,40 +166,40 @@ type jsonShape struct {
 	buf  [jsonShapeBytes]byte // the literals' bytes
 }
 
-// jsonLit is a run of bytes of jsonShape.buf, with its first sixteen bytes
-// as two little-endian words and the masks of the bytes it has in them.
+// jsonLit is a run of bytes of jsonShape.buf. A literal of up to sixteen
+// bytes is also held as words: its first eight bytes (fewer when it is
+// shorter, in the low bytes of first) and, from eight bytes on, its last
+// eight, so that match compares one or two words read within the message.
 type jsonLit struct {
 	off, n      uint16
-	w0, w1      uint64
-	m0, m1      uint64
-	shortEnough bool // n <= 16: the words are the whole literal
+	first, last uint64
 }
 
 func (l *jsonLit) set(buf []byte, off int, lit []byte) {
 	copy(buf[off:], lit)
-	*l = jsonLit{off: uint16(off), n: uint16(len(lit)), shortEnough: len(lit) <= 16}
-	for i, c := range lit[:min(len(lit), 16)] {
-		if i < 8 {
-			l.w0 |= uint64(c) << (8 * i)
-			l.m0 |= 0xff << (8 * i)
-		} else {
-			l.w1 |= uint64(c) << (8 * (i - 8))
-			l.m1 |= 0xff << (8 * (i - 8))
-		}
+	*l = jsonLit{off: uint16(off), n: uint16(len(lit))}
+	for i := min(len(lit), 8) - 1; i >= 0; i-- {
+		l.first = l.first<<8 | uint64(lit[i])
+	}
+	if len(lit) >= 8 {
+		l.last = binary.LittleEndian.Uint64(lit[len(lit)-8:])
 	}
 }
 
 // match reports whether msg[i:] starts with the literal. It reads nothing
-// past len(msg) (a caller's buffer may be written beyond it): near the end
-// of msg it compares bytes.
+// past len(msg) (a caller's buffer may be written beyond it).
 func (l *jsonLit) match(msg []byte, i int, buf *[jsonShapeBytes]byte) bool {
 	n := int(l.n)
 	if len(msg)-i < n {
 		return false
 	}
-	if l.shortEnough && i+16 <= len(msg) {
-		w := msg[i : i+16 : i+16]
-		return (binary.LittleEndian.Uint64(w)^l.w0)&l.m0|(binary.LittleEndian.Uint64(w[8:])^l.w1)&l.m1 == 0
+	switch {
+	case n >= 8 && n <= 16: // two words, overlapping when n < 16
+		return binary.LittleEndian.Uint64(msg[i:]) == l.first && binary.LittleEndian.Uint64(msg[i+n-8:]) == l.last
+	case n < 8 && i+8 <= len(msg): // the word from i, its first n bytes
+		return binary.LittleEndian.Uint64(msg[i:])&(1<<(8*n)-1) == l.first
+	case n < 8 && i+n >= 8: // the word that ends with the literal, its last n bytes
+		return binary.LittleEndian.Uint64(msg[i+n-8:])>>(8*(8-n)) == l.first
 	}
 	return string(msg[i:i+n]) == string(buf[l.off:int(l.off)+n])
 }

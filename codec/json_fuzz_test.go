@@ -341,3 +341,35 @@ func TestParseJSONShape(t *testing.T) {
 		jsonSamePaths(t, msg, p, ref, &ev, err)
 	}
 }
+
+// TestJSONLitMatch: a literal of any length matches msg[i:] exactly when
+// bytes.HasPrefix says so, wherever it lies in msg, the end included (the
+// word compares read only within msg: the bytes past its length, in its
+// capacity, differ from the literal's).
+func TestJSONLitMatch(t *testing.T) {
+	var buf [jsonShapeBytes]byte
+	for n := 0; n <= 20; n++ {
+		lit := []byte(`{"type":"trade","sym`)[:n]
+		var l jsonLit
+		l.set(buf[:], 7, lit)
+		for size := 0; size <= 40; size++ {
+			for i := 0; i <= size; i++ {
+				for _, pad := range []byte{'x', '"'} {
+					store := bytes.Repeat([]byte{pad}, size+16)
+					msg := store[:size]
+					if i+n <= size {
+						copy(msg[i:], lit)
+						if n > 0 && (i+n)%3 == 0 {
+							msg[i+n-1] ^= 1 // a last byte that differs
+						}
+					} else {
+						copy(store[i:], lit) // only in the capacity
+					}
+					if got, want := l.match(msg, i, &buf), bytes.HasPrefix(msg[i:], lit); got != want {
+						t.Fatalf("literal %q, len(msg) %d, at %d: match %v, want %v", lit, size, i, got, want)
+					}
+				}
+			}
+		}
+	}
+}
