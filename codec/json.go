@@ -123,7 +123,7 @@ func (p *Parser) ParseJSON(msg []byte, ev *Event) error {
 	}
 	p.tmp = p.tmp[:0]
 	f := &p.top
-	if p.noFlat || !p.scanFlat(msg, f) {
+	if p.noFlat || !p.scanShape(msg, f) && !p.scanFlatLearn(msg, f) {
 		// The general path: anything the flat scanner does not take
 		// (nesting, escapes, malformed input) goes through fastjson.
 		v, err := p.jp.ParseBytes(msg)
@@ -141,10 +141,55 @@ func (p *Parser) ParseJSON(msg []byte, ev *Event) error {
 	}
 	seq, ingest := ev.Seq, ev.IngestNs
 	*ev = Event{Seq: seq, IngestNs: ingest, Source: p.source}
+	if f.seen == jsonPlainTradeKeys && jsonPlainTrade(f) {
+		return p.plainTrade(ev, f)
+	}
 	if f.has(jkPayload) || f.has(jkMessageID) {
 		return p.streamMessage(ev, f)
 	}
 	return p.compact(ev, f)
+}
+
+// jsonPlainTradeKeys are the keys of the plainest compact trade, and
+// nothing else: {"type":"trade","symbol":..,"ts":..,"price":..,"volume":..}.
+const jsonPlainTradeKeys = 1<<jkType | 1<<jkSymbol | 1<<jkTs | 1<<jkPrice | 1<<jkVolume
+
+// jsonPlainTrade reports whether f, holding exactly jsonPlainTradeKeys, is
+// a trade whose ts, price and volume the flat scanner has already read as
+// numbers (jsonNum): the message plainTrade takes. It has no side effects,
+// so that anything else goes down the general path untouched.
+func jsonPlainTrade(f *jsonFields) bool {
+	typ, sym, ts := &f.vals[jkType], &f.vals[jkSymbol], &f.vals[jkTs]
+	price, vol := &f.vals[jkPrice], &f.vals[jkVolume]
+	return f.present == jsonPlainTradeKeys &&
+		typ.t == fastjson.TypeString && string(typ.raw) == "trade" &&
+		sym.t == fastjson.TypeString &&
+		ts.t == fastjson.TypeNumber && ts.num.kind&jsonNumInt != 0 &&
+		price.t == fastjson.TypeNumber && price.num.kind&jsonNumFloat != 0 &&
+		vol.t == fastjson.TypeNumber && vol.num.kind&jsonNumFloat != 0
+}
+
+// plainTrade is compact and tick for the message jsonPlainTrade accepts,
+// without their lookups of keys it does not have: the same checks in the
+// same order (the symbol is interned before the price and volume are
+// checked, as tick does), so the same event or the same error. The fuzz
+// test's oracle, the fastjson path, never takes it.
+func (p *Parser) plainTrade(ev *Event, f *jsonFields) error {
+	ev.Kind = KindTrade
+	ev.TsNs = f.vals[jkTs].num.i
+	var err error
+	if ev.Symbol, err = p.symbol(f.vals[jkSymbol].raw, "symbol"); err != nil {
+		return err
+	}
+	price, volume := f.vals[jkPrice].num.f, f.vals[jkVolume].num.f
+	if err := p.checkPrice(price, "price"); err != nil {
+		return err
+	}
+	if err := p.checkVolume(volume, "volume"); err != nil {
+		return err
+	}
+	ev.Price, ev.Volume = price, volume
+	return nil
 }
 
 // jsonKey names the object keys any shape reads. Values of keys that a shape

@@ -74,6 +74,7 @@ func (p *Parser) scanFlat(msg []byte, f *jsonFields) bool {
 		}
 
 		// Value.
+		start := i
 		var t fastjson.Type
 		var raw []byte
 		var num jsonNum
@@ -110,6 +111,7 @@ func (p *Parser) scanFlat(msg []byte, f *jsonFields) bool {
 				f.vals[id].num = num
 			}
 		}
+		p.flatSeen.value(k, id, t, start, i)
 
 		i = jsonSkipWS(msg, i)
 		if i >= len(msg) {
@@ -124,6 +126,185 @@ func (p *Parser) scanFlat(msg []byte, f *jsonFields) bool {
 			return false
 		}
 	}
+}
+
+// scanFlatLearn is scanFlat, and when it takes the message, learnShape.
+func (p *Parser) scanFlatLearn(msg []byte, f *jsonFields) bool {
+	p.flatSeen.n = 0
+	if !p.scanFlat(msg, f) {
+		return false
+	}
+	p.learnShape(msg, f)
+	return true
+}
+
+// A message of a feed usually has the bytes of the one before it between
+// its values: the same keys in the same order with the same spacing, only
+// the values differ. scanShape checks those bytes (a literal: up to sixteen
+// of them in two eight-byte compares) instead of scanning keys, spaces,
+// colons and commas one at a time.
+
+// jsonShapeMax bounds the values of a shape and jsonShapeBytes its
+// literals; longer messages are scanned by scanFlat alone.
+const (
+	jsonShapeMax   = 16
+	jsonShapeBytes = 512
+)
+
+// jsonShape is the layout of a flat message: before each value a literal
+// (for a string value it ends with the opening quote), the value's key and
+// kind, and a literal after the last value up to the end of the message.
+// Every key is a known and distinct one, every value a string or a number.
+type jsonShape struct {
+	n    int // values; 0: no shape
+	vals [jsonShapeMax]struct {
+		lit jsonLit
+		id  jsonKey
+		str bool // a string; else a number
+	}
+	tail jsonLit
+	buf  [jsonShapeBytes]byte // the literals' bytes
+}
+
+// jsonLit is a run of bytes of jsonShape.buf. A literal of up to sixteen
+// bytes is also held as words: its first eight bytes (fewer when it is
+// shorter, in the low bytes of first) and, from eight bytes on, its last
+// eight, so that match compares one or two words read within the message.
+type jsonLit struct {
+	off, n      uint16
+	first, last uint64
+}
+
+func (l *jsonLit) set(buf []byte, off int, lit []byte) {
+	copy(buf[off:], lit)
+	*l = jsonLit{off: uint16(off), n: uint16(len(lit))}
+	for i := min(len(lit), 8) - 1; i >= 0; i-- {
+		l.first = l.first<<8 | uint64(lit[i])
+	}
+	if len(lit) >= 8 {
+		l.last = binary.LittleEndian.Uint64(lit[len(lit)-8:])
+	}
+}
+
+// match reports whether msg[i:] starts with the literal. It reads nothing
+// past len(msg) (a caller's buffer may be written beyond it).
+func (l *jsonLit) match(msg []byte, i int, buf *[jsonShapeBytes]byte) bool {
+	n := int(l.n)
+	if len(msg)-i < n {
+		return false
+	}
+	switch {
+	case n >= 8 && n <= 16: // two words, overlapping when n < 16
+		return binary.LittleEndian.Uint64(msg[i:]) == l.first && binary.LittleEndian.Uint64(msg[i+n-8:]) == l.last
+	case n < 8 && i+8 <= len(msg): // the word from i, its first n bytes
+		return binary.LittleEndian.Uint64(msg[i:])&(1<<(8*n)-1) == l.first
+	case n < 8 && i+n >= 8: // the word that ends with the literal, its last n bytes
+		return binary.LittleEndian.Uint64(msg[i+n-8:])>>(8*(8-n)) == l.first
+	}
+	return string(msg[i:i+n]) == string(buf[l.off:int(l.off)+n])
+}
+
+// jsonFlatSeen is what scanFlat saw of each value: its key, its type and
+// where its token starts and ends (a string's quotes included). n is -1
+// once a value that a shape cannot hold has been seen.
+type jsonFlatSeen struct {
+	n    int
+	vals [jsonShapeMax]struct {
+		start, end int
+		id         jsonKey
+		t          fastjson.Type
+	}
+}
+
+// value records the k-th value (0-based) of the message scanFlat reads.
+func (s *jsonFlatSeen) value(k int, id jsonKey, t fastjson.Type, start, end int) {
+	if s.n != k || k >= jsonShapeMax || id == jkNone || t != fastjson.TypeString && t != fastjson.TypeNumber {
+		s.n = -1
+		return
+	}
+	v := &s.vals[k]
+	v.start, v.end, v.id, v.t = start, end, id, t
+	s.n++
+}
+
+// learnShape makes msg, which scanFlat has just taken into f, the shape
+// scanShape tries first, if a shape can hold it; else there is none.
+func (p *Parser) learnShape(msg []byte, f *jsonFields) {
+	sh, seen := &p.shape, &p.flatSeen
+	sh.n = 0
+	if seen.n <= 0 || f.dup != jkNone {
+		return
+	}
+	off, prev := 0, 0
+	for k := range seen.n {
+		v := &seen.vals[k]
+		lit := v.start
+		if v.t == fastjson.TypeString {
+			lit++ // the opening quote
+		}
+		if off+lit-prev > jsonShapeBytes {
+			return
+		}
+		sh.vals[k].lit.set(sh.buf[:], off, msg[prev:lit])
+		sh.vals[k].id, sh.vals[k].str = v.id, v.t == fastjson.TypeString
+		off += lit - prev
+		prev = v.end
+	}
+	if off+len(msg)-prev > jsonShapeBytes {
+		return
+	}
+	sh.tail.set(sh.buf[:], off, msg[prev:])
+	sh.n = seen.n
+}
+
+// scanShape is scanFlat for a message laid out as the last one it learnt
+// (learnShape): it compares the literals and scans only the values, each
+// as scanFlat scans a value of its kind, so it fills f exactly as scanFlat
+// would. It returns false (f then holds partial results) for a message of
+// another layout, which scanFlat then reads.
+func (p *Parser) scanShape(msg []byte, f *jsonFields) bool {
+	sh := &p.shape
+	if sh.n == 0 {
+		return false
+	}
+	f.reset()
+	i := 0
+	for k := range sh.n {
+		v := &sh.vals[k]
+		if !v.lit.match(msg, i, &sh.buf) {
+			return false
+		}
+		i += int(v.lit.n)
+		bit := uint64(1) << v.id
+		f.seen |= bit
+		f.present |= bit
+		if v.str {
+			raw, next, ok := jsonFlatValue(msg, i)
+			if !ok {
+				return false
+			}
+			// Field by field: a composite literal is built on the stack
+			// and copied in 16-byte moves that stall on its 8-byte stores.
+			fv := &f.vals[v.id]
+			fv.raw, fv.v, fv.t, fv.num = raw, nil, fastjson.TypeString, jsonNum{}
+			i = next
+			continue
+		}
+		if i >= len(msg) {
+			return false
+		}
+		if c := msg[i]; c != '-' && (c < '0' || c > '9') {
+			return false
+		}
+		j, num := jsonScanNumber(msg, i)
+		if j == i+1 && msg[i] == '-' {
+			return false // a bare sign, as scanFlat
+		}
+		fv := &f.vals[v.id]
+		fv.raw, fv.v, fv.t, fv.num = msg[i:j], nil, fastjson.TypeNumber, num
+		i = j
+	}
+	return sh.tail.match(msg, i, &sh.buf) && len(msg)-i == int(sh.tail.n)
 }
 
 // jsonKeyWords holds, for each key of at most seven bytes, the key and its

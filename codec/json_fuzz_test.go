@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"unicode/utf8"
 
@@ -40,6 +41,25 @@ var jsonFuzzSeeds = []string{
 	`{"type":"trade","symbol":"A\u0000","ts":1,"price":1,"volume":1}`,
 	"{\"type\":\"news\",\"id\":\"n\",\"ts\":1,\"headline\":\"\xed\xa0\x80\",\"symbols\":[\"\x01\"]}",
 	"{\"message_id\":\"m\xfe\",\"timestamp\":1,\"payload\":{\"MarketData\":{\"symbol\":\"\u00e9\",\"price\":1,\"volume\":1}}}",
+	// The plain trade (ParseJSON's shortcut, plainTrade) and its near misses.
+	`{"type":"trade","symbol":"S042","ts":1700000000000500000,"price":100.25,"volume":2}`,
+	`{"volume":2.5,"price":0.0001,"ts":0,"symbol":"S1","type":"trade"}`,
+	`{"type":"trade","symbol":"S042","ts":1,"price":0,"volume":2}`,
+	`{"type":"trade","symbol":"S042","ts":1,"price":-3.5,"volume":2}`,
+	`{"type":"trade","symbol":"S042","ts":1,"price":3,"volume":-2}`,
+	`{"type":"trade","symbol":"S042","ts":1,"price":3,"volume":-0}`,
+	`{"type":"trade","symbol":"","ts":1,"price":3,"volume":2}`,
+	"{\"type\":\"trade\",\"symbol\":\"S\x01\",\"ts\":1,\"price\":3,\"volume\":-2}",
+	`{"type":"trade","symbol":"S042","ts":-1,"price":3,"volume":2}`,
+	`{"type":"trade","symbol":"S042","ts":1.5,"price":3,"volume":2}`,
+	`{"type":"trade","symbol":"S042","ts":99999999999999999999,"price":3,"volume":2}`,
+	`{"type":"trade","symbol":"S042","ts":1,"price":1e2,"volume":2}`,
+	`{"type":"trade","symbol":"S042","ts":1,"price":"3","volume":2}`,
+	`{"type":"trade","symbol":"S042","ts":"1","price":3,"volume":2}`,
+	`{"type":"trade","symbol":"S042","ts":1,"price":3,"volume":2,"bid":null}`,
+	`{"type":"quote","symbol":"S042","ts":1,"price":3,"volume":2}`,
+	`{"type":"trade","symbol":7,"ts":1,"price":3,"volume":2}`,
+	`{"type":"trade","symbol":"S042","ts":1,"price":3,"volume":2,"volume":3}`,
 }
 
 func FuzzParseJSON(f *testing.F) {
@@ -213,5 +233,143 @@ func TestParseJSONFlatPath(t *testing.T) {
 		ev := Event{Seq: 5, IngestNs: 6}
 		err := fast.ParseJSON(m, &ev)
 		jsonSamePaths(t, m, fast, ref, &ev, err)
+	}
+}
+
+// TestParseJSONPlainTrade checks which messages take ParseJSON's plain
+// trade shortcut (plainTrade) and that each gives the event or the error of
+// the general path.
+func TestParseJSONPlainTrade(t *testing.T) {
+	tab := NewSymbolTable(0)
+	fast := NewParser(ParserOptions{Symbols: tab, Source: 3})
+	ref := NewParser(ParserOptions{Symbols: tab, Source: 3})
+	ref.noFlat = true
+	for _, tc := range []struct {
+		msg   string
+		plain bool
+	}{
+		{`{"type":"trade","symbol":"S042","ts":1700000000000500000,"price":100.25,"volume":2}`, true},
+		{` { "volume" : 0 , "price":1e-3,"ts":0,"symbol":"A","type":"trade"} `, false}, // an exponent: ParseDecimal reads it
+		{`{"volume":0,"price":0.001,"ts":0,"symbol":"A","type":"trade"}`, true},
+		{`{"type":"trade","symbol":"S042","ts":1,"price":0,"volume":2}`, true},    // rejected: price
+		{`{"type":"trade","symbol":"S042","ts":1,"price":3,"volume":-2}`, true},   // rejected: volume
+		{`{"type":"trade","symbol":"","ts":1,"price":3,"volume":2}`, true},        // rejected: symbol
+		{`{"type":"trade","symbol":"S042","ts":1,"price":"3","volume":2}`, false}, // a string price
+		{`{"type":"trade","symbol":"S042","ts":-1,"price":3,"volume":2}`, false},  // ts not an integer ParseTimestamp takes whole
+		{`{"type":"trade","symbol":"S042","ts":1,"price":3,"volume":2,"bid":null}`, false},
+		{`{"type":"trade","symbol":"S042","ts":1,"price":3,"volume":2,"id":"x"}`, false},
+		{`{"type":"quote","symbol":"S042","ts":1,"price":3,"volume":2}`, false},
+		{`{"type":"trade","symbol":7,"ts":1,"price":3,"volume":2}`, false},
+		{`{"type":"trade","symbol":"S042","ts":1,"price":3}`, false},
+	} {
+		msg := []byte(tc.msg)
+		if !fast.scanFlat(msg, &fast.top) {
+			if tc.plain {
+				t.Fatalf("%s: not flat", tc.msg)
+			}
+		} else if got := fast.top.seen == jsonPlainTradeKeys && jsonPlainTrade(&fast.top); got != tc.plain {
+			t.Errorf("%s: plain trade %v, want %v", tc.msg, got, tc.plain)
+		}
+		ev := Event{Seq: 5, IngestNs: 6}
+		err := fast.ParseJSON(msg, &ev)
+		jsonSamePaths(t, msg, fast, ref, &ev, err)
+		if ev.Seq != 5 || ev.IngestNs != 6 {
+			t.Fatalf("%s: Seq/IngestNs changed: %+v", tc.msg, ev)
+		}
+		if err == nil && (ev.Source != 3 || ev.Kind != KindTrade) {
+			t.Fatalf("%s: %+v", tc.msg, ev)
+		}
+	}
+}
+
+// TestParseJSONShape: after a flat message, a message with the same bytes
+// between its values is read by scanShape, and every message, whatever its
+// layout, gives what the fastjson path gives and fills the field table as
+// scanFlat alone does.
+func TestParseJSONShape(t *testing.T) {
+	const learnt = ` {"type":"trade", "symbol":"S042","ts":1700000000000500000,"price":100.25,"volume":2,"id":"t-1"}`
+	for _, tc := range []struct {
+		msg   string
+		shape bool
+	}{
+		{` {"type":"trade", "symbol":"S7","ts":1,"price":0.5,"volume":2000,"id":"t-1234567"}`, true},
+		{` {"type":"quote", "symbol":"","ts":-5,"price":1e3,"volume":1.5.5,"id":""}`, true},            // values of any content
+		{` {"type":"trade", "symbol":"S7","ts":1,"price":0.5,"volume":2000,"id":"t-1"} `, false},       // a longer tail
+		{` {"type":"trade", "symbol":"S7","ts":1,"price":0.5,"volume":2000,"id":"t-1"`, false},         // no tail
+		{` {"type":"trade", "symbol":"S7","ts":1,"price":0.5,"volume":2000,"id":"t-1"` + "\n}", false}, // the tail past the end
+		{` {"type":"trade", "symbol":"S7","ts":1,"price":0.5,"vol` + "\n" + `ume":2000,"id":"t-1"}`, false},
+		{` {"type":"trade", "symbol":"S7","ts":1,"price":0.5,"volume":2000,"id":"t-1"}` + "\n{", true},
+		{` {"type":"trade", "symbol":"S7","ts":1,"price":0.5,"volume":2000,"id":"t-1"}x`, false},
+		{`{"type":"trade", "symbol":"S7","ts":1,"price":0.5,"volume":2000,"id":"t-1"}`, false},    // no leading space
+		{` {"type":"trade","symbol":"S7","ts":1,"price":0.5,"volume":2000,"id":"t-1"}`, false},    // one space less
+		{` {"type":"trade", "symbol":"S\"7","ts":1,"price":0.5,"volume":2000,"id":"t-1"}`, false}, // an escape
+		{` {"type":"trade", "symbol":"S7","ts":"1","price":0.5,"volume":2000,"id":"t-1"}`, false}, // a string for a number
+		{` {"type":"trade", "symbol":"S7","ts":-,"price":0.5,"volume":2000,"id":"t-1"}`, false},   // a bare sign
+		{` {"type":"trade", "symbol":"S7","ts":1,"price":null,"volume":2000,"id":"t-1"}`, false},
+		{` {"type":"trade", "symbol":"S7","ts":1,"price":0.5,"volume":2000,"id":"t-1","x":1}`, false}, // one more key
+		{` {"type":"trade", "symbol":"S7","ts":1,"price":0.5,"volume":2000}`, false},                  // one less
+		{` {"type":"trade", "symbol":"S7","ts":1,"price":0.5,"volume":2000,"ID":"t-1"}`, false},
+	} {
+		tab := NewSymbolTable(0)
+		p := NewParser(ParserOptions{Symbols: tab})
+		ref := NewParser(ParserOptions{Symbols: tab})
+		ref.noFlat = true
+		flat := NewParser(ParserOptions{Symbols: tab})
+		var ev Event
+		if err := p.ParseJSON([]byte(learnt), &ev); err != nil || p.shape.n != 6 {
+			t.Fatalf("learning %s: %v, shape of %d values", learnt, err, p.shape.n)
+		}
+		msg := []byte(tc.msg)
+		if i := strings.Index(tc.msg, "\n"); i >= 0 {
+			msg = msg[:i] // the rest lies in its capacity, which scanShape must not read
+		}
+		var f jsonFields
+		if got := p.scanShape(msg, &f); got != tc.shape {
+			t.Errorf("scanShape(%s) = %v, want %v", tc.msg, got, tc.shape)
+		}
+		var g jsonFields
+		if tc.shape && (!flat.scanFlat(msg, &g) || f.present != g.present || f.seen != g.seen) {
+			t.Fatalf("%s: scanShape and scanFlat disagree", tc.msg)
+		}
+		for k := range jkCount {
+			if tc.shape && g.has(k) && (string(f.vals[k].raw) != string(g.vals[k].raw) || f.vals[k].t != g.vals[k].t || f.vals[k].num != g.vals[k].num) {
+				t.Fatalf("%s: key %s: scanShape %+v, scanFlat %+v", tc.msg, jsonKeyNames[k], f.vals[k], g.vals[k])
+			}
+		}
+		ev = Event{Seq: 5, IngestNs: 6}
+		err := p.ParseJSON(msg, &ev)
+		jsonSamePaths(t, msg, p, ref, &ev, err)
+	}
+}
+
+// TestJSONLitMatch: a literal of any length matches msg[i:] exactly when
+// bytes.HasPrefix says so, wherever it lies in msg, the end included (the
+// word compares read only within msg: the bytes past its length, in its
+// capacity, differ from the literal's).
+func TestJSONLitMatch(t *testing.T) {
+	var buf [jsonShapeBytes]byte
+	for n := 0; n <= 20; n++ {
+		lit := []byte(`{"type":"trade","sym`)[:n]
+		var l jsonLit
+		l.set(buf[:], 7, lit)
+		for size := 0; size <= 40; size++ {
+			for i := 0; i <= size; i++ {
+				for _, pad := range []byte{'x', '"'} {
+					store := bytes.Repeat([]byte{pad}, size+16)
+					msg := store[:size]
+					if i+n <= size {
+						copy(msg[i:], lit)
+						if n > 0 && (i+n)%3 == 0 {
+							msg[i+n-1] ^= 1 // a last byte that differs
+						}
+					} else {
+						copy(store[i:], lit) // only in the capacity
+					}
+					if got, want := l.match(msg, i, &buf), bytes.HasPrefix(msg[i:], lit); got != want {
+						t.Fatalf("literal %q, len(msg) %d, at %d: match %v, want %v", lit, size, i, got, want)
+					}
+				}
+			}
+		}
 	}
 }

@@ -157,6 +157,10 @@ type Parser struct {
 	// keyOrder holds the keys of the last flat message, in order (jkNone
 	// for a key not in jsonKeyNames): scanFlat's guess for the next one.
 	keyOrder [16]jsonKey
+	// shape is the layout of the last flat message that scanShape can
+	// match whole; flatSeen records scanFlat's values for learnShape.
+	shape    jsonShape
+	flatSeen jsonFlatSeen
 	news     NewsArticle
 	newsBuf  []byte // the current article's text; grows to the largest article seen
 	newsSyms [MaxNewsSymbols]Symbol

@@ -58,7 +58,7 @@ func replayFlagSet(f *replayFlags, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&f.dlq, "dlq", "", "dead-letter output file (JSON Lines, one rejected record each with its reason); empty: counted and reported on stderr only")
 	fs.IntVar(&f.shards, "shards", 1, "number of shards; the output is the same for a given number of shards")
 	fs.IntVar(&f.maxSymbols, "max-symbols", 1<<16, "capacity of the symbol table; symbols beyond it are rejected as unknown_symbol")
-	fs.IntVar(&f.parseThreads, "parse-threads", runtime.GOMAXPROCS(0), "goroutines that parse JSON Lines input (one per core by default); the events reach the shards in input order, so the output is the same for any number; 1 parses on the reading goroutine")
+	fs.IntVar(&f.parseThreads, "parse-threads", runtime.GOMAXPROCS(0), "goroutines that parse JSON Lines input, the publishing one included (one per core by default); the events reach the shards in input order, so the output is the same for any number; 1 parses on the reading goroutine")
 	fs.IntVar(&f.maxLine, "max-line", feeds.DefaultMaxLine, "largest accepted line or message in bytes; longer ones are rejected as oversize")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, `Usage: qstream replay --input PATH|- [flags]
@@ -292,8 +292,39 @@ func pump(r feeds.Reader, pub *engine.Publisher, dlq *sinks.DeadLetters, tap fun
 	// Other readers decode straight into ring slots (pumpSlots).
 	rr, _ := r.(interface{ NextRef() (*codec.Event, error) })
 	sl := pumpSlots{pub: pub}
+	// The parallel reader hands over runs of plain events (no text), which
+	// go into claimed ring slots a run at a time (ClaimBatch, one copy, and
+	// CommitBatch's stamp and account per event) instead of one Publish
+	// each; the same events with the same Seq, flushed at the same counts.
+	pr, _ := r.(*parallelJSONL)
+	if tap != nil {
+		pr = nil // the archive takes events one at a time
+	}
 	chunks := 0 // text chunks of the last event still to come (a WAL's): no flush inside a group
 	for {
+		if pr != nil {
+			if n := pr.plainRun(replayFlushEvery - int(seq%replayFlushEvery)); n > 0 {
+				evs, err := pub.ClaimBatch(n)
+				if err != nil {
+					return err
+				}
+				pr.takePlain(evs) // len(evs) <= n: the end of the ring's buffer
+				for i := range evs {
+					seq++
+					evs[i].Seq = seq
+				}
+				if err := pub.CommitBatch(len(evs)); err != nil {
+					return err
+				}
+				chunks = 0
+				if seq%replayFlushEvery == 0 {
+					if err := pub.Flush(); err != nil {
+						return err
+					}
+				}
+				continue
+			}
+		}
 		var ev *codec.Event
 		var err error
 		if rr != nil {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"qstream/codec"
 	"qstream/feeds"
@@ -23,8 +24,19 @@ import (
 // rejections with the same reasons, line numbers and offsets, in the same
 // order.
 //
-//	read goroutine ──chunk──▶ work ──▶ N parse goroutines (mark chunk ready)
+//	read goroutine ──chunk──▶ work ──▶ N-1 parse goroutines (mark chunk ready)
 //	      └────────chunk (in input order)──▶ order ──▶ Next (the pump goroutine)
+//
+// The publishing goroutine is the N-th parser. A chunk is parsed by whoever
+// claims it first (parseChunk.claimed): Next parses the chunk it needs
+// itself when no parse goroutine has started on it, and while the one it
+// needs is being parsed elsewhere it parses the next unclaimed chunk ahead
+// instead of waiting. On a machine with as many cores as busy goroutines,
+// a publisher that only published would sit in the run queue behind the
+// parse goroutines whenever a chunk became ready (the scheduler does not
+// favour it), and every shard would wait on it; parsing on the goroutine
+// that needs the result keeps the critical path running, and the parse
+// goroutines fill the idle time of the cores (of the shards, which park).
 //
 // # Symbols
 //
@@ -119,7 +131,14 @@ type parseChunk struct {
 	recs  []parsedLine
 	errs  []codec.Error
 	text  []byte
-	ready chan struct{} // parse → Next: recs are filled (capacity 1)
+	// claimed is set by the goroutine that parses the chunk (a parse
+	// goroutine or Next, whichever comes first) and cleared by the reader
+	// when it hands the chunk out with new lines. A parse goroutine that
+	// claims it signals ready when recs are filled; Next parsing it itself
+	// sets parsed instead.
+	claimed atomic.Bool
+	ready   chan struct{} // parse goroutine → Next: recs are filled (capacity 1)
+	parsed  bool          // Next's: recs are filled (by Next, or ready received)
 }
 
 // parallelJSONL is a feeds.Reader of JSON Lines that parses on several
@@ -143,9 +162,12 @@ type parallelJSONL struct {
 	// readerDone is closed when the reader goroutine returns.
 	readerDone chan struct{}
 
-	cur     *parseChunk // the chunk Next is handing out
-	pos     int         // next record of cur
-	lineAt  int64       // lines of the chunks before cur
+	cur     *parseChunk   // the chunk Next is handing out
+	pos     int           // next record of cur
+	ahead   []*parseChunk // received from order after cur, in input order
+	own     *codec.Parser // Next's lookup-only parser (chunks it parses itself)
+	owned   int           // chunks Next parsed itself (tests)
+	lineAt  int64         // lines of the chunks before cur
 	done    bool
 	reparse *codec.Parser // the interning parser: lines with new symbols
 	text    []byte        // the text of the event Next returned last
@@ -171,8 +193,12 @@ func newParallelJSONL(r io.Reader, file *os.File, opts codec.ParserOptions, thre
 		limit:   limit,
 		threads: threads,
 		free:    make(chan *parseChunk, n),
-		work:    make(chan *parseChunk, n),
+		// A chunk that Next parsed and released can be handed out again
+		// before a parse goroutine has taken its earlier entry off work:
+		// room for two entries per chunk, so the reader rarely waits.
+		work:    make(chan *parseChunk, 2*n),
 		order:   make(chan *parseChunk, n),
+		ahead:   make([]*parseChunk, 0, n),
 		quit:    make(chan struct{}),
 		reparse: codec.NewParser(opts),
 		tooLong: codec.Error{Reason: codec.ReasonOversize, Detail: "line over the size limit", Offset: -1},
@@ -196,14 +222,15 @@ func newParallelJSONL(r io.Reader, file *os.File, opts codec.ParserOptions, thre
 	}
 	popts := opts
 	popts.LookupOnly = true
-	p.wg.Add(threads)
+	p.own = codec.NewParser(popts)
+	p.wg.Add(threads - 1)
 	p.readerDone = make(chan struct{})
 	if p.mapped != nil {
 		go p.readMapped()
 	} else {
 		go p.read()
 	}
-	for range threads {
+	for range threads - 1 { // Next is the last parser
 		go p.parse(codec.NewParser(popts))
 	}
 	return p
@@ -310,20 +337,34 @@ func (p *parallelJSONL) readMapped() {
 // send hands c to Next and, unless it needs no parsing, to a parse
 // goroutine; false when Close stopped the reader.
 func (p *parallelJSONL) send(c *parseChunk) bool {
-	select {
-	case p.order <- c:
-	case <-p.quit:
-		return false
-	}
+	c.parsed = false
 	if c.oversize || len(c.buf) == 0 {
+		// Nothing to parse: claimed and ready before Next can see it.
 		c.lines, c.recs, c.text = 0, c.recs[:0], c.text[:0]
 		if c.oversize {
 			c.lines = 1
 			c.recs = append(c.recs, parsedLine{kind: recOversize, line: 1, offset: c.offset})
 			c.errs = c.errs[:0]
 		}
+		c.claimed.Store(true)
 		c.ready <- struct{}{}
-		return true
+		select {
+		case p.order <- c:
+			return true
+		case <-p.quit:
+			return false
+		}
+	}
+	// Cleared after the writes above and in read: whoever claims the
+	// chunk (an atomic read of this store) sees its new lines.
+	c.claimed.Store(false)
+	select {
+	case p.order <- c:
+	case <-p.quit:
+		return false
+	}
+	if p.threads == 1 {
+		return true // no parse goroutine: Next parses every chunk (tests)
 	}
 	select {
 	case p.work <- c:
@@ -334,7 +375,9 @@ func (p *parallelJSONL) send(c *parseChunk) bool {
 }
 
 // parse is one parse goroutine: it parses chunks with its own lookup-only
-// parser until the reader stops or Close.
+// parser until the reader stops or Close. It skips the chunks Next (or,
+// for an entry of a chunk handed out again, another parse goroutine)
+// claimed first.
 func (p *parallelJSONL) parse(jp *codec.Parser) {
 	defer p.wg.Done()
 	for {
@@ -342,6 +385,9 @@ func (p *parallelJSONL) parse(jp *codec.Parser) {
 		case c, ok := <-p.work:
 			if !ok {
 				return
+			}
+			if !c.claimed.CompareAndSwap(false, true) {
+				continue
 			}
 			p.parseChunk(jp, c)
 			c.ready <- struct{}{}
@@ -464,14 +510,114 @@ func (p *parallelJSONL) advance() error {
 	if p.done {
 		return io.EOF
 	}
-	c, ok := <-p.order
-	if !ok {
-		p.done = true
-		return io.EOF
+	var c *parseChunk
+	if len(p.ahead) > 0 {
+		c = p.ahead[0]
+		p.ahead = append(p.ahead[:0], p.ahead[1:]...)
+	} else {
+		var ok bool
+		if c, ok = <-p.order; !ok {
+			p.done = true
+			return io.EOF
+		}
 	}
-	<-c.ready
+	p.await(c)
 	p.cur, p.pos = c, 0
 	return nil
+}
+
+// await returns once c is parsed: by Next itself if no parse goroutine has
+// claimed it. While a parse goroutine is on it, Next parses the chunks
+// after it that nobody has claimed yet (keeping them in ahead), rather than
+// waiting.
+func (p *parallelJSONL) await(c *parseChunk) {
+	if c.parsed {
+		return
+	}
+	if c.claimed.CompareAndSwap(false, true) {
+		p.parseOwn(c)
+		return
+	}
+	for {
+		select {
+		case <-c.ready:
+			c.parsed = true
+			return
+		default:
+		}
+		if !p.parseAhead() {
+			<-c.ready
+			c.parsed = true
+			return
+		}
+	}
+}
+
+// parseAhead parses one chunk after the current one that nobody has
+// claimed: one already in ahead, or the next on order if it is there
+// without waiting. It reports whether it parsed one.
+func (p *parallelJSONL) parseAhead() bool {
+	for _, a := range p.ahead {
+		if !a.parsed && a.claimed.CompareAndSwap(false, true) {
+			p.parseOwn(a)
+			return true
+		}
+	}
+	for len(p.ahead) < cap(p.ahead) {
+		var a *parseChunk
+		select {
+		case x, ok := <-p.order:
+			if !ok {
+				return false
+			}
+			a = x
+		default:
+			return false
+		}
+		p.ahead = append(p.ahead, a)
+		if a.claimed.CompareAndSwap(false, true) {
+			p.parseOwn(a)
+			return true
+		}
+	}
+	return false
+}
+
+// parseOwn parses c, which Next has claimed, on Next's goroutine.
+func (p *parallelJSONL) parseOwn(c *parseChunk) {
+	p.parseChunk(p.own, c)
+	c.parsed = true
+	p.owned++
+}
+
+// plainRun returns how many of the next records, at most max, are plain
+// events in a row: parsed events without text, of the chunk at hand (0 when
+// the next record is anything else or is in a chunk still to come, which
+// NextRef handles).
+func (p *parallelJSONL) plainRun(max int) int {
+	c := p.cur
+	if c == nil {
+		return 0
+	}
+	n := 0
+	for i := p.pos; n < max && i < len(c.recs); i++ {
+		if r := &c.recs[i]; r.kind != recEvent || r.to > r.from || r.ev.TextLen != 0 || r.ev.Kind == codec.KindText {
+			break
+		}
+		n++
+	}
+	return n
+}
+
+// takePlain copies the next len(dst) records, which plainRun has counted,
+// into dst (ring slots claimed by pump) and moves past them.
+func (p *parallelJSONL) takePlain(dst []codec.Event) {
+	recs := p.cur.recs[p.pos : p.pos+len(dst)]
+	for i := range dst {
+		dst[i] = recs[i].ev
+	}
+	p.pos += len(dst)
+	p.text = nil
 }
 
 func (p *parallelJSONL) record(r *parsedLine) (*codec.Event, error) {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"qstream/bench"
+	"qstream/codec"
 )
 
 // The replay benchmark of issue 12: `qstream replay` of 2M JSON trades with a
@@ -221,4 +222,36 @@ func BenchmarkReplayVWAP(b *testing.B) {
 		b.ReportMetric(float64(binCPU[i])/N/1e6, bn.name+"-cpu-ms")
 	}
 	b.ReportMetric(float64(benchReplayTrades)*N/(float64(replayNs)/1e9), "replay-trades/s")
+}
+
+// BenchmarkParseChunk parses one chunk of `qstream bench throughput`'s
+// trades (bench.AppendTrade, 100 symbols, ~80 bytes a line) as a parse
+// goroutine does, with a lookup-only parser whose symbols are interned:
+// the per-line parse cost of replay, reported as ns/line. It fails unless
+// every line became an event.
+func BenchmarkParseChunk(b *testing.B) {
+	var buf []byte
+	for i := int64(0); len(buf) < parallelChunkBytes-200; i++ {
+		buf = bench.AppendTrade(buf, i, benchReplayTs0+i*500_000, benchReplaySymbols)
+	}
+	lines := bytes.Count(buf, []byte{'\n'})
+	syms := codec.NewSymbolTable(1 << 16)
+	p := &parallelJSONL{limit: lineLimit(0)}
+	c := &parseChunk{buf: buf}
+	p.parseChunk(codec.NewParser(codec.ParserOptions{Symbols: syms}), c) // interns
+	jp := codec.NewParser(codec.ParserOptions{Symbols: syms, LookupOnly: true})
+	b.SetBytes(int64(len(buf)))
+	b.ReportAllocs()
+	for b.Loop() {
+		p.parseChunk(jp, c)
+	}
+	for _, r := range c.recs {
+		if r.kind != recEvent {
+			b.Fatalf("line %d: kind %d, want an event", r.line, r.kind)
+		}
+	}
+	if len(c.recs) != lines {
+		b.Fatalf("%d records, want %d", len(c.recs), lines)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(lines), "ns/line")
 }

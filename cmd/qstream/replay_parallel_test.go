@@ -179,6 +179,44 @@ func TestParallelReaderSequential(t *testing.T) {
 	}
 }
 
+// TestParallelReaderPublisherParses: the goroutine that calls Next parses
+// the chunks no parse goroutine has claimed. With no parse goroutine at all
+// it parses every chunk itself and still returns what the sequential reader
+// returns; with parse goroutines the result is the same whoever parsed what.
+func TestParallelReaderPublisherParses(t *testing.T) {
+	data := parallelTestInput(20_000, 4)
+	path := filepath.Join(t.TempDir(), "in.jsonl")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	opts := func() codec.ParserOptions {
+		return codec.ParserOptions{Symbols: codec.NewSymbolTable(1 << 16)}
+	}
+	want := readAll(t, feeds.NewJSONLReader(bytes.NewReader(data), opts()))
+	for _, threads := range []int{1, 2} {
+		for _, mapped := range []bool{false, true} {
+			var r io.Reader = bytes.NewReader(data)
+			var file *os.File
+			if mapped {
+				file = openFile(t, path)
+				r = file
+			}
+			pr := newParallelJSONL(r, file, opts(), threads)
+			got := readAll(t, pr)
+			if err := pr.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if got != want {
+				t.Fatalf("%d threads, mapped %v: differs from the sequential reader\n%s", threads, mapped, firstDiffShort(got, want))
+			}
+			min := len(data) / (4 * parallelChunkBytes) // chunks hold at least a quarter of their size here
+			if threads == 1 && pr.owned < min {
+				t.Fatalf("no parse goroutine, mapped %v: Next parsed %d chunks itself, want all (at least %d)", mapped, pr.owned, min)
+			}
+		}
+	}
+}
+
 // openFile opens path for the test: an *os.File, which a parallel reader
 // maps into memory.
 func openFile(t *testing.T, path string) *os.File {
