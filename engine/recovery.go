@@ -515,6 +515,15 @@ func (p *Publisher) ringsEmpty() bool {
 // detachAll ends the recovery publishers without ending their sources and
 // records their state for the live publishers of the same names.
 func (r *replayer) detachAll() {
+	// The shards first consume what the last publisher replayed (the
+	// others were drained at each switch, inOrder): a detach marker in one
+	// ring could otherwise be processed before the last watermark in
+	// another, and that watermark would then move the shard's alone,
+	// firing windows the live run had not (detaching does not advance the
+	// watermark, onDetach; a watermark after it does).
+	if r.last != nil {
+		r.drain(r.last)
+	}
 	for name, p := range r.pubs {
 		p.Detach()
 		st := r.state[name]
