@@ -139,7 +139,7 @@ func (w *Writer) Append(typ RecordType, payload []byte) (uint64, error) {
 	}
 	if rotate {
 		// Seal the current segment; its LSN field names the next segment.
-		w.segOff += int64(putFrame(b.data[b.n:], w.nextLSN, typeSeal, nil))
+		w.segOff += int64(putFrameBody(b.data[b.n:], w.nextLSN, typeSeal, nil))
 		b.n += sealFrameSize
 		b.pieces[b.np-1].end = b.n
 		w.seg, w.segOff, w.segCap = w.nextLSN, segHeaderSize, w.opts.SegmentSize
@@ -148,7 +148,7 @@ func (w *Writer) Append(typ RecordType, payload []byte) (uint64, error) {
 	}
 	lsn := w.nextLSN
 	w.nextLSN++
-	b.n += putFrame(b.data[b.n:], lsn, typ, payload)
+	b.n += putFrameBody(b.data[b.n:], lsn, typ, payload) // the checksum is the flusher's
 	b.pieces[b.np-1].end = b.n
 	w.segOff += int64(fsz)
 	b.records++
@@ -359,6 +359,10 @@ func (w *Writer) flush() error {
 	w.mu.Unlock()
 	w.spaceCond.Broadcast()
 
+	// The frames' checksums, left out by Append: the buffer is the
+	// flusher's alone now, and the appenders (the engine's feed) do not
+	// pay for them.
+	setFrameCRCs(b.data[:b.n])
 	for i := range b.pieces[:b.np] {
 		p := &b.pieces[i]
 		if p.newSeg {
