@@ -243,3 +243,85 @@ func TestAppendBatchEventMatchesRef(t *testing.T) {
 		}
 	}
 }
+
+// varintEdges are the values around every varint length boundary (and the
+// ends of uint64): where a fast path of putUvarint would hand over to the
+// general case.
+func varintEdges() []uint64 {
+	e := []uint64{0, 1, 2, math.MaxUint64, math.MaxUint64 - 1, math.MaxInt64, math.MaxInt64 + 1}
+	for k := 7; k < 64; k += 7 {
+		e = append(e, 1<<k-1, 1<<k, 1<<k+1)
+	}
+	return e
+}
+
+// TestAppendBatchEventEdges: every presence mask (the 14 words and
+// TextLen), with the delta-coded words placed so that their zigzag deltas
+// (forward and backward) fall on every varint length boundary and the
+// symbol, TextLen and fixed words take edge values, encodes to the bytes of
+// the plain transcription and decodes back to the event.
+func TestAppendBatchEventEdges(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	edges := varintEdges()
+	pick := func() uint64 { return edges[rng.IntN(len(edges))] }
+	var got, want []byte
+	var pg, pw batchPrev
+	var evs []codec.Event
+	check := func(what string) {
+		t.Helper()
+		finishBatch(got, len(evs))
+		k := 0
+		err := DecodeEventBatch(got, func(ev *codec.Event) error {
+			w := evs[k]
+			w.Source = 5
+			if string(codec.AppendFrame(nil, ev)) != string(codec.AppendFrame(nil, &w)) {
+				t.Fatalf("%s: event %d decodes to %+v, want %+v", what, k, *ev, w)
+			}
+			k++
+			return nil
+		})
+		if err != nil || k != len(evs) {
+			t.Fatalf("%s: %d of %d decoded: %v", what, k, len(evs), err)
+		}
+	}
+	for mask := range 1 << 15 {
+		if mask%64 == 0 { // a new batch, in a dst of little spare room
+			if len(evs) > 0 {
+				check("batch")
+			}
+			got = beginBatch(make([]byte, 0, rng.IntN(2*batchEventMax)), 5)
+			want = beginBatch(nil, 5)
+			pg, pw, evs = batchPrev{}, batchPrev{}, evs[:0]
+		}
+		ev := codec.Event{Kind: codec.KindTrade, Status: codec.StatusOpen, Flags: codec.Flags(rng.Uint32()),
+			Symbol: codec.Symbol(uint32(pick()))}
+		words := codec.EventWords(&ev)
+		prevs := [3]uint64{pg.ts, pg.ingest, pg.seq}
+		for i := range words {
+			if mask&(1<<i) == 0 {
+				continue
+			}
+			w := pick()
+			if i < 3 { // a delta of edge zigzag value from the previous word
+				w = prevs[i] + unzig(pick())
+			}
+			if w == 0 {
+				w = 1
+			}
+			words[i] = w
+		}
+		if mask&(1<<14) != 0 {
+			ev.TextLen = max(1, uint32(pick()))
+		}
+		got = appendBatchEvent(got, &pg, &ev)
+		want = appendBatchEventRef(want, &pw, &ev)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("mask %#x, event %+v: %x, want %x", mask, ev, got, want)
+		}
+		if pg != pw {
+			t.Fatalf("mask %#x: delta state %+v, want %+v", mask, pg, pw)
+		}
+		evs = append(evs, ev)
+	}
+	check("last batch")
+}

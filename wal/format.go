@@ -48,6 +48,15 @@ func frameSize(n int) int { return frameHeaderSize + (n+7)&^7 }
 // ensure len(dst) >= frameSize(len(payload)); dst may hold stale bytes, the
 // reserved bytes and padding are zeroed here.
 func putFrame(dst []byte, lsn uint64, typ RecordType, payload []byte) int {
+	n := putFrameBody(dst, lsn, typ, payload)
+	setFrameCRC(dst[:n])
+	return n
+}
+
+// putFrameBody is putFrame without the checksum: the Writer's Append
+// leaves it to the flusher (setFrameCRCs), off the appending goroutine.
+// The checksum field keeps the stale bytes of dst until then.
+func putFrameBody(dst []byte, lsn uint64, typ RecordType, payload []byte) int {
 	n := frameSize(len(payload))
 	b := dst[:n]
 	binary.LittleEndian.PutUint32(b[0:4], uint32(len(payload)))
@@ -56,8 +65,20 @@ func putFrame(dst []byte, lsn uint64, typ RecordType, payload []byte) int {
 	clear(b[17:24])
 	copy(b[24:], payload)
 	clear(b[24+len(payload) : n])
-	binary.LittleEndian.PutUint32(b[4:8], frameCRC(b))
 	return n
+}
+
+// setFrameCRC writes the checksum of the complete frame b.
+func setFrameCRC(b []byte) { binary.LittleEndian.PutUint32(b[4:8], frameCRC(b)) }
+
+// setFrameCRCs writes the checksums of the frames that fill b end to end,
+// as putFrameBody wrote them (a bug panics: b must end at a frame's end).
+func setFrameCRCs(b []byte) {
+	for len(b) > 0 {
+		n := frameSize(int(binary.LittleEndian.Uint32(b)))
+		setFrameCRC(b[:n])
+		b = b[n:]
+	}
 }
 
 // frameCRC is the checksum of a complete frame b: bytes 8..end, then 0..3.

@@ -60,6 +60,7 @@ type Writer struct {
 	segOff    int64  // where the next record goes in it
 	segCap    int64
 	force     bool   // flush now, without waiting for GroupRecords/GroupDelay
+	idle      bool   // the flusher saw nothing to do and waits for a kick
 	syncTo    uint64 // Sync/Close want synced >= syncTo
 	closing   bool
 	failErr   error
@@ -139,7 +140,7 @@ func (w *Writer) Append(typ RecordType, payload []byte) (uint64, error) {
 	}
 	if rotate {
 		// Seal the current segment; its LSN field names the next segment.
-		w.segOff += int64(putFrame(b.data[b.n:], w.nextLSN, typeSeal, nil))
+		w.segOff += int64(putFrameBody(b.data[b.n:], w.nextLSN, typeSeal, nil))
 		b.n += sealFrameSize
 		b.pieces[b.np-1].end = b.n
 		w.seg, w.segOff, w.segCap = w.nextLSN, segHeaderSize, w.opts.SegmentSize
@@ -148,12 +149,16 @@ func (w *Writer) Append(typ RecordType, payload []byte) (uint64, error) {
 	}
 	lsn := w.nextLSN
 	w.nextLSN++
-	b.n += putFrame(b.data[b.n:], lsn, typ, payload)
+	b.n += putFrameBody(b.data[b.n:], lsn, typ, payload) // the checksum is the flusher's
 	b.pieces[b.np-1].end = b.n
 	w.segOff += int64(fsz)
 	b.records++
 	b.lastLSN = lsn
-	kick := b.records == 1 || b.records == w.opts.GroupRecords || w.opts.Sync == SyncAlways
+	// The first record of a buffer wakes an idle flusher only: a busy one
+	// (writing, or waiting out GroupDelay) finds the record pending
+	// anyway, and a needless wake-up costs both goroutines a switch per
+	// group commit.
+	kick := b.records == 1 && w.idle || b.records == w.opts.GroupRecords || w.opts.Sync == SyncAlways
 	w.mu.Unlock()
 	if kick {
 		w.kickFlusher()
@@ -315,6 +320,7 @@ func (w *Writer) run() {
 		wantSync := w.syncTo > w.synced.Load()
 		force := w.force || w.closing || wantSync || w.opts.Sync == SyncAlways || w.active.records >= w.opts.GroupRecords
 		closing := w.closing
+		w.idle = !pending && !wantSync && !closing // before the unlock: an Append after it kicks
 		w.mu.Unlock()
 		if !pending && !wantSync {
 			if closing {
@@ -359,6 +365,10 @@ func (w *Writer) flush() error {
 	w.mu.Unlock()
 	w.spaceCond.Broadcast()
 
+	// The frames' checksums, left out by Append: the buffer is the
+	// flusher's alone now, and the appenders (the engine's feed) do not
+	// pay for them.
+	setFrameCRCs(b.data[:b.n])
 	for i := range b.pieces[:b.np] {
 		p := &b.pieces[i]
 		if p.newSeg {

@@ -570,3 +570,30 @@ func TestFailureWakesAllWaiters(t *testing.T) {
 	}
 	w.Close()
 }
+
+// TestFirstRecordWakesIdleFlusher: under the group policy, with nothing
+// else to wake the flusher (no Sync, GroupRecords out of reach), a record
+// appended while the flusher is idle, waiting out GroupDelay or writing
+// becomes durable within GroupDelay and a margin: Append's kick of an idle
+// flusher is never lost.
+func TestFirstRecordWakesIdleFlusher(t *testing.T) {
+	o := smallOpts(t)
+	o.GroupRecords, o.GroupDelay = 1<<30, 100*time.Microsecond
+	w := mustOpen(t, t.TempDir(), o)
+	defer w.Close()
+	rng := rand.New(rand.NewPCG(21, 22))
+	p := make([]byte, 64)
+	for i := range 300 {
+		var lsn uint64
+		for range 1 + rng.IntN(3) {
+			lsn = mustAppend(t, w, p)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := w.WaitDurable(ctx, lsn)
+		cancel()
+		if err != nil {
+			t.Fatalf("record %d (round %d) not durable without a Sync: %v", lsn, i, err)
+		}
+		time.Sleep(time.Duration(rng.IntN(300)) * time.Microsecond) // idle, or not yet
+	}
+}
