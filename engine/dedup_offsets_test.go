@@ -229,12 +229,7 @@ func TestOffsetIDsDedupDoesNotAllocate(t *testing.T) {
 		}
 		p.Flush()
 	}
-	for i := 0; i < 100; i++ {
-		batch()
-	}
-	allocs := testing.AllocsPerRun(200, batch)
-	p.Close()
-	stop(t, te.Engine)
+	allocs := allocsPerBatch(t, te, p, batch)
 	if allocs > 0 && !invariants.RaceEnabled { // under -race sync.Pool (the dead letters') drops items at random
 		t.Fatalf("publish+flush of 256 events and 64 resends allocated %.1f times per batch", allocs)
 	}

@@ -411,12 +411,7 @@ func TestClaimDoesNotAllocate(t *testing.T) {
 		}
 		p.Flush()
 	}
-	for range 100 {
-		batch()
-	}
-	allocs := testing.AllocsPerRun(200, batch)
-	p.Close()
-	stop(t, te.Engine)
+	allocs := allocsPerBatch(t, te, p, batch)
 	if allocs > 0 {
 		t.Fatalf("claim+commit+flush of 256 events allocated %.1f times per batch", allocs)
 	}

@@ -404,12 +404,7 @@ func TestBatchPathDoesNotAllocate(t *testing.T) {
 		}
 		p.Flush()
 	}
-	for i := 0; i < 100; i++ {
-		batch()
-	}
-	allocs := testing.AllocsPerRun(200, batch)
-	p.Close()
-	stop(t, te.Engine)
+	allocs := allocsPerBatch(t, te, p, batch)
 	if allocs > 0 {
 		t.Fatalf("claim+commit+flush of 256 events allocated %.1f times per batch", allocs)
 	}
