@@ -256,15 +256,22 @@ func (p *Publisher) publish(ev *codec.Event) error {
 // publish: the flags the engine sets, the ingest stamp and the source
 // offset when the caller left them zero, and the source. The batch's ingest
 // stamp is read first (readClock) when the event needs it.
-func (p *Publisher) stamp(ev *codec.Event) {
+func (p *Publisher) stamp(ev *codec.Event) { stampEvent(ev, p.nowNs, uint16(p.id), p.maxSeq) }
+
+// stampEvent is stamp with the Publisher's fields as values (commitInPlace
+// keeps them in registers over a batch): it returns the event's offset.
+func stampEvent(ev *codec.Event, nowNs int64, src uint16, maxSeq uint64) uint64 {
 	ev.Flags &^= codec.FlagPrimary // the engine's to set (route)
 	if ev.IngestNs == 0 {
-		ev.IngestNs = p.nowNs
+		ev.IngestNs = nowNs
 	}
-	ev.Source = uint16(p.id)
-	if ev.Seq == 0 {
-		ev.Seq = p.maxSeq + 1 // before the WAL append: a replay sees the same offset
+	ev.Source = src
+	seq := ev.Seq // a local: not reloaded after the stores into ev
+	if seq == 0 {
+		seq = maxSeq + 1 // before the WAL append: a replay sees the same offset
+		ev.Seq = seq
 	}
+	return seq
 }
 
 // readClock takes the ingest stamp of the events published until the next
@@ -276,15 +283,35 @@ func (p *Publisher) readClock() { p.nowNs = clock.MonoNs() }
 // account records an event written into its ring's claim: the largest event
 // time (the watermark), the last and largest offsets, the published count.
 func (p *Publisher) account(ev *codec.Event) {
-	if ev.TsNs > p.maxTsNs {
-		p.maxTsNs = ev.TsNs
-	}
-	p.lastSeq = ev.Seq
-	if ev.Seq > p.maxSeq {
-		p.maxSeq = ev.Seq
-	}
-	if ev.Kind != codec.KindText {
-		p.pubPending++ // into published when the events become visible (commit): no atomic per event
+	m := p.marks()
+	m.add(ev.TsNs, ev.Seq, ev.Kind)
+	p.setMarks(m)
+}
+
+// pubMarks is what account records of the events a Publisher writes, as a
+// value: the largest event time, the last and largest offsets, the count
+// not yet published. Small enough for the compiler to keep in registers
+// over a loop (commitInPlace).
+type pubMarks struct {
+	maxTsNs                  int64
+	lastSeq, maxSeq, pending uint64
+}
+
+func (p *Publisher) marks() pubMarks {
+	return pubMarks{p.maxTsNs, p.lastSeq, p.maxSeq, p.pubPending}
+}
+
+func (p *Publisher) setMarks(m pubMarks) {
+	p.maxTsNs, p.lastSeq, p.maxSeq, p.pubPending = m.maxTsNs, m.lastSeq, m.maxSeq, m.pending
+}
+
+// add records an event of time tsNs, offset seq and kind kind.
+func (m *pubMarks) add(tsNs int64, seq uint64, kind codec.Kind) {
+	m.maxTsNs = max(m.maxTsNs, tsNs)
+	m.lastSeq = seq
+	m.maxSeq = max(m.maxSeq, seq)
+	if kind != codec.KindText {
+		m.pending++ // into published when the events become visible (commit): no atomic per event
 	}
 }
 

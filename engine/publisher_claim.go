@@ -177,37 +177,21 @@ func (p *Publisher) commitInPlace(evs []codec.Event) int {
 	if p.nowNs == 0 {
 		p.readClock()
 	}
-	// What stamp and account do for each event (publisher.go: keep in
-	// step; TestCommitInPlaceStampsAsPublish holds them to it), with the
-	// Publisher's fields in registers: through p, every store into an
-	// event would reload them.
+	// stamp and account for each event, with the Publisher's fields in
+	// registers: through p, every store into an event would reload them.
 	nowNs, src := p.nowNs, uint16(p.id)
-	maxTsNs, maxSeq, lastSeq, pending := p.maxTsNs, p.maxSeq, p.lastSeq, p.pubPending
+	m := p.marks()
 	n := 0
 	for i := range evs {
 		ev := &evs[i]
 		if ev.Flags&codec.FlagBroadcast != 0 || multi && p.e.route(ev.Symbol) != g {
 			break
 		}
-		ev.Flags &^= codec.FlagPrimary
-		if ev.IngestNs == 0 {
-			ev.IngestNs = nowNs
-		}
-		ev.Source = src
-		seq := ev.Seq // a local: not reloaded after the stores into ev
-		if seq == 0 {
-			seq = maxSeq + 1
-			ev.Seq = seq
-		}
-		maxTsNs = max(maxTsNs, ev.TsNs)
-		lastSeq = seq
-		maxSeq = max(maxSeq, seq)
-		if ev.Kind != codec.KindText {
-			pending++
-		}
+		seq := stampEvent(ev, nowNs, src, m.maxSeq)
+		m.add(ev.TsNs, seq, ev.Kind)
 		n++
 	}
-	p.maxTsNs, p.maxSeq, p.lastSeq, p.pubPending = maxTsNs, maxSeq, lastSeq, pending
+	p.setMarks(m)
 	p.fill[g] += n
 	return n
 }
