@@ -26,7 +26,7 @@ import (
 //     reads both cache lines of each event.
 func BenchmarkEngineHandOff(b *testing.B) {
 	for _, size := range []int{1024, 8192} { // 8192 is Config's default RingSize
-		for _, w := range []ring.Strategy{ring.Park, ring.Yield} {
+		for _, w := range []ring.Strategy{ring.Park, ring.Yield, ring.Spin} {
 			for _, path := range []string{"batch", "claim", "publish"} {
 				b.Run(fmt.Sprintf("%s/ring%d/%v", path, size, w), func(b *testing.B) {
 					benchEngineHandOff(b, size, w, path)
@@ -87,7 +87,11 @@ func fillTick(ev *codec.Event, i int, sym codec.Symbol) {
 func benchEngineHandOff(b *testing.B, ringSize int, w ring.Strategy, path string) {
 	n := b.N
 	cp := &countProc{want: uint64(n), done: make(chan struct{})}
-	e, err := New(Config{Shards: 1, RingSize: ringSize, Wait: w, Logger: quietLogger(),
+	mode := ModeRealTime // ModeEventDriven would force Park
+	if w == ring.Park {
+		mode = ModeEventDriven
+	}
+	e, err := New(Config{Shards: 1, RingSize: ringSize, Wait: w, Mode: mode, Logger: quietLogger(),
 		Processors: func(int) (Processor, error) { return cp, nil }})
 	if err != nil {
 		b.Fatal(err)
