@@ -26,13 +26,26 @@ type SyntheticOptions struct {
 // and quotes. Event time is synthetic (StartNs + i·StepNs), never the wall
 // clock, so the same options give the same events; only the pacing (Rate)
 // uses processing time.
+//
+// The walk is kept in whole cents: each event picks a symbol and multiplies
+// its price by one of walkSteps factors spread evenly over
+// [exp(-Volatility), exp(+Volatility)] (precomputed: no math.Exp per
+// event), rounds to the cent and keeps at least one cent. Symbol and step
+// come from one draw of the generator, volume and side from another; a
+// Fill costs a few nanoseconds, so the generator is not what bounds a
+// `qstream run --rate 0` (BENCHMARKS.md).
 type Synthetic struct {
-	opts   SyntheticOptions
-	rng    uint64
-	prices []float64
-	ids    []codec.Symbol
-	i      int64
+	opts      SyntheticOptions
+	rng       uint64
+	cents     []int64 // price of each symbol in cents, at least 1
+	ids       []codec.Symbol
+	steps     *[walkSteps]float64
+	i         int64
+	quoteLeft int // events until the next quote (QuoteEvery)
 }
+
+// walkSteps is how many step factors the random walk draws from.
+const walkSteps = 4096
 
 // NewSynthetic validates opts and returns the feed.
 func NewSynthetic(opts SyntheticOptions) (*Synthetic, error) {
@@ -66,9 +79,14 @@ func NewSynthetic(opts SyntheticOptions) (*Synthetic, error) {
 	if opts.Seed == 0 {
 		opts.Seed = 1
 	}
-	s := &Synthetic{opts: opts, rng: opts.Seed, prices: make([]float64, opts.Symbols)}
-	for i := range s.prices {
-		s.prices[i] = 20 + float64(s.next()%48000)/100 // 20.00 .. 500.00
+	s := &Synthetic{opts: opts, rng: opts.Seed, cents: make([]int64, opts.Symbols),
+		steps: new([walkSteps]float64), quoteLeft: opts.QuoteEvery}
+	for i := range s.cents {
+		s.cents[i] = 2000 + int64(s.next()%48000) // 20.00 .. 499.99
+	}
+	for i := range s.steps {
+		// The midpoints of walkSteps equal slices of [-1, 1].
+		s.steps[i] = math.Exp(opts.Volatility * ((2*float64(i)+1)/walkSteps - 1))
 	}
 	return s, nil
 }
@@ -108,31 +126,35 @@ func (s *Synthetic) Fill(ev *codec.Event) bool {
 	if s.opts.Count > 0 && s.i >= s.opts.Count {
 		return false
 	}
-	k := int(s.next() % uint64(len(s.prices)))
-	p := s.prices[k]
-	// Random walk in log space, kept away from zero.
-	p *= math.Exp(s.opts.Volatility * (2*s.uniform() - 1))
-	p = math.Max(0.01, math.Round(p*100)/100)
-	s.prices[k] = p
+	r := s.next()
+	// Symbol from the high 32 bits (Lemire's multiply-shift: no division),
+	// step from the 12 bits below them.
+	k := int((r >> 32) * uint64(len(s.cents)) >> 32)
+	c := int64(float64(s.cents[k])*s.steps[r>>20&(walkSteps-1)] + 0.5) // round half up: c > 0
+	c = max(c, 1)
+	s.cents[k] = c
+	p := float64(c) / 100
 	ev.Reset()
 	s.i++
 	ev.Seq = uint64(s.i)
 	ev.TsNs = s.opts.StartNs + s.i*s.opts.StepNs
 	ev.Symbol = s.ids[k]
 	ev.Status = codec.StatusOpen
-	spread := math.Max(0.01, math.Round(p*0.0002*100)/100)
-	if s.i%int64(s.opts.QuoteEvery) == 0 {
+	r = s.next()
+	if s.quoteLeft--; s.quoteLeft == 0 {
+		s.quoteLeft = s.opts.QuoteEvery
+		spread := float64(max(1, (c+2500)/5000)) / 100 // 0.02% of the price, to the cent, at least one
 		ev.Kind = codec.KindQuote
 		ev.Bid, ev.Ask = p-spread/2, p+spread/2
-		ev.BidSize = float64(1 + s.next()%50*100)
-		ev.AskSize = float64(1 + s.next()%50*100)
+		ev.BidSize = float64(1 + r%50*100)
+		ev.AskSize = float64(1 + (r>>32)%50*100)
 		ev.Flags = codec.FlagHasBid | codec.FlagHasAsk
 		return true
 	}
 	ev.Kind = codec.KindTrade
 	ev.Price = p
-	ev.Volume = float64(1 + s.next()%20*50)
-	if s.next()&1 == 0 {
+	ev.Volume = float64(1 + r%20*50)
+	if r>>63 == 0 {
 		ev.Flags = codec.FlagBuy
 	} else {
 		ev.Flags = codec.FlagSell

@@ -127,7 +127,10 @@ func TestPatternsFileErrors(t *testing.T) {
 func TestPatternsRun(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out.jsonl")
-	pats := patternFile(t, `[{"id":"up","type":"price_breakout","threshold":0.001,"timeframe":"1s"},
+	// A synthetic step moves a price by at most 0.05% (Volatility), so a
+	// breakout of 0.05% over the trailing second comes from two or more
+	// steps up in a row: dozens in 20000 events.
+	pats := patternFile(t, `[{"id":"up","type":"price_breakout","threshold":0.0005,"timeframe":"1s"},
 		{"id":"x","type":"technical_signal","signal":"sma_cross","fast":2,"slow":5,"symbols":["SYN00003"]}]`)
 	_, stderr, rc := qstream(t, "run", "--count", "20000", "--rate", "0", "--symbols", "10", "--shards", "2", "--status-interval", "1h",
 		"--patterns", pats, "--output", out,
