@@ -107,18 +107,18 @@ func marker(line string) (kind, name string, err error) {
 	if !strings.HasPrefix(strings.TrimSpace(line), markerStart) {
 		return "", "", nil
 	}
-	var rest string
+	var prefix string
 	switch {
 	case strings.HasPrefix(line, beginPrefix):
-		kind, rest = "begin", strings.TrimPrefix(line, beginPrefix)
+		kind, prefix = "begin", beginPrefix
 	case strings.HasPrefix(line, endPrefix):
-		kind, rest = "end", strings.TrimPrefix(line, endPrefix)
+		kind, prefix = "end", endPrefix
 	default:
 		return "", "", fmt.Errorf("malformed marker %q: want %sNAME%s or %sNAME%s at the start of the line", line, beginPrefix, markerEnd, endPrefix, markerEnd)
 	}
-	name, ok := strings.CutSuffix(rest, markerEnd)
+	name, ok := strings.CutSuffix(strings.TrimPrefix(line, prefix), markerEnd)
 	if !ok || name == "" || strings.ContainsAny(name, " \t<>") {
-		return "", "", fmt.Errorf("malformed marker %q: want %sNAME%s", line, strings.TrimSuffix(line[:len(line)-len(rest)], " ")+" ", markerEnd)
+		return "", "", fmt.Errorf("malformed marker %q: want %sNAME%s", line, prefix, markerEnd)
 	}
 	return kind, name, nil
 }

@@ -48,7 +48,7 @@ func updateFile(in updateInputs) error {
 			return fmt.Errorf("%w: -update needs %s", ErrInput, f.flag)
 		}
 		if _, err := os.Stat(f.path); err != nil {
-			return fmt.Errorf("%w: %s: %v", ErrInput, f.flag, err)
+			return fmt.Errorf("%w: %s: %w", ErrInput, f.flag, err)
 		}
 	}
 	rep, err := load(in)
@@ -73,12 +73,12 @@ func load(in updateInputs) (*reports, error) {
 	var rep reports
 	f, err := os.Open(in.results)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInput, err)
+		return nil, fmt.Errorf("%w: %w", ErrInput, err)
 	}
 	rep.run, err = parse(f)
 	f.Close()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrInput, in.results, err)
+		return nil, fmt.Errorf("%w: %s: %w", ErrInput, in.results, err)
 	}
 	if len(rep.run.results) == 0 {
 		return nil, fmt.Errorf("%w: %s: no benchmark results", ErrInput, in.results)
@@ -103,12 +103,12 @@ func load(in updateInputs) (*reports, error) {
 func readJSON(path string, v any) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrInput, err)
+		return fmt.Errorf("%w: %w", ErrInput, err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields() // a report of another shape is the wrong file
 	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrInput, path, err)
+		return fmt.Errorf("%w: %s: %w", ErrInput, path, err)
 	}
 	return nil
 }
