@@ -156,8 +156,12 @@ func replayClaim(tp *bench.ThroughputReport) claim {
 		c.absent("no replay row in the throughput report")
 		return c
 	}
-	c.set(best.Rate/ref.Rate, fmt.Sprintf("%s (the fastest of %d replay rows): %s vs %s msgs/s, %s trades, %d windows each (runs %s vs %s)",
-		best.Key(), rows, rateText(best.Rate), rateText(ref.Rate), rateText(float64(best.Messages)), best.Outputs, spread(best.Rates), spread(ref.Rates)))
+	which := fmt.Sprintf("the fastest of %d replay rows", rows)
+	if rows == 1 {
+		which = "the only replay row"
+	}
+	c.set(best.Rate/ref.Rate, fmt.Sprintf("%s (%s): %s vs %s msgs/s, %s trades, %d windows each (runs %s vs %s)",
+		best.Key(), which, rateText(best.Rate), rateText(ref.Rate), rateText(float64(best.Messages)), best.Outputs, spread(best.Rates), spread(ref.Rates)))
 	if best.Outputs != ref.Outputs {
 		c.status = fmt.Sprintf("invalid: %d windows vs the reference's %d", best.Outputs, ref.Outputs)
 	}

@@ -221,7 +221,7 @@ func writeMachines(w io.Writer, srcs []source) {
 	for _, s := range srcs {
 		cmd := "not recorded"
 		if s.command != "" {
-			cmd = "`" + s.command + "`"
+			cmd = "`" + strings.ReplaceAll(s.command, "|", `\|`) + "`" // a | would end the cell
 		}
 		load := orNotRecorded(s.machine.LoadAvg) + "; " + orNotRecorded(s.machine.LoadAvgEnd)
 		if s.partial {
