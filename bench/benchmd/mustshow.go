@@ -243,9 +243,9 @@ func handOffClaim(run *rawRun) claim {
 		c.absent("no engine ring8192 row in the go test -bench output")
 		return c
 	}
-	c.set(ch/bestNs, fmt.Sprintf("%s (the fastest of %d engine ring8192 rows) %s ns vs %s %s ns, medians of %d and %d runs",
+	c.set(ch/bestNs, fmt.Sprintf("%s (the fastest of %d engine ring8192 rows) %s ns vs %s %s ns, medians of %d and %d runs (runs %s vs %s ns)",
 		strings.TrimPrefix(best.name, "EngineHandOff/"), rows, format(bestNs), strings.TrimPrefix(handOffChannel, handOffPrefix), format(ch),
-		len(best.metrics["ns/op"]), len(byKey[handOffChannel].metrics["ns/op"])))
+		len(best.metrics["ns/op"]), len(byKey[handOffChannel].metrics["ns/op"]), nsSpread(best.metrics["ns/op"]), nsSpread(byKey[handOffChannel].metrics["ns/op"])))
 	return c
 }
 
@@ -303,6 +303,15 @@ func spread(v []float64) string {
 		lo, hi = min(lo, x), max(hi, x)
 	}
 	return rateText(lo) + "-" + rateText(hi)
+}
+
+// nsSpread is the range of a benchmark's repeats, "16.8-19.5".
+func nsSpread(v []float64) string {
+	lo, hi := v[0], v[0]
+	for _, x := range v[1:] {
+		lo, hi = min(lo, x), max(hi, x)
+	}
+	return format(lo) + "-" + format(hi)
 }
 
 func usText(v float64) string {
