@@ -101,9 +101,10 @@ type Publisher struct {
 	// up to it (the ordered collector's progress argument).
 	committedSeq atomic.Uint64
 
-	// Durable engines: mu is held by Publish, Flush, Barrier (its flush) and
-	// Close, and by the checkpoint coordinator while it puts a cut event into
-	// the rings (see checkpoint.go); locked says whether to take it.
+	// Durable engines: mu is held by Publish, Flush, Barrier (its flush),
+	// Close, ClaimBatch and CommitBatch (not in between: see lock), and by
+	// the checkpoint coordinator while it puts a cut event into the rings
+	// (see checkpoint.go); locked says whether to take it.
 	mu         sync.Mutex
 	locked     bool
 	replay     bool          // a recovery publisher: its events are already in the WAL
@@ -147,7 +148,7 @@ func (p *Publisher) Publish(ev *codec.Event) error {
 		p.waitGate()
 	}
 	if p.locked {
-		p.mu.Lock()
+		p.lock()
 		err := p.publish(ev)
 		p.mu.Unlock()
 		return err
@@ -172,7 +173,7 @@ func (p *Publisher) PublishText(ev *codec.Event, text []byte) error {
 		p.waitGate()
 	}
 	if p.locked {
-		p.mu.Lock()
+		p.lock()
 		defer p.mu.Unlock()
 	}
 	ev.TextLen = uint32(len(text))
@@ -414,7 +415,7 @@ func (p *Publisher) commit(s int) {
 // moved, sends the new watermark to every shard.
 func (p *Publisher) Flush() error {
 	if p.locked {
-		p.mu.Lock()
+		p.lock()
 		err := p.flush()
 		p.mu.Unlock()
 		return err
@@ -507,7 +508,7 @@ func (p *Publisher) broadcastWatermark(wm int64) {
 // Publish.
 func (p *Publisher) Idle() error {
 	if p.locked {
-		p.mu.Lock()
+		p.lock()
 		defer p.mu.Unlock()
 	}
 	if p.closed {
@@ -558,7 +559,7 @@ func (p *Publisher) Mark() (uint64, error) {
 		return 0, nil
 	}
 	if p.locked {
-		p.mu.Lock()
+		p.lock()
 		defer p.mu.Unlock()
 	}
 	return p.lastLSN, nil
@@ -607,7 +608,7 @@ func (p *Publisher) Reject(raw []byte, reason codec.Reason, pos codec.Position, 
 // rings. The shards drain what was published. Close is idempotent.
 func (p *Publisher) Close() error {
 	if p.locked {
-		p.mu.Lock()
+		p.lock()
 		defer p.mu.Unlock()
 	}
 	if p.closed {
