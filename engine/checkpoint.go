@@ -154,7 +154,7 @@ type cutCoord struct {
 	claimWait time.Duration
 	// lagging is closed when the cut of a checkpoint that gave up waiting
 	// for a claim (awaitClaims) has completed; nil when there is none.
-	lagging chan struct{}
+	lagging   chan struct{}
 	closed    atomic.Bool
 	live      atomic.Bool // Start or a successful Recover started the checkpoints
 	noFinal   atomic.Bool // StopCheckpoints: Stop takes no final checkpoint
