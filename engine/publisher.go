@@ -198,6 +198,16 @@ func (p *Publisher) publish(ev *codec.Event) error {
 		p.readClock()
 	}
 	p.stamp(ev)
+	s := p.e.route(ev.Symbol)
+	if ev.Flags&codec.FlagBroadcast == 0 && p.fill[s] == len(p.claim[s]) {
+		// A new claim before the event's WAL append (put would take it
+		// after): the events of the last claim, made visible now, are one
+		// batch without it, as when they are claimed in place (ClaimBatch
+		// takes the new claim before the events are filled).
+		if err := p.reclaim(s); err != nil {
+			return err
+		}
+	}
 	if d := p.e.cfg.Durability; d != nil && !p.replay {
 		if w := p.e.wal; w != nil && p.e.cfg.WALBatches {
 			if p.walErr != nil {
@@ -233,7 +243,6 @@ func (p *Publisher) publish(ev *codec.Event) error {
 			p.lastLSN = lsn
 		}
 	}
-	s := p.e.route(ev.Symbol)
 	if ev.Flags&codec.FlagBroadcast == 0 {
 		if err := p.put(s, ev); err != nil {
 			return err
