@@ -339,7 +339,10 @@ func (c *cutCoord) cut(snapshot bool) (cutResult, error) {
 
 // Checkpoint takes a checkpoint now: a cut, then the file (see the comment
 // at the top of checkpoint.go). It returns the written file's Info. It
-// blocks while the engine is paused. Periodic checkpoints call it too.
+// blocks while the engine is paused, and waits for a Publisher's
+// outstanding in-place claim to end (at most CheckpointConfig.ClaimWait:
+// then it fails; see Publisher.ClaimBatch). Periodic checkpoints call it
+// too.
 func (e *Engine) Checkpoint(ctx context.Context) (checkpoint.Info, error) {
 	c := e.cut
 	if c == nil || c.store == nil {
