@@ -29,7 +29,10 @@ import (
 //     E) into each of its rings, and records the Publisher's cut LSN: the
 //     WAL's last LSN at that moment. Every record the Publisher appended
 //     before has an LSN at or below it; every later one is above. Idle
-//     publishers take part without their feed's help.
+//     publishers take part without their feed's help. A Publisher whose
+//     in-place claim (ClaimBatch) is outstanding does this itself when the
+//     claim ends, and the coordinator waits for it, within
+//     CheckpointConfig.ClaimWait (injectCut, awaitClaims).
 //  3. A shard aligns: once it has read E from a ring it stops reading that
 //     ring (and the rings of publishers created after step 1) until E has
 //     arrived on every other ring, or that ring's publisher closed before
@@ -98,10 +101,19 @@ type CheckpointConfig struct {
 	// holding it or later records are kept even when no checkpoint needs
 	// them. It is called from the checkpointing goroutine.
 	RetainWAL func() uint64
+	// ClaimWait bounds how long a checkpoint waits for a Publisher's
+	// in-place claim (ClaimBatch to CommitBatch) to end before it fails
+	// (default DefaultClaimWait). See Publisher.ClaimBatch.
+	ClaimWait time.Duration
 }
 
 // DefaultCheckpointKeep is CheckpointConfig.Keep's default.
 const DefaultCheckpointKeep = 2
+
+// DefaultClaimWait is CheckpointConfig.ClaimWait's default: far above any
+// claim of the feeds in this repository (they fill their claims from
+// memory: microseconds), far below a checkpoint interval.
+const DefaultClaimWait = 2 * time.Second
 
 // maxOutputMark bounds a CheckpointedOutput's high-water mark.
 const maxOutputMark = 64 << 10
@@ -139,6 +151,10 @@ type cutCoord struct {
 	output CheckpointedOutput
 
 	mu        sync.Mutex // one cut at a time
+	claimWait time.Duration
+	// lagging is closed when the cut of a checkpoint that gave up waiting
+	// for a claim (awaitClaims) has completed; nil when there is none.
+	lagging   chan struct{}
 	closed    atomic.Bool
 	live      atomic.Bool // Start or a successful Recover started the checkpoints
 	noFinal   atomic.Bool // StopCheckpoints: Stop takes no final checkpoint
@@ -155,11 +171,14 @@ type cutCoord struct {
 }
 
 func newCutCoord(e *Engine, w *WAL) *cutCoord {
-	c := &cutCoord{e: e, wal: w, shardDone: make(chan int, len(e.shards))}
+	c := &cutCoord{e: e, wal: w, shardDone: make(chan int, len(e.shards)), claimWait: DefaultClaimWait}
 	if cc := e.cfg.Checkpoints; cc != nil {
 		c.cfg = *cc
 		if c.cfg.Keep <= 0 {
 			c.cfg.Keep = DefaultCheckpointKeep
+		}
+		if c.cfg.ClaimWait > 0 {
+			c.claimWait = c.cfg.ClaimWait
 		}
 		fs := c.cfg.FS
 		if fs == nil {
@@ -245,6 +264,9 @@ func (e *Engine) streamOutputs() []*stream {
 func (c *cutCoord) cut(snapshot bool) (cutResult, error) {
 	e := c.e
 	var res cutResult
+	if err := c.awaitLagging(); err != nil {
+		return res, err
+	}
 	e.mu.Lock()
 	e.cutEpoch++
 	others := e.streamOutputs()
@@ -255,15 +277,30 @@ func (c *cutCoord) cut(snapshot bool) (cutResult, error) {
 	e.mu.Unlock()
 	e.wakeShards()
 	res.maxLSN = res.lsn
-	for _, p := range pubs {
-		st := p.injectCut(req.epoch, c.wal)
+	sources := make([]sourceState, len(pubs))
+	var pending []pendingCut
+	for i, p := range pubs {
+		st, t := p.injectCut(req.epoch, c.wal)
+		if t != nil {
+			pending = append(pending, pendingCut{i, t})
+		}
+		sources[i] = st
+	}
+	e.wakeShards()
+	if len(pending) > 0 {
+		if err := c.awaitClaims(pubs, pending, sources); err != nil {
+			c.completeLate(req, pending)
+			return res, err
+		}
+		e.wakeShards()
+	}
+	for i, p := range pubs {
 		if p.replay {
 			continue // recovery publishers never append: nothing to filter or resume
 		}
-		res.sources = append(res.sources, st)
-		res.maxLSN = max(res.maxLSN, st.lsn)
+		res.sources = append(res.sources, sources[i])
+		res.maxLSN = max(res.maxLSN, sources[i].lsn)
 	}
-	e.wakeShards()
 	for range e.shards {
 		<-c.shardDone
 	}
@@ -302,7 +339,10 @@ func (c *cutCoord) cut(snapshot bool) (cutResult, error) {
 
 // Checkpoint takes a checkpoint now: a cut, then the file (see the comment
 // at the top of checkpoint.go). It returns the written file's Info. It
-// blocks while the engine is paused. Periodic checkpoints call it too.
+// blocks while the engine is paused, and waits for a Publisher's
+// outstanding in-place claim to end (at most CheckpointConfig.ClaimWait:
+// then it fails; see Publisher.ClaimBatch). Periodic checkpoints call it
+// too.
 func (e *Engine) Checkpoint(ctx context.Context) (checkpoint.Info, error) {
 	c := e.cut
 	if c == nil || c.store == nil {
@@ -493,13 +533,99 @@ func (p *Publisher) holdsWatermark() bool {
 	return idle <= 0 || p.sentWmNs == math.MaxInt64 || clock.MonoNs()-p.lastActiveNs.Load() <= idle
 }
 
+// cutTicket is a cut left to a Publisher whose in-place claim was
+// outstanding when the coordinator came (injectCut): the Publisher places
+// it when the claim ends (endClaim), sets st and closes done.
+type cutTicket struct {
+	epoch uint64
+	w     *WAL
+	st    sourceState
+	done  chan struct{}
+}
+
+// pendingCut is a cut the coordinator waits for: the ticket of pubs[i].
+type pendingCut struct {
+	i int
+	t *cutTicket
+}
+
+// awaitClaims waits until every pending cut is placed, and records the
+// sources' states; it gives up after claimWait. The wait is for claims
+// that callers fill: a caller that blocks between ClaimBatch and
+// CommitBatch holds the cut (see Publisher.ClaimBatch).
+func (c *cutCoord) awaitClaims(pubs []*Publisher, pending []pendingCut, sources []sourceState) error {
+	timer := time.NewTimer(c.claimWait)
+	defer timer.Stop()
+	for _, pc := range pending {
+		select {
+		case <-pc.t.done:
+			sources[pc.i] = pc.t.st
+		case <-timer.C:
+			return fmt.Errorf("engine: cut: publisher %q held an in-place claim (ClaimBatch without CommitBatch) for more than %v; the cut is completed when the claim ends",
+				pubs[pc.i].name, c.claimWait)
+		}
+	}
+	return nil
+}
+
+// completeLate completes a cut that gave up on pending claims: once they
+// have ended, it collects the shards' reports and releases them, and the
+// next cut, which waits for that (awaitLagging), can begin. The shards'
+// snapshots are not used.
+func (c *cutCoord) completeLate(req *cutReq, pending []pendingCut) {
+	done := make(chan struct{})
+	c.lagging = done
+	shards := len(c.e.shards)
+	go func() {
+		for _, pc := range pending {
+			<-pc.t.done
+		}
+		c.e.wakeShards()
+		for range shards {
+			<-c.shardDone
+		}
+		close(req.release)
+		close(done)
+	}()
+}
+
+// awaitLagging waits (at most claimWait) for a cut given up earlier to
+// complete (completeLate); it fails when that cut still waits for a claim.
+func (c *cutCoord) awaitLagging() error {
+	if c.lagging == nil {
+		return nil
+	}
+	timer := time.NewTimer(c.claimWait)
+	defer timer.Stop()
+	select {
+	case <-c.lagging:
+		c.lagging = nil
+		return nil
+	case <-timer.C:
+		return errors.New("engine: cut: the previous cut still waits for a publisher's in-place claim to end (ClaimBatch without CommitBatch)")
+	}
+}
+
 // injectCut is step 2 for one Publisher: under its lock, make everything it
 // wrote visible, put the cut event into each of its rings and record its
-// state. A closed Publisher gets no cut event; its records are all before
-// the cut.
-func (p *Publisher) injectCut(epoch uint64, w *WAL) sourceState {
+// state (placeCut). A Publisher with an in-place claim outstanding gets a
+// ticket instead: the caller may be writing the slots that the cut event
+// would go into, so the Publisher places the cut when the claim ends
+// (endClaim). A closed Publisher gets no cut event; its records are all
+// before the cut.
+func (p *Publisher) injectCut(epoch uint64, w *WAL) (sourceState, *cutTicket) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.inPlace.out && !p.closed {
+		t := &cutTicket{epoch: epoch, w: w, done: make(chan struct{})}
+		p.inPlace.cut = t
+		return sourceState{}, t
+	}
+	return p.placeCut(epoch, w), nil
+}
+
+// placeCut is injectCut's work, under p.mu with no claim outstanding.
+func (p *Publisher) placeCut(epoch uint64, w *WAL) sourceState {
 	st := sourceState{id: p.id, name: p.name, closed: p.closed, lsn: p.lastLSN,
 		offset: p.maxSeq, maxTsNs: p.maxTsNs, sentWmNs: p.sentWmNs, holds: p.holdsWatermark(), offsetIDs: p.offsetIDs.Load()}
 	if p.closed {

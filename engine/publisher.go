@@ -101,9 +101,10 @@ type Publisher struct {
 	// up to it (the ordered collector's progress argument).
 	committedSeq atomic.Uint64
 
-	// Durable engines: mu is held by Publish, Flush, Barrier (its flush) and
-	// Close, and by the checkpoint coordinator while it puts a cut event into
-	// the rings (see checkpoint.go); locked says whether to take it.
+	// Durable engines: mu is held by Publish, Flush, Barrier (its flush),
+	// Close, ClaimBatch and CommitBatch (not in between: see lock), and by
+	// the checkpoint coordinator while it puts a cut event into the rings
+	// (see checkpoint.go); locked says whether to take it.
 	mu         sync.Mutex
 	locked     bool
 	replay     bool          // a recovery publisher: its events are already in the WAL
@@ -147,7 +148,7 @@ func (p *Publisher) Publish(ev *codec.Event) error {
 		p.waitGate()
 	}
 	if p.locked {
-		p.mu.Lock()
+		p.lock()
 		err := p.publish(ev)
 		p.mu.Unlock()
 		return err
@@ -172,7 +173,7 @@ func (p *Publisher) PublishText(ev *codec.Event, text []byte) error {
 		p.waitGate()
 	}
 	if p.locked {
-		p.mu.Lock()
+		p.lock()
 		defer p.mu.Unlock()
 	}
 	ev.TextLen = uint32(len(text))
@@ -197,6 +198,16 @@ func (p *Publisher) publish(ev *codec.Event) error {
 		p.readClock()
 	}
 	p.stamp(ev)
+	s := p.e.route(ev.Symbol)
+	if ev.Flags&codec.FlagBroadcast == 0 && p.fill[s] == len(p.claim[s]) {
+		// A new claim before the event's WAL append (put would take it
+		// after): the events of the last claim, made visible now, are one
+		// batch without it, as when they are claimed in place (ClaimBatch
+		// takes the new claim before the events are filled).
+		if err := p.reclaim(s); err != nil {
+			return err
+		}
+	}
 	if d := p.e.cfg.Durability; d != nil && !p.replay {
 		if w := p.e.wal; w != nil && p.e.cfg.WALBatches {
 			if p.walErr != nil {
@@ -232,7 +243,6 @@ func (p *Publisher) publish(ev *codec.Event) error {
 			p.lastLSN = lsn
 		}
 	}
-	s := p.e.route(ev.Symbol)
 	if ev.Flags&codec.FlagBroadcast == 0 {
 		if err := p.put(s, ev); err != nil {
 			return err
@@ -414,7 +424,7 @@ func (p *Publisher) commit(s int) {
 // moved, sends the new watermark to every shard.
 func (p *Publisher) Flush() error {
 	if p.locked {
-		p.mu.Lock()
+		p.lock()
 		err := p.flush()
 		p.mu.Unlock()
 		return err
@@ -507,7 +517,7 @@ func (p *Publisher) broadcastWatermark(wm int64) {
 // Publish.
 func (p *Publisher) Idle() error {
 	if p.locked {
-		p.mu.Lock()
+		p.lock()
 		defer p.mu.Unlock()
 	}
 	if p.closed {
@@ -558,7 +568,7 @@ func (p *Publisher) Mark() (uint64, error) {
 		return 0, nil
 	}
 	if p.locked {
-		p.mu.Lock()
+		p.lock()
 		defer p.mu.Unlock()
 	}
 	return p.lastLSN, nil
@@ -607,7 +617,7 @@ func (p *Publisher) Reject(raw []byte, reason codec.Reason, pos codec.Position, 
 // rings. The shards drain what was published. Close is idempotent.
 func (p *Publisher) Close() error {
 	if p.locked {
-		p.mu.Lock()
+		p.lock()
 		defer p.mu.Unlock()
 	}
 	if p.closed {

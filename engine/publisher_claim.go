@@ -27,17 +27,22 @@ var ErrNoClaim = errors.New("engine: commit without an outstanding claim")
 // inPlaceClaim is a Publisher's state for Claim and ClaimBatch.
 type inPlaceClaim struct {
 	// evs is the outstanding claim, nil when there is none: slots of the
-	// ring of shard guess (from claim[guess][fill[guess]]), or stage.
+	// ring of shard guess (from claim[guess][fill[guess]]).
 	evs []codec.Event
 	// guess is the shard whose ring the next claim takes its slots from:
 	// where the last committed event went. A symbol routed elsewhere costs
 	// a copy (what Publish does for every event).
 	guess int
-	// one is a locked Publisher's single claim and the place a claimed
-	// event that has to be copied anyway (a broadcast, text) is moved to.
+	// one is the place a claimed event that has to be copied anyway (a
+	// broadcast, text) is moved to.
 	one [1]codec.Event
-	// stage holds a locked Publisher's batch claims (made at the first).
-	stage []codec.Event
+	// A locked (durable) Publisher's claim, under mu: out says a claim is
+	// outstanding (from ClaimBatch to CommitBatch or the next method that
+	// ends it, lock), cut is the checkpoint cut that waits for its end
+	// (injectCut leaves it here rather than write into the rings while
+	// the caller fills their slots; endClaim places it).
+	out bool
+	cut *cutTicket
 }
 
 // ClaimBatch returns between 1 and n zeroed events for the caller to fill
@@ -67,13 +72,23 @@ type inPlaceClaim struct {
 // shard). An event whose symbol routes to another shard is copied into that
 // shard's ring at CommitBatch, as Publish copies every event, and the
 // in-place events after it move down to keep the ring's slots contiguous;
-// broadcast events are copied too. A durable engine's Publisher (one with a
-// WAL) hands out events of its own instead of slots and copies them at
-// CommitBatch: the checkpoint coordinator writes cut events into its rings
-// from another goroutine under its lock (injectCut) and could write a slot
-// the caller is filling, and holding that lock from claim to commit would
-// stall every checkpoint behind a caller that abandons a claim and then
-// waits for input.
+// broadcast events are copied too.
+//
+// A durable engine's Publisher (one with a WAL) hands out ring slots too,
+// and CommitBatch logs the events from there (their WAL batch is encoded
+// from the slots). The checkpoint coordinator, which writes cut events into
+// the rings from another goroutine (injectCut), does not write while a
+// claim is outstanding: it leaves the cut to the Publisher, which places it
+// when the claim ends - behind the committed events at CommitBatch, or
+// before anything else when another method of the Publisher abandons the
+// claim - and waits for that (see cutCoord.awaitClaims). So the caller of a
+// durable Publisher must not wait for anything but the Publisher (input, a
+// lock of its own) between ClaimBatch and CommitBatch: a checkpoint waits
+// for the claim to end, and the shards' alignment on the cut holds the
+// other publishers back meanwhile. A checkpoint that waits longer than
+// CheckpointConfig.ClaimWait fails (counted in CheckpointStats.Failed, its
+// error naming the Publisher; periodic checkpoints try again at their next
+// tick); its cut is completed when the claim ends.
 func (p *Publisher) ClaimBatch(n int) ([]codec.Event, error) {
 	c := &p.inPlace
 	c.evs = nil
@@ -82,18 +97,8 @@ func (p *Publisher) ClaimBatch(n int) ([]codec.Event, error) {
 	}
 	n = min(max(n, 1), publishBatchMax)
 	if p.locked {
-		// closed is read under mu by CommitBatch; the staged events are
-		// the Publisher's own, so nothing here needs the lock.
-		if n == 1 {
-			c.evs = c.one[:]
-		} else {
-			if c.stage == nil {
-				c.stage = make([]codec.Event, publishBatchMax)
-			}
-			c.evs = c.stage[:n]
-		}
-		clear(c.evs)
-		return c.evs, nil
+		p.lock() // ends a claim still outstanding
+		defer p.mu.Unlock()
 	}
 	if p.closed {
 		return nil, ErrStopped
@@ -113,6 +118,7 @@ func (p *Publisher) ClaimBatch(n int) ([]codec.Event, error) {
 		clear(evs)
 	}
 	c.evs = evs
+	c.out = p.locked
 	return evs, nil
 }
 
@@ -125,6 +131,10 @@ func (p *Publisher) ClaimBatch(n int) ([]codec.Event, error) {
 // of events claimed.
 func (p *Publisher) CommitBatch(k int) error {
 	evs, ok := p.takeClaim()
+	if p.locked {
+		p.mu.Lock()
+		defer p.unlockClaim() // a cut that waited for the claim goes behind its events
+	}
 	if !ok {
 		return ErrNoClaim
 	}
@@ -132,18 +142,11 @@ func (p *Publisher) CommitBatch(k int) error {
 		return fmt.Errorf("engine: CommitBatch(%d) of %d events claimed", k, len(evs))
 	}
 	evs = evs[:k]
-	if p.locked {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		for i := range evs {
-			if err := p.publish(&evs[i]); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
 	c := &p.inPlace
-	i := p.commitInPlace(evs)
+	i, err := p.commitInPlace(evs)
+	if err != nil {
+		return err
+	}
 	for ; i < len(evs); i++ {
 		ev := &evs[i]
 		if ev.Flags&codec.FlagBroadcast != 0 {
@@ -161,16 +164,58 @@ func (p *Publisher) CommitBatch(k int) error {
 	return nil
 }
 
+// lock takes a locked Publisher's mu for one of its own methods and ends
+// the claim outstanding, if any: the method may write the claimed slots
+// (a put, a marker) or drop the ring's claim, and the cut waiting for the
+// claim goes in first, where it would have gone had the claim not been made.
+// The checkpoint coordinator takes mu itself (injectCut).
+func (p *Publisher) lock() {
+	p.mu.Lock()
+	if p.inPlace.out {
+		p.endClaim()
+	}
+}
+
+// unlockClaim ends CommitBatch: the claim ends, a cut waiting for it is
+// placed behind its events, and mu is released.
+func (p *Publisher) unlockClaim() {
+	if p.inPlace.out {
+		p.endClaim()
+	}
+	p.mu.Unlock()
+}
+
+// endClaim ends a locked Publisher's outstanding claim (under mu) and
+// places the cut that waited for it, if any, handing the coordinator its
+// state.
+func (p *Publisher) endClaim() {
+	c := &p.inPlace
+	c.out, c.evs = false, nil
+	if t := c.cut; t != nil {
+		c.cut = nil
+		t.st = p.placeCut(t.epoch, t.w)
+		close(t.done)
+	}
+}
+
 // commitInPlace publishes the leading events of evs, the claim at
 // claim[guess][fill[guess]:], that stay where they are: events of symbols
-// that the guessed shard owns, not broadcast, of a Publisher that logs
-// nothing (no Durability). It does for each what publish does (stamp,
-// account) and returns how many it took; publish takes the rest (put moves
-// an event that routes to the guessed shard after one that did not down to
-// the next free slot).
-func (p *Publisher) commitInPlace(evs []codec.Event) int {
-	if p.closed || p.e.cfg.Durability != nil {
-		return 0
+// that the guessed shard owns, not broadcast. It does for each what
+// publish does (stamp, the WAL batch of a durable Publisher, account) and
+// returns how many it took; publish takes the rest (put moves an event that
+// routes to the guessed shard after one that did not down to the next free
+// slot). A durable Publisher that logs a record per event (no WALBatches,
+// another Durability) leaves them all to publish, which writes them in
+// place too.
+func (p *Publisher) commitInPlace(evs []codec.Event) (int, error) {
+	if p.closed {
+		return 0, nil
+	}
+	if p.e.cfg.Durability != nil && !p.replay {
+		if p.e.wal == nil || !p.e.cfg.WALBatches || p.walErr != nil {
+			return 0, nil
+		}
+		return p.commitInPlaceWAL(evs)
 	}
 	g := p.inPlace.guess
 	multi := len(p.rings) > 1
@@ -193,7 +238,58 @@ func (p *Publisher) commitInPlace(evs []codec.Event) int {
 	}
 	p.setMarks(m)
 	p.fill[g] += n
-	return n
+	return n, nil
+}
+
+// commitInPlaceWAL is commitInPlace for a Publisher that logs event
+// batches: publish's steps for each event, in its order (stamp, the symbol
+// record, the event into the WAL batch, the batch appended when full,
+// account), with the batch being built and the marks in locals. An error
+// leaves the event it failed on out, as publish does.
+func (p *Publisher) commitInPlaceWAL(evs []codec.Event) (int, error) {
+	w := p.e.wal
+	g := p.inPlace.guess
+	multi := len(p.rings) > 1
+	if p.nowNs == 0 {
+		p.readClock()
+	}
+	nowNs, src, id := p.nowNs, uint16(p.id), p.id
+	limit := p.walLimit - batchEventMax
+	buf, prev, walN := p.walBuf, p.walPrev, p.walN
+	m := p.marks()
+	n := 0
+	var err error
+	for i := range evs {
+		ev := &evs[i]
+		if ev.Flags&codec.FlagBroadcast != 0 || multi && p.e.route(ev.Symbol) != g {
+			break
+		}
+		seq := stampEvent(ev, nowNs, src, m.maxSeq)
+		if w.needSymbol(ev.Symbol) {
+			if err = w.logSymbols(ev.Symbol); err != nil {
+				break
+			}
+		}
+		if walN == 0 {
+			buf, prev = beginBatch(buf[:0], id), batchPrev{}
+		}
+		buf = appendBatchEvent(buf, &prev, ev)
+		walN++
+		if len(buf) > limit {
+			p.walBuf, p.walPrev, p.walN = buf, prev, walN
+			err = p.flushWAL()
+			walN = p.walN
+			if err != nil {
+				break
+			}
+		}
+		m.add(ev.TsNs, seq, ev.Kind)
+		n++
+	}
+	p.walBuf, p.walPrev, p.walN = buf, prev, walN
+	p.setMarks(m)
+	p.fill[g] += n
+	return n, err
 }
 
 // Claim is ClaimBatch(1): one zeroed event to fill in place and publish
@@ -231,17 +327,14 @@ func (p *Publisher) CommitText(text []byte) error {
 // takeClaim ends the outstanding claim and returns its events, or false
 // when there is none or it was abandoned: a method called since it was
 // made published or dropped the ring's claim (commit), wrote the first slot
-// (put) or put a marker into it (a watermark). A locked Publisher's staged
-// events stay its own until the next claim.
+// (put) or put a marker into it (a watermark). (A locked Publisher's
+// methods end its claim when they take the lock: lock.)
 func (p *Publisher) takeClaim() ([]codec.Event, bool) {
 	c := &p.inPlace
 	evs := c.evs
 	c.evs = nil
 	if len(evs) == 0 {
 		return nil, false
-	}
-	if p.locked {
-		return evs, true
 	}
 	cl, f := p.claim[c.guess], p.fill[c.guess]
 	return evs, f+len(evs) <= len(cl) && &cl[f] == &evs[0]

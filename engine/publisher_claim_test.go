@@ -252,9 +252,9 @@ func TestClaimAbandoned(t *testing.T) {
 	}
 }
 
-// TestClaimWithCheckpoints: a durable engine (claims staged, copied at
-// commit under the Publisher's lock) with checkpoints cut concurrently
-// from another goroutine, and a recovery in the middle: the sink and the
+// TestClaimWithCheckpoints: a durable engine (claims in ring slots, the
+// cuts of checkpoints left to the Publisher while one is outstanding) with
+// checkpoints cut concurrently from another goroutine, and a recovery in the middle: the sink and the
 // final operator state are those of the uninterrupted run through Publish.
 func TestClaimWithCheckpoints(t *testing.T) {
 	evs := testEvents(recN/2, recSyms, 3)

@@ -564,7 +564,7 @@ func (p *Publisher) replayWatermark(wm int64, seq uint64) {
 // Close instead says the source has ended (+∞: every window fires).
 func (p *Publisher) Detach() error {
 	if p.locked {
-		p.mu.Lock()
+		p.lock()
 		defer p.mu.Unlock()
 	}
 	if p.closed {
