@@ -100,7 +100,7 @@ type shard struct {
 	// outWait is the producer side of out and dlq: the shard's waiter, or
 	// with Config.Chain a Waiter of its own, so that a collection step
 	// releasing outputs does not wake a parked shard (chain.go).
-	outWait *ring.Waiter
+	outWait    *ring.Waiter
 	chainState // the role token and what a chained round leaves behind (chain.go)
 }
 
