@@ -97,6 +97,7 @@ type chainState struct {
 	outCarried int
 	dlqBacklog []deadLetter
 	rounds     atomic.Uint64 // chained calls that ran at least one round (Stats)
+	bails      atomic.Uint64 // chained rounds that stopped with outputs or dead letters kept (tests)
 }
 
 // chainPublished is called by a Publisher of a chaining engine after it
@@ -169,6 +170,9 @@ func (s *shard) chainRounds() {
 			return
 		}
 		break
+	}
+	if s.chainBail {
+		s.bails.Add(1)
 	}
 	s.deliverNow()
 	s.handBack.Store(true)

@@ -244,3 +244,60 @@ func TestChainRaceManyPublishers(t *testing.T) {
 	}
 	t.Logf("%d chained rounds", chained)
 }
+
+// TestChainHandsBackOnFullOutputRing: a chained round that cannot push its
+// outputs (the output ring full and the collector role held elsewhere)
+// keeps them, stops and hands back, and the shard thread pushes them first
+// when it takes the token back: nothing lost, nothing reordered. White-box:
+// the test plays the parked shard (its token free) and the busy collector.
+func TestChainHandsBackOnFullOutputRing(t *testing.T) {
+	te := newTestEngine(t, Config{Shards: 1, Wait: ring.Park, Chain: true, OutRingSize: 4})
+	s := te.shards[0]
+	p, _ := te.NewPublisher("p")
+	// Half the output ring taken (not more: a round would not start).
+	dst := s.out.Claim(2)
+	dst[0] = ops.Output{Kind: ops.OutIndicators, Symbol: 9, Seq: 100}
+	dst[1] = ops.Output{Kind: ops.OutIndicators, Symbol: 9, Seq: 101}
+	s.out.PublishQuiet(2)
+	te.collector.role.Store(1) // the collector is busy
+	s.role.Store(0)            // the shard is parked
+	for i := 1; i <= 3; i++ {
+		ev := trade(uint64(i), 1, int64(i))
+		if err := p.Publish(&ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Flush(); err != nil { // 3 trades and a watermark: 4 outputs, room for 2
+		t.Fatal(err)
+	}
+	if got := s.rounds.Load(); got != 1 {
+		t.Fatalf("%d chained rounds, want 1", got)
+	}
+	if s.bails.Load() != 1 || !s.handBack.Load() || !s.chainBail || len(s.outBuf) != 2 {
+		t.Fatalf("bails %d handBack %v chainBail %v kept %d: want a hand-back with 2 outputs kept",
+			s.bails.Load(), s.handBack.Load(), s.chainBail, len(s.outBuf))
+	}
+	if s.role.Load() != 0 {
+		t.Fatal("the token was not given back")
+	}
+	if pr := s.progress.Load(); pr >= 3 {
+		t.Fatalf("progress %d past outputs kept back", pr)
+	}
+	// The shard thread takes over: the token is its own when it starts.
+	te.collector.role.Store(0)
+	s.role.Store(1)
+	te.Start()
+	te.waitOutputs(t, 2+4)
+	p.Close()
+	stop(t, te.Engine)
+	var seqs []uint64
+	for _, o := range te.out.all() {
+		seqs = append(seqs, o.Seq)
+	}
+	if want := []uint64{100, 101, 1, 2, 3, 3}; !reflect.DeepEqual(seqs[:6], want) {
+		t.Fatalf("outputs by seq %v, want %v first", seqs, want)
+	}
+	if st := te.Stats(); st.Outputs != uint64(len(seqs))-2 {
+		t.Fatalf("%d outputs counted, %d delivered (2 not the shard's)", st.Outputs, len(seqs))
+	}
+}
