@@ -70,7 +70,22 @@ import (
 // Chaining applies only with the Park strategy and not in micro-batch
 // mode (withDefaults), so a spinning, pinned shard never gives its state
 // away; a recovery replay's publishers do not chain (a replay publishes
-// as fast as it reads, where the shard's own thread is worth more).
+// as fast as it reads, where the shard's own thread is worth more). Nor
+// with Config.Ordered: a chained round runs inside the Publisher's commit
+// of one ring and delivers at once, and the ordered merge's progress
+// argument does not hold against that. A Publisher's Close puts its
+// end-of-source watermark with the Seq of its last flush's watermark, so
+// a shard whose progress is that Seq may still produce outputs of it; with
+// shards woken by Close, the race needs one shard to run late, and the
+// chained rounds of the others deliver theirs at once
+// (TestOrderedWatermarkOutputsInShardOrder failed with chaining forced on).
+//
+// A chained Publisher delivers outputs (collectIdle), so an OutputHandler
+// that blocks holds back that Publisher's Publish or Flush, as it holds
+// back a shard that delivers its own outputs: a handler that waits for
+// Engine.Stopping while the publishing goroutine is the one that would
+// call Stop (engine's TestStopWithHaltedOutputIsBounded) never returns
+// with Chain. That is why Config.Chain is off unless asked for.
 // Outputs are the same as without chaining: the chained round is the
 // shard loop's round, run at a moment the woken shard could have run it.
 
