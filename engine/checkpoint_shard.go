@@ -128,7 +128,7 @@ func (s *shard) completeCut() {
 			s.cut.outEmpty = s.outDelivered
 		}
 		for !s.outDelivered() {
-			s.waiter.Wait(s.cut.outEmpty, time.Millisecond)
+			s.outWait.Wait(s.cut.outEmpty, time.Millisecond)
 		}
 	}
 	s.e.cut.shardDone <- s.id

@@ -83,9 +83,12 @@ func (c *collector) runnable() bool {
 	return c.role.Load() == 0 && c.anyReady()
 }
 
+// anyReady reports whether a shard's rings hold something for a collection
+// step. Only atomics: the collector goroutine evaluates it without the role
+// (runnable), while a shard may hold it (Drained reads the consumer's side).
 func (c *collector) anyReady() bool {
 	for _, s := range c.e.shards {
-		if s.out.Len() > 0 || s.dlq.Len() > 0 || s.out.Drained() {
+		if s.out.Len() > 0 || s.dlq.Len() > 0 || s.out.Closed() && s.out.Len() == 0 {
 			return true
 		}
 	}

@@ -147,6 +147,15 @@ type Config struct {
 	Wait ring.Strategy
 	// Mode is the processing mode. ModeEventDriven forces Wait = Park.
 	Mode Mode
+	// Chain lets a Publisher run a parked shard's processing round itself
+	// (operator chaining, engine/chain.go): when it makes a few events
+	// visible to a shard whose thread sleeps, it takes the shard's role
+	// token, processes what the shard's rings hold and delivers the outputs
+	// on its own goroutine, and the shard thread sleeps on; no wake-up and
+	// no hop between threads per message. It applies only with the Park
+	// wait strategy, not in ModeMicroBatch nor with Ordered (withDefaults
+	// clears it otherwise), and never to a recovery replay's publishers.
+	Chain bool
 	// BatchSize and BatchTimeout apply to ModeMicroBatch (defaults 256, 1ms).
 	BatchSize    int
 	BatchTimeout time.Duration
@@ -259,6 +268,14 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if cfg.Mode == ModeEventDriven {
 		cfg.Wait = ring.Park
+	}
+	if cfg.Wait != ring.Park || cfg.Mode == ModeMicroBatch || cfg.Ordered {
+		// Chaining replaces a parked shard's wake-up only. Not in ordered
+		// mode: a chained round delivers at once, inside the Publisher's
+		// commit of one ring, and the ordered merge's progress argument
+		// does not cover a publisher whose end-of-source watermark carries
+		// the Seq of its last flush's (see chain.go).
+		cfg.Chain = false
 	}
 	if cfg.BatchTimeout == 0 {
 		cfg.BatchTimeout = time.Millisecond

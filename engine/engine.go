@@ -9,6 +9,14 @@
 //	                                                    ▼
 //	                                             output ring ──▶ collector ──▶ OutputHandler
 //
+// A shard's state is owned by the holder of its role token: the shard loop
+// (shard.go), which gives it up only while it waits for input, or, with
+// Config.Chain, a Publisher that made a few events visible to a parked shard
+// and runs the shard loop's round itself instead of waking its thread
+// (operator chaining, chain.go). An idle shard (or a chained Publisher)
+// delivers its outputs itself while the collector role is free
+// (collector.go).
+//
 // Every symbol is owned by exactly one shard (a hash of its interned id), so
 // operator state needs no locks. Every queue is bounded and full queues block
 // (backpressure up to the feeds); nothing is dropped silently.

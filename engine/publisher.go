@@ -409,8 +409,12 @@ func (p *Publisher) flushWAL() error {
 // commit publishes the written slots of shard s's claim and drops the rest
 // of the claim (a ring holds one claim at a time, and Put claims too).
 func (p *Publisher) commit(s int) {
-	if p.fill[s] > 0 {
-		p.rings[s].Publish(p.fill[s])
+	k := p.fill[s]
+	chain := k > 0 && p.e.cfg.Chain && !p.replay
+	if chain {
+		p.rings[s].PublishQuiet(k) // chainPublished wakes the shard or runs its round
+	} else if k > 0 {
+		p.rings[s].Publish(k)
 	}
 	if p.pubPending > 0 {
 		p.published.Add(p.pubPending)
@@ -418,6 +422,9 @@ func (p *Publisher) commit(s int) {
 	}
 	p.claim[s] = nil
 	p.fill[s] = 0
+	if chain {
+		p.e.shards[s].chainPublished(p.rings[s]) // operator chaining (chain.go)
+	}
 }
 
 // Flush makes every published event visible and, when the largest event time

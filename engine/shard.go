@@ -96,6 +96,12 @@ type shard struct {
 	cut         shardCut      // checkpoint alignment (checkpoint_shard.go)
 	texts       []textAsm     // per input: the event whose text chunks are arriving
 	textOuts    int           // OutText outputs in outBuf (not counted as outputs)
+
+	// outWait is the producer side of out and dlq: the shard's waiter, or
+	// with Config.Chain a Waiter of its own, so that a collection step
+	// releasing outputs does not wake a parked shard (chain.go).
+	outWait    *ring.Waiter
+	chainState // the role token and what a chained round leaves behind (chain.go)
 }
 
 // shardStream is one stream's part of a shard: its operator chain and the
@@ -181,14 +187,20 @@ func newShard(e *Engine, id int, proc Processor, outWaiter *ring.Waiter) (*shard
 	}
 	s.addStream(newShardStream(e, 0, proc))
 	s.cur = s.strs[0]
+	s.outWait = s.waiter
+	s.ready = s.inputReady
+	s.role.Store(1) // the shard's from the start: nobody chains before it runs
+	if e.cfg.Chain {
+		s.outWait = ring.NewWaiter(e.cfg.Wait)
+		s.ready = s.readyChained
+	}
 	var err error
-	if s.out, err = ring.New[ops.Output](e.cfg.OutRingSize, outWaiter, s.waiter); err != nil {
+	if s.out, err = ring.New[ops.Output](e.cfg.OutRingSize, outWaiter, s.outWait); err != nil {
 		return nil, fmt.Errorf("engine: output ring: %w", err)
 	}
-	if s.dlq, err = ring.New[deadLetter](1024, outWaiter, s.waiter); err != nil {
+	if s.dlq, err = ring.New[deadLetter](1024, outWaiter, s.outWait); err != nil {
 		return nil, fmt.Errorf("engine: dead-letter ring: %w", err)
 	}
-	s.ready = s.inputReady
 	return s, nil
 }
 
@@ -215,7 +227,8 @@ func (s *shard) inputReady() bool {
 			return true
 		}
 	}
-	return s.e.stopping.Load() || s.e.paused.Load() || len(*s.e.pubs.Load()) != len(s.inputs) || s.cutWanted() || s.ctlFlag.Load()
+	return s.e.stopping.Load() || s.e.paused.Load() || len(*s.e.pubs.Load()) != len(s.inputs) || s.cutWanted() || s.ctlFlag.Load() ||
+		s.handBack.Load()
 }
 
 // refreshInputs picks up publishers created since the last look.
@@ -285,21 +298,7 @@ func (s *shard) run() {
 			}
 			batchStartNs = 0
 		}
-		n := 0
-		for src, r := range s.inputs {
-			if s.cut.req != nil && s.cutHolds(src) {
-				continue // aligning a checkpoint: this input is past the cut
-			}
-			batch := r.Poll(pollBatchMax)
-			if len(batch) == 0 {
-				continue
-			}
-			s.inBatch = true
-			k := s.processBatch(src, batch)
-			s.inBatch = false
-			r.Release(k)
-			n += k
-		}
+		n := s.pollInputs()
 		s.deliverOutputs()
 		if s.e.cut != nil {
 			s.checkCut()
@@ -312,9 +311,7 @@ func (s *shard) run() {
 		}
 		// Nothing arrived: every event up to `committed` has been processed
 		// (but an event whose text is still arriving).
-		if committed = s.capProgress(committed); committed > s.progress.Load() {
-			s.progress.Store(committed)
-		}
+		s.caughtUp(committed)
 		if s.e.stopping.Load() && s.inputsDrained() && !s.cutPending() {
 			s.finish()
 			return
@@ -323,7 +320,42 @@ func (s *shard) run() {
 			s.checkIdle()
 		}
 		s.deliverNow()
-		s.waiter.Wait(s.ready, s.waitTimeout)
+		s.wait()
+	}
+}
+
+// pollInputs processes one batch (at most pollBatchMax events) from each
+// input that the checkpoint alignment does not hold, and returns how many
+// events it consumed. A chained round stops early when its outputs cannot
+// be pushed (chainBail).
+func (s *shard) pollInputs() int {
+	n := 0
+	for src, r := range s.inputs {
+		if s.cut.req != nil && s.cutHolds(src) {
+			continue // aligning a checkpoint: this input is past the cut
+		}
+		batch := r.Poll(pollBatchMax)
+		if len(batch) == 0 {
+			continue
+		}
+		s.inBatch = true
+		k := s.processBatch(src, batch)
+		s.inBatch = false
+		r.Release(k)
+		n += k
+		if s.chainBail {
+			break
+		}
+	}
+	return n
+}
+
+// caughtUp runs after a round that found nothing: every event up to
+// committed (read before the rings were polled) has been processed (but an
+// event whose text is still arriving).
+func (s *shard) caughtUp(committed uint64) {
+	if committed = s.capProgress(committed); committed > s.progress.Load() {
+		s.progress.Store(committed)
 	}
 }
 
@@ -375,6 +407,10 @@ func (s *shard) processBatch(src int, batch []codec.Event) int {
 				events += k
 				i += k - 1
 				lastSeq = batch[i].Seq
+				if s.chainBail {
+					consumed = i + 1 // a chained round hands back (chain.go)
+					break
+				}
 				continue
 			}
 		}
@@ -438,7 +474,10 @@ func (s *shard) processBatch(src int, batch []codec.Event) int {
 		}
 		lastSeq = ev.Seq
 		if len(s.outBuf) >= outBufCap-ops.OutputHeadroom {
-			s.flushOutputs()
+			if s.flushOutputs(); s.chainBail {
+				consumed = i + 1 // a chained round hands back (chain.go)
+				break
+			}
 		}
 	}
 	s.flushOutputs()
@@ -451,7 +490,9 @@ func (s *shard) processBatch(src int, batch []codec.Event) int {
 			s.kinds[k] = 0
 		}
 	}
-	if lastSeq = s.capProgress(lastSeq); lastSeq > s.progress.Load() {
+	// (Not after a chained round's bail: outputs up to lastSeq are still in
+	// outBuf, and progress promises they are all in out.)
+	if lastSeq = s.capProgress(lastSeq); lastSeq > s.progress.Load() && !s.chainBail {
 		s.progress.Store(lastSeq)
 	}
 	if len(s.batchBuf) > 0 {
@@ -659,6 +700,10 @@ func (s *shard) deadLetter(ev *codec.Event, reason codec.Reason) {
 	s.dead.Add(1)
 	s.cur.dead[int(reason)%codec.ReasonCount].Add(1)
 	d := deadLetter{ev: *ev, reason: reason}
+	if s.chained {
+		s.chainedDeadLetter(&d) // never waits (chain.go)
+		return
+	}
 	s.dlq.Put(&d)
 }
 
@@ -669,16 +714,19 @@ func (s *shard) deadLetter(ev *codec.Event, reason codec.Reason) {
 // goroutine would only add a hand-off to the outputs' latency), by the
 // collector goroutine, woken, while more input is pending.
 func (s *shard) flushOutputs() {
+	if s.chainBail {
+		return // a chained round that could not push: the shard thread will (chain.go)
+	}
 	if len(s.outBuf) == 0 {
 		if !s.inBatch {
 			s.deliverNow() // what the last batches pushed, before a wait
 		}
 		return
 	}
-	n := uint64(len(s.outBuf) - s.textOuts)
+	n := uint64(len(s.outBuf) - s.textOuts - s.outCarried)
 	s.outputs.Add(n)
 	s.cur.outputs.Add(n)
-	s.textOuts = 0
+	s.textOuts, s.outCarried = 0, 0
 	if idx := uint8(s.cur.idx); idx != 0 {
 		for i := range s.outBuf {
 			s.outBuf[i].Stream = idx
@@ -692,7 +740,16 @@ func (s *shard) flushOutputs() {
 		if len(dst) == 0 {
 			// Full: what was published quietly must be taken first.
 			c.collectIdle()
-			if dst = s.out.ClaimWait(len(rest)); len(dst) == 0 {
+			if s.chained {
+				// A chained round never waits: it keeps the rest for the
+				// shard thread and hands back (chain.go).
+				if dst = s.out.Claim(len(rest)); len(dst) == 0 {
+					s.outBuf = s.outBuf[:copy(s.outBuf, rest)]
+					s.outCarried, s.chainBail = len(s.outBuf), true
+					s.outAge = max(s.outAge, 1)
+					return
+				}
+			} else if dst = s.out.ClaimWait(len(rest)); len(dst) == 0 {
 				break // output ring closed: only at shutdown
 			}
 		}

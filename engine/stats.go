@@ -36,6 +36,9 @@ type ShardStats struct {
 	InputCap    int
 	OutputLen   int
 	OutputCap   int
+	// Chained counts the times a Publisher ran the shard's round on its own
+	// goroutine while the shard thread slept (Config.Chain).
+	Chained uint64
 }
 
 // Stats collects the counters.
@@ -53,6 +56,7 @@ func (e *Engine) Stats() Stats {
 		}
 		ss.WatermarkNs = s.strPub[0].Load().wmPub.Load() // the first stream's
 		ss.OutputLen, ss.OutputCap = s.out.Len(), s.out.Cap()
+		ss.Chained = s.rounds.Load()
 		for _, p := range *e.pubs.Load() {
 			r := p.rings[s.id]
 			ss.InputLen += r.Len()

@@ -31,6 +31,7 @@ type runFlags struct {
 	seed                              uint64
 	count                             int64
 	wait, mode, pin                   string
+	chain                             bool
 	ops                               operatorFlags // indicators and windows (operators.go)
 	batchSize                         int
 	batchTimeout, duration, interval  time.Duration
@@ -60,6 +61,7 @@ func runFlagSet(f *runFlags, stderr io.Writer) *flag.FlagSet {
 	fs.Int64Var(&f.count, "count", 0, "stop after this many synthetic messages (0: until interrupted)")
 	fs.IntVar(&f.shards, "shards", 0, "number of shards (0: usable CPUs minus one, at least one)")
 	fs.StringVar(&f.wait, "wait", "park", "shard wait strategy: park (sleep until work; for shared machines), yield, or spin (dedicated cores only)")
+	fs.BoolVar(&f.chain, "chain", true, "operator chaining: a feed that hands a few events to a parked shard runs the shard's processing round itself, without waking its thread (park wait, not micro-batch; --chain=false: always wake the shard)")
 	fs.StringVar(&f.mode, "mode", "event-driven", "processing mode: event-driven (park until a message arrives), real-time (each message as it arrives, with --wait), micro-batch (--batch-size / --batch-timeout)")
 	fs.IntVar(&f.batchSize, "batch-size", 256, "micro-batch: messages per batch")
 	fs.DurationVar(&f.batchTimeout, "batch-timeout", time.Millisecond, "micro-batch: longest wait for a batch to fill")
@@ -281,6 +283,7 @@ func run(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
 		PinCPUs:            pins,
 		Wait:               wait,
 		Mode:               mode,
+		Chain:              f.chain,
 		BatchSize:          f.batchSize,
 		BatchTimeout:       f.batchTimeout,
 		Symbols:            symbols,
