@@ -29,10 +29,14 @@ func BenchmarkEngineHandOff(b *testing.B) {
 		for _, w := range []ring.Strategy{ring.Park, ring.Yield, ring.Spin} {
 			for _, path := range []string{"batch", "claim", "publish"} {
 				b.Run(fmt.Sprintf("%s/ring%d/%v", path, size, w), func(b *testing.B) {
-					benchEngineHandOff(b, size, w, path)
+					benchEngineHandOff(b, size, w, path, false)
 				})
 			}
 		}
+		// Config.Chain: the producer runs a parked shard's round itself.
+		b.Run(fmt.Sprintf("batch/ring%d/park-chain", size), func(b *testing.B) {
+			benchEngineHandOff(b, size, ring.Park, "batch", true)
+		})
 		b.Run(fmt.Sprintf("chan/cap%d", size), func(b *testing.B) { benchChanHandOff(b, size) })
 	}
 }
@@ -84,14 +88,14 @@ func fillTick(ev *codec.Event, i int, sym codec.Symbol) {
 	ev.Symbol, ev.Kind = sym, codec.KindTrade
 }
 
-func benchEngineHandOff(b *testing.B, ringSize int, w ring.Strategy, path string) {
+func benchEngineHandOff(b *testing.B, ringSize int, w ring.Strategy, path string, chain bool) {
 	n := b.N
 	cp := &countProc{want: uint64(n), done: make(chan struct{})}
 	mode := ModeRealTime // ModeEventDriven would force Park
 	if w == ring.Park {
 		mode = ModeEventDriven
 	}
-	e, err := New(Config{Shards: 1, RingSize: ringSize, Wait: w, Mode: mode, Logger: quietLogger(),
+	e, err := New(Config{Shards: 1, RingSize: ringSize, Wait: w, Mode: mode, Chain: chain, Logger: quietLogger(),
 		Processors: func(int) (Processor, error) { return cp, nil }})
 	if err != nil {
 		b.Fatal(err)
