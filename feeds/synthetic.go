@@ -105,8 +105,6 @@ func (s *Synthetic) next() uint64 {
 	return s.rng * 2685821657736338717
 }
 
-func (s *Synthetic) uniform() float64 { return float64(s.next()>>11) / (1 << 53) }
-
 // Intern registers the instruments with the table; Fill needs it first.
 func (s *Synthetic) Intern(t *codec.SymbolTable) error {
 	s.ids = make([]codec.Symbol, s.opts.Symbols)
