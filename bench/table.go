@@ -61,7 +61,11 @@ func num(v float64) string {
 }
 
 // us formats microseconds with three significant digits or so.
-func us(v float64) string {
+func us(v float64) string { return FormatMicros(v) }
+
+// FormatMicros formats microseconds as the tables of qstream bench do:
+// three significant digits or so (benchmd's must-show table uses it too).
+func FormatMicros(v float64) string {
 	switch {
 	case v >= 1000:
 		return strconv.FormatFloat(v, 'f', 0, 64)

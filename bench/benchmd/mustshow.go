@@ -204,7 +204,7 @@ func e2eClaims(rep *bench.E2EReport) []claim {
 					break
 				}
 				c.set(e/r, fmt.Sprintf("%s vs %s µs; %s + %s messages measured, drops %d and %d; %d run(s) each merged",
-					usText(e), usText(r), rateText(float64(eng.Latency.Count)), rateText(float64(ref.Latency.Count)), eng.Drops, ref.Drops, eng.Runs))
+					bench.FormatMicros(e), bench.FormatMicros(r), rateText(float64(eng.Latency.Count)), rateText(float64(ref.Latency.Count)), eng.Drops, ref.Drops, eng.Runs))
 				if eng.Drops > 0 || ref.Drops > 0 {
 					c.status = fmt.Sprintf("invalid: %d drops", eng.Drops+ref.Drops)
 				}
@@ -312,16 +312,6 @@ func nsSpread(v []float64) string {
 		lo, hi = min(lo, x), max(hi, x)
 	}
 	return format(lo) + "-" + format(hi)
-}
-
-func usText(v float64) string {
-	switch {
-	case v >= 1000:
-		return strconv.FormatFloat(v, 'f', 0, 64)
-	case v >= 10:
-		return strconv.FormatFloat(v, 'f', 1, 64)
-	}
-	return strconv.FormatFloat(v, 'f', 2, 64)
 }
 
 func firstLine(s string) string {
