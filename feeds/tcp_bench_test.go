@@ -28,11 +28,12 @@ const (
 // adds to the shared total on Flush (once per read), so counting costs the
 // hot path almost nothing.
 type tcpBenchPubs struct {
-	syms   *codec.SymbolTable
-	total  atomic.Int64
-	mu     sync.Mutex
-	target int64
-	done   chan struct{}
+	syms     *codec.SymbolTable
+	total    atomic.Int64
+	rejected atomic.Int64 // frames the feed refused: the benchmark fails on any
+	mu       sync.Mutex
+	target   int64
+	done     chan struct{}
 }
 
 type tcpBenchPub struct {
@@ -69,7 +70,7 @@ func (p *tcpBenchPub) Flush() error {
 	return nil
 }
 func (p *tcpBenchPub) Barrier(context.Context) error                { return p.Flush() }
-func (p *tcpBenchPub) Reject([]byte, codec.Reason, Position, error) {}
+func (p *tcpBenchPub) Reject([]byte, codec.Reason, Position, error) { p.p.rejected.Add(1) }
 
 // tcpBenchStream is one connection's worth of frames, cut into writes.
 func tcpBenchStream() []byte {
@@ -125,8 +126,11 @@ func runTCPIngest(b *testing.B, pubs *tcpBenchPubs, conns []net.Conn) {
 	wg.Wait()
 	select {
 	case <-done:
-	case <-time.After(5 * time.Minute):
-		b.Fatalf("only %d of %d frames arrived", pubs.total.Load(), pubs.target)
+	case <-time.After(time.Minute):
+		b.Fatalf("only %d of %d frames arrived (%d rejected)", pubs.total.Load(), pubs.target, pubs.rejected.Load())
+	}
+	if r := pubs.rejected.Load(); r != 0 {
+		b.Fatalf("%d frames rejected", r)
 	}
 	elapsed := time.Since(start)
 	b.StopTimer()
@@ -135,6 +139,7 @@ func runTCPIngest(b *testing.B, pubs *tcpBenchPubs, conns []net.Conn) {
 
 func BenchmarkTCPIngest(b *testing.B) {
 	pubs := &tcpBenchPubs{syms: codec.NewSymbolTable(0)}
+	internFrameSymbols(b, pubs.syms) // the feed refuses a frame whose symbol id the table lacks
 	s, _ := startTCPServer(b, TCPConfig{Format: TCPFrames, EventLoops: tcpBenchConns}, pubs)
 	conns := make([]net.Conn, tcpBenchConns)
 	for i := range conns {
@@ -145,6 +150,7 @@ func BenchmarkTCPIngest(b *testing.B) {
 
 func BenchmarkTCPIngestNetBaseline(b *testing.B) {
 	pubs := &tcpBenchPubs{syms: codec.NewSymbolTable(0)}
+	internFrameSymbols(b, pubs.syms)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -197,8 +203,10 @@ func tcpNetBaselineConn(c net.Conn, pubs *tcpBenchPubs) {
 				if err != nil || !ok {
 					break
 				}
-				if decodeCodecFrame(msg, &ev) == nil {
+				if decodeCodecFrame(msg, &ev) == nil && checkFrameSymbol(pubs.syms, &ev) == nil {
 					_ = pub.Publish(&ev)
+				} else {
+					pub.Reject(msg, codec.ReasonMalformed, Position{}, nil)
 				}
 			}
 			_ = pub.Flush()
