@@ -213,20 +213,8 @@ func (p *Publisher) publish(ev *codec.Event) error {
 			if p.walErr != nil {
 				return p.walErr
 			}
-			if w.needSymbol(ev.Symbol) {
-				if err := w.logSymbols(ev.Symbol); err != nil {
-					return err
-				}
-			}
-			if p.walN == 0 {
-				p.walBuf, p.walPrev = beginBatch(p.walBuf[:0], p.id), batchPrev{}
-			}
-			p.walBuf = appendBatchEvent(p.walBuf, &p.walPrev, ev)
-			p.walN++
-			if len(p.walBuf) > p.walLimit-batchEventMax {
-				if err := p.flushWAL(); err != nil {
-					return err
-				}
+			if err := p.logBatchEvent(w, ev); err != nil {
+				return err
 			}
 		} else {
 			// A record per event (another Durability, or no WALBatches).
@@ -384,6 +372,27 @@ func (p *Publisher) commitRings() {
 	for s := range p.rings {
 		p.commit(s)
 	}
+}
+
+// logBatchEvent puts ev into the Publisher's WAL event batch (its symbol's
+// record first, when the WAL has not logged the symbol yet) and appends the
+// batch once it is full: the WAL step of publish and of the in-place
+// commit (commitInPlaceWAL).
+func (p *Publisher) logBatchEvent(w *WAL, ev *codec.Event) error {
+	if w.needSymbol(ev.Symbol) {
+		if err := w.logSymbols(ev.Symbol); err != nil {
+			return err
+		}
+	}
+	if p.walN == 0 {
+		p.walBuf, p.walPrev = beginBatch(p.walBuf[:0], p.id), batchPrev{}
+	}
+	p.walBuf = appendBatchEvent(p.walBuf, &p.walPrev, ev)
+	p.walN++
+	if len(p.walBuf) > p.walLimit-batchEventMax {
+		return p.flushWAL()
+	}
+	return nil
 }
 
 // flushWAL appends the events published since the last flush as one WAL

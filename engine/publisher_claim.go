@@ -242,9 +242,8 @@ func (p *Publisher) commitInPlace(evs []codec.Event) (int, error) {
 }
 
 // commitInPlaceWAL is commitInPlace for a Publisher that logs event
-// batches: publish's steps for each event, in its order (stamp, the symbol
-// record, the event into the WAL batch, the batch appended when full,
-// account), with the batch being built and the marks in locals. An error
+// batches: publish's steps for each event, in its order (stamp, the WAL
+// batch: logBatchEvent, account), with the marks in locals. An error
 // leaves the event it failed on out, as publish does.
 func (p *Publisher) commitInPlaceWAL(evs []codec.Event) (int, error) {
 	w := p.e.wal
@@ -253,9 +252,7 @@ func (p *Publisher) commitInPlaceWAL(evs []codec.Event) (int, error) {
 	if p.nowNs == 0 {
 		p.readClock()
 	}
-	nowNs, src, id := p.nowNs, uint16(p.id), p.id
-	limit := p.walLimit - batchEventMax
-	buf, prev, walN := p.walBuf, p.walPrev, p.walN
+	nowNs, src := p.nowNs, uint16(p.id)
 	m := p.marks()
 	n := 0
 	var err error
@@ -265,28 +262,12 @@ func (p *Publisher) commitInPlaceWAL(evs []codec.Event) (int, error) {
 			break
 		}
 		seq := stampEvent(ev, nowNs, src, m.maxSeq)
-		if w.needSymbol(ev.Symbol) {
-			if err = w.logSymbols(ev.Symbol); err != nil {
-				break
-			}
-		}
-		if walN == 0 {
-			buf, prev = beginBatch(buf[:0], id), batchPrev{}
-		}
-		buf = appendBatchEvent(buf, &prev, ev)
-		walN++
-		if len(buf) > limit {
-			p.walBuf, p.walPrev, p.walN = buf, prev, walN
-			err = p.flushWAL()
-			walN = p.walN
-			if err != nil {
-				break
-			}
+		if err = p.logBatchEvent(w, ev); err != nil {
+			break
 		}
 		m.add(ev.TsNs, seq, ev.Kind)
 		n++
 	}
-	p.walBuf, p.walPrev, p.walN = buf, prev, walN
 	p.setMarks(m)
 	p.fill[g] += n
 	return n, err
