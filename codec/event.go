@@ -112,31 +112,46 @@ type Symbol uint32
 // Times are int64 nanoseconds since the Unix epoch (event time), except
 // IngestNs, which is a monotonic processing-time stamp used only for latency
 // metrics and is zero in replays.
+//
+// The layout puts everything a trade carries in the first cache line (the
+// small fields, the times, the offset, the id, price and volume) and the
+// quote, bar and kind-specific words in the second: a shard that consumes a
+// trade where it lies in a ring pulls one line from the producer's core,
+// not two. The fourteen 8-byte words TsNs..Aux are contiguous (the compact
+// frame and the text chunks view them as words and bytes).
 type Event struct {
+	Symbol Symbol
+	Source uint16 // index of the feed that produced the event
+	Kind   Kind
+	Status Status
+	Flags  Flags
+	_      [3]byte
+	// TextLen is the length of the event's text (see text.go) carried by
+	// the KindText events that follow it; 0 when it has none.
+	TextLen uint32
+
 	TsNs     int64   // event time
 	IngestNs int64   // processing time at ingest (monotonic ns); 0 if not measured
 	Seq      uint64  // the source offset: increasing per source (0 = let the engine's Publisher number it); orders outputs
 	IDHash   uint64  // stable 64-bit hash of the message id (0 if the message has none)
 	Price    float64 // trade price, bar close, book level price
 	Volume   float64 // trade size, bar volume, book level size (fractional for crypto)
-	Bid      float64 // valid when FlagHasBid
-	Ask      float64 // valid when FlagHasAsk
-	BidSize  float64
-	AskSize  float64
-	Open     float64 // bars only
-	High     float64 // bars only
-	Low      float64 // bars only
-	Aux      uint64  // kind-specific: news article slot, system event code, IEX sale condition flags
-	Symbol   Symbol
-	Source   uint16 // index of the feed that produced the event
-	Kind     Kind
-	Status   Status
-	Flags    Flags
-	_        [3]byte
-	// TextLen is the length of the event's text (see text.go) carried by
-	// the KindText events that follow it; 0 when it has none.
-	TextLen uint32
+
+	Bid     float64 // valid when FlagHasBid
+	Ask     float64 // valid when FlagHasAsk
+	BidSize float64
+	AskSize float64
+	Open    float64 // bars only
+	High    float64 // bars only
+	Low     float64 // bars only
+	Aux     uint64  // kind-specific: news article slot, system event code, IEX sale condition flags
 }
+
+// A trade's fields end the first cache line; the second starts at Bid.
+var (
+	_ [0]struct{} = [unsafe.Offsetof(Event{}.Bid) - 64]struct{}{}
+	_ [0]struct{} = [unsafe.Sizeof(Event{}) - 128]struct{}{}
+)
 
 // EventSize is the size of an Event in memory: two cache lines.
 const EventSize = int(unsafe.Sizeof(Event{}))

@@ -43,11 +43,12 @@ const (
 	MaxCompactFrameSize = compactHeader + compactWords*8 + 4
 )
 
-// The compact frame views an Event's first 112 bytes as its fourteen words.
-var _ [0]struct{} = [unsafe.Offsetof(Event{}.Aux) - 13*8]struct{}{}
+// The compact frame views an Event's 112 bytes from TsNs to Aux as its
+// fourteen words.
+var _ [0]struct{} = [unsafe.Offsetof(Event{}.Aux) - unsafe.Offsetof(Event{}.TsNs) - 13*8]struct{}{}
 
 func eventWords(ev *Event) *[compactWords]uint64 {
-	return (*[compactWords]uint64)(unsafe.Pointer(ev))
+	return (*[compactWords]uint64)(unsafe.Pointer(&ev.TsNs))
 }
 
 // EventWords returns ev's first fourteen fields (TsNs, IngestNs, Seq,
