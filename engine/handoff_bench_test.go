@@ -17,6 +17,16 @@ import (
 // One op is one event. Each sub-benchmark checks at its end that every event
 // arrived and nothing was rejected.
 //
+// The shard reads, where the event lies in the ring, the fields an operator
+// reads of a trade (Seq, Symbol, Price): all in the event's first cache
+// line (codec.Event's layout), as a trade's are; the quote rows fill and
+// read the second line too (Bid), as quotes, bars and IEX trades with sale
+// conditions need. The channel's receiver reads the same fields of its copy.
+//
+//   - batch: the producer claims publishBatchMax slots at once
+//     (Publisher.ClaimBatch), what a feed does with a socket read of frames,
+//     fills each in place and commits them.
+//   - quote: batch with quotes (both cache lines).
 //   - claim: the producer fills each event in the ring slot (Publisher.Claim,
 //     Commit), writing the fields a JSON tick parser writes.
 //   - publish: the same fields written into an event of the producer's, which
@@ -27,7 +37,7 @@ import (
 func BenchmarkEngineHandOff(b *testing.B) {
 	for _, size := range []int{1024, 8192} { // 8192 is Config's default RingSize
 		for _, w := range []ring.Strategy{ring.Park, ring.Yield, ring.Spin} {
-			for _, path := range []string{"batch", "claim", "publish"} {
+			for _, path := range []string{"batch", "quote", "claim", "publish"} {
 				b.Run(fmt.Sprintf("%s/ring%d/%v", path, size, w), func(b *testing.B) {
 					benchEngineHandOff(b, size, w, path, false)
 				})
@@ -41,8 +51,9 @@ func BenchmarkEngineHandOff(b *testing.B) {
 	}
 }
 
-// handOffBatch is how many events the batch path claims at once.
-const handOffBatch = 64
+// handOffBatch is how many events the batch path claims at once: a whole
+// claim of the Publisher's.
+const handOffBatch = publishBatchMax
 
 // countProc counts the events a shard gives it and closes done when the
 // count reaches want. It produces no outputs. It is a BatchProcessor: the
@@ -51,13 +62,23 @@ const handOffBatch = 64
 // shard goroutine.
 type countProc struct {
 	n, want uint64
-	sum     uint64 // Seq + Symbol of every event: both cache lines read
+	sum     uint64 // Seq + Symbol + Price (+ Bid of a quote) of every event
 	done    chan struct{}
+}
+
+// eventSum is what countProc adds up of ev: a trade's fields (first cache
+// line), and a quote's Bid (second line).
+func eventSum(ev *codec.Event) uint64 {
+	s := ev.Seq + uint64(ev.Symbol) + uint64(ev.Price)
+	if ev.Kind == codec.KindQuote {
+		s += uint64(ev.Bid)
+	}
+	return s
 }
 
 func (c *countProc) OnEvent(ev *codec.Event, _ int64, dst []ops.Output) ([]ops.Output, codec.Reason) {
 	c.n++
-	c.sum += ev.Seq + uint64(ev.Symbol)
+	c.sum += eventSum(ev)
 	if c.n == c.want {
 		close(c.done)
 	}
@@ -69,7 +90,7 @@ func (c *countProc) OnEvent(ev *codec.Event, _ int64, dst []ops.Output) ([]ops.O
 func (c *countProc) OnEvents(evs []codec.Event, _ int64, dst []ops.Output) ([]ops.Output, int, codec.Reason) {
 	n, sum := c.n, c.sum
 	for i := range evs {
-		sum += evs[i].Seq + uint64(evs[i].Symbol)
+		sum += eventSum(&evs[i])
 	}
 	n += uint64(len(evs))
 	c.n, c.sum = n, sum
@@ -86,6 +107,23 @@ func fillTick(ev *codec.Event, i int, sym codec.Symbol) {
 	ev.TsNs = 1_700_000_000_000_000_000 + int64(i)
 	ev.Price, ev.Volume = 189.23, 300
 	ev.Symbol, ev.Kind = sym, codec.KindTrade
+}
+
+// fillQuote writes what codec.Parser writes for a JSON quote with a last
+// price.
+func fillQuote(ev *codec.Event, i int, sym codec.Symbol) {
+	ev.TsNs = 1_700_000_000_000_000_000 + int64(i)
+	ev.Price, ev.Bid, ev.Ask, ev.BidSize, ev.AskSize = 189.23, 189.22, 189.24, 500, 400
+	ev.Symbol, ev.Kind, ev.Flags = sym, codec.KindQuote, codec.FlagHasBid|codec.FlagHasAsk
+}
+
+// handOffSum is countProc's sum over events 0..n-1 (Seq 1..n) of path.
+func handOffSum(n int, sym codec.Symbol, path string) uint64 {
+	per := uint64(sym) + 189 // Symbol + Price
+	if path == "quote" {
+		per += 189 // Bid
+	}
+	return uint64(n)*uint64(n+1)/2 + per*uint64(n)
 }
 
 func benchEngineHandOff(b *testing.B, ringSize int, w ring.Strategy, path string, chain bool) {
@@ -114,13 +152,19 @@ func benchEngineHandOff(b *testing.B, ringSize int, w ring.Strategy, path string
 	b.ResetTimer()
 	for i := 0; i < n; i++ {
 		switch path {
-		case "batch":
+		case "batch", "quote":
 			evs, err := p.ClaimBatch(min(handOffBatch, n-i))
 			if err != nil {
 				b.Fatal(err)
 			}
-			for j := range evs {
-				fillTick(&evs[j], i+j, sym)
+			if path == "quote" {
+				for j := range evs {
+					fillQuote(&evs[j], i+j, sym)
+				}
+			} else {
+				for j := range evs {
+					fillTick(&evs[j], i+j, sym)
+				}
 			}
 			if err := p.CommitBatch(len(evs)); err != nil {
 				b.Fatal(err)
@@ -158,7 +202,7 @@ func benchEngineHandOff(b *testing.B, ringSize int, w ring.Strategy, path string
 		b.Fatal(err)
 	}
 	// Seq runs 1..n (the Publisher numbers the events).
-	if want := uint64(n)*uint64(n+1)/2 + uint64(sym)*uint64(n); cp.n != uint64(n) || cp.sum != want {
+	if want := handOffSum(n, sym, path); cp.n != uint64(n) || cp.sum != want {
 		b.Fatalf("shard took %d events (checksum %d), want %d (%d)", cp.n, cp.sum, n, want)
 	}
 	if st := e.Stats(); st.DeadLetters != 0 || p.Published() != uint64(n) {
@@ -174,7 +218,7 @@ func benchChanHandOff(b *testing.B, capacity int) {
 	go func() {
 		for ev := range ch {
 			got++
-			sum += ev.Seq + uint64(ev.Symbol)
+			sum += eventSum(&ev)
 		}
 		close(done)
 	}()
@@ -191,7 +235,7 @@ func benchChanHandOff(b *testing.B, capacity int) {
 	close(ch)
 	<-done
 	b.StopTimer()
-	if want := uint64(n)*uint64(n+1)/2 + uint64(sym)*uint64(n); got != uint64(n) || sum != want {
+	if want := handOffSum(n, sym, "batch"); got != uint64(n) || sum != want {
 		b.Fatalf("received %d events (checksum %d), want %d (%d)", got, sum, n, want)
 	}
 }
