@@ -385,7 +385,8 @@ func (p *Publisher) logBatchEvent(w *WAL, ev *codec.Event) error {
 		}
 	}
 	if p.walN == 0 {
-		p.walBuf, p.walPrev = beginBatch(p.walBuf[:0], p.id), batchPrev{}
+		p.walBuf = beginBatch(p.walBuf[:0], p.id)
+		p.walPrev.reset()
 	}
 	p.walBuf = appendBatchEvent(p.walBuf, &p.walPrev, ev)
 	p.walN++

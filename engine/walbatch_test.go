@@ -9,6 +9,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,16 +25,105 @@ func randomBatchEvent(rng *rand.Rand) codec.Event {
 		ev.TextLen = uint32(1 + rng.IntN(1<<20))
 	}
 	for i := range codec.EventWords(&ev) {
-		switch rng.IntN(5) {
+		switch rng.IntN(6) {
 		case 0:
 			codec.EventWords(&ev)[i] = rng.Uint64()
 		case 1:
 			codec.EventWords(&ev)[i] = math.Float64bits(math.Copysign(0, -1))
 		case 2:
 			codec.EventWords(&ev)[i] = uint64(1_700_000_000_000_000_000 + rng.Int64N(1e12))
+		case 3:
+			codec.EventWords(&ev)[i] = math.Float64bits(randomDecimal(rng))
 		}
 	}
+	if rng.IntN(3) == 0 { // the id of a feed whose ids are its offsets
+		ev.IDHash = codec.HashID(strconv.AppendUint(nil, ev.Seq, 10))
+	}
 	return ev
+}
+
+// randomDecimal is a price or size as a feed quotes it: up to 8 places,
+// of any magnitude a float64 holds exactly enough, sometimes a neighbour
+// of one (no short decimal reads back as it).
+func randomDecimal(rng *rand.Rand) float64 {
+	m := rng.Uint64N(1 << (1 + rng.IntN(53)))
+	f := float64(m) / pow10[rng.IntN(decimalMaxExp+1)]
+	switch rng.IntN(8) {
+	case 0:
+		f = math.Nextafter(f, math.Inf(1))
+	case 1:
+		f = math.Nextafter(f, 0)
+	}
+	return f
+}
+
+// decimalOf agrees with its definition (decimalRef: strconv's shortest
+// representation) on prices and sizes of every magnitude and places,
+// their float neighbours, the bounds and the floats that are no decimal.
+func TestDecimalOf(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	vals := []float64{0, math.Copysign(0, -1), math.NaN(), math.Inf(1), math.Inf(-1), -1, -189.23, 5e-324, 1e-8, 1.5e-8, 1e-9,
+		189.23, 300, 0.1, 0.3, 1.0 / 3, 0.00012345, 0.000123456789, 99999999.99999999, 123456789.5,
+		decimalMax, math.Nextafter(decimalMax, 0), math.Nextafter(decimalMax, math.Inf(1)), math.Trunc(decimalMax) + 1,
+		0x1p53, 0x1p53 - 1, 0x1p53 + 2, math.MaxFloat64}
+	for range 200000 {
+		vals = append(vals, randomDecimal(rng), math.Float64frombits(rng.Uint64()), rng.Float64()*1000)
+	}
+	decimals := 0
+	for _, f := range vals {
+		m, e, ok := decimalOf(f)
+		rm, re, rok := decimalRef(f)
+		if m != rm || e != re || ok != rok {
+			t.Fatalf("decimalOf(%v = %#x) = %d, %d, %v; want %d, %d, %v", f, math.Float64bits(f), m, e, ok, rm, re, rok)
+		}
+		if ok {
+			decimals++
+			if got := float64(m) / pow10[e]; math.Float64bits(got) != math.Float64bits(f) {
+				t.Fatalf("decimalOf(%v) = %d/10^%d, which is %v", f, m, e, got)
+			}
+		}
+	}
+	if decimals < len(vals)/6 { // a third of them are randomDecimal, and half of those
+		t.Fatalf("only %d of %d values were decimals: the test does not reach the decimal path", decimals, len(vals))
+	}
+	// What a synthetic trade and quote take, and a raw float.
+	var b [batchEventMax]byte
+	for _, c := range []struct {
+		f    float64
+		size int
+	}{{189.23, 3}, {300, 2}, {0.00012345, 3}, {1.0 / 3, 9}} {
+		if n := putDecimal(&b, 0, math.Float64bits(c.f)); n != c.size {
+			t.Errorf("%v takes %d bytes, want %d", c.f, n, c.size)
+		}
+	}
+}
+
+// Version 1 batches (every fixed word 8 bytes), which WALs written before
+// version 2 hold, decode to the events they were written from.
+func TestEventBatchReadsVersion1(t *testing.T) {
+	rng := rand.New(rand.NewPCG(23, 24))
+	b := beginBatch(nil, 9)
+	b[0] = batchVersionV1
+	var prev batchPrev
+	var evs []codec.Event
+	for range 500 {
+		ev := randomBatchEvent(rng)
+		evs = append(evs, ev)
+		b = appendBatchEventRefV(b, &prev, &ev, batchVersionV1)
+	}
+	finishBatch(b, len(evs))
+	k := 0
+	if err := DecodeEventBatch(b, func(ev *codec.Event) error {
+		want := evs[k]
+		want.Source = 9
+		if *ev != want {
+			t.Fatalf("event %d: got %+v, want %+v", k, *ev, want)
+		}
+		k++
+		return nil
+	}); err != nil || k != len(evs) {
+		t.Fatalf("%d of %d decoded: %v", k, len(evs), err)
+	}
 }
 
 // A batch of events survives encoding bit for bit (zero words, -0, NaN
@@ -72,8 +163,22 @@ func TestEventBatchRoundTrip(t *testing.T) {
 		ev.Seq += uint64(i)
 		b = appendBatchEvent(b, &prev, &ev)
 	}
-	if per := (len(b) - batchHeader) / 100; per > 40 {
+	if per := (len(b) - batchHeader) / 100; per > 22 { // 8 of them the id
 		t.Fatalf("a trade takes %d bytes in a batch", per)
+	}
+	// With its offset as its id (the durable synthetic feed, JetStream's
+	// stream sequences), the id takes no bytes.
+	b = beginBatch(b[:0], 1)
+	prev = batchPrev{}
+	for i := range 100 {
+		ev := trade
+		ev.TsNs += int64(i) * 1000
+		ev.Seq += uint64(i)
+		ev.IDHash = codec.HashID(strconv.AppendUint(nil, ev.Seq, 10))
+		b = appendBatchEvent(b, &prev, &ev)
+	}
+	if per := (len(b) - batchHeader) / 100; per > 13 {
+		t.Fatalf("a trade with its offset as id takes %d bytes in a batch", per)
 	}
 	buf := make([]byte, 0, 4096)
 	if a := testing.AllocsPerRun(100, func() {
@@ -121,11 +226,17 @@ func FuzzEventBatch(f *testing.F) {
 		if err := DecodeEventBatch(p, func(ev *codec.Event) error { evs = append(evs, *ev); return nil }); err != nil {
 			return
 		}
-		// What decodes re-encodes to the same bytes.
+		// What decodes re-encodes to the same bytes (a version 1 batch by
+		// the version 1 transcription).
 		again := beginBatch(nil, int(p[2])|int(p[3])<<8)
+		again[0] = p[0]
 		var prev batchPrev
 		for i := range evs {
-			again = appendBatchEvent(again, &prev, &evs[i])
+			if p[0] == batchVersionV1 {
+				again = appendBatchEventRefV(again, &prev, &evs[i], batchVersionV1)
+			} else {
+				again = appendBatchEvent(again, &prev, &evs[i])
+			}
 		}
 		finishBatch(again, len(evs))
 		if !bytes.Equal(again, p) {
@@ -186,9 +297,15 @@ func TestRecoverMixedEventRecords(t *testing.T) {
 	}
 }
 
-// appendBatchEventRef is the batch event encoding transcribed plainly from
-// the format (walbatch.go): the oracle of appendBatchEvent.
+// appendBatchEventRef is the batch event encoding (version 2) transcribed
+// plainly from the format (walbatch.go): the oracle of appendBatchEvent.
+// Its decimals come from strconv's shortest representation, not from
+// decimalOf's arithmetic.
 func appendBatchEventRef(dst []byte, prev *batchPrev, ev *codec.Event) []byte {
+	return appendBatchEventRefV(dst, prev, ev, batchVersion)
+}
+
+func appendBatchEventRefV(dst []byte, prev *batchPrev, ev *codec.Event, version int) []byte {
 	words := codec.EventWords(ev)
 	var mask uint16
 	for i, w := range words {
@@ -199,6 +316,14 @@ func appendBatchEventRef(dst []byte, prev *batchPrev, ev *codec.Event) []byte {
 	if ev.TextLen != 0 {
 		mask |= 1 << 14
 	}
+	offsetID := version != batchVersionV1 && words[3] != 0 &&
+		words[3] == codec.HashID(strconv.AppendUint(nil, words[2], 10))
+	if offsetID {
+		mask = mask&^(1<<3) | 1<<15
+		prev.ids.Hash(words[2]) // the encoder's cache, kept in step
+	} else if version != batchVersionV1 && words[3] != 0 {
+		prev.ids.Hash(words[2])
+	}
 	dst = append(dst, byte(mask), byte(mask>>8), byte(ev.Kind), byte(ev.Status), byte(ev.Flags))
 	dst = binary.AppendUvarint(dst, uint64(ev.Symbol))
 	for i, p := range prev.deltas() {
@@ -207,15 +332,48 @@ func appendBatchEventRef(dst []byte, prev *batchPrev, ev *codec.Event) []byte {
 		}
 		*p = words[i]
 	}
-	for _, w := range words[3:] {
-		if w != 0 {
+	for i, w := range words[3:] {
+		switch {
+		case w == 0, i == 0 && offsetID:
+		case version == batchVersionV1 || i == 0: // v1, or IDHash
 			dst = binary.LittleEndian.AppendUint64(dst, w)
+		case i == 10: // Aux
+			dst = binary.AppendUvarint(dst, w)
+		default:
+			if m, e, ok := decimalRef(math.Float64frombits(w)); ok {
+				dst = binary.AppendUvarint(dst, m<<4|e)
+			} else {
+				dst = append(dst, decimalRaw)
+				dst = binary.LittleEndian.AppendUint64(dst, w)
+			}
 		}
 	}
 	if ev.TextLen != 0 {
 		dst = binary.AppendUvarint(dst, uint64(ev.TextLen))
 	}
 	return dst
+}
+
+// decimalRef is decimalOf by its definition: the shortest decimal that
+// reads back as f (strconv), when it has at most 8 places and f is
+// positive and below decimalMax, or f is a whole number below 2^53.
+func decimalRef(f float64) (m, e uint64, ok bool) {
+	if !(f > 0) || f >= 0x1p53 || (f >= decimalMax && f != math.Trunc(f)) {
+		return 0, 0, false
+	}
+	s := strconv.FormatFloat(f, 'f', -1, 64)
+	if i := strings.IndexByte(s, '.'); i >= 0 {
+		e = uint64(len(s) - i - 1)
+		s = s[:i] + s[i+1:]
+	}
+	if e > decimalMaxExp {
+		return 0, 0, false
+	}
+	m, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || m >= 1<<53 {
+		return 0, 0, false
+	}
+	return m, e, true
 }
 
 // TestAppendBatchEventMatchesRef: the encoder writes exactly the bytes of
@@ -238,7 +396,7 @@ func TestAppendBatchEventMatchesRef(t *testing.T) {
 				t.Fatalf("round %d event %d: %x, want %x", round, i, got, want)
 			}
 		}
-		if pg != pw {
+		if pg.ts != pw.ts || pg.ingest != pw.ingest || pg.seq != pw.seq {
 			t.Fatalf("round %d: delta state %+v, want %+v", round, pg, pw)
 		}
 	}
@@ -318,7 +476,7 @@ func TestAppendBatchEventEdges(t *testing.T) {
 		if !bytes.Equal(got, want) {
 			t.Fatalf("mask %#x, event %+v: %x, want %x", mask, ev, got, want)
 		}
-		if pg != pw {
+		if pg.ts != pw.ts || pg.ingest != pw.ingest || pg.seq != pw.seq {
 			t.Fatalf("mask %#x: delta state %+v, want %+v", mask, pg, pw)
 		}
 		evs = append(evs, ev)

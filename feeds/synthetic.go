@@ -141,9 +141,12 @@ func (s *Synthetic) Fill(ev *codec.Event) bool {
 	r = s.next()
 	if s.quoteLeft--; s.quoteLeft == 0 {
 		s.quoteLeft = s.opts.QuoteEvery
-		spread := float64(max(1, (c+2500)/5000)) / 100 // 0.02% of the price, to the cent, at least one
+		// 0.02% of the price, to the cent, at least one; bid and ask whole
+		// cents around the last price, as a venue quotes them.
+		spread := max(1, (c+2500)/5000)
+		bid := max(c-spread/2, 1)
 		ev.Kind = codec.KindQuote
-		ev.Bid, ev.Ask = p-spread/2, p+spread/2
+		ev.Bid, ev.Ask = float64(bid)/100, float64(bid+spread)/100
 		ev.BidSize = float64(1 + r%50*100)
 		ev.AskSize = float64(1 + (r>>32)%50*100)
 		ev.Flags = codec.FlagHasBid | codec.FlagHasAsk

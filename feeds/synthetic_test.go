@@ -72,7 +72,13 @@ func TestSyntheticWalk(t *testing.T) {
 			if !(ev.Bid < ev.Ask) || ev.Bid <= 0 || ev.BidSize < 1 || ev.AskSize < 1 || ev.Flags != codec.FlagHasBid|codec.FlagHasAsk {
 				t.Fatalf("event %d: bad quote %+v", i, ev)
 			}
-			p = (ev.Bid + ev.Ask) / 2
+			for _, q := range []float64{ev.Bid, ev.Ask} {
+				if c := q * 100; math.Abs(c-math.Round(c)) > 1e-6 {
+					t.Fatalf("event %d: quote %v/%v is not in whole cents", i, ev.Bid, ev.Ask)
+				}
+			}
+			// The walk's price: the mid, less the half cent of an odd spread.
+			p = math.Floor((ev.Bid+ev.Ask)*50+1e-6) / 100
 		case codec.KindTrade:
 			if i%every == 0 {
 				t.Fatalf("event %d is a trade; want a quote every %d", i, every)
