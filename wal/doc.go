@@ -65,6 +65,12 @@
 // callback lets a feed keep one ordered queue of pending acks instead of a
 // goroutine per waiter.
 //
+// On OSFS the flusher's large writes and its fdatasyncs go through a
+// per-segment io_uring (uring.go) and park the flusher goroutine in the
+// netpoller until they complete, so a sync never blocks a thread of the Go
+// runtime; QSTREAM_WAL_IO_URING=0 or a kernel without io_uring gives
+// pwrite(2) and fdatasync(2).
+//
 // Memory is bounded: two buffers of Options.BufferSize. When both are in use
 // Append blocks until the flusher frees one; that is the backpressure a feed
 // turns into not reading from its socket.
