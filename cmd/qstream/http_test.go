@@ -138,6 +138,21 @@ func httpDo(t *testing.T, method, url string) (int, []byte) {
 	return httpJSON(t, method, url, "")
 }
 
+// hasMetric reports whether /metrics has a sample of name.
+func hasMetric(t *testing.T, base, name string) bool {
+	t.Helper()
+	code, body := httpDo(t, "GET", base+"/metrics")
+	if code != 200 {
+		t.Fatalf("/metrics: %d %s", code, body)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, name+"{") || strings.HasPrefix(line, name+" ") {
+			return true
+		}
+	}
+	return false
+}
+
 // scrapeValue returns the value of the first sample of name in /metrics.
 func scrapeValue(t *testing.T, base, name string) float64 {
 	t.Helper()
@@ -179,6 +194,15 @@ func TestHTTPEndToEnd(t *testing.T) {
 	}
 	if code, _ := httpDo(t, "GET", base+"/healthz"); code != 200 {
 		t.Fatalf("/healthz %d", code)
+	}
+	// /readyz says the feeds were started; the synthetic feed's publisher,
+	// which the per-feed counters are of, may come a moment later (seen on a
+	// loaded machine): wait for it.
+	for !hasMetric(t, base, "qstream_messages_total") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no qstream_messages_total in /metrics 30s after the start:\n%s", b.stderr())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	m1 := scrapeValue(t, base, "qstream_messages_total")
 	time.Sleep(300 * time.Millisecond)

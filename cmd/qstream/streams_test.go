@@ -79,7 +79,10 @@ func httpJSON(t *testing.T, method, url, body string) (int, []byte) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: %d, reading the body: %v (after %d bytes)", method, url, resp.StatusCode, err, len(b))
+	}
 	return resp.StatusCode, b
 }
 
