@@ -320,9 +320,6 @@ func appendBatchEventRefV(dst []byte, prev *batchPrev, ev *codec.Event, version 
 		words[3] == codec.HashID(strconv.AppendUint(nil, words[2], 10))
 	if offsetID {
 		mask = mask&^(1<<3) | 1<<15
-		prev.ids.Hash(words[2]) // the encoder's cache, kept in step
-	} else if version != batchVersionV1 && words[3] != 0 {
-		prev.ids.Hash(words[2])
 	}
 	dst = append(dst, byte(mask), byte(mask>>8), byte(ev.Kind), byte(ev.Status), byte(ev.Flags))
 	dst = binary.AppendUvarint(dst, uint64(ev.Symbol))

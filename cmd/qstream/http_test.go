@@ -138,23 +138,9 @@ func httpDo(t *testing.T, method, url string) (int, []byte) {
 	return httpJSON(t, method, url, "")
 }
 
-// hasMetric reports whether /metrics has a sample of name.
-func hasMetric(t *testing.T, base, name string) bool {
-	t.Helper()
-	code, body := httpDo(t, "GET", base+"/metrics")
-	if code != 200 {
-		t.Fatalf("/metrics: %d %s", code, body)
-	}
-	for _, line := range strings.Split(string(body), "\n") {
-		if strings.HasPrefix(line, name+"{") || strings.HasPrefix(line, name+" ") {
-			return true
-		}
-	}
-	return false
-}
-
-// scrapeValue returns the value of the first sample of name in /metrics.
-func scrapeValue(t *testing.T, base, name string) float64 {
+// metricValue returns the value of the first sample of name in /metrics,
+// and whether there is one.
+func metricValue(t *testing.T, base, name string) (float64, bool) {
 	t.Helper()
 	code, body := httpDo(t, "GET", base+"/metrics")
 	if code != 200 {
@@ -166,11 +152,27 @@ func scrapeValue(t *testing.T, base, name string) float64 {
 			if err != nil {
 				t.Fatalf("%q: %v", line, err)
 			}
-			return v
+			return v, true
 		}
 	}
-	t.Fatalf("no %s in /metrics:\n%s", name, body)
-	return 0
+	return 0, false
+}
+
+// hasMetric reports whether /metrics has a sample of name.
+func hasMetric(t *testing.T, base, name string) bool {
+	t.Helper()
+	_, ok := metricValue(t, base, name)
+	return ok
+}
+
+// scrapeValue returns the value of the first sample of name in /metrics.
+func scrapeValue(t *testing.T, base, name string) float64 {
+	t.Helper()
+	v, ok := metricValue(t, base, name)
+	if !ok {
+		t.Fatalf("no %s in /metrics", name)
+	}
+	return v
 }
 
 // TestHTTPEndToEnd runs the binary on the synthetic feed with the control
