@@ -16,8 +16,9 @@ const (
 	// Spin busy-loops on the condition: lowest latency, burns a whole core.
 	// Only for dedicated (pinned, isolated) cores.
 	Spin Strategy = iota
-	// Yield spins briefly, then calls runtime.Gosched between checks: low
-	// latency, keeps the core busy but lets other goroutines run.
+	// Yield spins briefly, then yields the CPU between checks (sched_yield,
+	// and now and then runtime.Gosched): low latency, keeps the core busy
+	// but lets other threads and goroutines run.
 	Yield
 	// Park spins very briefly, then sleeps on a channel until woken (or the
 	// timeout): costs a wake-up (microseconds) per sleep, burns no CPU.

@@ -18,8 +18,14 @@ const (
 	// reads of the clock (only read when a timeout is set).
 	SpinChecks = 256
 	// YieldSpinChecks is how many times Yield evaluates the condition in a
-	// busy loop before it starts calling runtime.Gosched between checks.
+	// busy loop before it starts yielding the CPU between checks.
 	YieldSpinChecks = 64
+	// YieldsPerGosched: Yield gives the thread's CPU to other threads
+	// (sched_yield) between checks, and every YieldsPerGosched-th time its
+	// P to other goroutines (runtime.Gosched) instead, so that a yielding
+	// side holds a P for at most a few hundred microseconds while others
+	// wait for one.
+	YieldsPerGosched = 256
 	// ParkSpinChecks is how many times Park evaluates the condition in a busy
 	// loop before it sleeps. Short: on a shared machine the other side may
 	// not be running at all.
@@ -37,10 +43,23 @@ const (
 //
 // Spin: a busy loop on the condition, re-checking the timeout every
 // SpinChecks evaluations. Yield: YieldSpinChecks busy evaluations, then
-// runtime.Gosched between evaluations. Park: ParkSpinChecks busy evaluations,
+// sched_yield(2) between evaluations, and runtime.Gosched every
+// YieldsPerGosched-th time. Park: ParkSpinChecks busy evaluations,
 // then sleep until Wake or the timeout: on a channel (park_chan.go) or,
 // in a Linux build with -tags qstream_futex, in the kernel on a futex
 // (park_futex.go).
+//
+// Why Yield does not call runtime.Gosched every time: a shard's goroutine
+// is locked to its thread, and Gosched on a locked thread hands its P to
+// another thread (waking it), parks the locked thread, and has the other
+// thread hand the P back and wake it again when the goroutine's turn
+// comes: two futex wake-ups and two context switches per yield. A shard
+// waiting for input did that in a loop: 10% of a hand-off benchmark's CPU
+// in futex calls, and on a machine with no CPU to spare each round trip
+// waited for one, so the end-to-end benchmark's median under Yield was
+// over a millisecond (20-30x Park's). sched_yield keeps the thread and
+// its P, lets another thread run if one is waiting for this CPU, and
+// returns.
 //
 // Why a futex: a goroutine blocked on a channel is made runnable by the Go
 // scheduler, which must find it a P and, for a goroutine locked to its OS
@@ -155,8 +174,12 @@ func (w *Waiter) waitSlow(ready func() bool, timeout time.Duration) bool {
 				return true
 			}
 		}
-		for {
-			runtime.Gosched()
+		for n := 1; ; n++ {
+			if n%YieldsPerGosched == 0 {
+				runtime.Gosched()
+			} else {
+				osYield()
+			}
 			if ready() {
 				return true
 			}

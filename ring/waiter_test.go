@@ -2,6 +2,7 @@ package ring
 
 import (
 	"math/rand/v2"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -233,6 +234,39 @@ func TestWakeReachesParkedSleeper(t *testing.T) {
 		}
 		if !<-done {
 			t.Fatalf("round %d: Wait without a timeout returned false", i)
+		}
+	}
+}
+
+// TestYieldLetsGoroutinesRun: a Yield waiter on a thread of its own
+// (locked, as a shard's) yields its CPU with sched_yield, which keeps its
+// P, so with one P the goroutine that makes its condition true can only
+// run when the waiter gives the P up: every YieldsPerGosched-th round. The
+// condition must hold within that many evaluations (plus the busy ones);
+// without the Gosched the other goroutine would wait for the runtime's
+// preemption (10 ms: thousands of rounds).
+func TestYieldLetsGoroutinesRun(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	for range 20 {
+		var flag atomic.Bool
+		evals := 0
+		done := make(chan bool)
+		go func() {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			w := NewWaiter(Yield)
+			done <- w.Wait(func() bool {
+				if evals++; evals == 1 {
+					go flag.Store(true) // needs the only P, which this goroutine holds
+				}
+				return flag.Load()
+			}, time.Minute)
+		}()
+		if !<-done {
+			t.Fatal("Yield: Wait returned false")
+		}
+		if max := 1 + YieldSpinChecks + YieldsPerGosched + 1; evals > max {
+			t.Fatalf("Yield: the condition was evaluated %d times before another goroutine ran, want at most %d", evals, max)
 		}
 	}
 }
