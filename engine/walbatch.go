@@ -125,16 +125,28 @@ func appendBatchEvent(dst []byte, prev *batchPrev, ev *codec.Event) []byte {
 		}
 	}
 	// The floats: the test for zero inline (most of them are, in a trade
-	// or a quote), the decimal out of line.
-	for i := firstDecimalWord; i < firstDecimalWord+decimalWords; i++ {
-		if w := words[i]; w != 0 {
+	// or a quote), the decimal out of line. A trade's (no word after
+	// Volume) without the loop: 2 ns of 25.
+	if words[6]|words[7]|words[8]|words[9]|words[10]|words[11]|words[12]|words[13] == 0 {
+		if w := words[4]; w != 0 {
 			off = putDecimal(b, off, w)
-			mask |= 1 << i
+			mask |= 1 << 4
 		}
-	}
-	if aux := words[13]; aux != 0 {
-		off += putUvarint(b[off:], aux)
-		mask |= 1 << 13
+		if w := words[5]; w != 0 {
+			off = putDecimal(b, off, w)
+			mask |= 1 << 5
+		}
+	} else {
+		for i := firstDecimalWord; i < firstDecimalWord+decimalWords; i++ {
+			if w := words[i]; w != 0 {
+				off = putDecimal(b, off, w)
+				mask |= 1 << i
+			}
+		}
+		if aux := words[13]; aux != 0 {
+			off += putUvarint(b[off:], aux)
+			mask |= 1 << 13
+		}
 	}
 	if ev.TextLen != 0 {
 		mask |= 1 << 14
@@ -175,16 +187,17 @@ var pow10 = [decimalMaxExp + 1]float64{1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8
 // infinity, has more than 8 places, or is a fraction above decimalMax).
 // The encoder's and the decoder's check: a batch has one encoding.
 func decimalOf(f float64) (m, e uint64, ok bool) {
-	// Whole numbers, and one or two places (sizes, volumes, prices in
-	// cents: the usual words) take one candidate: f times 100, rounded,
-	// when its quotient by 100 reads back as f, is the decimal of f with
-	// two places, the trailing zeros of which drop places.
+	// Whole numbers (sizes, volumes) are themselves, without a division.
+	// One or two places (prices in cents: the usual words) take one
+	// candidate: f times 100, rounded, when its quotient by 100 reads back
+	// as f, is the decimal of f with two places, and a trailing zero drops
+	// a place (two cannot: f would be whole).
 	if f > 0 && f < decimalMax {
+		if math.Trunc(f) == f {
+			return uint64(f), 0, true
+		}
 		if x := math.RoundToEven(f * 100); x/100 == f {
-			switch m = uint64(x); {
-			case m%100 == 0:
-				return m / 100, 0, true
-			case m%10 == 0:
+			if m = uint64(x); m%10 == 0 {
 				return m / 10, 1, true
 			}
 			return m, 2, true
