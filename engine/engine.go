@@ -4,7 +4,7 @@
 //
 // Data flow and ownership:
 //
-//	Publisher (one per producing goroutine) ──ring──▶ shard loop (LockOSThread, optional CPU pin)
+//	Publisher (one per producing goroutine) ──ring──▶ shard loop (LockOSThread when pinned or spinning)
 //	                                                    │ Processor: indicators, windows, patterns
 //	                                                    ▼
 //	                                             output ring ──▶ collector ──▶ OutputHandler

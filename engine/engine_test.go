@@ -582,3 +582,34 @@ func allocsPerBatch(t *testing.T, te *testEngine, p *Publisher, batch func()) fl
 	stop(t, te.Engine)
 	return allocs
 }
+
+// TestShardLocksThreadWhenPinnedOrSpinning: a shard runs on an OS thread of
+// its own only when it needs one: pinned to a CPU, or spinning on a
+// dedicated core. Parking and yielding shards stay unlocked, so that waking
+// one costs the scheduler no thread hand-off (engine.locksThread).
+func TestShardLocksThreadWhenPinnedOrSpinning(t *testing.T) {
+	for _, c := range []struct {
+		cfg  Config
+		want bool
+	}{
+		{Config{Wait: ring.Park}, false},
+		{Config{Wait: ring.Yield}, false},
+		{Config{Wait: ring.Spin}, true},
+		{Config{Wait: ring.Park, PinCPUs: []int{0}}, true},
+		{Config{Wait: ring.Yield, PinCPUs: []int{1, 0}}, true},
+	} {
+		if got := locksThread(&c.cfg); got != c.want {
+			t.Errorf("locksThread(Wait %v, PinCPUs %v) = %v, want %v", c.cfg.Wait, c.cfg.PinCPUs, got, c.want)
+		}
+	}
+	// What a shard runs with is the normalized configuration: event-driven
+	// mode makes it park, whatever Wait said.
+	e, err := New(Config{Shards: 1, Wait: ring.Spin, Mode: ModeEventDriven, Logger: quietLogger(),
+		Processors: func(int) (Processor, error) { return &countProc{}, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if locksThread(&e.cfg) {
+		t.Errorf("an event-driven engine's shards (Wait %v) lock their threads", e.cfg.Wait)
+	}
+}
