@@ -4,7 +4,7 @@
 //
 // Data flow and ownership:
 //
-//	Publisher (one per producing goroutine) ──ring──▶ shard loop (LockOSThread when pinned or spinning)
+//	Publisher (one per producing goroutine) ──ring──▶ shard loop (LockOSThread unless it parks; optional CPU pin)
 //	                                                    │ Processor: indicators, windows, patterns
 //	                                                    ▼
 //	                                             output ring ──▶ collector ──▶ OutputHandler

@@ -583,17 +583,17 @@ func allocsPerBatch(t *testing.T, te *testEngine, p *Publisher, batch func()) fl
 	return allocs
 }
 
-// TestShardLocksThreadWhenPinnedOrSpinning: a shard runs on an OS thread of
-// its own only when it needs one: pinned to a CPU, or spinning on a
-// dedicated core. Parking and yielding shards stay unlocked, so that waking
-// one costs the scheduler no thread hand-off (engine.locksThread).
-func TestShardLocksThreadWhenPinnedOrSpinning(t *testing.T) {
+// TestShardLocksThreadUnlessParking: a shard runs on an OS thread of its
+// own when it needs one: pinned to a CPU, or busy-waiting (spin, yield).
+// A parking shard stays unlocked, so that waking it costs the scheduler no
+// thread hand-off (engine.locksThread).
+func TestShardLocksThreadUnlessParking(t *testing.T) {
 	for _, c := range []struct {
 		cfg  Config
 		want bool
 	}{
 		{Config{Wait: ring.Park}, false},
-		{Config{Wait: ring.Yield}, false},
+		{Config{Wait: ring.Yield}, true},
 		{Config{Wait: ring.Spin}, true},
 		{Config{Wait: ring.Park, PinCPUs: []int{0}}, true},
 		{Config{Wait: ring.Yield, PinCPUs: []int{1, 0}}, true},
@@ -603,7 +603,7 @@ func TestShardLocksThreadWhenPinnedOrSpinning(t *testing.T) {
 		}
 	}
 	// What a shard runs with is the normalized configuration: event-driven
-	// mode makes it park, whatever Wait said.
+	// mode makes it park, whatever Wait said, and so unlocked.
 	e, err := New(Config{Shards: 1, Wait: ring.Spin, Mode: ModeEventDriven, Logger: quietLogger(),
 		Processors: func(int) (Processor, error) { return &countProc{}, nil }})
 	if err != nil {

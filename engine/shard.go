@@ -249,21 +249,24 @@ func (s *shard) refreshInputs() {
 
 // locksThread reports whether a shard of cfg runs on an OS thread of its
 // own (runtime.LockOSThread): when it is pinned to a CPU (PinCPUs), which
-// needs its thread, or spins (Wait Spin: a dedicated core, where the thread
-// never sleeps). A shard that parks or yields does not: waking a goroutine
-// locked to its thread makes the runtime hand a P from the waker's thread
-// to the sleeping one and stop the waker's (two thread wake-ups and
-// context switches where an unlocked goroutine takes a P, often the
-// waker's, with at most one). A replay, whose shard parks and wakes for
-// every few chunks of input, ran 1.5x faster unlocked (2M trades with a
-// window: 0.21 -> 0.14 s); a saturated run (the shard never parks) is the
-// same either way.
-func locksThread(cfg *Config) bool { return len(cfg.PinCPUs) > 0 || cfg.Wait == ring.Spin }
+// needs its thread, or busy-waits (Spin, Yield: its thread never sleeps;
+// Yield then gives the CPU up with sched_yield, see ring.Waiter). A shard
+// that parks does not: waking a goroutine locked to its thread makes the
+// runtime hand a P from the waker's thread to the sleeping one and stop the
+// waker's (two thread wake-ups and context switches where an unlocked
+// goroutine takes a P, often the waker's, with at most one). A replay,
+// whose shard parks and wakes for every few chunks of input, ran 1.3-1.5x
+// faster unlocked (2M trades with a window: 0.20-0.23 -> 0.14-0.16 s); the
+// ring hand-off under Park 1.5-5x; a saturated run (the shard never parks)
+// is the same either way. Unlocked, Yield measured worse end to end (p50
+// 0.6 ms with sched_yield, 1.5 ms with Gosched, against 0.2-0.4 ms locked).
+func locksThread(cfg *Config) bool { return len(cfg.PinCPUs) > 0 || cfg.Wait != ring.Park }
 
 func (s *shard) run() {
 	if locksThread(&s.e.cfg) {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
+		s.waiter.SetThreadLocked(true)
 	}
 	if pins := s.e.cfg.PinCPUs; len(pins) > 0 {
 		if err := cpu.PinThread(pins[s.id%len(pins)]); err != nil {

@@ -20,11 +20,11 @@ const (
 	// YieldSpinChecks is how many times Yield evaluates the condition in a
 	// busy loop before it starts yielding the CPU between checks.
 	YieldSpinChecks = 64
-	// YieldsPerGosched: Yield gives the thread's CPU to other threads
-	// (sched_yield) between checks, and every YieldsPerGosched-th time its
-	// P to other goroutines (runtime.Gosched) instead, so that a yielding
-	// side holds a P for at most a few hundred microseconds while others
-	// wait for one.
+	// YieldsPerGosched: Yield on a locked thread gives the thread's CPU to
+	// other threads (sched_yield) between checks, and every
+	// YieldsPerGosched-th time its P to other goroutines (runtime.Gosched)
+	// instead, so that a yielding side holds a P for at most a few hundred
+	// microseconds while others wait for one.
 	YieldsPerGosched = 256
 	// ParkSpinChecks is how many times Park evaluates the condition in a busy
 	// loop before it sleeps. Short: on a shared machine the other side may
@@ -43,23 +43,25 @@ const (
 //
 // Spin: a busy loop on the condition, re-checking the timeout every
 // SpinChecks evaluations. Yield: YieldSpinChecks busy evaluations, then
-// sched_yield(2) between evaluations, and runtime.Gosched every
+// runtime.Gosched between evaluations, or for a goroutine locked to its
+// thread (SetThreadLocked) sched_yield(2), and runtime.Gosched every
 // YieldsPerGosched-th time. Park: ParkSpinChecks busy evaluations,
 // then sleep until Wake or the timeout: on a channel (park_chan.go) or,
 // in a Linux build with -tags qstream_futex, in the kernel on a futex
 // (park_futex.go).
 //
-// Why Yield does not call runtime.Gosched every time: its goroutine may be
-// locked to its thread (a pinned shard), and Gosched on a locked thread
-// hands its P to another thread (waking it), parks the locked thread, and
+// Why Yield on a locked thread does not call runtime.Gosched every time:
+// Gosched on a thread locked to its goroutine (a pinned shard) hands the
+// thread's P to another thread (waking it), parks the locked thread, and
 // has the other thread hand the P back and wake it again when the
 // goroutine's turn comes: two futex wake-ups and two context switches per
-// yield. A locked shard waiting for input did that in a loop: 10% of a hand-off benchmark's CPU
-// in futex calls, and on a machine with no CPU to spare each round trip
-// waited for one, so the end-to-end benchmark's median under Yield was
-// over a millisecond (20-30x Park's). sched_yield keeps the thread and
-// its P, lets another thread run if one is waiting for this CPU, and
-// returns.
+// yield. A locked shard waiting for input did that in a loop: 10% of a
+// hand-off benchmark's CPU in futex calls, and on a machine with no CPU to
+// spare each round trip waited for one, so the end-to-end benchmark's
+// median under Yield was over a millisecond (20-30x Park's). sched_yield
+// keeps the thread and its P, lets another thread run if one is waiting
+// for this CPU, and returns. An unlocked goroutine's Gosched is cheap and
+// lets the goroutines waiting for a P run; sched_yield would hold the P.
 //
 // Why a futex: a goroutine blocked on a channel is made runnable by the Go
 // scheduler, which must find it a P and, for a goroutine locked to its OS
@@ -91,6 +93,7 @@ const (
 // whoever makes it true must call Wake afterwards.
 type Waiter struct {
 	strategy Strategy
+	locked   bool   // the waiting goroutine is locked to its thread (SetThreadLocked)
 	pk       parker // Park's sleeping place (park_chan.go, park_futex.go)
 	_        cpu.CacheLinePad
 	// sleeping is 1 while the Park sleeper is (about to be) blocked; with
@@ -116,6 +119,14 @@ func NewWaiter(s Strategy) *Waiter {
 	}
 	return w
 }
+
+// SetThreadLocked tells a Yield Waiter whether the goroutine that waits on
+// it is locked to its OS thread (runtime.LockOSThread): then it yields the
+// CPU with sched_yield and its P only every YieldsPerGosched-th time;
+// otherwise with runtime.Gosched, which for an unlocked goroutine is cheap
+// and lets the goroutines that wait for a P run. Call it before the first
+// Wait, from the waiting goroutine.
+func (w *Waiter) SetThreadLocked(locked bool) { w.locked = locked }
 
 // Strategy returns the Waiter's strategy.
 func (w *Waiter) Strategy() Strategy { return w.strategy }
@@ -175,7 +186,7 @@ func (w *Waiter) waitSlow(ready func() bool, timeout time.Duration) bool {
 			}
 		}
 		for n := 1; ; n++ {
-			if n%YieldsPerGosched == 0 {
+			if !w.locked || n%YieldsPerGosched == 0 {
 				runtime.Gosched()
 			} else {
 				osYield()

@@ -238,35 +238,46 @@ func TestWakeReachesParkedSleeper(t *testing.T) {
 	}
 }
 
-// TestYieldLetsGoroutinesRun: a Yield waiter on a thread of its own
-// (locked, as a shard's) yields its CPU with sched_yield, which keeps its
-// P, so with one P the goroutine that makes its condition true can only
-// run when the waiter gives the P up: every YieldsPerGosched-th round. The
-// condition must hold within that many evaluations (plus the busy ones);
-// without the Gosched the other goroutine would wait for the runtime's
-// preemption (10 ms: thousands of rounds).
+// TestYieldLetsGoroutinesRun: a Yield waiter with one P lets the goroutine
+// that makes its condition true run. Unlocked, it calls runtime.Gosched
+// between checks: the condition holds within a few checks after the busy
+// ones. On a thread of its own (locked, as a pinned shard's) it yields its
+// CPU with sched_yield, which keeps its P, so the other goroutine can only
+// run every YieldsPerGosched-th round, when the waiter gives the P up (the
+// first or second time);
+// without that it would wait for the runtime's preemption (10 ms:
+// thousands of rounds).
 func TestYieldLetsGoroutinesRun(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	for range 20 {
-		var flag atomic.Bool
-		evals := 0
-		done := make(chan bool)
-		go func() {
-			runtime.LockOSThread()
-			defer runtime.UnlockOSThread()
-			w := NewWaiter(Yield)
-			done <- w.Wait(func() bool {
-				if evals++; evals == 1 {
-					go flag.Store(true) // needs the only P, which this goroutine holds
-				}
-				return flag.Load()
-			}, time.Minute)
-		}()
-		if !<-done {
-			t.Fatal("Yield: Wait returned false")
+	for _, locked := range []bool{false, true} {
+		max := 1 + YieldSpinChecks + 4 // a Gosched may run the waiter again first (the scheduler's fairness check of its global queue)
+		if locked {
+			max += 2 * YieldsPerGosched // the first Gosched's hand-off may run the waiter again first
 		}
-		if max := 1 + YieldSpinChecks + YieldsPerGosched + 1; evals > max {
-			t.Fatalf("Yield: the condition was evaluated %d times before another goroutine ran, want at most %d", evals, max)
+		for range 20 {
+			var flag atomic.Bool
+			evals := 0
+			done := make(chan bool)
+			go func() {
+				w := NewWaiter(Yield)
+				if locked {
+					runtime.LockOSThread()
+					defer runtime.UnlockOSThread()
+					w.SetThreadLocked(true)
+				}
+				done <- w.Wait(func() bool {
+					if evals++; evals == 1 {
+						go flag.Store(true) // needs the only P, which this goroutine holds
+					}
+					return flag.Load()
+				}, time.Minute)
+			}()
+			if !<-done {
+				t.Fatal("Yield: Wait returned false")
+			}
+			if evals > max {
+				t.Fatalf("Yield (locked %v): the condition was evaluated %d times before another goroutine ran, want at most %d", locked, evals, max)
+			}
 		}
 	}
 }
