@@ -244,7 +244,12 @@ func decimalOfSlow(f float64) (m, e uint64, ok bool) {
 // decimal (or raw) and returns the offset after it.
 func putDecimal(b *[batchEventMax]byte, off int, w uint64) int {
 	if m, e, ok := decimalOf(math.Float64frombits(w)); ok {
-		return off + putUvarint(b[off:], m<<4|e)
+		d := m<<4 | e
+		if d-1<<14 < 1<<21-1<<14 { // 3 bytes (a price in cents from 10.24 to 1310.71): without binary.PutUvarint's loop
+			b[off], b[off+1], b[off+2] = byte(d)|0x80, byte(d>>7)|0x80, byte(d>>14)
+			return off + 3
+		}
+		return off + putUvarint(b[off:], d)
 	}
 	b[off] = decimalRaw
 	binary.LittleEndian.PutUint64(b[off+1:], w)
