@@ -85,12 +85,13 @@ E2E_DURATION ?= 2s
 E2E_REPEATS  ?= 3
 E2E_PACE     ?= spin
 TP_SHARDS    ?= 1,2
+TP_REPEATS   ?= 5
 bench-e2e: build
 	./bin/qstream bench e2e --rates $(E2E_RATES) --waits $(E2E_WAITS) --duration $(E2E_DURATION) --repeats $(E2E_REPEATS) --pace $(E2E_PACE) \
 		--json-file bench/results-e2e.json --md bench/results-e2e.md --svg bench/e2e-latency.svg
 
 bench-throughput: build
-	./bin/qstream bench throughput --shards $(TP_SHARDS) --json-file bench/results-throughput.json --md bench/results-throughput.md
+	./bin/qstream bench throughput --shards $(TP_SHARDS) --repeats $(TP_REPEATS) --json-file bench/results-throughput.json --md bench/results-throughput.md
 
 # Throughput into and out of the AWS connectors against the local stand-ins
 # (kinesalite, fauxqs, goaws, s3rver: make services), each with its baseline
