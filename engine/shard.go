@@ -259,7 +259,8 @@ func (s *shard) refreshInputs() {
 // faster unlocked (2M trades with a window: 0.20-0.23 -> 0.14-0.16 s); the
 // ring hand-off under Park 1.5-5x; a saturated run (the shard never parks)
 // is the same either way. Unlocked, Yield measured worse end to end (p50
-// 0.6 ms with sched_yield, 1.5 ms with Gosched, against 0.2-0.4 ms locked).
+// 0.6 ms with sched_yield, 1.5 ms with Gosched, against 0.08-0.4 ms
+// locked).
 func locksThread(cfg *Config) bool { return len(cfg.PinCPUs) > 0 || cfg.Wait != ring.Park }
 
 func (s *shard) run() {

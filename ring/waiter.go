@@ -51,11 +51,11 @@ const (
 // (park_futex.go).
 //
 // Why Yield on a locked thread does not call runtime.Gosched every time:
-// Gosched on a thread locked to its goroutine (a pinned shard) hands the
-// thread's P to another thread (waking it), parks the locked thread, and
-// has the other thread hand the P back and wake it again when the
-// goroutine's turn comes: two futex wake-ups and two context switches per
-// yield. A locked shard waiting for input did that in a loop: 10% of a
+// Gosched on a thread locked to its goroutine (a shard that pins or
+// busy-waits: engine.locksThread) hands the thread's P to another thread
+// (waking it), parks the locked thread, and has the other thread hand the
+// P back and wake it again when the goroutine's turn comes: two futex
+// wake-ups and two context switches per yield. A locked shard waiting for input did that in a loop: 10% of a
 // hand-off benchmark's CPU in futex calls, and on a machine with no CPU to
 // spare each round trip waited for one, so the end-to-end benchmark's
 // median under Yield was over a millisecond (20-30x Park's). sched_yield
@@ -65,8 +65,8 @@ const (
 //
 // Why a futex: a goroutine blocked on a channel is made runnable by the Go
 // scheduler, which must find it a P and, for a goroutine locked to its OS
-// thread (a pinned shard), hand that P over to the locked thread: two or three
-// thread wake-ups (and context switches, on a machine with a CPU or two
+// thread (a shard that pins or busy-waits), hand that P over to the locked
+// thread: two or three thread wake-ups (and context switches, on a machine with a CPU or two
 // free) per hand-off. A futex wakes the sleeping thread directly, once; it
 // comes back from its system call and takes its P back. It is not the
 // default yet: its faster hand-offs make engine.TestPublisherIdle's recovery
