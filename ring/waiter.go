@@ -66,8 +66,8 @@ const (
 // Why a futex: a goroutine blocked on a channel is made runnable by the Go
 // scheduler, which must find it a P and, for a goroutine locked to its OS
 // thread (a shard that pins or busy-waits), hand that P over to the locked
-// thread: two or three thread wake-ups (and context switches, on a machine with a CPU or two
-// free) per hand-off. A futex wakes the sleeping thread directly, once; it
+// thread: two or three thread wake-ups (and context switches, on a machine
+// with a CPU or two free) per hand-off. A futex wakes the sleeping thread directly, once; it
 // comes back from its system call and takes its P back. It is not the
 // default yet: its faster hand-offs make engine.TestPublisherIdle's recovery
 // replay, which publishes two sources' records into two rings with nothing
