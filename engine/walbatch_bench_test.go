@@ -55,3 +55,81 @@ func BenchmarkAppendBatchEvent(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDecodeEventBatch: reading one event back from a WAL batch, what
+// recovery and WAL replay pay per event, in the two versions a WAL may
+// hold: version 1 (every price and size 8 bytes) and version 2 (decimals,
+// each a division on decode; the offset's id recomputed), on the trades
+// and quotes of BenchmarkAppendBatchEvent in batches of the Publisher's
+// size. Each run checks that every event of every batch came back.
+func BenchmarkDecodeEventBatch(b *testing.B) {
+	evs := testEvents(1<<12, 100, 4)
+	for i := range evs {
+		ev := &evs[i]
+		ev.Price, ev.Bid, ev.Ask = math.Round(ev.Price*100)/100, math.Round(ev.Bid*100)/100, math.Round(ev.Ask*100)/100
+		ev.IngestNs = 1
+	}
+	for _, c := range []struct {
+		name string
+		enc  func([]byte, *batchPrev, *codec.Event) []byte
+	}{
+		{"v1", func(dst []byte, prev *batchPrev, ev *codec.Event) []byte {
+			return appendBatchEventRefV(dst, prev, ev, batchVersionV1)
+		}},
+		{"v2", appendBatchEvent},
+	} {
+		// The batches, as a Publisher cuts them (batchBytesMax).
+		var batches [][]byte
+		var counts []int
+		for i := 0; i < len(evs); {
+			buf := beginBatch(nil, 1)
+			if c.name == "v1" {
+				buf[0] = batchVersionV1
+			}
+			var prev batchPrev
+			n := 0
+			for ; i < len(evs) && len(buf) <= batchBytesMax-batchEventMax; i++ {
+				buf = c.enc(buf, &prev, &evs[i])
+				n++
+			}
+			finishBatch(buf, n)
+			batches, counts = append(batches, buf), append(counts, n)
+		}
+		b.Run(c.name, func(b *testing.B) {
+			var ev codec.Event
+			var r EventBatch
+			got, want := 0, 0
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; got < b.N; i++ {
+				k := i % len(batches)
+				if err := r.Reset(batches[k]); err != nil {
+					b.Fatal(err)
+				}
+				n := 0
+				for {
+					ok, err := r.Next(&ev)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if !ok {
+						break
+					}
+					n++
+				}
+				if n != counts[k] {
+					b.Fatalf("batch %d: %d events decoded of %d", k, n, counts[k])
+				}
+				got += n
+				want += counts[k]
+			}
+			b.StopTimer()
+			if got != want || ev.Symbol == 0 {
+				b.Fatalf("%d events decoded of %d", got, want)
+			}
+			// ns/op is per batch event only when b.N events were decoded:
+			// report per event explicitly.
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(got), "ns/event")
+		})
+	}
+}

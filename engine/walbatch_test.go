@@ -480,3 +480,42 @@ func TestAppendBatchEventEdges(t *testing.T) {
 	}
 	check("last batch")
 }
+
+// TestShortCanonical: the decoder's shortcut never accepts a decimal that
+// decimalOf would not give its float (it only skips the call): whole
+// numbers up to 2^53, one and two places around decimalMax and with
+// trailing zeros, and random ones.
+func TestShortCanonical(t *testing.T) {
+	rng := rand.New(rand.NewPCG(25, 26))
+	type dec struct{ m, e uint64 }
+	max1, max2 := uint64(math.Trunc(decimalMax*10)), uint64(math.Trunc(decimalMax*100)) // the largest m of one and two places below decimalMax
+	var ds []dec
+	for _, m := range []uint64{1, 9, 10, 11, 99, 100, 101, 1 << 52, 1<<53 - 1, max2 - 1, max2, max2 + 1, max1 - 1, max1, max1 + 1} {
+		for e := range uint64(3) {
+			ds = append(ds, dec{m, e})
+		}
+	}
+	for range 300000 {
+		e := rng.Uint64N(3)
+		ds = append(ds, dec{1 + rng.Uint64N(1<<53-1), e}, dec{1 + rng.Uint64N(max2), e}, dec{1 + rng.Uint64N(1e6), e})
+	}
+	short := 0
+	for _, d := range ds {
+		f := float64(d.m) / pow10[d.e]
+		if !shortCanonical(d.m, d.e, f) {
+			continue
+		}
+		short++
+		if m, e, ok := decimalOf(f); !ok || m != d.m || e != d.e {
+			t.Fatalf("shortCanonical(%d, %d) for %v, but decimalOf gives %d, %d, %v", d.m, d.e, f, m, e, ok)
+		}
+	}
+	if short < len(ds)/2 {
+		t.Fatalf("only %d of %d decimals took the shortcut: the test does not reach it", short, len(ds))
+	}
+	for _, d := range []dec{{10, 1}, {100, 2}, {120, 2}, {max2 + 1, 2}} {
+		if shortCanonical(d.m, d.e, float64(d.m)/pow10[d.e]) {
+			t.Errorf("shortCanonical(%d, %d) = true: not the shortest, or a fraction above decimalMax", d.m, d.e)
+		}
+	}
+}
