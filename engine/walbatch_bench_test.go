@@ -98,7 +98,7 @@ func BenchmarkDecodeEventBatch(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			var ev codec.Event
 			var r EventBatch
-			got, want := 0, 0
+			got := 0
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; got < b.N; i++ {
@@ -121,14 +121,13 @@ func BenchmarkDecodeEventBatch(b *testing.B) {
 					b.Fatalf("batch %d: %d events decoded of %d", k, n, counts[k])
 				}
 				got += n
-				want += counts[k]
 			}
 			b.StopTimer()
-			if got != want || ev.Symbol == 0 {
-				b.Fatalf("%d events decoded of %d", got, want)
+			if got < b.N || ev.Symbol == 0 {
+				b.Fatalf("%d events decoded for b.N %d (last symbol %d)", got, b.N, ev.Symbol)
 			}
-			// ns/op is per batch event only when b.N events were decoded:
-			// report per event explicitly.
+			// Whole batches: got is b.N rounded up to a batch, so ns/op
+			// is only about per event; report per event exactly.
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(got), "ns/event")
 		})
 	}

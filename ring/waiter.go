@@ -55,25 +55,26 @@ const (
 // busy-waits: engine.locksThread) hands the thread's P to another thread
 // (waking it), parks the locked thread, and has the other thread hand the
 // P back and wake it again when the goroutine's turn comes: two futex
-// wake-ups and two context switches per yield. A locked shard waiting for input did that in a loop: 10% of a
-// hand-off benchmark's CPU in futex calls, and on a machine with no CPU to
-// spare each round trip waited for one, so the end-to-end benchmark's
-// median under Yield was over a millisecond (20-30x Park's). sched_yield
-// keeps the thread and its P, lets another thread run if one is waiting
-// for this CPU, and returns. An unlocked goroutine's Gosched is cheap and
-// lets the goroutines waiting for a P run; sched_yield would hold the P.
+// wake-ups and two context switches per yield. A locked shard waiting for
+// input did that in a loop: 10% of a hand-off benchmark's CPU in futex
+// calls, and on a machine with no CPU to spare each round trip waited for
+// one, so the end-to-end benchmark's median under Yield was over a
+// millisecond (20-30x Park's). sched_yield keeps the thread and its P,
+// lets another thread run if one is waiting for this CPU, and returns. An
+// unlocked goroutine's Gosched is cheap and lets the goroutines waiting
+// for a P run; sched_yield would hold the P.
 //
 // Why a futex: a goroutine blocked on a channel is made runnable by the Go
 // scheduler, which must find it a P and, for a goroutine locked to its OS
 // thread (a shard that pins or busy-waits), hand that P over to the locked
 // thread: two or three thread wake-ups (and context switches, on a machine
-// with a CPU or two free) per hand-off. A futex wakes the sleeping thread directly, once; it
-// comes back from its system call and takes its P back. It is not the
-// default yet: its faster hand-offs make engine.TestPublisherIdle's recovery
-// replay, which publishes two sources' records into two rings with nothing
-// ordering one ring's against the other's, process a watermark before the
-// other source's rejoin (3 failures in 40 runs under -race, none with the
-// channel).
+// with a CPU or two free) per hand-off. A futex wakes the sleeping thread
+// directly, once; it comes back from its system call and takes its P back.
+// It is not the default yet: its faster hand-offs make
+// engine.TestPublisherIdle's recovery replay, which publishes two sources'
+// records into two rings with nothing ordering one ring's against the
+// other's, process a watermark before the other source's rejoin (3
+// failures in 40 runs under -race, none with the channel).
 //
 // Park's handshake cannot lose a wake-up. The sleeper stores "sleeping" and
 // then evaluates the condition once more before it blocks; the waker first
