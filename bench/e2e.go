@@ -55,6 +55,11 @@ type E2EConfig struct {
 	EngineArgs []string
 	// Progress, if set, gets a line per run.
 	Progress io.Writer
+	// ProbeCores records the cache-line round trip between two CPUs at the
+	// start and the end (Machine.ProbeStart): 20-100 ms of two busy threads
+	// with ProbeTrips 0 (ProbeTrips a sample; ProbeSamples samples).
+	ProbeCores bool
+	ProbeTrips int
 }
 
 // Targets of the end-to-end runs.
@@ -144,6 +149,9 @@ func RunE2E(cfg E2EConfig) (*E2EReport, error) {
 	rep := &E2EReport{
 		Machine: ThisMachine(), Path: E2EPath, Duration: cfg.Duration.String(), Warmup: cfg.Warmup.String(),
 		Pacing: cfg.Pacing.String(), Symbols: cfg.Symbols, Shards: cfg.Shards, EngineArgs: cfg.EngineArgs, Percentiles: PercentileNames,
+	}
+	if cfg.ProbeCores {
+		rep.Machine.ProbeStart(0, cfg.ProbeTrips)
 	}
 	dir, err := os.MkdirTemp("", "qstream-bench-e2e-")
 	if err != nil {

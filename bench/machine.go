@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"os/exec"
 	"runtime"
@@ -20,6 +21,12 @@ type Machine struct {
 	LoadAvg    string `json:"loadavg"`     // at the start of the run
 	LoadAvgEnd string `json:"loadavg_end"` // at its end (SetEnd)
 	Date       string `json:"date"`        // UTC, RFC 3339
+	// The cache-line round trip between two CPUs (coreprobe.go) at the
+	// start of the run (ProbeStart) and at its end (SetEnd, when the start
+	// was probed); CoresNote says why a probe is missing.
+	Cores     *CoreProbe `json:"cores,omitempty"`
+	CoresEnd  *CoreProbe `json:"cores_end,omitempty"`
+	CoresNote string     `json:"cores_note,omitempty"`
 }
 
 // ThisMachine describes the current host.
@@ -45,9 +52,48 @@ func ThisMachine() Machine {
 	return m
 }
 
-// SetEnd records the load average at the end of the run: a shared
-// machine's load during a run says how far to trust its figures.
-func (m *Machine) SetEnd() { m.LoadAvgEnd = loadAvg() }
+// ProbeStart measures the cache-line round trip between two CPUs at the
+// start of a run: ProbeCores with samples and trips (0: ProbeSamples,
+// ProbeTrips, 20-100 ms of two busy threads).
+func (m *Machine) ProbeStart(samples, trips int) {
+	if samples <= 0 {
+		samples = ProbeSamples
+	}
+	if trips <= 0 {
+		trips = ProbeTrips
+	}
+	m.Cores = m.probe(samples, trips)
+}
+
+// SetEnd records the load average at the end of the run, and the
+// cache-line round trip (as many samples and trips as at the start) when
+// the start had it: a shared machine's load and its cores' round trip
+// during a run say how far to trust its figures.
+func (m *Machine) SetEnd() {
+	m.LoadAvgEnd = loadAvg()
+	if m.Cores != nil {
+		m.CoresEnd = m.probe(m.Cores.Samples, m.Cores.Trips)
+	}
+}
+
+func (m *Machine) probe(samples, trips int) *CoreProbe {
+	p, err := ProbeCores(samples, trips)
+	if err != nil {
+		m.CoresNote = err.Error()
+		return nil
+	}
+	return &p
+}
+
+// Text is the probe in a line: "95 ns (89-171 ns over 7 samples of 20000
+// round trips, CPUs 0 and 1)".
+func (p *CoreProbe) Text() string {
+	if p == nil {
+		return "not measured"
+	}
+	return fmt.Sprintf("%.0f ns (%.0f-%.0f ns over %d samples of %d round trips, CPUs %d and %d)",
+		p.MedianNs, p.MinNs, p.MaxNs, p.Samples, p.Trips, p.CPUs[0], p.CPUs[1])
+}
 
 func loadAvg() string {
 	b, err := os.ReadFile("/proc/loadavg")
@@ -67,5 +113,15 @@ func (m Machine) Markdown() string {
 		b.WriteString("; at the end: " + m.LoadAvgEnd)
 	}
 	b.WriteString("; measured " + m.Date + "\n")
+	if m.Cores != nil || m.CoresNote != "" {
+		b.WriteString("- Cache-line round trip between two CPUs at the start: " + m.Cores.Text())
+		if m.CoresEnd != nil {
+			b.WriteString("; at the end: " + m.CoresEnd.Text())
+		}
+		if m.CoresNote != "" {
+			b.WriteString(" (" + m.CoresNote + ")")
+		}
+		b.WriteString("\n")
+	}
 	return b.String()
 }

@@ -120,6 +120,23 @@ func WriteE2ETable(w io.Writer, rep *E2EReport) {
 		fmt.Fprintf(w, "engine flags added: %s\n", strings.Join(rep.EngineArgs, " "))
 	}
 	e2eTable(rep).text(w)
+	writeCoresLine(w, rep.Machine)
+}
+
+// writeCoresLine is the machine's core probes under a table, if it was
+// probed.
+func writeCoresLine(w io.Writer, m Machine) {
+	if m.Cores == nil && m.CoresNote == "" {
+		return
+	}
+	fmt.Fprintf(w, "cache-line round trip between two CPUs: at the start %s", m.Cores.Text())
+	if m.CoresEnd != nil {
+		fmt.Fprintf(w, "; at the end %s", m.CoresEnd.Text())
+	}
+	if m.CoresNote != "" {
+		fmt.Fprintf(w, " (%s)", m.CoresNote)
+	}
+	fmt.Fprintln(w)
 }
 
 // WriteE2EMarkdown writes the report for BENCHMARKS.md: the machine, the
@@ -191,6 +208,7 @@ func throughputTable(rep *ThroughputReport) *table {
 func WriteThroughputTable(w io.Writer, rep *ThroughputReport) {
 	fmt.Fprintf(w, "Throughput (median of %d interleaved runs; ratio = msgs/s over the baseline's in the same run)\n", rep.Repeats)
 	throughputTable(rep).text(w)
+	writeCoresLine(w, rep.Machine)
 	for _, r := range rep.Results {
 		if r.Error != "" {
 			fmt.Fprintf(w, "FAILED %s: %s\n", r.Key(), r.Error)

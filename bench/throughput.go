@@ -48,6 +48,8 @@ type ThroughputConfig struct {
 	Repeats      int
 	NoWAL        bool // skip the WAL runs
 	Progress     io.Writer
+	ProbeCores   bool // as E2EConfig's
+	ProbeTrips   int  // as E2EConfig's
 }
 
 // ThroughputResult is one target's figures.
@@ -129,6 +131,9 @@ func RunThroughput(cfg ThroughputConfig) (*ThroughputReport, error) {
 	}
 	rep := &ThroughputReport{Machine: ThisMachine(), RunMessages: cfg.RunMessages, ReplayTrades: cfg.ReplayTrades,
 		Symbols: cfg.Symbols, Window: cfg.Window, Repeats: cfg.Repeats}
+	if cfg.ProbeCores {
+		rep.Machine.ProbeStart(0, cfg.ProbeTrips)
+	}
 	ref := &ThroughputResult{Target: TargetReference, Shards: 1, Messages: cfg.ReplayTrades}
 	var list []*ThroughputResult
 	for _, n := range cfg.Shards {

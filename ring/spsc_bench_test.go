@@ -253,4 +253,7 @@ func BenchmarkSPSCInPlace(b *testing.B) {
 	for _, s := range []Strategy{Park, Yield} {
 		b.Run("cap1024/"+s.String(), func(b *testing.B) { benchSPSC(b, 1024, s, true) })
 	}
+	// The engine's ring size (engine.Config's default): the floor under
+	// BenchmarkEngineHandOff's ring8192 rows, the ring alone.
+	b.Run("cap8192/park", func(b *testing.B) { benchSPSC(b, 8192, Park, true) })
 }

@@ -16,7 +16,8 @@
 //	    -svg bench/e2e-latency.svg
 //
 // With -stamp start|end it writes a line describing this machine and the
-// time (and, at the start, -cmd), which `make bench` puts around the
+// time (and, at the start, -cmd) and the cache-line round trip between two
+// of its CPUs then, which `make bench` puts around the
 // `go test -bench` output so that -update can say where and when the package
 // benchmarks ran.
 package main
@@ -38,12 +39,13 @@ func main() {
 	tpPath := flag.String("throughput", "", "with -update: the JSON report of qstream bench throughput")
 	svgPath := flag.String("svg", "", "with -update: the latency plot of qstream bench e2e, linked beside its table")
 	stampWhen := flag.String("stamp", "", "write the start or end stamp line (start|end) for make bench's raw output")
+	probe := flag.Bool("probe-cores", true, "with -stamp: record the cache-line round trip between two CPUs (two busy threads for 20-100 ms)")
 	flag.Parse()
 
 	var err error
 	switch {
 	case *stampWhen != "":
-		err = writeStamp(os.Stdout, *stampWhen, *cmd)
+		err = writeStamp(os.Stdout, *stampWhen, *cmd, *probe)
 	case *update != "":
 		err = updateFile(updateInputs{
 			doc: *update, results: *resultsPath, e2e: *e2ePath, throughput: *tpPath, svg: *svgPath, cmd: *cmd,

@@ -55,6 +55,7 @@ const (
 	handOffPrefix  = "engine.EngineHandOff/"
 	handOffRing    = "/ring8192/"
 	handOffChannel = "engine.EngineHandOff/chan/cap8192"
+	handOffFloor   = "ring.SPSCInPlace/cap8192/park" // the ring alone at the same size
 )
 
 // Statuses of a must-show row.
@@ -243,10 +244,31 @@ func handOffClaim(run *rawRun) claim {
 		c.absent("no engine ring8192 row in the go test -bench output")
 		return c
 	}
-	c.set(ch/bestNs, fmt.Sprintf("%s (the fastest of %d engine ring8192 rows) %s ns vs %s %s ns, medians of %d and %d runs (runs %s vs %s ns)",
+	detail := fmt.Sprintf("%s (the fastest of %d engine ring8192 rows) %s ns vs %s %s ns, medians of %d and %d runs (runs %s vs %s ns)",
 		strings.TrimPrefix(best.name, "EngineHandOff/"), rows, format(bestNs), strings.TrimPrefix(handOffChannel, handOffPrefix), format(ch),
-		len(best.metrics["ns/op"]), len(byKey[handOffChannel].metrics["ns/op"]), nsSpread(best.metrics["ns/op"]), nsSpread(byKey[handOffChannel].metrics["ns/op"])))
+		len(best.metrics["ns/op"]), len(byKey[handOffChannel].metrics["ns/op"]), nsSpread(best.metrics["ns/op"]), nsSpread(byKey[handOffChannel].metrics["ns/op"]))
+	// What bounds it on this machine: the ring alone, and the cores' round trip.
+	if floor, ok := medianOf(byKey[handOffFloor], "ns/op"); ok && floor > 0 {
+		detail += fmt.Sprintf("; the ring alone, filled in place (%s) %s ns, %s the channel", strings.TrimPrefix(handOffFloor, "ring."), format(floor), ratioText(ch/floor))
+	}
+	if s := run.stamp; s != nil && s.Machine.Cores != nil {
+		detail += "; cache-line round trip between the vCPUs " + coresText(s.Machine)
+	}
+	c.set(ch/bestNs, detail)
 	return c
+}
+
+// coresText is a machine's cache-line round trips, at the start and the
+// end of its run: "95 ns at the start, 480 ns at the end".
+func coresText(m bench.Machine) string {
+	if m.Cores == nil {
+		return "not measured"
+	}
+	t := fmt.Sprintf("%.0f ns at the start", m.Cores.MedianNs)
+	if m.CoresEnd != nil {
+		t += fmt.Sprintf(", %.0f ns at the end", m.CoresEnd.MedianNs)
+	}
+	return t
 }
 
 // writeMustShow writes the must-show table and how many rows met their target.

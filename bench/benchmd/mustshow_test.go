@@ -63,12 +63,30 @@ func fixtureResults(f fixture) string {
 		row("chan/cap8192", f.chan8192Ns-1, f.chan8192Ns, f.chan8192Ns+1)
 	}
 	b.WriteString("PASS\nok  \tqstream/engine\t12.3s\n")
+	// The ring alone at the same size (the hand-off row's floor), and a
+	// faster ring row that is not it.
+	b.WriteString("pkg: qstream/ring\n")
+	for _, r := range []struct {
+		name string
+		ns   float64
+	}{{"cap1024/park", 1}, {"cap8192/park", f.handOffNs / 3}} {
+		for range 3 {
+			fmt.Fprintf(&b, "BenchmarkSPSCInPlace/%s-2 \t 1000000\t %.2f ns/op\t 1000 MB/s\t 0 B/op\t 0 allocs/op\n", r.name, r.ns)
+		}
+	}
+	b.WriteString("PASS\nok  \tqstream/ring\t1.2s\n")
 	return b.String()
+}
+
+// fixtureCores is a core probe of median ns.
+func fixtureCores(ns float64) *bench.CoreProbe {
+	return &bench.CoreProbe{CPUs: [2]int{0, 1}, Samples: 7, Trips: 20000, MedianNs: ns, MinNs: ns - 5, MaxNs: ns + 50}
 }
 
 func fixtureMachine(date string) bench.Machine {
 	return bench.Machine{CPU: "Fixture CPU @ 1.00GHz", CPUs: 2, GOMAXPROCS: 2, Go: "go1.99", OS: "linux/amd64",
-		Kernel: "Linux 1.2.3", LoadAvg: "0.10 0.20 0.30", LoadAvgEnd: "1.10 1.20 1.30", Date: date}
+		Kernel: "Linux 1.2.3", LoadAvg: "0.10 0.20 0.30", LoadAvgEnd: "1.10 1.20 1.30", Date: date,
+		Cores: fixtureCores(95), CoresEnd: fixtureCores(480)}
 }
 
 func fixtureE2E(f fixture) *bench.E2EReport {
@@ -174,10 +192,28 @@ func TestMustShowMissed(t *testing.T) {
 
 func TestMustShowHandOffRow(t *testing.T) {
 	c := fixtureClaims(t, fixtureMet)[6]
-	for _, s := range []string{"batch/ring8192/yield", "fastest of 3 engine ring8192 rows", "chan/cap8192 60.0 ns"} {
+	for _, s := range []string{"batch/ring8192/yield", "fastest of 3 engine ring8192 rows", "chan/cap8192 60.0 ns",
+		"the ring alone, filled in place (SPSCInPlace/cap8192/park) 1.67 ns, 35.93x the channel"} {
 		if !strings.Contains(c.detail, s) {
 			t.Errorf("hand-off row %q does not say %q", c.detail, s)
 		}
+	}
+	// Unstamped go test output has no core probe: the row says nothing of it.
+	if strings.Contains(c.detail, "round trip") {
+		t.Errorf("hand-off row %q names a round trip no stamp recorded", c.detail)
+	}
+	// A stamped run: the row says the cores' round trip at the start and the end.
+	run, err := parse(strings.NewReader(fixtureResults(fixtureMet)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run.stamp = &stamp{Machine: fixtureMachine("2030-01-02T02:00:00Z")}
+	c = handOffClaim(run)
+	if want := "cache-line round trip between the vCPUs 95 ns at the start, 480 ns at the end"; !strings.Contains(c.detail, want) {
+		t.Errorf("hand-off row %q does not say %q", c.detail, want)
+	}
+	if c.ratio != 12 {
+		t.Errorf("ratio %v, want 12: the floor and the probe are context, not the figure", c.ratio)
 	}
 }
 

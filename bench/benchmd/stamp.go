@@ -26,16 +26,22 @@ type stamp struct {
 }
 
 // writeStamp writes the start stamp (when "start": this machine, now, cmd)
-// or the end stamp (when "end": this machine's load average now).
-func writeStamp(w io.Writer, when, cmd string) error {
+// or the end stamp (when "end": this machine's load average now); with
+// probe, either records the cache-line round trip between two CPUs then
+// (bench.Machine.ProbeStart).
+func writeStamp(w io.Writer, when, cmd string, probe bool) error {
 	var line []byte
 	var err error
+	m := bench.ThisMachine()
+	if probe && (when == "start" || when == "end") {
+		m.ProbeStart(0, 0)
+	}
 	switch when {
 	case "start":
-		line, err = json.Marshal(stamp{Command: cmd, Machine: bench.ThisMachine()})
+		line, err = json.Marshal(stamp{Command: cmd, Machine: m})
 		line = append([]byte(stampPrefix), line...)
 	case "end":
-		line, err = json.Marshal(bench.ThisMachine())
+		line, err = json.Marshal(m)
 		line = append([]byte(stampEndPrefix), line...)
 	default:
 		return fmt.Errorf("-stamp %q: want start or end", when)
@@ -60,6 +66,10 @@ func (run *rawRun) readStamp(line string) error {
 			return fmt.Errorf("%w: an end stamp without a start stamp before it", errStamp)
 		}
 		run.stamp.Machine.LoadAvgEnd = m.LoadAvg
+		run.stamp.Machine.CoresEnd = m.Cores
+		if m.CoresNote != "" && run.stamp.Machine.CoresNote == "" {
+			run.stamp.Machine.CoresNote = m.CoresNote
+		}
 		return nil
 	}
 	var s stamp

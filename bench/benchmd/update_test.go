@@ -58,11 +58,13 @@ func writeFixtures(t *testing.T, f fixture, stamped bool) updateInputs {
 	}
 	results := fixtureResults(f)
 	if stamped {
-		s, err := json.Marshal(stamp{Command: "make bench BENCHTIME=1x", Machine: fixtureMachine("2030-01-02T02:00:00Z")})
+		start := fixtureMachine("2030-01-02T02:00:00Z")
+		start.LoadAvgEnd, start.CoresEnd = "", nil // what the end stamp brings
+		s, err := json.Marshal(stamp{Command: "make bench BENCHTIME=1x", Machine: start})
 		if err != nil {
 			t.Fatal(err)
 		}
-		end, err := json.Marshal(bench.Machine{LoadAvg: "2.00 1.00 0.50"})
+		end, err := json.Marshal(bench.Machine{LoadAvg: "2.00 1.00 0.50", Cores: fixtureCores(130)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -226,11 +228,11 @@ func TestUpdateRefuses(t *testing.T) {
 
 func TestStampRoundTrip(t *testing.T) {
 	var b bytes.Buffer
-	if err := writeStamp(&b, "start", "make bench X=1"); err != nil {
+	if err := writeStamp(&b, "start", "make bench X=1", false); err != nil {
 		t.Fatal(err)
 	}
 	b.WriteString("pkg: qstream/ring\nBenchmarkX-2 \t 10\t 5.0 ns/op\n")
-	if err := writeStamp(&b, "end", ""); err != nil {
+	if err := writeStamp(&b, "end", "", false); err != nil {
 		t.Fatal(err)
 	}
 	run, err := parse(&b)
@@ -243,11 +245,23 @@ func TestStampRoundTrip(t *testing.T) {
 	if _, err := os.Stat("/proc/loadavg"); err == nil && run.stamp.Machine.LoadAvgEnd == "" {
 		t.Fatalf("no load average from the end stamp: %+v", run.stamp.Machine)
 	}
+	if run.stamp.Machine.Cores != nil || run.stamp.Machine.CoresEnd != nil {
+		t.Fatalf("stamps written without probing carry a probe: %+v", run.stamp.Machine)
+	}
 	if len(run.results) != 1 || run.results[0].name != "X" {
 		t.Fatalf("results %+v", run.results)
 	}
-	if err := writeStamp(&b, "middle", ""); err == nil {
+	if err := writeStamp(&b, "middle", "", false); err == nil {
 		t.Fatal("-stamp middle accepted")
+	}
+	// The end stamp's probe is the run's end probe.
+	end := `{"loadavg":"1 2 3","cores":{"cpus":[0,1],"samples":7,"trips":20000,"median_ns":480,"min_ns":470,"max_ns":530}}`
+	run, err = parse(strings.NewReader(stampPrefix + `{"command":"c","machine":{"cores":{"median_ns":95}}}` + "\n" + stampEndPrefix + end + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := run.stamp.Machine; m.Cores == nil || m.Cores.MedianNs != 95 || m.CoresEnd == nil || m.CoresEnd.MedianNs != 480 || m.LoadAvgEnd != "1 2 3" {
+		t.Fatalf("machine from the stamps: %+v", m)
 	}
 	if _, err := parse(strings.NewReader(stampEndPrefix + "{}\n")); !errors.Is(err, errStamp) {
 		t.Fatalf("an end stamp alone: %v, want errStamp", err)

@@ -158,6 +158,8 @@ func benchE2E(args []string, stdout, stderr io.Writer) int {
 	shards := fs.Int("shards", 1, "engine shards")
 	repeats := fs.Int("repeats", 1, "runs of each target per rate, in turn (reference, each wait, then again), merged into one histogram per target: a noisy moment is shared out")
 	noRef := fs.Bool("no-reference", false, "skip the reference program")
+	probe := fs.Bool("probe-cores", true, probeCoresUsage)
+	probeTrips := fs.Int("probe-trips", bench.ProbeTrips, probeTripsUsage)
 	drain := fs.Duration("drain", 3*time.Second, "after the generator is done, how long without a new output before the missing ones are drops")
 	bin := fs.String("bin", "", "qstream binary to run as the engine, the generator and the reference (default: this one)")
 	engineArgs := fs.String("engine-args", "", "more flags for the engine's qstream run, space-separated; they override the harness's (e.g. \"--wal-dir wal --checkpoint-dir ckpt\" for the WAL, in a temporary directory)")
@@ -199,6 +201,7 @@ func benchE2E(args []string, stdout, stderr io.Writer) int {
 		cfg := bench.E2EConfig{
 			Bin: *bin, Rates: rates, Duration: *duration, Warmup: *warmup, Pacing: pacing, Symbols: *symbols,
 			Shards: *shards, Repeats: *repeats, NoReference: *noRef, Drain: *drain, Progress: stderr, EngineArgs: strings.Fields(*engineArgs),
+			ProbeCores: *probe, ProbeTrips: *probeTrips,
 		}
 		for _, w := range strings.Split(*waits, ",") {
 			if w = strings.TrimSpace(w); w != "" {
@@ -321,6 +324,8 @@ func benchThroughput(args []string, stdout, stderr io.Writer) int {
 	window := fs.String("window", "tumbling:1s:vwap", "replay window: tumbling:SIZE:vwap")
 	repeats := fs.Int("repeats", 3, "runs of each target (interleaved); the figure is the median")
 	noWAL := fs.Bool("no-wal", false, "skip the runs with the WAL")
+	probeTP := fs.Bool("probe-cores", true, probeCoresUsage)
+	probeTripsTP := fs.Int("probe-trips", bench.ProbeTrips, probeTripsUsage)
 	bin := fs.String("bin", "", "qstream binary (default: this one)")
 	jsonOut := fs.Bool("json", false, "print the report as JSON instead of the table")
 	md := fs.String("md", "", "also write the report as Markdown to this file")
@@ -349,7 +354,7 @@ Flags:
 	}
 	rep, err := bench.RunThroughput(bench.ThroughputConfig{
 		Bin: *bin, Shards: shards, RunMessages: *runN, ReplayTrades: *trades, Symbols: *symbols, Window: *window,
-		Repeats: *repeats, NoWAL: *noWAL, Progress: stderr,
+		Repeats: *repeats, NoWAL: *noWAL, Progress: stderr, ProbeCores: *probeTP, ProbeTrips: *probeTripsTP,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "qstream bench throughput: %v\n", err)
@@ -435,6 +440,12 @@ func benchRefVWAP(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "qstream bench ref-vwap: %d trades, %d windows\n", trades, windows)
 	return 0
 }
+
+// probeCoresUsage is the --probe-cores flag's of e2e and throughput.
+const probeCoresUsage = "record the cache-line round trip between two CPUs at the start and the end (two busy threads for 20-100 ms each time): " +
+	"every cross-thread figure is bounded by it, and on a shared VM it is the host's"
+
+const probeTripsUsage = "round trips in each of the core probe's 7 samples"
 
 // benchMicro runs the package benchmarks of a qstream checkout with `go
 // test -bench` and turns the output into tables with their same-run ratios

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -25,7 +26,7 @@ func TestBenchE2EReportComplete(t *testing.T) {
 	const rate, seconds = 2000, 1.5
 	bin := qstreamBinary(t)
 	cmd := exec.Command(bin, "bench", "e2e", "--rates", "2k", "--duration", "1500ms", "--warmup", "0s",
-		"--pace", "sleep", "--waits", "park", "--json")
+		"--pace", "sleep", "--waits", "park", "--probe-cores=false", "--json")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -47,6 +48,11 @@ func TestBenchE2EReportComplete(t *testing.T) {
 	for _, k := range []string{"cpu", "cpus", "go", "kernel", "date"} {
 		if v, ok := raw.Machine[k]; !ok || v == "" {
 			t.Errorf("machine.%s missing or empty", k)
+		}
+	}
+	for _, k := range []string{"cores", "cores_end"} {
+		if _, ok := raw.Machine[k]; ok {
+			t.Errorf("machine.%s present with --probe-cores=false", k)
 		}
 	}
 	resultKeys := []string{"target", "wait", "rate", "runs", "sent", "warmup", "received", "drops", "duplicates", "unknown",
@@ -155,10 +161,12 @@ func TestBenchRefVWAPMatchesReplay(t *testing.T) {
 
 // TestBenchThroughputReport runs `qstream bench throughput` small (one
 // shard, one repeat) and checks that every target ran, did the same work as
-// its baseline and has its ratios.
+// its baseline and has its ratios, and that the machine has its core probes
+// (of 100 round trips a sample here: microseconds of busy threads).
 func TestBenchThroughputReport(t *testing.T) {
 	bin := qstreamBinary(t)
-	cmd := exec.Command(bin, "bench", "throughput", "--shards", "1", "--run-count", "20000", "--trades", "20000", "--repeats", "1", "--json")
+	cmd := exec.Command(bin, "bench", "throughput", "--shards", "1", "--run-count", "20000", "--trades", "20000", "--repeats", "1",
+		"--probe-trips", "100", "--json")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -167,6 +175,13 @@ func TestBenchThroughputReport(t *testing.T) {
 	var rep bench.ThroughputReport
 	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
 		t.Fatalf("not JSON: %v\n%s", err, stdout.String())
+	}
+	if runtime.NumCPU() > 1 {
+		for i, p := range []*bench.CoreProbe{rep.Machine.Cores, rep.Machine.CoresEnd} {
+			if p == nil || p.Trips != 100 || p.Samples != bench.ProbeSamples || p.MedianNs <= 0 {
+				t.Errorf("core probe %d (start, end): %+v (%s)", i, p, rep.Machine.CoresNote)
+			}
+		}
 	}
 	byKey := map[string]bench.ThroughputResult{}
 	for _, r := range rep.Results {
