@@ -16,7 +16,7 @@ import (
 // another core to see and answer. Every cross-thread figure of the suite (the
 // engine's ring hand-off above all: 128-byte events written on one core and
 // read on another) is bounded by it, and on a shared VM it is the host's, not
-// the guest's: the same guest measured 70-120 ns one minute and 500 ns the
+// the guest's: the same guest measured 45-120 ns one minute and 500-560 ns the
 // next (BENCHMARKS.md, History). So every report records it at its start and
 // its end, beside the load average, to say which machine its ratios were
 // measured on.

@@ -238,7 +238,7 @@ func writeMachines(w io.Writer, srcs []source) {
 	}
 	fmt.Fprint(w, "\nThe round trip is the median of 7 samples of 20,000 of a cache line written by a thread on one CPU and answered by "+
 		"a thread on the other (`bench.ProbeCores`): every cross-thread figure above is bounded by it, and on a shared VM it is the host's "+
-		"(the same guest has measured 70-120 ns and 500 ns minutes apart).\n")
+		"(the same guest has measured 45-120 ns and 500-560 ns minutes apart, within one `make bench`).\n")
 	fmt.Fprint(w, "\n`make bench` runs the three in this order, then `make bench-md`: `benchmd -update` rewrites the generated blocks "+
 		"of this file from the result files and leaves the rest as it is; `make bench-md` alone redoes that from the files as they are.\n")
 }
