@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"errors"
 	"runtime"
 	"slices"
 	"strings"
@@ -16,7 +17,7 @@ import (
 func TestProbeCores(t *testing.T) {
 	allowed := cpu.Allowed()
 	if len(allowed) < 2 {
-		if _, err := ProbeCores(3, 2000); err != errOneCPU {
+		if _, err := ProbeCores(3, 2000); !errors.Is(err, errOneCPU) {
 			t.Fatalf("one CPU: err = %v, want errOneCPU", err)
 		}
 		return

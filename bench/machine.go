@@ -113,15 +113,25 @@ func (m Machine) Markdown() string {
 		b.WriteString("; at the end: " + m.LoadAvgEnd)
 	}
 	b.WriteString("; measured " + m.Date + "\n")
-	if m.Cores != nil || m.CoresNote != "" {
-		b.WriteString("- Cache-line round trip between two CPUs at the start: " + m.Cores.Text())
-		if m.CoresEnd != nil {
-			b.WriteString("; at the end: " + m.CoresEnd.Text())
-		}
-		if m.CoresNote != "" {
-			b.WriteString(" (" + m.CoresNote + ")")
-		}
-		b.WriteString("\n")
+	if t := m.CoresText(); t != "" {
+		b.WriteString("- Cache-line round trip between two CPUs " + t + "\n")
 	}
 	return b.String()
+}
+
+// CoresText is the core probes of the run, "at the start: 95 ns (...); at
+// the end: 480 ns (...)", with the note of a probe that failed; empty if
+// the run was not probed.
+func (m Machine) CoresText() string {
+	if m.Cores == nil && m.CoresNote == "" {
+		return ""
+	}
+	t := "at the start: " + m.Cores.Text()
+	if m.CoresEnd != nil {
+		t += "; at the end: " + m.CoresEnd.Text()
+	}
+	if m.CoresNote != "" {
+		t += " (" + m.CoresNote + ")"
+	}
+	return t
 }

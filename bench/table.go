@@ -126,17 +126,9 @@ func WriteE2ETable(w io.Writer, rep *E2EReport) {
 // writeCoresLine is the machine's core probes under a table, if it was
 // probed.
 func writeCoresLine(w io.Writer, m Machine) {
-	if m.Cores == nil && m.CoresNote == "" {
-		return
+	if t := m.CoresText(); t != "" {
+		fmt.Fprintf(w, "cache-line round trip between two CPUs %s\n", t)
 	}
-	fmt.Fprintf(w, "cache-line round trip between two CPUs: at the start %s", m.Cores.Text())
-	if m.CoresEnd != nil {
-		fmt.Fprintf(w, "; at the end %s", m.CoresEnd.Text())
-	}
-	if m.CoresNote != "" {
-		fmt.Fprintf(w, " (%s)", m.CoresNote)
-	}
-	fmt.Fprintln(w)
 }
 
 // WriteE2EMarkdown writes the report for BENCHMARKS.md: the machine, the
