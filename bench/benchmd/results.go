@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"qstream/bench"
 )
 
 // ratio is a claim of the form "A is R× faster than B, measured in the same run".
@@ -189,7 +191,11 @@ func machine(cpu string) string {
 func write(w io.Writer, run *rawRun, cmd string) {
 	fmt.Fprintf(w, "## Measured run (%s)\n\n", time.Now().UTC().Format("2006-01-02"))
 	fmt.Fprintf(w, "Command: `%s`; tables by `go run ./bench/benchmd` (median of the runs of each benchmark).\n\n", cmd)
-	fmt.Fprint(w, machine(run.cpu))
+	if run.stamp != nil {
+		fmt.Fprint(w, run.stamp.Machine.Markdown()) // where and when the run was made, its cores' round trip
+	} else {
+		fmt.Fprint(w, machine(run.cpu))
+	}
 	fmt.Fprint(w, "\n")
 	writeTables(w, run)
 }
@@ -261,7 +267,13 @@ func writeJSON(w io.Writer, run *rawRun, cmd string) error {
 		Go         string      `json:"go"`
 		Ratios     []ratioJSON `json:"ratios"`
 		Benchmarks []benchJSON `json:"benchmarks"`
+		// Machine is the stamps' (absent without them): load averages,
+		// the cores' round trip at the start and the end.
+		Machine *bench.Machine `json:"machine,omitempty"`
 	}{Command: cmd, CPU: run.cpu, CPUs: runtime.NumCPU(), Go: runtime.Version(), Ratios: []ratioJSON{}, Benchmarks: []benchJSON{}}
+	if run.stamp != nil {
+		out.Machine = &run.stamp.Machine
+	}
 	byKey := run.byKey()
 	for _, r := range run.results {
 		b := benchJSON{Name: r.pkg + "." + r.name, Medians: map[string]float64{}}

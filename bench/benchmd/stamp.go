@@ -10,47 +10,19 @@ import (
 	"qstream/bench"
 )
 
-// The stamp lines `make bench` writes around the go test -bench output
-// (benchmd -stamp start, -stamp end): JSON after the prefix, one line each.
-// go test writes no line starting with either.
+// The stamp lines around a go test -bench output (bench.WriteStamp).
 const (
-	stampPrefix    = "benchmd-stamp: "
-	stampEndPrefix = "benchmd-stamp-end: "
+	stampPrefix    = bench.StampPrefix
+	stampEndPrefix = bench.StampEndPrefix
 )
 
 // stamp says where, when and by what command a go test -bench run was made.
-// Machine.LoadAvgEnd is filled from the end stamp, if any.
-type stamp struct {
-	Command string        `json:"command"`
-	Machine bench.Machine `json:"machine"`
-}
+// Machine.LoadAvgEnd and CoresEnd are filled from the end stamp, if any.
+type stamp = bench.Stamp
 
-// writeStamp writes the start stamp (when "start": this machine, now, cmd)
-// or the end stamp (when "end": this machine's load average now); with
-// probe, either records the cache-line round trip between two CPUs then
-// (bench.Machine.ProbeStart).
+// writeStamp is bench.WriteStamp with the default probe (-stamp).
 func writeStamp(w io.Writer, when, cmd string, probe bool) error {
-	var line []byte
-	var err error
-	m := bench.ThisMachine()
-	if probe && (when == "start" || when == "end") {
-		m.ProbeStart(0, 0)
-	}
-	switch when {
-	case "start":
-		line, err = json.Marshal(stamp{Command: cmd, Machine: m})
-		line = append([]byte(stampPrefix), line...)
-	case "end":
-		line, err = json.Marshal(m)
-		line = append([]byte(stampEndPrefix), line...)
-	default:
-		return fmt.Errorf("-stamp %q: want start or end", when)
-	}
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintf(w, "%s\n", line)
-	return err
+	return bench.WriteStamp(w, when, cmd, probe, 0)
 }
 
 var errStamp = errors.New("bad stamp")

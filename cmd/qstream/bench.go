@@ -461,6 +461,8 @@ func benchMicro(args []string, stdout, stderr io.Writer) int {
 	raw := fs.String("raw", "", "also keep go test's output in this file (relative to --repo)")
 	md := fs.String("md", "", "also write the Markdown tables to this file (relative to --repo)")
 	jsonOut := fs.Bool("json", false, "print medians and ratios as JSON instead of the tables")
+	probe := fs.Bool("probe-cores", true, probeCoresUsage)
+	probeTrips := fs.Int("probe-trips", bench.ProbeTrips, probeTripsUsage)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: qstream bench micro [flags]
 
@@ -503,11 +505,22 @@ Flags:
 		"-count", strconv.Itoa(*count)}, strings.Fields(*pkgs)...)
 	cmdLine := "go " + strings.Join(goArgs, " ")
 	fmt.Fprintf(stderr, "qstream bench micro: %s\n", cmdLine)
+	// The stamps around go test's output, as make bench writes them: the
+	// machine, the command, the load and the cores' round trip at the start
+	// and the end (benchmd prints them with the tables).
+	if err := bench.WriteStamp(rawFile, "start", cmdLine, *probe, *probeTrips); err != nil {
+		rawFile.Close()
+		fmt.Fprintf(stderr, "qstream bench micro: %v\n", err)
+		return 1
+	}
 	gt := exec.Command("go", goArgs...)
 	gt.Dir = *repo
 	gt.Stdout = io.MultiWriter(rawFile, stderr)
 	gt.Stderr = stderr
 	testErr := gt.Run()
+	if err := bench.WriteStamp(rawFile, "end", "", *probe, *probeTrips); err != nil && testErr == nil {
+		testErr = err
+	}
 	if err := rawFile.Close(); err != nil && testErr == nil {
 		testErr = err
 	}

@@ -221,7 +221,7 @@ func TestBenchMicroRatios(t *testing.T) {
 	}
 	var stdout, stderr bytes.Buffer
 	code := realMain([]string{"bench", "micro", "--repo", repo, "--pkgs", "./codec", "--bench", "^BenchmarkParseTick(Stdlib)?$",
-		"--benchtime", "20000x", "--count", "1", "--json"}, &stdout, &stderr)
+		"--benchtime", "20000x", "--count", "1", "--probe-trips", "100", "--json"}, &stdout, &stderr)
 	if code != 0 {
 		t.Fatalf("qstream bench micro: %d\n%s", code, stderr.String())
 	}
@@ -231,11 +231,21 @@ func TestBenchMicroRatios(t *testing.T) {
 			Ratio          float64
 		} `json:"ratios"`
 		Benchmarks []struct{ Name string } `json:"benchmarks"`
+		Machine    *bench.Machine          `json:"machine"`
 	}
 	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
 		t.Fatalf("not JSON: %v\n%s", err, stdout.String())
 	}
 	if len(out.Benchmarks) != 2 || len(out.Ratios) != 1 || out.Ratios[0].Fast != "codec.ParseTick" || out.Ratios[0].Ratio <= 0 {
 		t.Fatalf("benchmarks %v ratios %+v, want the two and their ratio", out.Benchmarks, out.Ratios)
+	}
+	// The stamps: the command, the machine at the start and the end, with
+	// the cores' round trip (100 round trips a sample here).
+	m := out.Machine
+	if m == nil || m.Date == "" || m.LoadAvg == "" || m.LoadAvgEnd == "" {
+		t.Fatalf("machine %+v: want the stamps' date and load averages", m)
+	}
+	if runtime.NumCPU() > 1 && (m.Cores == nil || m.CoresEnd == nil || m.Cores.Trips != 100 || m.CoresEnd.Trips != 100) {
+		t.Fatalf("machine %+v: want a core probe of 100 trips at the start and the end (%s)", m, m.CoresNote)
 	}
 }
