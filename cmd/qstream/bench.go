@@ -158,8 +158,7 @@ func benchE2E(args []string, stdout, stderr io.Writer) int {
 	shards := fs.Int("shards", 1, "engine shards")
 	repeats := fs.Int("repeats", 1, "runs of each target per rate, in turn (reference, each wait, then again), merged into one histogram per target: a noisy moment is shared out")
 	noRef := fs.Bool("no-reference", false, "skip the reference program")
-	probe := fs.Bool("probe-cores", true, probeCoresUsage)
-	probeTrips := fs.Int("probe-trips", bench.ProbeTrips, probeTripsUsage)
+	probe, probeTrips := probeFlags(fs)
 	drain := fs.Duration("drain", 3*time.Second, "after the generator is done, how long without a new output before the missing ones are drops")
 	bin := fs.String("bin", "", "qstream binary to run as the engine, the generator and the reference (default: this one)")
 	engineArgs := fs.String("engine-args", "", "more flags for the engine's qstream run, space-separated; they override the harness's (e.g. \"--wal-dir wal --checkpoint-dir ckpt\" for the WAL, in a temporary directory)")
@@ -324,8 +323,7 @@ func benchThroughput(args []string, stdout, stderr io.Writer) int {
 	window := fs.String("window", "tumbling:1s:vwap", "replay window: tumbling:SIZE:vwap")
 	repeats := fs.Int("repeats", 3, "runs of each target (interleaved); the figure is the median")
 	noWAL := fs.Bool("no-wal", false, "skip the runs with the WAL")
-	probeTP := fs.Bool("probe-cores", true, probeCoresUsage)
-	probeTripsTP := fs.Int("probe-trips", bench.ProbeTrips, probeTripsUsage)
+	probe, probeTrips := probeFlags(fs)
 	bin := fs.String("bin", "", "qstream binary (default: this one)")
 	jsonOut := fs.Bool("json", false, "print the report as JSON instead of the table")
 	md := fs.String("md", "", "also write the report as Markdown to this file")
@@ -354,7 +352,7 @@ Flags:
 	}
 	rep, err := bench.RunThroughput(bench.ThroughputConfig{
 		Bin: *bin, Shards: shards, RunMessages: *runN, ReplayTrades: *trades, Symbols: *symbols, Window: *window,
-		Repeats: *repeats, NoWAL: *noWAL, Progress: stderr, ProbeCores: *probeTP, ProbeTrips: *probeTripsTP,
+		Repeats: *repeats, NoWAL: *noWAL, Progress: stderr, ProbeCores: *probe, ProbeTrips: *probeTrips,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "qstream bench throughput: %v\n", err)
@@ -441,11 +439,14 @@ func benchRefVWAP(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// probeCoresUsage is the --probe-cores flag's of e2e and throughput.
-const probeCoresUsage = "record the cache-line round trip between two CPUs at the start and the end (two busy threads for 20-100 ms each time): " +
-	"every cross-thread figure is bounded by it, and on a shared VM it is the host's"
-
-const probeTripsUsage = "round trips in each of the core probe's 7 samples"
+// probeFlags defines --probe-cores and --probe-trips, the core probe of
+// e2e, throughput and micro (bench.ProbeCores).
+func probeFlags(fs *flag.FlagSet) (probe *bool, trips *int) {
+	probe = fs.Bool("probe-cores", true, "record the cache-line round trip between two CPUs at the start and the end "+
+		"(two busy threads for 20-100 ms each time): every cross-thread figure is bounded by it, and on a shared VM it is the host's")
+	trips = fs.Int("probe-trips", bench.ProbeTrips, "round trips in each of the core probe's 7 samples")
+	return probe, trips
+}
 
 // benchMicro runs the package benchmarks of a qstream checkout with `go
 // test -bench` and turns the output into tables with their same-run ratios
@@ -461,8 +462,7 @@ func benchMicro(args []string, stdout, stderr io.Writer) int {
 	raw := fs.String("raw", "", "also keep go test's output in this file (relative to --repo)")
 	md := fs.String("md", "", "also write the Markdown tables to this file (relative to --repo)")
 	jsonOut := fs.Bool("json", false, "print medians and ratios as JSON instead of the tables")
-	probe := fs.Bool("probe-cores", true, probeCoresUsage)
-	probeTrips := fs.Int("probe-trips", bench.ProbeTrips, probeTripsUsage)
+	probe, probeTrips := probeFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: qstream bench micro [flags]
 
