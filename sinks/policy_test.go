@@ -168,8 +168,11 @@ func TestGuardRetriesPoisonsAndBreaks(t *testing.T) {
 	}
 	sink.down.Store(false)
 	waitFor("all 199 outputs", func() bool { return sink.count() == 199 })
-	if s := g.Stats(); s.Breaker != "closed" || s.Halted {
-		t.Fatalf("after the sink came back: %+v", s)
+	// The sink has the outputs before the guard, back from the call, marks
+	// the stream running again: wait for that too.
+	waitFor("the breaker closed and the stream running", func() bool { s := g.Stats(); return s.Breaker == "closed" && !s.Halted })
+	if s := g.Stats(); s.Breaker != "closed" || s.Halted || sink.count() != 199 {
+		t.Fatalf("after the sink came back: %+v, %d outputs", s, sink.count())
 	}
 	// Stopping while halted ends with the error instead of hanging.
 	sink.down.Store(true)

@@ -463,8 +463,21 @@ func TestKVSurvivesLeaderKill(t *testing.T) {
 	if rev, err = kv.Update(ctx, "lease.p0", []byte("owner-b:12"), rev); err != nil {
 		t.Fatalf("Update after the restart: %v", err)
 	}
-	e, err := kv.Get(ctx, "lease.p0")
-	if err != nil || string(e.Value()) != "owner-b:12" || e.Revision() != rev {
-		t.Fatalf("lease.p0 = %v (err %v), want owner-b:12 at revision %d", e, err, rev)
+	// A KV bucket answers Get from any replica (direct get), and the
+	// restarted one may still be catching up: it served revision 11 once,
+	// right after the Update of 13 (CI, 2026-12-06). The compare-and-set
+	// above went through the leader; the read must show it once the
+	// replicas have it.
+	var e jetstream.KeyValueEntry
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		e, err = kv.Get(ctx, "lease.p0")
+		if err == nil && string(e.Value()) == "owner-b:12" && e.Revision() == rev {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lease.p0 = %v (err %v) 10 s after the Update, want owner-b:12 at revision %d", e, err, rev)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
