@@ -20,8 +20,9 @@ const (
 	// and now and then runtime.Gosched): low latency, keeps the core busy
 	// but lets other threads and goroutines run.
 	Yield
-	// Park spins very briefly, then sleeps on a channel until woken (or the
-	// timeout): costs a wake-up (microseconds) per sleep, burns no CPU.
+	// Park spins very briefly, yields the CPU a few times (about 2 µs when
+	// nothing else wants it), then sleeps until woken (or the timeout):
+	// costs a wake-up (microseconds) per sleep, burns no CPU while asleep.
 	Park
 	strategyCount
 )

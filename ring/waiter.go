@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sys/cpu"
 
+	"qstream/internal/clock"
 	"qstream/internal/invariants"
 )
 
@@ -27,10 +28,23 @@ const (
 	// microseconds while others wait for one.
 	YieldsPerGosched = 256
 	// ParkSpinChecks is how many times Park evaluates the condition in a busy
-	// loop before it sleeps. Short: on a shared machine the other side may
-	// not be running at all.
+	// loop before it starts yielding. Short: on a shared machine the other
+	// side may not be running at all.
 	ParkSpinChecks = 32
+	// ParkYieldChecks is the most times Park yields (as Yield does:
+	// runtime.Gosched, or sched_yield on a locked thread) and evaluates the
+	// condition again between its busy loop and its sleep: about 2 µs on
+	// an idle machine (a Gosched with nothing else to run took 130 ns
+	// here), less than the sleep and wake-up it may save (5-50 µs). How
+	// many it takes adapts (see Waiter.yields): a waiter that gave up after
+	// the busy loop slept about once every 7,000 events of the engine's
+	// hand-off benchmark, and the ring filled behind it meanwhile.
+	ParkYieldChecks = 16
 )
+
+// parkQuickNs is the least time after going to sleep within which a wake-up
+// counts as quick (see Waiter.yields); a variable for tests.
+var parkQuickNs int64 = 1000
 
 // Waiter blocks one side of one or more rings — the consumer side or the
 // producer side — until a condition holds. Several rings may share one
@@ -45,8 +59,11 @@ const (
 // SpinChecks evaluations. Yield: YieldSpinChecks busy evaluations, then
 // runtime.Gosched between evaluations, or for a goroutine locked to its
 // thread (SetThreadLocked) sched_yield(2), and runtime.Gosched every
-// YieldsPerGosched-th time. Park: ParkSpinChecks busy evaluations,
-// then sleep until Wake or the timeout: on a channel (park_chan.go) or,
+// YieldsPerGosched-th time. Park: ParkSpinChecks busy evaluations, up to
+// ParkYieldChecks more with a yield before each (Yield's, see below), then
+// sleep until Wake or the timeout (the phased back-off of the Disruptor's
+// PhasedBackoffWaitStrategy and Aeron's BackoffIdleStrategy, with an
+// adaptive yield phase: see the yields field): on a channel (park_chan.go) or,
 // in a Linux build with -tags qstream_futex, in the kernel on a futex
 // (park_futex.go).
 //
@@ -94,17 +111,35 @@ const (
 // whoever makes it true must call Wake afterwards.
 type Waiter struct {
 	strategy Strategy
-	locked   bool   // the waiting goroutine is locked to its thread (SetThreadLocked)
-	pk       parker // Park's sleeping place (park_chan.go, park_futex.go)
-	_        cpu.CacheLinePad
+	locked   bool // the waiting goroutine is locked to its thread (SetThreadLocked)
+	// yields is how many times Park yields before it sleeps, 0 to
+	// ParkYieldChecks; the waiting goroutine's. It adapts, as a mutex's
+	// adaptive spinning does, to how soon the condition comes true once
+	// Park gives up: a sleep whose Wake came within the time the yields took
+	// (at least parkQuickNs; the waker tells, see quickBy) doubles it, since
+	// a longer yield phase would have saved the sleep and its wake-up; any
+	// other sleep halves it, since the yields it made were wasted. So a
+	// saturated stream, whose waits end within microseconds, rarely sleeps,
+	// and a sparse one (a message every 10-20 µs) soon stops yielding:
+	// yields are busy time to the OS (Gosched gives the CPU to goroutines,
+	// not to other processes), up to 2 µs a wait, and on a two-core machine
+	// an end-to-end run at 100k messages/s lost latency to them.
+	yields int
+	pk     parker // Park's sleeping place (park_chan.go, park_futex.go)
+	_      cpu.CacheLinePad
 	// sleeping is 1 while the Park sleeper is (about to be) blocked; with
 	// the futex park it is the futex word. It is on its own cache line: every
 	// Publish/Release of every ring sharing the Waiter loads it, and only a
 	// parking sleeper and the waker that flips it write it.
 	sleeping atomic.Uint32
-	_        cpu.CacheLinePad
-	sleeps   atomic.Uint64 // times the Waiter went to sleep
-	inWait   atomic.Int32  // invariants builds: goroutines inside Wait
+	// quickBy is the sleeper's: MonoNs before which a wake-up is quick
+	// (stored before sleeping); quick is the waker's answer (set by the
+	// waker that flips sleeping, if it did so before quickBy).
+	quickBy atomic.Int64
+	quick   atomic.Bool
+	_       cpu.CacheLinePad
+	sleeps  atomic.Uint64 // times the Waiter went to sleep
+	inWait  atomic.Int32  // invariants builds: goroutines inside Wait
 }
 
 // NewWaiter returns a Waiter with strategy s. It panics if s is not one of
@@ -114,7 +149,7 @@ func NewWaiter(s Strategy) *Waiter {
 	if s >= strategyCount {
 		panic("ring: NewWaiter with invalid " + s.String())
 	}
-	w := &Waiter{strategy: s}
+	w := &Waiter{strategy: s, yields: ParkYieldChecks}
 	if s == Park {
 		w.initPark()
 	}
@@ -205,14 +240,36 @@ func (w *Waiter) waitSlow(ready func() bool, timeout time.Duration) bool {
 				return true
 			}
 		}
-		return w.park(ready, timeout, deadline)
+		var yieldStart int64
+		if w.yields > 0 {
+			yieldStart = clock.MonoNs()
+		}
+		for range w.yields {
+			if w.locked {
+				osYield()
+			} else {
+				runtime.Gosched()
+			}
+			if ready() {
+				return true
+			}
+		}
+		return w.park(ready, timeout, deadline, yieldStart)
 	}
 }
 
 // park sleeps until ready() holds or the deadline passes (no deadline when
-// timeout <= 0).
-func (w *Waiter) park(ready func() bool, timeout time.Duration, deadline time.Time) bool {
+// timeout <= 0). yieldStart is when the yield phase began (0: no yields).
+func (w *Waiter) park(ready func() bool, timeout time.Duration, deadline time.Time, yieldStart int64) bool {
 	for {
+		now := clock.MonoNs()
+		window := parkQuickNs
+		if yieldStart != 0 {
+			window = max(window, now-yieldStart)
+			yieldStart = 0 // a second sleep of this wait: the yields were before the first
+		}
+		w.quickBy.Store(now + window)
+		w.quick.Store(false)
 		w.sleeping.Store(1)
 		if ready() {
 			w.sleeping.Store(0)
@@ -228,6 +285,11 @@ func (w *Waiter) park(ready func() bool, timeout time.Duration, deadline time.Ti
 		w.sleeps.Add(1)
 		w.sleep(d)
 		w.sleeping.Store(0)
+		if w.quick.Load() {
+			w.yields = min(max(2*w.yields, 1), ParkYieldChecks)
+		} else {
+			w.yields /= 2
+		}
 		if ready() {
 			return true
 		}
@@ -249,6 +311,9 @@ func (w *Waiter) wakeSlow() {
 	// Only the waker that flips the flag wakes, so a crowd of producers
 	// sharing the Waiter wakes the sleeper once per sleep.
 	if w.sleeping.CompareAndSwap(1, 0) {
+		if clock.MonoNs() < w.quickBy.Load() {
+			w.quick.Store(true)
+		}
 		w.wakeSleeper()
 	}
 }

@@ -199,8 +199,9 @@ func TestWaiterSingleSleeper(t *testing.T) {
 }
 
 // TestParkSleepsInsteadOfSpinning: a Park Waiter whose condition stays false
-// evaluates it ParkSpinChecks times, plus a few re-checks around each sleep,
-// and then sleeps until the timeout: its bounded spin gives up and it parks
+// evaluates it ParkSpinChecks + ParkYieldChecks times, plus a few re-checks
+// around each sleep, and then sleeps until the timeout: its bounded spin and
+// yields give up and it parks
 // (on a channel, or on a futex with -tags qstream_futex). An unbounded spin would evaluate the
 // condition millions of times in 20 ms.
 func TestParkSleepsInsteadOfSpinning(t *testing.T) {
@@ -212,8 +213,76 @@ func TestParkSleepsInsteadOfSpinning(t *testing.T) {
 	}
 	// Each sleep costs two evaluations (before and after it); a sleep may
 	// end early (a signal), so allow a few.
-	if max := 1 + ParkSpinChecks + 2*10; calls > max || w.Sleeps() == 0 {
+	if max := 1 + ParkSpinChecks + ParkYieldChecks + 2*10; calls > max || w.Sleeps() == 0 {
 		t.Fatalf("condition evaluated %d times (want at most %d), %d sleeps (want some)", calls, max, w.Sleeps())
+	}
+}
+
+// TestParkYieldsBeforeSleeping: a Park Waiter yields the CPU between its
+// busy loop and its sleep, so a goroutine that makes the condition true
+// without a Wake (it needs the only P, which the waiter holds) runs in the
+// yield phase and the Waiter returns without sleeping; with the sleep right
+// after the busy loop it would sleep until the timeout. Locked to its
+// thread, the Waiter yields with sched_yield, which keeps its P; the P goes
+// to the other goroutine only when the runtime preempts the waiter or it
+// sleeps, so only the unlocked case is checked for no sleep.
+func TestParkYieldsBeforeSleeping(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	for range 20 {
+		var flag atomic.Bool
+		w := NewWaiter(Park)
+		evals := 0
+		ok := w.Wait(func() bool {
+			if evals++; evals == 1 {
+				go flag.Store(true) // needs the only P, which this goroutine holds
+			}
+			return flag.Load()
+		}, 2*time.Second) // without the yields: asleep until then
+		if !ok {
+			t.Fatalf("Park: Wait returned false after %d evaluations and %d sleeps", evals, w.Sleeps())
+		}
+		if max := 1 + ParkSpinChecks + ParkYieldChecks; evals > max || w.Sleeps() != 0 {
+			t.Fatalf("Park: %d evaluations (want at most %d) and %d sleeps (want none) before another goroutine ran", evals, max, w.Sleeps())
+		}
+	}
+}
+
+// TestParkYieldsAdapt: a Park Waiter's yield phase halves after each sleep
+// that no quick Wake ended (here: timeouts) down to none, and doubles back
+// to ParkYieldChecks after sleeps that a Wake ended quickly (within a
+// window widened to a second, so that a slow machine cannot make the
+// wake-ups late).
+func TestParkYieldsAdapt(t *testing.T) {
+	w := NewWaiter(Park)
+	never := func() bool { return false }
+	for want := ParkYieldChecks / 2; ; want /= 2 {
+		if w.Wait(never, time.Millisecond) {
+			t.Fatal("Wait(never) = true")
+		}
+		if w.yields != want {
+			t.Fatalf("after a sleep that timed out: %d yields, want %d", w.yields, want)
+		}
+		if want == 0 {
+			break
+		}
+	}
+	defer func(q int64) { parkQuickNs = q }(parkQuickNs)
+	parkQuickNs = int64(time.Second)
+	for want := 1; want <= 2*ParkYieldChecks; want *= 2 {
+		var flag atomic.Bool
+		go func() {
+			for w.sleeping.Load() == 0 {
+				runtime.Gosched()
+			}
+			flag.Store(true)
+			w.Wake()
+		}()
+		if !w.Wait(flag.Load, time.Minute) {
+			t.Fatal("Wait returned false")
+		}
+		if got := min(want, ParkYieldChecks); w.yields != got {
+			t.Fatalf("after a quick wake-up: %d yields, want %d", w.yields, got)
+		}
 	}
 }
 
