@@ -289,6 +289,46 @@ func TestFencedAfterLeaseWithoutRenewal(t *testing.T) {
 
 // TestStateSaveFencedByEpoch: checkpoints move the pointer forward only;
 // an older epoch, or a passed fence, cannot overwrite a newer one.
+// TestStateReadsFromTheLeader: the state bucket's pointers are read from
+// the stream's leader, not by a direct get that any replica may answer
+// (leaderReads): a bucket made by CreateKeyValue has direct gets on (as an
+// older qstream left it), and OpenState turns them off, once; saves and
+// loads work through it.
+func TestStateReadsFromTheLeader(t *testing.T) {
+	js := testJS(t)
+	g := testGroup(t, js)
+	ctx := context.Background()
+	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: StateBucket(g), History: 1, Storage: jetstream.FileStorage}); err != nil {
+		t.Fatal(err)
+	}
+	direct := func() bool {
+		t.Helper()
+		st, err := js.Stream(ctx, "KV_"+StateBucket(g))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.CachedInfo().Config.AllowDirect
+	}
+	if !direct() {
+		t.Fatal("CreateKeyValue made a bucket without direct gets: this test no longer starts where an older qstream left the bucket")
+	}
+	for range 2 {
+		s, err := OpenState(ctx, js, g, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if direct() {
+			t.Fatal("OpenState left direct gets on: a replica that has not caught up may answer Load and Save")
+		}
+		if _, err := s.Save(ctx, 1, 5, 50, "a", []byte("state@50"), NewFence(5, time.Now().Add(time.Hour))); err != nil {
+			t.Fatal(err)
+		}
+		if ref, data, ok, err := s.Load(ctx, 1); err != nil || !ok || string(data) != "state@50" || ref.Floor != 50 {
+			t.Fatalf("load: %+v %q %v %v", ref, data, ok, err)
+		}
+	}
+}
+
 func TestStateSaveFencedByEpoch(t *testing.T) {
 	js := testJS(t)
 	g := testGroup(t, js)

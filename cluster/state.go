@@ -62,6 +62,9 @@ func OpenState(ctx context.Context, js jetstream.JetStream, group string, replic
 	if err != nil {
 		return nil, fmt.Errorf("cluster: state bucket: %w", err)
 	}
+	if kv, err = leaderReads(ctx, js, kv, StateBucket(group)); err != nil {
+		return nil, fmt.Errorf("cluster: state bucket: %w", err)
+	}
 	obj, err := ensure(ctx, func(ctx context.Context) (jetstream.ObjectStore, error) {
 		return js.ObjectStore(ctx, StateBucket(group))
 	},
@@ -77,6 +80,35 @@ func OpenState(ctx context.Context, js jetstream.JetStream, group string, replic
 		return nil, fmt.Errorf("cluster: state object store: %w", err)
 	}
 	return &State{kv: kv, obj: obj}, nil
+}
+
+// leaderReads turns direct gets off on bucket's stream (a bucket that
+// CreateKeyValue made has them on) and returns the bucket opened again, so
+// that its Get asks the stream's leader. A direct get is answered by any
+// replica, and one that has just restarted and not caught up answers with
+// an older entry (seen on the test cluster: revision 11 right after the
+// Update of revision 13): Load would then start a new owner from an older
+// checkpoint, or from none, and Save would read an old revision and take
+// its refused update for a fence. The pointers are read once per load and
+// per save, so the leader's answer costs nothing that matters.
+func leaderReads(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, bucket string) (jetstream.KeyValue, error) {
+	st, err := js.Stream(ctx, "KV_"+bucket)
+	if err != nil {
+		return nil, err
+	}
+	cfg := st.CachedInfo().Config
+	if !cfg.AllowDirect {
+		return kv, nil
+	}
+	cfg.AllowDirect = false
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		// Another member opening the bucket at the same time may have
+		// turned them off first.
+		if st, ierr := js.Stream(ctx, "KV_"+bucket); ierr != nil || st.CachedInfo().Config.AllowDirect {
+			return nil, fmt.Errorf("turning direct gets off: %w", err)
+		}
+	}
+	return js.KeyValue(ctx, bucket)
 }
 
 // Load returns partition p's newest checkpoint: its pointer and its bytes;
