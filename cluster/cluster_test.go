@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -289,43 +290,80 @@ func TestFencedAfterLeaseWithoutRenewal(t *testing.T) {
 
 // TestStateSaveFencedByEpoch: checkpoints move the pointer forward only;
 // an older epoch, or a passed fence, cannot overwrite a newer one.
-// TestStateReadsFromTheLeader: the state bucket's pointers are read from
-// the stream's leader, not by a direct get that any replica may answer
-// (leaderReads): a bucket made by CreateKeyValue has direct gets on (as an
-// older qstream left it), and OpenState turns them off, once; saves and
-// loads work through it.
+// TestStateReadsFromTheLeader: the state bucket's pointers are read through
+// the stream's leader (STREAM.MSG.GET), never by a direct get that any
+// replica may answer (State.get): the bucket has direct gets on, as
+// CreateKeyValue makes it, and a subscriber on the API subjects sees every
+// request of Load, Save and Refs. Also: a missing key, a deleted one.
 func TestStateReadsFromTheLeader(t *testing.T) {
 	js := testJS(t)
 	g := testGroup(t, js)
 	ctx := context.Background()
-	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: StateBucket(g), History: 1, Storage: jetstream.FileStorage}); err != nil {
+	s, err := OpenState(ctx, js, g, 1)
+	if err != nil {
 		t.Fatal(err)
 	}
-	direct := func() bool {
-		t.Helper()
-		st, err := js.Stream(ctx, "KV_"+StateBucket(g))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st.CachedInfo().Config.AllowDirect
+	st, err := js.Stream(ctx, "KV_"+StateBucket(g))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if !direct() {
-		t.Fatal("CreateKeyValue made a bucket without direct gets: this test no longer starts where an older qstream left the bucket")
+	if !st.CachedInfo().Config.AllowDirect {
+		t.Fatal("the state bucket has no direct gets: this test no longer shows that reads avoid them")
 	}
-	for range 2 {
-		s, err := OpenState(ctx, js, g, 1)
-		if err != nil {
+	nc, err := nats.Connect(testURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	var mu sync.Mutex
+	seen := map[string]int{}
+	sub, err := nc.Subscribe("$JS.API.>", func(m *nats.Msg) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case strings.HasPrefix(m.Subject, "$JS.API.DIRECT.GET.KV_"+StateBucket(g)):
+			seen["direct"]++ // (the object store's reads are direct gets of OBJ_...: not counted)
+		case strings.HasPrefix(m.Subject, "$JS.API.STREAM.MSG.GET.KV_"+StateBucket(g)):
+			seen["leader"]++
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok, err := s.Load(ctx, 1); ok || err != nil {
+		t.Fatalf("empty partition: ok %v err %v", ok, err)
+	}
+	live := NewFence(5, time.Now().Add(time.Hour))
+	for _, floor := range []uint64{50, 60} {
+		if _, err := s.Save(ctx, 1, 5, floor, "a", fmt.Appendf(nil, "state@%d", floor), live); err != nil {
 			t.Fatal(err)
 		}
-		if direct() {
-			t.Fatal("OpenState left direct gets on: a replica that has not caught up may answer Load and Save")
-		}
-		if _, err := s.Save(ctx, 1, 5, 50, "a", []byte("state@50"), NewFence(5, time.Now().Add(time.Hour))); err != nil {
-			t.Fatal(err)
-		}
-		if ref, data, ok, err := s.Load(ctx, 1); err != nil || !ok || string(data) != "state@50" || ref.Floor != 50 {
-			t.Fatalf("load: %+v %q %v %v", ref, data, ok, err)
-		}
+	}
+	if ref, data, ok, err := s.Load(ctx, 1); err != nil || !ok || string(data) != "state@60" || ref.Floor != 60 {
+		t.Fatalf("load: %+v %q %v %v", ref, data, ok, err)
+	}
+	if refs, err := s.Refs(ctx, 4); err != nil || len(refs) != 1 || refs[1].Floor != 60 {
+		t.Fatalf("refs: %v %v", refs, err)
+	}
+	if err := s.kv.Delete(ctx, partitionKey(1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok, err := s.Load(ctx, 1); ok || err != nil {
+		t.Fatalf("deleted pointer: ok %v err %v", ok, err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // the subscriber's last messages
+	mu.Lock()
+	defer mu.Unlock()
+	// Load x3, Save x2, Refs x4 partitions.
+	if seen["direct"] != 0 || seen["leader"] != 9 {
+		t.Fatalf("pointer reads: %d direct gets (want none), %d through the leader (want 9)", seen["direct"], seen["leader"])
 	}
 }
 

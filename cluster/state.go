@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -25,6 +27,10 @@ import (
 type State struct {
 	kv  jetstream.KeyValue
 	obj jetstream.ObjectStore
+	// The pointers are read through the stream's leader (get), not with
+	// kv.Get: nc, the request subject, and the subject prefix of the keys.
+	nc                *nats.Conn
+	getSubj, keySubjs string
 }
 
 // StateBucket is the name of a group's state bucket and object store.
@@ -62,9 +68,6 @@ func OpenState(ctx context.Context, js jetstream.JetStream, group string, replic
 	if err != nil {
 		return nil, fmt.Errorf("cluster: state bucket: %w", err)
 	}
-	if kv, err = leaderReads(ctx, js, kv, StateBucket(group)); err != nil {
-		return nil, fmt.Errorf("cluster: state bucket: %w", err)
-	}
 	obj, err := ensure(ctx, func(ctx context.Context) (jetstream.ObjectStore, error) {
 		return js.ObjectStore(ctx, StateBucket(group))
 	},
@@ -79,51 +82,38 @@ func OpenState(ctx context.Context, js jetstream.JetStream, group string, replic
 	if err != nil {
 		return nil, fmt.Errorf("cluster: state object store: %w", err)
 	}
-	return &State{kv: kv, obj: obj}, nil
+	b := StateBucket(group)
+	return &State{kv: kv, obj: obj, nc: js.Conn(),
+		getSubj: apiPrefix(js.Options()) + "STREAM.MSG.GET.KV_" + b, keySubjs: "$KV." + b + "."}, nil
 }
 
-// leaderReads turns direct gets off on bucket's stream (a bucket that
-// CreateKeyValue made has them on) and returns the bucket opened again, so
-// that its Get asks the stream's leader. A direct get is answered by any
-// replica, and one that has just restarted and not caught up answers with
-// an older entry (seen on the test cluster: revision 11 right after the
-// Update of revision 13): Load would then start a new owner from an older
-// checkpoint, or from none, and Save would read an old revision and take
-// its refused update for a fence. The pointers are read once per load and
-// per save, so the leader's answer costs nothing that matters.
-func leaderReads(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, bucket string) (jetstream.KeyValue, error) {
-	st, err := js.Stream(ctx, "KV_"+bucket)
-	if err != nil {
-		return nil, err
+// apiPrefix is the JetStream API subject prefix of js's options, as
+// jetstream.New, NewWithAPIPrefix and NewWithDomain set it.
+func apiPrefix(o jetstream.JetStreamOptions) string {
+	switch {
+	case o.Domain != "":
+		return "$JS." + o.Domain + ".API."
+	case o.APIPrefix == "":
+		return jetstream.DefaultAPIPrefix
+	case strings.HasSuffix(o.APIPrefix, "."):
+		return o.APIPrefix
 	}
-	cfg := st.CachedInfo().Config
-	if !cfg.AllowDirect {
-		return kv, nil
-	}
-	cfg.AllowDirect = false
-	if _, err := js.UpdateStream(ctx, cfg); err != nil {
-		// Another member opening the bucket at the same time may have
-		// turned them off first.
-		if st, ierr := js.Stream(ctx, "KV_"+bucket); ierr != nil || st.CachedInfo().Config.AllowDirect {
-			return nil, fmt.Errorf("turning direct gets off: %w", err)
-		}
-	}
-	return js.KeyValue(ctx, bucket)
+	return o.APIPrefix + "."
 }
 
 // Load returns partition p's newest checkpoint: its pointer and its bytes;
 // ok is false when the partition has none (it starts empty, from the
 // beginning of the stream).
 func (s *State) Load(ctx context.Context, p int) (ref CheckpointRef, data []byte, ok bool, err error) {
-	e, err := s.kv.Get(ctx, partitionKey(p))
+	val, _, err := s.get(ctx, partitionKey(p))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return ref, nil, false, nil
 	}
 	if err != nil {
 		return ref, nil, false, fmt.Errorf("cluster: partition %d: checkpoint pointer: %w", p, err)
 	}
-	if err := json.Unmarshal(e.Value(), &ref); err != nil || ref.Partition != p || ref.Object == "" {
-		return ref, nil, false, fmt.Errorf("cluster: partition %d: checkpoint pointer %q is not valid (%v)", p, e.Value(), err)
+	if err := json.Unmarshal(val, &ref); err != nil || ref.Partition != p || ref.Object == "" {
+		return ref, nil, false, fmt.Errorf("cluster: partition %d: checkpoint pointer %q is not valid (%v)", p, val, err)
 	}
 	data, err = s.obj.GetBytes(ctx, ref.Object)
 	if err != nil {
@@ -150,15 +140,13 @@ func (s *State) Save(ctx context.Context, p int, epoch, floor uint64, owner stri
 		return ref, fmt.Errorf("cluster: partition %d: put checkpoint: %w", p, err)
 	}
 	var prev CheckpointRef
-	var rev uint64
-	e, err := s.kv.Get(ctx, partitionKey(p))
+	val, rev, err := s.get(ctx, partitionKey(p))
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 	case err != nil:
 		return ref, fmt.Errorf("cluster: partition %d: checkpoint pointer: %w", p, err)
 	default:
-		rev = e.Revision()
-		if err := json.Unmarshal(e.Value(), &prev); err != nil {
+		if err := json.Unmarshal(val, &prev); err != nil {
 			return ref, fmt.Errorf("cluster: partition %d: checkpoint pointer: %w", p, err)
 		}
 	}
@@ -168,7 +156,7 @@ func (s *State) Save(ctx context.Context, p int, epoch, floor uint64, owner stri
 		}
 		return ref, ErrFenced
 	}
-	val, _ := json.Marshal(ref)
+	val, _ = json.Marshal(ref)
 	if rev == 0 {
 		_, err = s.kv.Create(ctx, partitionKey(p), val)
 	} else {
@@ -201,7 +189,7 @@ func (s *State) Save(ctx context.Context, p int, epoch, floor uint64, owner stri
 func (s *State) Refs(ctx context.Context, partitions int) (map[int]CheckpointRef, error) {
 	out := map[int]CheckpointRef{}
 	for p := range partitions {
-		e, err := s.kv.Get(ctx, partitionKey(p))
+		val, _, err := s.get(ctx, partitionKey(p))
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			continue
 		}
@@ -209,12 +197,67 @@ func (s *State) Refs(ctx context.Context, partitions int) (map[int]CheckpointRef
 			return nil, err
 		}
 		var ref CheckpointRef
-		if err := json.Unmarshal(e.Value(), &ref); err != nil {
+		if err := json.Unmarshal(val, &ref); err != nil {
 			return nil, err
 		}
 		out[p] = ref
 	}
 	return out, nil
+}
+
+// get returns the value and revision of key's newest entry in the state
+// bucket, or jetstream.ErrKeyNotFound, read through the bucket stream's
+// leader (the STREAM.MSG.GET API). kv.Get makes a direct get instead
+// (CreateKeyValue turns them on), which any replica answers, and one that
+// has just restarted and not caught up answers with an older entry (seen on
+// the test cluster: revision 11 right after the Update of revision 13):
+// Load would then start a new owner from an older checkpoint, or from
+// none, and Save would read an old revision and take its refused update
+// for a fence. Turning direct gets off on the stream instead (UpdateStream
+// at start-up) was tried: through the network-partition test's proxies the
+// update went unanswered, and a member that cannot change the stream must
+// not fail to start. A pointer is read once per load and per save.
+func (s *State) get(ctx context.Context, key string) (val []byte, rev uint64, err error) {
+	req, _ := json.Marshal(struct {
+		LastBySubj string `json:"last_by_subj"`
+	}{s.keySubjs + key})
+	msg, err := s.nc.RequestWithContext(ctx, s.getSubj, req)
+	if err != nil {
+		return nil, 0, err
+	}
+	var resp struct {
+		Error *struct {
+			Code        int    `json:"code"`
+			ErrCode     int    `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+		Message *struct {
+			Seq  uint64 `json:"seq"`
+			Hdrs []byte `json:"hdrs"` // base64 in the JSON, as encoding/json decodes []byte
+			Data []byte `json:"data"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return nil, 0, fmt.Errorf("get %s: %w", key, err)
+	}
+	switch {
+	case resp.Error != nil && jetstream.ErrorCode(resp.Error.ErrCode) == jetstream.JSErrCodeMessageNotFound:
+		return nil, 0, jetstream.ErrKeyNotFound
+	case resp.Error != nil:
+		return nil, 0, fmt.Errorf("get %s: %s (code %d, %d)", key, resp.Error.Description, resp.Error.Code, resp.Error.ErrCode)
+	case resp.Message == nil:
+		return nil, 0, fmt.Errorf("get %s: %w", key, jetstream.ErrInvalidJetStreamResponse)
+	}
+	if m := resp.Message; len(m.Hdrs) > 0 {
+		h, err := nats.DecodeHeadersMsg(m.Hdrs)
+		if err != nil {
+			return nil, 0, fmt.Errorf("get %s: %w", key, err)
+		}
+		if op := h.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+			return nil, 0, jetstream.ErrKeyNotFound
+		}
+	}
+	return resp.Message.Data, resp.Message.Seq, nil
 }
 
 // ensure opens a bucket, creating it if it is missing. Concurrent creations
