@@ -290,19 +290,26 @@ func TestFencedAfterLeaseWithoutRenewal(t *testing.T) {
 
 // TestStateSaveFencedByEpoch: checkpoints move the pointer forward only;
 // an older epoch, or a passed fence, cannot overwrite a newer one.
+// testState opens the state of a new group (replicas 1).
+func testState(t *testing.T) (jetstream.JetStream, string, *State) {
+	t.Helper()
+	js := testJS(t)
+	g := testGroup(t, js)
+	s, err := OpenState(context.Background(), js, g, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js, g, s
+}
+
 // TestStateReadsFromTheLeader: the state bucket's pointers are read through
 // the stream's leader (STREAM.MSG.GET), never by a direct get that any
 // replica may answer (State.get): the bucket has direct gets on, as
 // CreateKeyValue makes it, and a subscriber on the API subjects sees every
 // request of Load, Save and Refs. Also: a missing key, a deleted one.
 func TestStateReadsFromTheLeader(t *testing.T) {
-	js := testJS(t)
-	g := testGroup(t, js)
+	js, g, s := testState(t)
 	ctx := context.Background()
-	s, err := OpenState(ctx, js, g, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
 	st, err := js.Stream(ctx, "KV_"+StateBucket(g))
 	if err != nil {
 		t.Fatal(err)
@@ -368,13 +375,8 @@ func TestStateReadsFromTheLeader(t *testing.T) {
 }
 
 func TestStateSaveFencedByEpoch(t *testing.T) {
-	js := testJS(t)
-	g := testGroup(t, js)
+	_, _, s := testState(t)
 	ctx := context.Background()
-	s, err := OpenState(ctx, js, g, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if _, _, ok, err := s.Load(ctx, 3); ok || err != nil {
 		t.Fatalf("empty partition: ok %v err %v", ok, err)
 	}
