@@ -256,7 +256,7 @@ func TestParkYieldsAdapt(t *testing.T) {
 	w := NewWaiter(Park)
 	never := func() bool { return false }
 	for want := ParkYieldChecks / 2; ; want /= 2 {
-		if w.Wait(never, time.Millisecond) {
+		if w.Wait(never, 20*time.Millisecond) { // long enough that the yields end well before it
 			t.Fatal("Wait(never) = true")
 		}
 		if w.yields != want {
