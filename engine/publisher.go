@@ -281,8 +281,7 @@ func (p *Publisher) readClock() { p.nowNs = clock.MonoNs() }
 // account records an event written into its ring's claim: the largest event
 // time (the watermark), the last and largest offsets, the published count.
 func (p *Publisher) account(ev *codec.Event) {
-	m := p.marks()
-	m.add(ev.TsNs, ev.Seq, ev.Kind)
+	m := p.marks().add(ev.TsNs, ev.Seq, ev.Kind)
 	p.setMarks(m)
 }
 
@@ -303,14 +302,18 @@ func (p *Publisher) setMarks(m pubMarks) {
 	p.maxTsNs, p.lastSeq, p.maxSeq, p.pubPending = m.maxTsNs, m.lastSeq, m.maxSeq, m.pending
 }
 
-// add records an event of time tsNs, offset seq and kind kind.
-func (m *pubMarks) add(tsNs int64, seq uint64, kind codec.Kind) {
+// add returns m with an event of time tsNs, offset seq and kind kind
+// recorded. A value method: its callers' marks stay in registers (a pointer
+// method takes their address, and the compiler kept them on the stack, each
+// event waiting for the last one's stores).
+func (m pubMarks) add(tsNs int64, seq uint64, kind codec.Kind) pubMarks {
 	m.maxTsNs = max(m.maxTsNs, tsNs)
 	m.lastSeq = seq
 	m.maxSeq = max(m.maxSeq, seq)
 	if kind != codec.KindText {
 		m.pending++ // into published when the events become visible (commit): no atomic per event
 	}
+	return m
 }
 
 // put writes ev into the claim of shard s's ring.

@@ -225,8 +225,7 @@ func (p *Publisher) commitInPlace(evs []codec.Event) (int, error) {
 	if len(p.rings) > 1 {
 		run = evs[:p.routedTo(evs, g)]
 	}
-	m := p.marks()
-	n := stampInPlace(run, p.nowNs, uint16(p.id), &m)
+	n, m := stampInPlace(run, p.nowNs, uint16(p.id), p.marks())
 	p.setMarks(m)
 	p.fill[g] += n
 	return n, nil
@@ -243,32 +242,23 @@ func (p *Publisher) routedTo(evs []codec.Event, g int) int {
 }
 
 // stampInPlace stamps the leading events of evs up to the first broadcast one
-// (stampEvent), adds them to m (pubMarks.add) and returns how many it took.
-// Its loop keeps the marks in registers: with them in m, or with the
-// routing of commitInPlace in the same loop, the compiler kept them on the
-// stack, and each event waited for the last one's store of the largest
-// offset and time (a chain through memory of some 6 cycles an event).
-func stampInPlace(evs []codec.Event, nowNs int64, src uint16, m *pubMarks) int {
-	maxTsNs, maxSeq, texts := m.maxTsNs, m.maxSeq, 0
+// (stampEvent), adds them to m and returns how many it took and the marks.
+// Its loop has nothing else in it, so the compiler keeps the marks in
+// registers: with the routing of commitInPlace in the same loop (and
+// pubMarks.add a pointer method) it kept them on the stack, and each event
+// waited for the last one's store of the largest offset and time (a chain
+// through memory of some 6 cycles an event).
+func stampInPlace(evs []codec.Event, nowNs int64, src uint16, m pubMarks) (int, pubMarks) {
 	n := 0
 	for ; n < len(evs); n++ {
 		ev := &evs[n]
 		if ev.Flags&codec.FlagBroadcast != 0 {
 			break
 		}
-		seq := stampEvent(ev, nowNs, src, maxSeq)
-		maxSeq = max(maxSeq, seq)
-		maxTsNs = max(maxTsNs, ev.TsNs)
-		if ev.Kind == codec.KindText {
-			texts++
-		}
+		seq := stampEvent(ev, nowNs, src, m.maxSeq)
+		m = m.add(ev.TsNs, seq, ev.Kind)
 	}
-	if n > 0 {
-		m.maxTsNs, m.maxSeq = maxTsNs, maxSeq
-		m.lastSeq = evs[n-1].Seq
-		m.pending += uint64(n - texts)
-	}
-	return n
+	return n, m
 }
 
 // commitInPlaceWAL is commitInPlace for a Publisher that logs event
@@ -295,7 +285,7 @@ func (p *Publisher) commitInPlaceWAL(evs []codec.Event) (int, error) {
 		if err = p.logBatchEvent(w, ev); err != nil {
 			break
 		}
-		m.add(ev.TsNs, seq, ev.Kind)
+		m = m.add(ev.TsNs, seq, ev.Kind)
 		n++
 	}
 	p.setMarks(m)
