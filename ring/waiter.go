@@ -222,11 +222,7 @@ func (w *Waiter) waitSlow(ready func() bool, timeout time.Duration) bool {
 			}
 		}
 		for n := 1; ; n++ {
-			if !w.locked || n%YieldsPerGosched == 0 {
-				runtime.Gosched()
-			} else {
-				osYield()
-			}
+			w.yield(n)
 			if ready() {
 				return true
 			}
@@ -244,17 +240,24 @@ func (w *Waiter) waitSlow(ready func() bool, timeout time.Duration) bool {
 		if w.yields > 0 {
 			yieldStart = clock.MonoNs()
 		}
-		for range w.yields {
-			if w.locked {
-				osYield()
-			} else {
-				runtime.Gosched()
-			}
+		for n := 1; n <= w.yields; n++ { // fewer than YieldsPerGosched
+			w.yield(n)
 			if ready() {
 				return true
 			}
 		}
 		return w.park(ready, timeout, deadline, yieldStart)
+	}
+}
+
+// yield gives the CPU up for the n-th time of a wait (n from 1): with
+// runtime.Gosched, or on a locked thread with sched_yield and every
+// YieldsPerGosched-th time with Gosched (see Waiter).
+func (w *Waiter) yield(n int) {
+	if !w.locked || n%YieldsPerGosched == 0 {
+		runtime.Gosched()
+	} else {
+		osYield()
 	}
 }
 
