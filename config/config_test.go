@@ -449,3 +449,26 @@ func TestConfigHTTP(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigTCPLockThread: the TCP feed's loops are locked to threads by
+// default (no flag); lock_thread: false gives --tcp-lock-thread=false.
+func TestConfigTCPLockThread(t *testing.T) {
+	for _, tc := range []struct {
+		yaml string
+		want []string
+	}{
+		{"", []string{"--feed=tcp", "--tcp-addr=127.0.0.1:9000"}},
+		{"lock_thread: true, ", []string{"--feed=tcp", "--tcp-addr=127.0.0.1:9000"}},
+		{"lock_thread: false, ", []string{"--feed=tcp", "--tcp-addr=127.0.0.1:9000", "--tcp-lock-thread=false"}},
+	} {
+		src := "streams:\n  - name: s\n    source: {tcp: {" + tc.yaml + "addr: 127.0.0.1:9000}}\n"
+		c, err := Parse("q.yaml", ".", []byte(src))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.yaml, err)
+		}
+		args, err := c.RunArgs(0)
+		if err != nil || !slices.Equal(args, tc.want) {
+			t.Fatalf("%q: RunArgs = %q (%v), want %q", tc.yaml, args, err, tc.want)
+		}
+	}
+}

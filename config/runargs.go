@@ -134,6 +134,7 @@ func (c *Config) sourceArgs(a *args, src *SourceConfig) error {
 		a.str("tcp-format", f.Format, d.Format)
 		a.bool("tcp-ack", f.Ack, d.Ack)
 		a.int("tcp-loops", int64(f.Loops), int64(d.Loops))
+		a.bool("tcp-lock-thread", f.LockThread, d.LockThread)
 		a.dur("tcp-idle-timeout", f.IdleTimeout, d.IdleTimeout)
 	}
 	if f := src.WS; f != nil {

@@ -85,6 +85,10 @@ type TCPConfig struct {
 	Source uint16
 	// EventLoops is the number of gnet event loops (default GOMAXPROCS).
 	EventLoops int
+	// SharedThreads lets the event loops' goroutines move between OS
+	// threads, as gnet's own default does. By default each loop is locked
+	// to a thread of its own (gnet.WithLockOSThread; see Threading).
+	SharedThreads bool
 	// MaxConns bounds the open connections; more are accepted and closed at
 	// once, counted in TCPStats.Refused. Default 1024.
 	MaxConns int
@@ -131,7 +135,16 @@ type TCPConfig struct {
 // # Threading
 //
 // gnet runs EventLoops event loops, each a goroutine that owns a set of
-// connections. Each loop gets its own Publisher (created on the loop's
+// connections, locked to an OS thread of its own unless SharedThreads is
+// set. A loop waits in epoll_wait, a system call; Go's scheduler hands the
+// P of a thread blocked in a system call to another thread, and an unlocked
+// loop that wakes up has to find a P, often on another thread it wakes
+// with a futex. On a loaded machine that hopping dominated the feed's
+// latency: end to end at 50k-100k msgs/s over loopback on two vCPUs (`qstream
+// bench e2e`), p50 37-100 µs and p90 about 2 ms unlocked, 27-36 µs and
+// 60-200 µs locked (BENCHMARKS.md). A loop's thread stays its own while
+// it waits, which costs a thread per loop, and saturated ingest is a few
+// per cent slower (BenchmarkTCPIngest). Each loop gets its own Publisher (created on the loop's
 // goroutine when its first connection opens) and its own parser, kept in a
 // table indexed by loop; each connection's state lives in a slot of a table
 // of MaxConns slots, preallocated by NewTCPServer and reached through the
@@ -447,6 +460,7 @@ func (s *TCPServer) Run(ctx context.Context, pubs Publishers) error {
 			gnet.WithReuseAddr(true),
 			gnet.WithReusePort(false),
 			gnet.WithLogger(gnetLogger{s.log}),
+			gnet.WithLockOSThread(!s.cfg.SharedThreads),
 		)
 	}()
 	select {

@@ -57,6 +57,7 @@ type feedFlags struct {
 	tcpAddr, tcpFormat string
 	tcpAck             bool
 	tcpLoops           int
+	tcpLockThread      bool
 	tcpIdleTimeout     time.Duration
 
 	wsURL, wsExchange string
@@ -94,6 +95,7 @@ func (ff *feedFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&ff.tcpFormat, "tcp-format", "auto", "tcp feed: wire format: lines (newline-delimited JSON ticks), frames (codec binary frames, length-prefixed), or auto (per connection, by its first byte)")
 	fs.BoolVar(&ff.tcpAck, "tcp-ack", false, "tcp feed: after each read, once its messages are durable, send the connection's cumulative count ({\"ack\":N} line or an ack frame)")
 	fs.IntVar(&ff.tcpLoops, "tcp-loops", 0, "tcp feed: gnet event loops, each with its own publisher (0: GOMAXPROCS)")
+	fs.BoolVar(&ff.tcpLockThread, "tcp-lock-thread", true, "tcp feed: lock each event loop to an OS thread of its own, so that a loop woken from epoll_wait does not wait for the Go scheduler to find it a thread (lower latency; --tcp-lock-thread=false: a few per cent more saturated ingest)")
 	fs.DurationVar(&ff.tcpIdleTimeout, "tcp-idle-timeout", feeds.DefaultTCPIdleTimeout, "tcp feed: close a connection that sent nothing for this long, so idle clients cannot hold every connection slot (counted; 0: never)")
 	fs.StringVar(&ff.wsURL, "ws-url", "", "ws feed: ws:// or wss:// endpoint of the exchange")
 	fs.StringVar(&ff.wsExchange, "ws-exchange", "", "ws feed: message format: coinbase, binance or kraken (gap detection: coinbase trade_id, binance trade/aggTrade ids; kraken has none)")
@@ -120,7 +122,7 @@ func (ff *feedFlags) register(fs *flag.FlagSet) {
 // setting one without selecting its feed is a usage error, not silently
 // ignored.
 var feedFlagOwners = map[string]string{
-	"tcp-addr": feedTCP, "tcp-format": feedTCP, "tcp-ack": feedTCP, "tcp-loops": feedTCP, "tcp-idle-timeout": feedTCP,
+	"tcp-addr": feedTCP, "tcp-format": feedTCP, "tcp-ack": feedTCP, "tcp-loops": feedTCP, "tcp-lock-thread": feedTCP, "tcp-idle-timeout": feedTCP,
 	"ws-url": feedWS, "ws-exchange": feedWS, "ws-subscribe": feedWS, "ws-stale-after": feedWS,
 	"webhook-addr": feedWebhook, "webhook-path": feedWebhook, "webhook-secret-file": feedWebhook,
 	"js-url": feedJetStream, "js-stream": feedJetStream, "js-subject-prefix": feedJetStream, "js-partitions": feedJetStream,
@@ -241,7 +243,8 @@ func buildTCP(ff *feedFlags) (feeds.Feed, int, error) {
 	if idle <= 0 {
 		idle = -1 // the flag's 0 is "never"; TCPConfig's 0 is the default
 	}
-	s, err := feeds.NewTCPServer(feeds.TCPConfig{Addr: ff.tcpAddr, Format: format, Ack: ff.tcpAck, EventLoops: loops, IdleTimeout: idle})
+	s, err := feeds.NewTCPServer(feeds.TCPConfig{Addr: ff.tcpAddr, Format: format, Ack: ff.tcpAck, EventLoops: loops, IdleTimeout: idle,
+		SharedThreads: !ff.tcpLockThread})
 	if err != nil {
 		return nil, 0, usageError{err}
 	}
