@@ -471,4 +471,12 @@ func TestConfigTCPLockThread(t *testing.T) {
 			t.Fatalf("%q: RunArgs = %q (%v), want %q", tc.yaml, args, err, tc.want)
 		}
 	}
+	// A stream added through the API (POST /api/streams) gets the default too.
+	c, err := ParseStreamConfig("POST /api/streams", ".", []byte(`{"name":"fx","source":{"tcp":{"addr":"127.0.0.1:9100"}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if args, err := c.RunArgs(0); err != nil || slices.Contains(args, "--tcp-lock-thread=false") {
+		t.Fatalf("API stream: RunArgs = %q (%v), want the loops locked (no --tcp-lock-thread=false)", args, err)
+	}
 }
