@@ -418,3 +418,40 @@ func TestStateSaveFencedByEpoch(t *testing.T) {
 		t.Fatalf("refs: %v %v", refs, err)
 	}
 }
+
+// TestStateAPIPrefix: State.get sends its request under the API prefix the
+// JetStream handle uses (jetstream.New, NewWithAPIPrefix, NewWithDomain).
+func TestStateAPIPrefix(t *testing.T) {
+	for _, tc := range []struct {
+		opts jetstream.JetStreamOptions
+		want string
+	}{
+		{jetstream.JetStreamOptions{}, "$JS.API."},
+		{jetstream.JetStreamOptions{APIPrefix: "$JS.hub.API"}, "$JS.hub.API."},
+		{jetstream.JetStreamOptions{APIPrefix: "$JS.hub.API."}, "$JS.hub.API."},
+		{jetstream.JetStreamOptions{Domain: "leaf"}, "$JS.leaf.API."},
+	} {
+		if got := apiPrefix(tc.opts); got != tc.want {
+			t.Errorf("apiPrefix(%+v) = %q, want %q", tc.opts, got, tc.want)
+		}
+	}
+	// And as the library sets the options.
+	nc, err := nats.Connect(testURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.NewWithDomain(nc, "leaf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := apiPrefix(js.Options()); got != "$JS.leaf.API." {
+		t.Errorf("NewWithDomain: apiPrefix = %q", got)
+	}
+	if js, err = jetstream.NewWithAPIPrefix(nc, "$JS.hub.API"); err != nil {
+		t.Fatal(err)
+	}
+	if got := apiPrefix(js.Options()); got != "$JS.hub.API." {
+		t.Errorf("NewWithAPIPrefix: apiPrefix = %q", got)
+	}
+}

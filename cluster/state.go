@@ -216,7 +216,9 @@ func (s *State) Refs(ctx context.Context, partitions int) (map[int]CheckpointRef
 // for a fence. Turning direct gets off on the stream instead (UpdateStream
 // at start-up) was tried: through the network-partition test's proxies the
 // update went unanswered, and a member that cannot change the stream must
-// not fail to start. A pointer is read once per load and per save.
+// not fail to start. jetstream's own Stream.GetLastMsgForSubject is no way
+// round it: it makes a direct get too when the stream allows them. A
+// pointer is read once per load and per save.
 func (s *State) get(ctx context.Context, key string) (val []byte, rev uint64, err error) {
 	req, _ := json.Marshal(struct {
 		LastBySubj string `json:"last_by_subj"`
